@@ -1,0 +1,4 @@
+DROP TABLE messages;
+DROP TABLE members;
+DROP TABLE rooms;
+DROP TABLE users;

@@ -1,0 +1,150 @@
+//! `CommitQueue`: the async front of the single database writer, doing group commit.
+//!
+//! Rooms, the presence registry and REST handlers send [`Commit`] with a group of writes.
+//! While one batch is being written, new groups wait here; when it finishes, everything
+//! that arrived meanwhile goes out as the next batch — one transaction, one fsync. A `Commit`
+//! is answered only after its batch has committed, which is what lets a `send` ack mean
+//! "durably stored". Groups commit in arrival order, so per-room seqs come out in order.
+//!
+//! It sends only to the writer `Database` and never calls back into the engine.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::database::{Database, WriteBatch};
+use crate::db::models::{WriteOp, WriteOutcome};
+use crate::error::PersistError;
+
+type Reply = oneshot::Sender<Result<Vec<WriteOutcome>, PersistError>>;
+
+pub struct CommitQueue {
+    writer: Addr<Database>,
+    waiting: Vec<(Vec<WriteOp>, Reply)>,
+    in_flight: bool,
+    max_batch: usize,
+    /// Notified when the queue is empty and nothing is in flight (shutdown drain).
+    drained: Vec<oneshot::Sender<()>>,
+    stats: CommitStats,
+}
+
+/// Counters for `/v1/admin/stats` and `/metrics`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CommitStats {
+    pub batches: u64,
+    pub groups: u64,
+    pub failed_batches: u64,
+    pub last_batch_groups: usize,
+    pub max_batch_groups: usize,
+    pub last_batch_ms: f64,
+    pub queue_depth: usize,
+}
+
+impl CommitQueue {
+    pub fn new(writer: Addr<Database>, max_batch: usize) -> Self {
+        CommitQueue { writer, waiting: Vec::new(), in_flight: false, max_batch, drained: Vec::new(), stats: CommitStats::default() }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight {
+            return;
+        }
+        if self.waiting.is_empty() {
+            for tx in self.drained.drain(..) {
+                let _ = tx.send(());
+            }
+            return;
+        }
+        let n = self.waiting.len().min(self.max_batch);
+        let (groups, replies): (Vec<_>, Vec<_>) = self.waiting.drain(..n).unzip();
+        self.in_flight = true;
+        let started = Instant::now();
+        let size = groups.len();
+        self.writer
+            .send(WriteBatch { groups })
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                act.in_flight = false;
+                act.stats.batches += 1;
+                act.stats.groups += size as u64;
+                act.stats.last_batch_groups = size;
+                act.stats.max_batch_groups = act.stats.max_batch_groups.max(size);
+                act.stats.last_batch_ms = started.elapsed().as_secs_f64() * 1000.0;
+                match res.map_err(PersistError::from).and_then(|r| r) {
+                    Ok(results) => {
+                        for (tx, r) in replies.into_iter().zip(results) {
+                            // A dropped receiver means the asker went away; the data is stored anyway.
+                            let _ = tx.send(r);
+                        }
+                    }
+                    Err(e) => {
+                        act.stats.failed_batches += 1;
+                        log::warn!("commit batch of {size} groups failed: {e}");
+                        for tx in replies {
+                            let _ = tx.send(Err(e.clone()));
+                        }
+                    }
+                }
+                act.flush(ctx);
+            })
+            .spawn(ctx);
+    }
+}
+
+impl Actor for CommitQueue {
+    type Context = Context<Self>;
+}
+
+/// Sent by rooms, the presence registry and REST handlers: store these writes together and
+/// answer once they are committed.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<WriteOutcome>, PersistError>")]
+pub struct Commit {
+    pub ops: Vec<WriteOp>,
+}
+
+impl Handler<Commit> for CommitQueue {
+    type Result = ResponseFuture<Result<Vec<WriteOutcome>, PersistError>>;
+
+    fn handle(&mut self, msg: Commit, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.waiting.push((msg.ops, tx));
+        self.flush(ctx);
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(PersistError::Unavailable("commit queue stopped".into())))
+        })
+    }
+}
+
+/// Sent at shutdown: answers once every queued write is committed (or failed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+impl Handler<Drain> for CommitQueue {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.drained.push(tx);
+        self.flush(ctx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+/// Sent by the stats route.
+#[derive(Message)]
+#[rtype(result = "CommitStats")]
+pub struct GetCommitStats;
+
+impl Handler<GetCommitStats> for CommitQueue {
+    type Result = MessageResult<GetCommitStats>;
+    fn handle(&mut self, _: GetCommitStats, _: &mut Context<Self>) -> Self::Result {
+        let mut s = self.stats.clone();
+        s.queue_depth = self.waiting.len();
+        MessageResult(s)
+    }
+}

@@ -1,0 +1,140 @@
+//! `Database`: the only actor that touches Diesel. It runs on `SyncArbiter` threads (never on
+//! an async arbiter): one instance with a single thread takes the write batches of the
+//! [`CommitQueue`](super::commit_queue::CommitQueue) (one writer keeps SQLite free of lock
+//! contention and makes seq assignment trivially ordered), and a pool of reader threads
+//! answers reads from rooms, the presence registry and REST handlers.
+//!
+//! It never sends to another actor: it only answers.
+
+use actix::prelude::*;
+
+use crate::db::models::{RoomRecord, RoomSummary, StoredMessage, UserRecord, WriteOp, WriteOutcome};
+use crate::db::{DbConnection, DbPool};
+use crate::domain::{RoomId, UserId};
+use crate::error::PersistError;
+
+pub struct Database {
+    pool: DbPool,
+}
+
+impl Database {
+    pub fn new(pool: DbPool) -> Self {
+        Database { pool }
+    }
+
+    fn with_conn<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T, PersistError>) -> Result<T, PersistError> {
+        let mut conn = self.pool.get()?;
+        f(&mut conn)
+    }
+}
+
+impl Actor for Database {
+    type Context = SyncContext<Self>;
+}
+
+/// Sent by the `CommitQueue` to the writer with everything collected since the last batch.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Result<Vec<WriteOutcome>, PersistError>>, PersistError>")]
+pub struct WriteBatch {
+    pub groups: Vec<Vec<WriteOp>>,
+}
+
+impl Handler<WriteBatch> for Database {
+    type Result = Result<Vec<Result<Vec<WriteOutcome>, PersistError>>, PersistError>;
+    fn handle(&mut self, msg: WriteBatch, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with_conn(|c| c.write_batch(&msg.groups))
+    }
+}
+
+/// Sent by the room supervisor when it starts a room actor.
+#[derive(Message)]
+#[rtype(result = "Result<Option<RoomRecord>, PersistError>")]
+pub struct LoadRoom {
+    pub room: RoomId,
+}
+
+impl Handler<LoadRoom> for Database {
+    type Result = Result<Option<RoomRecord>, PersistError>;
+    fn handle(&mut self, msg: LoadRoom, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with_conn(|c| c.load_room(&msg.room))
+    }
+}
+
+/// Sent at session start (to subscribe it) and by `GET /v1/rooms`.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<RoomSummary>, PersistError>")]
+pub struct ListUserRooms {
+    pub user: UserId,
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+impl Handler<ListUserRooms> for Database {
+    type Result = Result<Vec<RoomSummary>, PersistError>;
+    fn handle(&mut self, msg: ListUserRooms, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with_conn(|c| c.user_rooms(&msg.user, msg.after.as_deref(), msg.limit))
+    }
+}
+
+/// Sent by a room answering `history`, a `join` with `since_seq`, or the REST history route.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<StoredMessage>, bool), PersistError>")]
+pub struct FetchHistory {
+    pub room: RoomId,
+    pub before_seq: Option<i64>,
+    pub after_seq: Option<i64>,
+    pub limit: i64,
+}
+
+impl Handler<FetchHistory> for Database {
+    type Result = Result<(Vec<StoredMessage>, bool), PersistError>;
+    fn handle(&mut self, msg: FetchHistory, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with_conn(|c| c.history(&msg.room, msg.before_seq, msg.after_seq, msg.limit))
+    }
+}
+
+/// Sent by the presence registry for users it has no live entry for (last_seen, status).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<UserRecord>, PersistError>")]
+pub struct LoadUsers {
+    pub users: Vec<UserId>,
+}
+
+impl Handler<LoadUsers> for Database {
+    type Result = Result<Vec<UserRecord>, PersistError>;
+    fn handle(&mut self, msg: LoadUsers, _: &mut SyncContext<Self>) -> Self::Result {
+        let ids: Vec<&str> = msg.users.iter().map(|u| u.as_str()).collect();
+        self.with_conn(|c| c.users(&ids))
+    }
+}
+
+/// Sent by `/readyz`: is the database reachable and fully migrated?
+#[derive(Message)]
+#[rtype(result = "Result<(), PersistError>")]
+pub struct CheckReady;
+
+impl Handler<CheckReady> for Database {
+    type Result = Result<(), PersistError>;
+    fn handle(&mut self, _: CheckReady, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with_conn(|c| {
+            c.ping()?;
+            if c.migrations_applied()? {
+                Ok(())
+            } else {
+                Err(PersistError::Unavailable("migrations are not applied yet".into()))
+            }
+        })
+    }
+}
+
+/// Sent at start-up (and by the readiness retry loop) to apply the embedded migrations.
+#[derive(Message)]
+#[rtype(result = "Result<(), PersistError>")]
+pub struct RunMigrations;
+
+impl Handler<RunMigrations> for Database {
+    type Result = Result<(), PersistError>;
+    fn handle(&mut self, _: RunMigrations, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with_conn(|c| c.run_migrations())
+    }
+}

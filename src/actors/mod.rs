@@ -1,0 +1,20 @@
+//! The actors of the engine, one file each.
+//!
+//! ```text
+//!   WsSession ──► RoomSupervisor ──► Room ──► CommitQueue ──► Database (writer, SyncArbiter)
+//!      │  ▲            │  ▲            │                          
+//!      │  │            │  │            └──────► Database (readers, SyncArbiter)
+//!      │  └─ Deliver ──┘  │ PresenceChanged
+//!      └──────► PresenceRegistry ──► CommitQueue / Database (readers)
+//! ```
+//!
+//! Sessions talk to the supervisor (rooms) and the registry (presence); rooms and the
+//! registry push encoded frames back to sessions with `Deliver`. The persistence actors only
+//! answer: they never call back into the engine.
+
+pub mod commit_queue;
+pub mod database;
+pub mod presence_registry;
+pub mod room;
+pub mod room_supervisor;
+pub mod session;

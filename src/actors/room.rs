@@ -1,0 +1,703 @@
+//! `Room`: one actor per active room, started and stopped by the
+//! [`RoomSupervisor`](super::room_supervisor::RoomSupervisor).
+//!
+//! It owns the room's membership (loaded from the database when it starts), the sessions
+//! subscribed to it, its typing indicators and its write pipeline: messages are appended
+//! through the [`CommitQueue`](super::commit_queue::CommitQueue) one batch at a time, seqs are
+//! assigned inside that transaction, and the room fans a message out only after the commit
+//! that also releases the sender's ack — so no client ever sees a seq that could be reused.
+//! Every broadcast frame is encoded once and shared by all recipients.
+//!
+//! Sends to: sessions (`Deliver`, via `try_send`), the commit queue and the database readers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use super::commit_queue::Commit;
+use super::database::{FetchHistory, LoadRoom};
+use super::session::{DeliverOutcome, SessionHandle};
+use crate::db::models::{MemberRole, NewMessage, StoredMessage, WriteOp, WriteOutcome};
+use crate::domain::{now_millis, rfc3339, ReceiptStatus, RoomId, RoomKind, SessionId, UserId};
+use crate::engine::Store;
+use crate::error::{EngineError, PersistError};
+use crate::protocol::{self, MessageObject, PresenceView, TypingState};
+
+/// Who asks for a membership change, for authorization.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: UserId,
+    pub admin: bool,
+}
+
+struct PendingPublish {
+    message: NewMessage,
+    origin: Option<SessionId>,
+    reply: oneshot::Sender<Result<Published, EngineError>>,
+}
+
+pub struct Room {
+    id: RoomId,
+    store: Store,
+    typing_timeout: std::time::Duration,
+    /// False until the room row exists in the database.
+    exists: bool,
+    name: Option<String>,
+    last_seq: i64,
+    members: HashMap<UserId, MemberRole>,
+    subscribers: HashMap<SessionId, SessionHandle>,
+    /// Shared with the supervisor so its idle sweep can read it without a round trip.
+    subscriber_count: Arc<AtomicUsize>,
+    pending: Vec<PendingPublish>,
+    writing: bool,
+    /// Typing users and the generation of their last `start` (a newer start resets the timer).
+    typing: HashMap<UserId, u64>,
+    typing_generation: u64,
+    stopping: bool,
+}
+
+impl Room {
+    pub fn new(id: RoomId, store: Store, typing_timeout: std::time::Duration, subscriber_count: Arc<AtomicUsize>) -> Self {
+        Room {
+            id,
+            store,
+            typing_timeout,
+            exists: false,
+            name: None,
+            last_seq: 0,
+            members: HashMap::new(),
+            subscribers: HashMap::new(),
+            subscriber_count,
+            pending: Vec::new(),
+            writing: false,
+            typing: HashMap::new(),
+            typing_generation: 0,
+            stopping: false,
+        }
+    }
+
+    fn is_member(&self, user: &UserId) -> bool {
+        self.members.contains_key(user)
+    }
+
+    fn require_member(&self, user: &UserId) -> Result<(), EngineError> {
+        if self.is_member(user) {
+            Ok(())
+        } else {
+            Err(EngineError::no_access(&self.id))
+        }
+    }
+
+    /// Sends one encoded frame to every subscriber accepted by `to`, dropping the ones that
+    /// are gone or too slow.
+    fn broadcast(&mut self, frame: &ByteString, to: impl Fn(&SessionHandle) -> bool) {
+        let mut dropped = Vec::new();
+        for (id, s) in &self.subscribers {
+            if !to(s) {
+                continue;
+            }
+            match s.deliver(frame) {
+                DeliverOutcome::Queued => {}
+                DeliverOutcome::SlowConsumer => {
+                    log::info!("room {}: session {} of {} is a slow consumer, dropped", self.id, id, s.user);
+                    dropped.push(*id);
+                }
+                DeliverOutcome::Gone => dropped.push(*id),
+            }
+        }
+        for id in dropped {
+            self.subscribers.remove(&id);
+        }
+        self.subscriber_count.store(self.subscribers.len(), Ordering::Relaxed);
+    }
+
+    fn fan_out_message(&mut self, m: &StoredMessage, origin: Option<SessionId>) {
+        let frame: ByteString = protocol::event("message", &MessageObject::new(m)).into();
+        self.broadcast(&frame, |s| Some(s.id) != origin);
+    }
+
+    fn flush_pending(&mut self, ctx: &mut Context<Self>) {
+        if self.writing || self.pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending);
+        let mut messages = Vec::with_capacity(batch.len());
+        let mut waiters = Vec::with_capacity(batch.len());
+        for p in batch {
+            messages.push(p.message);
+            waiters.push((p.origin, p.reply));
+        }
+        self.writing = true;
+        let ops = vec![WriteOp::AppendMessages { room: self.id.clone(), messages }];
+        self.store
+            .commits
+            .send(Commit { ops })
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                act.writing = false;
+                let appended = match res.map_err(PersistError::from).and_then(|r| r) {
+                    Ok(mut outcomes) => match outcomes.pop() {
+                        Some(WriteOutcome::Appended(list)) if list.len() == waiters.len() => Ok(list),
+                        other => Err(EngineError::Internal(format!("unexpected append outcome {other:?}"))),
+                    },
+                    Err(e) => Err(EngineError::from(e)),
+                };
+                match appended {
+                    Ok(list) => {
+                        for ((origin, reply), a) in waiters.into_iter().zip(list) {
+                            if !a.duplicate {
+                                act.last_seq = act.last_seq.max(a.message.seq);
+                                act.fan_out_message(&a.message, origin);
+                            }
+                            let _ = reply.send(Ok(Published { message: a.message, duplicate: a.duplicate }));
+                        }
+                    }
+                    Err(e) => {
+                        for (_, reply) in waiters {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                    }
+                }
+                act.flush_pending(ctx);
+                if act.stopping && !act.writing {
+                    ctx.stop();
+                }
+            })
+            .spawn(ctx);
+    }
+
+    fn commit(&self, ops: Vec<WriteOp>) -> impl std::future::Future<Output = Result<Vec<WriteOutcome>, EngineError>> {
+        let commits = self.store.commits.clone();
+        async move {
+            commits
+                .send(Commit { ops })
+                .await
+                .map_err(PersistError::from)
+                .and_then(|r| r)
+                .map_err(EngineError::from)
+        }
+    }
+
+    fn online_users(&self) -> Vec<UserId> {
+        let mut users: Vec<UserId> = self.subscribers.values().map(|s| s.user.clone()).collect();
+        users.sort();
+        users.dedup();
+        users
+    }
+
+    fn end_typing(&mut self, user: &UserId) {
+        if self.typing.remove(user).is_some() {
+            let frame: ByteString =
+                protocol::event("typing", &json!({"room": self.id, "user": user, "state": "stop"})).into();
+            self.broadcast(&frame, |s| &s.user != user);
+        }
+    }
+}
+
+impl Actor for Room {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Nothing may be handled before membership and last_seq are known.
+        self.store
+            .reader
+            .send(LoadRoom { room: self.id.clone() })
+            .into_actor(self)
+            .map(|res, act, ctx| match res.map_err(PersistError::from).and_then(|r| r) {
+                Ok(Some(record)) => {
+                    act.exists = true;
+                    act.name = record.name;
+                    act.last_seq = record.last_seq;
+                    act.members = record.members.into_iter().collect();
+                }
+                Ok(None) => act.exists = false,
+                Err(e) => {
+                    log::warn!("room {} could not load: {e}", act.id);
+                    ctx.stop();
+                }
+            })
+            .wait(ctx);
+    }
+}
+
+/// Sent by the supervisor: route this session's traffic of the room to it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe {
+    pub handle: SessionHandle,
+}
+
+impl Handler<Subscribe> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
+        if self.is_member(&msg.handle.user) {
+            self.subscribers.insert(msg.handle.id, msg.handle);
+            self.subscriber_count.store(self.subscribers.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sent by the supervisor when a session closes or its user leaves the room.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    pub session: SessionId,
+}
+
+impl Handler<Unsubscribe> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
+        if let Some(h) = self.subscribers.remove(&msg.session) {
+            self.subscriber_count.store(self.subscribers.len(), Ordering::Relaxed);
+            if !self.subscribers.values().any(|s| s.user == h.user) {
+                self.end_typing(&h.user);
+            }
+        }
+    }
+}
+
+/// What a successful `join` returns.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub seq: i64,
+    pub online: Vec<UserId>,
+    pub missed: Vec<StoredMessage>,
+    pub has_more: bool,
+    /// False when the user was a member already.
+    pub new_member: bool,
+}
+
+/// Sent by the supervisor for a `join`: make the user a member if allowed, and fetch what they
+/// missed after `since_seq`.
+#[derive(Message)]
+#[rtype(result = "Result<Joined, EngineError>")]
+pub struct JoinMember {
+    pub user: UserId,
+    pub since_seq: Option<i64>,
+    pub missed_limit: i64,
+}
+
+impl Handler<JoinMember> for Room {
+    type Result = ResponseActFuture<Self, Result<Joined, EngineError>>;
+    fn handle(&mut self, msg: JoinMember, _: &mut Context<Self>) -> Self::Result {
+        let already = self.is_member(&msg.user);
+        let write = if already {
+            None
+        } else if self.id.kind() == RoomKind::Public {
+            let at = now_millis();
+            let mut ops = Vec::new();
+            if !self.exists {
+                ops.push(WriteOp::EnsureRoom { room: self.id.clone(), name: None, created_by: Some(msg.user.clone()), at });
+            }
+            ops.push(WriteOp::AddMember { room: self.id.clone(), user: msg.user.clone(), role: MemberRole::Member, at });
+            Some(self.commit(ops))
+        } else {
+            return Box::pin(fut::ready(Err(EngineError::no_access(&self.id))));
+        };
+        let reader = self.store.reader.clone();
+        let room = self.id.clone();
+        let user = msg.user.clone();
+        Box::pin(
+            async move {
+                if let Some(w) = write {
+                    w.await?;
+                }
+                Ok::<_, EngineError>(())
+            }
+            .into_actor(self)
+            .then(move |res, act, _| {
+                if res.is_ok() {
+                    act.exists = true;
+                    act.members.entry(user).or_insert(MemberRole::Member);
+                }
+                let seq = act.last_seq;
+                let mut online = act.online_users();
+                if !online.contains(&msg.user) {
+                    online.push(msg.user.clone());
+                }
+                async move {
+                    res?;
+                    let (missed, has_more) = match msg.since_seq {
+                        Some(since) if since < seq && msg.missed_limit > 0 => reader
+                            .send(FetchHistory { room, before_seq: None, after_seq: Some(since), limit: msg.missed_limit })
+                            .await
+                            .map_err(PersistError::from)
+                            .and_then(|r| r)?,
+                        _ => (Vec::new(), false),
+                    };
+                    Ok(Joined { seq, online, missed, has_more, new_member: !already })
+                }
+                .into_actor(act)
+            }),
+        )
+    }
+}
+
+/// Sent by the supervisor for a `leave`: end the membership.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct LeaveMember {
+    pub user: UserId,
+}
+
+impl Handler<LeaveMember> for Room {
+    type Result = ResponseActFuture<Self, Result<(), EngineError>>;
+    fn handle(&mut self, msg: LeaveMember, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.require_member(&msg.user) {
+            return Box::pin(fut::ready(Err(e)));
+        }
+        let write = self.commit(vec![WriteOp::RemoveMember { room: self.id.clone(), user: msg.user.clone() }]);
+        Box::pin(write.into_actor(self).map(move |res, act, _| {
+            res?;
+            act.members.remove(&msg.user);
+            act.end_typing(&msg.user);
+            act.subscribers.retain(|_, s| s.user != msg.user);
+            act.subscriber_count.store(act.subscribers.len(), Ordering::Relaxed);
+            Ok(())
+        }))
+    }
+}
+
+/// Sent by the supervisor (REST): add a member; the owner or an admin may.
+#[derive(Message)]
+#[rtype(result = "Result<bool, EngineError>")]
+pub struct AddMember {
+    pub user: UserId,
+    pub by: Caller,
+}
+
+impl Handler<AddMember> for Room {
+    type Result = ResponseActFuture<Self, Result<bool, EngineError>>;
+    fn handle(&mut self, msg: AddMember, _: &mut Context<Self>) -> Self::Result {
+        let check = if !self.exists {
+            Err(EngineError::NotFound(format!("room {} does not exist", self.id)))
+        } else if self.id.kind() == RoomKind::Direct {
+            Err(EngineError::Forbidden("a direct room always has exactly its two users".into()))
+        } else if !(msg.by.admin || self.members.get(&msg.by.user) == Some(&MemberRole::Owner)) {
+            Err(EngineError::Forbidden(format!("only the room owner or an admin may add members to {}", self.id)))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = check {
+            return Box::pin(fut::ready(Err(e)));
+        }
+        if self.is_member(&msg.user) {
+            return Box::pin(fut::ready(Ok(false)));
+        }
+        let op = WriteOp::AddMember { room: self.id.clone(), user: msg.user.clone(), role: MemberRole::Member, at: now_millis() };
+        Box::pin(self.commit(vec![op]).into_actor(self).map(move |res, act, _| {
+            res?;
+            act.members.entry(msg.user).or_insert(MemberRole::Member);
+            Ok(true)
+        }))
+    }
+}
+
+/// Sent by the supervisor (REST): remove a member; the owner, an admin or the member may.
+#[derive(Message)]
+#[rtype(result = "Result<bool, EngineError>")]
+pub struct RemoveMember {
+    pub user: UserId,
+    pub by: Caller,
+}
+
+impl Handler<RemoveMember> for Room {
+    type Result = ResponseActFuture<Self, Result<bool, EngineError>>;
+    fn handle(&mut self, msg: RemoveMember, _: &mut Context<Self>) -> Self::Result {
+        let allowed = msg.by.admin || msg.by.user == msg.user || self.members.get(&msg.by.user) == Some(&MemberRole::Owner);
+        if !self.exists {
+            return Box::pin(fut::ready(Err(EngineError::NotFound(format!("room {} does not exist", self.id)))));
+        }
+        if !allowed {
+            return Box::pin(fut::ready(Err(EngineError::Forbidden(format!(
+                "only the room owner or an admin may remove members of {}",
+                self.id
+            )))));
+        }
+        if !self.is_member(&msg.user) {
+            return Box::pin(fut::ready(Ok(false)));
+        }
+        let op = WriteOp::RemoveMember { room: self.id.clone(), user: msg.user.clone() };
+        Box::pin(self.commit(vec![op]).into_actor(self).map(move |res, act, _| {
+            res?;
+            act.members.remove(&msg.user);
+            act.end_typing(&msg.user);
+            act.subscribers.retain(|_, s| s.user != msg.user);
+            act.subscriber_count.store(act.subscribers.len(), Ordering::Relaxed);
+            Ok(true)
+        }))
+    }
+}
+
+/// Sent by the supervisor (REST `POST /v1/rooms`) to a freshly started private room.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct CreatePrivate {
+    pub owner: UserId,
+    pub name: String,
+}
+
+impl Handler<CreatePrivate> for Room {
+    type Result = ResponseActFuture<Self, Result<(), EngineError>>;
+    fn handle(&mut self, msg: CreatePrivate, _: &mut Context<Self>) -> Self::Result {
+        if self.exists {
+            return Box::pin(fut::ready(Err(EngineError::Conflict(format!("room {} already exists", self.id)))));
+        }
+        let at = now_millis();
+        let ops = vec![
+            WriteOp::EnsureRoom { room: self.id.clone(), name: Some(msg.name.clone()), created_by: Some(msg.owner.clone()), at },
+            WriteOp::AddMember { room: self.id.clone(), user: msg.owner.clone(), role: MemberRole::Owner, at },
+        ];
+        Box::pin(self.commit(ops).into_actor(self).map(move |res, act, _| {
+            res?;
+            act.exists = true;
+            act.name = Some(msg.name);
+            act.members.insert(msg.owner, MemberRole::Owner);
+            Ok(())
+        }))
+    }
+}
+
+/// Sent by the supervisor before the first direct message: make sure the direct room and both
+/// memberships exist. Answers the users that became members.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<UserId>, EngineError>")]
+pub struct EnsureDirect;
+
+impl Handler<EnsureDirect> for Room {
+    type Result = ResponseActFuture<Self, Result<Vec<UserId>, EngineError>>;
+    fn handle(&mut self, _: EnsureDirect, _: &mut Context<Self>) -> Self::Result {
+        let Some((a, b)) = self.id.direct_users() else {
+            return Box::pin(fut::ready(Err(EngineError::Internal(format!("{} is not a direct room", self.id)))));
+        };
+        let missing: Vec<UserId> = [a, b].into_iter().filter(|u| !self.is_member(u)).collect();
+        if missing.is_empty() {
+            return Box::pin(fut::ready(Ok(Vec::new())));
+        }
+        let at = now_millis();
+        let mut ops = Vec::new();
+        if !self.exists {
+            ops.push(WriteOp::EnsureRoom { room: self.id.clone(), name: None, created_by: None, at });
+        }
+        for u in &missing {
+            ops.push(WriteOp::AddMember { room: self.id.clone(), user: u.clone(), role: MemberRole::Member, at });
+        }
+        Box::pin(self.commit(ops).into_actor(self).map(move |res, act, _| {
+            res?;
+            act.exists = true;
+            for u in &missing {
+                act.members.insert(u.clone(), MemberRole::Member);
+            }
+            Ok(missing)
+        }))
+    }
+}
+
+/// A stored message and whether it was stored earlier (an idempotent retry).
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub message: StoredMessage,
+    pub duplicate: bool,
+}
+
+/// Sent by the supervisor for a `send`: store and, once committed, fan out.
+#[derive(Message)]
+#[rtype(result = "Result<Published, EngineError>")]
+pub struct Publish {
+    pub message: NewMessage,
+    /// The sending session, which gets the ack instead of the `message` frame.
+    pub origin: Option<SessionId>,
+}
+
+impl Handler<Publish> for Room {
+    type Result = ResponseFuture<Result<Published, EngineError>>;
+    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.require_member(&msg.message.sender) {
+            return Box::pin(async move { Err(e) });
+        }
+        // A message ends the sender's typing indicator, as in every chat client.
+        self.typing.remove(&msg.message.sender);
+        let (tx, rx) = oneshot::channel();
+        self.pending.push(PendingPublish { message: msg.message, origin: msg.origin, reply: tx });
+        self.flush_pending(ctx);
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(EngineError::Unavailable("room stopped before the message was stored".into())))
+        })
+    }
+}
+
+/// Sent by the supervisor for a `typing` frame.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct Typing {
+    pub user: UserId,
+    pub state: TypingState,
+}
+
+impl Handler<Typing> for Room {
+    type Result = Result<(), EngineError>;
+    fn handle(&mut self, msg: Typing, ctx: &mut Context<Self>) -> Self::Result {
+        self.require_member(&msg.user)?;
+        match msg.state {
+            TypingState::Start => {
+                self.typing_generation += 1;
+                let generation = self.typing_generation;
+                self.typing.insert(msg.user.clone(), generation);
+                let frame: ByteString =
+                    protocol::event("typing", &json!({"room": self.id, "user": msg.user, "state": "start"})).into();
+                let user = msg.user.clone();
+                self.broadcast(&frame, |s| s.user != user);
+                let user = msg.user;
+                ctx.run_later(self.typing_timeout, move |act, _| {
+                    if act.typing.get(&user) == Some(&generation) {
+                        act.end_typing(&user);
+                    }
+                });
+            }
+            TypingState::Stop => {
+                if self.typing.contains_key(&msg.user) {
+                    self.end_typing(&msg.user);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sent by the supervisor for a `receipt`: move the member's watermark and tell the room.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct Receipt {
+    pub user: UserId,
+    pub origin: Option<SessionId>,
+    pub seq: i64,
+    pub status: ReceiptStatus,
+}
+
+impl Handler<Receipt> for Room {
+    type Result = ResponseActFuture<Self, Result<(), EngineError>>;
+    fn handle(&mut self, msg: Receipt, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.require_member(&msg.user) {
+            return Box::pin(fut::ready(Err(e)));
+        }
+        if msg.seq > self.last_seq {
+            return Box::pin(fut::ready(Err(EngineError::Invalid(format!(
+                "seq {} is beyond the latest message ({}) of {}",
+                msg.seq, self.last_seq, self.id
+            )))));
+        }
+        let op = WriteOp::AdvanceWatermark { room: self.id.clone(), user: msg.user.clone(), status: msg.status, seq: msg.seq };
+        Box::pin(self.commit(vec![op]).into_actor(self).map(move |res, act, _| {
+            let advanced = matches!(res?.first(), Some(WriteOutcome::Watermark { advanced: true, .. }));
+            if advanced {
+                let frame: ByteString = protocol::event(
+                    "receipt",
+                    &json!({"room": act.id, "user": msg.user, "seq": msg.seq, "status": msg.status.as_str(), "at": rfc3339(now_millis())}),
+                )
+                .into();
+                act.broadcast(&frame, |s| Some(s.id) != msg.origin);
+            }
+            Ok(())
+        }))
+    }
+}
+
+/// Sent by the supervisor for `history` and the REST history route.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<StoredMessage>, bool), EngineError>")]
+pub struct History {
+    pub user: UserId,
+    pub admin: bool,
+    pub before_seq: Option<i64>,
+    pub after_seq: Option<i64>,
+    pub limit: i64,
+}
+
+impl Handler<History> for Room {
+    type Result = ResponseFuture<Result<(Vec<StoredMessage>, bool), EngineError>>;
+    fn handle(&mut self, msg: History, _: &mut Context<Self>) -> Self::Result {
+        if !msg.admin {
+            if let Err(e) = self.require_member(&msg.user) {
+                return Box::pin(async move { Err(e) });
+            }
+        } else if !self.exists {
+            let room = self.id.clone();
+            return Box::pin(async move { Err(EngineError::NotFound(format!("room {room} does not exist"))) });
+        }
+        let reader = self.store.reader.clone();
+        let q = FetchHistory { room: self.id.clone(), before_seq: msg.before_seq, after_seq: msg.after_seq, limit: msg.limit };
+        Box::pin(async move { Ok(reader.send(q).await.map_err(PersistError::from).and_then(|r| r)?) })
+    }
+}
+
+/// Sent by the supervisor on behalf of the presence registry: `about` changed; members see it
+/// as a `room_presence` diff (the user's own sessions do not).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct BroadcastPresence {
+    pub about: UserId,
+    pub joins: Arc<Vec<PresenceView>>,
+    pub leaves: Arc<Vec<PresenceView>>,
+}
+
+impl Handler<BroadcastPresence> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: BroadcastPresence, _: &mut Context<Self>) {
+        let frame: ByteString = protocol::event(
+            "room_presence",
+            &json!({"room": self.id, "joins": &*msg.joins, "leaves": &*msg.leaves}),
+        )
+        .into();
+        let about = msg.about;
+        self.broadcast(&frame, |s| s.user != about);
+    }
+}
+
+/// Who is in the room now.
+#[derive(Debug, Clone)]
+pub struct RoomOnline {
+    pub exists: bool,
+    pub members: usize,
+    /// (user, session count)
+    pub online: Vec<(UserId, usize)>,
+    pub last_seq: i64,
+}
+
+/// Sent by the supervisor for the admin room presence route and membership checks.
+#[derive(Message)]
+#[rtype(result = "RoomOnline")]
+pub struct GetRoomOnline;
+
+impl Handler<GetRoomOnline> for Room {
+    type Result = MessageResult<GetRoomOnline>;
+    fn handle(&mut self, _: GetRoomOnline, _: &mut Context<Self>) -> Self::Result {
+        let mut counts: HashMap<UserId, usize> = HashMap::new();
+        for s in self.subscribers.values() {
+            *counts.entry(s.user.clone()).or_default() += 1;
+        }
+        let mut online: Vec<(UserId, usize)> = counts.into_iter().collect();
+        online.sort();
+        MessageResult(RoomOnline { exists: self.exists, members: self.members.len(), online, last_seq: self.last_seq })
+    }
+}
+
+/// Sent by the supervisor's idle sweep: stop once nothing is in flight.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for Room {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        self.stopping = true;
+        if !self.writing && self.pending.is_empty() {
+            ctx.stop();
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! `RoomSupervisor`: starts, finds and stops the [`Room`] actors, and knows which sessions each
+//! user has so that every session of a user is subscribed to all of the user's rooms.
+//!
+//! Sessions, REST handlers and the presence registry talk to rooms through it. It starts a
+//! room on first use (the room loads itself from the database), subscribes sessions at
+//! connect time and on join, invitation or first direct message, and stops rooms that have
+//! had no subscribers and no traffic for `room_idle`.
+//!
+//! Sends to: rooms, sessions (`SessionControl`), the database readers.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::database::ListUserRooms;
+use super::room::*;
+use super::session::{SessionControl, SessionHandle};
+use crate::db::models::RoomSummary;
+use crate::domain::{RoomId, SessionId, UserId};
+use crate::engine::Store;
+use crate::error::{EngineError, PersistError};
+use crate::protocol::PresenceView;
+
+/// Most rooms a session is subscribed to at connect.
+pub const MAX_ROOMS_PER_USER: i64 = 10_000;
+
+struct RoomEntry {
+    addr: Addr<Room>,
+    subscribers: Arc<AtomicUsize>,
+    last_used: Instant,
+}
+
+pub struct RoomSupervisor {
+    store: Store,
+    typing_timeout: Duration,
+    room_idle: Duration,
+    rooms: HashMap<RoomId, RoomEntry>,
+    /// Every live session by user, for subscribing all of a user's devices at once.
+    sessions: HashMap<UserId, HashMap<SessionId, SessionHandle>>,
+    /// The rooms each session is subscribed to, for unsubscribing on disconnect.
+    session_rooms: HashMap<SessionId, HashSet<RoomId>>,
+}
+
+impl RoomSupervisor {
+    pub fn new(store: Store, typing_timeout: Duration, room_idle: Duration) -> Self {
+        RoomSupervisor {
+            store,
+            typing_timeout,
+            room_idle,
+            rooms: HashMap::new(),
+            sessions: HashMap::new(),
+            session_rooms: HashMap::new(),
+        }
+    }
+
+    fn room(&mut self, id: &RoomId) -> Addr<Room> {
+        if let Some(e) = self.rooms.get_mut(id) {
+            if e.addr.connected() {
+                e.last_used = Instant::now();
+                return e.addr.clone();
+            }
+        }
+        let subscribers = Arc::new(AtomicUsize::new(0));
+        let addr = Room::new(id.clone(), self.store.clone(), self.typing_timeout, subscribers.clone()).start();
+        self.rooms.insert(id.clone(), RoomEntry { addr: addr.clone(), subscribers, last_used: Instant::now() });
+        addr
+    }
+
+    /// Subscribes every session of `user` to `room` and tells each session.
+    fn subscribe_user(&mut self, user: &UserId, room: &RoomId) {
+        let Some(sessions) = self.sessions.get(user) else { return };
+        let handles: Vec<SessionHandle> = sessions.values().cloned().collect();
+        let addr = self.room(room);
+        for h in handles {
+            if self.session_rooms.entry(h.id).or_default().insert(room.clone()) {
+                addr.do_send(Subscribe { handle: h.clone() });
+                h.send_control(SessionControl::Subscribed { room: room.clone() });
+            }
+        }
+    }
+
+    /// Unsubscribes every session of `user` from `room` and tells each session.
+    fn unsubscribe_user(&mut self, user: &UserId, room: &RoomId) {
+        let Some(sessions) = self.sessions.get(user) else { return };
+        for h in sessions.values() {
+            if let Some(set) = self.session_rooms.get_mut(&h.id) {
+                if set.remove(room) {
+                    if let Some(e) = self.rooms.get(room) {
+                        e.addr.do_send(Unsubscribe { session: h.id });
+                    }
+                    h.send_control(SessionControl::Unsubscribed { room: room.clone() });
+                }
+            }
+        }
+    }
+
+    fn sweep_idle_rooms(&mut self) {
+        let idle = self.room_idle;
+        let stale: Vec<RoomId> = self
+            .rooms
+            .iter()
+            .filter(|(_, e)| !e.addr.connected() || (e.subscribers.load(Ordering::Relaxed) == 0 && e.last_used.elapsed() >= idle))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            if let Some(e) = self.rooms.remove(&id) {
+                // Messages the supervisor already forwarded are ahead of Shutdown in the
+                // room's mailbox; the room finishes in-flight writes before stopping.
+                e.addr.do_send(Shutdown);
+            }
+        }
+    }
+}
+
+impl Actor for RoomSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let every = (self.room_idle / 2).clamp(Duration::from_millis(50), Duration::from_secs(30));
+        ctx.run_interval(every, |act, _| act.sweep_idle_rooms());
+    }
+}
+
+/// Sent when a session opens: subscribe it to all its user's rooms. Answers the user's rooms
+/// (with watermarks and unread counts, for the `sync` frame).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<RoomSummary>, EngineError>")]
+pub struct Connect {
+    pub handle: SessionHandle,
+}
+
+impl Handler<Connect> for RoomSupervisor {
+    type Result = ResponseActFuture<Self, Result<Vec<RoomSummary>, EngineError>>;
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> Self::Result {
+        let handle = msg.handle;
+        self.sessions.entry(handle.user.clone()).or_default().insert(handle.id, handle.clone());
+        self.session_rooms.entry(handle.id).or_default();
+        let q = ListUserRooms { user: handle.user.clone(), after: None, limit: MAX_ROOMS_PER_USER };
+        Box::pin(self.store.reader.send(q).into_actor(self).map(move |res, act, _| {
+            let rooms = res.map_err(PersistError::from).and_then(|r| r).map_err(EngineError::from)?;
+            // The session may have closed while the rooms were loading.
+            if !act.session_rooms.contains_key(&handle.id) {
+                return Ok(rooms);
+            }
+            for r in &rooms {
+                let Ok(id) = RoomId::parse(&r.room) else { continue };
+                let addr = act.room(&id);
+                addr.do_send(Subscribe { handle: handle.clone() });
+                if let Some(set) = act.session_rooms.get_mut(&handle.id) {
+                    set.insert(id);
+                }
+            }
+            Ok(rooms)
+        }))
+    }
+}
+
+/// Sent when a session closes (idempotent).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub session: SessionId,
+    pub user: UserId,
+}
+
+impl Handler<Disconnect> for RoomSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
+        if let Some(map) = self.sessions.get_mut(&msg.user) {
+            map.remove(&msg.session);
+            if map.is_empty() {
+                self.sessions.remove(&msg.user);
+            }
+        }
+        for room in self.session_rooms.remove(&msg.session).unwrap_or_default() {
+            if let Some(e) = self.rooms.get(&room) {
+                e.addr.do_send(Unsubscribe { session: msg.session });
+            }
+        }
+    }
+}
+
+/// Sent for a `join`.
+#[derive(Message)]
+#[rtype(result = "Result<Joined, EngineError>")]
+pub struct Join {
+    pub user: UserId,
+    pub room: RoomId,
+    pub since_seq: Option<i64>,
+    pub missed_limit: i64,
+}
+
+impl Handler<Join> for RoomSupervisor {
+    type Result = ResponseActFuture<Self, Result<Joined, EngineError>>;
+    fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
+        let addr = self.room(&msg.room);
+        let q = JoinMember { user: msg.user.clone(), since_seq: msg.since_seq, missed_limit: msg.missed_limit };
+        Box::pin(addr.send(q).into_actor(self).map(move |res, act, _| {
+            let joined = res??;
+            act.subscribe_user(&msg.user, &msg.room);
+            Ok(joined)
+        }))
+    }
+}
+
+/// Sent for a `leave`.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct Leave {
+    pub user: UserId,
+    pub room: RoomId,
+}
+
+impl Handler<Leave> for RoomSupervisor {
+    type Result = ResponseActFuture<Self, Result<(), EngineError>>;
+    fn handle(&mut self, msg: Leave, _: &mut Context<Self>) -> Self::Result {
+        let addr = self.room(&msg.room);
+        Box::pin(addr.send(LeaveMember { user: msg.user.clone() }).into_actor(self).map(move |res, act, _| {
+            res??;
+            act.unsubscribe_user(&msg.user, &msg.room);
+            Ok(())
+        }))
+    }
+}
+
+/// Sent for a `send` (to a room, or with `to` already turned into the direct room).
+#[derive(Message)]
+#[rtype(result = "Result<Published, EngineError>")]
+pub struct RoutePublish {
+    pub room: RoomId,
+    pub publish: Publish,
+}
+
+impl Handler<RoutePublish> for RoomSupervisor {
+    type Result = ResponseActFuture<Self, Result<Published, EngineError>>;
+    fn handle(&mut self, msg: RoutePublish, _: &mut Context<Self>) -> Self::Result {
+        let addr = self.room(&msg.room);
+        if msg.room.direct_users().is_none() {
+            return Box::pin(addr.send(msg.publish).into_actor(self).map(|res, _, _| res?));
+        }
+        // Direct rooms come into being with their first message: make sure both users are
+        // members and subscribed before the message can fan out.
+        let room = msg.room.clone();
+        let publish = msg.publish;
+        Box::pin(addr.send(EnsureDirect).into_actor(self).then(move |res, act, _| {
+            let added = res.map_err(EngineError::from).and_then(|r| r);
+            if let Ok(users) = &added {
+                for u in users {
+                    act.subscribe_user(u, &room);
+                }
+            }
+            let addr = act.room(&room);
+            async move {
+                added?;
+                addr.send(publish).await?
+            }
+            .into_actor(act)
+        }))
+    }
+}
+
+/// Sent for requests that only need the room: typing, receipts, history.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct RouteTyping {
+    pub room: RoomId,
+    pub typing: Typing,
+}
+
+impl Handler<RouteTyping> for RoomSupervisor {
+    type Result = ResponseFuture<Result<(), EngineError>>;
+    fn handle(&mut self, msg: RouteTyping, _: &mut Context<Self>) -> Self::Result {
+        let addr = self.room(&msg.room);
+        Box::pin(async move { addr.send(msg.typing).await? })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct RouteReceipt {
+    pub room: RoomId,
+    pub receipt: Receipt,
+}
+
+impl Handler<RouteReceipt> for RoomSupervisor {
+    type Result = ResponseFuture<Result<(), EngineError>>;
+    fn handle(&mut self, msg: RouteReceipt, _: &mut Context<Self>) -> Self::Result {
+        let addr = self.room(&msg.room);
+        Box::pin(async move { addr.send(msg.receipt).await? })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<crate::db::models::StoredMessage>, bool), EngineError>")]
+pub struct RouteHistory {
+    pub room: RoomId,
+    pub history: History,
+}
+
+impl Handler<RouteHistory> for RoomSupervisor {
+    type Result = ResponseFuture<Result<(Vec<crate::db::models::StoredMessage>, bool), EngineError>>;
+    fn handle(&mut self, msg: RouteHistory, _: &mut Context<Self>) -> Self::Result {
+        let addr = self.room(&msg.room);
+        Box::pin(async move { addr.send(msg.history).await? })
+    }
+}
+
+/// Sent by `POST /v1/rooms`: create a private room owned by `owner`.
+#[derive(Message)]
+#[rtype(result = "Result<RoomId, EngineError>")]
+pub struct CreateRoom {
+    pub owner: UserId,
+    pub name: String,
+}
+
+impl Handler<CreateRoom> for RoomSupervisor {
+    type Result = ResponseActFuture<Self, Result<RoomId, EngineError>>;
+    fn handle(&mut self, msg: CreateRoom, _: &mut Context<Self>) -> Self::Result {
+        let id = RoomId::new_private();
+        let addr = self.room(&id);
+        let owner = msg.owner.clone();
+        Box::pin(addr.send(CreatePrivate { owner: msg.owner, name: msg.name }).into_actor(self).map(move |res, act, _| {
+            res??;
+            act.subscribe_user(&owner, &id);
+            Ok(id)
+        }))
+    }
+}
+
+/// Sent by the members routes: add (`add: true`) or remove a member.
+#[derive(Message)]
+#[rtype(result = "Result<bool, EngineError>")]
+pub struct ChangeMember {
+    pub room: RoomId,
+    pub user: UserId,
+    pub by: Caller,
+    pub add: bool,
+}
+
+impl Handler<ChangeMember> for RoomSupervisor {
+    type Result = ResponseActFuture<Self, Result<bool, EngineError>>;
+    fn handle(&mut self, msg: ChangeMember, _: &mut Context<Self>) -> Self::Result {
+        let addr = self.room(&msg.room);
+        let (room, user, add) = (msg.room.clone(), msg.user.clone(), msg.add);
+        let fut = async move {
+            if add {
+                addr.send(AddMember { user: msg.user, by: msg.by }).await?
+            } else {
+                addr.send(RemoveMember { user: msg.user, by: msg.by }).await?
+            }
+        };
+        Box::pin(fut.into_actor(self).map(move |res, act, _| {
+            let changed = res?;
+            if add {
+                act.subscribe_user(&user, &room);
+            } else {
+                act.unsubscribe_user(&user, &room);
+            }
+            Ok(changed)
+        }))
+    }
+}
+
+/// Sent by the presence registry: `about` changed; tell the members of these rooms.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PresenceChanged {
+    pub about: UserId,
+    pub rooms: Vec<RoomId>,
+    pub joins: Arc<Vec<PresenceView>>,
+    pub leaves: Arc<Vec<PresenceView>>,
+}
+
+impl Handler<PresenceChanged> for RoomSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: PresenceChanged, _: &mut Context<Self>) {
+        for room in &msg.rooms {
+            // Only live rooms have subscribers to tell.
+            if let Some(e) = self.rooms.get(room) {
+                e.addr.do_send(BroadcastPresence { about: msg.about.clone(), joins: msg.joins.clone(), leaves: msg.leaves.clone() });
+            }
+        }
+    }
+}
+
+/// Sent by the admin room presence route.
+#[derive(Message)]
+#[rtype(result = "Result<RoomOnline, EngineError>")]
+pub struct GetRoomPresence {
+    pub room: RoomId,
+}
+
+impl Handler<GetRoomPresence> for RoomSupervisor {
+    type Result = ResponseFuture<Result<RoomOnline, EngineError>>;
+    fn handle(&mut self, msg: GetRoomPresence, _: &mut Context<Self>) -> Self::Result {
+        let addr = self.room(&msg.room);
+        Box::pin(async move { Ok(addr.send(GetRoomOnline).await?) })
+    }
+}
+
+/// Counts for `/v1/admin/stats`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomStats {
+    pub active_rooms: usize,
+    pub connected_users: usize,
+    pub sessions: usize,
+}
+
+#[derive(Message)]
+#[rtype(result = "RoomStats")]
+pub struct GetRoomStats;
+
+impl Handler<GetRoomStats> for RoomSupervisor {
+    type Result = MessageResult<GetRoomStats>;
+    fn handle(&mut self, _: GetRoomStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(RoomStats {
+            active_rooms: self.rooms.len(),
+            connected_users: self.sessions.len(),
+            sessions: self.session_rooms.len(),
+        })
+    }
+}

@@ -1,0 +1,405 @@
+//! `WsSession`: one actor per native WebSocket connection (actix-web-actors).
+//!
+//! It owns the connection's heartbeat, reassembles fragmented messages, parses frames into
+//! typed requests (`protocol`), and turns each into a message to the
+//! [`RoomSupervisor`](super::room_supervisor::RoomSupervisor) or the
+//! [`PresenceRegistry`](super::presence_registry::PresenceRegistry); replies come back as
+//! `ack`/`error` frames carrying the request's `ref`. Rooms and the registry push frames to it
+//! with [`Deliver`] (already encoded, shared by all recipients) and control it with
+//! [`SessionControl`].
+//!
+//! Its mailbox has a fixed capacity (the outbox): senders use `try_send` through
+//! [`SessionHandle::deliver`], and a session that cannot keep up is closed with close code
+//! 4008 instead of slowing the room or growing memory.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_web::web::{Bytes, BytesMut};
+use actix_http::ws::Item;
+use actix_web_actors::ws;
+use bytestring::ByteString;
+use serde_json::{json, Value};
+
+use crate::auth::AuthenticatedUser;
+use crate::domain::{now_millis, rfc3339, RoomId, SessionId, UserId};
+use crate::engine::Engine;
+use crate::error::{EngineError, ErrorCode};
+use crate::protocol::{self, close_code, ClientRequest, ParseLimits};
+
+/// Sent by rooms and the presence registry to a session: one encoded server frame.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    pub frame: ByteString,
+}
+
+/// Sent by the room supervisor and the presence registry to steer a session.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub enum SessionControl {
+    /// The session was subscribed to a room (join, invitation, first direct message).
+    Subscribed { room: RoomId },
+    /// The session no longer receives a room's traffic (leave, removal).
+    Unsubscribed { room: RoomId },
+    /// Close the connection with this code and reason.
+    Close { code: u16, reason: String },
+}
+
+/// What happened to a frame handed to [`SessionHandle::deliver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliverOutcome {
+    Queued,
+    /// The outbox was full: the session is being closed as a slow consumer; drop it.
+    SlowConsumer,
+    /// The session is gone; drop it.
+    Gone,
+}
+
+/// How other actors reach a session (a real `WsSession` or a test probe).
+#[derive(Clone)]
+pub struct SessionHandle {
+    pub id: SessionId,
+    pub user: UserId,
+    pub deliver: Recipient<Deliver>,
+    pub control: Recipient<SessionControl>,
+    /// Set when the outbox overflowed; the session closes itself at its next turn.
+    pub slow: Arc<AtomicBool>,
+    pub connected_at: i64,
+    pub remote_addr: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl SessionHandle {
+    /// Queues a frame without ever blocking or growing the outbox past its capacity.
+    pub fn deliver(&self, frame: &ByteString) -> DeliverOutcome {
+        match self.deliver.try_send(Deliver { frame: frame.clone() }) {
+            Ok(()) => DeliverOutcome::Queued,
+            Err(SendError::Full(_)) => {
+                self.slow.store(true, Ordering::Relaxed);
+                // do_send ignores the capacity on purpose: it guarantees the session has one
+                // more turn, in which it sees the flag and closes with 4008.
+                self.deliver.do_send(Deliver { frame: ByteString::new() });
+                DeliverOutcome::SlowConsumer
+            }
+            Err(SendError::Closed(_)) => DeliverOutcome::Gone,
+        }
+    }
+
+    pub fn send_control(&self, c: SessionControl) {
+        // Control messages are rare and must not be lost to a full outbox.
+        self.control.do_send(c);
+    }
+}
+
+impl std::fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionHandle({}, {})", self.id, self.user)
+    }
+}
+
+/// The native protocol session.
+pub struct WsSession {
+    id: SessionId,
+    auth: AuthenticatedUser,
+    engine: Engine,
+    last_heard: Instant,
+    /// A fragmented message being reassembled: (is_text, bytes so far).
+    fragments: Option<(bool, BytesMut)>,
+    slow: Arc<AtomicBool>,
+    remote_addr: Option<String>,
+    user_agent: Option<String>,
+    connected_at: i64,
+}
+
+impl WsSession {
+    pub fn new(auth: AuthenticatedUser, engine: Engine, remote_addr: Option<String>, user_agent: Option<String>) -> Self {
+        WsSession {
+            id: SessionId::next(),
+            auth,
+            engine,
+            last_heard: Instant::now(),
+            fragments: None,
+            slow: Arc::new(AtomicBool::new(false)),
+            remote_addr,
+            user_agent,
+            connected_at: now_millis(),
+        }
+    }
+
+    fn session_handle(&self, ctx: &mut ws::WebsocketContext<Self>) -> SessionHandle {
+        SessionHandle {
+            id: self.id,
+            user: self.auth.user_id.clone(),
+            deliver: ctx.address().recipient(),
+            control: ctx.address().recipient(),
+            slow: self.slow.clone(),
+            connected_at: self.connected_at,
+            remote_addr: self.remote_addr.clone(),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+
+    fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
+        ctx.close(Some(ws::CloseReason { code: ws::CloseCode::from(code), description: Some(reason.to_owned()) }));
+        ctx.stop();
+    }
+
+    fn heartbeat(&self, ctx: &mut ws::WebsocketContext<Self>) {
+        let interval = self.engine.settings.heartbeat_interval;
+        ctx.run_interval(interval, move |act, ctx| {
+            // Two missed pongs (and no other traffic) mean the peer is gone.
+            if act.last_heard.elapsed() > interval * 2 {
+                log::info!("session {} of {}: heartbeat timeout", act.id, act.auth.user_id);
+                ctx.stop();
+                return;
+            }
+            ctx.ping(b"");
+        });
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let limits = ParseLimits { max_text_bytes: self.engine.settings.max_text_bytes };
+        match protocol::parse_client_frame(text, limits) {
+            Ok(frame) => self.dispatch(frame.reference, frame.request, ctx),
+            Err(e) => ctx.text(protocol::error(e.reference.as_ref(), e.code, &e.message)),
+        }
+    }
+
+    /// Runs a request future and writes its ack or error frame when it resolves, without
+    /// blocking the session's mailbox meanwhile.
+    fn reply<F, T>(&self, reference: Option<Value>, fut: F, ctx: &mut ws::WebsocketContext<Self>)
+    where
+        F: std::future::Future<Output = Result<T, EngineError>> + 'static,
+        T: serde::Serialize + 'static,
+    {
+        fut.into_actor(self)
+            .map(move |res, _act, ctx| match res {
+                Ok(data) => ctx.text(protocol::ack(reference.as_ref(), &data)),
+                Err(e) => ctx.text(protocol::error(reference.as_ref(), e.code(), &e.to_string())),
+            })
+            .spawn(ctx);
+    }
+
+    fn dispatch(&mut self, reference: Option<Value>, request: ClientRequest, ctx: &mut ws::WebsocketContext<Self>) {
+        let engine = self.engine.clone();
+        let user = self.auth.user_id.clone();
+        let session = self.id;
+        match request {
+            ClientRequest::Ping => ctx.text(protocol::pong(reference.as_ref())),
+            ClientRequest::Join { room, since_seq } => {
+                self.reply(reference, async move { engine.join(&user, session, room, since_seq).await }, ctx)
+            }
+            ClientRequest::Leave { room } => {
+                self.reply(reference, async move { engine.leave(&user, room).await.map(|_| json!({})) }, ctx)
+            }
+            ClientRequest::Send(req) => {
+                self.reply(reference, async move { engine.send_message(&user, Some(session), req).await }, ctx)
+            }
+            ClientRequest::Typing { room, state } => self.reply(
+                reference,
+                async move { engine.typing(&user, session, room, state).await.map(|_| json!({})) },
+                ctx,
+            ),
+            ClientRequest::Receipt { room, seq, status } => self.reply(
+                reference,
+                async move { engine.receipt(&user, Some(session), room, seq, status).await.map(|_| json!({})) },
+                ctx,
+            ),
+            ClientRequest::Presence { status, custom_message, metadata } => self.reply(
+                reference,
+                async move { engine.set_status(&user, status, custom_message, metadata).await.map(|_| json!({})) },
+                ctx,
+            ),
+            ClientRequest::History { room, before_seq, after_seq, limit } => self.reply(
+                reference,
+                async move {
+                    let (messages, has_more) = engine.history(&user, false, room, before_seq, after_seq, limit).await?;
+                    Ok(json!({"messages": protocol::message_objects(&messages), "has_more": has_more}))
+                },
+                ctx,
+            ),
+            ClientRequest::Watch { users } => {
+                let handle = self.session_handle(ctx);
+                self.reply(
+                    reference,
+                    async move { engine.watch(handle, users).await.map(|p| json!({ "presence": p })) },
+                    ctx,
+                )
+            }
+            ClientRequest::Unwatch { users } => self.reply(
+                reference,
+                async move { engine.unwatch(session, users).await.map(|_| json!({ "presence": [] })) },
+                ctx,
+            ),
+            ClientRequest::Auth { token } => match self.engine.keys.verify(&token) {
+                Ok(fresh) if fresh.user_id == self.auth.user_id => {
+                    self.auth = fresh;
+                    ctx.text(protocol::ack(reference.as_ref(), &json!({ "expires_at": rfc3339(self.auth.expires_at) })));
+                }
+                Ok(_) => ctx.text(protocol::error(
+                    reference.as_ref(),
+                    ErrorCode::Forbidden,
+                    "the new token names another user; reconnect to switch users",
+                )),
+                Err(e) => ctx.text(protocol::error(reference.as_ref(), e.code(), &e.to_string())),
+            },
+        }
+    }
+
+    fn on_fragment(&mut self, item: Item, ctx: &mut ws::WebsocketContext<Self>) {
+        let max = self.engine.settings.max_frame_bytes;
+        let (first, chunk): (Option<bool>, Bytes) = match item {
+            Item::FirstText(b) => (Some(true), b),
+            Item::FirstBinary(b) => (Some(false), b),
+            Item::Continue(b) | Item::Last(b) => (None, b),
+        };
+        match (first, self.fragments.as_mut()) {
+            (Some(is_text), None) => self.fragments = Some((is_text, BytesMut::from(&chunk[..]))),
+            (None, Some((_, buf))) => buf.extend_from_slice(&chunk),
+            _ => {
+                self.close(ctx, 1002, "unexpected continuation frame");
+                return;
+            }
+        }
+        if self.fragments.as_ref().is_some_and(|(_, b)| b.len() > max) {
+            self.close(ctx, close_code::TOO_BIG, "message too big");
+        }
+    }
+
+    fn on_last_fragment(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if let Some((is_text, buf)) = self.fragments.take() {
+            if !is_text {
+                ctx.text(protocol::error(None, ErrorCode::BinaryUnsupported, "binary frames are not part of the protocol; send JSON text frames"));
+                return;
+            }
+            match std::str::from_utf8(&buf) {
+                Ok(text) => {
+                    let text = text.to_owned();
+                    self.on_text(&text, ctx)
+                }
+                Err(_) => self.close(ctx, 1007, "invalid UTF-8 in a text message"),
+            }
+        }
+    }
+}
+
+impl Actor for WsSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.engine.settings.outbox_frames);
+        ctx.text(protocol::event(
+            "connection_ack",
+            &json!({
+                "session_id": self.id.to_string(),
+                "user_id": self.auth.user_id,
+                "heartbeat_interval_ms": self.engine.settings.heartbeat_interval.as_millis() as u64,
+                "server_time": rfc3339(now_millis()),
+            }),
+        ));
+        self.heartbeat(ctx);
+        let handle = self.session_handle(ctx);
+        let engine = self.engine.clone();
+        // Registration is the one place the session waits: requests that arrive meanwhile are
+        // processed only once the session is subscribed to the user's rooms.
+        ctx.wait(
+            async move { engine.open_session(handle).await }
+                .into_actor(self)
+                .map(|res, act, ctx| match res {
+                    Ok(sync) => ctx.text(sync),
+                    Err(e) => {
+                        log::warn!("session {} of {}: registration failed: {e}", act.id, act.auth.user_id);
+                        ctx.text(protocol::error(None, e.code(), &e.to_string()));
+                        act.close(ctx, 1013, "storage unavailable, try again later");
+                    }
+                }),
+        );
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        self.engine.close_session(self.id, &self.auth.user_id);
+        Running::Stop
+    }
+}
+
+impl Handler<Deliver> for WsSession {
+    type Result = ();
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        if self.slow.load(Ordering::Relaxed) {
+            log::info!("session {} of {}: outbox overflow, closing", self.id, self.auth.user_id);
+            self.close(ctx, close_code::SLOW_CONSUMER, "slow consumer: outbox overflow; reconnect and sync");
+            return;
+        }
+        if !msg.frame.is_empty() {
+            ctx.text(msg.frame);
+        }
+    }
+}
+
+impl Handler<SessionControl> for WsSession {
+    type Result = ();
+    fn handle(&mut self, msg: SessionControl, ctx: &mut Self::Context) {
+        match msg {
+            SessionControl::Subscribed { room } => self.engine.rooms_changed(&self.auth.user_id, vec![room], vec![]),
+            SessionControl::Unsubscribed { room } => self.engine.rooms_changed(&self.auth.user_id, vec![], vec![room]),
+            SessionControl::Close { code, reason } => self.close(ctx, code, &reason),
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        let msg = match msg {
+            Ok(m) => m,
+            Err(ws::ProtocolError::Overflow) => return self.close(ctx, close_code::TOO_BIG, "message too big"),
+            Err(e) => {
+                let text = e.to_string();
+                if text.to_ascii_lowercase().contains("utf-8") {
+                    return self.close(ctx, 1007, "invalid UTF-8 in a text message");
+                }
+                log::debug!("session {}: protocol error: {text}", self.id);
+                return self.close(ctx, 1002, "protocol error");
+            }
+        };
+        match msg {
+            ws::Message::Text(text) => {
+                if self.fragments.is_some() {
+                    return self.close(ctx, 1002, "text frame inside a fragmented message");
+                }
+                self.on_text(&text, ctx)
+            }
+            ws::Message::Binary(_) => {
+                if self.fragments.is_some() {
+                    return self.close(ctx, 1002, "binary frame inside a fragmented message");
+                }
+                ctx.text(protocol::error(
+                    None,
+                    ErrorCode::BinaryUnsupported,
+                    "binary frames are not part of the protocol; send JSON text frames",
+                ))
+            }
+            ws::Message::Continuation(item) => {
+                let last = matches!(item, Item::Last(_));
+                self.on_fragment(item, ctx);
+                if last {
+                    self.on_last_fragment(ctx);
+                }
+            }
+            ws::Message::Ping(p) => ctx.pong(&p),
+            ws::Message::Pong(_) => {}
+            ws::Message::Close(reason) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            ws::Message::Nop => {}
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

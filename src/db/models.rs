@@ -1,0 +1,204 @@
+//! What the persistence layer takes and returns: Diesel rows (`*Row`, `New*`) and the
+//! backend-neutral values handed to and from the actors (`WriteOp`, `StoredMessage`, ...).
+
+use diesel::prelude::*;
+
+use super::schema::{members, messages, rooms, users};
+use crate::domain::{ChosenStatus, MessageBody, MessageKind, Millis, Priority, ReceiptStatus, RoomId, RoomKind, UserId};
+
+/// A member's role in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberRole {
+    Owner,
+    Member,
+}
+
+impl MemberRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberRole::Owner => "owner",
+            MemberRole::Member => "member",
+        }
+    }
+    pub fn parse(s: &str) -> Self {
+        if s == "owner" {
+            MemberRole::Owner
+        } else {
+            MemberRole::Member
+        }
+    }
+}
+
+/// A message to be stored; the seq is assigned inside the storing transaction.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub sender: UserId,
+    pub kind: MessageKind,
+    pub body: MessageBody,
+    pub priority: Priority,
+    pub client_msg_id: Option<String>,
+    pub created_at: Millis,
+}
+
+/// A stored message, as the wire's message object shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    pub id: String,
+    pub room: String,
+    pub seq: i64,
+    pub from: String,
+    pub kind: String,
+    pub body: String,
+    pub priority: String,
+    pub client_msg_id: Option<String>,
+    pub created_at: Millis,
+}
+
+/// One write; a group of them commits or fails together (a savepoint inside the batch).
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Creates the room unless it exists.
+    EnsureRoom { room: RoomId, name: Option<String>, created_by: Option<UserId>, at: Millis },
+    /// Adds a member unless already one.
+    AddMember { room: RoomId, user: UserId, role: MemberRole, at: Millis },
+    /// Ends a membership.
+    RemoveMember { room: RoomId, user: UserId },
+    /// Stores messages in order, assigning the next seqs; retries (same sender and
+    /// `client_msg_id`) return the stored original instead.
+    AppendMessages { room: RoomId, messages: Vec<NewMessage> },
+    /// Moves a member's watermark forward (never back); `read` implies `delivered`.
+    AdvanceWatermark { room: RoomId, user: UserId, status: ReceiptStatus, seq: i64 },
+    /// Records when the user's last session ended.
+    SaveLastSeen { user: UserId, at: Millis },
+    /// Records the user's chosen status and custom message.
+    SaveStatus { user: UserId, status: ChosenStatus, custom_message: Option<String>, at: Millis },
+}
+
+/// The result of one `WriteOp`, in the same position.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOutcome {
+    /// Whether the op changed anything (room created, member added or removed, status saved).
+    Changed(bool),
+    /// One entry per appended message, in order.
+    Appended(Vec<AppendedMessage>),
+    /// The member's watermarks after the op, and whether the reported one moved.
+    Watermark { delivered_seq: i64, read_seq: i64, advanced: bool },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppendedMessage {
+    pub message: StoredMessage,
+    /// True when this was a retry and `message` is the original.
+    pub duplicate: bool,
+}
+
+/// A room with its members, as a room actor loads it.
+#[derive(Debug, Clone)]
+pub struct RoomRecord {
+    pub kind: RoomKind,
+    pub name: Option<String>,
+    pub last_seq: i64,
+    pub members: Vec<(UserId, MemberRole)>,
+}
+
+/// One of a user's rooms with the user's watermarks and unread count.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomSummary {
+    pub room: String,
+    pub kind: String,
+    pub name: Option<String>,
+    pub role: String,
+    pub last_seq: i64,
+    pub delivered_seq: i64,
+    pub read_seq: i64,
+    pub unread: i64,
+}
+
+/// What is stored about a user.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct UserRecord {
+    pub id: String,
+    pub status: String,
+    pub custom_message: Option<String>,
+    pub last_seen: Option<i64>,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = messages)]
+pub struct MessageRow {
+    pub id: String,
+    pub room_id: String,
+    pub seq: i64,
+    pub sender: String,
+    pub kind: String,
+    pub body: String,
+    pub priority: String,
+    pub client_msg_id: Option<String>,
+    pub created_at: i64,
+}
+
+impl From<MessageRow> for StoredMessage {
+    fn from(r: MessageRow) -> Self {
+        StoredMessage {
+            id: r.id,
+            room: r.room_id,
+            seq: r.seq,
+            from: r.sender,
+            kind: r.kind,
+            body: r.body,
+            priority: r.priority,
+            client_msg_id: r.client_msg_id,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = messages)]
+pub struct NewMessageRow<'a> {
+    pub id: &'a str,
+    pub room_id: &'a str,
+    pub seq: i64,
+    pub sender: &'a str,
+    pub kind: &'a str,
+    pub body: &'a str,
+    pub priority: &'a str,
+    pub client_msg_id: Option<&'a str>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = rooms)]
+pub struct NewRoomRow<'a> {
+    pub id: &'a str,
+    pub kind: &'a str,
+    pub name: Option<&'a str>,
+    pub created_by: Option<&'a str>,
+    pub created_at: i64,
+    pub last_seq: i64,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = members)]
+pub struct NewMemberRow<'a> {
+    pub room_id: &'a str,
+    pub user_id: &'a str,
+    pub role: &'a str,
+    pub joined_at: i64,
+    pub delivered_seq: i64,
+    pub read_seq: i64,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUserRow<'a> {
+    pub id: &'a str,
+    pub status: &'a str,
+    pub custom_message: Option<&'a str>,
+    pub last_seen: Option<i64>,
+    pub updated_at: i64,
+}

@@ -1,0 +1,313 @@
+// Query functions, written once and compiled for each backend: `db/mod.rs` includes this
+// file twice, with `super::Conn` naming `SqliteConnection` in one copy and `PgConnection` in
+// the other, so both backends run exactly the same code. Only portable SQL is used here.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+
+use super::Conn;
+use crate::db::models::*;
+use crate::db::schema::{members, messages, rooms, users};
+use crate::domain::{ReceiptStatus, RoomId, RoomKind, UserId};
+use crate::error::PersistError;
+
+/// Writes a batch of groups in one transaction (one commit, one fsync); each group runs in a
+/// savepoint so a refused group does not undo the others.
+pub fn write_batch(
+    c: &mut Conn,
+    groups: &[Vec<WriteOp>],
+) -> Result<Vec<Result<Vec<WriteOutcome>, PersistError>>, PersistError> {
+    let results = c.transaction::<_, diesel::result::Error, _>(|c| {
+        let mut results = Vec::with_capacity(groups.len());
+        for group in groups {
+            let r = c.transaction(|c| group.iter().map(|op| apply(c, op)).collect::<QueryResult<Vec<_>>>());
+            results.push(r.map_err(PersistError::from));
+        }
+        Ok(results)
+    })?;
+    Ok(results)
+}
+
+fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
+    match op {
+        WriteOp::EnsureRoom { room, name, created_by, at } => {
+            let n = diesel::insert_into(rooms::table)
+                .values(NewRoomRow {
+                    id: room.as_str(),
+                    kind: room.kind().as_str(),
+                    name: name.as_deref(),
+                    created_by: created_by.as_ref().map(|u| u.as_str()),
+                    created_at: *at,
+                    last_seq: 0,
+                })
+                .on_conflict_do_nothing()
+                .execute(c)?;
+            Ok(WriteOutcome::Changed(n > 0))
+        }
+        WriteOp::AddMember { room, user, role, at } => {
+            let n = diesel::insert_into(members::table)
+                .values(NewMemberRow {
+                    room_id: room.as_str(),
+                    user_id: user.as_str(),
+                    role: role.as_str(),
+                    joined_at: *at,
+                    delivered_seq: 0,
+                    read_seq: 0,
+                })
+                .on_conflict_do_nothing()
+                .execute(c)?;
+            Ok(WriteOutcome::Changed(n > 0))
+        }
+        WriteOp::RemoveMember { room, user } => {
+            let n = diesel::delete(members::table.find((room.as_str(), user.as_str()))).execute(c)?;
+            Ok(WriteOutcome::Changed(n > 0))
+        }
+        WriteOp::AppendMessages { room, messages } => append_messages(c, room, messages).map(WriteOutcome::Appended),
+        WriteOp::AdvanceWatermark { room, user, status, seq } => advance_watermark(c, room, user, *status, *seq),
+        WriteOp::SaveLastSeen { user, at } => {
+            diesel::insert_into(users::table)
+                .values(NewUserRow { id: user.as_str(), status: "online", custom_message: None, last_seen: Some(*at), updated_at: *at })
+                .on_conflict(users::id)
+                .do_update()
+                .set((users::last_seen.eq(Some(*at)), users::updated_at.eq(*at)))
+                .execute(c)?;
+            Ok(WriteOutcome::Changed(true))
+        }
+        WriteOp::SaveStatus { user, status, custom_message, at } => {
+            diesel::insert_into(users::table)
+                .values(NewUserRow {
+                    id: user.as_str(),
+                    status: status.as_str(),
+                    custom_message: custom_message.as_deref(),
+                    last_seen: None,
+                    updated_at: *at,
+                })
+                .on_conflict(users::id)
+                .do_update()
+                .set((
+                    users::status.eq(status.as_str()),
+                    users::custom_message.eq(custom_message.as_deref()),
+                    users::updated_at.eq(*at),
+                ))
+                .execute(c)?;
+            Ok(WriteOutcome::Changed(true))
+        }
+    }
+}
+
+fn append_messages(c: &mut Conn, room: &RoomId, new: &[NewMessage]) -> QueryResult<Vec<AppendedMessage>> {
+    // Retries: find originals stored earlier (any room: the id is unique per sender).
+    let ids: Vec<&str> = new.iter().filter_map(|m| m.client_msg_id.as_deref()).collect();
+    let mut originals: HashMap<(String, String), StoredMessage> = HashMap::new();
+    if !ids.is_empty() {
+        let rows: Vec<MessageRow> = messages::table
+            .filter(messages::client_msg_id.eq_any(&ids))
+            .select(MessageRow::as_select())
+            .load(c)?;
+        for r in rows {
+            if let Some(cmid) = r.client_msg_id.clone() {
+                originals.insert((r.sender.clone(), cmid), r.into());
+            }
+        }
+    }
+    // Decide which messages are new (a retry inside the same batch counts as a duplicate too).
+    let mut plan: Vec<Result<usize, (String, String)>> = Vec::with_capacity(new.len());
+    let mut fresh: Vec<&NewMessage> = Vec::new();
+    let mut seen_in_batch: HashMap<(String, String), ()> = HashMap::new();
+    for m in new {
+        if let Some(cmid) = &m.client_msg_id {
+            let key = (m.sender.as_str().to_owned(), cmid.clone());
+            if originals.contains_key(&key) || seen_in_batch.contains_key(&key) {
+                plan.push(Err(key));
+                continue;
+            }
+            seen_in_batch.insert(key, ());
+        }
+        plan.push(Ok(fresh.len()));
+        fresh.push(m);
+    }
+    let mut stored: Vec<StoredMessage> = Vec::with_capacity(fresh.len());
+    if !fresh.is_empty() {
+        let k = fresh.len() as i64;
+        let last: i64 = diesel::update(rooms::table.find(room.as_str()))
+            .set(rooms::last_seq.eq(rooms::last_seq + k))
+            .returning(rooms::last_seq)
+            .get_result(c)?;
+        let first = last - k + 1;
+        let rows: Vec<NewMessageRow> = fresh
+            .iter()
+            .enumerate()
+            .map(|(i, m)| NewMessageRow {
+                id: &m.id,
+                room_id: room.as_str(),
+                seq: first + i as i64,
+                sender: m.sender.as_str(),
+                kind: m.kind.as_str(),
+                body: m.body.as_json(),
+                priority: m.priority.as_str(),
+                client_msg_id: m.client_msg_id.as_deref(),
+                created_at: m.created_at,
+            })
+            .collect();
+        for chunk in rows.chunks(500) {
+            diesel::insert_into(messages::table).values(chunk).execute(c)?;
+        }
+        for r in &rows {
+            stored.push(StoredMessage {
+                id: r.id.to_owned(),
+                room: room.as_str().to_owned(),
+                seq: r.seq,
+                from: r.sender.to_owned(),
+                kind: r.kind.to_owned(),
+                body: r.body.to_owned(),
+                priority: r.priority.to_owned(),
+                client_msg_id: r.client_msg_id.map(str::to_owned),
+                created_at: r.created_at,
+            });
+        }
+    }
+    let mut by_key: HashMap<(String, String), StoredMessage> = originals;
+    for s in &stored {
+        if let Some(cmid) = &s.client_msg_id {
+            by_key.entry((s.from.clone(), cmid.clone())).or_insert_with(|| s.clone());
+        }
+    }
+    let mut out = Vec::with_capacity(plan.len());
+    for p in plan {
+        match p {
+            Ok(i) => out.push(AppendedMessage { message: stored[i].clone(), duplicate: false }),
+            Err(key) => match by_key.get(&key) {
+                Some(orig) => out.push(AppendedMessage { message: orig.clone(), duplicate: true }),
+                None => return Err(diesel::result::Error::NotFound),
+            },
+        }
+    }
+    Ok(out)
+}
+
+fn advance_watermark(c: &mut Conn, room: &RoomId, user: &UserId, status: ReceiptStatus, seq: i64) -> QueryResult<WriteOutcome> {
+    let target = members::table.find((room.as_str(), user.as_str()));
+    let delivered = diesel::update(target.filter(members::delivered_seq.lt(seq)))
+        .set(members::delivered_seq.eq(seq))
+        .execute(c)?;
+    let read = if status == ReceiptStatus::Read {
+        diesel::update(target.filter(members::read_seq.lt(seq)))
+            .set(members::read_seq.eq(seq))
+            .execute(c)?
+    } else {
+        0
+    };
+    let (delivered_seq, read_seq): (i64, i64) = target.select((members::delivered_seq, members::read_seq)).first(c)?;
+    let advanced = match status {
+        ReceiptStatus::Delivered => delivered > 0,
+        ReceiptStatus::Read => read > 0,
+    };
+    Ok(WriteOutcome::Watermark { delivered_seq, read_seq, advanced })
+}
+
+/// The room and its members, or `None` if it was never created.
+pub fn load_room(c: &mut Conn, room: &RoomId) -> Result<Option<RoomRecord>, PersistError> {
+    let row: Option<(String, Option<String>, i64)> = rooms::table
+        .find(room.as_str())
+        .select((rooms::kind, rooms::name, rooms::last_seq))
+        .first(c)
+        .optional()?;
+    let Some((kind, name, last_seq)) = row else { return Ok(None) };
+    let kind = match kind.as_str() {
+        "public" => RoomKind::Public,
+        "private" => RoomKind::Private,
+        _ => RoomKind::Direct,
+    };
+    let rows: Vec<(String, String)> = members::table
+        .filter(members::room_id.eq(room.as_str()))
+        .select((members::user_id, members::role))
+        .load(c)?;
+    let members = rows
+        .into_iter()
+        .filter_map(|(u, r)| UserId::parse(&u).ok().map(|u| (u, MemberRole::parse(&r))))
+        .collect();
+    Ok(Some(RoomRecord { kind, name, last_seq, members }))
+}
+
+/// The user's rooms ordered by id, after `after` (cursor), at most `limit`.
+pub fn user_rooms(c: &mut Conn, user: &UserId, after: Option<&str>, limit: i64) -> Result<Vec<RoomSummary>, PersistError> {
+    let mut q = members::table
+        .inner_join(rooms::table)
+        .filter(members::user_id.eq(user.as_str()))
+        .select((
+            rooms::id,
+            rooms::kind,
+            rooms::name,
+            members::role,
+            rooms::last_seq,
+            members::delivered_seq,
+            members::read_seq,
+        ))
+        .order(rooms::id.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(a) = after {
+        q = q.filter(rooms::id.gt(a.to_owned()));
+    }
+    let rows: Vec<(String, String, Option<String>, String, i64, i64, i64)> = q.load(c)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (room, kind, name, role, last_seq, delivered_seq, read_seq) in rows {
+        let unread = if last_seq > read_seq {
+            messages::table
+                .filter(messages::room_id.eq(&room))
+                .filter(messages::seq.gt(read_seq))
+                .filter(messages::sender.ne(user.as_str()))
+                .count()
+                .get_result(c)?
+        } else {
+            0
+        };
+        out.push(RoomSummary { room, kind, name, role, last_seq, delivered_seq, read_seq, unread });
+    }
+    Ok(out)
+}
+
+/// A page of history, oldest first, and whether more lie beyond it in the paging direction.
+pub fn history(
+    c: &mut Conn,
+    room: &RoomId,
+    before_seq: Option<i64>,
+    after_seq: Option<i64>,
+    limit: i64,
+) -> Result<(Vec<StoredMessage>, bool), PersistError> {
+    let mut q = messages::table
+        .filter(messages::room_id.eq(room.as_str()))
+        .select(MessageRow::as_select())
+        .limit(limit + 1)
+        .into_boxed();
+    if let Some(b) = before_seq {
+        q = q.filter(messages::seq.lt(b));
+    }
+    if let Some(a) = after_seq {
+        q = q.filter(messages::seq.gt(a)).order(messages::seq.asc());
+        let mut rows: Vec<MessageRow> = q.load(c)?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        return Ok((rows.into_iter().map(Into::into).collect(), more));
+    }
+    let mut rows: Vec<MessageRow> = q.order(messages::seq.desc()).load(c)?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    rows.reverse();
+    Ok((rows.into_iter().map(Into::into).collect(), more))
+}
+
+/// Stored records of these users (missing users are simply absent).
+pub fn users(c: &mut Conn, ids: &[&str]) -> Result<Vec<UserRecord>, PersistError> {
+    Ok(users::table
+        .filter(users::id.eq_any(ids))
+        .select(UserRecord::as_select())
+        .load(c)?)
+}
+
+/// A cheap round trip, for readiness.
+pub fn ping(c: &mut Conn) -> Result<(), PersistError> {
+    diesel::sql_query("SELECT 1").execute(c)?;
+    Ok(())
+}

@@ -1,0 +1,52 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    members (room_id, user_id) {
+        room_id -> Text,
+        user_id -> Text,
+        role -> Text,
+        joined_at -> BigInt,
+        delivered_seq -> BigInt,
+        read_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Text,
+        room_id -> Text,
+        seq -> BigInt,
+        sender -> Text,
+        kind -> Text,
+        body -> Text,
+        priority -> Text,
+        client_msg_id -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    rooms (id) {
+        id -> Text,
+        kind -> Text,
+        name -> Nullable<Text>,
+        created_by -> Nullable<Text>,
+        created_at -> BigInt,
+        last_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        status -> Text,
+        custom_message -> Nullable<Text>,
+        last_seen -> Nullable<BigInt>,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::joinable!(members -> rooms (room_id));
+diesel::joinable!(messages -> rooms (room_id));
+
+diesel::allow_tables_to_appear_in_same_query!(members, messages, rooms, users);

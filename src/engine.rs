@@ -1,0 +1,249 @@
+//! `Engine`: the handles of the running actors, and the operations sessions, REST routes and
+//! tests perform with them.
+//!
+//! Each operation turns a validated request into actor messages and maps the replies to
+//! typed results, so the WebSocket session, the REST handlers and the testkit share one code
+//! path. `Engine::start` wires the actors: the database readers and single writer on
+//! `SyncArbiter`s, the commit queue, the room supervisor and the presence registry.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use serde_json::{json, Value};
+
+use crate::actors::commit_queue::CommitQueue;
+use crate::actors::database::{Database, ListUserRooms, LoadUsers};
+use crate::actors::presence_registry::*;
+use crate::actors::room::{Caller, History, Publish, Receipt, RoomOnline, Typing};
+use crate::actors::room_supervisor::*;
+use crate::actors::session::SessionHandle;
+use crate::auth::JwtKeys;
+use crate::config::Settings;
+use crate::db::models::{NewMessage, RoomSummary, StoredMessage};
+use crate::db::DbPool;
+use crate::domain::{now_millis, ChosenStatus, ReceiptStatus, RoomId, SessionId, UserId};
+use crate::error::{EngineError, PersistError};
+use crate::protocol::{self, PresenceView, SendAck, SendRequest, SendTarget, TypingState};
+
+/// The persistence actors as the rest of the engine sees them.
+#[derive(Clone)]
+pub struct Store {
+    /// Reader threads (reads only).
+    pub reader: Addr<Database>,
+    /// The group-commit front of the single writer thread.
+    pub commits: Addr<CommitQueue>,
+}
+
+/// Handles to the running engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub rooms: Addr<RoomSupervisor>,
+    pub presence: Addr<PresenceRegistry>,
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    pub keys: Arc<JwtKeys>,
+    pub started_at: Instant,
+}
+
+fn persist<T>(r: Result<Result<T, PersistError>, MailboxError>) -> Result<T, EngineError> {
+    Ok(r.map_err(PersistError::from).and_then(|r| r)?)
+}
+
+impl Engine {
+    /// Starts every actor in the current actix system.
+    pub fn start(settings: Settings, pool: DbPool, keys: JwtKeys) -> Engine {
+        let readers = settings.db_pool_size.max(1) as usize;
+        let read_pool = pool.clone();
+        let reader = SyncArbiter::start(readers, move || Database::new(read_pool.clone()));
+        let writer = SyncArbiter::start(1, move || Database::new(pool.clone()));
+        let commits = CommitQueue::new(writer, settings.commit_max_batch).start();
+        let store = Store { reader, commits };
+        let rooms = RoomSupervisor::new(store.clone(), settings.typing_timeout, settings.room_idle).start();
+        let presence = PresenceRegistry::new(store.clone(), rooms.clone(), settings.presence_grace).start();
+        Engine { rooms, presence, store, settings: Arc::new(settings), keys: Arc::new(keys), started_at: Instant::now() }
+    }
+
+    /// Registers a new session everywhere and returns its `sync` frame.
+    pub async fn open_session(&self, handle: SessionHandle) -> Result<String, EngineError> {
+        let rooms = self.rooms.send(Connect { handle: handle.clone() }).await??;
+        // The stored status is a nicety: a database hiccup must not refuse the connection.
+        let stored = self
+            .store
+            .reader
+            .send(LoadUsers { users: vec![handle.user.clone()] })
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .and_then(|v| v.into_iter().next());
+        let ids = rooms.iter().filter_map(|r| RoomId::parse(&r.room).ok()).collect();
+        self.presence.send(SessionOpened { handle, rooms: ids, stored }).await?;
+        Ok(sync_frame(&rooms))
+    }
+
+    /// Unregisters a session (idempotent).
+    pub fn close_session(&self, session: SessionId, user: &UserId) {
+        // do_send: our own actors' mailboxes are unbounded and this must never be lost.
+        self.rooms.do_send(Disconnect { session, user: user.clone() });
+        self.presence.do_send(SessionClosed { session, user: user.clone() });
+    }
+
+    /// A session's room subscriptions changed (forwarded to presence).
+    pub fn rooms_changed(&self, user: &UserId, added: Vec<RoomId>, removed: Vec<RoomId>) {
+        self.presence.do_send(RoomsChanged { user: user.clone(), added, removed });
+    }
+
+    /// `join`: the ack's data.
+    pub async fn join(&self, user: &UserId, _session: SessionId, room: RoomId, since_seq: Option<i64>) -> Result<Value, EngineError> {
+        let joined = self
+            .rooms
+            .send(Join { user: user.clone(), room: room.clone(), since_seq, missed_limit: self.settings.join_missed_limit })
+            .await??;
+        let members: Vec<PresenceView> = self
+            .presence
+            .send(GetPresence { users: joined.online })
+            .await??
+            .into_iter()
+            .filter(|p| p.status != crate::domain::VisibleStatus::Offline)
+            .collect();
+        Ok(json!({
+            "room": room,
+            "seq": joined.seq,
+            "members": members,
+            "missed": protocol::message_objects(&joined.missed),
+            "has_more": joined.has_more,
+        }))
+    }
+
+    pub async fn leave(&self, user: &UserId, room: RoomId) -> Result<(), EngineError> {
+        self.rooms.send(Leave { user: user.clone(), room }).await?
+    }
+
+    /// `send`: answers once the message is durably stored.
+    pub async fn send_message(&self, user: &UserId, origin: Option<SessionId>, req: SendRequest) -> Result<SendAck, EngineError> {
+        let room = match req.target {
+            SendTarget::Room(r) => r,
+            SendTarget::User(to) if &to == user => {
+                return Err(EngineError::Invalid("you cannot send a direct message to yourself".into()))
+            }
+            SendTarget::User(to) => RoomId::direct(user, &to),
+        };
+        let message = NewMessage {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            sender: user.clone(),
+            kind: req.kind,
+            body: req.body,
+            priority: req.priority,
+            client_msg_id: req.client_msg_id,
+            created_at: now_millis(),
+        };
+        let published = self.rooms.send(RoutePublish { room, publish: Publish { message, origin } }).await??;
+        Ok(SendAck::of(&published.message, published.duplicate))
+    }
+
+    pub async fn typing(&self, user: &UserId, _session: SessionId, room: RoomId, state: TypingState) -> Result<(), EngineError> {
+        self.rooms.send(RouteTyping { room, typing: Typing { user: user.clone(), state } }).await?
+    }
+
+    pub async fn receipt(
+        &self,
+        user: &UserId,
+        origin: Option<SessionId>,
+        room: RoomId,
+        seq: i64,
+        status: ReceiptStatus,
+    ) -> Result<(), EngineError> {
+        self.rooms.send(RouteReceipt { room, receipt: Receipt { user: user.clone(), origin, seq, status } }).await?
+    }
+
+    pub async fn set_status(
+        &self,
+        user: &UserId,
+        status: ChosenStatus,
+        custom_message: Option<String>,
+        metadata: Option<Value>,
+    ) -> Result<(), EngineError> {
+        Ok(self.presence.send(SetStatus { user: user.clone(), status, custom_message, metadata }).await?)
+    }
+
+    /// A page of history (members only, unless `admin`).
+    pub async fn history(
+        &self,
+        user: &UserId,
+        admin: bool,
+        room: RoomId,
+        before_seq: Option<i64>,
+        after_seq: Option<i64>,
+        limit: i64,
+    ) -> Result<(Vec<StoredMessage>, bool), EngineError> {
+        let h = History { user: user.clone(), admin, before_seq, after_seq, limit };
+        self.rooms.send(RouteHistory { room, history: h }).await?
+    }
+
+    pub async fn watch(&self, handle: SessionHandle, users: Vec<UserId>) -> Result<Vec<PresenceView>, EngineError> {
+        self.presence.send(Watch { handle, users }).await?
+    }
+
+    pub async fn unwatch(&self, session: SessionId, users: Vec<UserId>) -> Result<(), EngineError> {
+        Ok(self.presence.send(Unwatch { session, users }).await?)
+    }
+
+    pub async fn presence_of(&self, users: Vec<UserId>) -> Result<Vec<PresenceView>, EngineError> {
+        self.presence.send(GetPresence { users }).await?
+    }
+
+    pub async fn list_online(&self) -> Result<Vec<AdminPresence>, EngineError> {
+        Ok(self.presence.send(ListOnline).await?)
+    }
+
+    pub async fn room_presence(&self, room: RoomId) -> Result<RoomOnline, EngineError> {
+        self.rooms.send(GetRoomPresence { room }).await?
+    }
+
+    pub async fn create_room(&self, owner: &UserId, name: String) -> Result<RoomId, EngineError> {
+        self.rooms.send(CreateRoom { owner: owner.clone(), name }).await?
+    }
+
+    pub async fn change_member(&self, room: RoomId, user: UserId, by: Caller, add: bool) -> Result<bool, EngineError> {
+        self.rooms.send(ChangeMember { room, user, by, add }).await?
+    }
+
+    pub async fn user_rooms(&self, user: &UserId, after: Option<String>, limit: i64) -> Result<Vec<RoomSummary>, EngineError> {
+        persist(self.store.reader.send(ListUserRooms { user: user.clone(), after, limit }).await)
+    }
+
+    pub async fn disconnect_user(&self, user: UserId, code: u16, reason: String) -> Result<usize, EngineError> {
+        Ok(self.presence.send(DisconnectUser { user, code, reason }).await?)
+    }
+}
+
+/// `{"type":"sync","data":{"rooms":[...],"unread_total":N}}`, sent right after `connection_ack`.
+pub fn sync_frame(rooms: &[RoomSummary]) -> String {
+    let list: Vec<Value> = rooms
+        .iter()
+        .map(|r| {
+            json!({"room": r.room, "seq": r.last_seq, "delivered_seq": r.delivered_seq, "read_seq": r.read_seq, "unread": r.unread})
+        })
+        .collect();
+    let total: i64 = rooms.iter().map(|r| r.unread).sum();
+    protocol::event("sync", &json!({"rooms": list, "unread_total": total}))
+}
+
+impl Engine {
+    /// Graceful shutdown of the engine: close every session with 1001, record last-seen for
+    /// everyone still online, and wait until every queued write is committed.
+    pub async fn shutdown(&self) {
+        let closed = self
+            .presence
+            .send(CloseAllSessions { code: protocol::close_code::GOING_AWAY, reason: "server shutting down".into() })
+            .await
+            .unwrap_or(0);
+        let flushed = self.presence.send(FlushLastSeen).await.unwrap_or(0);
+        // Sessions close asynchronously; give their last frames and writes a moment to queue.
+        actix::clock::sleep(std::time::Duration::from_millis(100)).await;
+        if let Err(e) = self.store.commits.send(crate::actors::commit_queue::Drain).await {
+            log::error!("shutdown: commit queue unreachable: {e}");
+        }
+        log::info!("shutdown: closed {closed} sessions, recorded last-seen of {flushed} users, writes drained");
+    }
+}

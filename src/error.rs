@@ -1,0 +1,243 @@
+//! Typed errors and their single mapping to wire error codes and HTTP statuses.
+//!
+//! `PersistError` comes out of the persistence layer, `EngineError` out of the actors,
+//! `AuthError` out of token checks. Each has a stable [`ErrorCode`]; sessions put that code in
+//! `error` frames and REST handlers turn it into `{"error":{"code","message"}}` with
+//! [`ErrorCode::http_status`].
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// The stable machine codes of `error` frames and REST error bodies (docs/protocol.md lists them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not valid JSON or not a JSON object.
+    InvalidJson,
+    /// The frame's `type` is not one the server knows.
+    UnknownType,
+    /// A field is missing, ill-typed or out of range.
+    InvalidData,
+    /// The caller may not do this (not a member, not the owner, not an admin).
+    Forbidden,
+    /// The thing named does not exist.
+    NotFound,
+    /// The request conflicts with the current state.
+    Conflict,
+    /// A frame or body is larger than the configured limit.
+    TooLarge,
+    /// A rate limit was hit.
+    RateLimited,
+    /// The database cannot be reached; nothing was stored. Retry later.
+    Unavailable,
+    /// A bug or an unexpected failure; nothing was stored.
+    Internal,
+    /// Missing, malformed or badly signed token.
+    InvalidToken,
+    /// The token has expired.
+    TokenExpired,
+    /// Binary frames are not part of the native protocol.
+    BinaryUnsupported,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidData => "invalid_data",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::BinaryUnsupported => "binary_unsupported",
+        }
+    }
+
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidJson | ErrorCode::UnknownType | ErrorCode::BinaryUnsupported => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::InvalidData => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::InvalidToken | ErrorCode::TokenExpired => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+/// Failures of the persistence layer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PersistError {
+    /// The database cannot be reached or the transaction failed; nothing of it was stored.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A constraint refused the write (a bug in the caller's checks, or a race it lost).
+    #[error("constraint violated: {0}")]
+    Constraint(String),
+}
+
+impl From<diesel::result::Error> for PersistError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match e {
+            Error::DatabaseError(
+                DatabaseErrorKind::UniqueViolation
+                | DatabaseErrorKind::ForeignKeyViolation
+                | DatabaseErrorKind::NotNullViolation
+                | DatabaseErrorKind::CheckViolation,
+                info,
+            ) => PersistError::Constraint(info.message().to_owned()),
+            other => PersistError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for PersistError {
+    fn from(e: diesel::r2d2::PoolError) -> Self {
+        PersistError::Unavailable(e.to_string())
+    }
+}
+
+impl From<actix::MailboxError> for PersistError {
+    fn from(e: actix::MailboxError) -> Self {
+        PersistError::Unavailable(format!("persistence actor: {e}"))
+    }
+}
+
+/// Failures the engine reports to a client, on a socket or over REST.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            EngineError::Invalid(_) => ErrorCode::InvalidData,
+            EngineError::Forbidden(_) => ErrorCode::Forbidden,
+            EngineError::NotFound(_) => ErrorCode::NotFound,
+            EngineError::Conflict(_) => ErrorCode::Conflict,
+            EngineError::Unavailable(_) => ErrorCode::Unavailable,
+            EngineError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    pub fn no_access(room: &impl fmt::Display) -> Self {
+        EngineError::Forbidden(format!("you are not a member of room {room} and may not join it"))
+    }
+}
+
+impl From<PersistError> for EngineError {
+    fn from(e: PersistError) -> Self {
+        match e {
+            PersistError::Unavailable(m) => {
+                log::warn!("persistence unavailable: {m}");
+                EngineError::Unavailable("storage is unavailable, nothing was stored; retry later".into())
+            }
+            PersistError::Constraint(m) => EngineError::Conflict(m),
+        }
+    }
+}
+
+impl From<actix::MailboxError> for EngineError {
+    fn from(e: actix::MailboxError) -> Self {
+        EngineError::Unavailable(format!("engine actor unavailable: {e}"))
+    }
+}
+
+impl From<crate::domain::InvalidInput> for EngineError {
+    fn from(e: crate::domain::InvalidInput) -> Self {
+        EngineError::Invalid(e.0)
+    }
+}
+
+/// The error of a REST handler: a code, a message and the HTTP status of the code.
+#[derive(Debug, Clone)]
+pub struct AppError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl AppError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        AppError { code, message: message.into() }
+    }
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        self.code.http_status()
+    }
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(serde_json::json!({
+            "error": {"code": self.code.as_str(), "message": self.message}
+        }))
+    }
+}
+
+impl From<EngineError> for AppError {
+    fn from(e: EngineError) -> Self {
+        AppError::new(e.code(), e.to_string())
+    }
+}
+
+impl From<crate::auth::AuthError> for AppError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        AppError::new(e.code(), e.to_string())
+    }
+}
+
+impl From<crate::domain::InvalidInput> for AppError {
+    fn from(e: crate::domain::InvalidInput) -> Self {
+        AppError::new(ErrorCode::InvalidData, e.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rest_error_body_has_code_and_message() {
+        let resp = AppError::new(ErrorCode::Forbidden, "no").error_response();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn codes_are_stable_strings() {
+        assert_eq!(serde_json::to_string(&ErrorCode::RateLimited).unwrap(), "\"rate_limited\"");
+        assert_eq!(ErrorCode::InvalidJson.as_str(), "invalid_json");
+    }
+}

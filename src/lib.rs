@@ -1,0 +1,40 @@
+//! Herald: an actor-based presence and messaging engine.
+//!
+//! Clients connect over WebSocket (`/v1/ws`, docs/protocol.md) to message each other, see who
+//! is online and typing, and track delivered/read; admins and backends use REST
+//! (docs/rest.md). Every connection is a session actor; rooms, presence and persistence are
+//! actors of their own (docs/architecture.md).
+//!
+//! # Layout
+//!
+//! - [`config`]: settings from `HERALD_*` variables and flags.
+//! - [`startup`]: `Application::build` wires database, actors and HTTP server.
+//! - [`engine`]: the actor handles and the operations on them, shared by sessions, REST and tests.
+//! - [`actors`]: `WsSession`, `RoomSupervisor`, `Room`, `PresenceRegistry`, `CommitQueue`, `Database`.
+//! - [`protocol`]: wire frames of the native protocol.
+//! - [`domain`]: validated ids and values.
+//! - [`auth`]: JWT verification and minting.
+//! - [`db`]: Diesel schema, models, queries and migrations (SQLite and PostgreSQL).
+//! - [`routes`]: HTTP handlers.
+//! - [`error`]: typed errors and their wire codes.
+//! - [`testkit`]: drive the engine from tests without sockets.
+//!
+//! ```text
+//!   WebSocket ─► WsSession ─► RoomSupervisor ─► Room ─► CommitQueue ─► Database (1 writer)
+//!                   │   ▲           ▲             │
+//!                   │   └─ Deliver ─┼─────────────┘ (encoded once, shared)
+//!                   └─► PresenceRegistry ─► RoomSupervisor (room_presence)
+//!   REST ──────────► Engine ─► (same actors)        Database (N readers)
+//! ```
+
+pub mod actors;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod engine;
+pub mod error;
+pub mod protocol;
+pub mod routes;
+pub mod startup;
+pub mod testkit;

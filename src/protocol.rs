@@ -1,0 +1,481 @@
+//! The native WebSocket protocol v1 (docs/protocol.md): client frames parsed into typed,
+//! validated requests, and the encoders of every server frame.
+//!
+//! Every frame is one JSON text frame `{"type", "ref", "data"}`. Parsing turns wire input into
+//! domain values before anything reaches an actor; encoding happens once per frame (a
+//! broadcast is encoded once and shared by all recipients).
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::db::models::StoredMessage;
+use crate::domain::{
+    rfc3339, ChosenStatus, InvalidInput, MessageBody, MessageKind, Millis, Priority, ReceiptStatus, RoomId, UserId,
+    VisibleStatus,
+};
+use crate::error::ErrorCode;
+
+/// Close codes the server uses (reason text accompanies each).
+pub mod close_code {
+    /// Server shutting down; reconnect elsewhere or later.
+    pub const GOING_AWAY: u16 = 1001;
+    /// Abusive client (policy violation).
+    pub const POLICY: u16 = 1008;
+    /// Message larger than the configured limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// An admin disconnected the user.
+    pub const ADMIN_DISCONNECT: u16 = 4000;
+    /// Authentication failed or the token expired without a refresh.
+    pub const AUTH_FAILED: u16 = 4001;
+    /// The client did not read fast enough and its outbox overflowed; reconnect and sync.
+    pub const SLOW_CONSUMER: u16 = 4008;
+}
+
+/// Limits applied while parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseLimits {
+    pub max_text_bytes: usize,
+}
+
+/// A parsed client frame: its `ref` (echoed in the reply) and the request.
+#[derive(Debug, Clone)]
+pub struct ClientFrame {
+    pub reference: Option<Value>,
+    pub request: ClientRequest,
+}
+
+/// A client frame that could not be parsed; `reference` is kept when it could be read.
+#[derive(Debug, Clone)]
+pub struct FrameError {
+    pub reference: Option<Value>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum SendTarget {
+    Room(RoomId),
+    User(UserId),
+}
+
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    pub target: SendTarget,
+    pub kind: MessageKind,
+    pub body: MessageBody,
+    pub priority: Priority,
+    pub client_msg_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TypingState {
+    Start,
+    Stop,
+}
+
+/// Default and maximum page size of `history`.
+pub const HISTORY_DEFAULT_LIMIT: i64 = 50;
+pub const HISTORY_MAX_LIMIT: i64 = 100;
+
+/// What a client asks for.
+#[derive(Debug, Clone)]
+pub enum ClientRequest {
+    Join { room: RoomId, since_seq: Option<i64> },
+    Leave { room: RoomId },
+    Send(SendRequest),
+    Typing { room: RoomId, state: TypingState },
+    Receipt { room: RoomId, seq: i64, status: ReceiptStatus },
+    Presence { status: ChosenStatus, custom_message: Option<String>, metadata: Option<Value> },
+    History { room: RoomId, before_seq: Option<i64>, after_seq: Option<i64>, limit: i64 },
+    Watch { users: Vec<UserId> },
+    Unwatch { users: Vec<UserId> },
+    Auth { token: String },
+    Ping,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: Option<Value>,
+    #[serde(rename = "ref")]
+    reference: Option<Value>,
+    data: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct JoinData {
+    room: String,
+    since_seq: Option<i64>,
+}
+#[derive(Deserialize)]
+struct RoomData {
+    room: String,
+}
+#[derive(Deserialize)]
+struct SendData {
+    room: Option<String>,
+    to: Option<String>,
+    kind: String,
+    body: Value,
+    priority: Option<String>,
+    client_msg_id: Option<String>,
+}
+#[derive(Deserialize)]
+struct TypingData {
+    room: String,
+    state: TypingState,
+}
+#[derive(Deserialize)]
+struct ReceiptData {
+    room: String,
+    seq: i64,
+    status: ReceiptStatus,
+}
+#[derive(Deserialize)]
+struct PresenceData {
+    status: String,
+    custom_message: Option<String>,
+    metadata: Option<Value>,
+}
+#[derive(Deserialize)]
+struct HistoryData {
+    room: String,
+    before_seq: Option<i64>,
+    after_seq: Option<i64>,
+    limit: Option<i64>,
+}
+#[derive(Deserialize)]
+struct UsersData {
+    users: Vec<String>,
+}
+#[derive(Deserialize)]
+struct AuthData {
+    token: String,
+}
+
+/// Longest accepted `client_msg_id` and custom status message.
+pub const MAX_CLIENT_MSG_ID: usize = 128;
+pub const MAX_CUSTOM_MESSAGE: usize = 256;
+/// Most users one `watch` may name.
+pub const MAX_WATCH_BATCH: usize = 1000;
+
+/// Parses and validates one text frame.
+pub fn parse_client_frame(text: &str, limits: ParseLimits) -> Result<ClientFrame, FrameError> {
+    let err = |reference: Option<Value>, code, message: String| FrameError { reference, code, message };
+    let env: Envelope = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => serde_json::from_value(Value::Object(map))
+            .map_err(|e| err(None, ErrorCode::InvalidJson, format!("invalid frame: {e}")))?,
+        Ok(_) => return Err(err(None, ErrorCode::InvalidJson, "a frame must be a JSON object".into())),
+        Err(e) => return Err(err(None, ErrorCode::InvalidJson, format!("invalid JSON: {e}"))),
+    };
+    let reference = env.reference;
+    let kind = match env.kind {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(err(reference, ErrorCode::InvalidData, "`type` must be a string".into())),
+        None => return Err(err(reference, ErrorCode::InvalidData, "`type` is required".into())),
+    };
+    let data = env.data.unwrap_or(Value::Object(Default::default()));
+    match parse_request(&kind, data, limits) {
+        Ok(request) => Ok(ClientFrame { reference, request }),
+        Err(RequestError::Unknown) => Err(err(reference, ErrorCode::UnknownType, format!("unknown frame type {kind:?}"))),
+        Err(RequestError::Invalid(m)) => Err(err(reference, ErrorCode::InvalidData, m)),
+    }
+}
+
+enum RequestError {
+    Unknown,
+    Invalid(String),
+}
+
+impl From<InvalidInput> for RequestError {
+    fn from(e: InvalidInput) -> Self {
+        RequestError::Invalid(e.0)
+    }
+}
+
+fn data<T: for<'de> Deserialize<'de>>(kind: &str, v: Value) -> Result<T, RequestError> {
+    serde_json::from_value(v).map_err(|e| RequestError::Invalid(format!("invalid data for {kind}: {e}")))
+}
+
+fn users(list: Vec<String>) -> Result<Vec<UserId>, RequestError> {
+    if list.len() > MAX_WATCH_BATCH {
+        return Err(RequestError::Invalid(format!("at most {MAX_WATCH_BATCH} users per request")));
+    }
+    list.iter().map(|u| UserId::parse(u).map_err(Into::into)).collect()
+}
+
+fn parse_request(kind: &str, v: Value, limits: ParseLimits) -> Result<ClientRequest, RequestError> {
+    Ok(match kind {
+        "ping" => ClientRequest::Ping,
+        "join" => {
+            let d: JoinData = data(kind, v)?;
+            if d.since_seq.is_some_and(|s| s < 0) {
+                return Err(RequestError::Invalid("since_seq must be >= 0".into()));
+            }
+            ClientRequest::Join { room: RoomId::parse(&d.room)?, since_seq: d.since_seq }
+        }
+        "leave" => ClientRequest::Leave { room: RoomId::parse(&data::<RoomData>(kind, v)?.room)? },
+        "send" => {
+            let d: SendData = data(kind, v)?;
+            let target = match (d.room, d.to) {
+                (Some(r), None) => SendTarget::Room(RoomId::parse(&r)?),
+                (None, Some(u)) => SendTarget::User(UserId::parse(&u)?),
+                _ => return Err(RequestError::Invalid("send needs exactly one of `room` or `to`".into())),
+            };
+            let msg_kind = MessageKind::parse(&d.kind)
+                .ok_or_else(|| RequestError::Invalid(format!("unknown message kind {:?}", d.kind)))?;
+            let body = MessageBody::parse(msg_kind, &d.body, limits.max_text_bytes)?;
+            let priority = match d.priority.as_deref() {
+                None => Priority::Normal,
+                Some(p) => Priority::parse(p)
+                    .ok_or_else(|| RequestError::Invalid(format!("priority must be low, normal, high or urgent, not {p:?}")))?,
+            };
+            if let Some(id) = &d.client_msg_id {
+                if id.is_empty() || id.len() > MAX_CLIENT_MSG_ID {
+                    return Err(RequestError::Invalid(format!("client_msg_id must be 1..={MAX_CLIENT_MSG_ID} bytes")));
+                }
+            }
+            ClientRequest::Send(SendRequest { target, kind: msg_kind, body, priority, client_msg_id: d.client_msg_id })
+        }
+        "typing" => {
+            let d: TypingData = data(kind, v)?;
+            ClientRequest::Typing { room: RoomId::parse(&d.room)?, state: d.state }
+        }
+        "receipt" => {
+            let d: ReceiptData = data(kind, v)?;
+            if d.seq < 1 {
+                return Err(RequestError::Invalid("seq must be >= 1".into()));
+            }
+            ClientRequest::Receipt { room: RoomId::parse(&d.room)?, seq: d.seq, status: d.status }
+        }
+        "presence" => {
+            let d: PresenceData = data(kind, v)?;
+            let status = ChosenStatus::parse(&d.status).ok_or_else(|| {
+                RequestError::Invalid(format!("status must be online, away, busy or invisible, not {:?}", d.status))
+            })?;
+            if d.custom_message.as_ref().is_some_and(|m| m.len() > MAX_CUSTOM_MESSAGE) {
+                return Err(RequestError::Invalid(format!("custom_message is longer than {MAX_CUSTOM_MESSAGE} bytes")));
+            }
+            if d.metadata.as_ref().is_some_and(|m| m.to_string().len() > 4096) {
+                return Err(RequestError::Invalid("metadata is larger than 4096 bytes".into()));
+            }
+            ClientRequest::Presence { status, custom_message: d.custom_message, metadata: d.metadata }
+        }
+        "history" => {
+            let d: HistoryData = data(kind, v)?;
+            let limit = d.limit.unwrap_or(HISTORY_DEFAULT_LIMIT);
+            if limit < 1 {
+                return Err(RequestError::Invalid("limit must be >= 1".into()));
+            }
+            ClientRequest::History {
+                room: RoomId::parse(&d.room)?,
+                before_seq: d.before_seq,
+                after_seq: d.after_seq,
+                limit: limit.min(HISTORY_MAX_LIMIT),
+            }
+        }
+        "watch" => ClientRequest::Watch { users: users(data::<UsersData>(kind, v)?.users)? },
+        "unwatch" => ClientRequest::Unwatch { users: users(data::<UsersData>(kind, v)?.users)? },
+        "auth" => ClientRequest::Auth { token: data::<AuthData>(kind, v)?.token },
+        _ => return Err(RequestError::Unknown),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Server frames
+
+#[derive(Serialize)]
+struct Frame<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<T>,
+}
+
+#[derive(Serialize)]
+struct ErrorFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a Value>,
+    code: &'static str,
+    error: &'a str,
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    // Serializing our own frame types cannot fail (string keys, no non-finite floats).
+    serde_json::to_string(v).unwrap_or_else(|e| {
+        log::error!("frame encoding failed: {e}");
+        String::from(r#"{"type":"error","code":"internal","error":"encoding failed"}"#)
+    })
+}
+
+/// `{"type": kind, "data": data}`.
+pub fn event<T: Serialize>(kind: &str, data: &T) -> String {
+    to_json(&Frame { kind, reference: None, data: Some(data) })
+}
+
+/// `{"type":"ack","ref":R,"data":data}`.
+pub fn ack<T: Serialize>(reference: Option<&Value>, data: &T) -> String {
+    to_json(&Frame { kind: "ack", reference, data: Some(data) })
+}
+
+/// `{"type":"pong","ref":R}`.
+pub fn pong(reference: Option<&Value>) -> String {
+    to_json(&Frame::<()> { kind: "pong", reference, data: None })
+}
+
+/// `{"type":"error","ref":R,"code":C,"error":M}`.
+pub fn error(reference: Option<&Value>, code: ErrorCode, message: &str) -> String {
+    to_json(&ErrorFrame { kind: "error", reference, code: code.as_str(), error: message })
+}
+
+/// The message object of SPEC section 2.
+#[derive(Serialize)]
+pub struct MessageObject<'a> {
+    pub message_id: &'a str,
+    pub room: &'a str,
+    pub seq: i64,
+    pub from: &'a str,
+    pub kind: &'a str,
+    pub body: &'a RawValue,
+    pub priority: &'a str,
+    pub client_msg_id: Option<&'a str>,
+    pub created_at: String,
+}
+
+impl<'a> MessageObject<'a> {
+    pub fn new(m: &'a StoredMessage) -> Self {
+        // Bodies are stored as validated JSON; fall back to null rather than fail a frame.
+        let body: &RawValue = serde_json::from_str(&m.body).unwrap_or_else(|_| null_raw());
+        MessageObject {
+            message_id: &m.id,
+            room: &m.room,
+            seq: m.seq,
+            from: &m.from,
+            kind: &m.kind,
+            body,
+            priority: &m.priority,
+            client_msg_id: m.client_msg_id.as_deref(),
+            created_at: rfc3339(m.created_at),
+        }
+    }
+}
+
+fn null_raw() -> &'static RawValue {
+    static NULL: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
+    NULL.get_or_init(|| RawValue::from_string("null".into()).unwrap_or_default())
+}
+
+pub fn message_objects(ms: &[StoredMessage]) -> Vec<MessageObject<'_>> {
+    ms.iter().map(MessageObject::new).collect()
+}
+
+/// The ack of a `send`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SendAck {
+    pub message_id: String,
+    pub room: String,
+    pub seq: i64,
+    pub created_at: String,
+    pub status: &'static str,
+    /// True when this answers a retry and nothing new was stored.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+impl SendAck {
+    pub fn of(m: &StoredMessage, duplicate: bool) -> Self {
+        SendAck {
+            message_id: m.id.clone(),
+            room: m.room.clone(),
+            seq: m.seq,
+            created_at: rfc3339(m.created_at),
+            status: "sent",
+            duplicate,
+        }
+    }
+}
+
+/// The presence object of SPEC section 2.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PresenceView {
+    pub user: String,
+    pub status: VisibleStatus,
+    pub custom_message: Option<String>,
+    pub metadata: Option<Value>,
+    pub last_seen: Option<String>,
+    pub devices: usize,
+}
+
+impl PresenceView {
+    pub fn offline(user: &str, last_seen: Option<Millis>) -> Self {
+        PresenceView {
+            user: user.to_owned(),
+            status: VisibleStatus::Offline,
+            custom_message: None,
+            metadata: None,
+            last_seen: last_seen.map(rfc3339),
+            devices: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const L: ParseLimits = ParseLimits { max_text_bytes: 1000 };
+
+    #[test]
+    fn error_frames_have_code_and_error_at_top_level() {
+        let f = error(Some(&json!("r1")), ErrorCode::Forbidden, "no");
+        assert_eq!(
+            serde_json::from_str::<Value>(&f).unwrap(),
+            json!({"type":"error","ref":"r1","code":"forbidden","error":"no"})
+        );
+    }
+
+    #[test]
+    fn pong_carries_the_ref() {
+        assert_eq!(pong(Some(&json!(7))), r#"{"type":"pong","ref":7}"#);
+    }
+
+    #[test]
+    fn garbage_and_unknown_frames_are_classified() {
+        assert_eq!(parse_client_frame("nope", L).unwrap_err().code, ErrorCode::InvalidJson);
+        assert_eq!(parse_client_frame("[1]", L).unwrap_err().code, ErrorCode::InvalidJson);
+        let e = parse_client_frame(r#"{"type":"fly","ref":"a"}"#, L).unwrap_err();
+        assert_eq!((e.code, e.reference), (ErrorCode::UnknownType, Some(json!("a"))));
+        let e = parse_client_frame(r#"{"type":"join","ref":"b","data":{}}"#, L).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidData);
+        let e = parse_client_frame(r#"{"type":"send","data":{"room":"public:a","kind":"text","body":{"text":""}}}"#, L)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidData);
+    }
+
+    #[test]
+    fn valid_frames_parse() {
+        let f = parse_client_frame(r#"{"type":"ping"}"#, L).unwrap();
+        assert!(matches!(f.request, ClientRequest::Ping));
+        let f = parse_client_frame(
+            r#"{"type":"send","ref":1,"data":{"to":"bob","kind":"location","body":{"lat":1,"lng":2},"priority":"high"}}"#,
+            L,
+        )
+        .unwrap();
+        match f.request {
+            ClientRequest::Send(s) => {
+                assert!(matches!(s.target, SendTarget::User(_)));
+                assert_eq!(s.priority, Priority::High);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let f = parse_client_frame(r#"{"type":"history","data":{"room":"public:a","limit":1000}}"#, L).unwrap();
+        assert!(matches!(f.request, ClientRequest::History { limit: 100, .. }));
+    }
+}
