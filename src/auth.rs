@@ -9,7 +9,9 @@ use std::io::Write;
 use std::path::Path;
 
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
-use jsonwebtoken::{decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Secret, Settings, MIN_SECRET_LEN};
@@ -102,10 +104,13 @@ impl JwtKeys {
 
     /// Verifies a token and returns the caller it names.
     pub fn verify(&self, token: &str) -> Result<AuthenticatedUser, AuthError> {
-        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            other => AuthError::Invalid(format!("{other:?}")),
-        })?;
+        let data =
+            decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => AuthError::Expired,
+                    other => AuthError::Invalid(format!("{other:?}")),
+                }
+            })?;
         let c = data.claims;
         let user_id = UserId::parse(&c.sub).map_err(|e| AuthError::Invalid(format!("sub: {e}")))?;
         Ok(AuthenticatedUser {
@@ -117,7 +122,13 @@ impl JwtKeys {
     }
 
     /// Mints a token for `user` valid for `ttl`.
-    pub fn mint(&self, user: &str, name: Option<&str>, roles: &[&str], ttl: std::time::Duration) -> Result<String, AuthError> {
+    pub fn mint(
+        &self,
+        user: &str,
+        name: Option<&str>,
+        roles: &[&str],
+        ttl: std::time::Duration,
+    ) -> Result<String, AuthError> {
         let now = (now_millis() / 1000) as u64;
         let claims = Claims {
             sub: user.to_owned(),
@@ -126,7 +137,8 @@ impl JwtKeys {
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
             iat: Some(now),
         };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| AuthError::Invalid(e.to_string()))
+        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AuthError::Invalid(e.to_string()))
     }
 }
 
@@ -136,7 +148,10 @@ pub enum SecretError {
     #[error("HERALD_JWT_SECRET is {0} bytes long; it must be at least {MIN_SECRET_LEN} bytes")]
     TooShort(usize),
     #[error("secret file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// The configured secret, or the one in the secret file, creating that file (mode 0600) with a
@@ -149,14 +164,21 @@ pub fn load_or_create_secret(settings: &Settings) -> Result<Secret, SecretError>
         return Ok(s.clone());
     }
     let path = settings.secret_file_path();
-    let io = |source| SecretError::Io { path: path.display().to_string(), source };
+    let io = |source| SecretError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     match std::fs::read_to_string(&path) {
         Ok(s) if s.trim().len() >= MIN_SECRET_LEN => return Ok(Secret::new(s.trim())),
         Ok(s) => return Err(SecretError::TooShort(s.trim().len())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
     }
-    let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
     write_owner_only(&path, &secret).map_err(io)?;
     log::info!("generated a JWT secret in {}", path.display());
     Ok(Secret::new(secret))
@@ -225,7 +247,9 @@ mod tests {
     #[test]
     fn minted_token_verifies() {
         let k = keys();
-        let t = k.mint("alice", Some("Alice"), &["admin"], Duration::from_secs(60)).unwrap();
+        let t = k
+            .mint("alice", Some("Alice"), &["admin"], Duration::from_secs(60))
+            .unwrap();
         let u = k.verify(&t).unwrap();
         assert_eq!(u.user_id.as_str(), "alice");
         assert!(u.is_admin());
@@ -234,7 +258,13 @@ mod tests {
     #[test]
     fn expired_and_foreign_tokens_are_refused() {
         let k = keys();
-        let old = Claims { sub: "a".into(), exp: 1000, name: None, roles: vec![], iat: None };
+        let old = Claims {
+            sub: "a".into(),
+            exp: 1000,
+            name: None,
+            roles: vec![],
+            iat: None,
+        };
         let t = encode(&Header::new(Algorithm::HS256), &old, &k.encoding).unwrap();
         assert!(matches!(k.verify(&t), Err(AuthError::Expired)));
         let other = JwtKeys::hs256(&Secret::new("y".repeat(40)));
@@ -245,7 +275,13 @@ mod tests {
         assert!(k.verify(none).is_err());
         let hs512 = encode(
             &Header::new(Algorithm::HS512),
-            &Claims { sub: "a".into(), exp: 9_999_999_999, name: None, roles: vec![], iat: None },
+            &Claims {
+                sub: "a".into(),
+                exp: 9_999_999_999,
+                name: None,
+                roles: vec![],
+                iat: None,
+            },
             &EncodingKey::from_secret("x".repeat(40).as_bytes()),
         )
         .unwrap();

@@ -96,7 +96,12 @@ impl Default for Settings {
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// Database URL: sqlite://FILE (default) or postgres://USER@HOST/DB.
-    #[arg(long, env = "HERALD_DATABASE_URL", default_value = "sqlite://herald.db", global = true)]
+    #[arg(
+        long,
+        env = "HERALD_DATABASE_URL",
+        default_value = "sqlite://herald.db",
+        global = true
+    )]
     pub database_url: String,
     /// HS256 secret for JWTs (at least 32 bytes). Unset: generated once and kept in a file beside the database.
     #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true, global = true)]

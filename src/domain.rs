@@ -80,7 +80,9 @@ pub struct RoomId(String);
 
 impl RoomId {
     pub fn parse(s: &str) -> Result<Self, InvalidInput> {
-        let bad = || invalid(format!("invalid room id {s:?}: expected public:<name>, private:<id> or direct:<user>:<user>"));
+        let bad = || {
+            invalid(format!("invalid room id {s:?}: expected public:<name>, private:<id> or direct:<user>:<user>"))
+        };
         let (prefix, rest) = s.split_once(':').ok_or_else(bad)?;
         let name_ok = |n: &str| !n.is_empty() && n.len() <= MAX_ID_LEN && n.chars().all(is_id_char);
         match prefix {
@@ -234,7 +236,11 @@ pub struct MessageBody {
 impl MessageBody {
     /// Validates `body` for a client-sent message of `kind`. `max_text_bytes` bounds the
     /// `text` of a text message (and the encoded size of any body).
-    pub fn parse(kind: MessageKind, body: &Value, max_text_bytes: usize) -> Result<Self, InvalidInput> {
+    pub fn parse(
+        kind: MessageKind,
+        body: &Value,
+        max_text_bytes: usize,
+    ) -> Result<Self, InvalidInput> {
         let obj = body
             .as_object()
             .ok_or_else(|| invalid("body must be a JSON object"))?;
@@ -243,12 +249,20 @@ impl MessageBody {
                 Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
                 Some(Value::String(_)) => Err(invalid(format!("body.{name} must not be empty"))),
                 Some(_) => Err(invalid(format!("body.{name} must be a string"))),
-                None => Err(invalid(format!("body.{name} is required for kind {}", kind.as_str()))),
+                None => Err(invalid(format!(
+                    "body.{name} is required for kind {}",
+                    kind.as_str()
+                ))),
             }
         };
         let uint_field = |name: &str| -> Result<u64, InvalidInput> {
             obj.get(name)
-                .ok_or_else(|| invalid(format!("body.{name} is required for kind {}", kind.as_str())))?
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "body.{name} is required for kind {}",
+                        kind.as_str()
+                    ))
+                })?
                 .as_u64()
                 .ok_or_else(|| invalid(format!("body.{name} must be a non-negative integer")))
         };
@@ -267,7 +281,9 @@ impl MessageBody {
             MessageKind::Text => {
                 let text = str_field("text")?;
                 if text.len() > max_text_bytes {
-                    return Err(invalid(format!("body.text is longer than {max_text_bytes} bytes")));
+                    return Err(invalid(format!(
+                        "body.text is longer than {max_text_bytes} bytes"
+                    )));
                 }
             }
             MessageKind::Image | MessageKind::Video => {
@@ -292,14 +308,19 @@ impl MessageBody {
         let json = body.to_string();
         // A body of any kind is bounded, not only text: the text bound plus room for the envelope.
         if json.len() > max_text_bytes + 1024 {
-            return Err(invalid(format!("body is larger than {} bytes", max_text_bytes + 1024)));
+            return Err(invalid(format!(
+                "body is larger than {} bytes",
+                max_text_bytes + 1024
+            )));
         }
         Ok(MessageBody { json })
     }
 
     /// A body the server itself writes (system messages); not validated against client rules.
     pub fn system(body: &Value) -> Self {
-        MessageBody { json: body.to_string() }
+        MessageBody {
+            json: body.to_string(),
+        }
     }
 
     /// Rebuilds a body read back from storage.
@@ -394,8 +415,14 @@ mod tests {
 
     #[test]
     fn room_ids_parse_by_prefix() {
-        assert_eq!(RoomId::parse("public:lobby").unwrap().kind(), RoomKind::Public);
-        assert_eq!(RoomId::parse("direct:alice:bob").unwrap().kind(), RoomKind::Direct);
+        assert_eq!(
+            RoomId::parse("public:lobby").unwrap().kind(),
+            RoomKind::Public
+        );
+        assert_eq!(
+            RoomId::parse("direct:alice:bob").unwrap().kind(),
+            RoomKind::Direct
+        );
         assert!(RoomId::parse("direct:bob:alice").is_err());
         assert!(RoomId::parse("lobby").is_err());
         assert!(RoomId::parse("public:").is_err());
@@ -409,13 +436,37 @@ mod tests {
     fn bodies_are_validated_per_kind() {
         assert!(MessageBody::parse(MessageKind::Text, &json!({"text": "hi"}), 10).is_ok());
         assert!(MessageBody::parse(MessageKind::Text, &json!({"text": ""}), 10).is_err());
-        assert!(MessageBody::parse(MessageKind::Text, &json!({"text": "x".repeat(11)}), 10).is_err());
-        assert!(MessageBody::parse(MessageKind::Location, &json!({"lat": 10.5, "lng": -20}), 10).is_ok());
-        assert!(MessageBody::parse(MessageKind::Location, &json!({"lat": 91, "lng": 0}), 10).is_err());
-        assert!(MessageBody::parse(MessageKind::Location, &json!({"lat": "1", "lng": 0}), 10).is_err());
-        assert!(MessageBody::parse(MessageKind::File, &json!({"url": "u", "name": "n", "size": 3, "mime": "m"}), 10).is_ok());
-        assert!(MessageBody::parse(MessageKind::File, &json!({"url": "u", "name": "n", "mime": "m"}), 10).is_err());
-        assert!(MessageBody::parse(MessageKind::Audio, &json!({"url": "u", "duration_ms": 5}), 10).is_ok());
+        assert!(
+            MessageBody::parse(MessageKind::Text, &json!({"text": "x".repeat(11)}), 10).is_err()
+        );
+        assert!(
+            MessageBody::parse(MessageKind::Location, &json!({"lat": 10.5, "lng": -20}), 10)
+                .is_ok()
+        );
+        assert!(
+            MessageBody::parse(MessageKind::Location, &json!({"lat": 91, "lng": 0}), 10).is_err()
+        );
+        assert!(
+            MessageBody::parse(MessageKind::Location, &json!({"lat": "1", "lng": 0}), 10).is_err()
+        );
+        assert!(MessageBody::parse(
+            MessageKind::File,
+            &json!({"url": "u", "name": "n", "size": 3, "mime": "m"}),
+            10
+        )
+        .is_ok());
+        assert!(MessageBody::parse(
+            MessageKind::File,
+            &json!({"url": "u", "name": "n", "mime": "m"}),
+            10
+        )
+        .is_err());
+        assert!(MessageBody::parse(
+            MessageKind::Audio,
+            &json!({"url": "u", "duration_ms": 5}),
+            10
+        )
+        .is_ok());
         assert!(MessageBody::parse(MessageKind::System, &json!({"text": "x"}), 10).is_err());
         assert!(MessageBody::parse(MessageKind::Image, &json!("x"), 10).is_err());
     }

@@ -59,49 +59,97 @@ impl Engine {
         let writer = SyncArbiter::start(1, move || Database::new(pool.clone()));
         let commits = CommitQueue::new(writer, settings.commit_max_batch).start();
         let store = Store { reader, commits };
-        let rooms = RoomSupervisor::new(store.clone(), settings.typing_timeout, settings.room_idle).start();
-        let presence = PresenceRegistry::new(store.clone(), rooms.clone(), settings.presence_grace).start();
-        Engine { rooms, presence, store, settings: Arc::new(settings), keys: Arc::new(keys), started_at: Instant::now() }
+        let rooms =
+            RoomSupervisor::new(store.clone(), settings.typing_timeout, settings.room_idle).start();
+        let presence =
+            PresenceRegistry::new(store.clone(), rooms.clone(), settings.presence_grace).start();
+        Engine {
+            rooms,
+            presence,
+            store,
+            settings: Arc::new(settings),
+            keys: Arc::new(keys),
+            started_at: Instant::now(),
+        }
     }
 
     /// Registers a new session everywhere and returns its `sync` frame.
     pub async fn open_session(&self, handle: SessionHandle) -> Result<String, EngineError> {
-        let rooms = self.rooms.send(Connect { handle: handle.clone() }).await??;
+        let rooms = self
+            .rooms
+            .send(Connect {
+                handle: handle.clone(),
+            })
+            .await??;
         // The stored status is a nicety: a database hiccup must not refuse the connection.
         let stored = self
             .store
             .reader
-            .send(LoadUsers { users: vec![handle.user.clone()] })
+            .send(LoadUsers {
+                users: vec![handle.user.clone()],
+            })
             .await
             .ok()
             .and_then(|r| r.ok())
             .and_then(|v| v.into_iter().next());
-        let ids = rooms.iter().filter_map(|r| RoomId::parse(&r.room).ok()).collect();
-        self.presence.send(SessionOpened { handle, rooms: ids, stored }).await?;
+        let ids = rooms
+            .iter()
+            .filter_map(|r| RoomId::parse(&r.room).ok())
+            .collect();
+        self.presence
+            .send(SessionOpened {
+                handle,
+                rooms: ids,
+                stored,
+            })
+            .await?;
         Ok(sync_frame(&rooms))
     }
 
     /// Unregisters a session (idempotent).
     pub fn close_session(&self, session: SessionId, user: &UserId) {
         // do_send: our own actors' mailboxes are unbounded and this must never be lost.
-        self.rooms.do_send(Disconnect { session, user: user.clone() });
-        self.presence.do_send(SessionClosed { session, user: user.clone() });
+        self.rooms.do_send(Disconnect {
+            session,
+            user: user.clone(),
+        });
+        self.presence.do_send(SessionClosed {
+            session,
+            user: user.clone(),
+        });
     }
 
     /// A session's room subscriptions changed (forwarded to presence).
     pub fn rooms_changed(&self, user: &UserId, added: Vec<RoomId>, removed: Vec<RoomId>) {
-        self.presence.do_send(RoomsChanged { user: user.clone(), added, removed });
+        self.presence.do_send(RoomsChanged {
+            user: user.clone(),
+            added,
+            removed,
+        });
     }
 
     /// `join`: the ack's data.
-    pub async fn join(&self, user: &UserId, _session: SessionId, room: RoomId, since_seq: Option<i64>) -> Result<Value, EngineError> {
+    pub async fn join(
+        &self,
+        user: &UserId,
+        _session: SessionId,
+        room: RoomId,
+        since_seq: Option<i64>,
+    ) -> Result<Value, EngineError> {
         let joined = self
             .rooms
-            .send(Join { user: user.clone(), room: room.clone(), since_seq, missed_limit: self.settings.join_missed_limit })
+            .send(Join {
+                user: user.clone(),
+                room: room.clone(),
+                since_seq,
+                missed_limit: self.settings.join_missed_limit,
+            })
             .await??;
         let members: Vec<PresenceView> = self
             .presence
-            .send(GetPresence { users: joined.online })
+            .send(GetPresence {
+                users: joined.online,
+            })
             .await??
             .into_iter()
             .filter(|p| p.status != crate::domain::VisibleStatus::Offline)
@@ -116,15 +164,27 @@ impl Engine {
     }
 
     pub async fn leave(&self, user: &UserId, room: RoomId) -> Result<(), EngineError> {
-        self.rooms.send(Leave { user: user.clone(), room }).await?
+        self.rooms
+            .send(Leave {
+                user: user.clone(),
+                room,
+            })
+            .await?
     }
 
     /// `send`: answers once the message is durably stored.
-    pub async fn send_message(&self, user: &UserId, origin: Option<SessionId>, req: SendRequest) -> Result<SendAck, EngineError> {
+    pub async fn send_message(
+        &self,
+        user: &UserId,
+        origin: Option<SessionId>,
+        req: SendRequest,
+    ) -> Result<SendAck, EngineError> {
         let room = match req.target {
             SendTarget::Room(r) => r,
             SendTarget::User(to) if &to == user => {
-                return Err(EngineError::Invalid("you cannot send a direct message to yourself".into()))
+                return Err(EngineError::Invalid(
+                    "you cannot send a direct message to yourself".into(),
+                ))
             }
             SendTarget::User(to) => RoomId::direct(user, &to),
         };
@@ -137,12 +197,32 @@ impl Engine {
             client_msg_id: req.client_msg_id,
             created_at: now_millis(),
         };
-        let published = self.rooms.send(RoutePublish { room, publish: Publish { message, origin } }).await??;
+        let published = self
+            .rooms
+            .send(RoutePublish {
+                room,
+                publish: Publish { message, origin },
+            })
+            .await??;
         Ok(SendAck::of(&published.message, published.duplicate))
     }
 
-    pub async fn typing(&self, user: &UserId, _session: SessionId, room: RoomId, state: TypingState) -> Result<(), EngineError> {
-        self.rooms.send(RouteTyping { room, typing: Typing { user: user.clone(), state } }).await?
+    pub async fn typing(
+        &self,
+        user: &UserId,
+        _session: SessionId,
+        room: RoomId,
+        state: TypingState,
+    ) -> Result<(), EngineError> {
+        self.rooms
+            .send(RouteTyping {
+                room,
+                typing: Typing {
+                    user: user.clone(),
+                    state,
+                },
+            })
+            .await?
     }
 
     pub async fn receipt(
@@ -153,7 +233,17 @@ impl Engine {
         seq: i64,
         status: ReceiptStatus,
     ) -> Result<(), EngineError> {
-        self.rooms.send(RouteReceipt { room, receipt: Receipt { user: user.clone(), origin, seq, status } }).await?
+        self.rooms
+            .send(RouteReceipt {
+                room,
+                receipt: Receipt {
+                    user: user.clone(),
+                    origin,
+                    seq,
+                    status,
+                },
+            })
+            .await?
     }
 
     pub async fn set_status(
@@ -163,7 +253,15 @@ impl Engine {
         custom_message: Option<String>,
         metadata: Option<Value>,
     ) -> Result<(), EngineError> {
-        Ok(self.presence.send(SetStatus { user: user.clone(), status, custom_message, metadata }).await?)
+        Ok(self
+            .presence
+            .send(SetStatus {
+                user: user.clone(),
+                status,
+                custom_message,
+                metadata,
+            })
+            .await?)
     }
 
     /// A page of history (members only, unless `admin`).
@@ -176,11 +274,21 @@ impl Engine {
         after_seq: Option<i64>,
         limit: i64,
     ) -> Result<(Vec<StoredMessage>, bool), EngineError> {
-        let h = History { user: user.clone(), admin, before_seq, after_seq, limit };
+        let h = History {
+            user: user.clone(),
+            admin,
+            before_seq,
+            after_seq,
+            limit,
+        };
         self.rooms.send(RouteHistory { room, history: h }).await?
     }
 
-    pub async fn watch(&self, handle: SessionHandle, users: Vec<UserId>) -> Result<Vec<PresenceView>, EngineError> {
+    pub async fn watch(
+        &self,
+        handle: SessionHandle,
+        users: Vec<UserId>,
+    ) -> Result<Vec<PresenceView>, EngineError> {
         self.presence.send(Watch { handle, users }).await?
     }
 
@@ -201,19 +309,59 @@ impl Engine {
     }
 
     pub async fn create_room(&self, owner: &UserId, name: String) -> Result<RoomId, EngineError> {
-        self.rooms.send(CreateRoom { owner: owner.clone(), name }).await?
+        self.rooms
+            .send(CreateRoom {
+                owner: owner.clone(),
+                name,
+            })
+            .await?
     }
 
-    pub async fn change_member(&self, room: RoomId, user: UserId, by: Caller, add: bool) -> Result<bool, EngineError> {
-        self.rooms.send(ChangeMember { room, user, by, add }).await?
+    pub async fn change_member(
+        &self,
+        room: RoomId,
+        user: UserId,
+        by: Caller,
+        add: bool,
+    ) -> Result<bool, EngineError> {
+        self.rooms
+            .send(ChangeMember {
+                room,
+                user,
+                by,
+                add,
+            })
+            .await?
     }
 
-    pub async fn user_rooms(&self, user: &UserId, after: Option<String>, limit: i64) -> Result<Vec<RoomSummary>, EngineError> {
-        persist(self.store.reader.send(ListUserRooms { user: user.clone(), after, limit }).await)
+    pub async fn user_rooms(
+        &self,
+        user: &UserId,
+        after: Option<String>,
+        limit: i64,
+    ) -> Result<Vec<RoomSummary>, EngineError> {
+        persist(
+            self.store
+                .reader
+                .send(ListUserRooms {
+                    user: user.clone(),
+                    after,
+                    limit,
+                })
+                .await,
+        )
     }
 
-    pub async fn disconnect_user(&self, user: UserId, code: u16, reason: String) -> Result<usize, EngineError> {
-        Ok(self.presence.send(DisconnectUser { user, code, reason }).await?)
+    pub async fn disconnect_user(
+        &self,
+        user: UserId,
+        code: u16,
+        reason: String,
+    ) -> Result<usize, EngineError> {
+        Ok(self
+            .presence
+            .send(DisconnectUser { user, code, reason })
+            .await?)
     }
 }
 
@@ -235,13 +383,21 @@ impl Engine {
     pub async fn shutdown(&self) {
         let closed = self
             .presence
-            .send(CloseAllSessions { code: protocol::close_code::GOING_AWAY, reason: "server shutting down".into() })
+            .send(CloseAllSessions {
+                code: protocol::close_code::GOING_AWAY,
+                reason: "server shutting down".into(),
+            })
             .await
             .unwrap_or(0);
         let flushed = self.presence.send(FlushLastSeen).await.unwrap_or(0);
         // Sessions close asynchronously; give their last frames and writes a moment to queue.
         actix::clock::sleep(std::time::Duration::from_millis(100)).await;
-        if let Err(e) = self.store.commits.send(crate::actors::commit_queue::Drain).await {
+        if let Err(e) = self
+            .store
+            .commits
+            .send(crate::actors::commit_queue::Drain)
+            .await
+        {
             log::error!("shutdown: commit queue unreachable: {e}");
         }
         log::info!("shutdown: closed {closed} sessions, recorded last-seen of {flushed} users, writes drained");

@@ -149,7 +149,9 @@ impl EngineError {
     }
 
     pub fn no_access(room: &impl fmt::Display) -> Self {
-        EngineError::Forbidden(format!("you are not a member of room {room} and may not join it"))
+        EngineError::Forbidden(format!(
+            "you are not a member of room {room} and may not join it"
+        ))
     }
 }
 
@@ -158,7 +160,9 @@ impl From<PersistError> for EngineError {
         match e {
             PersistError::Unavailable(m) => {
                 log::warn!("persistence unavailable: {m}");
-                EngineError::Unavailable("storage is unavailable, nothing was stored; retry later".into())
+                EngineError::Unavailable(
+                    "storage is unavailable, nothing was stored; retry later".into(),
+                )
             }
             PersistError::Constraint(m) => EngineError::Conflict(m),
         }
@@ -186,7 +190,10 @@ pub struct AppError {
 
 impl AppError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        AppError { code, message: message.into() }
+        AppError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -237,7 +244,10 @@ mod tests {
 
     #[test]
     fn codes_are_stable_strings() {
-        assert_eq!(serde_json::to_string(&ErrorCode::RateLimited).unwrap(), "\"rate_limited\"");
+        assert_eq!(
+            serde_json::to_string(&ErrorCode::RateLimited).unwrap(),
+            "\"rate_limited\""
+        );
         assert_eq!(ErrorCode::InvalidJson.as_str(), "invalid_json");
     }
 }

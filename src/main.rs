@@ -64,7 +64,13 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Token { user, name, admin, service, ttl } => {
+        Command::Token {
+            user,
+            name,
+            admin,
+            service,
+            ttl,
+        } => {
             let settings = Settings::from_args(&cli.common, None);
             let secret = match load_or_create_secret(&settings) {
                 Ok(s) => s,
@@ -100,7 +106,9 @@ fn main() -> ExitCode {
 
 fn serve(settings: Settings) -> ExitCode {
     let result = actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(settings).await.map_err(|e| e.to_string())?;
+        let app = Application::build(settings)
+            .await
+            .map_err(|e| e.to_string())?;
         app.run_until_stopped().await.map_err(|e| e.to_string())
     });
     match result {

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::db::models::StoredMessage;
 use crate::domain::{
-    rfc3339, ChosenStatus, InvalidInput, MessageBody, MessageKind, Millis, Priority, ReceiptStatus, RoomId, UserId,
-    VisibleStatus,
+    rfc3339, ChosenStatus, InvalidInput, MessageBody, MessageKind, Millis, Priority, ReceiptStatus,
+    RoomId, UserId, VisibleStatus,
 };
 use crate::error::ErrorCode;
 
@@ -82,16 +82,43 @@ pub const HISTORY_MAX_LIMIT: i64 = 100;
 /// What a client asks for.
 #[derive(Debug, Clone)]
 pub enum ClientRequest {
-    Join { room: RoomId, since_seq: Option<i64> },
-    Leave { room: RoomId },
+    Join {
+        room: RoomId,
+        since_seq: Option<i64>,
+    },
+    Leave {
+        room: RoomId,
+    },
     Send(SendRequest),
-    Typing { room: RoomId, state: TypingState },
-    Receipt { room: RoomId, seq: i64, status: ReceiptStatus },
-    Presence { status: ChosenStatus, custom_message: Option<String>, metadata: Option<Value> },
-    History { room: RoomId, before_seq: Option<i64>, after_seq: Option<i64>, limit: i64 },
-    Watch { users: Vec<UserId> },
-    Unwatch { users: Vec<UserId> },
-    Auth { token: String },
+    Typing {
+        room: RoomId,
+        state: TypingState,
+    },
+    Receipt {
+        room: RoomId,
+        seq: i64,
+        status: ReceiptStatus,
+    },
+    Presence {
+        status: ChosenStatus,
+        custom_message: Option<String>,
+        metadata: Option<Value>,
+    },
+    History {
+        room: RoomId,
+        before_seq: Option<i64>,
+        after_seq: Option<i64>,
+        limit: i64,
+    },
+    Watch {
+        users: Vec<UserId>,
+    },
+    Unwatch {
+        users: Vec<UserId>,
+    },
+    Auth {
+        token: String,
+    },
     Ping,
 }
 
@@ -163,23 +190,55 @@ pub const MAX_WATCH_BATCH: usize = 1000;
 
 /// Parses and validates one text frame.
 pub fn parse_client_frame(text: &str, limits: ParseLimits) -> Result<ClientFrame, FrameError> {
-    let err = |reference: Option<Value>, code, message: String| FrameError { reference, code, message };
+    let err = |reference: Option<Value>, code, message: String| FrameError {
+        reference,
+        code,
+        message,
+    };
     let env: Envelope = match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => serde_json::from_value(Value::Object(map))
             .map_err(|e| err(None, ErrorCode::InvalidJson, format!("invalid frame: {e}")))?,
-        Ok(_) => return Err(err(None, ErrorCode::InvalidJson, "a frame must be a JSON object".into())),
-        Err(e) => return Err(err(None, ErrorCode::InvalidJson, format!("invalid JSON: {e}"))),
+        Ok(_) => {
+            return Err(err(
+                None,
+                ErrorCode::InvalidJson,
+                "a frame must be a JSON object".into(),
+            ))
+        }
+        Err(e) => {
+            return Err(err(
+                None,
+                ErrorCode::InvalidJson,
+                format!("invalid JSON: {e}"),
+            ))
+        }
     };
     let reference = env.reference;
     let kind = match env.kind {
         Some(Value::String(s)) => s,
-        Some(_) => return Err(err(reference, ErrorCode::InvalidData, "`type` must be a string".into())),
-        None => return Err(err(reference, ErrorCode::InvalidData, "`type` is required".into())),
+        Some(_) => {
+            return Err(err(
+                reference,
+                ErrorCode::InvalidData,
+                "`type` must be a string".into(),
+            ))
+        }
+        None => {
+            return Err(err(
+                reference,
+                ErrorCode::InvalidData,
+                "`type` is required".into(),
+            ))
+        }
     };
     let data = env.data.unwrap_or(Value::Object(Default::default()));
     match parse_request(&kind, data, limits) {
         Ok(request) => Ok(ClientFrame { reference, request }),
-        Err(RequestError::Unknown) => Err(err(reference, ErrorCode::UnknownType, format!("unknown frame type {kind:?}"))),
+        Err(RequestError::Unknown) => Err(err(
+            reference,
+            ErrorCode::UnknownType,
+            format!("unknown frame type {kind:?}"),
+        )),
         Err(RequestError::Invalid(m)) => Err(err(reference, ErrorCode::InvalidData, m)),
     }
 }
@@ -196,14 +255,19 @@ impl From<InvalidInput> for RequestError {
 }
 
 fn data<T: for<'de> Deserialize<'de>>(kind: &str, v: Value) -> Result<T, RequestError> {
-    serde_json::from_value(v).map_err(|e| RequestError::Invalid(format!("invalid data for {kind}: {e}")))
+    serde_json::from_value(v)
+        .map_err(|e| RequestError::Invalid(format!("invalid data for {kind}: {e}")))
 }
 
 fn users(list: Vec<String>) -> Result<Vec<UserId>, RequestError> {
     if list.len() > MAX_WATCH_BATCH {
-        return Err(RequestError::Invalid(format!("at most {MAX_WATCH_BATCH} users per request")));
+        return Err(RequestError::Invalid(format!(
+            "at most {MAX_WATCH_BATCH} users per request"
+        )));
     }
-    list.iter().map(|u| UserId::parse(u).map_err(Into::into)).collect()
+    list.iter()
+        .map(|u| UserId::parse(u).map_err(Into::into))
+        .collect()
 }
 
 fn parse_request(kind: &str, v: Value, limits: ParseLimits) -> Result<ClientRequest, RequestError> {
@@ -214,54 +278,99 @@ fn parse_request(kind: &str, v: Value, limits: ParseLimits) -> Result<ClientRequ
             if d.since_seq.is_some_and(|s| s < 0) {
                 return Err(RequestError::Invalid("since_seq must be >= 0".into()));
             }
-            ClientRequest::Join { room: RoomId::parse(&d.room)?, since_seq: d.since_seq }
+            ClientRequest::Join {
+                room: RoomId::parse(&d.room)?,
+                since_seq: d.since_seq,
+            }
         }
-        "leave" => ClientRequest::Leave { room: RoomId::parse(&data::<RoomData>(kind, v)?.room)? },
+        "leave" => ClientRequest::Leave {
+            room: RoomId::parse(&data::<RoomData>(kind, v)?.room)?,
+        },
         "send" => {
             let d: SendData = data(kind, v)?;
             let target = match (d.room, d.to) {
                 (Some(r), None) => SendTarget::Room(RoomId::parse(&r)?),
                 (None, Some(u)) => SendTarget::User(UserId::parse(&u)?),
-                _ => return Err(RequestError::Invalid("send needs exactly one of `room` or `to`".into())),
+                _ => {
+                    return Err(RequestError::Invalid(
+                        "send needs exactly one of `room` or `to`".into(),
+                    ))
+                }
             };
-            let msg_kind = MessageKind::parse(&d.kind)
-                .ok_or_else(|| RequestError::Invalid(format!("unknown message kind {:?}", d.kind)))?;
+            let msg_kind = MessageKind::parse(&d.kind).ok_or_else(|| {
+                RequestError::Invalid(format!("unknown message kind {:?}", d.kind))
+            })?;
             let body = MessageBody::parse(msg_kind, &d.body, limits.max_text_bytes)?;
             let priority = match d.priority.as_deref() {
                 None => Priority::Normal,
-                Some(p) => Priority::parse(p)
-                    .ok_or_else(|| RequestError::Invalid(format!("priority must be low, normal, high or urgent, not {p:?}")))?,
+                Some(p) => Priority::parse(p).ok_or_else(|| {
+                    RequestError::Invalid(format!(
+                        "priority must be low, normal, high or urgent, not {p:?}"
+                    ))
+                })?,
             };
             if let Some(id) = &d.client_msg_id {
                 if id.is_empty() || id.len() > MAX_CLIENT_MSG_ID {
-                    return Err(RequestError::Invalid(format!("client_msg_id must be 1..={MAX_CLIENT_MSG_ID} bytes")));
+                    return Err(RequestError::Invalid(format!(
+                        "client_msg_id must be 1..={MAX_CLIENT_MSG_ID} bytes"
+                    )));
                 }
             }
-            ClientRequest::Send(SendRequest { target, kind: msg_kind, body, priority, client_msg_id: d.client_msg_id })
+            ClientRequest::Send(SendRequest {
+                target,
+                kind: msg_kind,
+                body,
+                priority,
+                client_msg_id: d.client_msg_id,
+            })
         }
         "typing" => {
             let d: TypingData = data(kind, v)?;
-            ClientRequest::Typing { room: RoomId::parse(&d.room)?, state: d.state }
+            ClientRequest::Typing {
+                room: RoomId::parse(&d.room)?,
+                state: d.state,
+            }
         }
         "receipt" => {
             let d: ReceiptData = data(kind, v)?;
             if d.seq < 1 {
                 return Err(RequestError::Invalid("seq must be >= 1".into()));
             }
-            ClientRequest::Receipt { room: RoomId::parse(&d.room)?, seq: d.seq, status: d.status }
+            ClientRequest::Receipt {
+                room: RoomId::parse(&d.room)?,
+                seq: d.seq,
+                status: d.status,
+            }
         }
         "presence" => {
             let d: PresenceData = data(kind, v)?;
             let status = ChosenStatus::parse(&d.status).ok_or_else(|| {
-                RequestError::Invalid(format!("status must be online, away, busy or invisible, not {:?}", d.status))
+                RequestError::Invalid(format!(
+                    "status must be online, away, busy or invisible, not {:?}",
+                    d.status
+                ))
             })?;
-            if d.custom_message.as_ref().is_some_and(|m| m.len() > MAX_CUSTOM_MESSAGE) {
-                return Err(RequestError::Invalid(format!("custom_message is longer than {MAX_CUSTOM_MESSAGE} bytes")));
+            if d.custom_message
+                .as_ref()
+                .is_some_and(|m| m.len() > MAX_CUSTOM_MESSAGE)
+            {
+                return Err(RequestError::Invalid(format!(
+                    "custom_message is longer than {MAX_CUSTOM_MESSAGE} bytes"
+                )));
             }
-            if d.metadata.as_ref().is_some_and(|m| m.to_string().len() > 4096) {
-                return Err(RequestError::Invalid("metadata is larger than 4096 bytes".into()));
+            if d.metadata
+                .as_ref()
+                .is_some_and(|m| m.to_string().len() > 4096)
+            {
+                return Err(RequestError::Invalid(
+                    "metadata is larger than 4096 bytes".into(),
+                ));
             }
-            ClientRequest::Presence { status, custom_message: d.custom_message, metadata: d.metadata }
+            ClientRequest::Presence {
+                status,
+                custom_message: d.custom_message,
+                metadata: d.metadata,
+            }
         }
         "history" => {
             let d: HistoryData = data(kind, v)?;
@@ -276,9 +385,15 @@ fn parse_request(kind: &str, v: Value, limits: ParseLimits) -> Result<ClientRequ
                 limit: limit.min(HISTORY_MAX_LIMIT),
             }
         }
-        "watch" => ClientRequest::Watch { users: users(data::<UsersData>(kind, v)?.users)? },
-        "unwatch" => ClientRequest::Unwatch { users: users(data::<UsersData>(kind, v)?.users)? },
-        "auth" => ClientRequest::Auth { token: data::<AuthData>(kind, v)?.token },
+        "watch" => ClientRequest::Watch {
+            users: users(data::<UsersData>(kind, v)?.users)?,
+        },
+        "unwatch" => ClientRequest::Unwatch {
+            users: users(data::<UsersData>(kind, v)?.users)?,
+        },
+        "auth" => ClientRequest::Auth {
+            token: data::<AuthData>(kind, v)?.token,
+        },
         _ => return Err(RequestError::Unknown),
     })
 }
@@ -316,22 +431,39 @@ fn to_json<T: Serialize>(v: &T) -> String {
 
 /// `{"type": kind, "data": data}`.
 pub fn event<T: Serialize>(kind: &str, data: &T) -> String {
-    to_json(&Frame { kind, reference: None, data: Some(data) })
+    to_json(&Frame {
+        kind,
+        reference: None,
+        data: Some(data),
+    })
 }
 
 /// `{"type":"ack","ref":R,"data":data}`.
 pub fn ack<T: Serialize>(reference: Option<&Value>, data: &T) -> String {
-    to_json(&Frame { kind: "ack", reference, data: Some(data) })
+    to_json(&Frame {
+        kind: "ack",
+        reference,
+        data: Some(data),
+    })
 }
 
 /// `{"type":"pong","ref":R}`.
 pub fn pong(reference: Option<&Value>) -> String {
-    to_json(&Frame::<()> { kind: "pong", reference, data: None })
+    to_json(&Frame::<()> {
+        kind: "pong",
+        reference,
+        data: None,
+    })
 }
 
 /// `{"type":"error","ref":R,"code":C,"error":M}`.
 pub fn error(reference: Option<&Value>, code: ErrorCode, message: &str) -> String {
-    to_json(&ErrorFrame { kind: "error", reference, code: code.as_str(), error: message })
+    to_json(&ErrorFrame {
+        kind: "error",
+        reference,
+        code: code.as_str(),
+        error: message,
+    })
 }
 
 /// The message object of SPEC section 2.
@@ -430,7 +562,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const L: ParseLimits = ParseLimits { max_text_bytes: 1000 };
+    const L: ParseLimits = ParseLimits {
+        max_text_bytes: 1000,
+    };
 
     #[test]
     fn error_frames_have_code_and_error_at_top_level() {
@@ -448,14 +582,26 @@ mod tests {
 
     #[test]
     fn garbage_and_unknown_frames_are_classified() {
-        assert_eq!(parse_client_frame("nope", L).unwrap_err().code, ErrorCode::InvalidJson);
-        assert_eq!(parse_client_frame("[1]", L).unwrap_err().code, ErrorCode::InvalidJson);
+        assert_eq!(
+            parse_client_frame("nope", L).unwrap_err().code,
+            ErrorCode::InvalidJson
+        );
+        assert_eq!(
+            parse_client_frame("[1]", L).unwrap_err().code,
+            ErrorCode::InvalidJson
+        );
         let e = parse_client_frame(r#"{"type":"fly","ref":"a"}"#, L).unwrap_err();
-        assert_eq!((e.code, e.reference), (ErrorCode::UnknownType, Some(json!("a"))));
+        assert_eq!(
+            (e.code, e.reference),
+            (ErrorCode::UnknownType, Some(json!("a")))
+        );
         let e = parse_client_frame(r#"{"type":"join","ref":"b","data":{}}"#, L).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidData);
-        let e = parse_client_frame(r#"{"type":"send","data":{"room":"public:a","kind":"text","body":{"text":""}}}"#, L)
-            .unwrap_err();
+        let e = parse_client_frame(
+            r#"{"type":"send","data":{"room":"public:a","kind":"text","body":{"text":""}}}"#,
+            L,
+        )
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidData);
     }
 
@@ -475,7 +621,14 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        let f = parse_client_frame(r#"{"type":"history","data":{"room":"public:a","limit":1000}}"#, L).unwrap();
-        assert!(matches!(f.request, ClientRequest::History { limit: 100, .. }));
+        let f = parse_client_frame(
+            r#"{"type":"history","data":{"room":"public:a","limit":1000}}"#,
+            L,
+        )
+        .unwrap();
+        assert!(matches!(
+            f.request,
+            ClientRequest::History { limit: 100, .. }
+        ));
     }
 }

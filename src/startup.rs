@@ -21,7 +21,10 @@ pub enum StartupError {
     #[error("database: {0}")]
     Database(#[from] PersistError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 pub struct Application {
@@ -41,25 +44,54 @@ impl Application {
         web::block(move || db::run_migrations(&url))
             .await
             .map_err(|e| PersistError::Unavailable(e.to_string()))??;
-        let pool = db::build_pool(settings.database_url.expose(), settings.db_pool_size + 1, settings.db_timeout)?;
+        let pool = db::build_pool(
+            settings.database_url.expose(),
+            settings.db_pool_size + 1,
+            settings.db_timeout,
+        )?;
         let bind = settings.bind.clone();
         let workers = settings.workers;
         let engine = Engine::start(settings, pool, keys);
-        let listener = TcpListener::bind(&bind).map_err(|source| StartupError::Bind { addr: bind.clone(), source })?;
-        let port = listener.local_addr().map_err(|source| StartupError::Bind { addr: bind.clone(), source })?.port();
+        let listener = TcpListener::bind(&bind).map_err(|source| StartupError::Bind {
+            addr: bind.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                addr: bind.clone(),
+                source,
+            })?
+            .port();
         let data = web::Data::new(engine.clone());
-        let mut server = HttpServer::new(move || App::new().app_data(data.clone()).configure(crate::routes::configure))
-            .disable_signals()
-            .shutdown_timeout(5);
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(crate::routes::configure)
+        })
+        .disable_signals()
+        .shutdown_timeout(5);
         if workers > 0 {
             server = server.workers(workers);
         }
         let server = server
             .listen(listener)
-            .map_err(|source| StartupError::Bind { addr: bind.clone(), source })?
+            .map_err(|source| StartupError::Bind {
+                addr: bind.clone(),
+                source,
+            })?
             .run();
-        log::info!("herald listening on {}", bind.rsplit_once(':').map(|(h, _)| format!("{h}:{port}")).unwrap_or(bind));
-        Ok(Application { port, server, engine })
+        log::info!(
+            "herald listening on {}",
+            bind.rsplit_once(':')
+                .map(|(h, _)| format!("{h}:{port}"))
+                .unwrap_or(bind)
+        );
+        Ok(Application {
+            port,
+            server,
+            engine,
+        })
     }
 
     pub fn port(&self) -> u16 {

@@ -48,15 +48,22 @@ impl TestDatabase {
                     Some(i) if i > "postgres://".len() => format!("{}/{name}", &base[..i]),
                     _ => format!("{base}/{name}"),
                 };
-                TestDatabase { url, cleanup: Cleanup::Postgres { admin_url, name } }
+                TestDatabase {
+                    url,
+                    cleanup: Cleanup::Postgres { admin_url, name },
+                }
             }
             _ => {
-                let dir = std::env::temp_dir().join(format!("herald-test-{}", uuid::Uuid::new_v4().simple()));
+                let dir = std::env::temp_dir()
+                    .join(format!("herald-test-{}", uuid::Uuid::new_v4().simple()));
                 if let Err(e) = std::fs::create_dir_all(&dir) {
                     panic!("cannot create test directory {}: {e}", dir.display());
                 }
                 let url = format!("sqlite://{}", dir.join("herald.db").display());
-                TestDatabase { url, cleanup: Cleanup::Dir(dir) }
+                TestDatabase {
+                    url,
+                    cleanup: Cleanup::Dir(dir),
+                }
             }
         }
     }
@@ -110,7 +117,11 @@ pub async fn start_engine(settings: Settings) -> Engine {
         Ok(Err(e)) => panic!("migrations failed: {e}"),
         Err(e) => panic!("migration thread failed: {e}"),
     }
-    let pool = match db::build_pool(settings.database_url.expose(), settings.db_pool_size + 1, settings.db_timeout) {
+    let pool = match db::build_pool(
+        settings.database_url.expose(),
+        settings.db_pool_size + 1,
+        settings.db_timeout,
+    ) {
         Ok(p) => p,
         Err(e) => panic!("pool: {e}"),
     };
@@ -148,7 +159,8 @@ impl Handler<Deliver> for ProbeSession {
         if msg.frame.is_empty() {
             return;
         }
-        let v: Value = serde_json::from_str(&msg.frame).unwrap_or(Value::String(msg.frame.to_string()));
+        let v: Value =
+            serde_json::from_str(&msg.frame).unwrap_or(Value::String(msg.frame.to_string()));
         let _ = self.events.send(ProbeEvent::Frame(v));
     }
 }
@@ -157,8 +169,12 @@ impl Handler<SessionControl> for ProbeSession {
     type Result = ();
     fn handle(&mut self, msg: SessionControl, ctx: &mut Context<Self>) {
         match msg {
-            SessionControl::Subscribed { room } => self.engine.rooms_changed(&self.user, vec![room], vec![]),
-            SessionControl::Unsubscribed { room } => self.engine.rooms_changed(&self.user, vec![], vec![room]),
+            SessionControl::Subscribed { room } => {
+                self.engine.rooms_changed(&self.user, vec![room], vec![])
+            }
+            SessionControl::Unsubscribed { room } => {
+                self.engine.rooms_changed(&self.user, vec![], vec![room])
+            }
             SessionControl::Close { code, reason } => {
                 let _ = self.events.send(ProbeEvent::Closed { code, reason });
                 ctx.stop();
@@ -182,7 +198,10 @@ impl Probe {
 
     /// The next event, or `None` after `timeout`.
     pub async fn next_event(&mut self, timeout: Duration) -> Option<ProbeEvent> {
-        tokio::time::timeout(timeout, self.events.recv()).await.ok().flatten()
+        tokio::time::timeout(timeout, self.events.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The next frame of `kind`, skipping others; `None` if none comes within `timeout`.
@@ -201,7 +220,10 @@ impl Probe {
     pub async fn drain(&mut self, window: Duration) -> Vec<ProbeEvent> {
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + window;
-        while let Some(e) = self.next_event(deadline.saturating_duration_since(tokio::time::Instant::now())).await {
+        while let Some(e) = self
+            .next_event(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await
+        {
             out.push(e);
         }
         out
@@ -221,7 +243,12 @@ pub async fn connect_probe_with_capacity(engine: &Engine, user: &str, capacity: 
         Err(e) => panic!("bad test user id {user:?}: {e}"),
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    let actor = ProbeSession { user: user.clone(), engine: engine.clone(), events: tx.clone(), capacity };
+    let actor = ProbeSession {
+        user: user.clone(),
+        engine: engine.clone(),
+        events: tx.clone(),
+        capacity,
+    };
     let addr = actor.start();
     let handle = SessionHandle {
         id: SessionId::next(),
@@ -240,7 +267,12 @@ pub async fn connect_probe_with_capacity(engine: &Engine, user: &str, capacity: 
         }
         Err(e) => panic!("probe registration failed: {e}"),
     }
-    Probe { handle, addr, events: rx, engine: engine.clone() }
+    Probe {
+        handle,
+        addr,
+        events: rx,
+        engine: engine.clone(),
+    }
 }
 
 /// Connects a probe with a roomy outbox.

@@ -43,7 +43,14 @@ pub struct CommitStats {
 
 impl CommitQueue {
     pub fn new(writer: Addr<Database>, max_batch: usize) -> Self {
-        CommitQueue { writer, waiting: Vec::new(), in_flight: false, max_batch, drained: Vec::new(), stats: CommitStats::default() }
+        CommitQueue {
+            writer,
+            waiting: Vec::new(),
+            in_flight: false,
+            max_batch,
+            drained: Vec::new(),
+            stats: CommitStats::default(),
+        }
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {

@@ -8,7 +8,9 @@
 
 use actix::prelude::*;
 
-use crate::db::models::{RoomRecord, RoomSummary, StoredMessage, UserRecord, WriteOp, WriteOutcome};
+use crate::db::models::{
+    RoomRecord, RoomSummary, StoredMessage, UserRecord, WriteOp, WriteOutcome,
+};
 use crate::db::{DbConnection, DbPool};
 use crate::domain::{RoomId, UserId};
 use crate::error::PersistError;
@@ -22,7 +24,10 @@ impl Database {
         Database { pool }
     }
 
-    fn with_conn<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T, PersistError>) -> Result<T, PersistError> {
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, PersistError>,
+    ) -> Result<T, PersistError> {
         let mut conn = self.pool.get()?;
         f(&mut conn)
     }
@@ -121,7 +126,9 @@ impl Handler<CheckReady> for Database {
             if c.migrations_applied()? {
                 Ok(())
             } else {
-                Err(PersistError::Unavailable("migrations are not applied yet".into()))
+                Err(PersistError::Unavailable(
+                    "migrations are not applied yet".into(),
+                ))
             }
         })
     }

@@ -23,7 +23,9 @@ use super::database::LoadUsers;
 use super::room_supervisor::{PresenceChanged, RoomSupervisor};
 use super::session::{SessionControl, SessionHandle};
 use crate::db::models::{UserRecord, WriteOp};
-use crate::domain::{now_millis, rfc3339, ChosenStatus, Millis, RoomId, SessionId, UserId, VisibleStatus};
+use crate::domain::{
+    now_millis, rfc3339, ChosenStatus, Millis, RoomId, SessionId, UserId, VisibleStatus,
+};
 use crate::engine::Store;
 use crate::error::{EngineError, PersistError};
 use crate::protocol::{self, PresenceView};
@@ -81,18 +83,36 @@ pub struct PresenceRegistry {
 
 impl PresenceRegistry {
     pub fn new(store: Store, rooms: Addr<RoomSupervisor>, grace: Duration) -> Self {
-        PresenceRegistry { store, rooms, grace, users: HashMap::new(), watchers: HashMap::new(), watching: HashMap::new() }
+        PresenceRegistry {
+            store,
+            rooms,
+            grace,
+            users: HashMap::new(),
+            watchers: HashMap::new(),
+            watching: HashMap::new(),
+        }
     }
 
     /// Tells rooms and watchers what others now see of `user`.
     fn announce(&mut self, user: &UserId, rooms: Vec<RoomId>) {
-        let Some(entry) = self.users.get_mut(user) else { return };
+        let Some(entry) = self.users.get_mut(user) else {
+            return;
+        };
         let view = entry.view(user);
         let online = entry.visible();
         entry.announced = online;
-        let (joins, leaves) = if online { (vec![view.clone()], vec![]) } else { (vec![], vec![view.clone()]) };
+        let (joins, leaves) = if online {
+            (vec![view.clone()], vec![])
+        } else {
+            (vec![], vec![view.clone()])
+        };
         if !rooms.is_empty() {
-            self.rooms.do_send(PresenceChanged { about: user.clone(), rooms, joins: Arc::new(joins), leaves: Arc::new(leaves) });
+            self.rooms.do_send(PresenceChanged {
+                about: user.clone(),
+                rooms,
+                joins: Arc::new(joins),
+                leaves: Arc::new(leaves),
+            });
         }
         self.notify_watchers(user, &view);
     }
@@ -113,7 +133,9 @@ impl PresenceRegistry {
     }
 
     fn go_offline(&mut self, user: &UserId) {
-        let Some(entry) = self.users.get(user) else { return };
+        let Some(entry) = self.users.get(user) else {
+            return;
+        };
         if !entry.sessions.is_empty() {
             return;
         }
@@ -147,7 +169,11 @@ impl Handler<SessionOpened> for PresenceRegistry {
         let now = now_millis();
         let entry = self.users.entry(user.clone()).or_insert_with(|| {
             let (status, custom_message, last_seen) = match &msg.stored {
-                Some(r) => (ChosenStatus::parse(&r.status).unwrap_or_default(), r.custom_message.clone(), r.last_seen),
+                Some(r) => (
+                    ChosenStatus::parse(&r.status).unwrap_or_default(),
+                    r.custom_message.clone(),
+                    r.last_seen,
+                ),
                 None => (ChosenStatus::Online, None, None),
             };
             UserPresence {
@@ -197,7 +223,9 @@ impl Handler<SessionClosed> for PresenceRegistry {
                 }
             }
         }
-        let Some(entry) = self.users.get_mut(&msg.user) else { return };
+        let Some(entry) = self.users.get_mut(&msg.user) else {
+            return;
+        };
         if entry.sessions.remove(&msg.session).is_none() || !entry.sessions.is_empty() {
             return;
         }
@@ -206,7 +234,10 @@ impl Handler<SessionClosed> for PresenceRegistry {
         if entry.status != ChosenStatus::Invisible {
             entry.visible_last_seen = Some(now);
         }
-        self.persist(WriteOp::SaveLastSeen { user: msg.user.clone(), at: now });
+        self.persist(WriteOp::SaveLastSeen {
+            user: msg.user.clone(),
+            at: now,
+        });
         if self.grace.is_zero() {
             self.go_offline(&msg.user);
         } else {
@@ -231,16 +262,31 @@ pub struct RoomsChanged {
 impl Handler<RoomsChanged> for PresenceRegistry {
     type Result = ();
     fn handle(&mut self, msg: RoomsChanged, _: &mut Context<Self>) {
-        let Some(entry) = self.users.get_mut(&msg.user) else { return };
-        let added: Vec<RoomId> = msg.added.into_iter().filter(|r| entry.rooms.insert(r.clone())).collect();
-        let removed: Vec<RoomId> = msg.removed.into_iter().filter(|r| entry.rooms.remove(r)).collect();
+        let Some(entry) = self.users.get_mut(&msg.user) else {
+            return;
+        };
+        let added: Vec<RoomId> = msg
+            .added
+            .into_iter()
+            .filter(|r| entry.rooms.insert(r.clone()))
+            .collect();
+        let removed: Vec<RoomId> = msg
+            .removed
+            .into_iter()
+            .filter(|r| entry.rooms.remove(r))
+            .collect();
         if !entry.visible() {
             return;
         }
         let view = Arc::new(vec![entry.view(&msg.user)]);
         let none = Arc::new(Vec::new());
         if !added.is_empty() {
-            self.rooms.do_send(PresenceChanged { about: msg.user.clone(), rooms: added, joins: view.clone(), leaves: none.clone() });
+            self.rooms.do_send(PresenceChanged {
+                about: msg.user.clone(),
+                rooms: added,
+                joins: view.clone(),
+                leaves: none.clone(),
+            });
         }
         if !removed.is_empty() {
             let mut offline = (*view).clone();
@@ -248,7 +294,12 @@ impl Handler<RoomsChanged> for PresenceRegistry {
                 v.status = VisibleStatus::Offline;
                 v.devices = 0;
             }
-            self.rooms.do_send(PresenceChanged { about: msg.user, rooms: removed, joins: none, leaves: Arc::new(offline) });
+            self.rooms.do_send(PresenceChanged {
+                about: msg.user,
+                rooms: removed,
+                joins: none,
+                leaves: Arc::new(offline),
+            });
         }
     }
 }
@@ -266,14 +317,21 @@ pub struct SetStatus {
 impl Handler<SetStatus> for PresenceRegistry {
     type Result = ();
     fn handle(&mut self, msg: SetStatus, _: &mut Context<Self>) {
-        let Some(entry) = self.users.get_mut(&msg.user) else { return };
+        let Some(entry) = self.users.get_mut(&msg.user) else {
+            return;
+        };
         let before = (entry.announced, entry.view(&msg.user));
         entry.status = msg.status;
         entry.custom_message = msg.custom_message.clone();
         entry.metadata = msg.metadata;
         let after = entry.view(&msg.user);
         let rooms: Vec<RoomId> = entry.rooms.iter().cloned().collect();
-        self.persist(WriteOp::SaveStatus { user: msg.user.clone(), status: msg.status, custom_message: msg.custom_message, at: now_millis() });
+        self.persist(WriteOp::SaveStatus {
+            user: msg.user.clone(),
+            status: msg.status,
+            custom_message: msg.custom_message,
+            at: now_millis(),
+        });
         // Invisible → invisible, or no visible change at all: nothing to tell.
         if (before.0 || after.status != VisibleStatus::Offline) && before.1 != after {
             self.announce(&msg.user, rooms);
@@ -296,7 +354,10 @@ impl Handler<Watch> for PresenceRegistry {
         let set = self.watching.entry(msg.handle.id).or_default();
         for u in &msg.users {
             set.insert(u.clone());
-            self.watchers.entry(u.clone()).or_default().insert(msg.handle.id, msg.handle.clone());
+            self.watchers
+                .entry(u.clone())
+                .or_default()
+                .insert(msg.handle.id, msg.handle.clone());
         }
         self.handle(GetPresence { users: msg.users }, ctx)
     }
@@ -337,14 +398,23 @@ pub struct GetPresence {
 impl Handler<GetPresence> for PresenceRegistry {
     type Result = ResponseActFuture<Self, Result<Vec<PresenceView>, EngineError>>;
     fn handle(&mut self, msg: GetPresence, _: &mut Context<Self>) -> Self::Result {
-        let unknown: Vec<UserId> = msg.users.iter().filter(|u| !self.users.contains_key(u)).cloned().collect();
+        let unknown: Vec<UserId> = msg
+            .users
+            .iter()
+            .filter(|u| !self.users.contains_key(u))
+            .cloned()
+            .collect();
         let reader = self.store.reader.clone();
         Box::pin(
             async move {
                 if unknown.is_empty() {
                     return Ok(Vec::new());
                 }
-                reader.send(LoadUsers { users: unknown }).await.map_err(PersistError::from).and_then(|r| r)
+                reader
+                    .send(LoadUsers { users: unknown })
+                    .await
+                    .map_err(PersistError::from)
+                    .and_then(|r| r)
             }
             .into_actor(self)
             .map(move |stored, act, _| {
@@ -362,7 +432,10 @@ impl Handler<GetPresence> for PresenceRegistry {
                     .iter()
                     .map(|u| match act.users.get(u) {
                         Some(e) => e.view(u),
-                        None => PresenceView::offline(u.as_str(), stored.get(u.as_str()).copied().flatten()),
+                        None => PresenceView::offline(
+                            u.as_str(),
+                            stored.get(u.as_str()).copied().flatten(),
+                        ),
                     })
                     .collect())
             }),
@@ -442,9 +515,14 @@ pub struct DisconnectUser {
 impl Handler<DisconnectUser> for PresenceRegistry {
     type Result = usize;
     fn handle(&mut self, msg: DisconnectUser, _: &mut Context<Self>) -> usize {
-        let Some(e) = self.users.get(&msg.user) else { return 0 };
+        let Some(e) = self.users.get(&msg.user) else {
+            return 0;
+        };
         for h in e.sessions.values() {
-            h.send_control(SessionControl::Close { code: msg.code, reason: msg.reason.clone() });
+            h.send_control(SessionControl::Close {
+                code: msg.code,
+                reason: msg.reason.clone(),
+            });
         }
         e.sessions.len()
     }
@@ -459,9 +537,17 @@ impl Handler<FlushLastSeen> for PresenceRegistry {
     type Result = usize;
     fn handle(&mut self, _: FlushLastSeen, _: &mut Context<Self>) -> usize {
         let now = now_millis();
-        let users: Vec<UserId> = self.users.iter().filter(|(_, e)| !e.sessions.is_empty()).map(|(u, _)| u.clone()).collect();
+        let users: Vec<UserId> = self
+            .users
+            .iter()
+            .filter(|(_, e)| !e.sessions.is_empty())
+            .map(|(u, _)| u.clone())
+            .collect();
         for u in &users {
-            self.persist(WriteOp::SaveLastSeen { user: u.clone(), at: now });
+            self.persist(WriteOp::SaveLastSeen {
+                user: u.clone(),
+                at: now,
+            });
         }
         users.len()
     }
@@ -481,7 +567,10 @@ impl Handler<CloseAllSessions> for PresenceRegistry {
         let mut n = 0;
         for e in self.users.values() {
             for h in e.sessions.values() {
-                h.send_control(SessionControl::Close { code: msg.code, reason: msg.reason.clone() });
+                h.send_control(SessionControl::Close {
+                    code: msg.code,
+                    reason: msg.reason.clone(),
+                });
                 n += 1;
             }
         }

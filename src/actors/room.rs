@@ -62,7 +62,12 @@ pub struct Room {
 }
 
 impl Room {
-    pub fn new(id: RoomId, store: Store, typing_timeout: std::time::Duration, subscriber_count: Arc<AtomicUsize>) -> Self {
+    pub fn new(
+        id: RoomId,
+        store: Store,
+        typing_timeout: std::time::Duration,
+        subscriber_count: Arc<AtomicUsize>,
+    ) -> Self {
         Room {
             id,
             store,
@@ -104,7 +109,12 @@ impl Room {
             match s.deliver(frame) {
                 DeliverOutcome::Queued => {}
                 DeliverOutcome::SlowConsumer => {
-                    log::info!("room {}: session {} of {} is a slow consumer, dropped", self.id, id, s.user);
+                    log::info!(
+                        "room {}: session {} of {} is a slow consumer, dropped",
+                        self.id,
+                        id,
+                        s.user
+                    );
                     dropped.push(*id);
                 }
                 DeliverOutcome::Gone => dropped.push(*id),
@@ -113,7 +123,8 @@ impl Room {
         for id in dropped {
             self.subscribers.remove(&id);
         }
-        self.subscriber_count.store(self.subscribers.len(), Ordering::Relaxed);
+        self.subscriber_count
+            .store(self.subscribers.len(), Ordering::Relaxed);
     }
 
     fn fan_out_message(&mut self, m: &StoredMessage, origin: Option<SessionId>) {
@@ -133,7 +144,10 @@ impl Room {
             waiters.push((p.origin, p.reply));
         }
         self.writing = true;
-        let ops = vec![WriteOp::AppendMessages { room: self.id.clone(), messages }];
+        let ops = vec![WriteOp::AppendMessages {
+            room: self.id.clone(),
+            messages,
+        }];
         self.store
             .commits
             .send(Commit { ops })
@@ -142,8 +156,12 @@ impl Room {
                 act.writing = false;
                 let appended = match res.map_err(PersistError::from).and_then(|r| r) {
                     Ok(mut outcomes) => match outcomes.pop() {
-                        Some(WriteOutcome::Appended(list)) if list.len() == waiters.len() => Ok(list),
-                        other => Err(EngineError::Internal(format!("unexpected append outcome {other:?}"))),
+                        Some(WriteOutcome::Appended(list)) if list.len() == waiters.len() => {
+                            Ok(list)
+                        }
+                        other => Err(EngineError::Internal(format!(
+                            "unexpected append outcome {other:?}"
+                        ))),
                     },
                     Err(e) => Err(EngineError::from(e)),
                 };
@@ -154,7 +172,10 @@ impl Room {
                                 act.last_seq = act.last_seq.max(a.message.seq);
                                 act.fan_out_message(&a.message, origin);
                             }
-                            let _ = reply.send(Ok(Published { message: a.message, duplicate: a.duplicate }));
+                            let _ = reply.send(Ok(Published {
+                                message: a.message,
+                                duplicate: a.duplicate,
+                            }));
                         }
                     }
                     Err(e) => {
@@ -171,7 +192,10 @@ impl Room {
             .spawn(ctx);
     }
 
-    fn commit(&self, ops: Vec<WriteOp>) -> impl std::future::Future<Output = Result<Vec<WriteOutcome>, EngineError>> {
+    fn commit(
+        &self,
+        ops: Vec<WriteOp>,
+    ) -> impl std::future::Future<Output = Result<Vec<WriteOutcome>, EngineError>> {
         let commits = self.store.commits.clone();
         async move {
             commits
@@ -192,8 +216,11 @@ impl Room {
 
     fn end_typing(&mut self, user: &UserId) {
         if self.typing.remove(user).is_some() {
-            let frame: ByteString =
-                protocol::event("typing", &json!({"room": self.id, "user": user, "state": "stop"})).into();
+            let frame: ByteString = protocol::event(
+                "typing",
+                &json!({"room": self.id, "user": user, "state": "stop"}),
+            )
+            .into();
             self.broadcast(&frame, |s| &s.user != user);
         }
     }
@@ -206,21 +233,25 @@ impl Actor for Room {
         // Nothing may be handled before membership and last_seq are known.
         self.store
             .reader
-            .send(LoadRoom { room: self.id.clone() })
-            .into_actor(self)
-            .map(|res, act, ctx| match res.map_err(PersistError::from).and_then(|r| r) {
-                Ok(Some(record)) => {
-                    act.exists = true;
-                    act.name = record.name;
-                    act.last_seq = record.last_seq;
-                    act.members = record.members.into_iter().collect();
-                }
-                Ok(None) => act.exists = false,
-                Err(e) => {
-                    log::warn!("room {} could not load: {e}", act.id);
-                    ctx.stop();
-                }
+            .send(LoadRoom {
+                room: self.id.clone(),
             })
+            .into_actor(self)
+            .map(
+                |res, act, ctx| match res.map_err(PersistError::from).and_then(|r| r) {
+                    Ok(Some(record)) => {
+                        act.exists = true;
+                        act.name = record.name;
+                        act.last_seq = record.last_seq;
+                        act.members = record.members.into_iter().collect();
+                    }
+                    Ok(None) => act.exists = false,
+                    Err(e) => {
+                        log::warn!("room {} could not load: {e}", act.id);
+                        ctx.stop();
+                    }
+                },
+            )
             .wait(ctx);
     }
 }
@@ -237,7 +268,8 @@ impl Handler<Subscribe> for Room {
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
         if self.is_member(&msg.handle.user) {
             self.subscribers.insert(msg.handle.id, msg.handle);
-            self.subscriber_count.store(self.subscribers.len(), Ordering::Relaxed);
+            self.subscriber_count
+                .store(self.subscribers.len(), Ordering::Relaxed);
         }
     }
 }
@@ -253,7 +285,8 @@ impl Handler<Unsubscribe> for Room {
     type Result = ();
     fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
         if let Some(h) = self.subscribers.remove(&msg.session) {
-            self.subscriber_count.store(self.subscribers.len(), Ordering::Relaxed);
+            self.subscriber_count
+                .store(self.subscribers.len(), Ordering::Relaxed);
             if !self.subscribers.values().any(|s| s.user == h.user) {
                 self.end_typing(&h.user);
             }
@@ -292,9 +325,19 @@ impl Handler<JoinMember> for Room {
             let at = now_millis();
             let mut ops = Vec::new();
             if !self.exists {
-                ops.push(WriteOp::EnsureRoom { room: self.id.clone(), name: None, created_by: Some(msg.user.clone()), at });
+                ops.push(WriteOp::EnsureRoom {
+                    room: self.id.clone(),
+                    name: None,
+                    created_by: Some(msg.user.clone()),
+                    at,
+                });
             }
-            ops.push(WriteOp::AddMember { room: self.id.clone(), user: msg.user.clone(), role: MemberRole::Member, at });
+            ops.push(WriteOp::AddMember {
+                room: self.id.clone(),
+                user: msg.user.clone(),
+                role: MemberRole::Member,
+                at,
+            });
             Some(self.commit(ops))
         } else {
             return Box::pin(fut::ready(Err(EngineError::no_access(&self.id))));
@@ -324,13 +367,24 @@ impl Handler<JoinMember> for Room {
                     res?;
                     let (missed, has_more) = match msg.since_seq {
                         Some(since) if since < seq && msg.missed_limit > 0 => reader
-                            .send(FetchHistory { room, before_seq: None, after_seq: Some(since), limit: msg.missed_limit })
+                            .send(FetchHistory {
+                                room,
+                                before_seq: None,
+                                after_seq: Some(since),
+                                limit: msg.missed_limit,
+                            })
                             .await
                             .map_err(PersistError::from)
                             .and_then(|r| r)?,
                         _ => (Vec::new(), false),
                     };
-                    Ok(Joined { seq, online, missed, has_more, new_member: !already })
+                    Ok(Joined {
+                        seq,
+                        online,
+                        missed,
+                        has_more,
+                        new_member: !already,
+                    })
                 }
                 .into_actor(act)
             }),
@@ -351,13 +405,17 @@ impl Handler<LeaveMember> for Room {
         if let Err(e) = self.require_member(&msg.user) {
             return Box::pin(fut::ready(Err(e)));
         }
-        let write = self.commit(vec![WriteOp::RemoveMember { room: self.id.clone(), user: msg.user.clone() }]);
+        let write = self.commit(vec![WriteOp::RemoveMember {
+            room: self.id.clone(),
+            user: msg.user.clone(),
+        }]);
         Box::pin(write.into_actor(self).map(move |res, act, _| {
             res?;
             act.members.remove(&msg.user);
             act.end_typing(&msg.user);
             act.subscribers.retain(|_, s| s.user != msg.user);
-            act.subscriber_count.store(act.subscribers.len(), Ordering::Relaxed);
+            act.subscriber_count
+                .store(act.subscribers.len(), Ordering::Relaxed);
             Ok(())
         }))
     }
@@ -375,11 +433,19 @@ impl Handler<AddMember> for Room {
     type Result = ResponseActFuture<Self, Result<bool, EngineError>>;
     fn handle(&mut self, msg: AddMember, _: &mut Context<Self>) -> Self::Result {
         let check = if !self.exists {
-            Err(EngineError::NotFound(format!("room {} does not exist", self.id)))
+            Err(EngineError::NotFound(format!(
+                "room {} does not exist",
+                self.id
+            )))
         } else if self.id.kind() == RoomKind::Direct {
-            Err(EngineError::Forbidden("a direct room always has exactly its two users".into()))
+            Err(EngineError::Forbidden(
+                "a direct room always has exactly its two users".into(),
+            ))
         } else if !(msg.by.admin || self.members.get(&msg.by.user) == Some(&MemberRole::Owner)) {
-            Err(EngineError::Forbidden(format!("only the room owner or an admin may add members to {}", self.id)))
+            Err(EngineError::Forbidden(format!(
+                "only the room owner or an admin may add members to {}",
+                self.id
+            )))
         } else {
             Ok(())
         };
@@ -389,12 +455,21 @@ impl Handler<AddMember> for Room {
         if self.is_member(&msg.user) {
             return Box::pin(fut::ready(Ok(false)));
         }
-        let op = WriteOp::AddMember { room: self.id.clone(), user: msg.user.clone(), role: MemberRole::Member, at: now_millis() };
-        Box::pin(self.commit(vec![op]).into_actor(self).map(move |res, act, _| {
-            res?;
-            act.members.entry(msg.user).or_insert(MemberRole::Member);
-            Ok(true)
-        }))
+        let op = WriteOp::AddMember {
+            room: self.id.clone(),
+            user: msg.user.clone(),
+            role: MemberRole::Member,
+            at: now_millis(),
+        };
+        Box::pin(
+            self.commit(vec![op])
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    res?;
+                    act.members.entry(msg.user).or_insert(MemberRole::Member);
+                    Ok(true)
+                }),
+        )
     }
 }
 
@@ -409,9 +484,14 @@ pub struct RemoveMember {
 impl Handler<RemoveMember> for Room {
     type Result = ResponseActFuture<Self, Result<bool, EngineError>>;
     fn handle(&mut self, msg: RemoveMember, _: &mut Context<Self>) -> Self::Result {
-        let allowed = msg.by.admin || msg.by.user == msg.user || self.members.get(&msg.by.user) == Some(&MemberRole::Owner);
+        let allowed = msg.by.admin
+            || msg.by.user == msg.user
+            || self.members.get(&msg.by.user) == Some(&MemberRole::Owner);
         if !self.exists {
-            return Box::pin(fut::ready(Err(EngineError::NotFound(format!("room {} does not exist", self.id)))));
+            return Box::pin(fut::ready(Err(EngineError::NotFound(format!(
+                "room {} does not exist",
+                self.id
+            )))));
         }
         if !allowed {
             return Box::pin(fut::ready(Err(EngineError::Forbidden(format!(
@@ -422,15 +502,23 @@ impl Handler<RemoveMember> for Room {
         if !self.is_member(&msg.user) {
             return Box::pin(fut::ready(Ok(false)));
         }
-        let op = WriteOp::RemoveMember { room: self.id.clone(), user: msg.user.clone() };
-        Box::pin(self.commit(vec![op]).into_actor(self).map(move |res, act, _| {
-            res?;
-            act.members.remove(&msg.user);
-            act.end_typing(&msg.user);
-            act.subscribers.retain(|_, s| s.user != msg.user);
-            act.subscriber_count.store(act.subscribers.len(), Ordering::Relaxed);
-            Ok(true)
-        }))
+        let op = WriteOp::RemoveMember {
+            room: self.id.clone(),
+            user: msg.user.clone(),
+        };
+        Box::pin(
+            self.commit(vec![op])
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    res?;
+                    act.members.remove(&msg.user);
+                    act.end_typing(&msg.user);
+                    act.subscribers.retain(|_, s| s.user != msg.user);
+                    act.subscriber_count
+                        .store(act.subscribers.len(), Ordering::Relaxed);
+                    Ok(true)
+                }),
+        )
     }
 }
 
@@ -446,12 +534,25 @@ impl Handler<CreatePrivate> for Room {
     type Result = ResponseActFuture<Self, Result<(), EngineError>>;
     fn handle(&mut self, msg: CreatePrivate, _: &mut Context<Self>) -> Self::Result {
         if self.exists {
-            return Box::pin(fut::ready(Err(EngineError::Conflict(format!("room {} already exists", self.id)))));
+            return Box::pin(fut::ready(Err(EngineError::Conflict(format!(
+                "room {} already exists",
+                self.id
+            )))));
         }
         let at = now_millis();
         let ops = vec![
-            WriteOp::EnsureRoom { room: self.id.clone(), name: Some(msg.name.clone()), created_by: Some(msg.owner.clone()), at },
-            WriteOp::AddMember { room: self.id.clone(), user: msg.owner.clone(), role: MemberRole::Owner, at },
+            WriteOp::EnsureRoom {
+                room: self.id.clone(),
+                name: Some(msg.name.clone()),
+                created_by: Some(msg.owner.clone()),
+                at,
+            },
+            WriteOp::AddMember {
+                room: self.id.clone(),
+                user: msg.owner.clone(),
+                role: MemberRole::Owner,
+                at,
+            },
         ];
         Box::pin(self.commit(ops).into_actor(self).map(move |res, act, _| {
             res?;
@@ -473,7 +574,10 @@ impl Handler<EnsureDirect> for Room {
     type Result = ResponseActFuture<Self, Result<Vec<UserId>, EngineError>>;
     fn handle(&mut self, _: EnsureDirect, _: &mut Context<Self>) -> Self::Result {
         let Some((a, b)) = self.id.direct_users() else {
-            return Box::pin(fut::ready(Err(EngineError::Internal(format!("{} is not a direct room", self.id)))));
+            return Box::pin(fut::ready(Err(EngineError::Internal(format!(
+                "{} is not a direct room",
+                self.id
+            )))));
         };
         let missing: Vec<UserId> = [a, b].into_iter().filter(|u| !self.is_member(u)).collect();
         if missing.is_empty() {
@@ -482,10 +586,20 @@ impl Handler<EnsureDirect> for Room {
         let at = now_millis();
         let mut ops = Vec::new();
         if !self.exists {
-            ops.push(WriteOp::EnsureRoom { room: self.id.clone(), name: None, created_by: None, at });
+            ops.push(WriteOp::EnsureRoom {
+                room: self.id.clone(),
+                name: None,
+                created_by: None,
+                at,
+            });
         }
         for u in &missing {
-            ops.push(WriteOp::AddMember { room: self.id.clone(), user: u.clone(), role: MemberRole::Member, at });
+            ops.push(WriteOp::AddMember {
+                room: self.id.clone(),
+                user: u.clone(),
+                role: MemberRole::Member,
+                at,
+            });
         }
         Box::pin(self.commit(ops).into_actor(self).map(move |res, act, _| {
             res?;
@@ -523,11 +637,18 @@ impl Handler<Publish> for Room {
         // A message ends the sender's typing indicator, as in every chat client.
         self.typing.remove(&msg.message.sender);
         let (tx, rx) = oneshot::channel();
-        self.pending.push(PendingPublish { message: msg.message, origin: msg.origin, reply: tx });
+        self.pending.push(PendingPublish {
+            message: msg.message,
+            origin: msg.origin,
+            reply: tx,
+        });
         self.flush_pending(ctx);
         Box::pin(async move {
-            rx.await
-                .unwrap_or_else(|_| Err(EngineError::Unavailable("room stopped before the message was stored".into())))
+            rx.await.unwrap_or_else(|_| {
+                Err(EngineError::Unavailable(
+                    "room stopped before the message was stored".into(),
+                ))
+            })
         })
     }
 }
@@ -549,8 +670,11 @@ impl Handler<Typing> for Room {
                 self.typing_generation += 1;
                 let generation = self.typing_generation;
                 self.typing.insert(msg.user.clone(), generation);
-                let frame: ByteString =
-                    protocol::event("typing", &json!({"room": self.id, "user": msg.user, "state": "start"})).into();
+                let frame: ByteString = protocol::event(
+                    "typing",
+                    &json!({"room": self.id, "user": msg.user, "state": "start"}),
+                )
+                .into();
                 let user = msg.user.clone();
                 self.broadcast(&frame, |s| s.user != user);
                 let user = msg.user;
@@ -592,7 +716,12 @@ impl Handler<Receipt> for Room {
                 msg.seq, self.last_seq, self.id
             )))));
         }
-        let op = WriteOp::AdvanceWatermark { room: self.id.clone(), user: msg.user.clone(), status: msg.status, seq: msg.seq };
+        let op = WriteOp::AdvanceWatermark {
+            room: self.id.clone(),
+            user: msg.user.clone(),
+            status: msg.status,
+            seq: msg.seq,
+        };
         Box::pin(self.commit(vec![op]).into_actor(self).map(move |res, act, _| {
             let advanced = matches!(res?.first(), Some(WriteOutcome::Watermark { advanced: true, .. }));
             if advanced {
@@ -628,11 +757,24 @@ impl Handler<History> for Room {
             }
         } else if !self.exists {
             let room = self.id.clone();
-            return Box::pin(async move { Err(EngineError::NotFound(format!("room {room} does not exist"))) });
+            return Box::pin(async move {
+                Err(EngineError::NotFound(format!("room {room} does not exist")))
+            });
         }
         let reader = self.store.reader.clone();
-        let q = FetchHistory { room: self.id.clone(), before_seq: msg.before_seq, after_seq: msg.after_seq, limit: msg.limit };
-        Box::pin(async move { Ok(reader.send(q).await.map_err(PersistError::from).and_then(|r| r)?) })
+        let q = FetchHistory {
+            room: self.id.clone(),
+            before_seq: msg.before_seq,
+            after_seq: msg.after_seq,
+            limit: msg.limit,
+        };
+        Box::pin(async move {
+            Ok(reader
+                .send(q)
+                .await
+                .map_err(PersistError::from)
+                .and_then(|r| r)?)
+        })
     }
 }
 
@@ -683,7 +825,12 @@ impl Handler<GetRoomOnline> for Room {
         }
         let mut online: Vec<(UserId, usize)> = counts.into_iter().collect();
         online.sort();
-        MessageResult(RoomOnline { exists: self.exists, members: self.members.len(), online, last_seq: self.last_seq })
+        MessageResult(RoomOnline {
+            exists: self.exists,
+            members: self.members.len(),
+            online,
+            last_seq: self.last_seq,
+        })
     }
 }
 

@@ -64,18 +64,38 @@ impl RoomSupervisor {
             }
         }
         let subscribers = Arc::new(AtomicUsize::new(0));
-        let addr = Room::new(id.clone(), self.store.clone(), self.typing_timeout, subscribers.clone()).start();
-        self.rooms.insert(id.clone(), RoomEntry { addr: addr.clone(), subscribers, last_used: Instant::now() });
+        let addr = Room::new(
+            id.clone(),
+            self.store.clone(),
+            self.typing_timeout,
+            subscribers.clone(),
+        )
+        .start();
+        self.rooms.insert(
+            id.clone(),
+            RoomEntry {
+                addr: addr.clone(),
+                subscribers,
+                last_used: Instant::now(),
+            },
+        );
         addr
     }
 
     /// Subscribes every session of `user` to `room` and tells each session.
     fn subscribe_user(&mut self, user: &UserId, room: &RoomId) {
-        let Some(sessions) = self.sessions.get(user) else { return };
+        let Some(sessions) = self.sessions.get(user) else {
+            return;
+        };
         let handles: Vec<SessionHandle> = sessions.values().cloned().collect();
         let addr = self.room(room);
         for h in handles {
-            if self.session_rooms.entry(h.id).or_default().insert(room.clone()) {
+            if self
+                .session_rooms
+                .entry(h.id)
+                .or_default()
+                .insert(room.clone())
+            {
                 addr.do_send(Subscribe { handle: h.clone() });
                 h.send_control(SessionControl::Subscribed { room: room.clone() });
             }
@@ -84,7 +104,9 @@ impl RoomSupervisor {
 
     /// Unsubscribes every session of `user` from `room` and tells each session.
     fn unsubscribe_user(&mut self, user: &UserId, room: &RoomId) {
-        let Some(sessions) = self.sessions.get(user) else { return };
+        let Some(sessions) = self.sessions.get(user) else {
+            return;
+        };
         for h in sessions.values() {
             if let Some(set) = self.session_rooms.get_mut(&h.id) {
                 if set.remove(room) {
@@ -102,7 +124,10 @@ impl RoomSupervisor {
         let stale: Vec<RoomId> = self
             .rooms
             .iter()
-            .filter(|(_, e)| !e.addr.connected() || (e.subscribers.load(Ordering::Relaxed) == 0 && e.last_used.elapsed() >= idle))
+            .filter(|(_, e)| {
+                !e.addr.connected()
+                    || (e.subscribers.load(Ordering::Relaxed) == 0 && e.last_used.elapsed() >= idle)
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
@@ -136,25 +161,45 @@ impl Handler<Connect> for RoomSupervisor {
     type Result = ResponseActFuture<Self, Result<Vec<RoomSummary>, EngineError>>;
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> Self::Result {
         let handle = msg.handle;
-        self.sessions.entry(handle.user.clone()).or_default().insert(handle.id, handle.clone());
+        self.sessions
+            .entry(handle.user.clone())
+            .or_default()
+            .insert(handle.id, handle.clone());
         self.session_rooms.entry(handle.id).or_default();
-        let q = ListUserRooms { user: handle.user.clone(), after: None, limit: MAX_ROOMS_PER_USER };
-        Box::pin(self.store.reader.send(q).into_actor(self).map(move |res, act, _| {
-            let rooms = res.map_err(PersistError::from).and_then(|r| r).map_err(EngineError::from)?;
-            // The session may have closed while the rooms were loading.
-            if !act.session_rooms.contains_key(&handle.id) {
-                return Ok(rooms);
-            }
-            for r in &rooms {
-                let Ok(id) = RoomId::parse(&r.room) else { continue };
-                let addr = act.room(&id);
-                addr.do_send(Subscribe { handle: handle.clone() });
-                if let Some(set) = act.session_rooms.get_mut(&handle.id) {
-                    set.insert(id);
-                }
-            }
-            Ok(rooms)
-        }))
+        let q = ListUserRooms {
+            user: handle.user.clone(),
+            after: None,
+            limit: MAX_ROOMS_PER_USER,
+        };
+        Box::pin(
+            self.store
+                .reader
+                .send(q)
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    let rooms = res
+                        .map_err(PersistError::from)
+                        .and_then(|r| r)
+                        .map_err(EngineError::from)?;
+                    // The session may have closed while the rooms were loading.
+                    if !act.session_rooms.contains_key(&handle.id) {
+                        return Ok(rooms);
+                    }
+                    for r in &rooms {
+                        let Ok(id) = RoomId::parse(&r.room) else {
+                            continue;
+                        };
+                        let addr = act.room(&id);
+                        addr.do_send(Subscribe {
+                            handle: handle.clone(),
+                        });
+                        if let Some(set) = act.session_rooms.get_mut(&handle.id) {
+                            set.insert(id);
+                        }
+                    }
+                    Ok(rooms)
+                }),
+        )
     }
 }
 
@@ -177,7 +222,9 @@ impl Handler<Disconnect> for RoomSupervisor {
         }
         for room in self.session_rooms.remove(&msg.session).unwrap_or_default() {
             if let Some(e) = self.rooms.get(&room) {
-                e.addr.do_send(Unsubscribe { session: msg.session });
+                e.addr.do_send(Unsubscribe {
+                    session: msg.session,
+                });
             }
         }
     }
@@ -197,7 +244,11 @@ impl Handler<Join> for RoomSupervisor {
     type Result = ResponseActFuture<Self, Result<Joined, EngineError>>;
     fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
         let addr = self.room(&msg.room);
-        let q = JoinMember { user: msg.user.clone(), since_seq: msg.since_seq, missed_limit: msg.missed_limit };
+        let q = JoinMember {
+            user: msg.user.clone(),
+            since_seq: msg.since_seq,
+            missed_limit: msg.missed_limit,
+        };
         Box::pin(addr.send(q).into_actor(self).map(move |res, act, _| {
             let joined = res??;
             act.subscribe_user(&msg.user, &msg.room);
@@ -218,11 +269,17 @@ impl Handler<Leave> for RoomSupervisor {
     type Result = ResponseActFuture<Self, Result<(), EngineError>>;
     fn handle(&mut self, msg: Leave, _: &mut Context<Self>) -> Self::Result {
         let addr = self.room(&msg.room);
-        Box::pin(addr.send(LeaveMember { user: msg.user.clone() }).into_actor(self).map(move |res, act, _| {
-            res??;
-            act.unsubscribe_user(&msg.user, &msg.room);
-            Ok(())
-        }))
+        Box::pin(
+            addr.send(LeaveMember {
+                user: msg.user.clone(),
+            })
+            .into_actor(self)
+            .map(move |res, act, _| {
+                res??;
+                act.unsubscribe_user(&msg.user, &msg.room);
+                Ok(())
+            }),
+        )
     }
 }
 
@@ -239,26 +296,34 @@ impl Handler<RoutePublish> for RoomSupervisor {
     fn handle(&mut self, msg: RoutePublish, _: &mut Context<Self>) -> Self::Result {
         let addr = self.room(&msg.room);
         if msg.room.direct_users().is_none() {
-            return Box::pin(addr.send(msg.publish).into_actor(self).map(|res, _, _| res?));
+            return Box::pin(
+                addr.send(msg.publish)
+                    .into_actor(self)
+                    .map(|res, _, _| res?),
+            );
         }
         // Direct rooms come into being with their first message: make sure both users are
         // members and subscribed before the message can fan out.
         let room = msg.room.clone();
         let publish = msg.publish;
-        Box::pin(addr.send(EnsureDirect).into_actor(self).then(move |res, act, _| {
-            let added = res.map_err(EngineError::from).and_then(|r| r);
-            if let Ok(users) = &added {
-                for u in users {
-                    act.subscribe_user(u, &room);
-                }
-            }
-            let addr = act.room(&room);
-            async move {
-                added?;
-                addr.send(publish).await?
-            }
-            .into_actor(act)
-        }))
+        Box::pin(
+            addr.send(EnsureDirect)
+                .into_actor(self)
+                .then(move |res, act, _| {
+                    let added = res.map_err(EngineError::from).and_then(|r| r);
+                    if let Ok(users) = &added {
+                        for u in users {
+                            act.subscribe_user(u, &room);
+                        }
+                    }
+                    let addr = act.room(&room);
+                    async move {
+                        added?;
+                        addr.send(publish).await?
+                    }
+                    .into_actor(act)
+                }),
+        )
     }
 }
 
@@ -301,7 +366,8 @@ pub struct RouteHistory {
 }
 
 impl Handler<RouteHistory> for RoomSupervisor {
-    type Result = ResponseFuture<Result<(Vec<crate::db::models::StoredMessage>, bool), EngineError>>;
+    type Result =
+        ResponseFuture<Result<(Vec<crate::db::models::StoredMessage>, bool), EngineError>>;
     fn handle(&mut self, msg: RouteHistory, _: &mut Context<Self>) -> Self::Result {
         let addr = self.room(&msg.room);
         Box::pin(async move { addr.send(msg.history).await? })
@@ -322,11 +388,18 @@ impl Handler<CreateRoom> for RoomSupervisor {
         let id = RoomId::new_private();
         let addr = self.room(&id);
         let owner = msg.owner.clone();
-        Box::pin(addr.send(CreatePrivate { owner: msg.owner, name: msg.name }).into_actor(self).map(move |res, act, _| {
-            res??;
-            act.subscribe_user(&owner, &id);
-            Ok(id)
-        }))
+        Box::pin(
+            addr.send(CreatePrivate {
+                owner: msg.owner,
+                name: msg.name,
+            })
+            .into_actor(self)
+            .map(move |res, act, _| {
+                res??;
+                act.subscribe_user(&owner, &id);
+                Ok(id)
+            }),
+        )
     }
 }
 
@@ -347,9 +420,17 @@ impl Handler<ChangeMember> for RoomSupervisor {
         let (room, user, add) = (msg.room.clone(), msg.user.clone(), msg.add);
         let fut = async move {
             if add {
-                addr.send(AddMember { user: msg.user, by: msg.by }).await?
+                addr.send(AddMember {
+                    user: msg.user,
+                    by: msg.by,
+                })
+                .await?
             } else {
-                addr.send(RemoveMember { user: msg.user, by: msg.by }).await?
+                addr.send(RemoveMember {
+                    user: msg.user,
+                    by: msg.by,
+                })
+                .await?
             }
         };
         Box::pin(fut.into_actor(self).map(move |res, act, _| {
@@ -380,7 +461,11 @@ impl Handler<PresenceChanged> for RoomSupervisor {
         for room in &msg.rooms {
             // Only live rooms have subscribers to tell.
             if let Some(e) = self.rooms.get(room) {
-                e.addr.do_send(BroadcastPresence { about: msg.about.clone(), joins: msg.joins.clone(), leaves: msg.leaves.clone() });
+                e.addr.do_send(BroadcastPresence {
+                    about: msg.about.clone(),
+                    joins: msg.joins.clone(),
+                    leaves: msg.leaves.clone(),
+                });
             }
         }
     }

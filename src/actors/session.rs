@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use actix_web::web::{Bytes, BytesMut};
 use actix_http::ws::Item;
+use actix_web::web::{Bytes, BytesMut};
 use actix_web_actors::ws;
 use bytestring::ByteString;
 use serde_json::{json, Value};
@@ -75,13 +75,17 @@ pub struct SessionHandle {
 impl SessionHandle {
     /// Queues a frame without ever blocking or growing the outbox past its capacity.
     pub fn deliver(&self, frame: &ByteString) -> DeliverOutcome {
-        match self.deliver.try_send(Deliver { frame: frame.clone() }) {
+        match self.deliver.try_send(Deliver {
+            frame: frame.clone(),
+        }) {
             Ok(()) => DeliverOutcome::Queued,
             Err(SendError::Full(_)) => {
                 self.slow.store(true, Ordering::Relaxed);
                 // do_send ignores the capacity on purpose: it guarantees the session has one
                 // more turn, in which it sees the flag and closes with 4008.
-                self.deliver.do_send(Deliver { frame: ByteString::new() });
+                self.deliver.do_send(Deliver {
+                    frame: ByteString::new(),
+                });
                 DeliverOutcome::SlowConsumer
             }
             Err(SendError::Closed(_)) => DeliverOutcome::Gone,
@@ -115,7 +119,12 @@ pub struct WsSession {
 }
 
 impl WsSession {
-    pub fn new(auth: AuthenticatedUser, engine: Engine, remote_addr: Option<String>, user_agent: Option<String>) -> Self {
+    pub fn new(
+        auth: AuthenticatedUser,
+        engine: Engine,
+        remote_addr: Option<String>,
+        user_agent: Option<String>,
+    ) -> Self {
         WsSession {
             id: SessionId::next(),
             auth,
@@ -143,7 +152,10 @@ impl WsSession {
     }
 
     fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
-        ctx.close(Some(ws::CloseReason { code: ws::CloseCode::from(code), description: Some(reason.to_owned()) }));
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::from(code),
+            description: Some(reason.to_owned()),
+        }));
         ctx.stop();
     }
 
@@ -152,7 +164,11 @@ impl WsSession {
         ctx.run_interval(interval, move |act, ctx| {
             // Two missed pongs (and no other traffic) mean the peer is gone.
             if act.last_heard.elapsed() > interval * 2 {
-                log::info!("session {} of {}: heartbeat timeout", act.id, act.auth.user_id);
+                log::info!(
+                    "session {} of {}: heartbeat timeout",
+                    act.id,
+                    act.auth.user_id
+                );
                 ctx.stop();
                 return;
             }
@@ -161,7 +177,9 @@ impl WsSession {
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let limits = ParseLimits { max_text_bytes: self.engine.settings.max_text_bytes };
+        let limits = ParseLimits {
+            max_text_bytes: self.engine.settings.max_text_bytes,
+        };
         match protocol::parse_client_frame(text, limits) {
             Ok(frame) => self.dispatch(frame.reference, frame.request, ctx),
             Err(e) => ctx.text(protocol::error(e.reference.as_ref(), e.code, &e.message)),
@@ -178,12 +196,21 @@ impl WsSession {
         fut.into_actor(self)
             .map(move |res, _act, ctx| match res {
                 Ok(data) => ctx.text(protocol::ack(reference.as_ref(), &data)),
-                Err(e) => ctx.text(protocol::error(reference.as_ref(), e.code(), &e.to_string())),
+                Err(e) => ctx.text(protocol::error(
+                    reference.as_ref(),
+                    e.code(),
+                    &e.to_string(),
+                )),
             })
             .spawn(ctx);
     }
 
-    fn dispatch(&mut self, reference: Option<Value>, request: ClientRequest, ctx: &mut ws::WebsocketContext<Self>) {
+    fn dispatch(
+        &mut self,
+        reference: Option<Value>,
+        request: ClientRequest,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
         let engine = self.engine.clone();
         let user = self.auth.user_id.clone();
         let session = self.id;
@@ -272,7 +299,11 @@ impl WsSession {
     fn on_last_fragment(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         if let Some((is_text, buf)) = self.fragments.take() {
             if !is_text {
-                ctx.text(protocol::error(None, ErrorCode::BinaryUnsupported, "binary frames are not part of the protocol; send JSON text frames"));
+                ctx.text(protocol::error(
+                    None,
+                    ErrorCode::BinaryUnsupported,
+                    "binary frames are not part of the protocol; send JSON text frames",
+                ));
                 return;
             }
             match std::str::from_utf8(&buf) {
@@ -311,7 +342,11 @@ impl Actor for WsSession {
                 .map(|res, act, ctx| match res {
                     Ok(sync) => ctx.text(sync),
                     Err(e) => {
-                        log::warn!("session {} of {}: registration failed: {e}", act.id, act.auth.user_id);
+                        log::warn!(
+                            "session {} of {}: registration failed: {e}",
+                            act.id,
+                            act.auth.user_id
+                        );
                         ctx.text(protocol::error(None, e.code(), &e.to_string()));
                         act.close(ctx, 1013, "storage unavailable, try again later");
                     }
@@ -329,8 +364,16 @@ impl Handler<Deliver> for WsSession {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         if self.slow.load(Ordering::Relaxed) {
-            log::info!("session {} of {}: outbox overflow, closing", self.id, self.auth.user_id);
-            self.close(ctx, close_code::SLOW_CONSUMER, "slow consumer: outbox overflow; reconnect and sync");
+            log::info!(
+                "session {} of {}: outbox overflow, closing",
+                self.id,
+                self.auth.user_id
+            );
+            self.close(
+                ctx,
+                close_code::SLOW_CONSUMER,
+                "slow consumer: outbox overflow; reconnect and sync",
+            );
             return;
         }
         if !msg.frame.is_empty() {
@@ -343,8 +386,14 @@ impl Handler<SessionControl> for WsSession {
     type Result = ();
     fn handle(&mut self, msg: SessionControl, ctx: &mut Self::Context) {
         match msg {
-            SessionControl::Subscribed { room } => self.engine.rooms_changed(&self.auth.user_id, vec![room], vec![]),
-            SessionControl::Unsubscribed { room } => self.engine.rooms_changed(&self.auth.user_id, vec![], vec![room]),
+            SessionControl::Subscribed { room } => {
+                self.engine
+                    .rooms_changed(&self.auth.user_id, vec![room], vec![])
+            }
+            SessionControl::Unsubscribed { room } => {
+                self.engine
+                    .rooms_changed(&self.auth.user_id, vec![], vec![room])
+            }
             SessionControl::Close { code, reason } => self.close(ctx, code, &reason),
         }
     }
@@ -355,7 +404,9 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
         self.last_heard = Instant::now();
         let msg = match msg {
             Ok(m) => m,
-            Err(ws::ProtocolError::Overflow) => return self.close(ctx, close_code::TOO_BIG, "message too big"),
+            Err(ws::ProtocolError::Overflow) => {
+                return self.close(ctx, close_code::TOO_BIG, "message too big")
+            }
             Err(e) => {
                 let text = e.to_string();
                 if text.to_ascii_lowercase().contains("utf-8") {

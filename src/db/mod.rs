@@ -128,13 +128,21 @@ impl DbConnection {
         }
     }
 
-    pub fn write_batch(&mut self, groups: &[Vec<WriteOp>]) -> Result<Vec<Result<Vec<WriteOutcome>, PersistError>>, PersistError> {
+    pub fn write_batch(
+        &mut self,
+        groups: &[Vec<WriteOp>],
+    ) -> Result<Vec<Result<Vec<WriteOutcome>, PersistError>>, PersistError> {
         dispatch!(self, write_batch(groups))
     }
     pub fn load_room(&mut self, room: &RoomId) -> Result<Option<RoomRecord>, PersistError> {
         dispatch!(self, load_room(room))
     }
-    pub fn user_rooms(&mut self, user: &UserId, after: Option<&str>, limit: i64) -> Result<Vec<RoomSummary>, PersistError> {
+    pub fn user_rooms(
+        &mut self,
+        user: &UserId,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RoomSummary>, PersistError> {
         dispatch!(self, user_rooms(user, after, limit))
     }
     pub fn history(
@@ -201,20 +209,23 @@ pub fn build_pool(url: &str, size: u32, timeout: Duration) -> Result<DbPool, Per
 /// Runs the embedded migrations of the URL's backend.
 pub fn run_migrations(url: &str) -> Result<(), PersistError> {
     let url = DatabaseUrl::parse(url)?;
-    let mut c = DbConnection::establish(&url).map_err(|e| PersistError::Unavailable(e.to_string()))?;
+    let mut c =
+        DbConnection::establish(&url).map_err(|e| PersistError::Unavailable(e.to_string()))?;
     c.run_migrations()
 }
 
 /// Creates a PostgreSQL database (for test isolation); `admin_url` names an existing one.
 pub fn create_pg_database(admin_url: &str, name: &str) -> Result<(), PersistError> {
-    let mut c = PgConnection::establish(admin_url).map_err(|e| PersistError::Unavailable(e.to_string()))?;
+    let mut c =
+        PgConnection::establish(admin_url).map_err(|e| PersistError::Unavailable(e.to_string()))?;
     c.batch_execute(&format!("CREATE DATABASE \"{name}\""))?;
     Ok(())
 }
 
 /// Drops a PostgreSQL database created by [`create_pg_database`].
 pub fn drop_pg_database(admin_url: &str, name: &str) -> Result<(), PersistError> {
-    let mut c = PgConnection::establish(admin_url).map_err(|e| PersistError::Unavailable(e.to_string()))?;
+    let mut c =
+        PgConnection::establish(admin_url).map_err(|e| PersistError::Unavailable(e.to_string()))?;
     c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))?;
     Ok(())
 }
@@ -225,9 +236,18 @@ mod tests {
 
     #[test]
     fn urls_dispatch_on_scheme() {
-        assert_eq!(DatabaseUrl::parse("sqlite://a/b.db").unwrap(), DatabaseUrl::Sqlite("a/b.db".into()));
-        assert_eq!(DatabaseUrl::parse("herald.db").unwrap(), DatabaseUrl::Sqlite("herald.db".into()));
-        assert!(matches!(DatabaseUrl::parse("postgres://u@h/d").unwrap(), DatabaseUrl::Postgres(_)));
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://a/b.db").unwrap(),
+            DatabaseUrl::Sqlite("a/b.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("herald.db").unwrap(),
+            DatabaseUrl::Sqlite("herald.db".into())
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://u@h/d").unwrap(),
+            DatabaseUrl::Postgres(_)
+        ));
         assert!(DatabaseUrl::parse("mysql://x").is_err());
     }
 }

@@ -4,7 +4,10 @@
 use diesel::prelude::*;
 
 use super::schema::{members, messages, rooms, users};
-use crate::domain::{ChosenStatus, MessageBody, MessageKind, Millis, Priority, ReceiptStatus, RoomId, RoomKind, UserId};
+use crate::domain::{
+    ChosenStatus, MessageBody, MessageKind, Millis, Priority, ReceiptStatus, RoomId, RoomKind,
+    UserId,
+};
 
 /// A member's role in a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -60,20 +63,43 @@ pub struct StoredMessage {
 #[derive(Debug, Clone)]
 pub enum WriteOp {
     /// Creates the room unless it exists.
-    EnsureRoom { room: RoomId, name: Option<String>, created_by: Option<UserId>, at: Millis },
+    EnsureRoom {
+        room: RoomId,
+        name: Option<String>,
+        created_by: Option<UserId>,
+        at: Millis,
+    },
     /// Adds a member unless already one.
-    AddMember { room: RoomId, user: UserId, role: MemberRole, at: Millis },
+    AddMember {
+        room: RoomId,
+        user: UserId,
+        role: MemberRole,
+        at: Millis,
+    },
     /// Ends a membership.
     RemoveMember { room: RoomId, user: UserId },
     /// Stores messages in order, assigning the next seqs; retries (same sender and
     /// `client_msg_id`) return the stored original instead.
-    AppendMessages { room: RoomId, messages: Vec<NewMessage> },
+    AppendMessages {
+        room: RoomId,
+        messages: Vec<NewMessage>,
+    },
     /// Moves a member's watermark forward (never back); `read` implies `delivered`.
-    AdvanceWatermark { room: RoomId, user: UserId, status: ReceiptStatus, seq: i64 },
+    AdvanceWatermark {
+        room: RoomId,
+        user: UserId,
+        status: ReceiptStatus,
+        seq: i64,
+    },
     /// Records when the user's last session ended.
     SaveLastSeen { user: UserId, at: Millis },
     /// Records the user's chosen status and custom message.
-    SaveStatus { user: UserId, status: ChosenStatus, custom_message: Option<String>, at: Millis },
+    SaveStatus {
+        user: UserId,
+        status: ChosenStatus,
+        custom_message: Option<String>,
+        at: Millis,
+    },
 }
 
 /// The result of one `WriteOp`, in the same position.
@@ -84,7 +110,11 @@ pub enum WriteOutcome {
     /// One entry per appended message, in order.
     Appended(Vec<AppendedMessage>),
     /// The member's watermarks after the op, and whether the reported one moved.
-    Watermark { delivered_seq: i64, read_seq: i64, advanced: bool },
+    Watermark {
+        delivered_seq: i64,
+        read_seq: i64,
+        advanced: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

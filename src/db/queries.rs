@@ -21,7 +21,12 @@ pub fn write_batch(
     let results = c.transaction::<_, diesel::result::Error, _>(|c| {
         let mut results = Vec::with_capacity(groups.len());
         for group in groups {
-            let r = c.transaction(|c| group.iter().map(|op| apply(c, op)).collect::<QueryResult<Vec<_>>>());
+            let r = c.transaction(|c| {
+                group
+                    .iter()
+                    .map(|op| apply(c, op))
+                    .collect::<QueryResult<Vec<_>>>()
+            });
             results.push(r.map_err(PersistError::from));
         }
         Ok(results)
@@ -31,7 +36,12 @@ pub fn write_batch(
 
 fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
     match op {
-        WriteOp::EnsureRoom { room, name, created_by, at } => {
+        WriteOp::EnsureRoom {
+            room,
+            name,
+            created_by,
+            at,
+        } => {
             let n = diesel::insert_into(rooms::table)
                 .values(NewRoomRow {
                     id: room.as_str(),
@@ -45,7 +55,12 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
                 .execute(c)?;
             Ok(WriteOutcome::Changed(n > 0))
         }
-        WriteOp::AddMember { room, user, role, at } => {
+        WriteOp::AddMember {
+            room,
+            user,
+            role,
+            at,
+        } => {
             let n = diesel::insert_into(members::table)
                 .values(NewMemberRow {
                     room_id: room.as_str(),
@@ -60,21 +75,40 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
             Ok(WriteOutcome::Changed(n > 0))
         }
         WriteOp::RemoveMember { room, user } => {
-            let n = diesel::delete(members::table.find((room.as_str(), user.as_str()))).execute(c)?;
+            let n =
+                diesel::delete(members::table.find((room.as_str(), user.as_str()))).execute(c)?;
             Ok(WriteOutcome::Changed(n > 0))
         }
-        WriteOp::AppendMessages { room, messages } => append_messages(c, room, messages).map(WriteOutcome::Appended),
-        WriteOp::AdvanceWatermark { room, user, status, seq } => advance_watermark(c, room, user, *status, *seq),
+        WriteOp::AppendMessages { room, messages } => {
+            append_messages(c, room, messages).map(WriteOutcome::Appended)
+        }
+        WriteOp::AdvanceWatermark {
+            room,
+            user,
+            status,
+            seq,
+        } => advance_watermark(c, room, user, *status, *seq),
         WriteOp::SaveLastSeen { user, at } => {
             diesel::insert_into(users::table)
-                .values(NewUserRow { id: user.as_str(), status: "online", custom_message: None, last_seen: Some(*at), updated_at: *at })
+                .values(NewUserRow {
+                    id: user.as_str(),
+                    status: "online",
+                    custom_message: None,
+                    last_seen: Some(*at),
+                    updated_at: *at,
+                })
                 .on_conflict(users::id)
                 .do_update()
                 .set((users::last_seen.eq(Some(*at)), users::updated_at.eq(*at)))
                 .execute(c)?;
             Ok(WriteOutcome::Changed(true))
         }
-        WriteOp::SaveStatus { user, status, custom_message, at } => {
+        WriteOp::SaveStatus {
+            user,
+            status,
+            custom_message,
+            at,
+        } => {
             diesel::insert_into(users::table)
                 .values(NewUserRow {
                     id: user.as_str(),
@@ -96,9 +130,16 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
     }
 }
 
-fn append_messages(c: &mut Conn, room: &RoomId, new: &[NewMessage]) -> QueryResult<Vec<AppendedMessage>> {
+fn append_messages(
+    c: &mut Conn,
+    room: &RoomId,
+    new: &[NewMessage],
+) -> QueryResult<Vec<AppendedMessage>> {
     // Retries: find originals stored earlier (any room: the id is unique per sender).
-    let ids: Vec<&str> = new.iter().filter_map(|m| m.client_msg_id.as_deref()).collect();
+    let ids: Vec<&str> = new
+        .iter()
+        .filter_map(|m| m.client_msg_id.as_deref())
+        .collect();
     let mut originals: HashMap<(String, String), StoredMessage> = HashMap::new();
     if !ids.is_empty() {
         let rows: Vec<MessageRow> = messages::table
@@ -151,7 +192,9 @@ fn append_messages(c: &mut Conn, room: &RoomId, new: &[NewMessage]) -> QueryResu
             })
             .collect();
         for chunk in rows.chunks(500) {
-            diesel::insert_into(messages::table).values(chunk).execute(c)?;
+            diesel::insert_into(messages::table)
+                .values(chunk)
+                .execute(c)?;
         }
         for r in &rows {
             stored.push(StoredMessage {
@@ -170,15 +213,23 @@ fn append_messages(c: &mut Conn, room: &RoomId, new: &[NewMessage]) -> QueryResu
     let mut by_key: HashMap<(String, String), StoredMessage> = originals;
     for s in &stored {
         if let Some(cmid) = &s.client_msg_id {
-            by_key.entry((s.from.clone(), cmid.clone())).or_insert_with(|| s.clone());
+            by_key
+                .entry((s.from.clone(), cmid.clone()))
+                .or_insert_with(|| s.clone());
         }
     }
     let mut out = Vec::with_capacity(plan.len());
     for p in plan {
         match p {
-            Ok(i) => out.push(AppendedMessage { message: stored[i].clone(), duplicate: false }),
+            Ok(i) => out.push(AppendedMessage {
+                message: stored[i].clone(),
+                duplicate: false,
+            }),
             Err(key) => match by_key.get(&key) {
-                Some(orig) => out.push(AppendedMessage { message: orig.clone(), duplicate: true }),
+                Some(orig) => out.push(AppendedMessage {
+                    message: orig.clone(),
+                    duplicate: true,
+                }),
                 None => return Err(diesel::result::Error::NotFound),
             },
         }
@@ -186,7 +237,13 @@ fn append_messages(c: &mut Conn, room: &RoomId, new: &[NewMessage]) -> QueryResu
     Ok(out)
 }
 
-fn advance_watermark(c: &mut Conn, room: &RoomId, user: &UserId, status: ReceiptStatus, seq: i64) -> QueryResult<WriteOutcome> {
+fn advance_watermark(
+    c: &mut Conn,
+    room: &RoomId,
+    user: &UserId,
+    status: ReceiptStatus,
+    seq: i64,
+) -> QueryResult<WriteOutcome> {
     let target = members::table.find((room.as_str(), user.as_str()));
     let delivered = diesel::update(target.filter(members::delivered_seq.lt(seq)))
         .set(members::delivered_seq.eq(seq))
@@ -198,12 +255,18 @@ fn advance_watermark(c: &mut Conn, room: &RoomId, user: &UserId, status: Receipt
     } else {
         0
     };
-    let (delivered_seq, read_seq): (i64, i64) = target.select((members::delivered_seq, members::read_seq)).first(c)?;
+    let (delivered_seq, read_seq): (i64, i64) = target
+        .select((members::delivered_seq, members::read_seq))
+        .first(c)?;
     let advanced = match status {
         ReceiptStatus::Delivered => delivered > 0,
         ReceiptStatus::Read => read > 0,
     };
-    Ok(WriteOutcome::Watermark { delivered_seq, read_seq, advanced })
+    Ok(WriteOutcome::Watermark {
+        delivered_seq,
+        read_seq,
+        advanced,
+    })
 }
 
 /// The room and its members, or `None` if it was never created.
@@ -213,7 +276,9 @@ pub fn load_room(c: &mut Conn, room: &RoomId) -> Result<Option<RoomRecord>, Pers
         .select((rooms::kind, rooms::name, rooms::last_seq))
         .first(c)
         .optional()?;
-    let Some((kind, name, last_seq)) = row else { return Ok(None) };
+    let Some((kind, name, last_seq)) = row else {
+        return Ok(None);
+    };
     let kind = match kind.as_str() {
         "public" => RoomKind::Public,
         "private" => RoomKind::Private,
@@ -227,11 +292,24 @@ pub fn load_room(c: &mut Conn, room: &RoomId) -> Result<Option<RoomRecord>, Pers
         .into_iter()
         .filter_map(|(u, r)| UserId::parse(&u).ok().map(|u| (u, MemberRole::parse(&r))))
         .collect();
-    Ok(Some(RoomRecord { kind, name, last_seq, members }))
+    Ok(Some(RoomRecord {
+        kind,
+        name,
+        last_seq,
+        members,
+    }))
 }
 
+/// (room, kind, name, role, last_seq, delivered_seq, read_seq)
+type MembershipRow = (String, String, Option<String>, String, i64, i64, i64);
+
 /// The user's rooms ordered by id, after `after` (cursor), at most `limit`.
-pub fn user_rooms(c: &mut Conn, user: &UserId, after: Option<&str>, limit: i64) -> Result<Vec<RoomSummary>, PersistError> {
+pub fn user_rooms(
+    c: &mut Conn,
+    user: &UserId,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<RoomSummary>, PersistError> {
     let mut q = members::table
         .inner_join(rooms::table)
         .filter(members::user_id.eq(user.as_str()))
@@ -250,7 +328,7 @@ pub fn user_rooms(c: &mut Conn, user: &UserId, after: Option<&str>, limit: i64) 
     if let Some(a) = after {
         q = q.filter(rooms::id.gt(a.to_owned()));
     }
-    let rows: Vec<(String, String, Option<String>, String, i64, i64, i64)> = q.load(c)?;
+    let rows: Vec<MembershipRow> = q.load(c)?;
     let mut out = Vec::with_capacity(rows.len());
     for (room, kind, name, role, last_seq, delivered_seq, read_seq) in rows {
         let unread = if last_seq > read_seq {
@@ -263,7 +341,16 @@ pub fn user_rooms(c: &mut Conn, user: &UserId, after: Option<&str>, limit: i64) 
         } else {
             0
         };
-        out.push(RoomSummary { room, kind, name, role, last_seq, delivered_seq, read_seq, unread });
+        out.push(RoomSummary {
+            room,
+            kind,
+            name,
+            role,
+            last_seq,
+            delivered_seq,
+            read_seq,
+            unread,
+        });
     }
     Ok(out)
 }

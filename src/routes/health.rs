@@ -13,7 +13,9 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(engine: web::Data<Engine>) -> HttpResponse {
     match engine.store.reader.send(CheckReady).await {
         Ok(Ok(())) => HttpResponse::Ok().json(json!({"status": "ready"})),
-        Ok(Err(e)) => HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable", "reason": e.to_string()})),
-        Err(e) => HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable", "reason": e.to_string()})),
+        Ok(Err(e)) => HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "unavailable", "reason": e.to_string()})),
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "unavailable", "reason": e.to_string()})),
     }
 }

@@ -20,8 +20,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/ws", web::get().to(ws::native))
         .route("/v1/rooms", web::post().to(rooms::create))
         .route("/v1/rooms", web::get().to(rooms::list))
-        .route("/v1/rooms/{room}/members/{user}", web::post().to(rooms::add_member))
-        .route("/v1/rooms/{room}/members/{user}", web::delete().to(rooms::remove_member))
+        .route(
+            "/v1/rooms/{room}/members/{user}",
+            web::post().to(rooms::add_member),
+        )
+        .route(
+            "/v1/rooms/{room}/members/{user}",
+            web::delete().to(rooms::remove_member),
+        )
         .route("/v1/rooms/{room}/messages", web::get().to(rooms::messages))
         .route("/v1/presence/{user}", web::get().to(presence::get_one))
         .route("/v1/admin/presence", web::get().to(presence::admin_list))
@@ -33,22 +39,29 @@ async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
 }
 
 fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default().limit(64 * 1024).error_handler(|e, _| {
-        let code = match &e {
-            actix_web::error::JsonPayloadError::Overflow { .. } | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => {
-                ErrorCode::TooLarge
-            }
-            actix_web::error::JsonPayloadError::Deserialize(d) if d.is_data() => ErrorCode::InvalidData,
-            _ => ErrorCode::InvalidJson,
-        };
-        AppError::new(code, e.to_string()).into()
-    })
+    web::JsonConfig::default()
+        .limit(64 * 1024)
+        .error_handler(|e, _| {
+            let code = match &e {
+                actix_web::error::JsonPayloadError::Overflow { .. }
+                | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => {
+                    ErrorCode::TooLarge
+                }
+                actix_web::error::JsonPayloadError::Deserialize(d) if d.is_data() => {
+                    ErrorCode::InvalidData
+                }
+                _ => ErrorCode::InvalidJson,
+            };
+            AppError::new(code, e.to_string()).into()
+        })
 }
 
 fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default().error_handler(|e, _| AppError::new(ErrorCode::InvalidData, e.to_string()).into())
+    web::QueryConfig::default()
+        .error_handler(|e, _| AppError::new(ErrorCode::InvalidData, e.to_string()).into())
 }
 
 fn path_config() -> web::PathConfig {
-    web::PathConfig::default().error_handler(|e, _| AppError::new(ErrorCode::InvalidData, e.to_string()).into())
+    web::PathConfig::default()
+        .error_handler(|e, _| AppError::new(ErrorCode::InvalidData, e.to_string()).into())
 }

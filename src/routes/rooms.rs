@@ -18,13 +18,21 @@ pub struct CreateRoomBody {
 }
 
 /// `POST /v1/rooms` `{"name"}`: a private room owned by the caller.
-pub async fn create(auth: AuthenticatedUser, engine: web::Data<Engine>, body: web::Json<CreateRoomBody>) -> Result<HttpResponse, AppError> {
+pub async fn create(
+    auth: AuthenticatedUser,
+    engine: web::Data<Engine>,
+    body: web::Json<CreateRoomBody>,
+) -> Result<HttpResponse, AppError> {
     let name = body.into_inner().name.trim().to_owned();
     if name.is_empty() || name.len() > 128 {
-        return Err(AppError::new(ErrorCode::InvalidData, "name must be 1..=128 bytes"));
+        return Err(AppError::new(
+            ErrorCode::InvalidData,
+            "name must be 1..=128 bytes",
+        ));
     }
     let room = engine.create_room(&auth.user_id, name.clone()).await?;
-    Ok(HttpResponse::Created().json(json!({"room": room, "name": name, "kind": "private", "role": "owner"})))
+    Ok(HttpResponse::Created()
+        .json(json!({"room": room, "name": name, "kind": "private", "role": "owner"})))
 }
 
 #[derive(Deserialize)]
@@ -34,15 +42,28 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/rooms?cursor=&limit=`: my rooms with last seq and my unread count.
-pub async fn list(auth: AuthenticatedUser, engine: web::Data<Engine>, q: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+pub async fn list(
+    auth: AuthenticatedUser,
+    engine: web::Data<Engine>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    let rooms = engine.user_rooms(&auth.user_id, q.cursor.clone(), limit).await?;
-    let next = if rooms.len() as i64 == limit { rooms.last().map(|r| r.room.clone()) } else { None };
+    let rooms = engine
+        .user_rooms(&auth.user_id, q.cursor.clone(), limit)
+        .await?;
+    let next = if rooms.len() as i64 == limit {
+        rooms.last().map(|r| r.room.clone())
+    } else {
+        None
+    };
     Ok(HttpResponse::Ok().json(json!({"rooms": rooms, "next_cursor": next})))
 }
 
 fn caller(auth: &AuthenticatedUser) -> Caller {
-    Caller { user: auth.user_id.clone(), admin: auth.is_admin() }
+    Caller {
+        user: auth.user_id.clone(),
+        admin: auth.is_admin(),
+    }
 }
 
 fn room_and_user(path: &(String, String)) -> Result<(RoomId, UserId), AppError> {
@@ -50,16 +71,28 @@ fn room_and_user(path: &(String, String)) -> Result<(RoomId, UserId), AppError> 
 }
 
 /// `POST /v1/rooms/{room}/members/{user}` (room owner or admin).
-pub async fn add_member(auth: AuthenticatedUser, engine: web::Data<Engine>, path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
+pub async fn add_member(
+    auth: AuthenticatedUser,
+    engine: web::Data<Engine>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
     let (room, user) = room_and_user(&path)?;
-    let added = engine.change_member(room.clone(), user.clone(), caller(&auth), true).await?;
+    let added = engine
+        .change_member(room.clone(), user.clone(), caller(&auth), true)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({"room": room, "user": user, "added": added})))
 }
 
 /// `DELETE /v1/rooms/{room}/members/{user}` (room owner, admin, or the member themself).
-pub async fn remove_member(auth: AuthenticatedUser, engine: web::Data<Engine>, path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
+pub async fn remove_member(
+    auth: AuthenticatedUser,
+    engine: web::Data<Engine>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
     let (room, user) = room_and_user(&path)?;
-    let removed = engine.change_member(room.clone(), user.clone(), caller(&auth), false).await?;
+    let removed = engine
+        .change_member(room.clone(), user.clone(), caller(&auth), false)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({"room": room, "user": user, "removed": removed})))
 }
 
@@ -86,7 +119,14 @@ pub async fn messages(
     }
     let limit = limit.min(HISTORY_MAX_LIMIT);
     let (messages, has_more) = engine
-        .history(&auth.user_id, auth.is_admin(), room.clone(), q.before_seq, q.after_seq, limit)
+        .history(
+            &auth.user_id,
+            auth.is_admin(),
+            room.clone(),
+            q.before_seq,
+            q.after_seq,
+            limit,
+        )
         .await?;
     let next_cursor = match (has_more, q.after_seq) {
         (false, _) => None,

@@ -9,7 +9,11 @@ use crate::auth::authenticate;
 use crate::engine::Engine;
 use crate::error::AppError;
 
-pub async fn native(req: HttpRequest, stream: web::Payload, engine: web::Data<Engine>) -> Result<HttpResponse, actix_web::Error> {
+pub async fn native(
+    req: HttpRequest,
+    stream: web::Payload,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse, actix_web::Error> {
     let user = authenticate(&req)?;
     let remote = req.peer_addr().map(|a| a.to_string());
     let agent = req
@@ -21,5 +25,11 @@ pub async fn native(req: HttpRequest, stream: web::Payload, engine: web::Data<En
     ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(engine.settings.max_frame_bytes)
         .start()
-        .map_err(|e| AppError::new(crate::error::ErrorCode::InvalidData, format!("WebSocket handshake failed: {e}")).into())
+        .map_err(|e| {
+            AppError::new(
+                crate::error::ErrorCode::InvalidData,
+                format!("WebSocket handshake failed: {e}"),
+            )
+            .into()
+        })
 }

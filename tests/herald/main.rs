@@ -1,0 +1,8 @@
+//! One integration-test binary (one link step): actor-level tests through the testkit, and
+//! end-to-end tests against the real server on port 0. Every test gets a fresh database:
+//! SQLite by default, PostgreSQL when `HERALD_TEST_DATABASE_URL` is set.
+
+mod actors;
+mod helpers;
+mod rest;
+mod ws;
