@@ -43,6 +43,8 @@ pub struct Settings {
     pub db_pool_size: u32,
     /// How long to wait for a pooled connection before answering `unavailable`.
     pub db_timeout: Duration,
+    /// How long a request waits for its write to commit before it gets `unavailable`.
+    pub db_write_timeout: Duration,
     /// HS256 secret; `None` means "use or create the secret file".
     pub jwt_secret: Option<Secret>,
     /// Where the generated secret is kept when `jwt_secret` is not set.
@@ -76,6 +78,7 @@ impl Default for Settings {
             database_url: Secret::new("sqlite://herald.db"),
             db_pool_size: 4,
             db_timeout: Duration::from_secs(5),
+            db_write_timeout: Duration::from_secs(10),
             jwt_secret: None,
             jwt_secret_file: None,
             heartbeat_interval: Duration::from_secs(25),
@@ -123,6 +126,9 @@ pub struct ServeArgs {
     /// Milliseconds to wait for a database connection.
     #[arg(long, env = "HERALD_DB_TIMEOUT_MS", default_value_t = 5000)]
     pub db_timeout_ms: u64,
+    /// Milliseconds a request waits for its write to commit before `unavailable`.
+    #[arg(long, env = "HERALD_DB_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub db_write_timeout_ms: u64,
     /// WebSocket ping interval in milliseconds.
     #[arg(long, env = "HERALD_HEARTBEAT_MS", default_value_t = 25_000)]
     pub heartbeat_ms: u64,
@@ -166,7 +172,8 @@ impl Settings {
         if let Some(a) = serve {
             s.bind = a.bind.clone();
             s.db_pool_size = a.db_pool_size.max(1);
-            s.db_timeout = Duration::from_millis(a.db_timeout_ms);
+            s.db_timeout = Duration::from_millis(a.db_timeout_ms.max(100));
+            s.db_write_timeout = Duration::from_millis(a.db_write_timeout_ms.max(100));
             s.heartbeat_interval = Duration::from_millis(a.heartbeat_ms.max(100));
             s.presence_grace = Duration::from_millis(a.presence_grace_ms);
             s.typing_timeout = Duration::from_millis(a.typing_timeout_ms.max(100));

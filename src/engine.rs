@@ -33,6 +33,9 @@ pub struct Store {
     pub reader: Addr<Database>,
     /// The group-commit front of the single writer thread.
     pub commits: Addr<CommitQueue>,
+    /// How long a client waits for a commit before it is told `unavailable` (the write
+    /// itself stays queued and may still complete; retries are idempotent).
+    pub write_timeout: std::time::Duration,
 }
 
 /// Handles to the running engine; cheap to clone.
@@ -58,11 +61,22 @@ impl Engine {
         let reader = SyncArbiter::start(readers, move || Database::new(read_pool.clone()));
         let writer = SyncArbiter::start(1, move || Database::new(pool.clone()));
         let commits = CommitQueue::new(writer, settings.commit_max_batch).start();
-        let store = Store { reader, commits };
+        let store = Store {
+            reader,
+            commits,
+            write_timeout: settings.db_write_timeout,
+        };
         let rooms =
             RoomSupervisor::new(store.clone(), settings.typing_timeout, settings.room_idle).start();
         let presence =
             PresenceRegistry::new(store.clone(), rooms.clone(), settings.presence_grace).start();
+        actix::spawn(async {
+            let mut tick = actix::clock::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                crate::metrics::RATES.sample();
+            }
+        });
         Engine {
             rooms,
             presence,
@@ -300,8 +314,58 @@ impl Engine {
         self.presence.send(GetPresence { users }).await?
     }
 
-    pub async fn list_online(&self) -> Result<Vec<AdminPresence>, EngineError> {
-        Ok(self.presence.send(ListOnline).await?)
+    /// Admin listing of online users (see `ListOnline` for the filters).
+    pub async fn list_online(&self, filter: ListOnline) -> Result<Vec<AdminPresence>, EngineError> {
+        Ok(self.presence.send(filter).await?)
+    }
+
+    /// Admin view of one online user with every session and its subscribed rooms.
+    pub async fn admin_presence(&self, user: UserId) -> Result<Option<AdminPresence>, EngineError> {
+        let Some(mut p) = self.presence.send(GetAdminPresence { user }).await? else {
+            return Ok(None);
+        };
+        let ids = p.sessions.iter().map(|s| s.id).collect();
+        let mut rooms = self.rooms.send(GetSessionRooms { sessions: ids }).await?;
+        for s in &mut p.sessions {
+            s.subscribed_rooms = rooms.remove(&s.id).unwrap_or_default();
+        }
+        Ok(Some(p))
+    }
+
+    /// Server-wide counters for `/v1/admin/stats`.
+    pub async fn stats(&self) -> Result<Value, EngineError> {
+        let rooms = self.rooms.send(GetRoomStats).await?;
+        let presence = self.presence.send(GetPresenceStats).await?;
+        let commits = self
+            .store
+            .commits
+            .send(crate::actors::commit_queue::GetCommitStats)
+            .await?;
+        let started = Instant::now();
+        let db = self
+            .store
+            .reader
+            .send(crate::actors::database::CheckReady)
+            .await;
+        let db_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let db_ok = matches!(db, Ok(Ok(())));
+        let m = &crate::metrics::METRICS;
+        Ok(json!({
+            "connections": m.connections.get(),
+            "sessions": rooms.sessions,
+            "users_online": presence.users_online,
+            "users_visible": presence.users_visible,
+            "active_rooms": rooms.active_rooms,
+            "messages_in_per_s": crate::metrics::RATES.messages_in_per_s(),
+            "frames_out_per_s": crate::metrics::RATES.frames_out_per_s(),
+            "messages_in_total": m.messages_in.get(),
+            "frames_out_total": m.frames_out.get(),
+            "slow_consumers_total": m.slow_consumers.get(),
+            "persistence": commits,
+            "database": {"reachable": db_ok, "latency_ms": db_ms},
+            "uptime_s": self.started_at.elapsed().as_secs(),
+            "resident_memory_bytes": crate::metrics::resident_bytes(),
+        }))
     }
 
     pub async fn room_presence(&self, room: RoomId) -> Result<RoomOnline, EngineError> {

@@ -17,6 +17,7 @@
 //! - [`db`]: Diesel schema, models, queries and migrations (SQLite and PostgreSQL).
 //! - [`routes`]: HTTP handlers.
 //! - [`error`]: typed errors and their wire codes.
+//! - [`metrics`]: Prometheus metrics and rates.
 //! - [`testkit`]: drive the engine from tests without sockets.
 //!
 //! ```text
@@ -34,6 +35,7 @@ pub mod db;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod metrics;
 pub mod protocol;
 pub mod routes;
 pub mod startup;

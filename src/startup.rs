@@ -3,10 +3,12 @@
 //! it until SIGINT/SIGTERM, then shuts down gracefully.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 
+use crate::actors::database::RunMigrations;
 use crate::auth::{load_or_create_secret, JwtKeys, SecretError};
 use crate::config::Settings;
 use crate::db;
@@ -39,11 +41,6 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let secret = load_or_create_secret(&settings)?;
         let keys = JwtKeys::hs256(&secret);
-        let url = settings.database_url.expose().to_owned();
-        // Migrations touch the database: run them off the async thread.
-        web::block(move || db::run_migrations(&url))
-            .await
-            .map_err(|e| PersistError::Unavailable(e.to_string()))??;
         let pool = db::build_pool(
             settings.database_url.expose(),
             settings.db_pool_size + 1,
@@ -52,6 +49,19 @@ impl Application {
         let bind = settings.bind.clone();
         let workers = settings.workers;
         let engine = Engine::start(settings, pool, keys);
+        // A database that is down at start-up does not stop the server: /readyz says why,
+        // and migrations are retried with backoff until they succeed.
+        if let Err(e) = engine
+            .store
+            .reader
+            .send(RunMigrations)
+            .await
+            .map_err(PersistError::from)
+            .and_then(|r| r)
+        {
+            log::warn!("database not ready at start-up ({e}); retrying in the background");
+            actix_web::rt::spawn(migrate_with_backoff(engine.clone()));
+        }
         let listener = TcpListener::bind(&bind).map_err(|source| StartupError::Bind {
             addr: bind.clone(),
             source,
@@ -128,6 +138,23 @@ impl Application {
     /// Splits into the server future (to spawn) and the engine.
     pub fn into_parts(self) -> (u16, Server, Engine) {
         (self.port, self.server, self.engine)
+    }
+}
+
+/// Retries the migrations until they succeed: 200 ms, doubling up to 5 s between attempts.
+async fn migrate_with_backoff(engine: Engine) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        actix::clock::sleep(delay).await;
+        match engine.store.reader.send(RunMigrations).await {
+            Ok(Ok(())) => {
+                log::info!("database reachable; migrations applied");
+                return;
+            }
+            Ok(Err(e)) => log::warn!("database still unavailable: {e}"),
+            Err(e) => log::warn!("database actor unavailable: {e}"),
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use super::database::{Database, WriteBatch};
 use crate::db::models::{WriteOp, WriteOutcome};
 use crate::error::PersistError;
+use crate::metrics::METRICS;
 
 type Reply = oneshot::Sender<Result<Vec<WriteOutcome>, PersistError>>;
 
@@ -78,6 +79,10 @@ impl CommitQueue {
                 act.stats.last_batch_groups = size;
                 act.stats.max_batch_groups = act.stats.max_batch_groups.max(size);
                 act.stats.last_batch_ms = started.elapsed().as_secs_f64() * 1000.0;
+                METRICS.batch_groups.observe(size as f64);
+                METRICS
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 match res.map_err(PersistError::from).and_then(|r| r) {
                     Ok(results) => {
                         for (tx, r) in replies.into_iter().zip(results) {
@@ -87,6 +92,7 @@ impl CommitQueue {
                     }
                     Err(e) => {
                         act.stats.failed_batches += 1;
+                        METRICS.commit_failures.inc();
                         log::warn!("commit batch of {size} groups failed: {e}");
                         for tx in replies {
                             let _ = tx.send(Err(e.clone()));

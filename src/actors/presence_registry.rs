@@ -44,6 +44,8 @@ struct UserPresence {
     offline_timer: Option<SpawnHandle>,
     /// Whether others currently see this user online.
     announced: bool,
+    /// Set by an admin disconnect: go offline at once when the last session closes.
+    skip_grace: bool,
 }
 
 impl UserPresence {
@@ -121,7 +123,9 @@ impl PresenceRegistry {
         if let Some(ws) = self.watchers.get(user) {
             let frame: ByteString = protocol::event("presence", view).into();
             for h in ws.values() {
-                h.deliver(&frame);
+                if h.deliver(&frame) == super::session::DeliverOutcome::Queued {
+                    crate::metrics::METRICS.frames_out.inc();
+                }
             }
         }
     }
@@ -186,6 +190,7 @@ impl Handler<SessionOpened> for PresenceRegistry {
                 rooms: HashSet::new(),
                 offline_timer: None,
                 announced: false,
+                skip_grace: false,
             }
         });
         if let Some(t) = entry.offline_timer.take() {
@@ -234,11 +239,12 @@ impl Handler<SessionClosed> for PresenceRegistry {
         if entry.status != ChosenStatus::Invisible {
             entry.visible_last_seen = Some(now);
         }
+        let skip_grace = std::mem::take(&mut entry.skip_grace);
         self.persist(WriteOp::SaveLastSeen {
             user: msg.user.clone(),
             at: now,
         });
-        if self.grace.is_zero() {
+        if self.grace.is_zero() || skip_grace {
             self.go_offline(&msg.user);
         } else {
             let user = msg.user.clone();
@@ -450,8 +456,9 @@ pub struct AdminPresence {
     pub status: ChosenStatus,
     pub custom_message: Option<String>,
     pub devices: usize,
+    /// Session start or last activity.
     pub last_seen: Option<String>,
-    pub rooms: usize,
+    pub rooms: Vec<RoomId>,
     pub sessions: Vec<AdminSession>,
 }
 
@@ -461,49 +468,88 @@ pub struct AdminSession {
     pub connected_at: String,
     pub remote_addr: Option<String>,
     pub user_agent: Option<String>,
+    /// Filled in from the room supervisor, which owns subscriptions.
+    pub subscribed_rooms: Vec<RoomId>,
+    #[serde(skip)]
+    pub id: SessionId,
 }
 
-/// Sent by the admin presence route: everyone with at least one session, by user id.
-#[derive(Message)]
-#[rtype(result = "Vec<AdminPresence>")]
-pub struct ListOnline;
-
-impl Handler<ListOnline> for PresenceRegistry {
-    type Result = MessageResult<ListOnline>;
-    fn handle(&mut self, _: ListOnline, _: &mut Context<Self>) -> Self::Result {
-        let mut out: Vec<AdminPresence> = self
-            .users
-            .iter()
-            .filter(|(_, e)| !e.sessions.is_empty())
-            .map(|(u, e)| {
-                let mut sessions: Vec<AdminSession> = e
-                    .sessions
-                    .values()
-                    .map(|h| AdminSession {
-                        session_id: h.id.to_string(),
-                        connected_at: rfc3339(h.connected_at),
-                        remote_addr: h.remote_addr.clone(),
-                        user_agent: h.user_agent.clone(),
-                    })
-                    .collect();
-                sessions.sort_by(|a, b| a.session_id.cmp(&b.session_id));
-                AdminPresence {
-                    user: u.to_string(),
-                    status: e.status,
-                    custom_message: e.custom_message.clone(),
-                    devices: e.sessions.len(),
-                    last_seen: e.last_seen.map(rfc3339),
-                    rooms: e.rooms.len(),
-                    sessions,
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| a.user.cmp(&b.user));
-        MessageResult(out)
+fn admin_view(u: &UserId, e: &UserPresence) -> AdminPresence {
+    let mut sessions: Vec<AdminSession> = e
+        .sessions
+        .values()
+        .map(|h| AdminSession {
+            session_id: h.id.to_string(),
+            connected_at: rfc3339(h.connected_at),
+            remote_addr: h.remote_addr.clone(),
+            user_agent: h.user_agent.clone(),
+            subscribed_rooms: Vec::new(),
+            id: h.id,
+        })
+        .collect();
+    sessions.sort_by_key(|s| s.id);
+    let mut rooms: Vec<RoomId> = e.rooms.iter().cloned().collect();
+    rooms.sort();
+    AdminPresence {
+        user: u.to_string(),
+        status: e.status,
+        custom_message: e.custom_message.clone(),
+        devices: e.sessions.len(),
+        last_seen: e.last_seen.map(rfc3339),
+        rooms,
+        sessions,
     }
 }
 
-/// Sent by the admin disconnect route: close every session of the user.
+/// Sent by the admin presence route: users with at least one session, by user id, filtered
+/// by chosen status and room, after the `after` cursor, at most `limit`.
+#[derive(Message)]
+#[rtype(result = "Vec<AdminPresence>")]
+pub struct ListOnline {
+    pub status: Option<ChosenStatus>,
+    pub room: Option<RoomId>,
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+impl Handler<ListOnline> for PresenceRegistry {
+    type Result = MessageResult<ListOnline>;
+    fn handle(&mut self, msg: ListOnline, _: &mut Context<Self>) -> Self::Result {
+        let mut users: Vec<(&UserId, &UserPresence)> = self
+            .users
+            .iter()
+            .filter(|(_, e)| !e.sessions.is_empty())
+            .filter(|(_, e)| msg.status.is_none_or(|s| s == e.status))
+            .filter(|(_, e)| msg.room.as_ref().is_none_or(|r| e.rooms.contains(r)))
+            .filter(|(u, _)| msg.after.as_deref().is_none_or(|a| u.as_str() > a))
+            .collect();
+        users.sort_by(|a, b| a.0.cmp(b.0));
+        users.truncate(msg.limit);
+        MessageResult(users.into_iter().map(|(u, e)| admin_view(u, e)).collect())
+    }
+}
+
+/// Sent by the admin route for one user: their presence with every session, if online.
+#[derive(Message)]
+#[rtype(result = "Option<AdminPresence>")]
+pub struct GetAdminPresence {
+    pub user: UserId,
+}
+
+impl Handler<GetAdminPresence> for PresenceRegistry {
+    type Result = MessageResult<GetAdminPresence>;
+    fn handle(&mut self, msg: GetAdminPresence, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.users
+                .get(&msg.user)
+                .filter(|e| !e.sessions.is_empty())
+                .map(|e| admin_view(&msg.user, e)),
+        )
+    }
+}
+
+/// Sent by the admin disconnect route: close every session of the user; the user goes
+/// offline without a grace period.
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct DisconnectUser {
@@ -515,9 +561,10 @@ pub struct DisconnectUser {
 impl Handler<DisconnectUser> for PresenceRegistry {
     type Result = usize;
     fn handle(&mut self, msg: DisconnectUser, _: &mut Context<Self>) -> usize {
-        let Some(e) = self.users.get(&msg.user) else {
+        let Some(e) = self.users.get_mut(&msg.user) else {
             return 0;
         };
+        e.skip_grace = true;
         for h in e.sessions.values() {
             h.send_control(SessionControl::Close {
                 code: msg.code,
@@ -525,6 +572,33 @@ impl Handler<DisconnectUser> for PresenceRegistry {
             });
         }
         e.sessions.len()
+    }
+}
+
+/// Counts for `/v1/admin/stats`.
+#[derive(Message)]
+#[rtype(result = "PresenceStats")]
+pub struct GetPresenceStats;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PresenceStats {
+    pub users_online: usize,
+    pub users_visible: usize,
+    pub watchers: usize,
+}
+
+impl Handler<GetPresenceStats> for PresenceRegistry {
+    type Result = MessageResult<GetPresenceStats>;
+    fn handle(&mut self, _: GetPresenceStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(PresenceStats {
+            users_online: self
+                .users
+                .values()
+                .filter(|e| !e.sessions.is_empty())
+                .count(),
+            users_visible: self.users.values().filter(|e| e.visible()).count(),
+            watchers: self.watching.len(),
+        })
     }
 }
 

@@ -26,6 +26,7 @@ use crate::db::models::{MemberRole, NewMessage, StoredMessage, WriteOp, WriteOut
 use crate::domain::{now_millis, rfc3339, ReceiptStatus, RoomId, RoomKind, SessionId, UserId};
 use crate::engine::Store;
 use crate::error::{EngineError, PersistError};
+use crate::metrics::METRICS;
 use crate::protocol::{self, MessageObject, PresenceView, TypingState};
 
 /// Who asks for a membership change, for authorization.
@@ -107,8 +108,9 @@ impl Room {
                 continue;
             }
             match s.deliver(frame) {
-                DeliverOutcome::Queued => {}
+                DeliverOutcome::Queued => METRICS.frames_out.inc(),
                 DeliverOutcome::SlowConsumer => {
+                    METRICS.slow_consumers.inc();
                     log::info!(
                         "room {}: session {} of {} is a slow consumer, dropped",
                         self.id,
@@ -169,6 +171,7 @@ impl Room {
                     Ok(list) => {
                         for ((origin, reply), a) in waiters.into_iter().zip(list) {
                             if !a.duplicate {
+                                METRICS.messages_in.inc();
                                 act.last_seq = act.last_seq.max(a.message.seq);
                                 act.fan_out_message(&a.message, origin);
                             }
@@ -197,13 +200,15 @@ impl Room {
         ops: Vec<WriteOp>,
     ) -> impl std::future::Future<Output = Result<Vec<WriteOutcome>, EngineError>> {
         let commits = self.store.commits.clone();
+        let timeout = self.store.write_timeout;
         async move {
-            commits
-                .send(Commit { ops })
-                .await
-                .map_err(PersistError::from)
-                .and_then(|r| r)
-                .map_err(EngineError::from)
+            match actix::clock::timeout(timeout, commits.send(Commit { ops })).await {
+                Ok(r) => r
+                    .map_err(PersistError::from)
+                    .and_then(|r| r)
+                    .map_err(EngineError::from),
+                Err(_) => Err(write_timed_out()),
+            }
         }
     }
 
@@ -224,6 +229,12 @@ impl Room {
             self.broadcast(&frame, |s| &s.user != user);
         }
     }
+}
+
+fn write_timed_out() -> EngineError {
+    EngineError::Unavailable(
+        "storage did not confirm the write in time; retry (with the same client_msg_id for messages)".into(),
+    )
 }
 
 impl Actor for Room {
@@ -643,12 +654,17 @@ impl Handler<Publish> for Room {
             reply: tx,
         });
         self.flush_pending(ctx);
+        let timeout = self.store.write_timeout;
         Box::pin(async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(EngineError::Unavailable(
+            match actix::clock::timeout(timeout, rx).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(EngineError::Unavailable(
                     "room stopped before the message was stored".into(),
-                ))
-            })
+                )),
+                // The batch stays in flight: if it commits later it is fanned out then, and
+                // a retry with the same client_msg_id gets the original ack.
+                Err(_) => Err(write_timed_out()),
+            }
         })
     }
 }

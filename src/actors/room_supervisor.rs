@@ -508,3 +508,30 @@ impl Handler<GetRoomStats> for RoomSupervisor {
         })
     }
 }
+
+/// Sent by the admin presence route: the rooms each of these sessions is subscribed to.
+#[derive(Message)]
+#[rtype(result = "HashMap<SessionId, Vec<RoomId>>")]
+pub struct GetSessionRooms {
+    pub sessions: Vec<SessionId>,
+}
+
+impl Handler<GetSessionRooms> for RoomSupervisor {
+    type Result = MessageResult<GetSessionRooms>;
+    fn handle(&mut self, msg: GetSessionRooms, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            msg.sessions
+                .into_iter()
+                .map(|s| {
+                    let mut rooms: Vec<RoomId> = self
+                        .session_rooms
+                        .get(&s)
+                        .map(|r| r.iter().cloned().collect())
+                        .unwrap_or_default();
+                    rooms.sort();
+                    (s, rooms)
+                })
+                .collect(),
+        )
+    }
+}

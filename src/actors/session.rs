@@ -27,6 +27,7 @@ use crate::auth::AuthenticatedUser;
 use crate::domain::{now_millis, rfc3339, RoomId, SessionId, UserId};
 use crate::engine::Engine;
 use crate::error::{EngineError, ErrorCode};
+use crate::metrics::METRICS;
 use crate::protocol::{self, close_code, ClientRequest, ParseLimits};
 
 /// Sent by rooms and the presence registry to a session: one encoded server frame.
@@ -182,25 +183,33 @@ impl WsSession {
         };
         match protocol::parse_client_frame(text, limits) {
             Ok(frame) => self.dispatch(frame.reference, frame.request, ctx),
-            Err(e) => ctx.text(protocol::error(e.reference.as_ref(), e.code, &e.message)),
+            Err(e) => send_error(ctx, e.reference.as_ref(), e.code, &e.message),
         }
     }
 
     /// Runs a request future and writes its ack or error frame when it resolves, without
     /// blocking the session's mailbox meanwhile.
-    fn reply<F, T>(&self, reference: Option<Value>, fut: F, ctx: &mut ws::WebsocketContext<Self>)
-    where
+    fn reply<F, T>(
+        &self,
+        kind: &'static str,
+        reference: Option<Value>,
+        fut: F,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) where
         F: std::future::Future<Output = Result<T, EngineError>> + 'static,
         T: serde::Serialize + 'static,
     {
+        let started = Instant::now();
         fut.into_actor(self)
-            .map(move |res, _act, ctx| match res {
-                Ok(data) => ctx.text(protocol::ack(reference.as_ref(), &data)),
-                Err(e) => ctx.text(protocol::error(
-                    reference.as_ref(),
-                    e.code(),
-                    &e.to_string(),
-                )),
+            .map(move |res, _act, ctx| {
+                METRICS
+                    .request_seconds
+                    .with_label_values(&[kind])
+                    .observe(started.elapsed().as_secs_f64());
+                match res {
+                    Ok(data) => ctx.text(protocol::ack(reference.as_ref(), &data)),
+                    Err(e) => send_error(ctx, reference.as_ref(), e.code(), &e.to_string()),
+                }
             })
             .spawn(ctx);
     }
@@ -217,30 +226,34 @@ impl WsSession {
         match request {
             ClientRequest::Ping => ctx.text(protocol::pong(reference.as_ref())),
             ClientRequest::Join { room, since_seq } => {
-                self.reply(reference, async move { engine.join(&user, session, room, since_seq).await }, ctx)
+                self.reply("join", reference, async move { engine.join(&user, session, room, since_seq).await }, ctx)
             }
             ClientRequest::Leave { room } => {
-                self.reply(reference, async move { engine.leave(&user, room).await.map(|_| json!({})) }, ctx)
+                self.reply("leave", reference, async move { engine.leave(&user, room).await.map(|_| json!({})) }, ctx)
             }
             ClientRequest::Send(req) => {
-                self.reply(reference, async move { engine.send_message(&user, Some(session), req).await }, ctx)
+                self.reply("send", reference, async move { engine.send_message(&user, Some(session), req).await }, ctx)
             }
             ClientRequest::Typing { room, state } => self.reply(
+                "typing",
                 reference,
                 async move { engine.typing(&user, session, room, state).await.map(|_| json!({})) },
                 ctx,
             ),
             ClientRequest::Receipt { room, seq, status } => self.reply(
+                "receipt",
                 reference,
                 async move { engine.receipt(&user, Some(session), room, seq, status).await.map(|_| json!({})) },
                 ctx,
             ),
             ClientRequest::Presence { status, custom_message, metadata } => self.reply(
+                "presence",
                 reference,
                 async move { engine.set_status(&user, status, custom_message, metadata).await.map(|_| json!({})) },
                 ctx,
             ),
             ClientRequest::History { room, before_seq, after_seq, limit } => self.reply(
+                "history",
                 reference,
                 async move {
                     let (messages, has_more) = engine.history(&user, false, room, before_seq, after_seq, limit).await?;
@@ -251,12 +264,14 @@ impl WsSession {
             ClientRequest::Watch { users } => {
                 let handle = self.session_handle(ctx);
                 self.reply(
+                    "watch",
                     reference,
                     async move { engine.watch(handle, users).await.map(|p| json!({ "presence": p })) },
                     ctx,
                 )
             }
             ClientRequest::Unwatch { users } => self.reply(
+                "unwatch",
                 reference,
                 async move { engine.unwatch(session, users).await.map(|_| json!({ "presence": [] })) },
                 ctx,
@@ -266,12 +281,13 @@ impl WsSession {
                     self.auth = fresh;
                     ctx.text(protocol::ack(reference.as_ref(), &json!({ "expires_at": rfc3339(self.auth.expires_at) })));
                 }
-                Ok(_) => ctx.text(protocol::error(
+                Ok(_) => send_error(
+                    ctx,
                     reference.as_ref(),
                     ErrorCode::Forbidden,
                     "the new token names another user; reconnect to switch users",
-                )),
-                Err(e) => ctx.text(protocol::error(reference.as_ref(), e.code(), &e.to_string())),
+                ),
+                Err(e) => send_error(ctx, reference.as_ref(), e.code(), &e.to_string()),
             },
         }
     }
@@ -299,11 +315,12 @@ impl WsSession {
     fn on_last_fragment(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         if let Some((is_text, buf)) = self.fragments.take() {
             if !is_text {
-                ctx.text(protocol::error(
+                send_error(
+                    ctx,
                     None,
                     ErrorCode::BinaryUnsupported,
                     "binary frames are not part of the protocol; send JSON text frames",
-                ));
+                );
                 return;
             }
             match std::str::from_utf8(&buf) {
@@ -317,10 +334,23 @@ impl WsSession {
     }
 }
 
+/// Writes an `error` frame and counts it.
+fn send_error(
+    ctx: &mut ws::WebsocketContext<WsSession>,
+    reference: Option<&Value>,
+    code: ErrorCode,
+    message: &str,
+) {
+    METRICS.errors.with_label_values(&[code.as_str()]).inc();
+    ctx.text(protocol::error(reference, code, message));
+}
+
 impl Actor for WsSession {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        METRICS.connections.inc();
+        METRICS.connections_total.inc();
         ctx.set_mailbox_capacity(self.engine.settings.outbox_frames);
         ctx.text(protocol::event(
             "connection_ack",
@@ -347,7 +377,7 @@ impl Actor for WsSession {
                             act.id,
                             act.auth.user_id
                         );
-                        ctx.text(protocol::error(None, e.code(), &e.to_string()));
+                        send_error(ctx, None, e.code(), &e.to_string());
                         act.close(ctx, 1013, "storage unavailable, try again later");
                     }
                 }),
@@ -355,6 +385,7 @@ impl Actor for WsSession {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        METRICS.connections.dec();
         self.engine.close_session(self.id, &self.auth.user_id);
         Running::Stop
     }
@@ -427,11 +458,12 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
                 if self.fragments.is_some() {
                     return self.close(ctx, 1002, "binary frame inside a fragmented message");
                 }
-                ctx.text(protocol::error(
+                send_error(
+                    ctx,
                     None,
                     ErrorCode::BinaryUnsupported,
                     "binary frames are not part of the protocol; send JSON text frames",
-                ))
+                )
             }
             ws::Message::Continuation(item) => {
                 let last = matches!(item, Item::Last(_));

@@ -95,7 +95,16 @@ impl DbConnection {
                 Ok(DbConnection::Sqlite(c))
             }
             DatabaseUrl::Postgres(u) => {
-                let mut c = PgConnection::establish(u)?;
+                // Without a connect timeout, a stalled network would hang a pool thread forever.
+                let u = if u.contains("connect_timeout") {
+                    u.clone()
+                } else {
+                    format!(
+                        "{u}{}connect_timeout=5",
+                        if u.contains('?') { '&' } else { '?' }
+                    )
+                };
+                let mut c = PgConnection::establish(&u)?;
                 c.batch_execute("SET synchronous_commit = on")
                     .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConnection::Postgres(c))

@@ -1,6 +1,7 @@
 //! HTTP routes. Handlers are thin: authenticate, parse, call the [`Engine`](crate::engine::Engine),
 //! shape the JSON. Errors leave as `{"error":{"code","message"}}` through `AppError`.
 
+pub mod admin;
 pub mod health;
 pub mod presence;
 pub mod rooms;
@@ -30,7 +31,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/v1/rooms/{room}/messages", web::get().to(rooms::messages))
         .route("/v1/presence/{user}", web::get().to(presence::get_one))
-        .route("/v1/admin/presence", web::get().to(presence::admin_list))
+        .route("/metrics", web::get().to(admin::metrics))
+        .route("/v1/admin/presence", web::get().to(admin::presence_list))
+        .route(
+            "/v1/admin/presence/{user}",
+            web::get().to(admin::presence_user),
+        )
+        .route(
+            "/v1/admin/rooms/{room}/presence",
+            web::get().to(admin::room_presence),
+        )
+        .route(
+            "/v1/admin/users/{user}/disconnect",
+            web::post().to(admin::disconnect_user),
+        )
+        .route("/v1/admin/stats", web::get().to(admin::stats))
         .default_service(web::to(not_found));
 }
 

@@ -1,7 +1,6 @@
-//! Presence over REST: one user's presence, and the admin listing of everyone online.
+//! `GET /v1/presence/{user}`: the presence object others see of one user.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
 
 use crate::auth::AuthenticatedUser;
 use crate::domain::UserId;
@@ -20,14 +19,4 @@ pub async fn get_one(
         .pop()
         .ok_or_else(|| AppError::new(ErrorCode::Internal, "presence lookup returned nothing"))?;
     Ok(HttpResponse::Ok().json(view))
-}
-
-/// `GET /v1/admin/presence` (admin): everyone online with status and session count.
-pub async fn admin_list(
-    auth: AuthenticatedUser,
-    engine: web::Data<Engine>,
-) -> Result<HttpResponse, AppError> {
-    auth.require_admin()?;
-    let users = engine.list_online().await?;
-    Ok(HttpResponse::Ok().json(json!({"users": users, "count": users.len()})))
 }

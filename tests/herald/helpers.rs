@@ -100,6 +100,7 @@ impl TestApp {
             framed,
             next_ref: 0,
             sync: Value::Null,
+            backlog: Default::default(),
         })
     }
 
@@ -157,6 +158,8 @@ pub struct WsClient {
     next_ref: u64,
     /// The `sync` frame received right after `connection_ack`.
     pub sync: Value,
+    /// Frames that arrived while `request` waited for its reply, in order.
+    backlog: std::collections::VecDeque<Value>,
 }
 
 /// What the server sent that is not a JSON text frame.
@@ -192,6 +195,13 @@ impl WsClient {
     }
 
     pub async fn recv_or_other(&mut self, timeout: Duration) -> Result<Value, Other> {
+        if let Some(v) = self.backlog.pop_front() {
+            return Ok(v);
+        }
+        self.recv_wire(timeout).await
+    }
+
+    async fn recv_wire(&mut self, timeout: Duration) -> Result<Value, Other> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -230,9 +240,10 @@ impl WsClient {
         self.send(&json!({"type": kind, "ref": r, "data": data}))
             .await;
         loop {
-            let v = self.recv().await;
-            if v["ref"] == r.as_str() {
-                return v;
+            match self.recv_wire(WAIT).await {
+                Ok(v) if v["ref"] == r.as_str() => return v,
+                Ok(v) => self.backlog.push_back(v),
+                Err(o) => panic!("no reply to {kind}: {o:?}"),
             }
         }
     }

@@ -175,3 +175,157 @@ async fn presence_of_a_user_over_rest() {
         .await;
     assert_eq!(status, 422);
 }
+
+#[actix_web::test]
+async fn admin_routes_need_the_admin_role() {
+    let (app, _db) = spawn_app().await;
+    let user = app.token("alice");
+    for (method, path) in [
+        ("GET", "/v1/admin/presence"),
+        ("GET", "/v1/admin/presence/alice"),
+        ("GET", "/v1/admin/rooms/public:x/presence"),
+        ("POST", "/v1/admin/users/alice/disconnect"),
+        ("GET", "/v1/admin/stats"),
+    ] {
+        let (status, body) = app.send_json(method, path, Some(&user), None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("forbidden")),
+            "{method} {path}"
+        );
+        assert_eq!(
+            app.send_json(method, path, None, None).await.0,
+            401,
+            "{method} {path}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn admin_presence_filters_pages_and_shows_sessions() {
+    let (app, _db) = spawn_app().await;
+    let admin = app.admin_token("root");
+    let mut a = app.ws("alice").await;
+    a.ok("join", json!({"room": "public:ops"})).await;
+    let mut b = app.ws("bob").await;
+    b.ok("presence", json!({"status": "busy"})).await;
+    let _c = app.ws("carol").await;
+
+    let (_, body) = app
+        .get("/v1/admin/presence?status=busy", Some(&admin))
+        .await;
+    let users: Vec<&str> = body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["bob"]);
+    let (_, body) = app
+        .get("/v1/admin/presence?room=public:ops", Some(&admin))
+        .await;
+    assert_eq!(body["users"][0]["user"], "alice");
+    assert_eq!(body["count"], 1);
+
+    let (_, page1) = app.get("/v1/admin/presence?limit=2", Some(&admin)).await;
+    assert_eq!(page1["users"].as_array().unwrap().len(), 2);
+    let cursor = page1["next_cursor"].as_str().unwrap().to_owned();
+    let (_, page2) = app
+        .get(
+            &format!("/v1/admin/presence?limit=2&cursor={cursor}"),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(page2["users"][0]["user"], "carol");
+    assert!(page2["next_cursor"].is_null());
+
+    let (status, one) = app.get("/v1/admin/presence/alice", Some(&admin)).await;
+    assert_eq!(status, 200);
+    let s = &one["sessions"][0];
+    assert!(s["session_id"].is_string() && s["connected_at"].is_string());
+    assert!(s["remote_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(s["subscribed_rooms"], json!(["public:ops"]));
+
+    let (status, room) = app
+        .get("/v1/admin/rooms/public:ops/presence", Some(&admin))
+        .await;
+    assert_eq!(status, 200, "{room}");
+    assert_eq!(room["online"][0]["presence"]["user"], "alice");
+    assert_eq!(room["online"][0]["sessions"], 1);
+    assert_eq!(
+        app.get("/v1/admin/rooms/public:nothing/presence", Some(&admin))
+            .await
+            .0,
+        404
+    );
+}
+
+#[actix_web::test]
+async fn admin_disconnect_closes_every_session_with_4000_and_the_user_is_offline() {
+    let (app, _db) = spawn_app().await;
+    let admin = app.admin_token("root");
+    let mut phone = app.ws("bob").await;
+    let mut laptop = app.ws("bob").await;
+    let (status, body) = app
+        .send_json("POST", "/v1/admin/users/bob/disconnect", Some(&admin), None)
+        .await;
+    assert_eq!((status, body["sessions_closed"].as_u64()), (200, Some(2)));
+    assert_eq!(phone.expect_close().await, Some(4000));
+    assert_eq!(laptop.expect_close().await, Some(4000));
+    let mut offline = false;
+    for _ in 0..20 {
+        let (_, p) = app.get("/v1/presence/bob", Some(&app.token("alice"))).await;
+        if p["status"] == "offline" {
+            offline = true;
+            break;
+        }
+        actix::clock::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(offline, "bob shows offline right after the disconnect");
+}
+
+#[actix_web::test]
+async fn stats_and_metrics_report_traffic() {
+    let (app, _db) = spawn_app().await;
+    let mut a = app.ws("alice").await;
+    let mut b = app.ws("bob").await;
+    a.ok("join", json!({"room": "public:m"})).await;
+    b.ok("join", json!({"room": "public:m"})).await;
+    a.ok(
+        "send",
+        json!({"room": "public:m", "kind": "text", "body": {"text": "x"}}),
+    )
+    .await;
+    b.recv_type("message").await;
+    let e = a.request("teleport", json!({})).await;
+    assert_eq!(e["code"], "unknown_type");
+
+    let (status, s) = app
+        .get("/v1/admin/stats", Some(&app.admin_token("root")))
+        .await;
+    assert_eq!(status, 200);
+    assert!(s["connections"].as_i64().unwrap() >= 2, "{s}");
+    assert_eq!(s["users_online"], 2);
+    assert!(s["active_rooms"].as_u64().unwrap() >= 1);
+    assert!(s["persistence"]["batches"].as_u64().unwrap() >= 1);
+    assert!(s["persistence"]["queue_depth"].is_u64());
+    assert_eq!(s["database"]["reachable"], true);
+    assert!(s["database"]["latency_ms"].is_f64());
+    assert!(s["messages_in_per_s"].is_u64());
+
+    let mut resp = awc::Client::default()
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = String::from_utf8(resp.body().await.unwrap().to_vec()).unwrap();
+    for name in [
+        "herald_connections ",
+        "herald_messages_in_total",
+        "herald_commit_seconds_bucket",
+        "herald_errors_total{code=\"unknown_type\"}",
+    ] {
+        assert!(text.contains(name), "metrics lack {name}");
+    }
+}

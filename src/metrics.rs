@@ -1,0 +1,172 @@
+//! Process-wide metrics in Prometheus form (`GET /metrics`), and the per-second rates that
+//! `/v1/admin/stats` reports.
+//!
+//! Metrics are the one deliberate global: every actor counts into them and nothing reads them
+//! back except the two routes, so there is no hidden coupling between actors.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    /// Open native WebSocket sessions.
+    pub connections: IntGauge,
+    /// Sessions opened since start.
+    pub connections_total: IntCounter,
+    /// Messages accepted from clients (stored, not duplicates).
+    pub messages_in: IntCounter,
+    /// Frames delivered to sessions (messages, receipts, typing, presence...).
+    pub frames_out: IntCounter,
+    /// Sessions closed as slow consumers.
+    pub slow_consumers: IntCounter,
+    /// Error replies by code.
+    pub errors: IntCounterVec,
+    /// Write groups per commit batch.
+    pub batch_groups: Histogram,
+    /// Duration of a commit batch (transaction incl. fsync).
+    pub commit_seconds: Histogram,
+    /// Failed commit batches.
+    pub commit_failures: IntCounter,
+    /// End-to-end latency of client requests by type, as the server sees it.
+    pub request_seconds: HistogramVec,
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    let _ = r.register(Box::new(c.clone()));
+    c
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new_custom(Some("herald".into()), None).unwrap_or_default();
+        let connections = IntGauge::new("connections", "Open WebSocket sessions")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = registry.register(Box::new(connections.clone()));
+        let errors = IntCounterVec::new(
+            Opts::new("errors_total", "Error replies sent, by code"),
+            &["code"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let _ = registry.register(Box::new(errors.clone()));
+        let batch_groups = Histogram::with_opts(
+            HistogramOpts::new("commit_batch_groups", "Write groups per commit batch").buckets(
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let _ = registry.register(Box::new(batch_groups.clone()));
+        let commit_seconds = Histogram::with_opts(
+            HistogramOpts::new("commit_seconds", "Duration of a commit batch").buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let _ = registry.register(Box::new(commit_seconds.clone()));
+        let request_seconds = HistogramVec::new(
+            HistogramOpts::new("request_seconds", "Client request latency by frame type").buckets(
+                vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                ],
+            ),
+            &["type"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let _ = registry.register(Box::new(request_seconds.clone()));
+        Metrics {
+            connections_total: counter(&registry, "connections_total", "WebSocket sessions opened"),
+            messages_in: counter(
+                &registry,
+                "messages_in_total",
+                "Messages stored from clients",
+            ),
+            frames_out: counter(
+                &registry,
+                "frames_out_total",
+                "Frames queued to sessions by rooms and presence",
+            ),
+            slow_consumers: counter(
+                &registry,
+                "slow_consumers_total",
+                "Sessions closed for not reading fast enough",
+            ),
+            commit_failures: counter(
+                &registry,
+                "commit_failures_total",
+                "Commit batches that failed",
+            ),
+            registry,
+            connections,
+            errors,
+            batch_groups,
+            commit_seconds,
+            request_seconds,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            log::error!("metrics encoding failed: {e}");
+        }
+        let mut out = String::from_utf8(buf).unwrap_or_default();
+        if let Some(rss) = resident_bytes() {
+            out.push_str("# HELP herald_resident_memory_bytes Resident set size of the process\n");
+            out.push_str("# TYPE herald_resident_memory_bytes gauge\n");
+            out.push_str(&format!("herald_resident_memory_bytes {rss}\n"));
+        }
+        out
+    }
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// Resident memory of this process (Linux), in bytes.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Per-second rates of messages in and frames out, sampled once a second.
+pub struct Rates {
+    last_in: AtomicU64,
+    last_out: AtomicU64,
+    in_per_s: AtomicU64,
+    out_per_s: AtomicU64,
+}
+
+pub static RATES: Rates = Rates {
+    last_in: AtomicU64::new(0),
+    last_out: AtomicU64::new(0),
+    in_per_s: AtomicU64::new(0),
+    out_per_s: AtomicU64::new(0),
+};
+
+impl Rates {
+    /// Called once a second.
+    pub fn sample(&self) {
+        let i = METRICS.messages_in.get();
+        let o = METRICS.frames_out.get();
+        self.in_per_s.store(
+            i.saturating_sub(self.last_in.swap(i, Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        self.out_per_s.store(
+            o.saturating_sub(self.last_out.swap(o, Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+    }
+    pub fn messages_in_per_s(&self) -> u64 {
+        self.in_per_s.load(Ordering::Relaxed)
+    }
+    pub fn frames_out_per_s(&self) -> u64 {
+        self.out_per_s.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,146 @@
+//! Admin and operations REST (role `admin`): presence listings, one user's sessions, a room's
+//! presence, disconnecting a user, server stats; plus the unauthenticated `GET /metrics`.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::actors::presence_registry::ListOnline;
+use crate::auth::AuthenticatedUser;
+use crate::domain::{ChosenStatus, RoomId, UserId};
+use crate::engine::Engine;
+use crate::error::{AppError, ErrorCode};
+use crate::protocol::close_code;
+
+#[derive(Deserialize)]
+pub struct PresenceQuery {
+    status: Option<String>,
+    room: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/admin/presence?status=&room=&cursor=&limit=`: online users by id.
+pub async fn presence_list(
+    auth: AuthenticatedUser,
+    engine: web::Data<Engine>,
+    q: web::Query<PresenceQuery>,
+) -> Result<HttpResponse, AppError> {
+    auth.require_admin()?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(ChosenStatus::parse(s).ok_or_else(|| {
+            AppError::new(
+                ErrorCode::InvalidData,
+                "status must be online, away, busy or invisible",
+            )
+        })?),
+    };
+    let room = q.room.as_deref().map(RoomId::parse).transpose()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let users = engine
+        .list_online(ListOnline {
+            status,
+            room,
+            after: q.cursor.clone(),
+            limit,
+        })
+        .await?;
+    let next_cursor = if users.len() == limit {
+        users.last().map(|u| u.user.clone())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok()
+        .json(json!({"users": users, "count": users.len(), "next_cursor": next_cursor})))
+}
+
+/// `GET /v1/admin/presence/{user}`: presence with every session, or the offline presence.
+pub async fn presence_user(
+    auth: AuthenticatedUser,
+    engine: web::Data<Engine>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    auth.require_admin()?;
+    let user = UserId::parse(&path)?;
+    match engine.admin_presence(user.clone()).await? {
+        Some(p) => Ok(HttpResponse::Ok().json(p)),
+        None => {
+            let view = engine.presence_of(vec![user]).await?.pop();
+            Ok(HttpResponse::Ok().json(json!({
+                "user": path.as_str(),
+                "status": "offline",
+                "devices": 0,
+                "last_seen": view.and_then(|v| v.last_seen),
+                "sessions": [],
+                "rooms": [],
+            })))
+        }
+    }
+}
+
+/// `GET /v1/admin/rooms/{room}/presence`: the room's online members with their presence.
+pub async fn room_presence(
+    auth: AuthenticatedUser,
+    engine: web::Data<Engine>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    auth.require_admin()?;
+    let room = RoomId::parse(&path)?;
+    let online = engine.room_presence(room.clone()).await?;
+    if !online.exists {
+        return Err(AppError::new(
+            ErrorCode::NotFound,
+            format!("room {room} does not exist"),
+        ));
+    }
+    let users: Vec<UserId> = online.online.iter().map(|(u, _)| u.clone()).collect();
+    let views = engine.presence_of(users).await?;
+    let online_list: Vec<_> = online
+        .online
+        .iter()
+        .zip(views)
+        .map(|((_, sessions), view)| json!({"presence": view, "sessions": sessions}))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "room": room,
+        "members": online.members,
+        "last_seq": online.last_seq,
+        "online": online_list,
+    })))
+}
+
+/// `POST /v1/admin/users/{user}/disconnect`: close every session with 4000; the user goes
+/// offline at once (no grace period).
+pub async fn disconnect_user(
+    auth: AuthenticatedUser,
+    engine: web::Data<Engine>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    auth.require_admin()?;
+    let user = UserId::parse(&path)?;
+    let n = engine
+        .disconnect_user(
+            user.clone(),
+            close_code::ADMIN_DISCONNECT,
+            "disconnected by an administrator".into(),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"user": user, "sessions_closed": n})))
+}
+
+/// `GET /v1/admin/stats`.
+pub async fn stats(
+    auth: AuthenticatedUser,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse, AppError> {
+    auth.require_admin()?;
+    Ok(HttpResponse::Ok().json(engine.stats().await?))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::metrics::METRICS.render())
+}

@@ -1,0 +1,177 @@
+//! Database faults: start-up with the database down, outages and stalls while clients are
+//! connected. Outages are injected with a TCP proxy between Herald and PostgreSQL, never by
+//! stopping the shared server; on SQLite (no network) only the start-up case applies.
+
+use std::time::Duration;
+
+use herald::testkit::TestDatabase;
+use serde_json::{json, Value};
+
+use crate::fault_proxy::{upstream_of, FaultProxy, Mode};
+use crate::helpers::{spawn_app_on, TestApp, WsClient};
+
+async fn wait_ready(app: &TestApp, want: u16) -> Value {
+    for _ in 0..100 {
+        let (status, body) = app.get("/readyz", None).await;
+        if status == want {
+            return body;
+        }
+        actix::clock::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("/readyz never answered {want}");
+}
+
+/// Sends until acked, as a client retrying after `unavailable` would.
+async fn send_until_acked(c: &mut WsClient, room: &str, text: &str, cmid: &str) -> Value {
+    for _ in 0..40 {
+        let r = c
+            .request("send", json!({"room": room, "kind": "text", "body": {"text": text}, "client_msg_id": cmid}))
+            .await;
+        if r["type"] == "ack" {
+            return r["data"].clone();
+        }
+        assert_eq!(
+            r["code"], "unavailable",
+            "only unavailable is expected during recovery: {r}"
+        );
+        actix::clock::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{cmid} was never acked");
+}
+
+#[actix_web::test]
+async fn readyz_is_503_with_a_reason_while_the_database_cannot_be_opened() {
+    let dir =
+        std::env::temp_dir().join(format!("herald-missing-{}", uuid::Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}/no/such/dir/herald.db", dir.display());
+    let app = spawn_app_on(&url, |s| s.db_timeout = Duration::from_millis(300)).await;
+    let (status, body) = app.get("/readyz", None).await;
+    assert_eq!(status, 503);
+    assert!(
+        body["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{body}"
+    );
+    assert_eq!(
+        app.get("/healthz", None).await.0,
+        200,
+        "the process itself is up"
+    );
+}
+
+#[actix_web::test]
+async fn the_server_starts_with_postgres_down_and_becomes_ready_when_it_returns() {
+    let db = TestDatabase::new();
+    if !db.is_postgres() {
+        log::info!("PostgreSQL-only test; set HERALD_TEST_DATABASE_URL to run it");
+        return;
+    }
+    let proxy = FaultProxy::start(upstream_of(&db.url), Mode::Cut).await;
+    let app = spawn_app_on(&proxy.url_for(&db.url), |s| {
+        s.db_timeout = Duration::from_millis(500)
+    })
+    .await;
+    let body = wait_ready(&app, 503).await;
+    assert!(body["reason"].is_string());
+    proxy.set(Mode::Pass);
+    wait_ready(&app, 200).await;
+    let mut a = app.ws("alice").await;
+    a.ok("join", json!({"room": "public:up"})).await;
+    assert_eq!(
+        send_until_acked(&mut a, "public:up", "hello", "c1").await["seq"],
+        1
+    );
+}
+
+#[actix_web::test]
+async fn an_outage_gives_unavailable_keeps_presence_and_typing_and_loses_nothing() {
+    let db = TestDatabase::new();
+    if !db.is_postgres() {
+        log::info!("PostgreSQL-only test; set HERALD_TEST_DATABASE_URL to run it");
+        return;
+    }
+    // Arrange
+    let proxy = FaultProxy::start(upstream_of(&db.url), Mode::Pass).await;
+    let app = spawn_app_on(&proxy.url_for(&db.url), |s| {
+        s.db_timeout = Duration::from_millis(700);
+        s.db_write_timeout = Duration::from_millis(1500);
+    })
+    .await;
+    let mut alice = app.ws("alice").await;
+    let mut bob = app.ws("bob").await;
+    alice.ok("join", json!({"room": "public:f"})).await;
+    bob.ok("join", json!({"room": "public:f"})).await;
+    send_until_acked(&mut alice, "public:f", "m1", "m1").await;
+
+    // Act: cut the database off.
+    proxy.set(Mode::Cut);
+    let r = alice
+        .request("send", json!({"room": "public:f", "kind": "text", "body": {"text": "m2"}, "client_msg_id": "m2"}))
+        .await;
+    assert_eq!(
+        (r["type"].as_str(), r["code"].as_str()),
+        (Some("error"), Some("unavailable")),
+        "{r}"
+    );
+    assert_eq!(wait_ready(&app, 503).await["status"], "unavailable");
+
+    // Presence and typing do not need the database.
+    bob.ok("typing", json!({"room": "public:f", "state": "start"}))
+        .await;
+    assert_eq!(alice.recv_type("typing").await["data"]["user"], "bob");
+    bob.ok("presence", json!({"status": "away"})).await;
+    let diff = alice.recv_type("room_presence").await;
+    assert_eq!(diff["data"]["joins"][0]["status"], "away");
+
+    // Restore: the retried message is stored once, and writes work without a restart.
+    proxy.set(Mode::Pass);
+    assert_eq!(
+        send_until_acked(&mut alice, "public:f", "m2", "m2").await["seq"],
+        2
+    );
+    assert_eq!(
+        send_until_acked(&mut alice, "public:f", "m3", "m3").await["seq"],
+        3
+    );
+
+    // A stall: the request times out as unavailable; the write completes when the link heals.
+    proxy.set(Mode::Stall);
+    let r = alice
+        .request("send", json!({"room": "public:f", "kind": "text", "body": {"text": "m4"}, "client_msg_id": "m4"}))
+        .await;
+    assert_eq!(r["code"], "unavailable", "{r}");
+    proxy.set(Mode::Pass);
+    assert_eq!(
+        send_until_acked(&mut alice, "public:f", "m4", "m4").await["seq"],
+        4
+    );
+
+    // Assert: exactly m1..m4, once each, seqs without gaps.
+    let (status, body) = app
+        .get("/v1/rooms/public:f/messages", Some(&app.token("alice")))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let got: Vec<(i64, String)> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_i64().unwrap(),
+                m["body"]["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(i64, String)> = (1..=4).map(|i| (i, format!("m{i}"))).collect();
+    assert_eq!(got, want);
+    // bob saw every stored message live.
+    let mut seen = Vec::new();
+    while let Ok(v) = bob.recv_or_other(Duration::from_secs(3)).await {
+        if v["type"] == "message" {
+            seen.push(v["data"]["seq"].as_i64().unwrap());
+        }
+        if seen.len() == 4 {
+            break;
+        }
+    }
+    assert_eq!(seen, [1, 2, 3, 4]);
+}
