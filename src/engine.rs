@@ -38,6 +38,15 @@ pub struct Store {
     pub write_timeout: std::time::Duration,
 }
 
+/// What a new session sends first and knows about its user's rooms.
+#[derive(Debug, Clone)]
+pub struct SessionStart {
+    /// The `sync` frame followed by the undelivered `message` frames, in sending order.
+    pub frames: Vec<String>,
+    /// The user's rooms with watermarks and unread counts.
+    pub rooms: Vec<RoomSummary>,
+}
+
 /// Handles to the running engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -87,8 +96,9 @@ impl Engine {
         }
     }
 
-    /// Registers a new session everywhere and returns its `sync` frame.
-    pub async fn open_session(&self, handle: SessionHandle) -> Result<String, EngineError> {
+    /// Registers a new session everywhere. Returns the `sync` frame, then the `message`
+    /// frames the user has not had delivered yet (see [`SessionStart`]).
+    pub async fn open_session(&self, handle: SessionHandle) -> Result<SessionStart, EngineError> {
         let rooms = self
             .rooms
             .send(Connect {
@@ -117,7 +127,51 @@ impl Engine {
                 stored,
             })
             .await?;
-        Ok(sync_frame(&rooms))
+        let missed = self.undelivered(&rooms).await?;
+        let mut frames = Vec::with_capacity(1 + missed.len());
+        frames.push(sync_frame(&rooms));
+        frames.extend(
+            missed
+                .iter()
+                .map(|m| protocol::event("message", &protocol::MessageObject::new(m))),
+        );
+        Ok(SessionStart { frames, rooms })
+    }
+
+    /// Messages after the user's delivered watermark: per room in seq order and at most
+    /// `join_missed_limit` (the client pages the rest with `history`); rooms holding urgent,
+    /// then high-priority messages come first.
+    async fn undelivered(&self, rooms: &[RoomSummary]) -> Result<Vec<StoredMessage>, EngineError> {
+        let limit = self.settings.join_missed_limit;
+        let pending: Vec<&RoomSummary> = rooms
+            .iter()
+            .filter(|r| r.last_seq > r.delivered_seq && limit > 0)
+            .collect();
+        let fetches = pending.iter().filter_map(|r| {
+            let room = RoomId::parse(&r.room).ok()?;
+            let reader = self.store.reader.clone();
+            let q = crate::actors::database::FetchHistory {
+                room,
+                before_seq: None,
+                after_seq: Some(r.delivered_seq),
+                limit,
+            };
+            Some(async move { persist(reader.send(q).await) })
+        });
+        let mut per_room: Vec<Vec<StoredMessage>> = Vec::new();
+        for r in futures_util::future::join_all(fetches).await {
+            per_room.push(r?.0);
+        }
+        let rank = |ms: &Vec<StoredMessage>| {
+            ms.iter()
+                .filter_map(|m| crate::domain::Priority::parse(&m.priority))
+                .max()
+                .map(|p| p.max(crate::domain::Priority::Normal))
+                .unwrap_or_default()
+        };
+        // Stable sort: rooms of equal rank keep their (room id) order.
+        per_room.sort_by_key(|ms| std::cmp::Reverse(rank(ms)));
+        Ok(per_room.into_iter().flatten().collect())
     }
 
     /// Unregisters a session (idempotent).
@@ -414,6 +468,23 @@ impl Engine {
                 })
                 .await,
         )
+    }
+
+    /// Each recipient's state of a message (room members and admins).
+    pub async fn message_status(
+        &self,
+        user: &UserId,
+        admin: bool,
+        room: RoomId,
+        message_id: String,
+    ) -> Result<crate::actors::room::MessageStatus, EngineError> {
+        let addr = self.rooms.send(GetRoom { room }).await?;
+        addr.send(crate::actors::room::GetMessageStatus {
+            user: user.clone(),
+            admin,
+            message_id,
+        })
+        .await?
     }
 
     pub async fn disconnect_user(

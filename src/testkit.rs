@@ -261,9 +261,11 @@ pub async fn connect_probe_with_capacity(engine: &Engine, user: &str, capacity: 
         user_agent: Some("testkit".into()),
     };
     match engine.open_session(handle.clone()).await {
-        Ok(sync) => {
-            let v: Value = serde_json::from_str(&sync).unwrap_or(Value::Null);
-            let _ = tx.send(ProbeEvent::Frame(v));
+        Ok(start) => {
+            for f in start.frames {
+                let v: Value = serde_json::from_str(&f).unwrap_or(Value::Null);
+                let _ = tx.send(ProbeEvent::Frame(v));
+            }
         }
         Err(e) => panic!("probe registration failed: {e}"),
     }

@@ -9,7 +9,7 @@
 use actix::prelude::*;
 
 use crate::db::models::{
-    RoomRecord, RoomSummary, StoredMessage, UserRecord, WriteOp, WriteOutcome,
+    MessageStatusRecord, RoomRecord, RoomSummary, StoredMessage, UserRecord, WriteOp, WriteOutcome,
 };
 use crate::db::{DbConnection, DbPool};
 use crate::domain::{RoomId, UserId};
@@ -95,6 +95,21 @@ impl Handler<FetchHistory> for Database {
     type Result = Result<(Vec<StoredMessage>, bool), PersistError>;
     fn handle(&mut self, msg: FetchHistory, _: &mut SyncContext<Self>) -> Self::Result {
         self.with_conn(|c| c.history(&msg.room, msg.before_seq, msg.after_seq, msg.limit))
+    }
+}
+
+/// Sent by the message status route.
+#[derive(Message)]
+#[rtype(result = "Result<Option<MessageStatusRecord>, PersistError>")]
+pub struct FetchMessageStatus {
+    pub room: RoomId,
+    pub message_id: String,
+}
+
+impl Handler<FetchMessageStatus> for Database {
+    type Result = Result<Option<MessageStatusRecord>, PersistError>;
+    fn handle(&mut self, msg: FetchMessageStatus, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with_conn(|c| c.message_status(&msg.room, &msg.message_id))
     }
 }
 

@@ -123,7 +123,7 @@ impl PresenceRegistry {
         if let Some(ws) = self.watchers.get(user) {
             let frame: ByteString = protocol::event("presence", view).into();
             for h in ws.values() {
-                if h.deliver(&frame) == super::session::DeliverOutcome::Queued {
+                if h.deliver(&frame, None) == super::session::DeliverOutcome::Queued {
                     crate::metrics::METRICS.frames_out.inc();
                 }
             }

@@ -20,8 +20,8 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::commit_queue::Commit;
-use super::database::{FetchHistory, LoadRoom};
-use super::session::{DeliverOutcome, SessionHandle};
+use super::database::{FetchHistory, FetchMessageStatus, LoadRoom};
+use super::session::{DeliverOutcome, FrameMeta, SessionHandle};
 use crate::db::models::{MemberRole, NewMessage, StoredMessage, WriteOp, WriteOutcome};
 use crate::domain::{now_millis, rfc3339, ReceiptStatus, RoomId, RoomKind, SessionId, UserId};
 use crate::engine::Store;
@@ -102,12 +102,21 @@ impl Room {
     /// Sends one encoded frame to every subscriber accepted by `to`, dropping the ones that
     /// are gone or too slow.
     fn broadcast(&mut self, frame: &ByteString, to: impl Fn(&SessionHandle) -> bool) {
+        self.broadcast_with(frame, None, to)
+    }
+
+    fn broadcast_with(
+        &mut self,
+        frame: &ByteString,
+        meta: Option<Arc<FrameMeta>>,
+        to: impl Fn(&SessionHandle) -> bool,
+    ) {
         let mut dropped = Vec::new();
         for (id, s) in &self.subscribers {
             if !to(s) {
                 continue;
             }
-            match s.deliver(frame) {
+            match s.deliver(frame, meta.as_ref()) {
                 DeliverOutcome::Queued => METRICS.frames_out.inc(),
                 DeliverOutcome::SlowConsumer => {
                     METRICS.slow_consumers.inc();
@@ -131,7 +140,14 @@ impl Room {
 
     fn fan_out_message(&mut self, m: &StoredMessage, origin: Option<SessionId>) {
         let frame: ByteString = protocol::event("message", &MessageObject::new(m)).into();
-        self.broadcast(&frame, |s| Some(s.id) != origin);
+        let meta = UserId::parse(&m.from).ok().map(|from| {
+            Arc::new(FrameMeta::Message {
+                room: self.id.clone(),
+                seq: m.seq,
+                from,
+            })
+        });
+        self.broadcast_with(&frame, meta, |s| Some(s.id) != origin);
     }
 
     fn flush_pending(&mut self, ctx: &mut Context<Self>) {
@@ -746,7 +762,13 @@ impl Handler<Receipt> for Room {
                     &json!({"room": act.id, "user": msg.user, "seq": msg.seq, "status": msg.status.as_str(), "at": rfc3339(now_millis())}),
                 )
                 .into();
-                act.broadcast(&frame, |s| Some(s.id) != msg.origin);
+                let meta = Arc::new(FrameMeta::Receipt {
+                    room: act.id.clone(),
+                    user: msg.user.clone(),
+                    seq: msg.seq,
+                    status: msg.status,
+                });
+                act.broadcast_with(&frame, Some(meta), |s| Some(s.id) != msg.origin);
             }
             Ok(())
         }))
@@ -862,5 +884,80 @@ impl Handler<Shutdown> for Room {
         if !self.writing && self.pending.is_empty() {
             ctx.stop();
         }
+    }
+}
+
+/// One recipient's state of a message.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecipientStatus {
+    pub user: String,
+    /// `sent`, `delivered` or `read`.
+    pub status: &'static str,
+}
+
+/// A message's delivery state per recipient.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MessageStatus {
+    pub message_id: String,
+    pub room: RoomId,
+    pub seq: i64,
+    pub from: String,
+    pub recipients: Vec<RecipientStatus>,
+}
+
+/// Sent by the message status route (members and admins).
+#[derive(Message)]
+#[rtype(result = "Result<MessageStatus, EngineError>")]
+pub struct GetMessageStatus {
+    pub user: UserId,
+    pub admin: bool,
+    pub message_id: String,
+}
+
+impl Handler<GetMessageStatus> for Room {
+    type Result = ResponseFuture<Result<MessageStatus, EngineError>>;
+    fn handle(&mut self, msg: GetMessageStatus, _: &mut Context<Self>) -> Self::Result {
+        if !msg.admin {
+            if let Err(e) = self.require_member(&msg.user) {
+                return Box::pin(async move { Err(e) });
+            }
+        }
+        let reader = self.store.reader.clone();
+        let room = self.id.clone();
+        Box::pin(async move {
+            let q = FetchMessageStatus {
+                room: room.clone(),
+                message_id: msg.message_id.clone(),
+            };
+            let record = reader
+                .send(q)
+                .await
+                .map_err(PersistError::from)
+                .and_then(|r| r)?
+                .ok_or_else(|| {
+                    EngineError::NotFound(format!("no message {} in {room}", msg.message_id))
+                })?;
+            let recipients = record
+                .recipients
+                .into_iter()
+                .map(|(user, delivered, read)| RecipientStatus {
+                    user,
+                    status: if read >= record.seq {
+                        "read"
+                    } else if delivered >= record.seq {
+                        "delivered"
+                    } else {
+                        "sent"
+                    },
+                })
+                .collect();
+            Ok(MessageStatus {
+                message_id: msg.message_id,
+                room,
+                seq: record.seq,
+                from: record.sender,
+                recipients,
+            })
+        })
     }
 }

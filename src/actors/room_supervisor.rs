@@ -535,3 +535,18 @@ impl Handler<GetSessionRooms> for RoomSupervisor {
         )
     }
 }
+
+/// Asked by the engine for requests that need only the room actor: its address (started if
+/// needed).
+#[derive(Message)]
+#[rtype(result = "Addr<Room>")]
+pub struct GetRoom {
+    pub room: RoomId,
+}
+
+impl Handler<GetRoom> for RoomSupervisor {
+    type Result = MessageResult<GetRoom>;
+    fn handle(&mut self, msg: GetRoom, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.room(&msg.room))
+    }
+}

@@ -24,17 +24,36 @@ use bytestring::ByteString;
 use serde_json::{json, Value};
 
 use crate::auth::AuthenticatedUser;
-use crate::domain::{now_millis, rfc3339, RoomId, SessionId, UserId};
+use crate::domain::{now_millis, rfc3339, ReceiptStatus, RoomId, SessionId, UserId};
 use crate::engine::Engine;
 use crate::error::{EngineError, ErrorCode};
 use crate::metrics::METRICS;
 use crate::protocol::{self, close_code, ClientRequest, ParseLimits};
 
-/// Sent by rooms and the presence registry to a session: one encoded server frame.
+/// Sent by rooms and the presence registry to a session: one encoded server frame, shared by
+/// all recipients, and what it is about when the session keeps count of it.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct Deliver {
     pub frame: ByteString,
+    pub meta: Option<Arc<FrameMeta>>,
+}
+
+/// What a delivered frame is about, for the session's unread bookkeeping. Built once per
+/// broadcast and shared (an `Arc` clone per recipient, no per-recipient allocation).
+#[derive(Debug)]
+pub enum FrameMeta {
+    Message {
+        room: RoomId,
+        seq: i64,
+        from: UserId,
+    },
+    Receipt {
+        room: RoomId,
+        user: UserId,
+        seq: i64,
+        status: ReceiptStatus,
+    },
 }
 
 /// Sent by the room supervisor and the presence registry to steer a session.
@@ -75,9 +94,10 @@ pub struct SessionHandle {
 
 impl SessionHandle {
     /// Queues a frame without ever blocking or growing the outbox past its capacity.
-    pub fn deliver(&self, frame: &ByteString) -> DeliverOutcome {
+    pub fn deliver(&self, frame: &ByteString, meta: Option<&Arc<FrameMeta>>) -> DeliverOutcome {
         match self.deliver.try_send(Deliver {
             frame: frame.clone(),
+            meta: meta.cloned(),
         }) {
             Ok(()) => DeliverOutcome::Queued,
             Err(SendError::Full(_)) => {
@@ -86,6 +106,7 @@ impl SessionHandle {
                 // more turn, in which it sees the flag and closes with 4008.
                 self.deliver.do_send(Deliver {
                     frame: ByteString::new(),
+                    meta: None,
                 });
                 DeliverOutcome::SlowConsumer
             }
@@ -117,6 +138,70 @@ pub struct WsSession {
     remote_addr: Option<String>,
     user_agent: Option<String>,
     connected_at: i64,
+    unread: UnreadCounts,
+}
+
+/// How long unread changes are collected before `room_unread` frames go out, so a busy room
+/// costs a client a few frames per second rather than one per message.
+pub const UNREAD_COALESCE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Per-room (last_seq, read_seq) of this session's user, kept from the `sync` data and the
+/// frames the session delivers. Unread = last_seq - read_seq: sending advances one's own read
+/// watermark, so nothing after it is one's own.
+#[derive(Default)]
+struct UnreadCounts {
+    rooms: std::collections::HashMap<RoomId, (i64, i64)>,
+    dirty: Vec<RoomId>,
+    flush_scheduled: bool,
+}
+
+impl UnreadCounts {
+    fn total(&self) -> i64 {
+        self.rooms
+            .values()
+            .map(|(last, read)| (last - read).max(0))
+            .sum()
+    }
+
+    fn mark(&mut self, room: &RoomId) {
+        if !self.dirty.contains(room) {
+            self.dirty.push(room.clone());
+        }
+    }
+
+    /// Applies what a delivered frame says; true when a count may have changed.
+    fn apply(&mut self, me: &UserId, meta: &FrameMeta) -> bool {
+        match meta {
+            FrameMeta::Message { room, seq, from } => {
+                let entry = self.rooms.entry(room.clone()).or_insert((seq - 1, seq - 1));
+                entry.0 = entry.0.max(*seq);
+                if from == me {
+                    entry.1 = entry.1.max(*seq);
+                }
+                self.mark(room);
+                true
+            }
+            FrameMeta::Receipt {
+                room,
+                user,
+                seq,
+                status,
+            } if user == me && *status == ReceiptStatus::Read => self.read_up_to(room, *seq),
+            FrameMeta::Receipt { .. } => false,
+        }
+    }
+
+    fn read_up_to(&mut self, room: &RoomId, seq: i64) -> bool {
+        match self.rooms.get_mut(room) {
+            Some(entry) if entry.1 < seq => {
+                entry.1 = seq;
+                entry.0 = entry.0.max(seq);
+                self.mark(room);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 impl WsSession {
@@ -136,7 +221,28 @@ impl WsSession {
             remote_addr,
             user_agent,
             connected_at: now_millis(),
+            unread: UnreadCounts::default(),
         }
+    }
+
+    /// Sends the pending `room_unread` frames after a short coalescing window.
+    fn schedule_unread(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.unread.flush_scheduled {
+            return;
+        }
+        self.unread.flush_scheduled = true;
+        ctx.run_later(UNREAD_COALESCE, |act, ctx| {
+            act.unread.flush_scheduled = false;
+            let total = act.unread.total();
+            for room in std::mem::take(&mut act.unread.dirty) {
+                if let Some((last, read)) = act.unread.rooms.get(&room) {
+                    ctx.text(protocol::event(
+                        "room_unread",
+                        &json!({"room": room, "unread": (last - read).max(0), "unread_total": total}),
+                    ));
+                }
+            }
+        });
     }
 
     fn session_handle(&self, ctx: &mut ws::WebsocketContext<Self>) -> SessionHandle {
@@ -199,15 +305,33 @@ impl WsSession {
         F: std::future::Future<Output = Result<T, EngineError>> + 'static,
         T: serde::Serialize + 'static,
     {
+        self.reply_and(kind, reference, fut, |_, _| {}, ctx)
+    }
+
+    /// Like `reply`, running `on_ok` on the session before the ack goes out.
+    fn reply_and<F, T>(
+        &self,
+        kind: &'static str,
+        reference: Option<Value>,
+        fut: F,
+        on_ok: impl FnOnce(&mut Self, &mut ws::WebsocketContext<Self>) + 'static,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) where
+        F: std::future::Future<Output = Result<T, EngineError>> + 'static,
+        T: serde::Serialize + 'static,
+    {
         let started = Instant::now();
         fut.into_actor(self)
-            .map(move |res, _act, ctx| {
+            .map(move |res, act, ctx| {
                 METRICS
                     .request_seconds
                     .with_label_values(&[kind])
                     .observe(started.elapsed().as_secs_f64());
                 match res {
-                    Ok(data) => ctx.text(protocol::ack(reference.as_ref(), &data)),
+                    Ok(data) => {
+                        on_ok(act, ctx);
+                        ctx.text(protocol::ack(reference.as_ref(), &data))
+                    }
                     Err(e) => send_error(ctx, reference.as_ref(), e.code(), &e.to_string()),
                 }
             })
@@ -240,12 +364,25 @@ impl WsSession {
                 async move { engine.typing(&user, session, room, state).await.map(|_| json!({})) },
                 ctx,
             ),
-            ClientRequest::Receipt { room, seq, status } => self.reply(
-                "receipt",
-                reference,
-                async move { engine.receipt(&user, Some(session), room, seq, status).await.map(|_| json!({})) },
-                ctx,
-            ),
+            ClientRequest::Receipt { room, seq, status } => {
+                let read = (status == ReceiptStatus::Read).then(|| (room.clone(), seq));
+                self.reply_and(
+                    "receipt",
+                    reference,
+                    async move {
+                        engine.receipt(&user, Some(session), room, seq, status).await.map(|_| json!({}))
+                    },
+                    move |act, ctx| {
+                        // Our own receipt is not echoed back to us; count it here.
+                        if let Some((room, seq)) = read {
+                            if act.unread.read_up_to(&room, seq) {
+                                act.schedule_unread(ctx);
+                            }
+                        }
+                    },
+                    ctx,
+                )
+            }
             ClientRequest::Presence { status, custom_message, metadata } => self.reply(
                 "presence",
                 reference,
@@ -370,7 +507,16 @@ impl Actor for WsSession {
             async move { engine.open_session(handle).await }
                 .into_actor(self)
                 .map(|res, act, ctx| match res {
-                    Ok(sync) => ctx.text(sync),
+                    Ok(start) => {
+                        for r in &start.rooms {
+                            if let Ok(room) = RoomId::parse(&r.room) {
+                                act.unread.rooms.insert(room, (r.last_seq, r.read_seq));
+                            }
+                        }
+                        for f in start.frames {
+                            ctx.text(f);
+                        }
+                    }
                     Err(e) => {
                         log::warn!(
                             "session {} of {}: registration failed: {e}",
@@ -410,6 +556,11 @@ impl Handler<Deliver> for WsSession {
         if !msg.frame.is_empty() {
             ctx.text(msg.frame);
         }
+        if let Some(meta) = &msg.meta {
+            if self.unread.apply(&self.auth.user_id, meta) {
+                self.schedule_unread(ctx);
+            }
+        }
     }
 }
 
@@ -422,6 +573,7 @@ impl Handler<SessionControl> for WsSession {
                     .rooms_changed(&self.auth.user_id, vec![room], vec![])
             }
             SessionControl::Unsubscribed { room } => {
+                self.unread.rooms.remove(&room);
                 self.engine
                     .rooms_changed(&self.auth.user_id, vec![], vec![room])
             }

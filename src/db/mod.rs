@@ -163,6 +163,13 @@ impl DbConnection {
     ) -> Result<(Vec<StoredMessage>, bool), PersistError> {
         dispatch!(self, history(room, before, after, limit))
     }
+    pub fn message_status(
+        &mut self,
+        room: &RoomId,
+        message_id: &str,
+    ) -> Result<Option<MessageStatusRecord>, PersistError> {
+        dispatch!(self, message_status(room, message_id))
+    }
     pub fn users(&mut self, ids: &[&str]) -> Result<Vec<UserRecord>, PersistError> {
         dispatch!(self, users(ids))
     }

@@ -146,6 +146,15 @@ pub struct RoomSummary {
     pub unread: i64,
 }
 
+/// A message and where each other member's watermarks stand.
+#[derive(Debug, Clone)]
+pub struct MessageStatusRecord {
+    pub seq: i64,
+    pub sender: String,
+    /// (user, delivered_seq, read_seq)
+    pub recipients: Vec<(String, i64, i64)>,
+}
+
 /// What is stored about a user.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]

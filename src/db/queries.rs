@@ -61,14 +61,21 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
             role,
             at,
         } => {
+            // A new member has nothing unread: their watermarks start at the room's latest seq.
+            let last_seq: i64 = rooms::table
+                .find(room.as_str())
+                .select(rooms::last_seq)
+                .first(c)
+                .optional()?
+                .unwrap_or(0);
             let n = diesel::insert_into(members::table)
                 .values(NewMemberRow {
                     room_id: room.as_str(),
                     user_id: user.as_str(),
                     role: role.as_str(),
                     joined_at: *at,
-                    delivered_seq: 0,
-                    read_seq: 0,
+                    delivered_seq: last_seq,
+                    read_seq: last_seq,
                 })
                 .on_conflict_do_nothing()
                 .execute(c)?;
@@ -194,6 +201,21 @@ fn append_messages(
         for chunk in rows.chunks(500) {
             diesel::insert_into(messages::table)
                 .values(chunk)
+                .execute(c)?;
+        }
+        // Sending implies having read the room up to one's own message, so a member's
+        // unread count is simply last_seq - read_seq.
+        let mut newest_by_sender: HashMap<&str, i64> = HashMap::new();
+        for r in &rows {
+            newest_by_sender.insert(r.sender, r.seq);
+        }
+        for (sender, seq) in newest_by_sender {
+            let me = members::table.find((room.as_str(), sender));
+            diesel::update(me.filter(members::read_seq.lt(seq)))
+                .set(members::read_seq.eq(seq))
+                .execute(c)?;
+            diesel::update(me.filter(members::delivered_seq.lt(seq)))
+                .set(members::delivered_seq.eq(seq))
                 .execute(c)?;
         }
         for r in &rows {
@@ -383,6 +405,34 @@ pub fn history(
     rows.truncate(limit as usize);
     rows.reverse();
     Ok((rows.into_iter().map(Into::into).collect(), more))
+}
+
+/// A message's seq and sender, and every other member's watermarks, for the status route.
+pub fn message_status(
+    c: &mut Conn,
+    room: &RoomId,
+    message_id: &str,
+) -> Result<Option<MessageStatusRecord>, PersistError> {
+    let msg: Option<(i64, String)> = messages::table
+        .filter(messages::room_id.eq(room.as_str()))
+        .filter(messages::id.eq(message_id))
+        .select((messages::seq, messages::sender))
+        .first(c)
+        .optional()?;
+    let Some((seq, sender)) = msg else {
+        return Ok(None);
+    };
+    let recipients: Vec<(String, i64, i64)> = members::table
+        .filter(members::room_id.eq(room.as_str()))
+        .filter(members::user_id.ne(&sender))
+        .select((members::user_id, members::delivered_seq, members::read_seq))
+        .order(members::user_id.asc())
+        .load(c)?;
+    Ok(Some(MessageStatusRecord {
+        seq,
+        sender,
+        recipients,
+    }))
 }
 
 /// Stored records of these users (missing users are simply absent).

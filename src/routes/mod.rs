@@ -30,6 +30,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::delete().to(rooms::remove_member),
         )
         .route("/v1/rooms/{room}/messages", web::get().to(rooms::messages))
+        .route(
+            "/v1/rooms/{room}/messages/{message_id}/status",
+            web::get().to(rooms::message_status),
+        )
         .route("/v1/presence/{user}", web::get().to(presence::get_one))
         .route("/metrics", web::get().to(admin::metrics))
         .route("/v1/admin/presence", web::get().to(admin::presence_list))

@@ -140,3 +140,20 @@ pub async fn messages(
         "next_cursor": next_cursor,
     })))
 }
+
+/// `GET /v1/rooms/{room}/messages/{message_id}/status`: each recipient's state (`sent`,
+/// `delivered`, `read`), from the members' watermarks.
+pub async fn message_status(
+    auth: AuthenticatedUser,
+    engine: web::Data<Engine>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
+    let room = RoomId::parse(&path.0)?;
+    if path.1.is_empty() || path.1.len() > 64 {
+        return Err(AppError::new(ErrorCode::InvalidData, "invalid message id"));
+    }
+    let status = engine
+        .message_status(&auth.user_id, auth.is_admin(), room, path.1.clone())
+        .await?;
+    Ok(HttpResponse::Ok().json(status))
+}

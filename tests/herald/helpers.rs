@@ -88,20 +88,7 @@ impl TestApp {
     }
 
     pub async fn ws_with_token(&self, token: &str) -> Result<WsClient, String> {
-        let url = format!("ws://127.0.0.1:{}/v1/ws?token={}", self.port, token);
-        let (_, framed) = self
-            .client
-            .ws(url)
-            .max_frame_size(4 * 1024 * 1024)
-            .connect()
-            .await
-            .map_err(|e| format!("{e:?}"))?;
-        Ok(WsClient {
-            framed,
-            next_ref: 0,
-            sync: Value::Null,
-            backlog: Default::default(),
-        })
+        connect_ws(self.port, token).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
@@ -153,6 +140,25 @@ impl TestApp {
     }
 }
 
+/// Opens a native WebSocket to a server on `port` (no frame read yet).
+pub async fn connect_ws(port: u16, token: &str) -> Result<WsClient, String> {
+    let url = format!("ws://127.0.0.1:{port}/v1/ws?token={token}");
+    let (_, framed) = awc::Client::builder()
+        .timeout(WAIT)
+        .finish()
+        .ws(url)
+        .max_frame_size(4 * 1024 * 1024)
+        .connect()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(WsClient {
+        framed,
+        next_ref: 0,
+        sync: Value::Null,
+        backlog: Default::default(),
+    })
+}
+
 pub struct WsClient {
     framed: actix_codec::Framed<awc::BoxedSocket, ws::Codec>,
     next_ref: u64,
@@ -182,10 +188,6 @@ impl WsClient {
         self.framed.send(msg).await.expect("ws send");
     }
 
-    pub async fn send(&mut self, v: &Value) {
-        self.send_text(&v.to_string()).await;
-    }
-
     /// The next JSON text frame, answering pings; panics on anything else.
     pub async fn recv(&mut self) -> Value {
         match self.recv_or_other(WAIT).await {
@@ -208,7 +210,7 @@ impl WsClient {
             match tokio::time::timeout(left, self.framed.next()).await {
                 Err(_) => return Err(Other::Timeout),
                 Ok(None) => return Err(Other::Ended),
-                Ok(Some(Err(e))) => panic!("ws error: {e}"),
+                Ok(Some(Err(_))) => return Err(Other::Ended),
                 Ok(Some(Ok(f))) => match f {
                     ws::Frame::Text(b) => {
                         return Ok(serde_json::from_slice(&b).expect("server frames are JSON"))
@@ -235,15 +237,30 @@ impl WsClient {
 
     /// Sends `{"type", "ref", "data"}` and returns the reply carrying that ref, skipping other frames.
     pub async fn request(&mut self, kind: &str, data: Value) -> Value {
+        match self.try_request(kind, data).await {
+            Ok(v) => v,
+            Err(o) => panic!("no reply to {kind}: {o:?}"),
+        }
+    }
+
+    /// Like `request`, but a broken connection is an `Err`, not a panic.
+    pub async fn try_request(&mut self, kind: &str, data: Value) -> Result<Value, Other> {
         self.next_ref += 1;
         let r = format!("r{}", self.next_ref);
-        self.send(&json!({"type": kind, "ref": r, "data": data}))
-            .await;
+        let frame = json!({"type": kind, "ref": r, "data": data}).to_string();
+        if self
+            .framed
+            .send(ws::Message::Text(frame.into()))
+            .await
+            .is_err()
+        {
+            return Err(Other::Ended);
+        }
         loop {
             match self.recv_wire(WAIT).await {
-                Ok(v) if v["ref"] == r.as_str() => return v,
+                Ok(v) if v["ref"] == r.as_str() => return Ok(v),
                 Ok(v) => self.backlog.push_back(v),
-                Err(o) => panic!("no reply to {kind}: {o:?}"),
+                Err(o) => return Err(o),
             }
         }
     }

@@ -3,6 +3,8 @@
 //! SQLite by default, PostgreSQL when `HERALD_TEST_DATABASE_URL` is set.
 
 mod actors;
+mod crash;
+mod delivery;
 mod fault_proxy;
 mod faults;
 mod helpers;

@@ -45,6 +45,24 @@ async fn two_users_chat_with_presence_typing_and_read_receipts() {
     assert_eq!(msg["data"]["from"], "alice");
     assert_eq!(msg["data"]["seq"], 1);
     assert_eq!(msg["data"]["message_id"], ack["message_id"]);
+
+    // read receipt
+    bob.ok(
+        "receipt",
+        json!({"room": "public:lobby", "seq": 1, "status": "read"}),
+    )
+    .await;
+    let r = alice.recv_type("receipt").await;
+    assert_eq!(
+        (
+            r["data"]["user"].as_str(),
+            r["data"]["seq"].as_i64(),
+            r["data"]["status"].as_str()
+        ),
+        (Some("bob"), Some(1), Some("read"))
+    );
+
+    // Sending implies having read: bob's watermark moves past his own message silently.
     let ack2 = bob
         .ok(
             "send",
@@ -68,22 +86,6 @@ async fn two_users_chat_with_presence_typing_and_read_receipts() {
     // Neither the sender's own message nor its own typing echo back to it.
     bob.assert_no("typing", std::time::Duration::from_millis(200))
         .await;
-
-    // read receipt
-    bob.ok(
-        "receipt",
-        json!({"room": "public:lobby", "seq": 1, "status": "read"}),
-    )
-    .await;
-    let r = alice.recv_type("receipt").await;
-    assert_eq!(
-        (
-            r["data"]["user"].as_str(),
-            r["data"]["seq"].as_i64(),
-            r["data"]["status"].as_str()
-        ),
-        (Some("bob"), Some(1), Some("read"))
-    );
 
     // ping
     let pong = alice.request("ping", json!({})).await;
@@ -278,6 +280,16 @@ async fn a_reconnecting_client_catches_up_with_since_seq() {
             .await;
     }
     let mut bob = app.ws("bob").await;
+    // bob never reported delivery, so everything after his delivered watermark comes first.
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(
+            bob.recv_type("message").await["data"]["seq"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    assert_eq!(got, [1, 2, 3]);
     let j = bob
         .ok("join", json!({"room": "public:c", "since_seq": 1}))
         .await;
