@@ -6,9 +6,12 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+
+use crate::clock::{Clock, SystemClock};
 
 /// Shortest JWT secret accepted, in bytes (HS256 wants at least 256 bits of key).
 pub const MIN_SECRET_LEN: usize = 32;
@@ -53,6 +56,18 @@ pub struct Settings {
     pub heartbeat_interval: Duration,
     /// How long a user stays online after their last session closed (no flapping on reconnect).
     pub presence_grace: Duration,
+    /// How often presence deadlines (grace, idle, status expiry) are checked.
+    pub presence_sweep: Duration,
+    /// Users with no client activity on any device for this long turn `away` (None: never).
+    pub auto_away: Option<Duration>,
+    /// Let anyone `watch` anyone (otherwise only users who share a room).
+    pub open_watch: bool,
+    /// `room_presence` changes are collected per room for this long and sent as one diff.
+    pub presence_coalesce: Duration,
+    /// Most `typing` start broadcasts per user and room per second; extra ones are dropped.
+    pub typing_rate: u32,
+    /// Time source for presence decisions (tests substitute a manual clock).
+    pub clock: Arc<dyn Clock>,
     /// A `typing` `start` without `stop` ends by itself after this long.
     pub typing_timeout: Duration,
     /// Frames a session may have queued before it counts as a slow consumer and is closed.
@@ -83,6 +98,12 @@ impl Default for Settings {
             jwt_secret_file: None,
             heartbeat_interval: Duration::from_secs(25),
             presence_grace: Duration::from_secs(3),
+            presence_sweep: Duration::from_millis(250),
+            auto_away: None,
+            open_watch: false,
+            presence_coalesce: Duration::from_millis(200),
+            typing_rate: 5,
+            clock: Arc::new(SystemClock),
             typing_timeout: Duration::from_secs(5),
             outbox_frames: 1024,
             max_frame_bytes: 1024 * 1024,
@@ -135,6 +156,18 @@ pub struct ServeArgs {
     /// Presence grace period after a user's last session closes, in milliseconds.
     #[arg(long, env = "HERALD_PRESENCE_GRACE_MS", default_value_t = 3000)]
     pub presence_grace_ms: u64,
+    /// Milliseconds without client activity after which a user turns away (0: off).
+    #[arg(long, env = "HERALD_AUTO_AWAY_MS", default_value_t = 0)]
+    pub auto_away_ms: u64,
+    /// Allow watching any user, not only users who share a room.
+    #[arg(long, env = "HERALD_OPEN_WATCH", default_value_t = false)]
+    pub open_watch: bool,
+    /// Window in which room presence changes are coalesced into one diff, in milliseconds.
+    #[arg(long, env = "HERALD_PRESENCE_COALESCE_MS", default_value_t = 200)]
+    pub presence_coalesce_ms: u64,
+    /// Typing start broadcasts allowed per user and room per second.
+    #[arg(long, env = "HERALD_TYPING_RATE", default_value_t = 5)]
+    pub typing_rate: u32,
     /// Typing indicator expiry in milliseconds.
     #[arg(long, env = "HERALD_TYPING_TIMEOUT_MS", default_value_t = 5000)]
     pub typing_timeout_ms: u64,
@@ -176,6 +209,12 @@ impl Settings {
             s.db_write_timeout = Duration::from_millis(a.db_write_timeout_ms.max(100));
             s.heartbeat_interval = Duration::from_millis(a.heartbeat_ms.max(100));
             s.presence_grace = Duration::from_millis(a.presence_grace_ms);
+            s.presence_sweep =
+                (s.presence_grace / 4).clamp(Duration::from_millis(50), Duration::from_millis(250));
+            s.auto_away = (a.auto_away_ms > 0).then(|| Duration::from_millis(a.auto_away_ms));
+            s.open_watch = a.open_watch;
+            s.presence_coalesce = Duration::from_millis(a.presence_coalesce_ms);
+            s.typing_rate = a.typing_rate.max(1);
             s.typing_timeout = Duration::from_millis(a.typing_timeout_ms.max(100));
             s.outbox_frames = a.outbox_frames.max(1);
             s.max_frame_bytes = a.max_frame_bytes.max(1024);

@@ -75,10 +75,27 @@ impl Engine {
             commits,
             write_timeout: settings.db_write_timeout,
         };
-        let rooms =
-            RoomSupervisor::new(store.clone(), settings.typing_timeout, settings.room_idle).start();
-        let presence =
-            PresenceRegistry::new(store.clone(), rooms.clone(), settings.presence_grace).start();
+        let rooms = RoomSupervisor::new(
+            store.clone(),
+            crate::actors::room::RoomPolicy {
+                typing_timeout: settings.typing_timeout,
+                typing_rate: settings.typing_rate,
+                presence_coalesce: settings.presence_coalesce,
+            },
+            settings.room_idle,
+        )
+        .start();
+        let presence = PresenceRegistry::new(
+            store.clone(),
+            rooms.clone(),
+            PresencePolicy {
+                grace: settings.presence_grace,
+                sweep: settings.presence_sweep,
+                auto_away: settings.auto_away,
+                clock: settings.clock.clone(),
+            },
+        )
+        .start();
         actix::spawn(async {
             let mut tick = actix::clock::interval(std::time::Duration::from_secs(1));
             loop {
@@ -319,6 +336,7 @@ impl Engine {
         user: &UserId,
         status: ChosenStatus,
         custom_message: Option<String>,
+        custom_expires_at: Option<i64>,
         metadata: Option<Value>,
     ) -> Result<(), EngineError> {
         Ok(self
@@ -327,6 +345,7 @@ impl Engine {
                 user: user.clone(),
                 status,
                 custom_message,
+                custom_expires_at,
                 metadata,
             })
             .await?)
@@ -352,12 +371,52 @@ impl Engine {
         self.rooms.send(RouteHistory { room, history: h }).await?
     }
 
+    /// `watch`: only users who share a room with the watcher, unless open watching is
+    /// configured or the watcher is an admin.
     pub async fn watch(
         &self,
         handle: SessionHandle,
+        admin: bool,
         users: Vec<UserId>,
     ) -> Result<Vec<PresenceView>, EngineError> {
+        self.check_may_see(&handle.user, admin, &users).await?;
         self.presence.send(Watch { handle, users }).await?
+    }
+
+    /// Refuses (with `forbidden`) when `viewer` may not see the presence of one of `users`.
+    pub async fn check_may_see(
+        &self,
+        viewer: &UserId,
+        admin: bool,
+        users: &[UserId],
+    ) -> Result<(), EngineError> {
+        if admin || self.settings.open_watch {
+            return Ok(());
+        }
+        let others: Vec<UserId> = users.iter().filter(|u| *u != viewer).cloned().collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        let q = crate::actors::database::FindCoMembers {
+            user: viewer.clone(),
+            others: others.clone(),
+        };
+        let shared: std::collections::HashSet<String> = persist(self.store.reader.send(q).await)?
+            .into_iter()
+            .collect();
+        let denied: Vec<&str> = others
+            .iter()
+            .map(|u| u.as_str())
+            .filter(|u| !shared.contains(*u))
+            .collect();
+        if denied.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Forbidden(format!(
+                "you share no room with {}; presence is visible to room co-members only",
+                denied.join(", ")
+            )))
+        }
     }
 
     pub async fn unwatch(&self, session: SessionId, users: Vec<UserId>) -> Result<(), EngineError> {

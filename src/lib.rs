@@ -8,6 +8,7 @@
 //! # Layout
 //!
 //! - [`config`]: settings from `HERALD_*` variables and flags.
+//! - [`clock`]: the time source of presence decisions (manual in tests).
 //! - [`startup`]: `Application::build` wires database, actors and HTTP server.
 //! - [`engine`]: the actor handles and the operations on them, shared by sessions, REST and tests.
 //! - [`actors`]: `WsSession`, `RoomSupervisor`, `Room`, `PresenceRegistry`, `CommitQueue`, `Database`.
@@ -30,6 +31,7 @@
 
 pub mod actors;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -22,8 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server (the default).
-    Serve,
+    /// Run the server (the default; its flags may also be given without the subcommand).
+    Serve(ServeArgs),
     /// Apply the embedded database migrations and exit.
     Migrate,
     /// Print a JWT signed with the configured secret.
@@ -49,8 +49,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::new().filter_or("HERALD_LOG", "info")).init();
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(Settings::from_args(&cli.common, Some(&cli.serve))),
+    match cli
+        .command
+        .unwrap_or_else(|| Command::Serve(cli.serve.clone()))
+    {
+        Command::Serve(args) => serve(Settings::from_args(&cli.common, Some(&args))),
         Command::Migrate => {
             let settings = Settings::from_args(&cli.common, None);
             match herald::db::run_migrations(settings.database_url.expose()) {

@@ -102,6 +102,8 @@ pub enum ClientRequest {
     Presence {
         status: ChosenStatus,
         custom_message: Option<String>,
+        /// Epoch milliseconds at which the server clears `custom_message`.
+        custom_expires_at: Option<Millis>,
         metadata: Option<Value>,
     },
     History {
@@ -164,6 +166,7 @@ struct ReceiptData {
 struct PresenceData {
     status: String,
     custom_message: Option<String>,
+    custom_expires_at: Option<String>,
     metadata: Option<Value>,
 }
 #[derive(Deserialize)]
@@ -366,9 +369,22 @@ fn parse_request(kind: &str, v: Value, limits: ParseLimits) -> Result<ClientRequ
                     "metadata is larger than 4096 bytes".into(),
                 ));
             }
+            let custom_expires_at = match d.custom_expires_at.as_deref() {
+                None => None,
+                Some(t) => Some(
+                    chrono::DateTime::parse_from_rfc3339(t)
+                        .map_err(|e| {
+                            RequestError::Invalid(format!(
+                                "custom_expires_at must be RFC 3339: {e}"
+                            ))
+                        })?
+                        .timestamp_millis(),
+                ),
+            };
             ClientRequest::Presence {
                 status,
                 custom_message: d.custom_message,
+                custom_expires_at,
                 metadata: d.metadata,
             }
         }

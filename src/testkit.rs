@@ -102,6 +102,8 @@ pub fn test_settings(database_url: &str) -> Settings {
         jwt_secret: Some(Secret::new(TEST_SECRET)),
         heartbeat_interval: Duration::from_secs(5),
         presence_grace: Duration::from_millis(300),
+        presence_sweep: Duration::from_millis(50),
+        presence_coalesce: Duration::from_millis(50),
         typing_timeout: Duration::from_millis(400),
         room_idle: Duration::from_secs(30),
         workers: 2,

@@ -113,6 +113,22 @@ impl Handler<FetchMessageStatus> for Database {
     }
 }
 
+/// Asked by the engine before showing presence: which of `others` share a room with `user`.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<String>, PersistError>")]
+pub struct FindCoMembers {
+    pub user: UserId,
+    pub others: Vec<UserId>,
+}
+
+impl Handler<FindCoMembers> for Database {
+    type Result = Result<Vec<String>, PersistError>;
+    fn handle(&mut self, msg: FindCoMembers, _: &mut SyncContext<Self>) -> Self::Result {
+        let others: Vec<&str> = msg.others.iter().map(|u| u.as_str()).collect();
+        self.with_conn(|c| c.co_members(&msg.user, &others))
+    }
+}
+
 /// Sent by the presence registry for users it has no live entry for (last_seen, status).
 #[derive(Message)]
 #[rtype(result = "Result<Vec<UserRecord>, PersistError>")]

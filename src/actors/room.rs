@@ -36,6 +36,22 @@ pub struct Caller {
     pub admin: bool,
 }
 
+/// Per-room policy, from `Settings`.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomPolicy {
+    /// A `start` without `stop` ends after this long.
+    pub typing_timeout: std::time::Duration,
+    /// Most `start` broadcasts per user per second.
+    pub typing_rate: u32,
+    /// Window in which presence changes are merged into one `room_presence` diff.
+    pub presence_coalesce: std::time::Duration,
+}
+
+struct TypingEntry {
+    generation: u64,
+    announced_at: std::time::Instant,
+}
+
 struct PendingPublish {
     message: NewMessage,
     origin: Option<SessionId>,
@@ -45,7 +61,7 @@ struct PendingPublish {
 pub struct Room {
     id: RoomId,
     store: Store,
-    typing_timeout: std::time::Duration,
+    policy: RoomPolicy,
     /// False until the room row exists in the database.
     exists: bool,
     name: Option<String>,
@@ -57,8 +73,11 @@ pub struct Room {
     pending: Vec<PendingPublish>,
     writing: bool,
     /// Typing users and the generation of their last `start` (a newer start resets the timer).
-    typing: HashMap<UserId, u64>,
+    typing: HashMap<UserId, TypingEntry>,
     typing_generation: u64,
+    /// Presence changes waiting for the coalescing window: user → (view, is_join).
+    presence_pending: HashMap<UserId, (PresenceView, bool)>,
+    presence_flush_scheduled: bool,
     stopping: bool,
 }
 
@@ -66,13 +85,13 @@ impl Room {
     pub fn new(
         id: RoomId,
         store: Store,
-        typing_timeout: std::time::Duration,
+        policy: RoomPolicy,
         subscriber_count: Arc<AtomicUsize>,
     ) -> Self {
         Room {
             id,
             store,
-            typing_timeout,
+            policy,
             exists: false,
             name: None,
             last_seq: 0,
@@ -83,6 +102,8 @@ impl Room {
             writing: false,
             typing: HashMap::new(),
             typing_generation: 0,
+            presence_pending: HashMap::new(),
+            presence_flush_scheduled: false,
             stopping: false,
         }
     }
@@ -340,6 +361,8 @@ pub struct JoinMember {
     pub user: UserId,
     pub since_seq: Option<i64>,
     pub missed_limit: i64,
+    /// The user's live sessions, subscribed in the same turn as the membership takes effect.
+    pub sessions: Vec<SessionHandle>,
 }
 
 impl Handler<JoinMember> for Room {
@@ -367,7 +390,10 @@ impl Handler<JoinMember> for Room {
             });
             Some(self.commit(ops))
         } else {
-            return Box::pin(fut::ready(Err(EngineError::no_access(&self.id))));
+            return Box::pin(fut::ready(Err(EngineError::Forbidden(format!(
+                "room {} is private: only members invited by its owner or an admin may join",
+                self.id
+            )))));
         };
         let reader = self.store.reader.clone();
         let room = self.id.clone();
@@ -384,6 +410,11 @@ impl Handler<JoinMember> for Room {
                 if res.is_ok() {
                     act.exists = true;
                     act.members.entry(user).or_insert(MemberRole::Member);
+                    for h in msg.sessions {
+                        act.subscribers.insert(h.id, h);
+                    }
+                    act.subscriber_count
+                        .store(act.subscribers.len(), Ordering::Relaxed);
                 }
                 let seq = act.last_seq;
                 let mut online = act.online_users();
@@ -701,17 +732,40 @@ impl Handler<Typing> for Room {
             TypingState::Start => {
                 self.typing_generation += 1;
                 let generation = self.typing_generation;
-                self.typing.insert(msg.user.clone(), generation);
-                let frame: ByteString = protocol::event(
-                    "typing",
-                    &json!({"room": self.id, "user": msg.user, "state": "start"}),
-                )
-                .into();
-                let user = msg.user.clone();
-                self.broadcast(&frame, |s| s.user != user);
+                let min_gap = std::time::Duration::from_secs(1) / self.policy.typing_rate.max(1);
+                // Repeated starts within the rate only extend the indicator; they are not
+                // broadcast again (excess dropped silently).
+                let announce = self
+                    .typing
+                    .get(&msg.user)
+                    .is_none_or(|t| t.announced_at.elapsed() >= min_gap);
+                let announced_at = match self.typing.get(&msg.user) {
+                    Some(t) if !announce => t.announced_at,
+                    _ => std::time::Instant::now(),
+                };
+                self.typing.insert(
+                    msg.user.clone(),
+                    TypingEntry {
+                        generation,
+                        announced_at,
+                    },
+                );
+                if announce {
+                    let frame: ByteString = protocol::event(
+                        "typing",
+                        &json!({"room": self.id, "user": msg.user, "state": "start"}),
+                    )
+                    .into();
+                    let user = msg.user.clone();
+                    self.broadcast(&frame, |s| s.user != user);
+                }
                 let user = msg.user;
-                ctx.run_later(self.typing_timeout, move |act, _| {
-                    if act.typing.get(&user) == Some(&generation) {
+                ctx.run_later(self.policy.typing_timeout, move |act, _| {
+                    if act
+                        .typing
+                        .get(&user)
+                        .is_some_and(|t| t.generation == generation)
+                    {
                         act.end_typing(&user);
                     }
                 });
@@ -828,14 +882,54 @@ pub struct BroadcastPresence {
 
 impl Handler<BroadcastPresence> for Room {
     type Result = ();
-    fn handle(&mut self, msg: BroadcastPresence, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: BroadcastPresence, ctx: &mut Context<Self>) {
+        for v in msg.joins.iter() {
+            self.presence_pending
+                .insert(msg.about.clone(), (v.clone(), true));
+        }
+        for v in msg.leaves.iter() {
+            self.presence_pending
+                .insert(msg.about.clone(), (v.clone(), false));
+        }
+        if self.policy.presence_coalesce.is_zero() {
+            self.flush_presence();
+        } else if !self.presence_flush_scheduled {
+            self.presence_flush_scheduled = true;
+            ctx.run_later(self.policy.presence_coalesce, |act, _| {
+                act.presence_flush_scheduled = false;
+                act.flush_presence();
+            });
+        }
+    }
+}
+
+impl Room {
+    /// Sends the collected presence changes as one `room_presence` diff (latest state per
+    /// user). A diff about a single user is not sent to that user's own sessions.
+    fn flush_presence(&mut self) {
+        if self.presence_pending.is_empty() {
+            return;
+        }
+        let mut joins = Vec::new();
+        let mut leaves = Vec::new();
+        let mut users = Vec::new();
+        for (user, (view, join)) in self.presence_pending.drain() {
+            users.push(user);
+            if join {
+                joins.push(view);
+            } else {
+                leaves.push(view);
+            }
+        }
+        joins.sort_by(|a, b| a.user.cmp(&b.user));
+        leaves.sort_by(|a, b| a.user.cmp(&b.user));
         let frame: ByteString = protocol::event(
             "room_presence",
-            &json!({"room": self.id, "joins": &*msg.joins, "leaves": &*msg.leaves}),
+            &json!({"room": self.id, "joins": joins, "leaves": leaves}),
         )
         .into();
-        let about = msg.about;
-        self.broadcast(&frame, |s| s.user != about);
+        let only = if users.len() == 1 { users.pop() } else { None };
+        self.broadcast(&frame, |s| Some(&s.user) != only.as_ref());
     }
 }
 

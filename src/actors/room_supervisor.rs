@@ -35,7 +35,7 @@ struct RoomEntry {
 
 pub struct RoomSupervisor {
     store: Store,
-    typing_timeout: Duration,
+    policy: RoomPolicy,
     room_idle: Duration,
     rooms: HashMap<RoomId, RoomEntry>,
     /// Every live session by user, for subscribing all of a user's devices at once.
@@ -45,10 +45,10 @@ pub struct RoomSupervisor {
 }
 
 impl RoomSupervisor {
-    pub fn new(store: Store, typing_timeout: Duration, room_idle: Duration) -> Self {
+    pub fn new(store: Store, policy: RoomPolicy, room_idle: Duration) -> Self {
         RoomSupervisor {
             store,
-            typing_timeout,
+            policy,
             room_idle,
             rooms: HashMap::new(),
             sessions: HashMap::new(),
@@ -67,7 +67,7 @@ impl RoomSupervisor {
         let addr = Room::new(
             id.clone(),
             self.store.clone(),
-            self.typing_timeout,
+            self.policy,
             subscribers.clone(),
         )
         .start();
@@ -82,12 +82,22 @@ impl RoomSupervisor {
         addr
     }
 
-    /// Subscribes every session of `user` to `room` and tells each session.
-    fn subscribe_user(&mut self, user: &UserId, room: &RoomId) {
-        let Some(sessions) = self.sessions.get(user) else {
+    /// The live sessions of `user`, for a room to subscribe in the same turn that makes
+    /// the user a member (so no message can slip between membership and subscription).
+    fn handles_of(&self, user: &UserId) -> Vec<SessionHandle> {
+        self.sessions
+            .get(user)
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Records that every session of `user` is subscribed to `room` and tells each session.
+    /// With `notify_room`, also subscribes them at the room (when the room did not already).
+    fn subscribe_user(&mut self, user: &UserId, room: &RoomId, notify_room: bool) {
+        let handles = self.handles_of(user);
+        if handles.is_empty() {
             return;
-        };
-        let handles: Vec<SessionHandle> = sessions.values().cloned().collect();
+        }
         let addr = self.room(room);
         for h in handles {
             if self
@@ -96,7 +106,9 @@ impl RoomSupervisor {
                 .or_default()
                 .insert(room.clone())
             {
-                addr.do_send(Subscribe { handle: h.clone() });
+                if notify_room {
+                    addr.do_send(Subscribe { handle: h.clone() });
+                }
                 h.send_control(SessionControl::Subscribed { room: room.clone() });
             }
         }
@@ -248,10 +260,11 @@ impl Handler<Join> for RoomSupervisor {
             user: msg.user.clone(),
             since_seq: msg.since_seq,
             missed_limit: msg.missed_limit,
+            sessions: self.handles_of(&msg.user),
         };
         Box::pin(addr.send(q).into_actor(self).map(move |res, act, _| {
             let joined = res??;
-            act.subscribe_user(&msg.user, &msg.room);
+            act.subscribe_user(&msg.user, &msg.room, false);
             Ok(joined)
         }))
     }
@@ -295,7 +308,12 @@ impl Handler<RoutePublish> for RoomSupervisor {
     type Result = ResponseActFuture<Self, Result<Published, EngineError>>;
     fn handle(&mut self, msg: RoutePublish, _: &mut Context<Self>) -> Self::Result {
         let addr = self.room(&msg.room);
-        if msg.room.direct_users().is_none() {
+        // Only the two users of a direct room may bring it into being; anyone else is
+        // refused by the room as a non-member.
+        let creates = msg.room.direct_users().is_some_and(|(a, b)| {
+            msg.publish.message.sender == a || msg.publish.message.sender == b
+        });
+        if !creates {
             return Box::pin(
                 addr.send(msg.publish)
                     .into_actor(self)
@@ -313,7 +331,7 @@ impl Handler<RoutePublish> for RoomSupervisor {
                     let added = res.map_err(EngineError::from).and_then(|r| r);
                     if let Ok(users) = &added {
                         for u in users {
-                            act.subscribe_user(u, &room);
+                            act.subscribe_user(u, &room, true);
                         }
                     }
                     let addr = act.room(&room);
@@ -396,7 +414,7 @@ impl Handler<CreateRoom> for RoomSupervisor {
             .into_actor(self)
             .map(move |res, act, _| {
                 res??;
-                act.subscribe_user(&owner, &id);
+                act.subscribe_user(&owner, &id, true);
                 Ok(id)
             }),
         )
@@ -436,7 +454,7 @@ impl Handler<ChangeMember> for RoomSupervisor {
         Box::pin(fut.into_actor(self).map(move |res, act, _| {
             let changed = res?;
             if add {
-                act.subscribe_user(&user, &room);
+                act.subscribe_user(&user, &room, true);
             } else {
                 act.unsubscribe_user(&user, &room);
             }

@@ -139,7 +139,12 @@ pub struct WsSession {
     user_agent: Option<String>,
     connected_at: i64,
     unread: UnreadCounts,
+    /// When activity was last reported to the presence registry.
+    last_touch: Option<Instant>,
 }
+
+/// Client activity is reported to presence at most this often per session.
+pub const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long unread changes are collected before `room_unread` frames go out, so a busy room
 /// costs a client a few frames per second rather than one per message.
@@ -222,7 +227,22 @@ impl WsSession {
             user_agent,
             connected_at: now_millis(),
             unread: UnreadCounts::default(),
+            last_touch: None,
         }
+    }
+
+    /// Reports client activity (auto-away, last-seen), throttled.
+    fn touch(&mut self) {
+        if self.last_touch.is_some_and(|t| t.elapsed() < TOUCH_EVERY) {
+            return;
+        }
+        self.last_touch = Some(Instant::now());
+        self.engine
+            .presence
+            .do_send(crate::actors::presence_registry::Touch {
+                session: self.id,
+                user: self.auth.user_id.clone(),
+            });
     }
 
     /// Sends the pending `room_unread` frames after a short coalescing window.
@@ -288,7 +308,12 @@ impl WsSession {
             max_text_bytes: self.engine.settings.max_text_bytes,
         };
         match protocol::parse_client_frame(text, limits) {
-            Ok(frame) => self.dispatch(frame.reference, frame.request, ctx),
+            Ok(frame) => {
+                if !matches!(frame.request, ClientRequest::Ping) {
+                    self.touch();
+                }
+                self.dispatch(frame.reference, frame.request, ctx)
+            }
             Err(e) => send_error(ctx, e.reference.as_ref(), e.code, &e.message),
         }
     }
@@ -383,10 +408,15 @@ impl WsSession {
                     ctx,
                 )
             }
-            ClientRequest::Presence { status, custom_message, metadata } => self.reply(
+            ClientRequest::Presence { status, custom_message, custom_expires_at, metadata } => self.reply(
                 "presence",
                 reference,
-                async move { engine.set_status(&user, status, custom_message, metadata).await.map(|_| json!({})) },
+                async move {
+                    engine
+                        .set_status(&user, status, custom_message, custom_expires_at, metadata)
+                        .await
+                        .map(|_| json!({}))
+                },
                 ctx,
             ),
             ClientRequest::History { room, before_seq, after_seq, limit } => self.reply(
@@ -400,10 +430,11 @@ impl WsSession {
             ),
             ClientRequest::Watch { users } => {
                 let handle = self.session_handle(ctx);
+                let admin = self.auth.is_admin();
                 self.reply(
                     "watch",
                     reference,
-                    async move { engine.watch(handle, users).await.map(|p| json!({ "presence": p })) },
+                    async move { engine.watch(handle, admin, users).await.map(|p| json!({ "presence": p })) },
                     ctx,
                 )
             }

@@ -170,6 +170,13 @@ impl DbConnection {
     ) -> Result<Option<MessageStatusRecord>, PersistError> {
         dispatch!(self, message_status(room, message_id))
     }
+    pub fn co_members(
+        &mut self,
+        user: &UserId,
+        others: &[&str],
+    ) -> Result<Vec<String>, PersistError> {
+        dispatch!(self, co_members(user, others))
+    }
     pub fn users(&mut self, ids: &[&str]) -> Result<Vec<UserRecord>, PersistError> {
         dispatch!(self, users(ids))
     }

@@ -435,6 +435,24 @@ pub fn message_status(
     }))
 }
 
+/// Which of `others` share at least one room with `user`.
+pub fn co_members(
+    c: &mut Conn,
+    user: &UserId,
+    others: &[&str],
+) -> Result<Vec<String>, PersistError> {
+    let my_rooms: Vec<String> = members::table
+        .filter(members::user_id.eq(user.as_str()))
+        .select(members::room_id)
+        .load(c)?;
+    Ok(members::table
+        .filter(members::user_id.eq_any(others))
+        .filter(members::room_id.eq_any(my_rooms))
+        .select(members::user_id)
+        .distinct()
+        .load(c)?)
+}
+
 /// Stored records of these users (missing users are simply absent).
 pub fn users(c: &mut Conn, ids: &[&str]) -> Result<Vec<UserRecord>, PersistError> {
     Ok(users::table

@@ -144,3 +144,42 @@ pub async fn metrics() -> HttpResponse {
         .content_type("text/plain; version=0.0.4")
         .body(crate::metrics::METRICS.render())
 }
+
+#[derive(Deserialize)]
+pub struct SetPresenceBody {
+    status: String,
+    custom_message: Option<String>,
+}
+
+/// `PUT /v1/admin/presence/{user}` `{"status", "custom_message"}`: sets a user's status on all
+/// their devices (kept for their next connection if they are offline).
+pub async fn set_presence(
+    auth: AuthenticatedUser,
+    engine: web::Data<Engine>,
+    path: web::Path<String>,
+    body: web::Json<SetPresenceBody>,
+) -> Result<HttpResponse, AppError> {
+    auth.require_admin()?;
+    let user = UserId::parse(&path)?;
+    let status = ChosenStatus::parse(&body.status).ok_or_else(|| {
+        AppError::new(
+            ErrorCode::InvalidData,
+            "status must be online, away, busy or invisible",
+        )
+    })?;
+    if body
+        .custom_message
+        .as_ref()
+        .is_some_and(|m| m.len() > crate::protocol::MAX_CUSTOM_MESSAGE)
+    {
+        return Err(AppError::new(
+            ErrorCode::InvalidData,
+            "custom_message is too long",
+        ));
+    }
+    engine
+        .set_status(&user, status, body.custom_message.clone(), None, None)
+        .await?;
+    let view = engine.presence_of(vec![user.clone()]).await?.pop();
+    Ok(HttpResponse::Ok().json(json!({"user": user, "status": status, "presence": view})))
+}

@@ -50,6 +50,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(admin::disconnect_user),
         )
         .route("/v1/admin/stats", web::get().to(admin::stats))
+        .route(
+            "/v1/admin/presence/{user}",
+            web::put().to(admin::set_presence),
+        )
         .default_service(web::to(not_found));
 }
 

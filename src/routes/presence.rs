@@ -1,4 +1,5 @@
-//! `GET /v1/presence/{user}`: the presence object others see of one user.
+//! `GET /v1/presence/{user}`: the presence object others see of one user — for room
+//! co-members (or anyone with open watching), admins and service backends.
 
 use actix_web::{web, HttpResponse};
 
@@ -7,13 +8,16 @@ use crate::domain::UserId;
 use crate::engine::Engine;
 use crate::error::{AppError, ErrorCode};
 
-/// `GET /v1/presence/{user}`: the presence object others see.
 pub async fn get_one(
-    _auth: AuthenticatedUser,
+    auth: AuthenticatedUser,
     engine: web::Data<Engine>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let user = UserId::parse(&path)?;
+    let privileged = auth.is_admin() || auth.is_service();
+    engine
+        .check_may_see(&auth.user_id, privileged, std::slice::from_ref(&user))
+        .await?;
     let mut list = engine.presence_of(vec![user]).await?;
     let view = list
         .pop()

@@ -255,7 +255,7 @@ async fn invisible_users_look_offline_to_others() {
         .await
         .expect("join diff");
     engine
-        .set_status(&uid("bob"), ChosenStatus::Invisible, None, None)
+        .set_status(&uid("bob"), ChosenStatus::Invisible, None, None, None)
         .await
         .unwrap();
     let diff = watcher

@@ -8,5 +8,6 @@ mod delivery;
 mod fault_proxy;
 mod faults;
 mod helpers;
+mod presence;
 mod rest;
 mod ws;

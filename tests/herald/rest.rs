@@ -158,17 +158,36 @@ async fn admins_list_everyone_online_and_others_get_403() {
 }
 
 #[actix_web::test]
-async fn presence_of_a_user_over_rest() {
+async fn presence_of_a_user_over_rest_follows_the_co_member_rule() {
     let (app, _db) = spawn_app().await;
-    let (status, p) = app
+    // Nobody shares a room with ghost: only admins and services may look.
+    let (status, body) = app
         .get("/v1/presence/ghost", Some(&app.token("alice")))
         .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let (status, p) = app
+        .get("/v1/presence/ghost", Some(&app.admin_token("root")))
+        .await;
     assert_eq!((status, p["status"].as_str()), (200, Some("offline")));
-    let _bob = app.ws("bob").await;
+    assert!(p["last_seen"].is_null(), "never seen");
+    let mut bob = app.ws("bob").await;
+    bob.ok("join", json!({"room": "public:p"})).await;
+    let mut alice = app.ws("alice").await;
+    alice.ok("join", json!({"room": "public:p"})).await;
     let (_, p) = app.get("/v1/presence/bob", Some(&app.token("alice"))).await;
     assert_eq!(
         (p["status"].as_str(), p["devices"].as_u64()),
         (Some("online"), Some(1))
+    );
+    assert_eq!(
+        app.get("/v1/presence/alice", Some(&app.token("alice")))
+            .await
+            .0,
+        200,
+        "oneself"
     );
     let (status, _) = app
         .get("/v1/presence/bad%20id", Some(&app.token("alice")))
@@ -274,7 +293,7 @@ async fn admin_disconnect_closes_every_session_with_4000_and_the_user_is_offline
     assert_eq!(laptop.expect_close().await, Some(4000));
     let mut offline = false;
     for _ in 0..20 {
-        let (_, p) = app.get("/v1/presence/bob", Some(&app.token("alice"))).await;
+        let (_, p) = app.get("/v1/presence/bob", Some(&admin)).await;
         if p["status"] == "offline" {
             offline = true;
             break;

@@ -1,0 +1,222 @@
+//! Admin and lifecycle messages of the registry: listings with every session, forced
+//! disconnects, stats, and the shutdown flush.
+
+use actix::prelude::*;
+
+use super::{PresenceRegistry, UserPresence};
+use crate::actors::session::SessionControl;
+use crate::db::models::WriteOp;
+use crate::domain::{rfc3339, ChosenStatus, RoomId, SessionId, UserId};
+
+/// One online user as admins see it (invisible users included, with their real status).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdminPresence {
+    pub user: String,
+    pub status: ChosenStatus,
+    pub custom_message: Option<String>,
+    pub devices: usize,
+    /// Last client activity on any device.
+    pub last_activity: String,
+    /// Set when the server turned the user away for inactivity.
+    pub auto_away: bool,
+    pub custom_expires_at: Option<String>,
+    /// Session start or last activity.
+    pub last_seen: Option<String>,
+    pub rooms: Vec<RoomId>,
+    pub sessions: Vec<AdminSession>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdminSession {
+    pub session_id: String,
+    pub connected_at: String,
+    pub remote_addr: Option<String>,
+    pub user_agent: Option<String>,
+    pub last_activity: String,
+    /// Filled in from the room supervisor, which owns subscriptions.
+    pub subscribed_rooms: Vec<RoomId>,
+    #[serde(skip)]
+    pub id: SessionId,
+}
+
+fn admin_view(u: &UserId, e: &UserPresence) -> AdminPresence {
+    let mut sessions: Vec<AdminSession> = e
+        .sessions
+        .values()
+        .map(|d| AdminSession {
+            session_id: d.handle.id.to_string(),
+            connected_at: rfc3339(d.handle.connected_at),
+            remote_addr: d.handle.remote_addr.clone(),
+            user_agent: d.handle.user_agent.clone(),
+            last_activity: rfc3339(d.last_activity),
+            subscribed_rooms: Vec::new(),
+            id: d.handle.id,
+        })
+        .collect();
+    sessions.sort_by_key(|s| s.id);
+    let mut rooms: Vec<RoomId> = e.rooms.iter().cloned().collect();
+    rooms.sort();
+    AdminPresence {
+        user: u.to_string(),
+        status: e.status,
+        custom_message: e.custom_message.clone(),
+        devices: e.sessions.len(),
+        last_activity: rfc3339(e.last_activity),
+        auto_away: e.auto_away,
+        custom_expires_at: e.custom_expires_at.map(rfc3339),
+        last_seen: e.last_seen.map(rfc3339),
+        rooms,
+        sessions,
+    }
+}
+
+/// Sent by the admin presence route: users with at least one session, by user id, filtered
+/// by chosen status and room, after the `after` cursor, at most `limit`.
+#[derive(Message)]
+#[rtype(result = "Vec<AdminPresence>")]
+pub struct ListOnline {
+    pub status: Option<ChosenStatus>,
+    pub room: Option<RoomId>,
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+impl Handler<ListOnline> for PresenceRegistry {
+    type Result = MessageResult<ListOnline>;
+    fn handle(&mut self, msg: ListOnline, _: &mut Context<Self>) -> Self::Result {
+        let mut users: Vec<(&UserId, &UserPresence)> = self
+            .users
+            .iter()
+            .filter(|(_, e)| !e.sessions.is_empty())
+            .filter(|(_, e)| msg.status.is_none_or(|s| s == e.status))
+            .filter(|(_, e)| msg.room.as_ref().is_none_or(|r| e.rooms.contains(r)))
+            .filter(|(u, _)| msg.after.as_deref().is_none_or(|a| u.as_str() > a))
+            .collect();
+        users.sort_by(|a, b| a.0.cmp(b.0));
+        users.truncate(msg.limit);
+        MessageResult(users.into_iter().map(|(u, e)| admin_view(u, e)).collect())
+    }
+}
+
+/// Sent by the admin route for one user: their presence with every session, if online.
+#[derive(Message)]
+#[rtype(result = "Option<AdminPresence>")]
+pub struct GetAdminPresence {
+    pub user: UserId,
+}
+
+impl Handler<GetAdminPresence> for PresenceRegistry {
+    type Result = MessageResult<GetAdminPresence>;
+    fn handle(&mut self, msg: GetAdminPresence, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.users
+                .get(&msg.user)
+                .filter(|e| !e.sessions.is_empty())
+                .map(|e| admin_view(&msg.user, e)),
+        )
+    }
+}
+
+/// Sent by the admin disconnect route: close every session of the user; the user goes
+/// offline without a grace period.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct DisconnectUser {
+    pub user: UserId,
+    pub code: u16,
+    pub reason: String,
+}
+
+impl Handler<DisconnectUser> for PresenceRegistry {
+    type Result = usize;
+    fn handle(&mut self, msg: DisconnectUser, _: &mut Context<Self>) -> usize {
+        let Some(e) = self.users.get_mut(&msg.user) else {
+            return 0;
+        };
+        e.skip_grace = true;
+        for d in e.sessions.values() {
+            d.handle.send_control(SessionControl::Close {
+                code: msg.code,
+                reason: msg.reason.clone(),
+            });
+        }
+        e.sessions.len()
+    }
+}
+
+/// Counts for `/v1/admin/stats`.
+#[derive(Message)]
+#[rtype(result = "PresenceStats")]
+pub struct GetPresenceStats;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PresenceStats {
+    pub users_online: usize,
+    pub users_visible: usize,
+    pub watchers: usize,
+}
+
+impl Handler<GetPresenceStats> for PresenceRegistry {
+    type Result = MessageResult<GetPresenceStats>;
+    fn handle(&mut self, _: GetPresenceStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(PresenceStats {
+            users_online: self
+                .users
+                .values()
+                .filter(|e| !e.sessions.is_empty())
+                .count(),
+            users_visible: self.users.values().filter(|e| e.visible()).count(),
+            watchers: self.watching.len(),
+        })
+    }
+}
+
+/// Sent at shutdown: record last-seen for everyone still online. Answers when queued.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct FlushLastSeen;
+
+impl Handler<FlushLastSeen> for PresenceRegistry {
+    type Result = usize;
+    fn handle(&mut self, _: FlushLastSeen, _: &mut Context<Self>) -> usize {
+        let now = self.now();
+        let users: Vec<UserId> = self
+            .users
+            .iter()
+            .filter(|(_, e)| !e.sessions.is_empty() && e.status != ChosenStatus::Invisible)
+            .map(|(u, _)| u.clone())
+            .collect();
+        for u in &users {
+            self.persist(WriteOp::SaveLastSeen {
+                user: u.clone(),
+                at: now,
+            });
+        }
+        users.len()
+    }
+}
+
+/// Sent at shutdown: close every session with this code (1001 "going away"). Answers how many.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CloseAllSessions {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl Handler<CloseAllSessions> for PresenceRegistry {
+    type Result = usize;
+    fn handle(&mut self, msg: CloseAllSessions, _: &mut Context<Self>) -> usize {
+        let mut n = 0;
+        for e in self.users.values() {
+            for d in e.sessions.values() {
+                d.handle.send_control(SessionControl::Close {
+                    code: msg.code,
+                    reason: msg.reason.clone(),
+                });
+                n += 1;
+            }
+        }
+        n
+    }
+}

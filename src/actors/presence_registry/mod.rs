@@ -1,0 +1,505 @@
+//! `PresenceRegistry`: every online user's sessions (devices), chosen status, custom status
+//! (with optional expiry), metadata, activity, last-seen and rooms, and who watches whom.
+//!
+//! It emits changes only on real transitions — first session → online, last session gone and
+//! the grace period over → offline, a status change, auto-away after idling and back — as
+//! `room_presence` diffs to the members of the user's rooms (through the room supervisor) and
+//! as `presence` frames to watchers. `invisible` users look offline to everyone else, and
+//! their last-seen does not advance for others. Deadlines (grace, idle, expiry) are checked
+//! by a periodic sweep against the configured [`Clock`], so tests can move time by hand.
+//!
+//! Files: `mod.rs` (state, transitions, session lifecycle), `queries.rs` (presence lookups
+//! and watching), `admin.rs` (admin and shutdown messages).
+//!
+//! Sends to: the room supervisor (`PresenceChanged`), watcher sessions (`Deliver`), the
+//! commit queue (last-seen and status) and the database readers (offline users' last-seen).
+
+mod admin;
+mod queries;
+
+pub use admin::*;
+pub use queries::*;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use serde_json::Value;
+
+use super::commit_queue::Commit;
+use super::room_supervisor::{PresenceChanged, RoomSupervisor};
+use super::session::{DeliverOutcome, SessionHandle};
+use crate::clock::Clock;
+use crate::db::models::{UserRecord, WriteOp};
+use crate::domain::{rfc3339, ChosenStatus, Millis, RoomId, SessionId, UserId, VisibleStatus};
+use crate::engine::Store;
+use crate::metrics::METRICS;
+use crate::protocol::{self, PresenceView};
+
+/// Policy of the registry, from `Settings`.
+#[derive(Debug, Clone)]
+pub struct PresencePolicy {
+    pub grace: Duration,
+    pub sweep: Duration,
+    pub auto_away: Option<Duration>,
+    pub clock: Arc<dyn Clock>,
+}
+
+struct DevicePresence {
+    handle: SessionHandle,
+    last_activity: Millis,
+}
+
+struct UserPresence {
+    sessions: HashMap<SessionId, DevicePresence>,
+    status: ChosenStatus,
+    /// Set by the server after `auto_away` of inactivity; shows `online` as `away`.
+    auto_away: bool,
+    custom_message: Option<String>,
+    custom_expires_at: Option<Millis>,
+    metadata: Option<Value>,
+    /// Last time the user was seen: activity while online, or when the last session ended.
+    last_seen: Option<Millis>,
+    /// What others see of last_seen (it does not advance while invisible).
+    visible_last_seen: Option<Millis>,
+    last_activity: Millis,
+    rooms: HashSet<RoomId>,
+    /// When the grace period after the last session ends.
+    offline_at: Option<Millis>,
+    /// Whether others currently see this user online.
+    announced: bool,
+    /// Set by an admin disconnect: go offline at once when the last session closes.
+    skip_grace: bool,
+}
+
+impl UserPresence {
+    fn new(stored: Option<&UserRecord>, now: Millis) -> Self {
+        let (status, custom_message, last_seen) = match stored {
+            Some(r) => (
+                ChosenStatus::parse(&r.status).unwrap_or_default(),
+                r.custom_message.clone(),
+                r.last_seen,
+            ),
+            None => (ChosenStatus::Online, None, None),
+        };
+        UserPresence {
+            sessions: HashMap::new(),
+            status,
+            auto_away: false,
+            custom_message,
+            custom_expires_at: None,
+            metadata: None,
+            last_seen,
+            visible_last_seen: last_seen,
+            last_activity: now,
+            rooms: HashSet::new(),
+            offline_at: None,
+            announced: false,
+            skip_grace: false,
+        }
+    }
+
+    fn visible(&self) -> bool {
+        !self.sessions.is_empty() && self.status != ChosenStatus::Invisible
+    }
+
+    fn seen(&mut self, now: Millis) {
+        self.last_seen = Some(now);
+        if self.status != ChosenStatus::Invisible {
+            self.visible_last_seen = Some(now);
+        }
+    }
+
+    /// The presence object others see.
+    fn view(&self, user: &UserId) -> PresenceView {
+        if !self.visible() {
+            return PresenceView::offline(user.as_str(), self.visible_last_seen);
+        }
+        PresenceView {
+            user: user.to_string(),
+            status: match self.status {
+                ChosenStatus::Away => VisibleStatus::Away,
+                ChosenStatus::Busy => VisibleStatus::Busy,
+                _ if self.auto_away => VisibleStatus::Away,
+                _ => VisibleStatus::Online,
+            },
+            custom_message: self.custom_message.clone(),
+            metadata: self.metadata.clone(),
+            last_seen: self.visible_last_seen.map(rfc3339),
+            devices: self.sessions.len(),
+        }
+    }
+}
+
+pub struct PresenceRegistry {
+    store: Store,
+    rooms: Addr<RoomSupervisor>,
+    policy: PresencePolicy,
+    users: HashMap<UserId, UserPresence>,
+    /// watched user → watching sessions
+    watchers: HashMap<UserId, HashMap<SessionId, SessionHandle>>,
+    /// watching session → watched users, for cleanup
+    watching: HashMap<SessionId, HashSet<UserId>>,
+}
+
+impl PresenceRegistry {
+    pub fn new(store: Store, rooms: Addr<RoomSupervisor>, policy: PresencePolicy) -> Self {
+        PresenceRegistry {
+            store,
+            rooms,
+            policy,
+            users: HashMap::new(),
+            watchers: HashMap::new(),
+            watching: HashMap::new(),
+        }
+    }
+
+    fn now(&self) -> Millis {
+        self.policy.clock.now()
+    }
+
+    /// Tells the user's rooms and watchers what others now see of them.
+    fn announce(&mut self, user: &UserId) {
+        let Some(entry) = self.users.get_mut(user) else {
+            return;
+        };
+        let view = entry.view(user);
+        let online = entry.visible();
+        entry.announced = online;
+        let rooms: Vec<RoomId> = entry.rooms.iter().cloned().collect();
+        let (joins, leaves) = if online {
+            (vec![view.clone()], vec![])
+        } else {
+            (vec![], vec![view.clone()])
+        };
+        if !rooms.is_empty() {
+            self.rooms.do_send(PresenceChanged {
+                about: user.clone(),
+                rooms,
+                joins: Arc::new(joins),
+                leaves: Arc::new(leaves),
+            });
+        }
+        self.notify_watchers(user, &view);
+    }
+
+    /// Announces only if what others see changed.
+    fn announce_if_changed(&mut self, user: &UserId, before: &PresenceView) {
+        let Some(entry) = self.users.get(user) else {
+            return;
+        };
+        if entry.view(user) != *before {
+            self.announce(user);
+        }
+    }
+
+    fn notify_watchers(&mut self, user: &UserId, view: &PresenceView) {
+        if let Some(ws) = self.watchers.get(user) {
+            let frame: ByteString = protocol::event("presence", view).into();
+            for h in ws.values() {
+                if h.deliver(&frame, None) == DeliverOutcome::Queued {
+                    METRICS.frames_out.inc();
+                }
+            }
+        }
+    }
+
+    fn persist(&self, op: WriteOp) {
+        // do_send keeps writes in order behind earlier ones (the shutdown drain relies on it);
+        // a failed batch is logged and counted by the commit queue.
+        self.store.commits.do_send(Commit { ops: vec![op] });
+    }
+
+    fn persist_status(&self, user: &UserId) {
+        if let Some(e) = self.users.get(user) {
+            self.persist(WriteOp::SaveStatus {
+                user: user.clone(),
+                status: e.status,
+                custom_message: e.custom_message.clone(),
+                at: self.now(),
+            });
+        }
+    }
+
+    fn go_offline(&mut self, user: &UserId) {
+        let Some(entry) = self.users.get(user) else {
+            return;
+        };
+        if !entry.sessions.is_empty() {
+            return;
+        }
+        if entry.announced {
+            self.announce(user);
+        }
+        self.users.remove(user);
+    }
+
+    /// Applies every deadline that has passed: grace periods, idleness, status expiry.
+    fn sweep(&mut self) {
+        let now = self.now();
+        let mut offline = Vec::new();
+        let mut changed = Vec::new();
+        for (user, e) in self.users.iter_mut() {
+            if e.sessions.is_empty() {
+                if e.offline_at.is_some_and(|t| t <= now) {
+                    offline.push(user.clone());
+                }
+                continue;
+            }
+            let before = e.view(user);
+            if e.custom_expires_at.is_some_and(|t| t <= now) {
+                e.custom_message = None;
+                e.custom_expires_at = None;
+                changed.push((user.clone(), before.clone(), true));
+            }
+            if let Some(idle) = self.policy.auto_away {
+                if !e.auto_away
+                    && e.status == ChosenStatus::Online
+                    && now - e.last_activity >= idle.as_millis() as i64
+                {
+                    e.auto_away = true;
+                    changed.push((user.clone(), before, false));
+                }
+            }
+        }
+        for u in offline {
+            self.go_offline(&u);
+        }
+        for (u, before, persist) in changed {
+            if persist {
+                self.persist_status(&u);
+            }
+            self.announce_if_changed(&u, &before);
+        }
+    }
+}
+
+impl Actor for PresenceRegistry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.policy.sweep, |act, _| act.sweep());
+    }
+}
+
+/// Sent when a session has registered with the room supervisor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionOpened {
+    pub handle: SessionHandle,
+    pub rooms: Vec<RoomId>,
+    /// What is stored about the user, used when the user was not online yet.
+    pub stored: Option<UserRecord>,
+}
+
+impl Handler<SessionOpened> for PresenceRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: SessionOpened, _: &mut Context<Self>) {
+        let user = msg.handle.user.clone();
+        let now = self.now();
+        let entry = self
+            .users
+            .entry(user.clone())
+            .or_insert_with(|| UserPresence::new(msg.stored.as_ref(), now));
+        // A reconnect within the grace period: no offline, no second online.
+        entry.offline_at = None;
+        entry.sessions.insert(
+            msg.handle.id,
+            DevicePresence {
+                handle: msg.handle,
+                last_activity: now,
+            },
+        );
+        entry.rooms.extend(msg.rooms);
+        entry.last_activity = now;
+        entry.seen(now);
+        let before_auto_away = std::mem::take(&mut entry.auto_away);
+        if (!entry.announced && entry.visible()) || before_auto_away {
+            self.announce(&user);
+        }
+    }
+}
+
+/// Sent when a session closes (idempotent).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionClosed {
+    pub session: SessionId,
+    pub user: UserId,
+}
+
+impl Handler<SessionClosed> for PresenceRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: SessionClosed, _: &mut Context<Self>) {
+        for watched in self.watching.remove(&msg.session).unwrap_or_default() {
+            if let Some(w) = self.watchers.get_mut(&watched) {
+                w.remove(&msg.session);
+                if w.is_empty() {
+                    self.watchers.remove(&watched);
+                }
+            }
+        }
+        let now = self.now();
+        let grace = self.policy.grace;
+        let Some(entry) = self.users.get_mut(&msg.user) else {
+            return;
+        };
+        if entry.sessions.remove(&msg.session).is_none() || !entry.sessions.is_empty() {
+            return;
+        }
+        entry.seen(now);
+        let skip_grace = std::mem::take(&mut entry.skip_grace);
+        entry.offline_at = Some(now + grace.as_millis() as i64);
+        // The stored last-seen is what others will see: an invisible user's does not move.
+        if let Some(at) = entry.visible_last_seen {
+            self.persist(WriteOp::SaveLastSeen {
+                user: msg.user.clone(),
+                at,
+            });
+        }
+        if grace.is_zero() || skip_grace {
+            self.go_offline(&msg.user);
+        }
+    }
+}
+
+/// Sent by a session (at most about once a second) when its client did something: a user
+/// who was auto-away is back, and last-seen moves.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Touch {
+    pub session: SessionId,
+    pub user: UserId,
+}
+
+impl Handler<Touch> for PresenceRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: Touch, _: &mut Context<Self>) {
+        let now = self.now();
+        let Some(entry) = self.users.get_mut(&msg.user) else {
+            return;
+        };
+        if let Some(d) = entry.sessions.get_mut(&msg.session) {
+            d.last_activity = now;
+        }
+        entry.last_activity = now;
+        entry.seen(now);
+        if entry.auto_away {
+            let before = entry.view(&msg.user);
+            entry.auto_away = false;
+            self.announce_if_changed(&msg.user, &before);
+        }
+    }
+}
+
+/// Sent by tests (and the sweep timer's equivalent): apply every deadline that has passed
+/// according to the clock.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Sweep;
+
+impl Handler<Sweep> for PresenceRegistry {
+    type Result = ();
+    fn handle(&mut self, _: Sweep, _: &mut Context<Self>) {
+        self.sweep();
+    }
+}
+
+/// Sent by a session when it was subscribed to or unsubscribed from rooms.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RoomsChanged {
+    pub user: UserId,
+    pub added: Vec<RoomId>,
+    pub removed: Vec<RoomId>,
+}
+
+impl Handler<RoomsChanged> for PresenceRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: RoomsChanged, _: &mut Context<Self>) {
+        let Some(entry) = self.users.get_mut(&msg.user) else {
+            return;
+        };
+        let added: Vec<RoomId> = msg
+            .added
+            .into_iter()
+            .filter(|r| entry.rooms.insert(r.clone()))
+            .collect();
+        let removed: Vec<RoomId> = msg
+            .removed
+            .into_iter()
+            .filter(|r| entry.rooms.remove(r))
+            .collect();
+        if !entry.visible() {
+            return;
+        }
+        let view = Arc::new(vec![entry.view(&msg.user)]);
+        let none = Arc::new(Vec::new());
+        if !added.is_empty() {
+            self.rooms.do_send(PresenceChanged {
+                about: msg.user.clone(),
+                rooms: added,
+                joins: view.clone(),
+                leaves: none.clone(),
+            });
+        }
+        if !removed.is_empty() {
+            let mut gone = (*view).clone();
+            for v in &mut gone {
+                v.status = VisibleStatus::Offline;
+                v.devices = 0;
+            }
+            self.rooms.do_send(PresenceChanged {
+                about: msg.user,
+                rooms: removed,
+                joins: none,
+                leaves: Arc::new(gone),
+            });
+        }
+    }
+}
+
+/// Sent for a `presence` frame (and by admins): the user's chosen status on all devices.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetStatus {
+    pub user: UserId,
+    pub status: ChosenStatus,
+    pub custom_message: Option<String>,
+    /// When the custom message is cleared by the server.
+    pub custom_expires_at: Option<Millis>,
+    pub metadata: Option<Value>,
+}
+
+impl Handler<SetStatus> for PresenceRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: SetStatus, _: &mut Context<Self>) {
+        let now = self.now();
+        let Some(entry) = self.users.get_mut(&msg.user) else {
+            // Not online: keep it for the next connection.
+            self.persist(WriteOp::SaveStatus {
+                user: msg.user,
+                status: msg.status,
+                custom_message: msg.custom_message,
+                at: now,
+            });
+            return;
+        };
+        let before = entry.view(&msg.user);
+        let was_announced = entry.announced;
+        entry.status = msg.status;
+        entry.auto_away = false;
+        entry.custom_message = msg.custom_message;
+        entry.custom_expires_at = msg
+            .custom_expires_at
+            .filter(|_| entry.custom_message.is_some());
+        entry.metadata = msg.metadata;
+        entry.last_activity = now;
+        self.persist_status(&msg.user);
+        if was_announced || self.users.get(&msg.user).is_some_and(|e| e.visible()) {
+            self.announce_if_changed(&msg.user, &before);
+        }
+    }
+}
