@@ -66,6 +66,12 @@ pub struct Settings {
     pub presence_coalesce: Duration,
     /// Most `typing` start broadcasts per user and room per second; extra ones are dropped.
     pub typing_rate: u32,
+    /// Notify `@mentioned` room members (type `mention`).
+    pub notify_mentions: bool,
+    /// Notify the recipient of a direct message who has no online session (type `message`).
+    pub notify_offline_direct: bool,
+    /// How often expired notifications are deleted and held ones released.
+    pub notification_sweep: Duration,
     /// Time source for presence decisions (tests substitute a manual clock).
     pub clock: Arc<dyn Clock>,
     /// A `typing` `start` without `stop` ends by itself after this long.
@@ -103,6 +109,9 @@ impl Default for Settings {
             open_watch: false,
             presence_coalesce: Duration::from_millis(200),
             typing_rate: 5,
+            notify_mentions: true,
+            notify_offline_direct: true,
+            notification_sweep: Duration::from_secs(30),
             clock: Arc::new(SystemClock),
             typing_timeout: Duration::from_secs(5),
             outbox_frames: 1024,
@@ -168,6 +177,15 @@ pub struct ServeArgs {
     /// Typing start broadcasts allowed per user and room per second.
     #[arg(long, env = "HERALD_TYPING_RATE", default_value_t = 5)]
     pub typing_rate: u32,
+    /// Notify @mentioned room members.
+    #[arg(long, env = "HERALD_NOTIFY_MENTIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub notify_mentions: bool,
+    /// Notify recipients of direct messages who are offline.
+    #[arg(long, env = "HERALD_NOTIFY_OFFLINE_DIRECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub notify_offline_direct: bool,
+    /// Interval of the notification expiry/release sweep, in milliseconds.
+    #[arg(long, env = "HERALD_NOTIFICATION_SWEEP_MS", default_value_t = 30_000)]
+    pub notification_sweep_ms: u64,
     /// Typing indicator expiry in milliseconds.
     #[arg(long, env = "HERALD_TYPING_TIMEOUT_MS", default_value_t = 5000)]
     pub typing_timeout_ms: u64,
@@ -215,6 +233,9 @@ impl Settings {
             s.open_watch = a.open_watch;
             s.presence_coalesce = Duration::from_millis(a.presence_coalesce_ms);
             s.typing_rate = a.typing_rate.max(1);
+            s.notify_mentions = a.notify_mentions;
+            s.notify_offline_direct = a.notify_offline_direct;
+            s.notification_sweep = Duration::from_millis(a.notification_sweep_ms.max(100));
             s.typing_timeout = Duration::from_millis(a.typing_timeout_ms.max(100));
             s.outbox_frames = a.outbox_frames.max(1);
             s.max_frame_bytes = a.max_frame_bytes.max(1024);

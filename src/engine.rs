@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::actors::commit_queue::CommitQueue;
 use crate::actors::database::{Database, ListUserRooms, LoadUsers};
+use crate::actors::notification_center::*;
 use crate::actors::presence_registry::*;
 use crate::actors::room::{Caller, History, Publish, Receipt, RoomOnline, Typing};
 use crate::actors::room_supervisor::*;
@@ -52,6 +53,7 @@ pub struct SessionStart {
 pub struct Engine {
     pub rooms: Addr<RoomSupervisor>,
     pub presence: Addr<PresenceRegistry>,
+    pub notifications: Addr<NotificationCenter>,
     pub store: Store,
     pub settings: Arc<Settings>,
     pub keys: Arc<JwtKeys>,
@@ -75,6 +77,12 @@ impl Engine {
             commits,
             write_timeout: settings.db_write_timeout,
         };
+        let notifications = NotificationCenter::new(
+            store.clone(),
+            settings.clock.clone(),
+            settings.notification_sweep,
+        )
+        .start();
         let rooms = RoomSupervisor::new(
             store.clone(),
             crate::actors::room::RoomPolicy {
@@ -83,6 +91,11 @@ impl Engine {
                 presence_coalesce: settings.presence_coalesce,
             },
             settings.room_idle,
+            crate::actors::room::MessageNotifier {
+                center: notifications.clone().recipient(),
+                mentions: settings.notify_mentions,
+                offline_direct: settings.notify_offline_direct,
+            },
         )
         .start();
         let presence = PresenceRegistry::new(
@@ -106,6 +119,7 @@ impl Engine {
         Engine {
             rooms,
             presence,
+            notifications,
             store,
             settings: Arc::new(settings),
             keys: Arc::new(keys),
@@ -139,11 +153,12 @@ impl Engine {
             .collect();
         self.presence
             .send(SessionOpened {
-                handle,
+                handle: handle.clone(),
                 rooms: ids,
                 stored,
             })
             .await?;
+        self.notifications.do_send(NotificationSubscribe { handle });
         let missed = self.undelivered(&rooms).await?;
         let mut frames = Vec::with_capacity(1 + missed.len());
         frames.push(sync_frame(&rooms));
@@ -195,6 +210,10 @@ impl Engine {
     pub fn close_session(&self, session: SessionId, user: &UserId) {
         // do_send: our own actors' mailboxes are unbounded and this must never be lost.
         self.rooms.do_send(Disconnect {
+            session,
+            user: user.clone(),
+        });
+        self.notifications.do_send(NotificationUnsubscribe {
             session,
             user: user.clone(),
         });
@@ -595,5 +614,119 @@ impl Engine {
             log::error!("shutdown: commit queue unreachable: {e}");
         }
         log::info!("shutdown: closed {closed} sessions, recorded last-seen of {flushed} users, writes drained");
+    }
+}
+
+/// Notifications.
+impl Engine {
+    /// Creates a notification for each user (preferences applied).
+    pub async fn notify(
+        &self,
+        users: Vec<UserId>,
+        spec: crate::notification::NotificationSpec,
+        idempotency_key: Option<String>,
+        source: crate::notification::NotificationSource,
+    ) -> Result<Vec<Notified>, EngineError> {
+        spec.validate()?;
+        self.notifications
+            .send(Notify {
+                users,
+                spec,
+                idempotency_key,
+                source,
+            })
+            .await?
+    }
+
+    /// Marks one notification (or all with `None`) read; answers the new unread count.
+    pub async fn mark_notifications_read(
+        &self,
+        user: &UserId,
+        id: Option<String>,
+    ) -> Result<i64, EngineError> {
+        self.notifications
+            .send(MarkRead {
+                user: user.clone(),
+                id,
+            })
+            .await?
+    }
+
+    pub async fn delete_notification(
+        &self,
+        user: &UserId,
+        id: String,
+    ) -> Result<bool, EngineError> {
+        self.notifications
+            .send(DeleteNotification {
+                user: user.clone(),
+                id,
+            })
+            .await?
+    }
+
+    pub async fn notification_unread(&self, user: &UserId) -> Result<i64, EngineError> {
+        let q = crate::actors::database::CountUnreadNotifications {
+            users: vec![user.clone()],
+            now: self.settings.clock.now(),
+        };
+        Ok(persist(self.store.reader.send(q).await)?
+            .first()
+            .map(|c| c.1)
+            .unwrap_or(0))
+    }
+
+    pub async fn list_notifications(
+        &self,
+        user: &UserId,
+        unread_only: bool,
+        kind: Option<String>,
+        before: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<crate::db::models::NotificationRow>, EngineError> {
+        let q = crate::actors::database::ListNotifications {
+            user: user.clone(),
+            unread_only,
+            kind,
+            before,
+            limit,
+            now: self.settings.clock.now(),
+        };
+        persist(self.store.reader.send(q).await)
+    }
+
+    pub async fn preferences(
+        &self,
+        user: &UserId,
+    ) -> Result<crate::notification::Preferences, EngineError> {
+        let q = crate::actors::database::LoadPreferences {
+            users: vec![user.clone()],
+        };
+        let docs = persist(self.store.reader.send(q).await)?;
+        Ok(docs
+            .first()
+            .and_then(|(_, d)| serde_json::from_str(d).ok())
+            .unwrap_or_default())
+    }
+
+    pub async fn set_preferences(
+        &self,
+        user: &UserId,
+        prefs: &crate::notification::Preferences,
+    ) -> Result<(), EngineError> {
+        prefs.validate()?;
+        let doc = serde_json::to_string(prefs).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let op = crate::db::models::WriteOp::SavePreferences {
+            user: user.clone(),
+            prefs: doc,
+            at: self.settings.clock.now(),
+        };
+        persist(
+            self.store
+                .commits
+                .send(crate::actors::commit_queue::Commit { ops: vec![op] })
+                .await,
+        )?;
+        Ok(())
     }
 }

@@ -19,6 +19,7 @@
 //! - [`routes`]: HTTP handlers.
 //! - [`error`]: typed errors and their wire codes.
 //! - [`metrics`]: Prometheus metrics and rates.
+//! - [`notification`]: notification rules: preferences, quiet hours, mentions.
 //! - [`testkit`]: drive the engine from tests without sockets.
 //!
 //! ```text
@@ -38,6 +39,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod metrics;
+pub mod notification;
 pub mod protocol;
 pub mod routes;
 pub mod startup;

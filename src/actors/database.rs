@@ -9,7 +9,8 @@
 use actix::prelude::*;
 
 use crate::db::models::{
-    MessageStatusRecord, RoomRecord, RoomSummary, StoredMessage, UserRecord, WriteOp, WriteOutcome,
+    MessageStatusRecord, NotificationQuery, NotificationRow, RoomRecord, RoomSummary,
+    StoredMessage, UserRecord, WriteOp, WriteOutcome,
 };
 use crate::db::{DbConnection, DbPool};
 use crate::domain::{RoomId, UserId};
@@ -174,5 +175,80 @@ impl Handler<RunMigrations> for Database {
     type Result = Result<(), PersistError>;
     fn handle(&mut self, _: RunMigrations, _: &mut SyncContext<Self>) -> Self::Result {
         self.with_conn(|c| c.run_migrations())
+    }
+}
+
+/// Sent by the notification routes: a page of a user's notifications, newest first.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<NotificationRow>, PersistError>")]
+pub struct ListNotifications {
+    pub user: UserId,
+    pub unread_only: bool,
+    pub kind: Option<String>,
+    pub before: Option<(i64, String)>,
+    pub limit: i64,
+    pub now: i64,
+}
+
+impl Handler<ListNotifications> for Database {
+    type Result = Result<Vec<NotificationRow>, PersistError>;
+    fn handle(&mut self, msg: ListNotifications, _: &mut SyncContext<Self>) -> Self::Result {
+        let q = NotificationQuery {
+            user: &msg.user,
+            unread_only: msg.unread_only,
+            kind: msg.kind.as_deref(),
+            before: msg.before.as_ref().map(|(at, id)| (*at, id.as_str())),
+            limit: msg.limit,
+            now: msg.now,
+        };
+        self.with_conn(|c| c.notifications(&q))
+    }
+}
+
+/// Sent by the notification center: unread notification counts of these users.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(String, i64)>, PersistError>")]
+pub struct CountUnreadNotifications {
+    pub users: Vec<UserId>,
+    pub now: i64,
+}
+
+impl Handler<CountUnreadNotifications> for Database {
+    type Result = Result<Vec<(String, i64)>, PersistError>;
+    fn handle(&mut self, msg: CountUnreadNotifications, _: &mut SyncContext<Self>) -> Self::Result {
+        let users: Vec<&str> = msg.users.iter().map(|u| u.as_str()).collect();
+        self.with_conn(|c| c.notification_unread(&users, msg.now))
+    }
+}
+
+/// Sent by the notification center's sweep: notifications held back by quiet hours or DND.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<NotificationRow>, PersistError>")]
+pub struct LoadHeldNotifications {
+    /// Only this user's, or everyone's.
+    pub user: Option<UserId>,
+    pub now: i64,
+    pub limit: i64,
+}
+
+impl Handler<LoadHeldNotifications> for Database {
+    type Result = Result<Vec<NotificationRow>, PersistError>;
+    fn handle(&mut self, msg: LoadHeldNotifications, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with_conn(|c| c.held_notifications(msg.user.as_ref(), msg.now, msg.limit))
+    }
+}
+
+/// Sent by the notification center and routes: stored preference documents.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(String, String)>, PersistError>")]
+pub struct LoadPreferences {
+    pub users: Vec<UserId>,
+}
+
+impl Handler<LoadPreferences> for Database {
+    type Result = Result<Vec<(String, String)>, PersistError>;
+    fn handle(&mut self, msg: LoadPreferences, _: &mut SyncContext<Self>) -> Self::Result {
+        let users: Vec<&str> = msg.users.iter().map(|u| u.as_str()).collect();
+        self.with_conn(|c| c.preferences(&users))
     }
 }

@@ -14,6 +14,8 @@
 
 pub mod commit_queue;
 pub mod database;
+pub mod notification_center;
+pub mod notification_socket;
 pub mod presence_registry;
 pub mod room;
 pub mod room_supervisor;

@@ -21,12 +21,14 @@ use tokio::sync::oneshot;
 
 use super::commit_queue::Commit;
 use super::database::{FetchHistory, FetchMessageStatus, LoadRoom};
+use super::notification_center::Notify;
 use super::session::{DeliverOutcome, FrameMeta, SessionHandle};
 use crate::db::models::{MemberRole, NewMessage, StoredMessage, WriteOp, WriteOutcome};
 use crate::domain::{now_millis, rfc3339, ReceiptStatus, RoomId, RoomKind, SessionId, UserId};
 use crate::engine::Store;
 use crate::error::{EngineError, PersistError};
 use crate::metrics::METRICS;
+use crate::notification::{NotificationSource, NotificationSpec};
 use crate::protocol::{self, MessageObject, PresenceView, TypingState};
 
 /// Who asks for a membership change, for authorization.
@@ -47,6 +49,97 @@ pub struct RoomPolicy {
     pub presence_coalesce: std::time::Duration,
 }
 
+/// Notifications a stored message may cause (mentions, direct messages to offline users).
+#[derive(Clone)]
+pub struct MessageNotifier {
+    pub center: Recipient<Notify>,
+    pub mentions: bool,
+    pub offline_direct: bool,
+}
+
+impl MessageNotifier {
+    /// Sends the notifications `m` causes, given the room's members and live subscribers.
+    fn after_message(
+        &self,
+        room: &RoomId,
+        m: &StoredMessage,
+        members: &HashMap<UserId, MemberRole>,
+        subscribers: &HashMap<SessionId, SessionHandle>,
+    ) {
+        let Ok(from) = UserId::parse(&m.from) else {
+            return;
+        };
+        let text = if m.kind == "text" {
+            serde_json::from_str::<serde_json::Value>(&m.body)
+                .ok()
+                .and_then(|b| b["text"].as_str().map(str::to_owned))
+        } else {
+            None
+        };
+        let preview = text
+            .clone()
+            .unwrap_or_else(|| format!("[{}]", m.kind))
+            .chars()
+            .take(200)
+            .collect::<String>();
+        let priority = crate::domain::Priority::parse(&m.priority).unwrap_or_default();
+        let data = json!({"room": room, "message_id": m.id, "seq": m.seq, "from": m.from});
+        let source = NotificationSource {
+            user: Some(from.clone()),
+            room: Some(room.clone()),
+        };
+        let mut mentioned: Vec<UserId> = Vec::new();
+        if self.mentions {
+            if let Some(t) = &text {
+                mentioned = crate::notification::mentions(t)
+                    .into_iter()
+                    .filter(|u| *u != from && members.contains_key(u))
+                    .collect();
+            }
+        }
+        if !mentioned.is_empty() {
+            self.center.do_send(Notify {
+                users: mentioned.clone(),
+                spec: NotificationSpec {
+                    notification_type: "mention".into(),
+                    title: format!("{from} mentioned you in {room}"),
+                    message: preview.clone(),
+                    image_url: None,
+                    actions: Vec::new(),
+                    data: data.clone(),
+                    priority,
+                    expires_at: None,
+                },
+                idempotency_key: Some(format!("mention:{}", m.id)),
+                source: source.clone(),
+            });
+        }
+        if self.offline_direct {
+            if let Some((a, b)) = room.direct_users() {
+                let to = if a == from { b } else { a };
+                let online = subscribers.values().any(|s| s.user == to);
+                if !online && !mentioned.contains(&to) {
+                    self.center.do_send(Notify {
+                        users: vec![to],
+                        spec: NotificationSpec {
+                            notification_type: "message".into(),
+                            title: format!("New message from {from}"),
+                            message: preview,
+                            image_url: None,
+                            actions: Vec::new(),
+                            data,
+                            priority,
+                            expires_at: None,
+                        },
+                        idempotency_key: Some(format!("message:{}", m.id)),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
 struct TypingEntry {
     generation: u64,
     announced_at: std::time::Instant,
@@ -62,6 +155,7 @@ pub struct Room {
     id: RoomId,
     store: Store,
     policy: RoomPolicy,
+    notifier: MessageNotifier,
     /// False until the room row exists in the database.
     exists: bool,
     name: Option<String>,
@@ -86,12 +180,14 @@ impl Room {
         id: RoomId,
         store: Store,
         policy: RoomPolicy,
+        notifier: MessageNotifier,
         subscriber_count: Arc<AtomicUsize>,
     ) -> Self {
         Room {
             id,
             store,
             policy,
+            notifier,
             exists: false,
             name: None,
             last_seq: 0,
@@ -209,6 +305,12 @@ impl Room {
                         for ((origin, reply), a) in waiters.into_iter().zip(list) {
                             if !a.duplicate {
                                 METRICS.messages_in.inc();
+                                act.notifier.after_message(
+                                    &act.id,
+                                    &a.message,
+                                    &act.members,
+                                    &act.subscribers,
+                                );
                                 act.last_seq = act.last_seq.max(a.message.seq);
                                 act.fan_out_message(&a.message, origin);
                             }

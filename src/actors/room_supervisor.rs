@@ -36,6 +36,7 @@ struct RoomEntry {
 pub struct RoomSupervisor {
     store: Store,
     policy: RoomPolicy,
+    notifier: MessageNotifier,
     room_idle: Duration,
     rooms: HashMap<RoomId, RoomEntry>,
     /// Every live session by user, for subscribing all of a user's devices at once.
@@ -45,10 +46,16 @@ pub struct RoomSupervisor {
 }
 
 impl RoomSupervisor {
-    pub fn new(store: Store, policy: RoomPolicy, room_idle: Duration) -> Self {
+    pub fn new(
+        store: Store,
+        policy: RoomPolicy,
+        room_idle: Duration,
+        notifier: MessageNotifier,
+    ) -> Self {
         RoomSupervisor {
             store,
             policy,
+            notifier,
             room_idle,
             rooms: HashMap::new(),
             sessions: HashMap::new(),
@@ -68,6 +75,7 @@ impl RoomSupervisor {
             id.clone(),
             self.store.clone(),
             self.policy,
+            self.notifier.clone(),
             subscribers.clone(),
         )
         .start();

@@ -177,6 +177,30 @@ impl DbConnection {
     ) -> Result<Vec<String>, PersistError> {
         dispatch!(self, co_members(user, others))
     }
+    pub fn notifications(
+        &mut self,
+        q: &NotificationQuery,
+    ) -> Result<Vec<NotificationRow>, PersistError> {
+        dispatch!(self, notifications(q))
+    }
+    pub fn notification_unread(
+        &mut self,
+        users: &[&str],
+        now: i64,
+    ) -> Result<Vec<(String, i64)>, PersistError> {
+        dispatch!(self, notification_unread(users, now))
+    }
+    pub fn held_notifications(
+        &mut self,
+        user: Option<&UserId>,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<NotificationRow>, PersistError> {
+        dispatch!(self, held_notifications(user, now, limit))
+    }
+    pub fn preferences(&mut self, users: &[&str]) -> Result<Vec<(String, String)>, PersistError> {
+        dispatch!(self, preferences(users))
+    }
     pub fn users(&mut self, ids: &[&str]) -> Result<Vec<UserRecord>, PersistError> {
         dispatch!(self, users(ids))
     }

@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{members, messages, rooms, users};
+use super::schema::{members, messages, notification_prefs, notifications, rooms, users};
 use crate::domain::{
     ChosenStatus, MessageBody, MessageKind, Millis, Priority, ReceiptStatus, RoomId, RoomKind,
     UserId,
@@ -93,6 +93,27 @@ pub enum WriteOp {
     },
     /// Records when the user's last session ended.
     SaveLastSeen { user: UserId, at: Millis },
+    /// Stores notifications; one with an `idempotency_key` its user already has is not
+    /// stored again (the existing one is returned).
+    InsertNotifications { rows: Vec<NotificationRow> },
+    /// Marks one (`id`) or all of a user's notifications read.
+    MarkNotificationsRead {
+        user: UserId,
+        id: Option<String>,
+        at: Millis,
+    },
+    /// Deletes one of a user's notifications.
+    DeleteNotification { user: UserId, id: String },
+    /// Records that these notifications were pushed live.
+    MarkDelivered { ids: Vec<String>, at: Millis },
+    /// Deletes expired notifications; answers the users who had some.
+    DeleteExpiredNotifications { now: Millis },
+    /// Replaces a user's notification preferences (a JSON document).
+    SavePreferences {
+        user: UserId,
+        prefs: String,
+        at: Millis,
+    },
     /// Records the user's chosen status and custom message.
     SaveStatus {
         user: UserId,
@@ -109,6 +130,12 @@ pub enum WriteOutcome {
     Changed(bool),
     /// One entry per appended message, in order.
     Appended(Vec<AppendedMessage>),
+    /// How many rows the op changed.
+    Count(i64),
+    /// Per inserted notification: the stored row and whether it is new.
+    Notifications(Vec<(NotificationRow, bool)>),
+    /// Users touched by the op.
+    Users(Vec<String>),
     /// The member's watermarks after the op, and whether the reported one moved.
     Watermark {
         delivered_seq: i64,
@@ -240,4 +267,49 @@ pub struct NewUserRow<'a> {
     pub custom_message: Option<&'a str>,
     pub last_seen: Option<i64>,
     pub updated_at: i64,
+}
+
+/// A stored notification (all columns).
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = notifications)]
+pub struct NotificationRow {
+    pub id: String,
+    pub user_id: String,
+    pub notification_type: String,
+    pub title: String,
+    pub message: String,
+    pub image_url: Option<String>,
+    /// JSON array.
+    pub actions: String,
+    /// JSON object.
+    pub data: String,
+    pub priority: String,
+    pub source_user: Option<String>,
+    pub source_room: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    /// When it was pushed live; NULL while held.
+    pub delivered_at: Option<i64>,
+    pub read_at: Option<i64>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = notification_prefs)]
+pub struct PrefsRow<'a> {
+    pub user_id: &'a str,
+    pub prefs: &'a str,
+    pub updated_at: i64,
+}
+
+/// Filters of a notification listing.
+#[derive(Debug, Clone)]
+pub struct NotificationQuery<'a> {
+    pub user: &'a UserId,
+    pub unread_only: bool,
+    pub kind: Option<&'a str>,
+    /// Cursor: strictly older than this (created_at, id).
+    pub before: Option<(i64, &'a str)>,
+    pub limit: i64,
+    pub now: i64,
 }

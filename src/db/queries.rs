@@ -8,7 +8,7 @@ use diesel::prelude::*;
 
 use super::Conn;
 use crate::db::models::*;
-use crate::db::schema::{members, messages, rooms, users};
+use crate::db::schema::{members, messages, notification_prefs, notifications, rooms, users};
 use crate::domain::{ReceiptStatus, RoomId, RoomKind, UserId};
 use crate::error::PersistError;
 
@@ -107,6 +107,81 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
                 .on_conflict(users::id)
                 .do_update()
                 .set((users::last_seen.eq(Some(*at)), users::updated_at.eq(*at)))
+                .execute(c)?;
+            Ok(WriteOutcome::Changed(true))
+        }
+        WriteOp::InsertNotifications { rows } => {
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let n = diesel::insert_into(notifications::table)
+                    .values(r)
+                    .on_conflict_do_nothing()
+                    .execute(c)?;
+                if n > 0 {
+                    out.push((r.clone(), true));
+                    continue;
+                }
+                // An idempotent repeat: answer the stored original.
+                let existing: NotificationRow = notifications::table
+                    .filter(notifications::user_id.eq(&r.user_id))
+                    .filter(notifications::idempotency_key.eq(&r.idempotency_key))
+                    .select(NotificationRow::as_select())
+                    .first(c)?;
+                out.push((existing, false));
+            }
+            Ok(WriteOutcome::Notifications(out))
+        }
+        WriteOp::MarkNotificationsRead { user, id, at } => {
+            let mine = notifications::table
+                .filter(notifications::user_id.eq(user.as_str()))
+                .filter(notifications::read_at.is_null());
+            let n = match id {
+                Some(id) => diesel::update(mine.filter(notifications::id.eq(id)))
+                    .set(notifications::read_at.eq(Some(*at)))
+                    .execute(c)?,
+                None => diesel::update(mine)
+                    .set(notifications::read_at.eq(Some(*at)))
+                    .execute(c)?,
+            };
+            Ok(WriteOutcome::Count(n as i64))
+        }
+        WriteOp::DeleteNotification { user, id } => {
+            let n = diesel::delete(
+                notifications::table
+                    .filter(notifications::user_id.eq(user.as_str()))
+                    .filter(notifications::id.eq(id)),
+            )
+            .execute(c)?;
+            Ok(WriteOutcome::Changed(n > 0))
+        }
+        WriteOp::MarkDelivered { ids, at } => {
+            let n = diesel::update(notifications::table.filter(notifications::id.eq_any(ids)))
+                .set(notifications::delivered_at.eq(Some(*at)))
+                .execute(c)?;
+            Ok(WriteOutcome::Count(n as i64))
+        }
+        WriteOp::DeleteExpiredNotifications { now } => {
+            let expired = notifications::table.filter(notifications::expires_at.le(*now));
+            let mut users: Vec<String> =
+                expired.select(notifications::user_id).distinct().load(c)?;
+            users.sort();
+            diesel::delete(notifications::table.filter(notifications::expires_at.le(*now)))
+                .execute(c)?;
+            Ok(WriteOutcome::Users(users))
+        }
+        WriteOp::SavePreferences { user, prefs, at } => {
+            diesel::insert_into(notification_prefs::table)
+                .values(PrefsRow {
+                    user_id: user.as_str(),
+                    prefs,
+                    updated_at: *at,
+                })
+                .on_conflict(notification_prefs::user_id)
+                .do_update()
+                .set((
+                    notification_prefs::prefs.eq(prefs),
+                    notification_prefs::updated_at.eq(*at),
+                ))
                 .execute(c)?;
             Ok(WriteOutcome::Changed(true))
         }
@@ -450,6 +525,95 @@ pub fn co_members(
         .filter(members::room_id.eq_any(my_rooms))
         .select(members::user_id)
         .distinct()
+        .load(c)?)
+}
+
+/// A user's live (unexpired) notifications, newest first.
+pub fn notifications(
+    c: &mut Conn,
+    q: &NotificationQuery,
+) -> Result<Vec<NotificationRow>, PersistError> {
+    let mut sql = notifications::table
+        .filter(notifications::user_id.eq(q.user.as_str()))
+        .filter(
+            notifications::expires_at
+                .is_null()
+                .or(notifications::expires_at.gt(q.now)),
+        )
+        .select(NotificationRow::as_select())
+        .order((notifications::created_at.desc(), notifications::id.desc()))
+        .limit(q.limit)
+        .into_boxed();
+    if q.unread_only {
+        sql = sql.filter(notifications::read_at.is_null());
+    }
+    if let Some(k) = q.kind {
+        sql = sql.filter(notifications::notification_type.eq(k.to_owned()));
+    }
+    if let Some((at, id)) = q.before {
+        sql = sql.filter(
+            notifications::created_at
+                .lt(at)
+                .or(notifications::created_at
+                    .eq(at)
+                    .and(notifications::id.lt(id.to_owned()))),
+        );
+    }
+    Ok(sql.load(c)?)
+}
+
+/// Unread, unexpired notifications of each user.
+pub fn notification_unread(
+    c: &mut Conn,
+    users: &[&str],
+    now: i64,
+) -> Result<Vec<(String, i64)>, PersistError> {
+    let mut out = Vec::with_capacity(users.len());
+    for u in users {
+        let n: i64 = notifications::table
+            .filter(notifications::user_id.eq(*u))
+            .filter(notifications::read_at.is_null())
+            .filter(
+                notifications::expires_at
+                    .is_null()
+                    .or(notifications::expires_at.gt(now)),
+            )
+            .count()
+            .get_result(c)?;
+        out.push(((*u).to_owned(), n));
+    }
+    Ok(out)
+}
+
+/// Notifications held back (not pushed yet), unread and unexpired, oldest first.
+pub fn held_notifications(
+    c: &mut Conn,
+    user: Option<&UserId>,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<NotificationRow>, PersistError> {
+    let mut q = notifications::table.into_boxed();
+    if let Some(u) = user {
+        q = q.filter(notifications::user_id.eq(u.as_str().to_owned()));
+    }
+    Ok(q.filter(notifications::delivered_at.is_null())
+        .filter(notifications::read_at.is_null())
+        .filter(
+            notifications::expires_at
+                .is_null()
+                .or(notifications::expires_at.gt(now)),
+        )
+        .select(NotificationRow::as_select())
+        .order(notifications::created_at.asc())
+        .limit(limit)
+        .load(c)?)
+}
+
+/// Stored preference documents of these users.
+pub fn preferences(c: &mut Conn, users: &[&str]) -> Result<Vec<(String, String)>, PersistError> {
+    Ok(notification_prefs::table
+        .filter(notification_prefs::user_id.eq_any(users))
+        .select((notification_prefs::user_id, notification_prefs::prefs))
         .load(c)?)
 }
 

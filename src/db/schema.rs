@@ -26,6 +26,35 @@ diesel::table! {
 }
 
 diesel::table! {
+    notification_prefs (user_id) {
+        user_id -> Text,
+        prefs -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> Text,
+        user_id -> Text,
+        notification_type -> Text,
+        title -> Text,
+        message -> Text,
+        image_url -> Nullable<Text>,
+        actions -> Text,
+        data -> Text,
+        priority -> Text,
+        source_user -> Nullable<Text>,
+        source_room -> Nullable<Text>,
+        idempotency_key -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        delivered_at -> Nullable<BigInt>,
+        read_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     rooms (id) {
         id -> Text,
         kind -> Text,
@@ -49,4 +78,11 @@ diesel::table! {
 diesel::joinable!(members -> rooms (room_id));
 diesel::joinable!(messages -> rooms (room_id));
 
-diesel::allow_tables_to_appear_in_same_query!(members, messages, rooms, users);
+diesel::allow_tables_to_appear_in_same_query!(
+    members,
+    messages,
+    notification_prefs,
+    notifications,
+    rooms,
+    users,
+);

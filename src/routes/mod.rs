@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod health;
+pub mod notifications;
 pub mod presence;
 pub mod rooms;
 pub mod ws;
@@ -50,6 +51,37 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(admin::disconnect_user),
         )
         .route("/v1/admin/stats", web::get().to(admin::stats))
+        .route(
+            "/v1/admin/notifications",
+            web::post().to(notifications::send),
+        )
+        .route("/v1/notifications", web::get().to(notifications::list))
+        .route(
+            "/v1/notifications/unread_count",
+            web::get().to(notifications::unread_count),
+        )
+        .route(
+            "/v1/notifications/read_all",
+            web::post().to(notifications::mark_all_read),
+        )
+        .route(
+            "/v1/notifications/preferences",
+            web::get().to(notifications::get_preferences),
+        )
+        .route(
+            "/v1/notifications/preferences",
+            web::put().to(notifications::put_preferences),
+        )
+        .route(
+            "/v1/notifications/{id}/read",
+            web::post().to(notifications::mark_read),
+        )
+        .route(
+            "/v1/notifications/{id}",
+            web::delete().to(notifications::delete),
+        )
+        .route("/ws/notifications/", web::get().to(ws::notifications))
+        .route("/ws/notifications", web::get().to(ws::notifications))
         .route(
             "/v1/admin/presence/{user}",
             web::put().to(admin::set_presence),

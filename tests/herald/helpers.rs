@@ -61,6 +61,13 @@ impl TestApp {
             .expect("mint")
     }
 
+    pub fn service_token(&self) -> String {
+        self.engine
+            .keys
+            .mint("backend", None, &["service"], Duration::from_secs(3600))
+            .expect("mint")
+    }
+
     pub fn admin_token(&self, user: &str) -> String {
         self.engine
             .keys
@@ -142,7 +149,12 @@ impl TestApp {
 
 /// Opens a native WebSocket to a server on `port` (no frame read yet).
 pub async fn connect_ws(port: u16, token: &str) -> Result<WsClient, String> {
-    let url = format!("ws://127.0.0.1:{port}/v1/ws?token={token}");
+    connect_path(port, &format!("/v1/ws?token={token}")).await
+}
+
+/// Opens a WebSocket to `path` (with its query) on a server on `port`.
+pub async fn connect_path(port: u16, path: &str) -> Result<WsClient, String> {
+    let url = format!("ws://127.0.0.1:{port}{path}");
     let (_, framed) = awc::Client::builder()
         .timeout(WAIT)
         .finish()

@@ -8,6 +8,7 @@ mod delivery;
 mod fault_proxy;
 mod faults;
 mod helpers;
+mod notifications;
 mod presence;
 mod rest;
 mod ws;

@@ -1,0 +1,497 @@
+//! `NotificationCenter`: creates, delivers and counts notifications.
+//!
+//! Sources (REST backends and admins, room mentions, direct messages to offline users) send it
+//! [`Notify`]. It applies each recipient's preferences — muted sources and types create
+//! nothing; quiet hours and do-not-disturb hold everything but `urgent` — stores the
+//! notifications through the commit queue, and pushes `notification` and `unread_count`
+//! frames (SPEC section 3 shapes, encoded once) to every notification-capable session of the
+//! user: native sessions and seed-compatible notification sockets alike. Reading or deleting
+//! on one device updates the count on all of them. A periodic sweep (against the configured
+//! clock) deletes expired notifications and releases held ones when the quiet window ends.
+//!
+//! Sends to: sessions (`Deliver`), the commit queue, the database readers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use serde_json::json;
+
+use super::commit_queue::Commit;
+use super::database::{CountUnreadNotifications, LoadHeldNotifications, LoadPreferences};
+use super::session::SessionHandle;
+use crate::clock::Clock;
+use crate::db::models::{NotificationRow, WriteOp, WriteOutcome};
+use crate::domain::{rfc3339, SessionId, UserId};
+use crate::engine::Store;
+use crate::error::{EngineError, PersistError};
+use crate::metrics::METRICS;
+use crate::notification::{NotificationSource, NotificationSpec, Preferences};
+use crate::protocol;
+
+/// Most held notifications released per sweep.
+const RELEASE_BATCH: i64 = 1000;
+
+pub struct NotificationCenter {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    sweep_every: Duration,
+    sessions: HashMap<UserId, HashMap<SessionId, SessionHandle>>,
+}
+
+/// `{"type":"notification","data":{"id","title","message","is_read","created_at","notification_type"}}`.
+pub fn notification_frame(n: &NotificationRow) -> String {
+    protocol::event(
+        "notification",
+        &json!({
+            "id": n.id,
+            "title": n.title,
+            "message": n.message,
+            "is_read": n.read_at.is_some(),
+            "created_at": rfc3339(n.created_at),
+            "notification_type": n.notification_type,
+        }),
+    )
+}
+
+/// `{"type":"unread_count","data":{"unread_count":N}}`.
+pub fn unread_frame(n: i64) -> String {
+    protocol::event("unread_count", &json!({ "unread_count": n }))
+}
+
+fn parse_prefs(doc: Option<&String>) -> Preferences {
+    doc.and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or_default()
+}
+
+impl NotificationCenter {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, sweep_every: Duration) -> Self {
+        NotificationCenter {
+            store,
+            clock,
+            sweep_every,
+            sessions: HashMap::new(),
+        }
+    }
+
+    fn online(&self, user: &UserId) -> bool {
+        self.sessions.get(user).is_some_and(|s| !s.is_empty())
+    }
+
+    fn push(&self, user: &UserId, frame: &ByteString) {
+        if let Some(sessions) = self.sessions.get(user) {
+            for h in sessions.values() {
+                if h.deliver(frame, None) == super::session::DeliverOutcome::Queued {
+                    METRICS.frames_out.inc();
+                }
+            }
+        }
+    }
+
+    /// Looks up and pushes the unread counts of `users`.
+    fn push_counts(&self, users: Vec<UserId>, ctx: &mut Context<Self>) {
+        let users: Vec<UserId> = users.into_iter().filter(|u| self.online(u)).collect();
+        if users.is_empty() {
+            return;
+        }
+        let q = CountUnreadNotifications {
+            users,
+            now: self.clock.now(),
+        };
+        self.store
+            .reader
+            .send(q)
+            .into_actor(self)
+            .map(
+                |res, act, _| match res.map_err(PersistError::from).and_then(|r| r) {
+                    Ok(counts) => {
+                        for (u, n) in counts {
+                            if let Ok(u) = UserId::parse(&u) {
+                                act.push(&u, &unread_frame(n).into());
+                            }
+                        }
+                    }
+                    Err(e) => log::warn!("unread counts unavailable: {e}"),
+                },
+            )
+            .spawn(ctx);
+    }
+
+    /// Pushes held or undelivered notifications of online users whose quiet time is over.
+    fn release(&self, user: Option<UserId>) -> impl ActorFuture<Self, Output = ()> + 'static {
+        let now = self.clock.now();
+        let reader = self.store.reader.clone();
+        let commits = self.store.commits.clone();
+        let fut = async move {
+            let rows = reader
+                .send(LoadHeldNotifications {
+                    user,
+                    now,
+                    limit: RELEASE_BATCH,
+                })
+                .await
+                .map_err(PersistError::from)
+                .and_then(|r| r)?;
+            let mut users: Vec<UserId> = rows
+                .iter()
+                .filter_map(|r| UserId::parse(&r.user_id).ok())
+                .collect();
+            users.sort();
+            users.dedup();
+            let prefs = reader
+                .send(LoadPreferences { users })
+                .await
+                .map_err(PersistError::from)
+                .and_then(|r| r)?;
+            Ok::<_, PersistError>((
+                rows,
+                prefs.into_iter().collect::<HashMap<String, String>>(),
+                commits,
+            ))
+        };
+        fut.into_actor(self).map(move |res, act, ctx| {
+            let (rows, prefs, commits) = match res {
+                Ok(r) => r,
+                Err(e) => return log::warn!("held notifications unavailable: {e}"),
+            };
+            let mut delivered = Vec::new();
+            let mut touched = Vec::new();
+            for r in rows {
+                let Ok(user) = UserId::parse(&r.user_id) else {
+                    continue;
+                };
+                let p = parse_prefs(prefs.get(&r.user_id));
+                let priority = crate::domain::Priority::parse(&r.priority).unwrap_or_default();
+                if !act.online(&user) || p.holds(priority, now) {
+                    continue;
+                }
+                act.push(&user, &notification_frame(&r).into());
+                delivered.push(r.id);
+                if !touched.contains(&user) {
+                    touched.push(user);
+                }
+            }
+            if !delivered.is_empty() {
+                commits.do_send(Commit {
+                    ops: vec![WriteOp::MarkDelivered {
+                        ids: delivered,
+                        at: now,
+                    }],
+                });
+            }
+            act.push_counts(touched, ctx);
+        })
+    }
+
+    /// Deletes expired notifications (updating counts), then releases held ones.
+    fn sweep(&self) -> impl ActorFuture<Self, Output = ()> + 'static {
+        let now = self.clock.now();
+        let commits = self.store.commits.clone();
+        async move {
+            commits
+                .send(Commit {
+                    ops: vec![WriteOp::DeleteExpiredNotifications { now }],
+                })
+                .await
+                .map_err(PersistError::from)
+                .and_then(|r| r)
+        }
+        .into_actor(self)
+        .then(|res, act, ctx| {
+            match res {
+                Ok(mut out) => {
+                    if let Some(WriteOutcome::Users(users)) = out.pop() {
+                        let users = users.iter().filter_map(|u| UserId::parse(u).ok()).collect();
+                        act.push_counts(users, ctx);
+                    }
+                }
+                Err(e) => log::warn!("notification expiry sweep failed: {e}"),
+            }
+            act.release(None)
+        })
+    }
+}
+
+impl Actor for NotificationCenter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.sweep_every, |act, ctx| {
+            act.sweep().spawn(ctx);
+        });
+    }
+}
+
+/// Sent when a native session or a notification socket opens: push this user's
+/// notifications to it from now on (and what was waiting for them).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NotificationSubscribe {
+    pub handle: SessionHandle,
+}
+
+impl Handler<NotificationSubscribe> for NotificationCenter {
+    type Result = ();
+    fn handle(&mut self, msg: NotificationSubscribe, ctx: &mut Context<Self>) {
+        let user = msg.handle.user.clone();
+        self.sessions
+            .entry(user.clone())
+            .or_default()
+            .insert(msg.handle.id, msg.handle);
+        self.release(Some(user)).spawn(ctx);
+    }
+}
+
+/// Sent when such a session closes (idempotent).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NotificationUnsubscribe {
+    pub session: SessionId,
+    pub user: UserId,
+}
+
+impl Handler<NotificationUnsubscribe> for NotificationCenter {
+    type Result = ();
+    fn handle(&mut self, msg: NotificationUnsubscribe, _: &mut Context<Self>) {
+        if let Some(s) = self.sessions.get_mut(&msg.user) {
+            s.remove(&msg.session);
+            if s.is_empty() {
+                self.sessions.remove(&msg.user);
+            }
+        }
+    }
+}
+
+/// One recipient's result of a [`Notify`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Notified {
+    pub user: UserId,
+    /// The notification's id; `None` when the user's preferences mute it.
+    pub id: Option<String>,
+    /// False for an idempotent repeat (nothing new was stored).
+    pub created: bool,
+    /// Held by quiet hours or do-not-disturb (stored and counted, pushed later).
+    pub held: bool,
+}
+
+/// Sent by sources: notify these users.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Notified>, EngineError>")]
+pub struct Notify {
+    pub users: Vec<UserId>,
+    pub spec: NotificationSpec,
+    pub idempotency_key: Option<String>,
+    pub source: NotificationSource,
+}
+
+impl Handler<Notify> for NotificationCenter {
+    type Result = ResponseActFuture<Self, Result<Vec<Notified>, EngineError>>;
+    fn handle(&mut self, msg: Notify, _: &mut Context<Self>) -> Self::Result {
+        let reader = self.store.reader.clone();
+        let commits = self.store.commits.clone();
+        let users = msg.users.clone();
+        let load = async move {
+            reader
+                .send(LoadPreferences { users })
+                .await
+                .map_err(PersistError::from)
+                .and_then(|r| r)
+        };
+        Box::pin(
+            load.into_actor(self)
+                .then(move |prefs, act, _| {
+                    let now = act.clock.now();
+                    let prefs: HashMap<String, String> =
+                        prefs.map(|p| p.into_iter().collect()).unwrap_or_else(|e| {
+                            log::warn!("notification preferences unavailable, using defaults: {e}");
+                            HashMap::new()
+                        });
+                    let mut rows = Vec::new();
+                    let mut results = Vec::new();
+                    let s = &msg.spec;
+                    for user in msg.users {
+                        let p = parse_prefs(prefs.get(user.as_str()));
+                        if p.mutes(s, &msg.source) {
+                            results.push(Notified {
+                                user,
+                                id: None,
+                                created: false,
+                                held: false,
+                            });
+                            continue;
+                        }
+                        let held = p.holds(s.priority, now);
+                        let live = !held && act.online(&user);
+                        rows.push(NotificationRow {
+                            id: uuid::Uuid::new_v4().simple().to_string(),
+                            user_id: user.to_string(),
+                            notification_type: s.notification_type.clone(),
+                            title: s.title.clone(),
+                            message: s.message.clone(),
+                            image_url: s.image_url.clone(),
+                            actions: serde_json::to_string(&s.actions)
+                                .unwrap_or_else(|_| "[]".into()),
+                            data: if s.data.is_null() {
+                                "{}".into()
+                            } else {
+                                s.data.to_string()
+                            },
+                            priority: s.priority.as_str().into(),
+                            source_user: msg.source.user.as_ref().map(|u| u.to_string()),
+                            source_room: msg.source.room.as_ref().map(|r| r.to_string()),
+                            idempotency_key: msg.idempotency_key.clone(),
+                            created_at: now,
+                            expires_at: s.expires_at,
+                            delivered_at: live.then_some(now),
+                            read_at: None,
+                        });
+                        results.push(Notified {
+                            user,
+                            id: None,
+                            created: true,
+                            held,
+                        });
+                    }
+                    async move {
+                        if rows.is_empty() {
+                            return Ok((results, Vec::new()));
+                        }
+                        let out = commits
+                            .send(Commit {
+                                ops: vec![WriteOp::InsertNotifications { rows }],
+                            })
+                            .await
+                            .map_err(PersistError::from)
+                            .and_then(|r| r)?;
+                        match out.into_iter().next() {
+                            Some(WriteOutcome::Notifications(stored)) => Ok((results, stored)),
+                            other => Err(PersistError::Unavailable(format!(
+                                "unexpected outcome {other:?}"
+                            ))),
+                        }
+                    }
+                    .into_actor(act)
+                })
+                .map(|res, act, ctx| {
+                    let (mut results, stored) = res.map_err(EngineError::from)?;
+                    let mut touched = Vec::new();
+                    let mut stored = stored.into_iter();
+                    for r in results.iter_mut().filter(|r| r.created) {
+                        let Some((row, new)) = stored.next() else {
+                            break;
+                        };
+                        r.id = Some(row.id.clone());
+                        r.created = new;
+                        if new && row.delivered_at.is_some() {
+                            act.push(&r.user, &notification_frame(&row).into());
+                        }
+                        if new {
+                            touched.push(r.user.clone());
+                        }
+                    }
+                    act.push_counts(touched, ctx);
+                    Ok(results)
+                }),
+        )
+    }
+}
+
+/// Sent by REST and both sockets: mark one notification (or all) read. Answers the new
+/// unread count, which is also pushed to every session of the user.
+#[derive(Message)]
+#[rtype(result = "Result<i64, EngineError>")]
+pub struct MarkRead {
+    pub user: UserId,
+    pub id: Option<String>,
+}
+
+/// Sent by REST: delete one notification. Answers whether it existed.
+#[derive(Message)]
+#[rtype(result = "Result<bool, EngineError>")]
+pub struct DeleteNotification {
+    pub user: UserId,
+    pub id: String,
+}
+
+impl NotificationCenter {
+    /// Commits `op` for `user`, then answers and pushes the user's unread count.
+    fn change_and_count(
+        &self,
+        user: UserId,
+        op: WriteOp,
+    ) -> ResponseActFuture<Self, Result<(WriteOutcome, i64), EngineError>> {
+        let commits = self.store.commits.clone();
+        let reader = self.store.reader.clone();
+        let now = self.clock.now();
+        let u = user.clone();
+        Box::pin(
+            async move {
+                let out = commits
+                    .send(Commit { ops: vec![op] })
+                    .await
+                    .map_err(PersistError::from)
+                    .and_then(|r| r)?;
+                let counts = reader
+                    .send(CountUnreadNotifications {
+                        users: vec![u],
+                        now,
+                    })
+                    .await
+                    .map_err(PersistError::from)
+                    .and_then(|r| r)?;
+                let n = counts.first().map(|c| c.1).unwrap_or(0);
+                Ok::<_, PersistError>((out.into_iter().next().unwrap_or(WriteOutcome::Count(0)), n))
+            }
+            .into_actor(self)
+            .map(move |res, act, _| {
+                let (out, n) = res.map_err(EngineError::from)?;
+                act.push(&user, &unread_frame(n).into());
+                Ok((out, n))
+            }),
+        )
+    }
+}
+
+impl Handler<MarkRead> for NotificationCenter {
+    type Result = ResponseActFuture<Self, Result<i64, EngineError>>;
+    fn handle(&mut self, msg: MarkRead, _: &mut Context<Self>) -> Self::Result {
+        let op = WriteOp::MarkNotificationsRead {
+            user: msg.user.clone(),
+            id: msg.id,
+            at: self.clock.now(),
+        };
+        Box::pin(
+            self.change_and_count(msg.user, op)
+                .map(|r, _, _| r.map(|(_, n)| n)),
+        )
+    }
+}
+
+impl Handler<DeleteNotification> for NotificationCenter {
+    type Result = ResponseActFuture<Self, Result<bool, EngineError>>;
+    fn handle(&mut self, msg: DeleteNotification, _: &mut Context<Self>) -> Self::Result {
+        let op = WriteOp::DeleteNotification {
+            user: msg.user.clone(),
+            id: msg.id,
+        };
+        Box::pin(
+            self.change_and_count(msg.user, op)
+                .map(|r, _, _| r.map(|(out, _)| matches!(out, WriteOutcome::Changed(true)))),
+        )
+    }
+}
+
+/// Sent by tests (and the periodic timer's equivalent): delete expired notifications and
+/// release held ones whose quiet time is over, according to the clock.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NotificationSweep;
+
+impl Handler<NotificationSweep> for NotificationCenter {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: NotificationSweep, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(self.sweep())
+    }
+}

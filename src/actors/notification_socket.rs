@@ -1,0 +1,191 @@
+//! `NotificationSocket`: one actor per connection of the seed-compatible notification socket
+//! (`/ws/notifications/?token=`), speaking exactly the existing mobile protocol of SPEC
+//! section 3: `{"type":"connection_ack"}` first, then `notification` and `unread_count`
+//! frames; it accepts `mark_as_read` (`{"data":{"id"}}`) and `mark_all_as_read`, whose new
+//! count arrives as `unread_count` on every device. A bad token still completes the upgrade
+//! (mobile clients cannot read a 401 body): the socket sends
+//! `{"type":"error","error":"Authentication failed"}` and closes with 4001.
+//!
+//! It registers with the [`NotificationCenter`](super::notification_center::NotificationCenter)
+//! like a native session does; with `session.rs` and the WebSocket routes, the only code that
+//! knows actix-web-actors.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_web_actors::ws;
+use serde_json::{json, Value};
+
+use super::notification_center::{unread_frame, NotificationSubscribe, NotificationUnsubscribe};
+use super::session::{Deliver, SessionControl, SessionHandle};
+use crate::auth::AuthenticatedUser;
+use crate::domain::{now_millis, SessionId};
+use crate::engine::Engine;
+use crate::protocol::close_code;
+
+pub struct NotificationSocket {
+    id: SessionId,
+    /// `None` when the token was refused: the socket reports it and closes.
+    auth: Option<AuthenticatedUser>,
+    engine: Engine,
+    last_heard: Instant,
+    slow: Arc<AtomicBool>,
+}
+
+fn error_frame(message: &str) -> String {
+    json!({"type": "error", "error": message}).to_string()
+}
+
+impl NotificationSocket {
+    pub fn new(auth: Option<AuthenticatedUser>, engine: Engine) -> Self {
+        NotificationSocket {
+            id: SessionId::next(),
+            auth,
+            engine,
+            last_heard: Instant::now(),
+            slow: Arc::default(),
+        }
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(auth) = &self.auth else { return };
+        let frame: Value = match serde_json::from_str(text) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => return ctx.text(error_frame("Invalid JSON")),
+        };
+        let id = match frame["type"].as_str() {
+            Some("mark_as_read") => match frame["data"]["id"]
+                .as_str()
+                .or_else(|| frame["id"].as_str())
+            {
+                Some(id) => Some(id.to_owned()),
+                None => return ctx.text(error_frame("mark_as_read needs data.id")),
+            },
+            Some("mark_all_as_read") => None,
+            Some("ping") => return ctx.text(json!({"type": "pong"}).to_string()),
+            _ => return ctx.text(error_frame("Unknown message type")),
+        };
+        let engine = self.engine.clone();
+        let user = auth.user_id.clone();
+        // The new count reaches this socket (and the user's other devices) as `unread_count`.
+        async move { engine.mark_notifications_read(&user, id).await }
+            .into_actor(self)
+            .map(|res, _, ctx| {
+                if let Err(e) = res {
+                    ctx.text(error_frame(&e.to_string()));
+                }
+            })
+            .spawn(ctx);
+    }
+}
+
+impl Actor for NotificationSocket {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let Some(auth) = &self.auth else {
+            ctx.text(error_frame("Authentication failed"));
+            ctx.close(Some(ws::CloseReason {
+                code: ws::CloseCode::from(close_code::AUTH_FAILED),
+                description: Some("Authentication failed".into()),
+            }));
+            ctx.stop();
+            return;
+        };
+        ctx.set_mailbox_capacity(self.engine.settings.outbox_frames);
+        ctx.text(json!({"type": "connection_ack"}).to_string());
+        let interval = self.engine.settings.heartbeat_interval;
+        ctx.run_interval(interval, move |act, ctx| {
+            if act.last_heard.elapsed() > interval * 2 {
+                ctx.stop();
+                return;
+            }
+            ctx.ping(b"");
+        });
+        let handle = SessionHandle {
+            id: self.id,
+            user: auth.user_id.clone(),
+            deliver: ctx.address().recipient(),
+            control: ctx.address().recipient(),
+            slow: self.slow.clone(),
+            connected_at: now_millis(),
+            remote_addr: None,
+            user_agent: None,
+        };
+        self.engine
+            .notifications
+            .do_send(NotificationSubscribe { handle });
+        let engine = self.engine.clone();
+        let user = auth.user_id.clone();
+        async move { engine.notification_unread(&user).await }
+            .into_actor(self)
+            .map(|res, _, ctx| match res {
+                Ok(n) => ctx.text(unread_frame(n)),
+                Err(e) => log::warn!("notification socket: unread count unavailable: {e}"),
+            })
+            .spawn(ctx);
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        if let Some(auth) = &self.auth {
+            self.engine.notifications.do_send(NotificationUnsubscribe {
+                session: self.id,
+                user: auth.user_id.clone(),
+            });
+        }
+        Running::Stop
+    }
+}
+
+impl Handler<Deliver> for NotificationSocket {
+    type Result = ();
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        if self.slow.load(Ordering::Relaxed) {
+            ctx.close(Some(ws::CloseReason {
+                code: ws::CloseCode::from(close_code::SLOW_CONSUMER),
+                description: Some("slow consumer".into()),
+            }));
+            ctx.stop();
+            return;
+        }
+        if !msg.frame.is_empty() {
+            ctx.text(msg.frame);
+        }
+    }
+}
+
+impl Handler<SessionControl> for NotificationSocket {
+    type Result = ();
+    fn handle(&mut self, msg: SessionControl, ctx: &mut Self::Context) {
+        if let SessionControl::Close { code, reason } = msg {
+            ctx.close(Some(ws::CloseReason {
+                code: ws::CloseCode::from(code),
+                description: Some(reason),
+            }));
+            ctx.stop();
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for NotificationSocket {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match msg {
+            Ok(ws::Message::Text(t)) => self.on_text(&t, ctx),
+            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
+            Ok(ws::Message::Close(r)) => {
+                ctx.close(r);
+                ctx.stop();
+            }
+            Ok(ws::Message::Binary(_)) => ctx.text(error_frame("Binary frames are not supported")),
+            Ok(_) => {}
+            Err(_) => ctx.stop(),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
