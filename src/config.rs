@@ -72,6 +72,12 @@ pub struct Settings {
     pub notify_offline_direct: bool,
     /// How often expired notifications are deleted and held ones released.
     pub notification_sweep: Duration,
+    /// Engine.IO `pingInterval` of Socket.IO connections.
+    pub sio_ping_interval: Duration,
+    /// Engine.IO `pingTimeout`: a client that does not answer a ping within it is dropped.
+    pub sio_ping_timeout: Duration,
+    /// Engine.IO `maxPayload`: largest polling request body / WebSocket message, in bytes.
+    pub sio_max_payload: usize,
     /// Time source for presence decisions (tests substitute a manual clock).
     pub clock: Arc<dyn Clock>,
     /// A `typing` `start` without `stop` ends by itself after this long.
@@ -112,6 +118,9 @@ impl Default for Settings {
             notify_mentions: true,
             notify_offline_direct: true,
             notification_sweep: Duration::from_secs(30),
+            sio_ping_interval: Duration::from_secs(25),
+            sio_ping_timeout: Duration::from_secs(20),
+            sio_max_payload: 1_000_000,
             clock: Arc::new(SystemClock),
             typing_timeout: Duration::from_secs(5),
             outbox_frames: 1024,
@@ -186,6 +195,15 @@ pub struct ServeArgs {
     /// Interval of the notification expiry/release sweep, in milliseconds.
     #[arg(long, env = "HERALD_NOTIFICATION_SWEEP_MS", default_value_t = 30_000)]
     pub notification_sweep_ms: u64,
+    /// Socket.IO (Engine.IO) ping interval in milliseconds.
+    #[arg(long, env = "HERALD_SIO_PING_INTERVAL_MS", default_value_t = 25_000)]
+    pub sio_ping_interval_ms: u64,
+    /// Socket.IO (Engine.IO) ping timeout in milliseconds.
+    #[arg(long, env = "HERALD_SIO_PING_TIMEOUT_MS", default_value_t = 20_000)]
+    pub sio_ping_timeout_ms: u64,
+    /// Socket.IO (Engine.IO) maxPayload in bytes.
+    #[arg(long, env = "HERALD_SIO_MAX_PAYLOAD", default_value_t = 1_000_000)]
+    pub sio_max_payload: usize,
     /// Typing indicator expiry in milliseconds.
     #[arg(long, env = "HERALD_TYPING_TIMEOUT_MS", default_value_t = 5000)]
     pub typing_timeout_ms: u64,
@@ -233,6 +251,9 @@ impl Settings {
             s.open_watch = a.open_watch;
             s.presence_coalesce = Duration::from_millis(a.presence_coalesce_ms);
             s.typing_rate = a.typing_rate.max(1);
+            s.sio_ping_interval = Duration::from_millis(a.sio_ping_interval_ms.max(100));
+            s.sio_ping_timeout = Duration::from_millis(a.sio_ping_timeout_ms.max(100));
+            s.sio_max_payload = a.sio_max_payload.max(1024);
             s.notify_mentions = a.notify_mentions;
             s.notify_offline_direct = a.notify_offline_direct;
             s.notification_sweep = Duration::from_millis(a.notification_sweep_ms.max(100));

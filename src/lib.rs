@@ -17,9 +17,11 @@
 //! - [`auth`]: JWT verification and minting.
 //! - [`db`]: Diesel schema, models, queries and migrations (SQLite and PostgreSQL).
 //! - [`routes`]: HTTP handlers.
+//! - [`socketio`]: Engine.IO v4 / Socket.IO v5 wire formats.
 //! - [`error`]: typed errors and their wire codes.
 //! - [`metrics`]: Prometheus metrics and rates.
 //! - [`notification`]: notification rules: preferences, quiet hours, mentions.
+//! - [`unread`]: per-session unread counts and `room_unread` frames.
 //! - [`testkit`]: drive the engine from tests without sockets.
 //!
 //! ```text
@@ -42,5 +44,7 @@ pub mod metrics;
 pub mod notification;
 pub mod protocol;
 pub mod routes;
+pub mod socketio;
 pub mod startup;
 pub mod testkit;
+pub mod unread;

@@ -124,6 +124,42 @@ pub enum ClientRequest {
     Ping,
 }
 
+impl ClientRequest {
+    /// The frame type this request came as.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientRequest::Join { .. } => "join",
+            ClientRequest::Leave { .. } => "leave",
+            ClientRequest::Send(_) => "send",
+            ClientRequest::Typing { .. } => "typing",
+            ClientRequest::Receipt { .. } => "receipt",
+            ClientRequest::Presence { .. } => "presence",
+            ClientRequest::History { .. } => "history",
+            ClientRequest::Watch { .. } => "watch",
+            ClientRequest::Unwatch { .. } => "unwatch",
+            ClientRequest::Auth { .. } => "auth",
+            ClientRequest::Ping => "ping",
+        }
+    }
+}
+
+/// Parses the `data` of a request of type `kind` (Socket.IO events carry type and data
+/// separately). Errors come with their code.
+pub fn parse_request_data(
+    kind: &str,
+    data: Value,
+    limits: ParseLimits,
+) -> Result<ClientRequest, (ErrorCode, String)> {
+    match parse_request(kind, data, limits) {
+        Ok(r) => Ok(r),
+        Err(RequestError::Unknown) => Err((
+            ErrorCode::UnknownType,
+            format!("unknown frame type {kind:?}"),
+        )),
+        Err(RequestError::Invalid(m)) => Err((ErrorCode::InvalidData, m)),
+    }
+}
+
 #[derive(Deserialize)]
 struct Envelope {
     #[serde(rename = "type")]

@@ -14,9 +14,12 @@
 
 pub mod commit_queue;
 pub mod database;
+pub mod eio_registry;
+pub mod eio_websocket;
 pub mod notification_center;
 pub mod notification_socket;
 pub mod presence_registry;
 pub mod room;
 pub mod room_supervisor;
 pub mod session;
+pub mod socketio_session;

@@ -29,6 +29,7 @@ use crate::engine::Engine;
 use crate::error::{EngineError, ErrorCode};
 use crate::metrics::METRICS;
 use crate::protocol::{self, close_code, ClientRequest, ParseLimits};
+use crate::unread::{UnreadCounts, UNREAD_COALESCE};
 
 /// Sent by rooms and the presence registry to a session: one encoded server frame, shared by
 /// all recipients, and what it is about when the session keeps count of it.
@@ -146,69 +147,6 @@ pub struct WsSession {
 /// Client activity is reported to presence at most this often per session.
 pub const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// How long unread changes are collected before `room_unread` frames go out, so a busy room
-/// costs a client a few frames per second rather than one per message.
-pub const UNREAD_COALESCE: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// Per-room (last_seq, read_seq) of this session's user, kept from the `sync` data and the
-/// frames the session delivers. Unread = last_seq - read_seq: sending advances one's own read
-/// watermark, so nothing after it is one's own.
-#[derive(Default)]
-struct UnreadCounts {
-    rooms: std::collections::HashMap<RoomId, (i64, i64)>,
-    dirty: Vec<RoomId>,
-    flush_scheduled: bool,
-}
-
-impl UnreadCounts {
-    fn total(&self) -> i64 {
-        self.rooms
-            .values()
-            .map(|(last, read)| (last - read).max(0))
-            .sum()
-    }
-
-    fn mark(&mut self, room: &RoomId) {
-        if !self.dirty.contains(room) {
-            self.dirty.push(room.clone());
-        }
-    }
-
-    /// Applies what a delivered frame says; true when a count may have changed.
-    fn apply(&mut self, me: &UserId, meta: &FrameMeta) -> bool {
-        match meta {
-            FrameMeta::Message { room, seq, from } => {
-                let entry = self.rooms.entry(room.clone()).or_insert((seq - 1, seq - 1));
-                entry.0 = entry.0.max(*seq);
-                if from == me {
-                    entry.1 = entry.1.max(*seq);
-                }
-                self.mark(room);
-                true
-            }
-            FrameMeta::Receipt {
-                room,
-                user,
-                seq,
-                status,
-            } if user == me && *status == ReceiptStatus::Read => self.read_up_to(room, *seq),
-            FrameMeta::Receipt { .. } => false,
-        }
-    }
-
-    fn read_up_to(&mut self, room: &RoomId, seq: i64) -> bool {
-        match self.rooms.get_mut(room) {
-            Some(entry) if entry.1 < seq => {
-                entry.1 = seq;
-                entry.0 = entry.0.max(seq);
-                self.mark(room);
-                true
-            }
-            _ => false,
-        }
-    }
-}
-
 impl WsSession {
     pub fn new(
         auth: AuthenticatedUser,
@@ -253,14 +191,8 @@ impl WsSession {
         self.unread.flush_scheduled = true;
         ctx.run_later(UNREAD_COALESCE, |act, ctx| {
             act.unread.flush_scheduled = false;
-            let total = act.unread.total();
-            for room in std::mem::take(&mut act.unread.dirty) {
-                if let Some((last, read)) = act.unread.rooms.get(&room) {
-                    ctx.text(protocol::event(
-                        "room_unread",
-                        &json!({"room": room, "unread": (last - read).max(0), "unread_total": total}),
-                    ));
-                }
+            for f in act.unread.take_frames() {
+                ctx.text(f);
             }
         });
     }
@@ -320,20 +252,8 @@ impl WsSession {
 
     /// Runs a request future and writes its ack or error frame when it resolves, without
     /// blocking the session's mailbox meanwhile.
-    fn reply<F, T>(
-        &self,
-        kind: &'static str,
-        reference: Option<Value>,
-        fut: F,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) where
-        F: std::future::Future<Output = Result<T, EngineError>> + 'static,
-        T: serde::Serialize + 'static,
-    {
-        self.reply_and(kind, reference, fut, |_, _| {}, ctx)
-    }
-
-    /// Like `reply`, running `on_ok` on the session before the ack goes out.
+    /// Runs a request future and writes its ack (after running `on_ok` on the session) or
+    /// its error frame when it resolves, without blocking the session's mailbox meanwhile.
     fn reply_and<F, T>(
         &self,
         kind: &'static str,
@@ -369,36 +289,35 @@ impl WsSession {
         request: ClientRequest,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        let engine = self.engine.clone();
-        let user = self.auth.user_id.clone();
-        let session = self.id;
         match request {
             ClientRequest::Ping => ctx.text(protocol::pong(reference.as_ref())),
-            ClientRequest::Join { room, since_seq } => {
-                self.reply("join", reference, async move { engine.join(&user, session, room, since_seq).await }, ctx)
-            }
-            ClientRequest::Leave { room } => {
-                self.reply("leave", reference, async move { engine.leave(&user, room).await.map(|_| json!({})) }, ctx)
-            }
-            ClientRequest::Send(req) => {
-                self.reply("send", reference, async move { engine.send_message(&user, Some(session), req).await }, ctx)
-            }
-            ClientRequest::Typing { room, state } => self.reply(
-                "typing",
-                reference,
-                async move { engine.typing(&user, session, room, state).await.map(|_| json!({})) },
-                ctx,
-            ),
-            ClientRequest::Receipt { room, seq, status } => {
-                let read = (status == ReceiptStatus::Read).then(|| (room.clone(), seq));
+            ClientRequest::Auth { token } => match self.engine.refresh_auth(&self.auth, &token) {
+                Ok(fresh) => {
+                    self.auth = fresh;
+                    let data = json!({ "expires_at": rfc3339(self.auth.expires_at) });
+                    ctx.text(protocol::ack(reference.as_ref(), &data));
+                }
+                Err(e) => send_error(ctx, reference.as_ref(), e.code, &e.message),
+            },
+            request => {
+                let kind = request.kind();
+                // Our own read receipt is not echoed back to us; count it here.
+                let read = match &request {
+                    ClientRequest::Receipt {
+                        room,
+                        seq,
+                        status: ReceiptStatus::Read,
+                    } => Some((room.clone(), *seq)),
+                    _ => None,
+                };
+                let engine = self.engine.clone();
+                let handle = self.session_handle(ctx);
+                let admin = self.auth.is_admin();
                 self.reply_and(
-                    "receipt",
+                    kind,
                     reference,
-                    async move {
-                        engine.receipt(&user, Some(session), room, seq, status).await.map(|_| json!({}))
-                    },
+                    async move { engine.execute(handle, admin, request).await },
                     move |act, ctx| {
-                        // Our own receipt is not echoed back to us; count it here.
                         if let Some((room, seq)) = read {
                             if act.unread.read_up_to(&room, seq) {
                                 act.schedule_unread(ctx);
@@ -408,55 +327,6 @@ impl WsSession {
                     ctx,
                 )
             }
-            ClientRequest::Presence { status, custom_message, custom_expires_at, metadata } => self.reply(
-                "presence",
-                reference,
-                async move {
-                    engine
-                        .set_status(&user, status, custom_message, custom_expires_at, metadata)
-                        .await
-                        .map(|_| json!({}))
-                },
-                ctx,
-            ),
-            ClientRequest::History { room, before_seq, after_seq, limit } => self.reply(
-                "history",
-                reference,
-                async move {
-                    let (messages, has_more) = engine.history(&user, false, room, before_seq, after_seq, limit).await?;
-                    Ok(json!({"messages": protocol::message_objects(&messages), "has_more": has_more}))
-                },
-                ctx,
-            ),
-            ClientRequest::Watch { users } => {
-                let handle = self.session_handle(ctx);
-                let admin = self.auth.is_admin();
-                self.reply(
-                    "watch",
-                    reference,
-                    async move { engine.watch(handle, admin, users).await.map(|p| json!({ "presence": p })) },
-                    ctx,
-                )
-            }
-            ClientRequest::Unwatch { users } => self.reply(
-                "unwatch",
-                reference,
-                async move { engine.unwatch(session, users).await.map(|_| json!({ "presence": [] })) },
-                ctx,
-            ),
-            ClientRequest::Auth { token } => match self.engine.keys.verify(&token) {
-                Ok(fresh) if fresh.user_id == self.auth.user_id => {
-                    self.auth = fresh;
-                    ctx.text(protocol::ack(reference.as_ref(), &json!({ "expires_at": rfc3339(self.auth.expires_at) })));
-                }
-                Ok(_) => send_error(
-                    ctx,
-                    reference.as_ref(),
-                    ErrorCode::Forbidden,
-                    "the new token names another user; reconnect to switch users",
-                ),
-                Err(e) => send_error(ctx, reference.as_ref(), e.code(), &e.to_string()),
-            },
         }
     }
 
@@ -539,11 +409,7 @@ impl Actor for WsSession {
                 .into_actor(self)
                 .map(|res, act, ctx| match res {
                     Ok(start) => {
-                        for r in &start.rooms {
-                            if let Ok(room) = RoomId::parse(&r.room) {
-                                act.unread.rooms.insert(room, (r.last_seq, r.read_seq));
-                            }
-                        }
+                        act.unread.seed(&start.rooms);
                         for f in start.frames {
                             ctx.text(f);
                         }

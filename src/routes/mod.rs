@@ -6,6 +6,7 @@ pub mod health;
 pub mod notifications;
 pub mod presence;
 pub mod rooms;
+pub mod socketio;
 pub mod ws;
 
 use actix_web::web;
@@ -82,6 +83,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/ws/notifications/", web::get().to(ws::notifications))
         .route("/ws/notifications", web::get().to(ws::notifications))
+        .service(
+            web::resource(["/socket.io/", "/socket.io"])
+                .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                .route(web::get().to(socketio::get))
+                .route(web::post().to(socketio::post)),
+        )
         .route(
             "/v1/admin/presence/{user}",
             web::put().to(admin::set_presence),

@@ -11,4 +11,5 @@ mod helpers;
 mod notifications;
 mod presence;
 mod rest;
+mod socketio;
 mod ws;

@@ -1,0 +1,106 @@
+//! `EioWebSocket`: the WebSocket transport of one Engine.IO session. It forwards client
+//! packets to its [`SocketIoSession`] and writes the session's packets to the socket; it
+//! answers the `2probe` of a polling→WebSocket upgrade itself and hands the session over on
+//! `5`. With `session.rs`, the WebSocket routes and the notification socket, the only code
+//! that knows actix-web-actors.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_web_actors::ws;
+
+use super::socketio_session::{
+    AttachWebSocket, EioOut, EioPackets, ProbeReceived, SocketIoSession, TransportClosed,
+};
+
+pub struct EioWebSocket {
+    session: Addr<SocketIoSession>,
+    /// True for an upgrade (the session starts on polling and switches on `5`).
+    upgrading: bool,
+    outbox: usize,
+    last_heard: Instant,
+}
+
+impl EioWebSocket {
+    pub fn new(session: Addr<SocketIoSession>, upgrading: bool, outbox: usize) -> Self {
+        EioWebSocket {
+            session,
+            upgrading,
+            outbox,
+            last_heard: Instant::now(),
+        }
+    }
+}
+
+impl Actor for EioWebSocket {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.outbox);
+        if !self.upgrading {
+            self.session.do_send(AttachWebSocket {
+                out: ctx.address().recipient(),
+            });
+        }
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        if !self.upgrading {
+            self.session.do_send(TransportClosed);
+        }
+        Running::Stop
+    }
+}
+
+impl Handler<EioOut> for EioWebSocket {
+    type Result = ();
+    fn handle(&mut self, msg: EioOut, ctx: &mut Self::Context) {
+        if msg.packet.is_empty() {
+            // The session ended.
+            ctx.close(Some(ws::CloseCode::Normal.into()));
+            ctx.stop();
+        } else {
+            ctx.text(msg.packet);
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for EioWebSocket {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match msg {
+            Ok(ws::Message::Text(t)) => {
+                if self.upgrading {
+                    match &*t {
+                        "2probe" => {
+                            ctx.text("3probe");
+                            self.session.do_send(ProbeReceived);
+                        }
+                        "5" => {
+                            self.upgrading = false;
+                            self.session.do_send(AttachWebSocket { out: ctx.address().recipient() });
+                        }
+                        _ => self.session.do_send(EioPackets { packets: vec![t.to_string()] }),
+                    }
+                } else {
+                    self.session.do_send(EioPackets { packets: vec![t.to_string()] });
+                }
+            }
+            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
+            Ok(ws::Message::Close(r)) => {
+                ctx.close(r);
+                ctx.stop();
+            }
+            Ok(ws::Message::Binary(_)) => ctx.text(crate::socketio::event(
+                "error",
+                &serde_json::json!({"code": "binary_unsupported", "error": "binary attachments are not supported"}),
+            )),
+            Ok(_) => {}
+            Err(_) => ctx.stop(),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,609 @@
+//! `SocketIoSession`: one actor per Engine.IO session, speaking Socket.IO v5 on the main
+//! namespace and acting as a Herald session like any other (same rooms, presence,
+//! notifications, persistence and limits).
+//!
+//! The session outlives its transports: it starts on HTTP long-polling (polls drain its
+//! outbound queue, posts feed it packets) or directly on a WebSocket, and may be upgraded
+//! from polling to a WebSocket ([`EioWebSocket`](super::eio_websocket::EioWebSocket)), after
+//! which packets flow over the socket. It pings every `pingInterval` and drops a client that
+//! has not answered within `pingTimeout`.
+//!
+//! Socket.IO mapping: a client event named like a native frame type (`join`, `send`, ...) with
+//! the frame's `data` as payload is carried out as that request; the reply goes to the
+//! acknowledgement callback as `{"ok":true,...}` or `{"ok":false,"code","error"}`. Native
+//! server frames are emitted as events of the same name.
+//!
+//! Sends to: the engine's actors (as a native session does), its WebSocket transport, the
+//! `EioRegistry` (on stop).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use super::eio_registry::{EioRegistry, RemoveEio};
+use super::session::{Deliver, SessionControl, SessionHandle};
+use crate::auth::AuthenticatedUser;
+use crate::domain::{now_millis, rfc3339, ReceiptStatus, SessionId};
+use crate::engine::Engine;
+use crate::error::ErrorCode;
+use crate::metrics::METRICS;
+use crate::protocol::{self, ClientRequest, ParseLimits};
+use crate::socketio::{self as sio, eio, SioType};
+use crate::unread::{UnreadCounts, UNREAD_COALESCE};
+
+/// Sent by the session to its WebSocket transport: one Engine.IO packet.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct EioOut {
+    pub packet: String,
+}
+
+/// Sent by the session to its WebSocket transport: close the connection.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EioClose;
+
+enum Transport {
+    /// Long-polling: packets wait in `queue` for the next GET; `waiting` is a GET in progress.
+    Polling {
+        queue: VecDeque<String>,
+        waiting: Option<oneshot::Sender<Vec<String>>>,
+    },
+    WebSocket {
+        out: Recipient<EioOut>,
+    },
+    /// A WebSocket-only session before its socket attached.
+    Pending,
+}
+
+pub struct SocketIoSession {
+    sid: String,
+    id: SessionId,
+    engine: Engine,
+    registry: Addr<EioRegistry>,
+    transport: Transport,
+    /// Set after a successful Socket.IO CONNECT.
+    auth: Option<AuthenticatedUser>,
+    connecting: bool,
+    /// An upgrade probe arrived: polls are answered with a noop at once until it completes.
+    probing: bool,
+    last_pong: Instant,
+    slow: Arc<AtomicBool>,
+    unread: UnreadCounts,
+    remote_addr: Option<String>,
+    user_agent: Option<String>,
+    connected_at: i64,
+}
+
+impl SocketIoSession {
+    pub fn new(
+        sid: String,
+        engine: Engine,
+        registry: Addr<EioRegistry>,
+        websocket: bool,
+        remote_addr: Option<String>,
+        user_agent: Option<String>,
+    ) -> Self {
+        SocketIoSession {
+            sid,
+            id: SessionId::next(),
+            engine,
+            registry,
+            transport: if websocket {
+                Transport::Pending
+            } else {
+                Transport::Polling {
+                    queue: VecDeque::new(),
+                    waiting: None,
+                }
+            },
+            auth: None,
+            connecting: false,
+            probing: false,
+            last_pong: Instant::now(),
+            slow: Arc::default(),
+            unread: UnreadCounts::default(),
+            remote_addr,
+            user_agent,
+            connected_at: now_millis(),
+        }
+    }
+
+    /// The Engine.IO `open` packet for this session.
+    pub fn open_packet(engine: &Engine, sid: &str, upgrades: &[&str]) -> String {
+        let s = &engine.settings;
+        sio::open_packet(
+            sid,
+            upgrades,
+            s.sio_ping_interval.as_millis() as u64,
+            s.sio_ping_timeout.as_millis() as u64,
+            s.sio_max_payload,
+        )
+    }
+
+    fn send_packet(&mut self, packet: String, ctx: &mut Context<Self>) {
+        let cap = self.engine.settings.outbox_frames;
+        match &mut self.transport {
+            Transport::WebSocket { out } => match out.try_send(EioOut { packet }) {
+                Ok(()) => {}
+                Err(SendError::Full(_)) => {
+                    METRICS.slow_consumers.inc();
+                    self.shutdown(ctx);
+                }
+                Err(SendError::Closed(_)) => ctx.stop(),
+            },
+            Transport::Polling { queue, waiting } => {
+                queue.push_back(packet);
+                if let Some(tx) = waiting.take() {
+                    let _ = tx.send(queue.drain(..).collect());
+                } else if queue.len() > cap {
+                    // The client stopped polling: bounded like any outbox.
+                    METRICS.slow_consumers.inc();
+                    queue.clear();
+                    ctx.stop();
+                }
+            }
+            Transport::Pending => {}
+        }
+    }
+
+    /// Sends a Socket.IO packet (the `socketio` encoders include the Engine.IO `4` prefix).
+    fn emit(&mut self, packet: String, ctx: &mut Context<Self>) {
+        self.send_packet(packet, ctx);
+    }
+
+    /// Closes the Engine.IO session (and with it the Herald session).
+    fn shutdown(&mut self, ctx: &mut Context<Self>) {
+        match &mut self.transport {
+            Transport::WebSocket { out } => {
+                let _ = out.try_send(EioOut {
+                    packet: eio::CLOSE.to_string(),
+                });
+                out.do_send(EioOut {
+                    packet: String::new(),
+                });
+            }
+            Transport::Polling { waiting, .. } => {
+                if let Some(tx) = waiting.take() {
+                    let _ = tx.send(vec![eio::CLOSE.to_string()]);
+                }
+            }
+            Transport::Pending => {}
+        }
+        ctx.stop();
+    }
+
+    fn handle_handle(&self, ctx: &mut Context<Self>) -> Option<SessionHandle> {
+        let auth = self.auth.as_ref()?;
+        Some(SessionHandle {
+            id: self.id,
+            user: auth.user_id.clone(),
+            deliver: ctx.address().recipient(),
+            control: ctx.address().recipient(),
+            slow: self.slow.clone(),
+            connected_at: self.connected_at,
+            remote_addr: self.remote_addr.clone(),
+            user_agent: self.user_agent.clone(),
+        })
+    }
+
+    fn on_packet(&mut self, packet: &str, ctx: &mut Context<Self>) {
+        let mut chars = packet.chars();
+        match chars.next() {
+            Some(eio::PONG) => self.last_pong = Instant::now(),
+            Some(eio::PING) => self.send_packet(format!("{}{}", eio::PONG, &packet[1..]), ctx),
+            Some(eio::CLOSE) => self.shutdown(ctx),
+            Some(eio::MESSAGE) => self.on_message(&packet[1..], ctx),
+            Some(eio::NOOP) | Some(eio::UPGRADE) => {}
+            _ => log::debug!("socket.io {}: unknown engine.io packet", self.sid),
+        }
+    }
+
+    fn on_message(&mut self, data: &str, ctx: &mut Context<Self>) {
+        let p = match sio::decode(data) {
+            Ok(p) => p,
+            Err(sio::SioError::Binary) => {
+                let err = json!({"code": ErrorCode::BinaryUnsupported.as_str(), "error": sio::SioError::Binary.to_string()});
+                return self.emit(sio::event("error", &err), ctx);
+            }
+            Err(e) => {
+                let err = json!({"code": ErrorCode::InvalidJson.as_str(), "error": e.to_string()});
+                return self.emit(sio::event("error", &err), ctx);
+            }
+        };
+        if p.namespace != "/" {
+            return self.emit(sio::connect_error(&p.namespace, "Invalid namespace"), ctx);
+        }
+        match p.kind {
+            SioType::Connect => self.on_connect(p.data, ctx),
+            SioType::Disconnect => self.shutdown(ctx),
+            SioType::Event => self.on_event(p.ack_id, p.data, ctx),
+            _ => {}
+        }
+    }
+
+    fn on_connect(&mut self, data: Option<Value>, ctx: &mut Context<Self>) {
+        if self.auth.is_some() || self.connecting {
+            return;
+        }
+        let token = data
+            .as_ref()
+            .and_then(|d| d["token"].as_str())
+            .unwrap_or("");
+        let auth = match self.engine.keys.verify(token) {
+            Ok(a) => a,
+            Err(e) => {
+                return self.emit(
+                    sio::connect_error("/", &format!("Authentication failed: {e}")),
+                    ctx,
+                )
+            }
+        };
+        self.auth = Some(auth);
+        self.connecting = true;
+        METRICS.connections.inc();
+        METRICS.connections_total.inc();
+        let Some(handle) = self.handle_handle(ctx) else {
+            return;
+        };
+        let engine = self.engine.clone();
+        // Like a native session, requests wait until the session is registered everywhere.
+        ctx.wait(
+            async move { engine.open_session(handle).await }
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    act.connecting = false;
+                    match res {
+                        Ok(start) => {
+                            act.emit(sio::connect_ok(&act.id.to_string()), ctx);
+                            act.unread.seed(&start.rooms);
+                            for f in start.frames {
+                                if let Some(e) = sio::event_from_native(&f) {
+                                    act.emit(e, ctx);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            act.emit(sio::connect_error("/", &e.to_string()), ctx);
+                            act.shutdown(ctx);
+                        }
+                    }
+                }),
+        );
+    }
+
+    fn reply(
+        &mut self,
+        ack_id: Option<u64>,
+        result: Result<Value, (ErrorCode, String)>,
+        ctx: &mut Context<Self>,
+    ) {
+        let payload = match result {
+            Ok(Value::Object(mut m)) => {
+                m.insert("ok".into(), Value::Bool(true));
+                Value::Object(m)
+            }
+            Ok(other) => json!({"ok": true, "data": other}),
+            Err((code, error)) => {
+                METRICS.errors.with_label_values(&[code.as_str()]).inc();
+                json!({"ok": false, "code": code.as_str(), "error": error})
+            }
+        };
+        match ack_id {
+            Some(id) => self.emit(sio::ack(id, &payload), ctx),
+            // Without an acknowledgement callback, only failures are worth telling.
+            None if payload["ok"] == false => self.emit(sio::event("error", &payload), ctx),
+            None => {}
+        }
+    }
+
+    fn on_event(&mut self, ack_id: Option<u64>, data: Option<Value>, ctx: &mut Context<Self>) {
+        let Some(auth) = self.auth.clone() else {
+            return self.reply(
+                ack_id,
+                Err((ErrorCode::InvalidToken, "connect with a token first".into())),
+                ctx,
+            );
+        };
+        let args = match data {
+            Some(Value::Array(a)) if !a.is_empty() => a,
+            _ => {
+                return self.reply(
+                    ack_id,
+                    Err((ErrorCode::InvalidData, "an event needs a name".into())),
+                    ctx,
+                )
+            }
+        };
+        let Some(name) = args[0].as_str().map(str::to_owned) else {
+            return self.reply(
+                ack_id,
+                Err((
+                    ErrorCode::InvalidData,
+                    "the event name must be a string".into(),
+                )),
+                ctx,
+            );
+        };
+        let payload = args.get(1).cloned().unwrap_or_else(|| json!({}));
+        if !matches!(name.as_str(), "ping") {
+            self.engine
+                .presence
+                .do_send(crate::actors::presence_registry::Touch {
+                    session: self.id,
+                    user: auth.user_id.clone(),
+                });
+        }
+        let limits = ParseLimits {
+            max_text_bytes: self.engine.settings.max_text_bytes,
+        };
+        let request = match protocol::parse_request_data(&name, payload, limits) {
+            Ok(r) => r,
+            Err(e) => return self.reply(ack_id, Err(e), ctx),
+        };
+        match request {
+            ClientRequest::Ping => self.reply(ack_id, Ok(json!({})), ctx),
+            ClientRequest::Auth { token } => {
+                let res = self.engine.refresh_auth(&auth, &token).map(|fresh| {
+                    let expires = rfc3339(fresh.expires_at);
+                    self.auth = Some(fresh);
+                    json!({ "expires_at": expires })
+                });
+                self.reply(ack_id, res.map_err(|e| (e.code, e.message)), ctx)
+            }
+            request => {
+                let read = match &request {
+                    ClientRequest::Receipt {
+                        room,
+                        seq,
+                        status: ReceiptStatus::Read,
+                    } => Some((room.clone(), *seq)),
+                    _ => None,
+                };
+                let Some(handle) = self.handle_handle(ctx) else {
+                    return;
+                };
+                let engine = self.engine.clone();
+                let admin = auth.is_admin();
+                async move { engine.execute(handle, admin, request).await }
+                    .into_actor(self)
+                    .map(move |res, act, ctx| {
+                        if res.is_ok() {
+                            if let Some((room, seq)) = read {
+                                if act.unread.read_up_to(&room, seq) {
+                                    act.schedule_unread(ctx);
+                                }
+                            }
+                        }
+                        act.reply(ack_id, res.map_err(|e| (e.code(), e.to_string())), ctx)
+                    })
+                    .spawn(ctx);
+            }
+        }
+    }
+
+    fn schedule_unread(&mut self, ctx: &mut Context<Self>) {
+        if self.unread.flush_scheduled {
+            return;
+        }
+        self.unread.flush_scheduled = true;
+        ctx.run_later(UNREAD_COALESCE, |act, ctx| {
+            act.unread.flush_scheduled = false;
+            for f in act.unread.take_frames() {
+                if let Some(e) = sio::event_from_native(&f) {
+                    act.emit(e, ctx);
+                }
+            }
+        });
+    }
+}
+
+impl Actor for SocketIoSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.engine.settings.outbox_frames);
+        let interval = self.engine.settings.sio_ping_interval;
+        let timeout = self.engine.settings.sio_ping_timeout;
+        ctx.run_interval(interval, move |act, ctx| {
+            if act.last_pong.elapsed() > interval + timeout {
+                log::info!("socket.io {}: ping timeout", act.sid);
+                return act.shutdown(ctx);
+            }
+            act.send_packet(eio::PING.to_string(), ctx);
+        });
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        self.registry.do_send(RemoveEio {
+            sid: self.sid.clone(),
+        });
+        if let Some(auth) = &self.auth {
+            METRICS.connections.dec();
+            self.engine.close_session(self.id, &auth.user_id);
+        }
+        if let Transport::WebSocket { out } = &self.transport {
+            out.do_send(EioOut {
+                packet: String::new(),
+            });
+        }
+        Running::Stop
+    }
+}
+
+/// Sent by a transport: Engine.IO packets from the client.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct EioPackets {
+    pub packets: Vec<String>,
+}
+
+impl Handler<EioPackets> for SocketIoSession {
+    type Result = ();
+    fn handle(&mut self, msg: EioPackets, ctx: &mut Context<Self>) {
+        for p in msg.packets {
+            self.on_packet(&p, ctx);
+        }
+    }
+}
+
+/// Why a poll was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollError {
+    /// Another GET is already waiting (the protocol allows one).
+    Overlap,
+    /// The session is on a WebSocket now.
+    WrongTransport,
+}
+
+/// Sent by the polling route for a GET: answers the queued packets, waiting for some (at most
+/// until the next ping) when there are none.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<String>, PollError>")]
+pub struct Poll;
+
+impl Handler<Poll> for SocketIoSession {
+    type Result = ResponseFuture<Result<Vec<String>, PollError>>;
+    fn handle(&mut self, _: Poll, _: &mut Context<Self>) -> Self::Result {
+        let wait = self.engine.settings.sio_ping_interval + self.engine.settings.sio_ping_timeout;
+        let Transport::Polling { queue, waiting } = &mut self.transport else {
+            return Box::pin(async { Err(PollError::WrongTransport) });
+        };
+        if waiting.is_some() {
+            return Box::pin(async { Err(PollError::Overlap) });
+        }
+        if self.probing {
+            return Box::pin(async { Ok(vec![eio::NOOP.to_string()]) });
+        }
+        if !queue.is_empty() {
+            let out: Vec<String> = queue.drain(..).collect();
+            return Box::pin(async move { Ok(out) });
+        }
+        let (tx, rx) = oneshot::channel();
+        *waiting = Some(tx);
+        Box::pin(async move {
+            match actix::clock::timeout(wait, rx).await {
+                Ok(Ok(p)) => Ok(p),
+                // Closed or timed out: a noop lets the client poll again.
+                _ => Ok(vec![eio::NOOP.to_string()]),
+            }
+        })
+    }
+}
+
+/// Sent by the WebSocket transport: it received the `2probe` of an upgrade; a waiting poll is
+/// answered with a noop so the client can finish it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ProbeReceived;
+
+impl Handler<ProbeReceived> for SocketIoSession {
+    type Result = ();
+    fn handle(&mut self, _: ProbeReceived, _: &mut Context<Self>) {
+        self.probing = true;
+        if let Transport::Polling { waiting, .. } = &mut self.transport {
+            if let Some(tx) = waiting.take() {
+                let _ = tx.send(vec![eio::NOOP.to_string()]);
+            }
+        }
+    }
+}
+
+/// Sent by the WebSocket transport when it takes over: after an upgrade (`5`) or at once for a
+/// WebSocket-only session (which then gets its `open` packet over it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachWebSocket {
+    pub out: Recipient<EioOut>,
+}
+
+impl Handler<AttachWebSocket> for SocketIoSession {
+    type Result = ();
+    fn handle(&mut self, msg: AttachWebSocket, ctx: &mut Context<Self>) {
+        self.probing = false;
+        let previous =
+            std::mem::replace(&mut self.transport, Transport::WebSocket { out: msg.out });
+        match previous {
+            Transport::Pending => {
+                let open = Self::open_packet(&self.engine, &self.sid, &[]);
+                self.send_packet(open, ctx);
+            }
+            Transport::Polling { mut queue, waiting } => {
+                if let Some(tx) = waiting {
+                    let _ = tx.send(vec![eio::NOOP.to_string()]);
+                }
+                for p in queue.drain(..) {
+                    self.send_packet(p, ctx);
+                }
+            }
+            Transport::WebSocket { .. } => {}
+        }
+    }
+}
+
+/// Sent by the WebSocket transport when its connection ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TransportClosed;
+
+impl Handler<TransportClosed> for SocketIoSession {
+    type Result = ();
+    fn handle(&mut self, _: TransportClosed, ctx: &mut Context<Self>) {
+        if matches!(
+            self.transport,
+            Transport::WebSocket { .. } | Transport::Pending
+        ) {
+            ctx.stop();
+        }
+    }
+}
+
+impl Handler<Deliver> for SocketIoSession {
+    type Result = ();
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        if self.slow.load(Ordering::Relaxed) {
+            return self.shutdown(ctx);
+        }
+        if msg.frame.is_empty() {
+            return;
+        }
+        // Re-slicing the shared frame is one small allocation per Socket.IO recipient.
+        if let Some(e) = sio::event_from_native(&msg.frame) {
+            self.emit(e, ctx);
+        }
+        if let (Some(meta), Some(auth)) = (&msg.meta, &self.auth) {
+            if self.unread.apply(&auth.user_id, meta) {
+                self.schedule_unread(ctx);
+            }
+        }
+    }
+}
+
+impl Handler<SessionControl> for SocketIoSession {
+    type Result = ();
+    fn handle(&mut self, msg: SessionControl, ctx: &mut Context<Self>) {
+        let Some(auth) = &self.auth else { return };
+        match msg {
+            SessionControl::Subscribed { room } => {
+                self.engine.rooms_changed(&auth.user_id, vec![room], vec![])
+            }
+            SessionControl::Unsubscribed { room } => {
+                self.unread.rooms.remove(&room);
+                self.engine.rooms_changed(&auth.user_id, vec![], vec![room]);
+            }
+            SessionControl::Close { reason, .. } => {
+                self.emit(
+                    sio::event("disconnect_reason", &json!({ "reason": reason })),
+                    ctx,
+                );
+                self.emit(sio::DISCONNECT.to_string(), ctx);
+                self.shutdown(ctx);
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! `/socket.io/`: Engine.IO v4 over HTTP long-polling (GET polls, POST sends) and WebSocket
+//! (fresh, or upgrading a polling session). Errors use Engine.IO's JSON error shape
+//! (`{"code","message"}`, HTTP 400) that the official clients understand.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::actors::eio_registry::{LookupEio, RegisterEio};
+use crate::actors::eio_websocket::EioWebSocket;
+use crate::actors::socketio_session::{EioPackets, Poll, PollError, SocketIoSession};
+use crate::engine::Engine;
+use crate::socketio;
+
+#[derive(Deserialize)]
+pub struct EioQuery {
+    #[serde(rename = "EIO")]
+    eio: Option<String>,
+    transport: Option<String>,
+    sid: Option<String>,
+}
+
+fn eio_error(code: u8, message: &str) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({ "code": code, "message": message }))
+}
+
+fn text(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=UTF-8")
+        .body(body)
+}
+
+fn client_info(req: &HttpRequest) -> (Option<String>, Option<String>) {
+    let remote = req.peer_addr().map(|a| a.to_string());
+    let agent = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect());
+    (remote, agent)
+}
+
+async fn new_session(
+    engine: &Engine,
+    req: &HttpRequest,
+    websocket: bool,
+) -> (String, actix::Addr<SocketIoSession>) {
+    use actix::Actor;
+    let sid = uuid::Uuid::new_v4().simple().to_string();
+    let (remote, agent) = client_info(req);
+    let addr = SocketIoSession::new(
+        sid.clone(),
+        engine.clone(),
+        engine.eio.clone(),
+        websocket,
+        remote,
+        agent,
+    )
+    .start();
+    // Registered before the client can name the sid in a later request.
+    let _ = engine
+        .eio
+        .send(RegisterEio {
+            sid: sid.clone(),
+            addr: addr.clone(),
+        })
+        .await;
+    (sid, addr)
+}
+
+/// `GET /socket.io/?EIO=4&transport=...[&sid=...]`.
+pub async fn get(
+    req: HttpRequest,
+    stream: web::Payload,
+    q: web::Query<EioQuery>,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse, actix_web::Error> {
+    if q.eio.as_deref() != Some("4") {
+        return Ok(eio_error(5, "Unsupported protocol version"));
+    }
+    let outbox = engine.settings.outbox_frames;
+    let max = engine.settings.sio_max_payload;
+    match (q.transport.as_deref(), q.sid.clone()) {
+        (Some("polling"), None) => {
+            let (sid, _) = new_session(&engine, &req, false).await;
+            Ok(text(SocketIoSession::open_packet(
+                &engine,
+                &sid,
+                &["websocket"],
+            )))
+        }
+        (Some("polling"), Some(sid)) => {
+            let Some(addr) = engine.eio.send(LookupEio { sid }).await.ok().flatten() else {
+                return Ok(eio_error(1, "Session ID unknown"));
+            };
+            match addr.send(Poll).await {
+                Ok(Ok(packets)) => Ok(text(socketio::join_payload(&packets))),
+                Ok(Err(PollError::Overlap)) => Ok(eio_error(3, "Bad request: overlapping polls")),
+                Ok(Err(PollError::WrongTransport)) => {
+                    Ok(eio_error(3, "Bad request: the session was upgraded"))
+                }
+                Err(_) => Ok(eio_error(1, "Session ID unknown")),
+            }
+        }
+        (Some("websocket"), Some(sid)) => {
+            let Some(addr) = engine.eio.send(LookupEio { sid }).await.ok().flatten() else {
+                return Ok(eio_error(1, "Session ID unknown"));
+            };
+            ws::WsResponseBuilder::new(EioWebSocket::new(addr, true, outbox), &req, stream)
+                .frame_size(max)
+                .start()
+        }
+        (Some("websocket"), None) => {
+            let (_, addr) = new_session(&engine, &req, true).await;
+            ws::WsResponseBuilder::new(EioWebSocket::new(addr, false, outbox), &req, stream)
+                .frame_size(max)
+                .start()
+        }
+        _ => Ok(eio_error(0, "Transport unknown")),
+    }
+}
+
+/// `POST /socket.io/?EIO=4&transport=polling&sid=...`: packets from the client.
+pub async fn post(
+    q: web::Query<EioQuery>,
+    body: web::Bytes,
+    engine: web::Data<Engine>,
+) -> HttpResponse {
+    if q.eio.as_deref() != Some("4") {
+        return eio_error(5, "Unsupported protocol version");
+    }
+    if q.transport.as_deref() != Some("polling") {
+        return eio_error(0, "Transport unknown");
+    }
+    let Some(sid) = q.sid.clone() else {
+        return eio_error(1, "Session ID unknown");
+    };
+    if body.len() > engine.settings.sio_max_payload {
+        return HttpResponse::PayloadTooLarge()
+            .json(json!({"code": 3, "message": "payload too large"}));
+    }
+    let Ok(body) = std::str::from_utf8(&body) else {
+        return eio_error(3, "Bad request: payload is not UTF-8");
+    };
+    let Some(addr) = engine.eio.send(LookupEio { sid }).await.ok().flatten() else {
+        return eio_error(1, "Session ID unknown");
+    };
+    let packets = socketio::split_payload(body).map(str::to_owned).collect();
+    addr.do_send(EioPackets { packets });
+    HttpResponse::Ok().content_type("text/html").body("ok")
+}

@@ -1,0 +1,262 @@
+//! Engine.IO v4 and Socket.IO v5 wire formats (text only), as the public protocol documents
+//! define them: packet decoding and encoding, the polling payload, the open handshake, and
+//! the mapping of native server frames to Socket.IO events.
+//!
+//! Binary attachments are not supported: a binary packet is refused with an error.
+//!
+//! The Socket.IO encoders return whole Engine.IO `message` packets (leading `4`), ready to
+//! send on either transport.
+
+use serde_json::{json, Value};
+
+/// Record separator between packets of an HTTP long-polling payload.
+pub const SEPARATOR: char = '\u{1e}';
+
+/// Engine.IO packet types.
+pub mod eio {
+    pub const OPEN: char = '0';
+    pub const CLOSE: char = '1';
+    pub const PING: char = '2';
+    pub const PONG: char = '3';
+    pub const MESSAGE: char = '4';
+    pub const UPGRADE: char = '5';
+    pub const NOOP: char = '6';
+}
+
+/// Socket.IO packet types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SioType {
+    Connect,
+    Disconnect,
+    Event,
+    Ack,
+    ConnectError,
+    BinaryEvent,
+    BinaryAck,
+}
+
+impl SioType {
+    fn from_char(c: char) -> Option<Self> {
+        Some(match c {
+            '0' => SioType::Connect,
+            '1' => SioType::Disconnect,
+            '2' => SioType::Event,
+            '3' => SioType::Ack,
+            '4' => SioType::ConnectError,
+            '5' => SioType::BinaryEvent,
+            '6' => SioType::BinaryAck,
+            _ => return None,
+        })
+    }
+}
+
+/// A decoded Socket.IO packet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SioPacket {
+    pub kind: SioType,
+    pub namespace: String,
+    pub ack_id: Option<u64>,
+    pub data: Option<Value>,
+}
+
+/// Why a Socket.IO packet could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SioError {
+    #[error("empty packet")]
+    Empty,
+    #[error("unknown packet type")]
+    UnknownType,
+    #[error("binary attachments are not supported; send JSON only")]
+    Binary,
+    #[error("invalid JSON payload")]
+    InvalidJson,
+}
+
+/// Decodes the payload of an Engine.IO `message` packet.
+pub fn decode(s: &str) -> Result<SioPacket, SioError> {
+    let mut chars = s.char_indices();
+    let (_, t) = chars.next().ok_or(SioError::Empty)?;
+    let kind = SioType::from_char(t).ok_or(SioError::UnknownType)?;
+    if matches!(kind, SioType::BinaryEvent | SioType::BinaryAck) {
+        return Err(SioError::Binary);
+    }
+    let mut rest = &s[1..];
+    let mut namespace = "/".to_owned();
+    if rest.starts_with('/') {
+        let end = rest.find(',').unwrap_or(rest.len());
+        namespace = rest[..end].to_owned();
+        rest = rest.get(end + 1..).unwrap_or("");
+    }
+    let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+    let ack_id = if digits > 0 {
+        rest[..digits].parse().ok()
+    } else {
+        None
+    };
+    rest = &rest[digits..];
+    let data = if rest.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_str(rest).map_err(|_| SioError::InvalidJson)?)
+    };
+    Ok(SioPacket {
+        kind,
+        namespace,
+        ack_id,
+        data,
+    })
+}
+
+fn ns_prefix(namespace: &str) -> String {
+    if namespace == "/" {
+        String::new()
+    } else {
+        format!("{namespace},")
+    }
+}
+
+/// `40{"sid":...}`: the namespace connection succeeded.
+pub fn connect_ok(sid: &str) -> String {
+    format!("40{}", json!({ "sid": sid }))
+}
+
+/// `44[/ns,]{"message":...}`: the namespace connection was refused.
+pub fn connect_error(namespace: &str, message: &str) -> String {
+    format!(
+        "44{}{}",
+        ns_prefix(namespace),
+        json!({ "message": message })
+    )
+}
+
+/// `43<id>[payload]`: the answer to an event that asked for an acknowledgement.
+pub fn ack(id: u64, payload: &Value) -> String {
+    format!("43{id}{}", json!([payload]))
+}
+
+/// `42["name",payload]`.
+pub fn event(name: &str, payload: &Value) -> String {
+    format!("42{}", json!([name, payload]))
+}
+
+/// `41`: the server ends the namespace connection.
+pub const DISCONNECT: &str = "41";
+
+/// Turns a native server frame `{"type":"X","data":D}` into the Socket.IO event `42["X",D]`
+/// by slicing the encoded text (no JSON re-parse). Native event frames are encoded with
+/// `type` first and `data` last, which is what makes this exact.
+pub fn event_from_native(frame: &str) -> Option<String> {
+    let rest = frame.strip_prefix("{\"type\":\"")?;
+    let end = rest.find('"')?;
+    let (kind, after) = (&rest[..end], &rest[end + 1..]);
+    if let Some(data) = after.strip_prefix(",\"data\":") {
+        let data = data.strip_suffix('}')?;
+        Some(format!("42[\"{kind}\",{data}]"))
+    } else if after == "}" {
+        Some(format!("42[\"{kind}\"]"))
+    } else {
+        None
+    }
+}
+
+/// The Engine.IO `open` packet.
+pub fn open_packet(
+    sid: &str,
+    upgrades: &[&str],
+    ping_interval_ms: u64,
+    ping_timeout_ms: u64,
+    max_payload: usize,
+) -> String {
+    format!(
+        "0{}",
+        json!({
+            "sid": sid,
+            "upgrades": upgrades,
+            "pingInterval": ping_interval_ms,
+            "pingTimeout": ping_timeout_ms,
+            "maxPayload": max_payload,
+        })
+    )
+}
+
+/// Splits a polling payload into packets.
+pub fn split_payload(body: &str) -> impl Iterator<Item = &str> {
+    body.split(SEPARATOR).filter(|p| !p.is_empty())
+}
+
+/// Joins packets into a polling payload.
+pub fn join_payload(packets: &[String]) -> String {
+    let mut out = String::with_capacity(packets.iter().map(|p| p.len() + 1).sum());
+    for (i, p) in packets.iter().enumerate() {
+        if i > 0 {
+            out.push(SEPARATOR);
+        }
+        out.push_str(p);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_connect_event_ack_and_namespaces() {
+        let p = decode(r#"0{"token":"abc"}"#).unwrap();
+        assert_eq!(
+            (p.kind, p.namespace.as_str(), p.data),
+            (SioType::Connect, "/", Some(json!({"token": "abc"})))
+        );
+        let p = decode(r#"212["send",{"room":"public:a"}]"#).unwrap();
+        assert_eq!((p.kind, p.ack_id), (SioType::Event, Some(12)));
+        assert_eq!(p.data.unwrap()[0], "send");
+        let p = decode("0/admin,").unwrap();
+        assert_eq!((p.namespace.as_str(), p.data), ("/admin", None));
+        let p = decode(r#"2/chat,7["x"]"#).unwrap();
+        assert_eq!((p.namespace.as_str(), p.ack_id), ("/chat", Some(7)));
+        assert_eq!(decode("1").unwrap().kind, SioType::Disconnect);
+        assert_eq!(
+            decode(r#"51-["x",{"_placeholder":true,"num":0}]"#),
+            Err(SioError::Binary)
+        );
+        assert_eq!(decode("2[oops"), Err(SioError::InvalidJson));
+        assert_eq!(decode("9"), Err(SioError::UnknownType));
+    }
+
+    #[test]
+    fn encodes_replies() {
+        assert_eq!(connect_ok("s1"), r#"40{"sid":"s1"}"#);
+        assert_eq!(
+            connect_error("/x", "Invalid namespace"),
+            r#"44/x,{"message":"Invalid namespace"}"#
+        );
+        assert_eq!(ack(3, &json!({"ok": true})), r#"433[{"ok":true}]"#);
+        assert_eq!(
+            event("message", &json!({"a": 1})),
+            r#"42["message",{"a":1}]"#
+        );
+    }
+
+    #[test]
+    fn native_frames_become_events_without_reparsing() {
+        let native =
+            crate::protocol::event("room_unread", &json!({"room": "public:a", "unread": 2}));
+        let e = event_from_native(&native).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&e[2..]).unwrap(),
+            json!(["room_unread", {"room": "public:a", "unread": 2}])
+        );
+        assert_eq!(
+            event_from_native(r#"{"type":"pong"}"#).unwrap(),
+            r#"42["pong"]"#
+        );
+        assert_eq!(event_from_native("garbage"), None);
+    }
+
+    #[test]
+    fn payloads_split_and_join_on_the_record_separator() {
+        let joined = join_payload(&["4a".into(), "2".into()]);
+        assert_eq!(joined, "4a\u{1e}2");
+        assert_eq!(split_payload(&joined).collect::<Vec<_>>(), ["4a", "2"]);
+    }
+}

@@ -1,0 +1,342 @@
+//! Socket.IO compatibility with the official clients: the npm `socket.io-client` (Node) and
+//! the PyPI `python-socketio`, each driven through a small script in tests/socketio/ that
+//! prints events as JSON lines and takes commands on stdin. Both transports' paths are
+//! covered: the default (polling, then upgrade to WebSocket) and WebSocket only.
+//!
+//! The clients are installed by `.ci/run` (`npm ci`, a venv with requirements.txt). Without
+//! them the tests log and pass, unless `HERALD_REQUIRE_SIO_CLIENTS=1` (set by CI) makes their
+//! absence a failure.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::helpers::{spawn_app, TestApp};
+
+struct OfficialClient {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::UnboundedReceiver<Value>,
+}
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/socketio")
+}
+
+fn required() -> bool {
+    std::env::var("HERALD_REQUIRE_SIO_CLIENTS").is_ok_and(|v| v == "1")
+}
+
+/// Starts an official client, or `None` when it is not installed here.
+fn start(lang: &str, app: &TestApp, token: &str, mode: &str) -> Option<OfficialClient> {
+    let url = format!("http://127.0.0.1:{}", app.port);
+    let (program, script) = match lang {
+        "node" => {
+            if !dir().join("node_modules/socket.io-client").exists() {
+                return missing(lang);
+            }
+            ("node".to_owned(), "client.mjs")
+        }
+        _ => {
+            let py = dir().join(".venv/bin/python");
+            if !py.exists() {
+                return missing(lang);
+            }
+            (py.display().to_string(), "client.py")
+        }
+    };
+    let mut child = match Command::new(&program)
+        .arg(dir().join(script))
+        .args([url.as_str(), token, mode])
+        .current_dir(dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(!required(), "{program} cannot start: {e}");
+            log::warn!("{program} cannot start ({e}); skipping");
+            return None;
+        }
+    };
+    let stdout = child.stdout.take().expect("stdout");
+    let stdin = child.stdin.take().expect("stdin");
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    Some(OfficialClient {
+        child,
+        stdin,
+        lines: rx,
+    })
+}
+
+fn missing(lang: &str) -> Option<OfficialClient> {
+    assert!(
+        !required(),
+        "the official {lang} Socket.IO client is not installed (run .ci/run)"
+    );
+    log::warn!("official {lang} Socket.IO client not installed; skipping");
+    None
+}
+
+impl OfficialClient {
+    fn command(&mut self, cmd: Value) {
+        writeln!(self.stdin, "{cmd}").expect("client stdin");
+        self.stdin.flush().expect("flush");
+    }
+
+    /// The next printed event matching `pred` (others are skipped).
+    async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(v)) if pred(&v) => return v,
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("client exited while waiting for {what}"),
+                Err(_) => panic!("timed out waiting for {what}"),
+            }
+        }
+    }
+
+    async fn call(&mut self, name: &str, data: Value) -> Value {
+        self.command(json!({"emit": name, "data": data}));
+        let v = self
+            .expect(&format!("ack of {name}"), |v| {
+                v["event"] == "ack" && v["name"] == name
+            })
+            .await;
+        v["reply"].clone()
+    }
+
+    async fn server_event(&mut self, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let v = self
+            .expect(&format!("server event {name}"), |v| {
+                v["event"] == "server" && v["name"] == name && pred(&v["data"])
+            })
+            .await;
+        v["data"].clone()
+    }
+}
+
+impl Drop for OfficialClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The whole scenario for one client and transport mode.
+async fn chat_with_a_native_client(lang: &str, mode: &str) {
+    let (app, _db) = spawn_app().await;
+    let mut alice = app.ws("alice").await;
+    alice.ok("join", json!({"room": "public:sio"})).await;
+
+    let Some(mut bob) = start(lang, &app, &app.token("bob"), mode) else {
+        return;
+    };
+    if lang == "node" {
+        // The default path: the session opens on polling and upgrades to a WebSocket.
+        let open = bob.expect("engine.io open", |v| v["event"] == "open").await;
+        if mode == "websocket" {
+            assert_eq!(open["transport"], "websocket");
+        } else {
+            assert_eq!(open["transport"], "polling");
+            bob.expect("upgrade to websocket", |v| {
+                v["event"] == "upgrade" && v["transport"] == "websocket"
+            })
+            .await;
+        }
+    }
+    bob.expect("connect", |v| v["event"] == "connect").await;
+
+    // join with an acknowledgement, presence both ways
+    let joined = bob.call("join", json!({"room": "public:sio"})).await;
+    assert_eq!(joined["ok"], true, "{joined}");
+    assert!(
+        joined["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["user"] == "alice"),
+        "{joined}"
+    );
+    loop {
+        let d = alice.recv_type("room_presence").await;
+        if d["data"]["joins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["user"] == "bob")
+        {
+            break;
+        }
+    }
+
+    // Socket.IO → native
+    let ack = bob.call("send", json!({"room": "public:sio", "kind": "text", "body": {"text": format!("hi from {lang}")}, "client_msg_id": "b1"})).await;
+    assert_eq!(
+        (
+            ack["ok"].as_bool(),
+            ack["status"].as_str(),
+            ack["seq"].as_i64()
+        ),
+        (Some(true), Some("sent"), Some(1))
+    );
+    let m = alice.recv_type("message").await;
+    assert_eq!(
+        (
+            m["data"]["from"].as_str(),
+            m["data"]["body"]["text"].as_str()
+        ),
+        (Some("bob"), Some(format!("hi from {lang}").as_str()))
+    );
+
+    // native → Socket.IO
+    alice
+        .ok(
+            "send",
+            json!({"room": "public:sio", "kind": "text", "body": {"text": "hi bob"}}),
+        )
+        .await;
+    let got = bob
+        .server_event("message", |d| d["body"]["text"] == "hi bob")
+        .await;
+    assert_eq!(got["seq"], 2);
+
+    // errors come back through the acknowledgement
+    let err = bob
+        .call(
+            "send",
+            json!({"room": "public:elsewhere", "kind": "text", "body": {"text": "x"}}),
+        )
+        .await;
+    assert_eq!(
+        (err["ok"].as_bool(), err["code"].as_str()),
+        (Some(false), Some("forbidden"))
+    );
+    let err = bob.call("teleport", json!({})).await;
+    assert_eq!(err["code"], "unknown_type");
+
+    // shared history
+    let h = bob.call("history", json!({"room": "public:sio"})).await;
+    let texts: Vec<&str> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, [format!("hi from {lang}").as_str(), "hi bob"]);
+
+    // reconnect: subscribed again without joining, with a sync event
+    bob.command(json!({"do": "disconnect"}));
+    bob.expect("disconnect", |v| v["event"] == "disconnect")
+        .await;
+    bob.command(json!({"do": "connect"}));
+    bob.expect("reconnect", |v| v["event"] == "connect").await;
+    let sync = bob.server_event("sync", |_| true).await;
+    assert_eq!(sync["rooms"][0]["room"], "public:sio");
+    alice
+        .ok(
+            "send",
+            json!({"room": "public:sio", "kind": "text", "body": {"text": "welcome back"}}),
+        )
+        .await;
+    bob.server_event("message", |d| d["body"]["text"] == "welcome back")
+        .await;
+    bob.command(json!({"do": "exit"}));
+}
+
+async fn bad_token_gets_connect_error(lang: &str) {
+    let (app, _db) = spawn_app().await;
+    let Some(mut c) = start(lang, &app, "not-a-token", "default") else {
+        return;
+    };
+    let e = c
+        .expect("connect_error", |v| v["event"] == "connect_error")
+        .await;
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("Authentication failed"),
+        "{e}"
+    );
+}
+
+#[actix_web::test]
+async fn node_client_default_transports_chats_with_a_native_client() {
+    chat_with_a_native_client("node", "default").await;
+}
+
+#[actix_web::test]
+async fn node_client_websocket_only_chats_with_a_native_client() {
+    chat_with_a_native_client("node", "websocket").await;
+}
+
+#[actix_web::test]
+async fn python_client_default_transports_chats_with_a_native_client() {
+    chat_with_a_native_client("python", "default").await;
+}
+
+#[actix_web::test]
+async fn python_client_websocket_only_chats_with_a_native_client() {
+    chat_with_a_native_client("python", "websocket").await;
+}
+
+#[actix_web::test]
+async fn a_bad_token_gets_connect_error_on_both_clients() {
+    bad_token_gets_connect_error("node").await;
+    bad_token_gets_connect_error("python").await;
+}
+
+#[actix_web::test]
+async fn other_namespaces_and_unknown_sessions_are_refused() {
+    let (app, _db) = spawn_app().await;
+    let client = awc::Client::default();
+    let base = format!("http://127.0.0.1:{}/socket.io/", app.port);
+    let mut r = client
+        .get(format!("{base}?EIO=3&transport=polling"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], 5);
+    let mut r = client
+        .get(format!("{base}?EIO=4&transport=polling&sid=nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["message"],
+        "Session ID unknown"
+    );
+    // Handshake, then a CONNECT to another namespace.
+    let mut r = client
+        .get(format!("{base}?EIO=4&transport=polling"))
+        .send()
+        .await
+        .unwrap();
+    let body = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
+    assert!(body.starts_with('0'), "{body}");
+    let open: Value = serde_json::from_str(&body[1..]).unwrap();
+    assert_eq!(open["upgrades"], json!(["websocket"]));
+    let sid = open["sid"].as_str().unwrap();
+    let poll = format!("{base}?EIO=4&transport=polling&sid={sid}");
+    let r = client.post(&poll).send_body("40/admin,").await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let mut r = client.get(&poll).send().await.unwrap();
+    let body = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
+    assert_eq!(body, r#"44/admin,{"message":"Invalid namespace"}"#);
+}
