@@ -78,6 +78,17 @@ pub struct Settings {
     pub sio_ping_timeout: Duration,
     /// Engine.IO `maxPayload`: largest polling request body / WebSocket message, in bytes.
     pub sio_max_payload: usize,
+    /// Abuse limits (docs/configuration.md lists defaults).
+    pub limits: Limits,
+    /// Token verification beyond the secret.
+    pub auth: AuthSettings,
+    /// Browser origins allowed to open WebSockets and call REST (CORS); empty allows any.
+    pub allowed_origins: Vec<String>,
+    /// PEM certificate chain and private key: serve https/wss with rustls.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Expose diagnostic endpoints (`GET /v1/ws/echo`, for RFC 6455 conformance suites).
+    pub diagnostics: bool,
     /// Time source for presence decisions (tests substitute a manual clock).
     pub clock: Arc<dyn Clock>,
     /// A `typing` `start` without `stop` ends by itself after this long.
@@ -96,6 +107,85 @@ pub struct Settings {
     pub room_idle: Duration,
     /// HTTP worker threads (0 = one per core).
     pub workers: usize,
+}
+
+/// Limits on what one client may do. Every one is a setting and documented; the defaults never
+/// throttle the benchmark scenarios.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Deepest JSON nesting accepted in a frame.
+    pub max_json_depth: usize,
+    /// `send` frames per second per session (token bucket) and the bucket's burst.
+    pub send_rate: u32,
+    pub send_burst: u32,
+    /// `presence` changes per second per session and burst.
+    pub presence_rate: u32,
+    pub presence_burst: u32,
+    /// Rate-limited frames in a row after which the connection is closed with 1008.
+    pub abuse_threshold: u32,
+    /// Rooms one user may be a member of.
+    pub max_rooms_per_user: usize,
+    /// Members one room may have.
+    pub max_room_members: usize,
+    /// Users one session may watch.
+    pub max_watch: usize,
+    /// Concurrent sessions of one user.
+    pub max_sessions_per_user: usize,
+    /// Concurrent WebSocket connections from one IP address (0: unlimited).
+    pub max_connections_per_ip: usize,
+    /// REST requests per second per IP address and per token, and burst (0: unlimited).
+    pub rest_rate: u32,
+    pub rest_burst: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_json_depth: 32,
+            send_rate: 200,
+            send_burst: 400,
+            presence_rate: 10,
+            presence_burst: 20,
+            abuse_threshold: 100,
+            max_rooms_per_user: 10_000,
+            max_room_members: 100_000,
+            max_watch: 1_000,
+            max_sessions_per_user: 32,
+            max_connections_per_ip: 0,
+            rest_rate: 200,
+            rest_burst: 400,
+        }
+    }
+}
+
+/// How tokens are verified.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// HS256, HS384 or HS512 (with the secret), RS256 or ES256 (with `public_key_file`).
+    pub algorithm: String,
+    /// PEM public key for RS256/ES256.
+    pub public_key_file: Option<PathBuf>,
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Required `aud`, when set.
+    pub audience: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// After a session's token expires (plus leeway), how long it has to send `auth`.
+    pub refresh_grace: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            algorithm: "HS256".into(),
+            public_key_file: None,
+            issuer: None,
+            audience: None,
+            leeway: Duration::from_secs(5),
+            refresh_grace: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -121,6 +211,12 @@ impl Default for Settings {
             sio_ping_interval: Duration::from_secs(25),
             sio_ping_timeout: Duration::from_secs(20),
             sio_max_payload: 1_000_000,
+            limits: Limits::default(),
+            auth: AuthSettings::default(),
+            allowed_origins: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            diagnostics: false,
             clock: Arc::new(SystemClock),
             typing_timeout: Duration::from_secs(5),
             outbox_frames: 1024,
@@ -151,11 +247,90 @@ pub struct CommonArgs {
     /// Where the generated secret is kept (default: herald.secret beside the SQLite file, or in the working directory).
     #[arg(long, env = "HERALD_JWT_SECRET_FILE", global = true)]
     pub jwt_secret_file: Option<PathBuf>,
+    /// Token algorithm: HS256, HS384, HS512 (secret) or RS256, ES256 (public key file).
+    #[arg(
+        long,
+        env = "HERALD_JWT_ALGORITHM",
+        default_value = "HS256",
+        global = true
+    )]
+    pub jwt_algorithm: String,
+    /// PEM public key for RS256/ES256 tokens.
+    #[arg(long, env = "HERALD_JWT_PUBLIC_KEY_FILE", global = true)]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Required `iss` claim.
+    #[arg(long, env = "HERALD_JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim.
+    #[arg(long, env = "HERALD_JWT_AUDIENCE", global = true)]
+    pub jwt_audience: Option<String>,
+    /// Seconds of clock skew tolerated on `exp`/`nbf`.
+    #[arg(
+        long,
+        env = "HERALD_JWT_LEEWAY_SECS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub jwt_leeway_secs: u64,
 }
 
 /// Flags of `herald serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// Milliseconds a session has to send `auth` after its token expired.
+    #[arg(long, env = "HERALD_TOKEN_GRACE_MS", default_value_t = 10_000)]
+    pub token_grace_ms: u64,
+    /// Comma-separated browser origins allowed (WebSocket upgrades, CORS); empty: any.
+    #[arg(long, env = "HERALD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// PEM certificate chain for https/wss.
+    #[arg(long, env = "HERALD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for https/wss.
+    #[arg(long, env = "HERALD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Expose diagnostic endpoints (GET /v1/ws/echo).
+    #[arg(long, env = "HERALD_DIAGNOSTICS", default_value_t = false)]
+    pub diagnostics: bool,
+    /// Deepest JSON nesting in a frame.
+    #[arg(long, env = "HERALD_MAX_JSON_DEPTH", default_value_t = 32)]
+    pub max_json_depth: usize,
+    /// Sends per second per session.
+    #[arg(long, env = "HERALD_SEND_RATE", default_value_t = 200)]
+    pub send_rate: u32,
+    /// Send burst per session.
+    #[arg(long, env = "HERALD_SEND_BURST", default_value_t = 400)]
+    pub send_burst: u32,
+    /// Presence changes per second per session.
+    #[arg(long, env = "HERALD_PRESENCE_RATE", default_value_t = 10)]
+    pub presence_rate: u32,
+    /// Presence change burst per session.
+    #[arg(long, env = "HERALD_PRESENCE_BURST", default_value_t = 20)]
+    pub presence_burst: u32,
+    /// Rate-limited frames in a row before the connection is closed (1008).
+    #[arg(long, env = "HERALD_ABUSE_THRESHOLD", default_value_t = 100)]
+    pub abuse_threshold: u32,
+    /// Rooms per user.
+    #[arg(long, env = "HERALD_MAX_ROOMS_PER_USER", default_value_t = 10_000)]
+    pub max_rooms_per_user: usize,
+    /// Members per room.
+    #[arg(long, env = "HERALD_MAX_ROOM_MEMBERS", default_value_t = 100_000)]
+    pub max_room_members: usize,
+    /// Watched users per session.
+    #[arg(long, env = "HERALD_MAX_WATCH", default_value_t = 1_000)]
+    pub max_watch: usize,
+    /// Concurrent sessions per user.
+    #[arg(long, env = "HERALD_MAX_SESSIONS_PER_USER", default_value_t = 32)]
+    pub max_sessions_per_user: usize,
+    /// Concurrent WebSocket connections per IP (0: unlimited).
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: usize,
+    /// REST requests per second per IP and per token (0: unlimited).
+    #[arg(long, env = "HERALD_REST_RATE", default_value_t = 200)]
+    pub rest_rate: u32,
+    /// REST request burst per IP and per token.
+    #[arg(long, env = "HERALD_REST_BURST", default_value_t = 400)]
+    pub rest_burst: u32,
     /// Address to listen on.
     #[arg(long, env = "HERALD_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
@@ -236,10 +411,43 @@ impl Settings {
             database_url: Secret::new(common.database_url.clone()),
             jwt_secret: common.jwt_secret.clone().map(Secret::new),
             jwt_secret_file: common.jwt_secret_file.clone(),
+            auth: AuthSettings {
+                algorithm: common.jwt_algorithm.to_ascii_uppercase(),
+                public_key_file: common.jwt_public_key_file.clone(),
+                issuer: common.jwt_issuer.clone(),
+                audience: common.jwt_audience.clone(),
+                leeway: Duration::from_secs(common.jwt_leeway_secs),
+                ..AuthSettings::default()
+            },
             ..Settings::default()
         };
         if let Some(a) = serve {
             s.bind = a.bind.clone();
+            s.auth.refresh_grace = Duration::from_millis(a.token_grace_ms);
+            s.allowed_origins = a
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect();
+            s.tls_cert = a.tls_cert.clone();
+            s.tls_key = a.tls_key.clone();
+            s.diagnostics = a.diagnostics;
+            s.limits = Limits {
+                max_json_depth: a.max_json_depth.max(2),
+                send_rate: a.send_rate.max(1),
+                send_burst: a.send_burst.max(1),
+                presence_rate: a.presence_rate.max(1),
+                presence_burst: a.presence_burst.max(1),
+                abuse_threshold: a.abuse_threshold.max(1),
+                max_rooms_per_user: a.max_rooms_per_user.max(1),
+                max_room_members: a.max_room_members.max(2),
+                max_watch: a.max_watch.max(1),
+                max_sessions_per_user: a.max_sessions_per_user.max(1),
+                max_connections_per_ip: a.max_connections_per_ip,
+                rest_rate: a.rest_rate,
+                rest_burst: a.rest_burst.max(1),
+            };
             s.db_pool_size = a.db_pool_size.max(1);
             s.db_timeout = Duration::from_millis(a.db_timeout_ms.max(100));
             s.db_write_timeout = Duration::from_millis(a.db_write_timeout_ms.max(100));
