@@ -91,6 +91,8 @@ impl Engine {
                 typing_timeout: settings.typing_timeout,
                 typing_rate: settings.typing_rate,
                 presence_coalesce: settings.presence_coalesce,
+                max_room_members: settings.limits.max_room_members,
+                max_rooms_per_user: settings.limits.max_rooms_per_user,
             },
             settings.room_idle,
             crate::actors::room::MessageNotifier {
@@ -107,6 +109,7 @@ impl Engine {
                 grace: settings.presence_grace,
                 sweep: settings.presence_sweep,
                 auto_away: settings.auto_away,
+                max_watch: settings.limits.max_watch,
                 clock: settings.clock.clone(),
             },
         )
@@ -207,6 +210,23 @@ impl Engine {
         // Stable sort: rooms of equal rank keep their (room id) order.
         per_room.sort_by_key(|ms| std::cmp::Reverse(rank(ms)));
         Ok(per_room.into_iter().flatten().collect())
+    }
+
+    /// Whether one more session of `user` from `remote_addr` is within the limits.
+    pub async fn admit(
+        &self,
+        user: &UserId,
+        remote_addr: Option<String>,
+    ) -> Result<(), EngineError> {
+        let l = &self.settings.limits;
+        self.rooms
+            .send(AdmitSession {
+                user: user.clone(),
+                remote_addr,
+                max_sessions: l.max_sessions_per_user,
+                max_per_ip: l.max_connections_per_ip,
+            })
+            .await?
     }
 
     /// Unregisters a session (idempotent).

@@ -31,6 +31,9 @@ pub enum ErrorCode {
     TooLarge,
     /// A rate limit was hit.
     RateLimited,
+    /// A size limit of the server was reached (rooms per user, members per room, watch list,
+    /// sessions per user, connections per IP).
+    LimitExceeded,
     /// The database cannot be reached; nothing was stored. Retry later.
     Unavailable,
     /// A bug or an unexpected failure; nothing was stored.
@@ -54,6 +57,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::InvalidToken => "invalid_token",
@@ -72,7 +76,7 @@ impl ErrorCode {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited | ErrorCode::LimitExceeded => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::InvalidToken | ErrorCode::TokenExpired => StatusCode::UNAUTHORIZED,
@@ -134,6 +138,10 @@ pub enum EngineError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    #[error("{0}")]
+    LimitExceeded(String),
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl EngineError {
@@ -145,6 +153,8 @@ impl EngineError {
             EngineError::Conflict(_) => ErrorCode::Conflict,
             EngineError::Unavailable(_) => ErrorCode::Unavailable,
             EngineError::Internal(_) => ErrorCode::Internal,
+            EngineError::LimitExceeded(_) => ErrorCode::LimitExceeded,
+            EngineError::TooLarge(_) => ErrorCode::TooLarge,
         }
     }
 

@@ -14,6 +14,7 @@
 //! - [`actors`]: `WsSession`, `RoomSupervisor`, `Room`, `PresenceRegistry`, `CommitQueue`, `Database`.
 //! - [`protocol`]: wire frames of the native protocol.
 //! - [`domain`]: validated ids and values.
+//! - [`rate`]: token buckets and per-session request limits.
 //! - [`auth`]: JWT verification and minting.
 //! - [`db`]: Diesel schema, models, queries and migrations (SQLite and PostgreSQL).
 //! - [`routes`]: HTTP handlers.
@@ -22,6 +23,7 @@
 //! - [`metrics`]: Prometheus metrics and rates.
 //! - [`notification`]: notification rules: preferences, quiet hours, mentions.
 //! - [`unread`]: per-session unread counts and `room_unread` frames.
+//! - [`wsframe`]: RFC 6455 message reassembly and close codes.
 //! - [`testkit`]: drive the engine from tests without sockets.
 //!
 //! ```text
@@ -43,8 +45,10 @@ pub mod error;
 pub mod metrics;
 pub mod notification;
 pub mod protocol;
+pub mod rate;
 pub mod routes;
 pub mod socketio;
 pub mod startup;
 pub mod testkit;
 pub mod unread;
+pub mod wsframe;

@@ -36,6 +36,45 @@ pub mod close_code {
 #[derive(Debug, Clone, Copy)]
 pub struct ParseLimits {
     pub max_text_bytes: usize,
+    /// Deepest JSON nesting accepted.
+    pub max_json_depth: usize,
+}
+
+impl ParseLimits {
+    pub fn from_settings(s: &crate::config::Settings) -> Self {
+        ParseLimits {
+            max_text_bytes: s.max_text_bytes,
+            max_json_depth: s.limits.max_json_depth,
+        }
+    }
+}
+
+/// The nesting depth of a JSON text (brackets outside strings), stopping early past `max`.
+pub fn json_depth_exceeds(text: &str, max: usize) -> bool {
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    for b in text.bytes() {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// A parsed client frame: its `ref` (echoed in the reply) and the request.
@@ -157,6 +196,7 @@ pub fn parse_request_data(
             format!("unknown frame type {kind:?}"),
         )),
         Err(RequestError::Invalid(m)) => Err((ErrorCode::InvalidData, m)),
+        Err(RequestError::TooLarge(m)) => Err((ErrorCode::TooLarge, m)),
     }
 }
 
@@ -234,6 +274,14 @@ pub fn parse_client_frame(text: &str, limits: ParseLimits) -> Result<ClientFrame
         code,
         message,
     };
+    // Checked before parsing: a deeply nested frame must not cost a deep recursion.
+    if json_depth_exceeds(text, limits.max_json_depth) {
+        return Err(err(
+            None,
+            ErrorCode::TooLarge,
+            format!("JSON nested deeper than {}", limits.max_json_depth),
+        ));
+    }
     let env: Envelope = match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => serde_json::from_value(Value::Object(map))
             .map_err(|e| err(None, ErrorCode::InvalidJson, format!("invalid frame: {e}")))?,
@@ -279,12 +327,14 @@ pub fn parse_client_frame(text: &str, limits: ParseLimits) -> Result<ClientFrame
             format!("unknown frame type {kind:?}"),
         )),
         Err(RequestError::Invalid(m)) => Err(err(reference, ErrorCode::InvalidData, m)),
+        Err(RequestError::TooLarge(m)) => Err(err(reference, ErrorCode::TooLarge, m)),
     }
 }
 
 enum RequestError {
     Unknown,
     Invalid(String),
+    TooLarge(String),
 }
 
 impl From<InvalidInput> for RequestError {
@@ -336,6 +386,16 @@ fn parse_request(kind: &str, v: Value, limits: ParseLimits) -> Result<ClientRequ
                     ))
                 }
             };
+            if d.body
+                .get("text")
+                .and_then(|t| t.as_str())
+                .is_some_and(|t| t.len() > limits.max_text_bytes)
+            {
+                return Err(RequestError::TooLarge(format!(
+                    "body.text is longer than {} bytes",
+                    limits.max_text_bytes
+                )));
+            }
             let msg_kind = MessageKind::parse(&d.kind).ok_or_else(|| {
                 RequestError::Invalid(format!("unknown message kind {:?}", d.kind))
             })?;
@@ -616,6 +676,7 @@ mod tests {
 
     const L: ParseLimits = ParseLimits {
         max_text_bytes: 1000,
+        max_json_depth: 32,
     };
 
     #[test]
@@ -625,6 +686,17 @@ mod tests {
             serde_json::from_str::<Value>(&f).unwrap(),
             json!({"type":"error","ref":"r1","code":"forbidden","error":"no"})
         );
+    }
+
+    #[test]
+    fn deep_frames_are_refused_before_parsing() {
+        let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+        assert_eq!(
+            parse_client_frame(&deep, L).unwrap_err().code,
+            ErrorCode::TooLarge
+        );
+        let nested_in_string = format!("{{\"type\":\"ping\",\"ref\":\"{}\"}}", "[".repeat(40));
+        assert!(parse_client_frame(&nested_in_string, L).is_ok());
     }
 
     #[test]

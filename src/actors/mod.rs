@@ -14,6 +14,7 @@
 
 pub mod commit_queue;
 pub mod database;
+pub mod echo_session;
 pub mod eio_registry;
 pub mod eio_websocket;
 pub mod notification_center;

@@ -20,7 +20,7 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::commit_queue::Commit;
-use super::database::{FetchHistory, FetchMessageStatus, LoadRoom};
+use super::database::{CountUserRooms, FetchHistory, FetchMessageStatus, LoadRoom};
 use super::notification_center::Notify;
 use super::session::{DeliverOutcome, FrameMeta, SessionHandle};
 use crate::db::models::{MemberRole, NewMessage, StoredMessage, WriteOp, WriteOutcome};
@@ -47,6 +47,10 @@ pub struct RoomPolicy {
     pub typing_rate: u32,
     /// Window in which presence changes are merged into one `room_presence` diff.
     pub presence_coalesce: std::time::Duration,
+    /// Most members of one room.
+    pub max_room_members: usize,
+    /// Most rooms one user may be a member of.
+    pub max_rooms_per_user: usize,
 }
 
 /// Notifications a stored message may cause (mentions, direct messages to offline users).
@@ -351,6 +355,40 @@ impl Room {
         }
     }
 
+    /// Refuses a new member when the room is full.
+    fn check_room_capacity(&self) -> Result<(), EngineError> {
+        if self.members.len() >= self.policy.max_room_members {
+            return Err(EngineError::LimitExceeded(format!(
+                "room {} has reached its limit of {} members",
+                self.id, self.policy.max_room_members
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses when `user` is a member of as many rooms as allowed.
+    fn user_room_capacity(
+        &self,
+        user: &UserId,
+    ) -> impl std::future::Future<Output = Result<(), EngineError>> {
+        let reader = self.store.reader.clone();
+        let user = user.clone();
+        let max = self.policy.max_rooms_per_user as i64;
+        async move {
+            let n = reader
+                .send(CountUserRooms { user })
+                .await
+                .map_err(PersistError::from)
+                .and_then(|r| r)?;
+            if n >= max {
+                return Err(EngineError::LimitExceeded(format!(
+                    "you are a member of {max} rooms, the limit"
+                )));
+            }
+            Ok(())
+        }
+    }
+
     fn online_users(&self) -> Vec<UserId> {
         let mut users: Vec<UserId> = self.subscribers.values().map(|s| s.user.clone()).collect();
         users.sort();
@@ -471,6 +509,11 @@ impl Handler<JoinMember> for Room {
     type Result = ResponseActFuture<Self, Result<Joined, EngineError>>;
     fn handle(&mut self, msg: JoinMember, _: &mut Context<Self>) -> Self::Result {
         let already = self.is_member(&msg.user);
+        if !already {
+            if let Err(e) = self.check_room_capacity() {
+                return Box::pin(fut::ready(Err(e)));
+            }
+        }
         let write = if already {
             None
         } else if self.id.kind() == RoomKind::Public {
@@ -500,8 +543,12 @@ impl Handler<JoinMember> for Room {
         let reader = self.store.reader.clone();
         let room = self.id.clone();
         let user = msg.user.clone();
+        let room_count = (!already).then(|| self.user_room_capacity(&msg.user));
         Box::pin(
             async move {
+                if let Some(check) = room_count {
+                    check.await?;
+                }
                 if let Some(w) = write {
                     w.await?;
                 }
@@ -621,14 +668,22 @@ impl Handler<AddMember> for Room {
             role: MemberRole::Member,
             at: now_millis(),
         };
+        if let Err(e) = self.check_room_capacity() {
+            return Box::pin(fut::ready(Err(e)));
+        }
+        let capacity = self.user_room_capacity(&msg.user);
+        let write = self.commit(vec![op]);
         Box::pin(
-            self.commit(vec![op])
-                .into_actor(self)
-                .map(move |res, act, _| {
-                    res?;
-                    act.members.entry(msg.user).or_insert(MemberRole::Member);
-                    Ok(true)
-                }),
+            async move {
+                capacity.await?;
+                write.await
+            }
+            .into_actor(self)
+            .map(move |res, act, _| {
+                res?;
+                act.members.entry(msg.user).or_insert(MemberRole::Member);
+                Ok(true)
+            }),
         )
     }
 }

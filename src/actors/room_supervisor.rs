@@ -43,6 +43,14 @@ pub struct RoomSupervisor {
     sessions: HashMap<UserId, HashMap<SessionId, SessionHandle>>,
     /// The rooms each session is subscribed to, for unsubscribing on disconnect.
     session_rooms: HashMap<SessionId, HashSet<RoomId>>,
+    /// Live sessions per client IP address, for the per-IP connection limit.
+    ip_sessions: HashMap<String, usize>,
+    session_ips: HashMap<SessionId, String>,
+}
+
+/// The IP part of "ip:port".
+fn ip_of(addr: &str) -> &str {
+    addr.rsplit_once(':').map(|(ip, _)| ip).unwrap_or(addr)
 }
 
 impl RoomSupervisor {
@@ -60,6 +68,8 @@ impl RoomSupervisor {
             rooms: HashMap::new(),
             sessions: HashMap::new(),
             session_rooms: HashMap::new(),
+            ip_sessions: HashMap::new(),
+            session_ips: HashMap::new(),
         }
     }
 
@@ -181,6 +191,10 @@ impl Handler<Connect> for RoomSupervisor {
     type Result = ResponseActFuture<Self, Result<Vec<RoomSummary>, EngineError>>;
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> Self::Result {
         let handle = msg.handle;
+        if let Some(ip) = handle.remote_addr.as_deref().map(ip_of) {
+            *self.ip_sessions.entry(ip.to_owned()).or_default() += 1;
+            self.session_ips.insert(handle.id, ip.to_owned());
+        }
         self.sessions
             .entry(handle.user.clone())
             .or_default()
@@ -234,6 +248,14 @@ pub struct Disconnect {
 impl Handler<Disconnect> for RoomSupervisor {
     type Result = ();
     fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
+        if let Some(ip) = self.session_ips.remove(&msg.session) {
+            if let Some(n) = self.ip_sessions.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.ip_sessions.remove(&ip);
+                }
+            }
+        }
         if let Some(map) = self.sessions.get_mut(&msg.user) {
             map.remove(&msg.session);
             if map.is_empty() {
@@ -574,5 +596,40 @@ impl Handler<GetRoom> for RoomSupervisor {
     type Result = MessageResult<GetRoom>;
     fn handle(&mut self, msg: GetRoom, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.room(&msg.room))
+    }
+}
+
+/// Asked before a new connection is accepted: refuses (`limit_exceeded`) when the user already
+/// has `max_sessions` sessions or the client IP `max_per_ip` connections (0: unlimited).
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct AdmitSession {
+    pub user: UserId,
+    pub remote_addr: Option<String>,
+    pub max_sessions: usize,
+    pub max_per_ip: usize,
+}
+
+impl Handler<AdmitSession> for RoomSupervisor {
+    type Result = Result<(), EngineError>;
+    fn handle(&mut self, msg: AdmitSession, _: &mut Context<Self>) -> Self::Result {
+        let sessions = self.sessions.get(&msg.user).map_or(0, |s| s.len());
+        if sessions >= msg.max_sessions {
+            return Err(EngineError::LimitExceeded(format!(
+                "{} already has {sessions} sessions, the limit",
+                msg.user
+            )));
+        }
+        if msg.max_per_ip > 0 {
+            if let Some(ip) = msg.remote_addr.as_deref().map(ip_of) {
+                if self.ip_sessions.get(ip).copied().unwrap_or(0) >= msg.max_per_ip {
+                    return Err(EngineError::LimitExceeded(format!(
+                        "too many connections from {ip} (limit {})",
+                        msg.max_per_ip
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }

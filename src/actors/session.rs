@@ -17,8 +17,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use actix_http::ws::Item;
-use actix_web::web::{Bytes, BytesMut};
 use actix_web_actors::ws;
 use bytestring::ByteString;
 use serde_json::{json, Value};
@@ -29,7 +27,9 @@ use crate::engine::Engine;
 use crate::error::{EngineError, ErrorCode};
 use crate::metrics::METRICS;
 use crate::protocol::{self, close_code, ClientRequest, ParseLimits};
+use crate::rate::{RequestLimiter, Verdict};
 use crate::unread::{UnreadCounts, UNREAD_COALESCE};
+use crate::wsframe::{FrameAssembler, Incoming};
 
 /// Sent by rooms and the presence registry to a session: one encoded server frame, shared by
 /// all recipients, and what it is about when the session keeps count of it.
@@ -133,8 +133,8 @@ pub struct WsSession {
     auth: AuthenticatedUser,
     engine: Engine,
     last_heard: Instant,
-    /// A fragmented message being reassembled: (is_text, bytes so far).
-    fragments: Option<(bool, BytesMut)>,
+    /// Reassembles fragmented messages.
+    frames: FrameAssembler,
     slow: Arc<AtomicBool>,
     remote_addr: Option<String>,
     user_agent: Option<String>,
@@ -142,6 +142,9 @@ pub struct WsSession {
     unread: UnreadCounts,
     /// When activity was last reported to the presence registry.
     last_touch: Option<Instant>,
+    limiter: RequestLimiter,
+    /// The token-expiry timers (warning, then close), replaced on `auth`.
+    expiry_timers: Vec<SpawnHandle>,
 }
 
 /// Client activity is reported to presence at most this often per session.
@@ -154,19 +157,53 @@ impl WsSession {
         remote_addr: Option<String>,
         user_agent: Option<String>,
     ) -> Self {
+        let engine_limits = engine.settings.limits.clone();
+        let frames = FrameAssembler::new(engine.settings.max_frame_bytes);
         WsSession {
             id: SessionId::next(),
             auth,
             engine,
             last_heard: Instant::now(),
-            fragments: None,
+            frames,
             slow: Arc::new(AtomicBool::new(false)),
             remote_addr,
             user_agent,
             connected_at: now_millis(),
             unread: UnreadCounts::default(),
             last_touch: None,
+            limiter: RequestLimiter::new(&engine_limits),
+            expiry_timers: Vec::new(),
         }
+    }
+
+    /// Arms the token-expiry timers: at expiry plus leeway an `error` frame `token_expired`,
+    /// then, if no fresh token came with `auth` within the grace period, close with 4001.
+    fn arm_expiry(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        for t in self.expiry_timers.drain(..) {
+            ctx.cancel_future(t);
+        }
+        let auth = &self.engine.settings.auth;
+        let leeway = auth.leeway.as_millis() as i64;
+        let grace = auth.refresh_grace;
+        let until = (self.auth.expires_at + leeway - now_millis()).max(0) as u64;
+        let expires_at = self.auth.expires_at;
+        let warn = ctx.run_later(std::time::Duration::from_millis(until), move |act, ctx| {
+            if act.auth.expires_at != expires_at {
+                return;
+            }
+            let msg = format!(
+                "token expired; send auth with a fresh token within {} ms",
+                grace.as_millis()
+            );
+            send_error(ctx, None, ErrorCode::TokenExpired, &msg);
+            let close = ctx.run_later(grace, move |act, ctx| {
+                if act.auth.expires_at == expires_at {
+                    act.close(ctx, close_code::AUTH_FAILED, "token expired");
+                }
+            });
+            act.expiry_timers.push(close);
+        });
+        self.expiry_timers.push(warn);
     }
 
     /// Reports client activity (auto-away, last-seen), throttled.
@@ -236,9 +273,7 @@ impl WsSession {
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let limits = ParseLimits {
-            max_text_bytes: self.engine.settings.max_text_bytes,
-        };
+        let limits = ParseLimits::from_settings(&self.engine.settings);
         match protocol::parse_client_frame(text, limits) {
             Ok(frame) => {
                 if !matches!(frame.request, ClientRequest::Ping) {
@@ -294,6 +329,7 @@ impl WsSession {
             ClientRequest::Auth { token } => match self.engine.refresh_auth(&self.auth, &token) {
                 Ok(fresh) => {
                     self.auth = fresh;
+                    self.arm_expiry(ctx);
                     let data = json!({ "expires_at": rfc3339(self.auth.expires_at) });
                     ctx.text(protocol::ack(reference.as_ref(), &data));
                 }
@@ -301,6 +337,26 @@ impl WsSession {
             },
             request => {
                 let kind = request.kind();
+                match self.limiter.check(&request) {
+                    Verdict::Allowed => {}
+                    Verdict::Limited => {
+                        let msg = format!("too many {kind} requests; slow down");
+                        return send_error(ctx, reference.as_ref(), ErrorCode::RateLimited, &msg);
+                    }
+                    Verdict::Abusive => {
+                        send_error(
+                            ctx,
+                            reference.as_ref(),
+                            ErrorCode::RateLimited,
+                            "rate limit exceeded repeatedly",
+                        );
+                        return self.close(
+                            ctx,
+                            close_code::POLICY,
+                            "rate limit exceeded repeatedly",
+                        );
+                    }
+                }
                 // Our own read receipt is not echoed back to us; count it here.
                 let read = match &request {
                     ClientRequest::Receipt {
@@ -326,47 +382,6 @@ impl WsSession {
                     },
                     ctx,
                 )
-            }
-        }
-    }
-
-    fn on_fragment(&mut self, item: Item, ctx: &mut ws::WebsocketContext<Self>) {
-        let max = self.engine.settings.max_frame_bytes;
-        let (first, chunk): (Option<bool>, Bytes) = match item {
-            Item::FirstText(b) => (Some(true), b),
-            Item::FirstBinary(b) => (Some(false), b),
-            Item::Continue(b) | Item::Last(b) => (None, b),
-        };
-        match (first, self.fragments.as_mut()) {
-            (Some(is_text), None) => self.fragments = Some((is_text, BytesMut::from(&chunk[..]))),
-            (None, Some((_, buf))) => buf.extend_from_slice(&chunk),
-            _ => {
-                self.close(ctx, 1002, "unexpected continuation frame");
-                return;
-            }
-        }
-        if self.fragments.as_ref().is_some_and(|(_, b)| b.len() > max) {
-            self.close(ctx, close_code::TOO_BIG, "message too big");
-        }
-    }
-
-    fn on_last_fragment(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if let Some((is_text, buf)) = self.fragments.take() {
-            if !is_text {
-                send_error(
-                    ctx,
-                    None,
-                    ErrorCode::BinaryUnsupported,
-                    "binary frames are not part of the protocol; send JSON text frames",
-                );
-                return;
-            }
-            match std::str::from_utf8(&buf) {
-                Ok(text) => {
-                    let text = text.to_owned();
-                    self.on_text(&text, ctx)
-                }
-                Err(_) => self.close(ctx, 1007, "invalid UTF-8 in a text message"),
             }
         }
     }
@@ -400,6 +415,7 @@ impl Actor for WsSession {
             }),
         ));
         self.heartbeat(ctx);
+        self.arm_expiry(ctx);
         let handle = self.session_handle(ctx);
         let engine = self.engine.clone();
         // Registration is the one place the session waits: requests that arrive meanwhile are
@@ -482,52 +498,24 @@ impl Handler<SessionControl> for WsSession {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
-        let msg = match msg {
-            Ok(m) => m,
-            Err(ws::ProtocolError::Overflow) => {
-                return self.close(ctx, close_code::TOO_BIG, "message too big")
-            }
-            Err(e) => {
-                let text = e.to_string();
-                if text.to_ascii_lowercase().contains("utf-8") {
-                    return self.close(ctx, 1007, "invalid UTF-8 in a text message");
-                }
-                log::debug!("session {}: protocol error: {text}", self.id);
-                return self.close(ctx, 1002, "protocol error");
-            }
-        };
-        match msg {
-            ws::Message::Text(text) => {
-                if self.fragments.is_some() {
-                    return self.close(ctx, 1002, "text frame inside a fragmented message");
-                }
-                self.on_text(&text, ctx)
-            }
-            ws::Message::Binary(_) => {
-                if self.fragments.is_some() {
-                    return self.close(ctx, 1002, "binary frame inside a fragmented message");
-                }
-                send_error(
-                    ctx,
-                    None,
-                    ErrorCode::BinaryUnsupported,
-                    "binary frames are not part of the protocol; send JSON text frames",
-                )
-            }
-            ws::Message::Continuation(item) => {
-                let last = matches!(item, Item::Last(_));
-                self.on_fragment(item, ctx);
-                if last {
-                    self.on_last_fragment(ctx);
-                }
-            }
-            ws::Message::Ping(p) => ctx.pong(&p),
-            ws::Message::Pong(_) => {}
-            ws::Message::Close(reason) => {
+        match self.frames.push(msg) {
+            Incoming::Text(text) => self.on_text(&text, ctx),
+            Incoming::Binary(_) => send_error(
+                ctx,
+                None,
+                ErrorCode::BinaryUnsupported,
+                "binary frames are not part of the protocol; send JSON text frames",
+            ),
+            Incoming::Ping(p) => ctx.pong(&p),
+            Incoming::Pong | Incoming::Nothing => {}
+            Incoming::Close(reason) => {
                 ctx.close(reason);
                 ctx.stop();
             }
-            ws::Message::Nop => {}
+            Incoming::Violation { code, reason } => {
+                log::debug!("session {}: closing with {code}: {reason}", self.id);
+                self.close(ctx, code, reason)
+            }
         }
     }
 

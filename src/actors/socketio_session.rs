@@ -33,6 +33,7 @@ use crate::engine::Engine;
 use crate::error::ErrorCode;
 use crate::metrics::METRICS;
 use crate::protocol::{self, ClientRequest, ParseLimits};
+use crate::rate::{RequestLimiter, Verdict};
 use crate::socketio::{self as sio, eio, SioType};
 use crate::unread::{UnreadCounts, UNREAD_COALESCE};
 
@@ -74,6 +75,7 @@ pub struct SocketIoSession {
     probing: bool,
     last_pong: Instant,
     slow: Arc<AtomicBool>,
+    limiter: RequestLimiter,
     unread: UnreadCounts,
     remote_addr: Option<String>,
     user_agent: Option<String>,
@@ -89,6 +91,7 @@ impl SocketIoSession {
         remote_addr: Option<String>,
         user_agent: Option<String>,
     ) -> Self {
+        let limiter = RequestLimiter::new(&engine.settings.limits);
         SocketIoSession {
             sid,
             id: SessionId::next(),
@@ -107,6 +110,7 @@ impl SocketIoSession {
             probing: false,
             last_pong: Instant::now(),
             slow: Arc::default(),
+            limiter,
             unread: UnreadCounts::default(),
             remote_addr,
             user_agent,
@@ -205,6 +209,11 @@ impl SocketIoSession {
     }
 
     fn on_message(&mut self, data: &str, ctx: &mut Context<Self>) {
+        let depth = self.engine.settings.limits.max_json_depth;
+        if protocol::json_depth_exceeds(data, depth) {
+            let err = json!({"code": ErrorCode::TooLarge.as_str(), "error": format!("JSON nested deeper than {depth}")});
+            return self.emit(sio::event("error", &err), ctx);
+        }
         let p = match sio::decode(data) {
             Ok(p) => p,
             Err(sio::SioError::Binary) => {
@@ -253,28 +262,30 @@ impl SocketIoSession {
         };
         let engine = self.engine.clone();
         // Like a native session, requests wait until the session is registered everywhere.
-        ctx.wait(
-            async move { engine.open_session(handle).await }
-                .into_actor(self)
-                .map(|res, act, ctx| {
-                    act.connecting = false;
-                    match res {
-                        Ok(start) => {
-                            act.emit(sio::connect_ok(&act.id.to_string()), ctx);
-                            act.unread.seed(&start.rooms);
-                            for f in start.frames {
-                                if let Some(e) = sio::event_from_native(&f) {
-                                    act.emit(e, ctx);
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            act.emit(sio::connect_error("/", &e.to_string()), ctx);
-                            act.shutdown(ctx);
+        let open = async move {
+            engine
+                .admit(&handle.user, handle.remote_addr.clone())
+                .await?;
+            engine.open_session(handle).await
+        };
+        ctx.wait(open.into_actor(self).map(|res, act, ctx| {
+            act.connecting = false;
+            match res {
+                Ok(start) => {
+                    act.emit(sio::connect_ok(&act.id.to_string()), ctx);
+                    act.unread.seed(&start.rooms);
+                    for f in start.frames {
+                        if let Some(e) = sio::event_from_native(&f) {
+                            act.emit(e, ctx);
                         }
                     }
-                }),
-        );
+                }
+                Err(e) => {
+                    act.emit(sio::connect_error("/", &e.to_string()), ctx);
+                    act.shutdown(ctx);
+                }
+            }
+        }));
     }
 
     fn reply(
@@ -339,9 +350,7 @@ impl SocketIoSession {
                     user: auth.user_id.clone(),
                 });
         }
-        let limits = ParseLimits {
-            max_text_bytes: self.engine.settings.max_text_bytes,
-        };
+        let limits = ParseLimits::from_settings(&self.engine.settings);
         let request = match protocol::parse_request_data(&name, payload, limits) {
             Ok(r) => r,
             Err(e) => return self.reply(ack_id, Err(e), ctx),
@@ -357,6 +366,30 @@ impl SocketIoSession {
                 self.reply(ack_id, res.map_err(|e| (e.code, e.message)), ctx)
             }
             request => {
+                match self.limiter.check(&request) {
+                    Verdict::Allowed => {}
+                    Verdict::Limited => {
+                        return self.reply(
+                            ack_id,
+                            Err((
+                                ErrorCode::RateLimited,
+                                format!("too many {name} requests; slow down"),
+                            )),
+                            ctx,
+                        )
+                    }
+                    Verdict::Abusive => {
+                        self.reply(
+                            ack_id,
+                            Err((
+                                ErrorCode::RateLimited,
+                                "rate limit exceeded repeatedly".into(),
+                            )),
+                            ctx,
+                        );
+                        return self.shutdown(ctx);
+                    }
+                }
                 let read = match &request {
                     ClientRequest::Receipt {
                         room,

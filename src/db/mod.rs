@@ -201,6 +201,9 @@ impl DbConnection {
     pub fn preferences(&mut self, users: &[&str]) -> Result<Vec<(String, String)>, PersistError> {
         dispatch!(self, preferences(users))
     }
+    pub fn count_user_rooms(&mut self, user: &UserId) -> Result<i64, PersistError> {
+        dispatch!(self, count_user_rooms(user))
+    }
     pub fn users(&mut self, ids: &[&str]) -> Result<Vec<UserRecord>, PersistError> {
         dispatch!(self, users(ids))
     }

@@ -617,6 +617,14 @@ pub fn preferences(c: &mut Conn, users: &[&str]) -> Result<Vec<(String, String)>
         .load(c)?)
 }
 
+/// How many rooms `user` is a member of.
+pub fn count_user_rooms(c: &mut Conn, user: &UserId) -> Result<i64, PersistError> {
+    Ok(members::table
+        .filter(members::user_id.eq(user.as_str()))
+        .count()
+        .get_result(c)?)
+}
+
 /// Stored records of these users (missing users are simply absent).
 pub fn users(c: &mut Conn, ids: &[&str]) -> Result<Vec<UserRecord>, PersistError> {
     Ok(users::table

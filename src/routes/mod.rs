@@ -21,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/v1/ws", web::get().to(ws::native))
+        .route("/v1/ws/echo", web::get().to(ws::echo))
         .route("/v1/rooms", web::post().to(rooms::create))
         .route("/v1/rooms", web::get().to(rooms::list))
         .route(

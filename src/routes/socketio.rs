@@ -79,6 +79,9 @@ pub async fn get(
     if q.eio.as_deref() != Some("4") {
         return Ok(eio_error(5, "Unsupported protocol version"));
     }
+    if let Err(e) = super::ws::check_origin(&req, &engine) {
+        return Ok(HttpResponse::Forbidden().json(json!({"code": 4, "message": e.message})));
+    }
     let outbox = engine.settings.outbox_frames;
     let max = engine.settings.sio_max_payload;
     match (q.transport.as_deref(), q.sid.clone()) {

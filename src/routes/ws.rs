@@ -14,8 +14,13 @@ pub async fn native(
     stream: web::Payload,
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    check_origin(&req, &engine)?;
     let user = authenticate(&req)?;
     let remote = req.peer_addr().map(|a| a.to_string());
+    engine
+        .admit(&user.user_id, remote.clone())
+        .await
+        .map_err(AppError::from)?;
     let agent = req
         .headers()
         .get(actix_web::http::header::USER_AGENT)
@@ -41,6 +46,7 @@ pub async fn notifications(
     stream: web::Payload,
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    check_origin(&req, &engine)?;
     let user = authenticate(&req).ok();
     let socket =
         crate::actors::notification_socket::NotificationSocket::new(user, engine.get_ref().clone());
@@ -54,4 +60,45 @@ pub async fn notifications(
             )
             .into()
         })
+}
+
+/// Browser upgrades must come from an allowed origin (when an allow-list is configured);
+/// clients that send no `Origin` (native apps, servers) are not browsers and pass.
+pub fn check_origin(req: &HttpRequest, engine: &Engine) -> Result<(), AppError> {
+    let allowed = &engine.settings.allowed_origins;
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    match req
+        .headers()
+        .get(actix_web::http::header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or(""))
+    {
+        None => Ok(()),
+        Some(origin) if allowed.iter().any(|a| a == origin || a == "*") => Ok(()),
+        Some(origin) => Err(AppError::new(
+            crate::error::ErrorCode::Forbidden,
+            format!("origin {origin:?} is not allowed"),
+        )),
+    }
+}
+
+/// `GET /v1/ws/echo` (only with `HERALD_DIAGNOSTICS=1`): echoes messages back, for RFC 6455
+/// conformance suites; 404 otherwise.
+pub async fn echo(
+    req: HttpRequest,
+    stream: web::Payload,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse, actix_web::Error> {
+    if !engine.settings.diagnostics {
+        return Err(AppError::new(crate::error::ErrorCode::NotFound, "no such route").into());
+    }
+    let max = engine.settings.max_frame_bytes;
+    ws::WsResponseBuilder::new(
+        crate::actors::echo_session::EchoSession::new(max),
+        &req,
+        stream,
+    )
+    .frame_size(max)
+    .start()
 }

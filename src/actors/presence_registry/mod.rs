@@ -44,6 +44,8 @@ pub struct PresencePolicy {
     pub grace: Duration,
     pub sweep: Duration,
     pub auto_away: Option<Duration>,
+    /// Most users one session may watch.
+    pub max_watch: usize,
     pub clock: Arc<dyn Clock>,
 }
 

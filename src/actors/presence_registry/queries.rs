@@ -24,7 +24,19 @@ pub struct Watch {
 impl Handler<Watch> for PresenceRegistry {
     type Result = ResponseActFuture<Self, Result<Vec<PresenceView>, EngineError>>;
     fn handle(&mut self, msg: Watch, ctx: &mut Context<Self>) -> Self::Result {
+        let max = self.policy.max_watch;
         let set = self.watching.entry(msg.handle.id).or_default();
+        let new = msg
+            .users
+            .iter()
+            .filter(|u| !set.contains(*u))
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        if set.len() + new > max {
+            return Box::pin(actix::fut::ready(Err(EngineError::LimitExceeded(format!(
+                "a session may watch at most {max} users"
+            )))));
+        }
         for u in &msg.users {
             set.insert(u.clone());
             self.watchers

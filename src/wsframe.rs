@@ -1,0 +1,122 @@
+//! RFC 6455 message assembly shared by every WebSocket endpoint that carries text messages
+//! (the native session and the diagnostic echo): fragmented messages are reassembled up to
+//! the size limit, and protocol violations map to the close codes RFC 6455 names —
+//! 1002 protocol error, 1007 invalid UTF-8, 1009 too big.
+
+use actix_http::ws::Item;
+use actix_web::web::{Bytes, BytesMut};
+use actix_web_actors::ws;
+
+/// What a client sent, once assembled.
+#[derive(Debug)]
+pub enum Incoming {
+    Text(String),
+    Binary(Bytes),
+    Ping(Bytes),
+    Pong,
+    /// The client closes; echo its reason.
+    Close(Option<ws::CloseReason>),
+    /// Close the connection with this code.
+    Violation {
+        code: u16,
+        reason: &'static str,
+    },
+    /// A fragment was buffered; nothing to do yet.
+    Nothing,
+}
+
+/// Reassembles fragmented messages of one connection.
+pub struct FrameAssembler {
+    /// (is_text, bytes so far) of the message being reassembled.
+    parts: Option<(bool, BytesMut)>,
+    max: usize,
+}
+
+impl FrameAssembler {
+    pub fn new(max_message_bytes: usize) -> Self {
+        FrameAssembler {
+            parts: None,
+            max: max_message_bytes,
+        }
+    }
+
+    pub fn push(&mut self, msg: Result<ws::Message, ws::ProtocolError>) -> Incoming {
+        let msg = match msg {
+            Ok(m) => m,
+            Err(ws::ProtocolError::Overflow) => {
+                return Incoming::Violation {
+                    code: 1009,
+                    reason: "message too big",
+                }
+            }
+            Err(e) => {
+                // actix reports invalid UTF-8 in a text frame as an I/O error naming it.
+                if e.to_string().to_ascii_lowercase().contains("utf-8") {
+                    return Incoming::Violation {
+                        code: 1007,
+                        reason: "invalid UTF-8 in a text message",
+                    };
+                }
+                return Incoming::Violation {
+                    code: 1002,
+                    reason: "protocol error",
+                };
+            }
+        };
+        match msg {
+            ws::Message::Text(t) if self.parts.is_none() => Incoming::Text(t.to_string()),
+            ws::Message::Binary(b) if self.parts.is_none() => Incoming::Binary(b),
+            ws::Message::Text(_) | ws::Message::Binary(_) => Incoming::Violation {
+                code: 1002,
+                reason: "data frame inside a fragmented message",
+            },
+            ws::Message::Continuation(item) => self.fragment(item),
+            ws::Message::Ping(p) => Incoming::Ping(p),
+            ws::Message::Pong(_) => Incoming::Pong,
+            ws::Message::Close(r) => Incoming::Close(r),
+            ws::Message::Nop => Incoming::Nothing,
+        }
+    }
+
+    fn fragment(&mut self, item: Item) -> Incoming {
+        let (first, chunk, last) = match item {
+            Item::FirstText(b) => (Some(true), b, false),
+            Item::FirstBinary(b) => (Some(false), b, false),
+            Item::Continue(b) => (None, b, false),
+            Item::Last(b) => (None, b, true),
+        };
+        match (first, self.parts.as_mut()) {
+            (Some(is_text), None) => self.parts = Some((is_text, BytesMut::from(&chunk[..]))),
+            (None, Some((_, buf))) => buf.extend_from_slice(&chunk),
+            _ => {
+                return Incoming::Violation {
+                    code: 1002,
+                    reason: "unexpected continuation frame",
+                }
+            }
+        }
+        if self.parts.as_ref().is_some_and(|(_, b)| b.len() > self.max) {
+            self.parts = None;
+            return Incoming::Violation {
+                code: 1009,
+                reason: "message too big",
+            };
+        }
+        if !last {
+            return Incoming::Nothing;
+        }
+        let Some((is_text, buf)) = self.parts.take() else {
+            return Incoming::Nothing;
+        };
+        if !is_text {
+            return Incoming::Binary(buf.freeze());
+        }
+        match String::from_utf8(buf.to_vec()) {
+            Ok(t) => Incoming::Text(t),
+            Err(_) => Incoming::Violation {
+                code: 1007,
+                reason: "invalid UTF-8 in a text message",
+            },
+        }
+    }
+}
