@@ -42,7 +42,8 @@ pub struct Store {
 /// What a new session sends first and knows about its user's rooms.
 #[derive(Debug, Clone)]
 pub struct SessionStart {
-    /// The `sync` frame followed by the undelivered `message` frames, in sending order.
+    /// The `sync` frame, the `unread_count` of notifications, then the undelivered `message`
+    /// frames, in sending order.
     pub frames: Vec<String>,
     /// The user's rooms with watermarks and unread counts.
     pub rooms: Vec<RoomSummary>,
@@ -164,10 +165,16 @@ impl Engine {
                 stored,
             })
             .await?;
+        let user = handle.user.clone();
         self.notifications.do_send(NotificationSubscribe { handle });
         let missed = self.undelivered(&rooms).await?;
-        let mut frames = Vec::with_capacity(1 + missed.len());
+        let mut frames = Vec::with_capacity(2 + missed.len());
         frames.push(sync_frame(&rooms));
+        // The notification badge, so a client need not ask.
+        match self.notification_unread(&user).await {
+            Ok(n) => frames.push(unread_frame(n)),
+            Err(e) => log::warn!("unread notification count unavailable at connect: {e}"),
+        }
         frames.extend(
             missed
                 .iter()
@@ -594,6 +601,12 @@ impl Engine {
         code: u16,
         reason: String,
     ) -> Result<usize, EngineError> {
+        // Notification sockets go too (native sessions are closed by the registry).
+        self.notifications.do_send(CloseNotificationSessions {
+            user: Some(user.clone()),
+            code,
+            reason: reason.clone(),
+        });
         Ok(self
             .presence
             .send(DisconnectUser { user, code, reason })
@@ -625,6 +638,14 @@ impl Engine {
             })
             .await
             .unwrap_or(0);
+        let _ = self
+            .notifications
+            .send(CloseNotificationSessions {
+                user: None,
+                code: protocol::close_code::GOING_AWAY,
+                reason: "server shutting down".into(),
+            })
+            .await;
         let flushed = self.presence.send(FlushLastSeen).await.unwrap_or(0);
         // Sessions close asynchronously; give their last frames and writes a moment to queue.
         actix::clock::sleep(std::time::Duration::from_millis(100)).await;

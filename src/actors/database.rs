@@ -225,8 +225,8 @@ impl Handler<CountUnreadNotifications> for Database {
 #[derive(Message)]
 #[rtype(result = "Result<Vec<NotificationRow>, PersistError>")]
 pub struct LoadHeldNotifications {
-    /// Only this user's, or everyone's.
-    pub user: Option<UserId>,
+    /// Only these users' (the ones with live sessions).
+    pub users: Vec<UserId>,
     pub now: i64,
     pub limit: i64,
 }
@@ -234,7 +234,8 @@ pub struct LoadHeldNotifications {
 impl Handler<LoadHeldNotifications> for Database {
     type Result = Result<Vec<NotificationRow>, PersistError>;
     fn handle(&mut self, msg: LoadHeldNotifications, _: &mut SyncContext<Self>) -> Self::Result {
-        self.with_conn(|c| c.held_notifications(msg.user.as_ref(), msg.now, msg.limit))
+        let users: Vec<&str> = msg.users.iter().map(|u| u.as_str()).collect();
+        self.with_conn(|c| c.held_notifications(&users, msg.now, msg.limit))
     }
 }
 

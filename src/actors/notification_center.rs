@@ -120,14 +120,14 @@ impl NotificationCenter {
     }
 
     /// Pushes held or undelivered notifications of online users whose quiet time is over.
-    fn release(&self, user: Option<UserId>) -> impl ActorFuture<Self, Output = ()> + 'static {
+    fn release(&self, users: Vec<UserId>) -> impl ActorFuture<Self, Output = ()> + 'static {
         let now = self.clock.now();
         let reader = self.store.reader.clone();
         let commits = self.store.commits.clone();
         let fut = async move {
             let rows = reader
                 .send(LoadHeldNotifications {
-                    user,
+                    users,
                     now,
                     limit: RELEASE_BATCH,
                 })
@@ -209,7 +209,7 @@ impl NotificationCenter {
                 }
                 Err(e) => log::warn!("notification expiry sweep failed: {e}"),
             }
-            act.release(None)
+            act.release(act.sessions.keys().cloned().collect())
         })
     }
 }
@@ -240,7 +240,7 @@ impl Handler<NotificationSubscribe> for NotificationCenter {
             .entry(user.clone())
             .or_default()
             .insert(msg.handle.id, msg.handle);
-        self.release(Some(user)).spawn(ctx);
+        self.release(vec![user]).spawn(ctx);
     }
 }
 
@@ -493,5 +493,35 @@ impl Handler<NotificationSweep> for NotificationCenter {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, _: NotificationSweep, _: &mut Context<Self>) -> Self::Result {
         Box::pin(self.sweep())
+    }
+}
+
+/// Sent at shutdown (every session) and by the admin disconnect (one user's): close the
+/// notification-capable sessions with this code.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CloseNotificationSessions {
+    pub user: Option<UserId>,
+    pub code: u16,
+    pub reason: String,
+}
+
+impl Handler<CloseNotificationSessions> for NotificationCenter {
+    type Result = usize;
+    fn handle(&mut self, msg: CloseNotificationSessions, _: &mut Context<Self>) -> usize {
+        let mut n = 0;
+        for (user, sessions) in &self.sessions {
+            if msg.user.as_ref().is_some_and(|u| u != user) {
+                continue;
+            }
+            for h in sessions.values() {
+                h.send_control(super::session::SessionControl::Close {
+                    code: msg.code,
+                    reason: msg.reason.clone(),
+                });
+                n += 1;
+            }
+        }
+        n
     }
 }

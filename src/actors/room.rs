@@ -535,10 +535,18 @@ impl Handler<JoinMember> for Room {
             });
             Some(self.commit(ops))
         } else {
-            return Box::pin(fut::ready(Err(EngineError::Forbidden(format!(
-                "room {} is private: only members invited by its owner or an admin may join",
-                self.id
-            )))));
+            let why = if self.id.kind() == RoomKind::Direct {
+                format!(
+                    "{} is a direct room: only its two users are members",
+                    self.id
+                )
+            } else {
+                format!(
+                    "room {} is private: only members invited by its owner or an admin may join",
+                    self.id
+                )
+            };
+            return Box::pin(fut::ready(Err(EngineError::Forbidden(why))));
         };
         let reader = self.store.reader.clone();
         let room = self.id.clone();

@@ -368,7 +368,7 @@ impl WsSession {
                 };
                 let engine = self.engine.clone();
                 let handle = self.session_handle(ctx);
-                let admin = self.auth.is_admin();
+                let admin = self.auth.is_admin() || self.auth.is_service();
                 self.reply_and(
                     kind,
                     reference,

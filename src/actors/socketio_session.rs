@@ -402,7 +402,7 @@ impl SocketIoSession {
                     return;
                 };
                 let engine = self.engine.clone();
-                let admin = auth.is_admin();
+                let admin = auth.is_admin() || auth.is_service();
                 async move { engine.execute(handle, admin, request).await }
                     .into_actor(self)
                     .map(move |res, act, ctx| {

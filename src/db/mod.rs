@@ -192,11 +192,11 @@ impl DbConnection {
     }
     pub fn held_notifications(
         &mut self,
-        user: Option<&UserId>,
+        users: &[&str],
         now: i64,
         limit: i64,
     ) -> Result<Vec<NotificationRow>, PersistError> {
-        dispatch!(self, held_notifications(user, now, limit))
+        dispatch!(self, held_notifications(users, now, limit))
     }
     pub fn preferences(&mut self, users: &[&str]) -> Result<Vec<(String, String)>, PersistError> {
         dispatch!(self, preferences(users))

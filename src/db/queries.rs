@@ -588,14 +588,13 @@ pub fn notification_unread(
 /// Notifications held back (not pushed yet), unread and unexpired, oldest first.
 pub fn held_notifications(
     c: &mut Conn,
-    user: Option<&UserId>,
+    users: &[&str],
     now: i64,
     limit: i64,
 ) -> Result<Vec<NotificationRow>, PersistError> {
-    let mut q = notifications::table.into_boxed();
-    if let Some(u) = user {
-        q = q.filter(notifications::user_id.eq(u.as_str().to_owned()));
-    }
+    let q = notifications::table
+        .filter(notifications::user_id.eq_any(users))
+        .into_boxed();
     Ok(q.filter(notifications::delivered_at.is_null())
         .filter(notifications::read_at.is_null())
         .filter(

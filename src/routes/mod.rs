@@ -103,7 +103,8 @@ async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
 
 fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()
-        .limit(64 * 1024)
+        // Room for a notification to 10,000 recipients.
+        .limit(1024 * 1024)
         .error_handler(|e, _| {
             let code = match &e {
                 actix_web::error::JsonPayloadError::Overflow { .. }

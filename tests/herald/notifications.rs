@@ -54,6 +54,11 @@ async fn a_backend_notification_reaches_phone_and_browser_and_reading_syncs_them
     let (mut phone, n) = phone(&app, "bob").await;
     assert_eq!(n, 0);
     let mut browser = app.ws("bob").await;
+    // Native sessions get the badge right after sync.
+    assert_eq!(
+        browser.recv_type("unread_count").await["data"]["unread_count"],
+        0
+    );
 
     let out = post(&app, json!({"users": ["bob"], "notification_type": "assignment", "title": "New task", "message": "Review PR 42",
         "actions": [{"id": "open", "label": "Open", "url": "https://example.test/42"}], "data": {"pr": 42}, "priority": "high"})).await;
@@ -111,6 +116,19 @@ async fn a_backend_notification_reaches_phone_and_browser_and_reading_syncs_them
         .get("/v1/notifications?unread=true", Some(&app.token("bob")))
         .await;
     assert_eq!(unread["notifications"].as_array().unwrap().len(), 0);
+
+    // An admin disconnect closes the notification socket too.
+    let (status, _) = app
+        .send_json(
+            "POST",
+            "/v1/admin/users/bob/disconnect",
+            Some(&app.admin_token("root")),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(phone.expect_close().await, Some(4000));
+    assert_eq!(browser.expect_close().await, Some(4000));
 }
 
 #[actix_web::test]
