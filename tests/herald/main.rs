@@ -3,6 +3,7 @@
 //! SQLite by default, PostgreSQL when `HERALD_TEST_DATABASE_URL` is set.
 
 mod actors;
+mod authz;
 mod crash;
 mod delivery;
 mod fault_proxy;

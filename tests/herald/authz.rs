@@ -1,0 +1,218 @@
+//! The authorization matrix: every room-scoped WebSocket frame and REST route, tried as a
+//! stranger, a member, the room owner and an admin. Nobody reads or writes a room, its history,
+//! receipts, presence or notifications they have no right to — no IDOR through ids in paths
+//! or frames.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TestApp, WsClient};
+
+async fn code(c: &mut WsClient, kind: &str, data: Value) -> String {
+    let r = c.request(kind, data).await;
+    if r["type"] == "ack" {
+        "ok".into()
+    } else {
+        r["code"].as_str().unwrap_or("?").into()
+    }
+}
+
+async fn status(app: &TestApp, method: &str, path: &str, user: &str) -> u16 {
+    let token = if user == "root" {
+        app.admin_token(user)
+    } else {
+        app.token(user)
+    };
+    app.send_json(method, path, Some(&token), None).await.0
+}
+
+#[actix_web::test]
+async fn nobody_reaches_what_they_have_no_right_to() {
+    // Arrange: a private room of owner + member, a message in it, and a direct room.
+    let (app, _db) = spawn_app().await;
+    let (_, created) = app
+        .send_json(
+            "POST",
+            "/v1/rooms",
+            Some(&app.token("owner")),
+            Some(json!({"name": "Staff"})),
+        )
+        .await;
+    let room = created["room"].as_str().unwrap().to_owned();
+    assert_eq!(
+        status(
+            &app,
+            "POST",
+            &format!("/v1/rooms/{room}/members/member"),
+            "owner"
+        )
+        .await,
+        200
+    );
+    let mut owner = app.ws("owner").await;
+    let mut member = app.ws("member").await;
+    let mut stranger = app.ws("stranger").await;
+    let mut root = app.ws("root").await;
+    let ack = owner
+        .ok(
+            "send",
+            json!({"room": room, "kind": "text", "body": {"text": "secret"}}),
+        )
+        .await;
+    let msg_id = ack["message_id"].as_str().unwrap().to_owned();
+    owner
+        .ok(
+            "send",
+            json!({"to": "member", "kind": "text", "body": {"text": "dm"}}),
+        )
+        .await;
+    let direct = "direct:member:owner";
+
+    // WebSocket frames on the private room.
+    let frames = |r: &str| {
+        vec![
+            (
+                "send",
+                json!({"room": r, "kind": "text", "body": {"text": "x"}}),
+            ),
+            ("typing", json!({"room": r, "state": "start"})),
+            ("receipt", json!({"room": r, "seq": 1, "status": "read"})),
+            ("history", json!({"room": r})),
+            ("join", json!({"room": r})),
+        ]
+    };
+    for (kind, data) in frames(&room) {
+        assert_eq!(
+            code(&mut stranger, kind, data.clone()).await,
+            "forbidden",
+            "stranger {kind}"
+        );
+        assert_eq!(
+            code(&mut root, kind, data.clone()).await,
+            "forbidden",
+            "admins are users on sockets: {kind}"
+        );
+        assert_eq!(
+            code(&mut member, kind, data.clone()).await,
+            "ok",
+            "member {kind}"
+        );
+        assert_eq!(code(&mut owner, kind, data).await, "ok", "owner {kind}");
+    }
+    assert_eq!(
+        code(&mut stranger, "leave", json!({"room": room})).await,
+        "forbidden"
+    );
+    // The direct room of two others: no send, no history, nothing created.
+    for (kind, data) in frames(direct) {
+        assert_eq!(
+            code(&mut stranger, kind, data).await,
+            "forbidden",
+            "stranger {kind} on a direct room"
+        );
+    }
+    // Presence of people one shares no room with.
+    assert_eq!(
+        code(&mut stranger, "watch", json!({"users": ["member"]})).await,
+        "forbidden"
+    );
+    assert_eq!(
+        code(&mut member, "watch", json!({"users": ["owner"]})).await,
+        "ok"
+    );
+
+    // REST, by role.
+    let messages = format!("/v1/rooms/{room}/messages");
+    let msg_status = format!("/v1/rooms/{room}/messages/{msg_id}/status");
+    let add = format!("/v1/rooms/{room}/members/newcomer");
+    for (path, method, expected) in [
+        (messages.as_str(), "GET", [403, 200, 200, 200]),
+        (msg_status.as_str(), "GET", [403, 200, 200, 200]),
+        (
+            "/v1/rooms/direct:member:owner/messages",
+            "GET",
+            [403, 200, 200, 200],
+        ),
+        ("/v1/presence/member", "GET", [403, 200, 200, 200]),
+        (add.as_str(), "POST", [403, 403, 200, 200]),
+    ] {
+        let mut got = Vec::new();
+        for user in ["stranger", "member", "owner", "root"] {
+            got.push(status(&app, method, path, user).await);
+        }
+        assert_eq!(
+            got, expected,
+            "{method} {path} as stranger, member, owner, admin"
+        );
+    }
+    let kick = format!("/v1/rooms/{room}/members/member");
+    assert_eq!(status(&app, "DELETE", &kick, "stranger").await, 403);
+    assert_eq!(
+        status(&app, "DELETE", &kick, "newcomer").await,
+        403,
+        "members cannot remove others"
+    );
+    assert_eq!(
+        status(
+            &app,
+            "DELETE",
+            &format!("/v1/rooms/{room}/members/newcomer"),
+            "newcomer"
+        )
+        .await,
+        200,
+        "one may leave"
+    );
+    // Lists show only one's own rooms.
+    let (_, list) = app.get("/v1/rooms", Some(&app.token("stranger"))).await;
+    assert_eq!(list["rooms"], json!([]));
+
+    // Notifications are private to their user: ids of others are simply not found.
+    let (_, sent) = app
+        .send_json(
+            "POST",
+            "/v1/admin/notifications",
+            Some(&app.service_token()),
+            Some(json!({"users": ["owner"], "notification_type": "alert", "title": "mine"})),
+        )
+        .await;
+    let nid = sent["results"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        status(
+            &app,
+            "DELETE",
+            &format!("/v1/notifications/{nid}"),
+            "stranger"
+        )
+        .await,
+        404
+    );
+    app.send_json(
+        "POST",
+        &format!("/v1/notifications/{nid}/read"),
+        Some(&app.token("stranger")),
+        None,
+    )
+    .await;
+    let (_, count) = app
+        .get("/v1/notifications/unread_count", Some(&app.token("owner")))
+        .await;
+    assert_eq!(
+        count["unread_count"], 1,
+        "a stranger cannot mark someone else's notification read"
+    );
+    let (_, list) = app
+        .get("/v1/notifications", Some(&app.token("stranger")))
+        .await;
+    assert_eq!(list["notifications"], json!([]));
+    // Admin-only and service-only routes.
+    assert_eq!(status(&app, "GET", "/v1/admin/stats", "owner").await, 403);
+    let (s, _) = app
+        .send_json(
+            "POST",
+            "/v1/admin/notifications",
+            Some(&app.token("owner")),
+            Some(json!({"users": ["member"], "notification_type": "alert", "title": "x"})),
+        )
+        .await;
+    assert_eq!(s, 403);
+}
