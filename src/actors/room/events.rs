@@ -1,0 +1,344 @@
+//! Room events besides messages: typing indicators (rate-limited, expiring), read and
+//! delivered receipts, history pages, coalesced `room_presence` diffs, who is online, and
+//! per-recipient message status.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use serde_json::json;
+
+use crate::actors::database::{FetchHistory, FetchMessageStatus};
+use crate::actors::session::FrameMeta;
+use crate::db::models::{StoredMessage, WriteOp, WriteOutcome};
+use crate::domain::{now_millis, rfc3339, ReceiptStatus, RoomId, SessionId, UserId};
+use crate::error::{EngineError, PersistError};
+use crate::protocol::{self, PresenceView, TypingState};
+
+use super::{Room, TypingEntry};
+
+/// Sent by the supervisor for a `typing` frame.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct Typing {
+    pub user: UserId,
+    pub state: TypingState,
+}
+
+impl Handler<Typing> for Room {
+    type Result = Result<(), EngineError>;
+    fn handle(&mut self, msg: Typing, ctx: &mut Context<Self>) -> Self::Result {
+        self.require_member(&msg.user)?;
+        match msg.state {
+            TypingState::Start => {
+                self.typing_generation += 1;
+                let generation = self.typing_generation;
+                let min_gap = std::time::Duration::from_secs(1) / self.policy.typing_rate.max(1);
+                // Repeated starts within the rate only extend the indicator; they are not
+                // broadcast again (excess dropped silently).
+                let announce = self
+                    .typing
+                    .get(&msg.user)
+                    .is_none_or(|t| t.announced_at.elapsed() >= min_gap);
+                let announced_at = match self.typing.get(&msg.user) {
+                    Some(t) if !announce => t.announced_at,
+                    _ => std::time::Instant::now(),
+                };
+                self.typing.insert(
+                    msg.user.clone(),
+                    TypingEntry {
+                        generation,
+                        announced_at,
+                    },
+                );
+                if announce {
+                    let frame: ByteString = protocol::event(
+                        "typing",
+                        &json!({"room": self.id, "user": msg.user, "state": "start"}),
+                    )
+                    .into();
+                    let user = msg.user.clone();
+                    self.broadcast(&frame, |s| s.user != user);
+                }
+                let user = msg.user;
+                ctx.run_later(self.policy.typing_timeout, move |act, _| {
+                    if act
+                        .typing
+                        .get(&user)
+                        .is_some_and(|t| t.generation == generation)
+                    {
+                        act.end_typing(&user);
+                    }
+                });
+            }
+            TypingState::Stop => {
+                if self.typing.contains_key(&msg.user) {
+                    self.end_typing(&msg.user);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sent by the supervisor for a `receipt`: move the member's watermark and tell the room.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct Receipt {
+    pub user: UserId,
+    pub origin: Option<SessionId>,
+    pub seq: i64,
+    pub status: ReceiptStatus,
+}
+
+impl Handler<Receipt> for Room {
+    type Result = ResponseActFuture<Self, Result<(), EngineError>>;
+    fn handle(&mut self, msg: Receipt, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.require_member(&msg.user) {
+            return Box::pin(fut::ready(Err(e)));
+        }
+        if msg.seq > self.last_seq {
+            return Box::pin(fut::ready(Err(EngineError::Invalid(format!(
+                "seq {} is beyond the latest message ({}) of {}",
+                msg.seq, self.last_seq, self.id
+            )))));
+        }
+        let op = WriteOp::AdvanceWatermark {
+            room: self.id.clone(),
+            user: msg.user.clone(),
+            status: msg.status,
+            seq: msg.seq,
+        };
+        Box::pin(self.commit(vec![op]).into_actor(self).map(move |res, act, _| {
+            let advanced = matches!(res?.first(), Some(WriteOutcome::Watermark { advanced: true, .. }));
+            if advanced {
+                let frame: ByteString = protocol::event(
+                    "receipt",
+                    &json!({"room": act.id, "user": msg.user, "seq": msg.seq, "status": msg.status.as_str(), "at": rfc3339(now_millis())}),
+                )
+                .into();
+                let meta = Arc::new(FrameMeta::Receipt {
+                    room: act.id.clone(),
+                    user: msg.user.clone(),
+                    seq: msg.seq,
+                    status: msg.status,
+                });
+                act.broadcast_with(&frame, Some(meta), |s| Some(s.id) != msg.origin);
+            }
+            Ok(())
+        }))
+    }
+}
+
+/// Sent by the supervisor for `history` and the REST history route.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<StoredMessage>, bool), EngineError>")]
+pub struct History {
+    pub user: UserId,
+    pub admin: bool,
+    pub before_seq: Option<i64>,
+    pub after_seq: Option<i64>,
+    pub limit: i64,
+}
+
+impl Handler<History> for Room {
+    type Result = ResponseFuture<Result<(Vec<StoredMessage>, bool), EngineError>>;
+    fn handle(&mut self, msg: History, _: &mut Context<Self>) -> Self::Result {
+        if !msg.admin {
+            if let Err(e) = self.require_member(&msg.user) {
+                return Box::pin(async move { Err(e) });
+            }
+        } else if !self.exists {
+            let room = self.id.clone();
+            return Box::pin(async move {
+                Err(EngineError::NotFound(format!("room {room} does not exist")))
+            });
+        }
+        let reader = self.store.reader.clone();
+        let q = FetchHistory {
+            room: self.id.clone(),
+            before_seq: msg.before_seq,
+            after_seq: msg.after_seq,
+            limit: msg.limit,
+        };
+        Box::pin(async move {
+            Ok(reader
+                .send(q)
+                .await
+                .map_err(PersistError::from)
+                .and_then(|r| r)?)
+        })
+    }
+}
+
+/// Sent by the supervisor on behalf of the presence registry: `about` changed; members see it
+/// as a `room_presence` diff (the user's own sessions do not).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct BroadcastPresence {
+    pub about: UserId,
+    pub joins: Arc<Vec<PresenceView>>,
+    pub leaves: Arc<Vec<PresenceView>>,
+}
+
+impl Handler<BroadcastPresence> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: BroadcastPresence, ctx: &mut Context<Self>) {
+        for v in msg.joins.iter() {
+            self.presence_pending
+                .insert(msg.about.clone(), (v.clone(), true));
+        }
+        for v in msg.leaves.iter() {
+            self.presence_pending
+                .insert(msg.about.clone(), (v.clone(), false));
+        }
+        if self.policy.presence_coalesce.is_zero() {
+            self.flush_presence();
+        } else if !self.presence_flush_scheduled {
+            self.presence_flush_scheduled = true;
+            ctx.run_later(self.policy.presence_coalesce, |act, _| {
+                act.presence_flush_scheduled = false;
+                act.flush_presence();
+            });
+        }
+    }
+}
+
+impl Room {
+    /// Sends the collected presence changes as one `room_presence` diff (latest state per
+    /// user). A diff about a single user is not sent to that user's own sessions.
+    fn flush_presence(&mut self) {
+        if self.presence_pending.is_empty() {
+            return;
+        }
+        let mut joins = Vec::new();
+        let mut leaves = Vec::new();
+        let mut users = Vec::new();
+        for (user, (view, join)) in self.presence_pending.drain() {
+            users.push(user);
+            if join {
+                joins.push(view);
+            } else {
+                leaves.push(view);
+            }
+        }
+        joins.sort_by(|a, b| a.user.cmp(&b.user));
+        leaves.sort_by(|a, b| a.user.cmp(&b.user));
+        let frame: ByteString = protocol::event(
+            "room_presence",
+            &json!({"room": self.id, "joins": joins, "leaves": leaves}),
+        )
+        .into();
+        let only = if users.len() == 1 { users.pop() } else { None };
+        self.broadcast(&frame, |s| Some(&s.user) != only.as_ref());
+    }
+}
+
+/// Who is in the room now.
+#[derive(Debug, Clone)]
+pub struct RoomOnline {
+    pub exists: bool,
+    pub members: usize,
+    /// (user, session count)
+    pub online: Vec<(UserId, usize)>,
+    pub last_seq: i64,
+}
+
+/// Sent by the supervisor for the admin room presence route and membership checks.
+#[derive(Message)]
+#[rtype(result = "RoomOnline")]
+pub struct GetRoomOnline;
+
+impl Handler<GetRoomOnline> for Room {
+    type Result = MessageResult<GetRoomOnline>;
+    fn handle(&mut self, _: GetRoomOnline, _: &mut Context<Self>) -> Self::Result {
+        let mut counts: HashMap<UserId, usize> = HashMap::new();
+        for s in self.subscribers.values() {
+            *counts.entry(s.user.clone()).or_default() += 1;
+        }
+        let mut online: Vec<(UserId, usize)> = counts.into_iter().collect();
+        online.sort();
+        MessageResult(RoomOnline {
+            exists: self.exists,
+            members: self.members.len(),
+            online,
+            last_seq: self.last_seq,
+        })
+    }
+}
+
+/// One recipient's state of a message.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecipientStatus {
+    pub user: String,
+    /// `sent`, `delivered` or `read`.
+    pub status: &'static str,
+}
+
+/// A message's delivery state per recipient.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MessageStatus {
+    pub message_id: String,
+    pub room: RoomId,
+    pub seq: i64,
+    pub from: String,
+    pub recipients: Vec<RecipientStatus>,
+}
+
+/// Sent by the message status route (members and admins).
+#[derive(Message)]
+#[rtype(result = "Result<MessageStatus, EngineError>")]
+pub struct GetMessageStatus {
+    pub user: UserId,
+    pub admin: bool,
+    pub message_id: String,
+}
+
+impl Handler<GetMessageStatus> for Room {
+    type Result = ResponseFuture<Result<MessageStatus, EngineError>>;
+    fn handle(&mut self, msg: GetMessageStatus, _: &mut Context<Self>) -> Self::Result {
+        if !msg.admin {
+            if let Err(e) = self.require_member(&msg.user) {
+                return Box::pin(async move { Err(e) });
+            }
+        }
+        let reader = self.store.reader.clone();
+        let room = self.id.clone();
+        Box::pin(async move {
+            let q = FetchMessageStatus {
+                room: room.clone(),
+                message_id: msg.message_id.clone(),
+            };
+            let record = reader
+                .send(q)
+                .await
+                .map_err(PersistError::from)
+                .and_then(|r| r)?
+                .ok_or_else(|| {
+                    EngineError::NotFound(format!("no message {} in {room}", msg.message_id))
+                })?;
+            let recipients = record
+                .recipients
+                .into_iter()
+                .map(|(user, delivered, read)| RecipientStatus {
+                    user,
+                    status: if read >= record.seq {
+                        "read"
+                    } else if delivered >= record.seq {
+                        "delivered"
+                    } else {
+                        "sent"
+                    },
+                })
+                .collect();
+            Ok(MessageStatus {
+                message_id: msg.message_id,
+                room,
+                seq: record.seq,
+                from: record.sender,
+                recipients,
+            })
+        })
+    }
+}

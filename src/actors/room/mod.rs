@@ -1,0 +1,456 @@
+//! `Room`: one actor per active room, started and stopped by the
+//! [`RoomSupervisor`](super::room_supervisor::RoomSupervisor).
+//!
+//! It owns the room's membership (loaded from the database when it starts), the sessions
+//! subscribed to it, its typing indicators and its write pipeline: messages are appended
+//! through the [`CommitQueue`](super::commit_queue::CommitQueue) one batch at a time, seqs are
+//! assigned inside that transaction, and the room fans a message out only after the commit
+//! that also releases the sender's ack — so no client ever sees a seq that could be reused.
+//! Every broadcast frame is encoded once and shared by all recipients.
+//!
+//! Files: `mod.rs` (state, the publish pipeline, subscriptions, lifecycle), `membership.rs`
+//! (join, leave, invitations, creation), `events.rs` (typing, receipts, history, presence
+//! diffs, message status), `notifier.rs` (notifications caused by messages).
+//!
+//! Sends to: sessions (`Deliver`, via `try_send`), the commit queue and the database readers.
+
+mod events;
+mod membership;
+mod notifier;
+
+pub use events::*;
+pub use membership::*;
+pub use notifier::MessageNotifier;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use super::commit_queue::Commit;
+use super::database::{CountUserRooms, LoadRoom};
+use super::session::{DeliverOutcome, FrameMeta, SessionHandle};
+use crate::db::models::{MemberRole, NewMessage, StoredMessage, WriteOp, WriteOutcome};
+use crate::domain::{RoomId, SessionId, UserId};
+use crate::engine::Store;
+use crate::error::{EngineError, PersistError};
+use crate::metrics::METRICS;
+use crate::protocol::{self, MessageObject, PresenceView};
+
+/// Per-room policy, from `Settings`.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomPolicy {
+    /// A `start` without `stop` ends after this long.
+    pub typing_timeout: std::time::Duration,
+    /// Most `start` broadcasts per user per second.
+    pub typing_rate: u32,
+    /// Window in which presence changes are merged into one `room_presence` diff.
+    pub presence_coalesce: std::time::Duration,
+    /// Most members of one room.
+    pub max_room_members: usize,
+    /// Most rooms one user may be a member of.
+    pub max_rooms_per_user: usize,
+}
+
+struct TypingEntry {
+    generation: u64,
+    announced_at: std::time::Instant,
+}
+
+struct PendingPublish {
+    message: NewMessage,
+    origin: Option<SessionId>,
+    reply: oneshot::Sender<Result<Published, EngineError>>,
+}
+
+pub struct Room {
+    id: RoomId,
+    store: Store,
+    policy: RoomPolicy,
+    notifier: MessageNotifier,
+    /// False until the room row exists in the database.
+    exists: bool,
+    name: Option<String>,
+    last_seq: i64,
+    members: HashMap<UserId, MemberRole>,
+    subscribers: HashMap<SessionId, SessionHandle>,
+    /// Shared with the supervisor so its idle sweep can read it without a round trip.
+    subscriber_count: Arc<AtomicUsize>,
+    pending: Vec<PendingPublish>,
+    writing: bool,
+    /// Typing users and the generation of their last `start` (a newer start resets the timer).
+    typing: HashMap<UserId, TypingEntry>,
+    typing_generation: u64,
+    /// Presence changes waiting for the coalescing window: user → (view, is_join).
+    presence_pending: HashMap<UserId, (PresenceView, bool)>,
+    presence_flush_scheduled: bool,
+    stopping: bool,
+}
+
+impl Room {
+    pub fn new(
+        id: RoomId,
+        store: Store,
+        policy: RoomPolicy,
+        notifier: MessageNotifier,
+        subscriber_count: Arc<AtomicUsize>,
+    ) -> Self {
+        Room {
+            id,
+            store,
+            policy,
+            notifier,
+            exists: false,
+            name: None,
+            last_seq: 0,
+            members: HashMap::new(),
+            subscribers: HashMap::new(),
+            subscriber_count,
+            pending: Vec::new(),
+            writing: false,
+            typing: HashMap::new(),
+            typing_generation: 0,
+            presence_pending: HashMap::new(),
+            presence_flush_scheduled: false,
+            stopping: false,
+        }
+    }
+
+    fn is_member(&self, user: &UserId) -> bool {
+        self.members.contains_key(user)
+    }
+
+    fn require_member(&self, user: &UserId) -> Result<(), EngineError> {
+        if self.is_member(user) {
+            Ok(())
+        } else {
+            Err(EngineError::no_access(&self.id))
+        }
+    }
+
+    /// Sends one encoded frame to every subscriber accepted by `to`, dropping the ones that
+    /// are gone or too slow.
+    fn broadcast(&mut self, frame: &ByteString, to: impl Fn(&SessionHandle) -> bool) {
+        self.broadcast_with(frame, None, to)
+    }
+
+    fn broadcast_with(
+        &mut self,
+        frame: &ByteString,
+        meta: Option<Arc<FrameMeta>>,
+        to: impl Fn(&SessionHandle) -> bool,
+    ) {
+        let mut dropped = Vec::new();
+        for (id, s) in &self.subscribers {
+            if !to(s) {
+                continue;
+            }
+            match s.deliver(frame, meta.as_ref()) {
+                DeliverOutcome::Queued => METRICS.frames_out.inc(),
+                DeliverOutcome::SlowConsumer => {
+                    METRICS.slow_consumers.inc();
+                    log::info!(
+                        "room {}: session {} of {} is a slow consumer, dropped",
+                        self.id,
+                        id,
+                        s.user
+                    );
+                    dropped.push(*id);
+                }
+                DeliverOutcome::Gone => dropped.push(*id),
+            }
+        }
+        for id in dropped {
+            self.subscribers.remove(&id);
+        }
+        self.subscriber_count
+            .store(self.subscribers.len(), Ordering::Relaxed);
+    }
+
+    fn fan_out_message(&mut self, m: &StoredMessage, origin: Option<SessionId>) {
+        let frame: ByteString = protocol::event("message", &MessageObject::new(m)).into();
+        let meta = UserId::parse(&m.from).ok().map(|from| {
+            Arc::new(FrameMeta::Message {
+                room: self.id.clone(),
+                seq: m.seq,
+                from,
+            })
+        });
+        self.broadcast_with(&frame, meta, |s| Some(s.id) != origin);
+    }
+
+    fn flush_pending(&mut self, ctx: &mut Context<Self>) {
+        if self.writing || self.pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending);
+        let mut messages = Vec::with_capacity(batch.len());
+        let mut waiters = Vec::with_capacity(batch.len());
+        for p in batch {
+            messages.push(p.message);
+            waiters.push((p.origin, p.reply));
+        }
+        self.writing = true;
+        let ops = vec![WriteOp::AppendMessages {
+            room: self.id.clone(),
+            messages,
+        }];
+        self.store
+            .commits
+            .send(Commit { ops })
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                act.writing = false;
+                let appended = match res.map_err(PersistError::from).and_then(|r| r) {
+                    Ok(mut outcomes) => match outcomes.pop() {
+                        Some(WriteOutcome::Appended(list)) if list.len() == waiters.len() => {
+                            Ok(list)
+                        }
+                        other => Err(EngineError::Internal(format!(
+                            "unexpected append outcome {other:?}"
+                        ))),
+                    },
+                    Err(e) => Err(EngineError::from(e)),
+                };
+                match appended {
+                    Ok(list) => {
+                        for ((origin, reply), a) in waiters.into_iter().zip(list) {
+                            if !a.duplicate {
+                                METRICS.messages_in.inc();
+                                act.notifier.after_message(
+                                    &act.id,
+                                    &a.message,
+                                    &act.members,
+                                    &act.subscribers,
+                                );
+                                act.last_seq = act.last_seq.max(a.message.seq);
+                                act.fan_out_message(&a.message, origin);
+                            }
+                            let _ = reply.send(Ok(Published {
+                                message: a.message,
+                                duplicate: a.duplicate,
+                            }));
+                        }
+                    }
+                    Err(e) => {
+                        for (_, reply) in waiters {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                    }
+                }
+                act.flush_pending(ctx);
+                if act.stopping && !act.writing {
+                    ctx.stop();
+                }
+            })
+            .spawn(ctx);
+    }
+
+    fn commit(
+        &self,
+        ops: Vec<WriteOp>,
+    ) -> impl std::future::Future<Output = Result<Vec<WriteOutcome>, EngineError>> {
+        let commits = self.store.commits.clone();
+        let timeout = self.store.write_timeout;
+        async move {
+            match actix::clock::timeout(timeout, commits.send(Commit { ops })).await {
+                Ok(r) => r
+                    .map_err(PersistError::from)
+                    .and_then(|r| r)
+                    .map_err(EngineError::from),
+                Err(_) => Err(write_timed_out()),
+            }
+        }
+    }
+
+    /// Refuses a new member when the room is full.
+    fn check_room_capacity(&self) -> Result<(), EngineError> {
+        if self.members.len() >= self.policy.max_room_members {
+            return Err(EngineError::LimitExceeded(format!(
+                "room {} has reached its limit of {} members",
+                self.id, self.policy.max_room_members
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses when `user` is a member of as many rooms as allowed.
+    fn user_room_capacity(
+        &self,
+        user: &UserId,
+    ) -> impl std::future::Future<Output = Result<(), EngineError>> {
+        let reader = self.store.reader.clone();
+        let user = user.clone();
+        let max = self.policy.max_rooms_per_user as i64;
+        async move {
+            let n = reader
+                .send(CountUserRooms { user })
+                .await
+                .map_err(PersistError::from)
+                .and_then(|r| r)?;
+            if n >= max {
+                return Err(EngineError::LimitExceeded(format!(
+                    "you are a member of {max} rooms, the limit"
+                )));
+            }
+            Ok(())
+        }
+    }
+
+    fn online_users(&self) -> Vec<UserId> {
+        let mut users: Vec<UserId> = self.subscribers.values().map(|s| s.user.clone()).collect();
+        users.sort();
+        users.dedup();
+        users
+    }
+
+    fn end_typing(&mut self, user: &UserId) {
+        if self.typing.remove(user).is_some() {
+            let frame: ByteString = protocol::event(
+                "typing",
+                &json!({"room": self.id, "user": user, "state": "stop"}),
+            )
+            .into();
+            self.broadcast(&frame, |s| &s.user != user);
+        }
+    }
+}
+
+fn write_timed_out() -> EngineError {
+    EngineError::Unavailable(
+        "storage did not confirm the write in time; retry (with the same client_msg_id for messages)".into(),
+    )
+}
+
+impl Actor for Room {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Nothing may be handled before membership and last_seq are known.
+        self.store
+            .reader
+            .send(LoadRoom {
+                room: self.id.clone(),
+            })
+            .into_actor(self)
+            .map(
+                |res, act, ctx| match res.map_err(PersistError::from).and_then(|r| r) {
+                    Ok(Some(record)) => {
+                        act.exists = true;
+                        act.name = record.name;
+                        act.last_seq = record.last_seq;
+                        act.members = record.members.into_iter().collect();
+                    }
+                    Ok(None) => act.exists = false,
+                    Err(e) => {
+                        log::warn!("room {} could not load: {e}", act.id);
+                        ctx.stop();
+                    }
+                },
+            )
+            .wait(ctx);
+    }
+}
+
+/// Sent by the supervisor: route this session's traffic of the room to it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe {
+    pub handle: SessionHandle,
+}
+
+impl Handler<Subscribe> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
+        if self.is_member(&msg.handle.user) {
+            self.subscribers.insert(msg.handle.id, msg.handle);
+            self.subscriber_count
+                .store(self.subscribers.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sent by the supervisor when a session closes or its user leaves the room.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    pub session: SessionId,
+}
+
+impl Handler<Unsubscribe> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
+        if let Some(h) = self.subscribers.remove(&msg.session) {
+            self.subscriber_count
+                .store(self.subscribers.len(), Ordering::Relaxed);
+            if !self.subscribers.values().any(|s| s.user == h.user) {
+                self.end_typing(&h.user);
+            }
+        }
+    }
+}
+
+/// A stored message and whether it was stored earlier (an idempotent retry).
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub message: StoredMessage,
+    pub duplicate: bool,
+}
+
+/// Sent by the supervisor for a `send`: store and, once committed, fan out.
+#[derive(Message)]
+#[rtype(result = "Result<Published, EngineError>")]
+pub struct Publish {
+    pub message: NewMessage,
+    /// The sending session, which gets the ack instead of the `message` frame.
+    pub origin: Option<SessionId>,
+}
+
+impl Handler<Publish> for Room {
+    type Result = ResponseFuture<Result<Published, EngineError>>;
+    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.require_member(&msg.message.sender) {
+            return Box::pin(async move { Err(e) });
+        }
+        // A message ends the sender's typing indicator, as in every chat client.
+        self.typing.remove(&msg.message.sender);
+        let (tx, rx) = oneshot::channel();
+        self.pending.push(PendingPublish {
+            message: msg.message,
+            origin: msg.origin,
+            reply: tx,
+        });
+        self.flush_pending(ctx);
+        let timeout = self.store.write_timeout;
+        Box::pin(async move {
+            match actix::clock::timeout(timeout, rx).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) => Err(EngineError::Unavailable(
+                    "room stopped before the message was stored".into(),
+                )),
+                // The batch stays in flight: if it commits later it is fanned out then, and
+                // a retry with the same client_msg_id gets the original ack.
+                Err(_) => Err(write_timed_out()),
+            }
+        })
+    }
+}
+
+/// Sent by the supervisor's idle sweep: stop once nothing is in flight.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for Room {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        self.stopping = true;
+        if !self.writing && self.pending.is_empty() {
+            ctx.stop();
+        }
+    }
+}
