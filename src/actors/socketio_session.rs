@@ -76,6 +76,7 @@ pub struct SocketIoSession {
     last_pong: Instant,
     slow: Arc<AtomicBool>,
     limiter: RequestLimiter,
+    expiry_timers: Vec<SpawnHandle>,
     unread: UnreadCounts,
     remote_addr: Option<String>,
     user_agent: Option<String>,
@@ -111,6 +112,7 @@ impl SocketIoSession {
             last_pong: Instant::now(),
             slow: Arc::default(),
             limiter,
+            expiry_timers: Vec::new(),
             unread: UnreadCounts::default(),
             remote_addr,
             user_agent,
@@ -273,6 +275,7 @@ impl SocketIoSession {
             match res {
                 Ok(start) => {
                     act.emit(sio::connect_ok(&act.id.to_string()), ctx);
+                    act.arm_expiry(ctx);
                     act.unread.seed(&start.rooms);
                     for f in start.frames {
                         if let Some(e) = sio::event_from_native(&f) {
@@ -363,6 +366,9 @@ impl SocketIoSession {
                     self.auth = Some(fresh);
                     json!({ "expires_at": expires })
                 });
+                if res.is_ok() {
+                    self.arm_expiry(ctx);
+                }
                 self.reply(ack_id, res.map_err(|e| (e.code, e.message)), ctx)
             }
             request => {
@@ -418,6 +424,35 @@ impl SocketIoSession {
                     .spawn(ctx);
             }
         }
+    }
+
+    /// As on the native socket: at token expiry plus leeway a `token_expired` error event,
+    /// then, without a fresh `auth` within the grace period, the session ends.
+    fn arm_expiry(&mut self, ctx: &mut Context<Self>) {
+        for t in self.expiry_timers.drain(..) {
+            ctx.cancel_future(t);
+        }
+        let Some(expires_at) = self.auth.as_ref().map(|a| a.expires_at) else {
+            return;
+        };
+        let leeway = self.engine.settings.auth.leeway.as_millis() as i64;
+        let grace = self.engine.settings.auth.refresh_grace;
+        let until = (expires_at + leeway - now_millis()).max(0) as u64;
+        let warn = ctx.run_later(std::time::Duration::from_millis(until), move |act, ctx| {
+            if act.auth.as_ref().map(|a| a.expires_at) != Some(expires_at) {
+                return;
+            }
+            let err = json!({"ok": false, "code": ErrorCode::TokenExpired.as_str(), "error": format!("token expired; send auth with a fresh token within {} ms", grace.as_millis())});
+            act.emit(sio::event("error", &err), ctx);
+            let close = ctx.run_later(grace, move |act, ctx| {
+                if act.auth.as_ref().map(|a| a.expires_at) == Some(expires_at) {
+                    act.emit(sio::DISCONNECT.to_string(), ctx);
+                    act.shutdown(ctx);
+                }
+            });
+            act.expiry_timers.push(close);
+        });
+        self.expiry_timers.push(warn);
     }
 
     fn schedule_unread(&mut self, ctx: &mut Context<Self>) {

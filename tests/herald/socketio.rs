@@ -340,3 +340,51 @@ async fn other_namespaces_and_unknown_sessions_are_refused() {
     let body = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
     assert_eq!(body, r#"44/admin,{"message":"Invalid namespace"}"#);
 }
+
+#[actix_web::test]
+async fn an_expired_token_ends_a_socketio_session_after_the_grace_period() {
+    let db = herald::testkit::TestDatabase::new();
+    let app = crate::helpers::spawn_app_on(&db.url, |s| {
+        s.auth.leeway = Duration::ZERO;
+        s.auth.refresh_grace = Duration::from_millis(300);
+    })
+    .await;
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let base = format!(
+        "http://127.0.0.1:{}/socket.io/?EIO=4&transport=polling",
+        app.port
+    );
+    let mut r = client.get(&base).send().await.unwrap();
+    let body = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
+    let sid = serde_json::from_str::<Value>(&body[1..]).unwrap()["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let poll = format!("{base}&sid={sid}");
+    let token = app
+        .engine
+        .keys
+        .mint("bob", None, &[], Duration::from_secs(1))
+        .unwrap();
+    client
+        .post(&poll)
+        .send_body(format!("40{}", json!({ "token": token })))
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    for _ in 0..20 {
+        let mut r = client.get(&poll).send().await.unwrap();
+        seen.push_str(&String::from_utf8(r.body().await.unwrap().to_vec()).unwrap());
+        seen.push('\u{1e}');
+        if seen.contains("\u{1e}41") || seen.ends_with("1\u{1e}") {
+            break;
+        }
+    }
+    assert!(seen.contains(r#""code":"token_expired""#), "{seen}");
+    assert!(
+        seen.split('\u{1e}').any(|p| p == "41"),
+        "the session is disconnected: {seen}"
+    );
+}
