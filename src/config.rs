@@ -278,130 +278,265 @@ pub struct CommonArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Milliseconds a session has to send `auth` after its token expired.
-    #[arg(long, env = "HERALD_TOKEN_GRACE_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_TOKEN_GRACE_MS",
+        default_value_t = 10_000
+    )]
     pub token_grace_ms: u64,
     /// Comma-separated browser origins allowed (WebSocket upgrades, CORS); empty: any.
-    #[arg(long, env = "HERALD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
     pub allowed_origins: Vec<String>,
     /// PEM certificate chain for https/wss.
-    #[arg(long, env = "HERALD_TLS_CERT")]
+    #[arg(long, global = true, env = "HERALD_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for https/wss.
-    #[arg(long, env = "HERALD_TLS_KEY")]
+    #[arg(long, global = true, env = "HERALD_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// Expose diagnostic endpoints (GET /v1/ws/echo).
-    #[arg(long, env = "HERALD_DIAGNOSTICS", default_value_t = false)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_DIAGNOSTICS",
+        default_value_t = false
+    )]
     pub diagnostics: bool,
     /// Deepest JSON nesting in a frame.
-    #[arg(long, env = "HERALD_MAX_JSON_DEPTH", default_value_t = 32)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_MAX_JSON_DEPTH",
+        default_value_t = 32
+    )]
     pub max_json_depth: usize,
     /// Sends per second per session.
-    #[arg(long, env = "HERALD_SEND_RATE", default_value_t = 200)]
+    #[arg(long, global = true, env = "HERALD_SEND_RATE", default_value_t = 200)]
     pub send_rate: u32,
     /// Send burst per session.
-    #[arg(long, env = "HERALD_SEND_BURST", default_value_t = 400)]
+    #[arg(long, global = true, env = "HERALD_SEND_BURST", default_value_t = 400)]
     pub send_burst: u32,
     /// Presence changes per second per session.
-    #[arg(long, env = "HERALD_PRESENCE_RATE", default_value_t = 10)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_PRESENCE_RATE",
+        default_value_t = 10
+    )]
     pub presence_rate: u32,
     /// Presence change burst per session.
-    #[arg(long, env = "HERALD_PRESENCE_BURST", default_value_t = 20)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_PRESENCE_BURST",
+        default_value_t = 20
+    )]
     pub presence_burst: u32,
     /// Rate-limited frames in a row before the connection is closed (1008).
-    #[arg(long, env = "HERALD_ABUSE_THRESHOLD", default_value_t = 100)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_ABUSE_THRESHOLD",
+        default_value_t = 100
+    )]
     pub abuse_threshold: u32,
     /// Rooms per user.
-    #[arg(long, env = "HERALD_MAX_ROOMS_PER_USER", default_value_t = 10_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_MAX_ROOMS_PER_USER",
+        default_value_t = 10_000
+    )]
     pub max_rooms_per_user: usize,
     /// Members per room.
-    #[arg(long, env = "HERALD_MAX_ROOM_MEMBERS", default_value_t = 100_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_MAX_ROOM_MEMBERS",
+        default_value_t = 100_000
+    )]
     pub max_room_members: usize,
     /// Watched users per session.
-    #[arg(long, env = "HERALD_MAX_WATCH", default_value_t = 1_000)]
+    #[arg(long, global = true, env = "HERALD_MAX_WATCH", default_value_t = 1_000)]
     pub max_watch: usize,
     /// Concurrent sessions per user.
-    #[arg(long, env = "HERALD_MAX_SESSIONS_PER_USER", default_value_t = 32)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_MAX_SESSIONS_PER_USER",
+        default_value_t = 32
+    )]
     pub max_sessions_per_user: usize,
     /// Concurrent WebSocket connections per IP (0: unlimited).
-    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 0
+    )]
     pub max_connections_per_ip: usize,
     /// REST requests per second per IP and per token (0: unlimited).
-    #[arg(long, env = "HERALD_REST_RATE", default_value_t = 200)]
+    #[arg(long, global = true, env = "HERALD_REST_RATE", default_value_t = 200)]
     pub rest_rate: u32,
     /// REST request burst per IP and per token.
-    #[arg(long, env = "HERALD_REST_BURST", default_value_t = 400)]
+    #[arg(long, global = true, env = "HERALD_REST_BURST", default_value_t = 400)]
     pub rest_burst: u32,
     /// Address to listen on.
-    #[arg(long, env = "HERALD_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_BIND",
+        default_value = "127.0.0.1:8080"
+    )]
     pub bind: String,
     /// Read pool size.
-    #[arg(long, env = "HERALD_DB_POOL_SIZE", default_value_t = 4)]
+    #[arg(long, global = true, env = "HERALD_DB_POOL_SIZE", default_value_t = 4)]
     pub db_pool_size: u32,
     /// Milliseconds to wait for a database connection.
-    #[arg(long, env = "HERALD_DB_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_DB_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
     pub db_timeout_ms: u64,
     /// Milliseconds a request waits for its write to commit before `unavailable`.
-    #[arg(long, env = "HERALD_DB_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_DB_WRITE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
     pub db_write_timeout_ms: u64,
     /// WebSocket ping interval in milliseconds.
-    #[arg(long, env = "HERALD_HEARTBEAT_MS", default_value_t = 25_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_HEARTBEAT_MS",
+        default_value_t = 25_000
+    )]
     pub heartbeat_ms: u64,
     /// Presence grace period after a user's last session closes, in milliseconds.
-    #[arg(long, env = "HERALD_PRESENCE_GRACE_MS", default_value_t = 3000)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_PRESENCE_GRACE_MS",
+        default_value_t = 3000
+    )]
     pub presence_grace_ms: u64,
     /// Milliseconds without client activity after which a user turns away (0: off).
-    #[arg(long, env = "HERALD_AUTO_AWAY_MS", default_value_t = 0)]
+    #[arg(long, global = true, env = "HERALD_AUTO_AWAY_MS", default_value_t = 0)]
     pub auto_away_ms: u64,
     /// Allow watching any user, not only users who share a room.
-    #[arg(long, env = "HERALD_OPEN_WATCH", default_value_t = false)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_OPEN_WATCH",
+        default_value_t = false
+    )]
     pub open_watch: bool,
     /// Window in which room presence changes are coalesced into one diff, in milliseconds.
-    #[arg(long, env = "HERALD_PRESENCE_COALESCE_MS", default_value_t = 200)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_PRESENCE_COALESCE_MS",
+        default_value_t = 200
+    )]
     pub presence_coalesce_ms: u64,
     /// Typing start broadcasts allowed per user and room per second.
-    #[arg(long, env = "HERALD_TYPING_RATE", default_value_t = 5)]
+    #[arg(long, global = true, env = "HERALD_TYPING_RATE", default_value_t = 5)]
     pub typing_rate: u32,
     /// Notify @mentioned room members.
-    #[arg(long, env = "HERALD_NOTIFY_MENTIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, global = true, env = "HERALD_NOTIFY_MENTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub notify_mentions: bool,
     /// Notify recipients of direct messages who are offline.
-    #[arg(long, env = "HERALD_NOTIFY_OFFLINE_DIRECT", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, global = true, env = "HERALD_NOTIFY_OFFLINE_DIRECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub notify_offline_direct: bool,
     /// Interval of the notification expiry/release sweep, in milliseconds.
-    #[arg(long, env = "HERALD_NOTIFICATION_SWEEP_MS", default_value_t = 30_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_NOTIFICATION_SWEEP_MS",
+        default_value_t = 30_000
+    )]
     pub notification_sweep_ms: u64,
     /// Socket.IO (Engine.IO) ping interval in milliseconds.
-    #[arg(long, env = "HERALD_SIO_PING_INTERVAL_MS", default_value_t = 25_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_SIO_PING_INTERVAL_MS",
+        default_value_t = 25_000
+    )]
     pub sio_ping_interval_ms: u64,
     /// Socket.IO (Engine.IO) ping timeout in milliseconds.
-    #[arg(long, env = "HERALD_SIO_PING_TIMEOUT_MS", default_value_t = 20_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_SIO_PING_TIMEOUT_MS",
+        default_value_t = 20_000
+    )]
     pub sio_ping_timeout_ms: u64,
     /// Socket.IO (Engine.IO) maxPayload in bytes.
-    #[arg(long, env = "HERALD_SIO_MAX_PAYLOAD", default_value_t = 1_000_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_SIO_MAX_PAYLOAD",
+        default_value_t = 1_000_000
+    )]
     pub sio_max_payload: usize,
     /// Typing indicator expiry in milliseconds.
-    #[arg(long, env = "HERALD_TYPING_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_TYPING_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
     pub typing_timeout_ms: u64,
     /// Frames queued per session before it is closed as a slow consumer.
-    #[arg(long, env = "HERALD_OUTBOX_FRAMES", default_value_t = 1024)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_OUTBOX_FRAMES",
+        default_value_t = 1024
+    )]
     pub outbox_frames: usize,
     /// Largest WebSocket message in bytes.
-    #[arg(long, env = "HERALD_MAX_FRAME_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, global = true, env = "HERALD_MAX_FRAME_BYTES", default_value_t = 1024 * 1024)]
     pub max_frame_bytes: usize,
     /// Largest text message body in bytes.
-    #[arg(long, env = "HERALD_MAX_TEXT_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, global = true, env = "HERALD_MAX_TEXT_BYTES", default_value_t = 64 * 1024)]
     pub max_text_bytes: usize,
     /// Most messages returned as `missed` by a join with since_seq.
-    #[arg(long, env = "HERALD_JOIN_MISSED_LIMIT", default_value_t = 100)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_JOIN_MISSED_LIMIT",
+        default_value_t = 100
+    )]
     pub join_missed_limit: i64,
     /// Most write groups per commit batch.
-    #[arg(long, env = "HERALD_COMMIT_MAX_BATCH", default_value_t = 512)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_COMMIT_MAX_BATCH",
+        default_value_t = 512
+    )]
     pub commit_max_batch: usize,
     /// Idle room actors stop after this many milliseconds.
-    #[arg(long, env = "HERALD_ROOM_IDLE_MS", default_value_t = 60_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_ROOM_IDLE_MS",
+        default_value_t = 60_000
+    )]
     pub room_idle_ms: u64,
     /// HTTP worker threads (0: one per core).
-    #[arg(long, env = "HERALD_WORKERS", default_value_t = 0)]
+    #[arg(long, global = true, env = "HERALD_WORKERS", default_value_t = 0)]
     pub workers: usize,
 }
 

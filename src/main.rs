@@ -1,11 +1,12 @@
 //! The `herald` command: `serve` (default), `migrate`, and `token` to mint a JWT.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use herald::auth::{load_or_create_secret, JwtKeys};
+use herald::auth::{load_or_create_secret, parse_algorithm, uses_secret, TokenSigner};
 use herald::config::{CommonArgs, ServeArgs, Settings};
 use herald::startup::Application;
 
@@ -22,11 +23,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server (the default; its flags may also be given without the subcommand).
-    Serve(ServeArgs),
+    /// Run the server (the default). Its flags are global: before or after `serve`.
+    Serve,
     /// Apply the embedded database migrations and exit.
     Migrate,
-    /// Print a JWT signed with the configured secret.
+    /// Print a JWT: HS algorithms sign with the configured secret, RS256/ES256 with --private-key.
     Token {
         /// User id (the `sub` claim).
         #[arg(long)]
@@ -43,17 +44,17 @@ enum Command {
         /// Lifetime, e.g. 30m, 1h, 7d.
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
+        /// PEM private key that signs RS256/ES256 tokens (PKCS#8; PKCS#1 for RSA).
+        #[arg(long, value_name = "FILE")]
+        private_key: Option<PathBuf>,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::new().filter_or("HERALD_LOG", "info")).init();
-    match cli
-        .command
-        .unwrap_or_else(|| Command::Serve(cli.serve.clone()))
-    {
-        Command::Serve(args) => serve(Settings::from_args(&cli.common, Some(&args))),
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(Settings::from_args(&cli.common, Some(&cli.serve))),
         Command::Migrate => {
             let settings = Settings::from_args(&cli.common, None);
             match herald::db::run_migrations(settings.database_url.expose()) {
@@ -73,36 +74,74 @@ fn main() -> ExitCode {
             admin,
             service,
             ttl,
-        } => {
-            let settings = Settings::from_args(&cli.common, None);
-            let secret = match load_or_create_secret(&settings) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("herald: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let mut roles = Vec::new();
-            if admin {
-                roles.push("admin");
-            }
-            if service {
-                roles.push("service");
-            }
-            if let Err(e) = herald::domain::UserId::parse(&user) {
-                eprintln!("herald: --user: {e}");
+            private_key,
+        } => token(
+            &Settings::from_args(&cli.common, None),
+            &user,
+            name.as_deref(),
+            admin,
+            service,
+            ttl,
+            private_key.as_deref(),
+        ),
+    }
+}
+
+/// `herald token`: prints a signed JWT for `user`.
+fn token(
+    settings: &Settings,
+    user: &str,
+    name: Option<&str>,
+    admin: bool,
+    service: bool,
+    ttl: Duration,
+    private_key: Option<&std::path::Path>,
+) -> ExitCode {
+    if let Err(e) = herald::domain::UserId::parse(user) {
+        eprintln!("herald: --user: {e}");
+        return ExitCode::FAILURE;
+    }
+    let algorithm = match parse_algorithm(&settings.auth.algorithm) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Only HS algorithms need (and may create) the secret.
+    let secret = if uses_secret(algorithm) && private_key.is_none() {
+        match load_or_create_secret(settings) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("herald: {e}");
                 return ExitCode::FAILURE;
             }
-            match JwtKeys::hs256(&secret).mint(&user, name.as_deref(), &roles, ttl) {
-                Ok(t) => {
-                    println!("{t}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("herald: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+        }
+    } else {
+        None
+    };
+    let signer = match TokenSigner::from_settings(&settings.auth, secret.as_ref(), private_key) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut roles = Vec::new();
+    if admin {
+        roles.push("admin");
+    }
+    if service {
+        roles.push("service");
+    }
+    match signer.mint(user, name, &roles, ttl) {
+        Ok(t) => {
+            println!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("herald: {e}");
+            ExitCode::FAILURE
         }
     }
 }

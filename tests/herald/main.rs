@@ -15,5 +15,6 @@ mod notifications;
 mod presence;
 mod raw_ws;
 mod rest;
+mod security;
 mod socketio;
 mod ws;

@@ -376,7 +376,8 @@ async fn an_expired_token_ends_a_socketio_session_after_the_grace_period() {
     let mut seen = String::new();
     for _ in 0..20 {
         let mut r = client.get(&poll).send().await.unwrap();
-        seen.push_str(&String::from_utf8(r.body().await.unwrap().to_vec()).unwrap());
+        let body = r.body().await.unwrap();
+        seen.push_str(std::str::from_utf8(&body).unwrap());
         seen.push('\u{1e}');
         if seen.contains("\u{1e}41") || seen.ends_with("1\u{1e}") {
             break;
