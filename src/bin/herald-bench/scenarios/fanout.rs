@@ -1,0 +1,137 @@
+//! `fanout`: one room with N subscribers and K publishers (all joined), publishers sending
+//! `--rate` messages per second in total for `--secs`. Measures deliveries per second, loss
+//! (every acked message should reach every other connected member: subscribers and the other
+//! publishers) and publish→receive latency.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{
+    close_all, connect_many, drain, pause, publish_for, receiver, report_deliveries,
+    report_publishing, report_resources, BenchResult, Book, Ctx, PubOptions, Publisher, Target,
+    MAX_PAD,
+};
+use crate::client::Handler;
+use crate::stats::{fmt_int, CpuMeter, Report};
+
+#[derive(Args, Clone, Debug)]
+pub struct FanoutArgs {
+    /// Subscribers (members that only receive).
+    #[arg(long, default_value_t = 1000)]
+    pub subs: usize,
+    /// Publishers (members that send; they receive each other's messages too).
+    #[arg(long, default_value_t = 4)]
+    pub pubs: usize,
+    /// Messages per second, all publishers together.
+    #[arg(long, default_value_t = 500.0)]
+    pub rate: f64,
+    /// Publishing time in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub secs: f64,
+    /// Padding bytes added to each message text (max 60000).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=MAX_PAD as i64))]
+    pub pad: u32,
+    /// Unacked messages allowed per publisher connection.
+    #[arg(long, default_value_t = 256)]
+    pub max_inflight: usize,
+    /// Pause between the last join and the first message.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
+    /// Longest wait for outstanding acks and deliveries after publishing stops.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain: Duration,
+}
+
+pub async fn run(ctx: &Ctx, a: &FanoutArgs) -> BenchResult<Report> {
+    let mut r = Report::new("fanout");
+    if a.pubs == 0 {
+        return Err("fanout needs --pubs >= 1".into());
+    }
+    let total = ctx.cap(a.subs + a.pubs, "fanout --subs + --pubs", &mut r);
+    let pubs = a.pubs.min(total);
+    let subs = total - pubs;
+    let room = format!("public:fanout-{}", ctx.run_id);
+    let users: Vec<String> = (0..total)
+        .map(|i| {
+            if i < pubs {
+                format!("fo-{}-p{i}", ctx.run_id)
+            } else {
+                format!("fo-{}-s{}", ctx.run_id, i - pubs)
+            }
+        })
+        .collect();
+    let book = Book::new_shared();
+    let handlers = |_: usize| -> Handler { receiver(book.clone(), ctx.progress.clone()) };
+    let rooms = |_: usize| Some(room.clone());
+
+    ctx.progress.phase("connect");
+    let c = connect_many(ctx, &users, &handlers, &rooms).await;
+    let ok = c.ok();
+    r.row(
+        "members",
+        format!(
+            "{} subscribers + {} publishers requested, {} connected and joined in {:.2} s ({} conn/s)",
+            subs,
+            pubs,
+            ok,
+            c.elapsed.as_secs_f64(),
+            fmt_int(ok as f64 / c.elapsed.as_secs_f64().max(1e-9))
+        ),
+    );
+    if c.failed() > 0 {
+        r.row("connect failures", c.failures_text());
+    }
+    let publishers: Vec<Publisher> = c.conns[..pubs]
+        .iter()
+        .flatten()
+        .map(|conn| Publisher {
+            conn: conn.clone(),
+            target: Target::Room(room.clone()),
+        })
+        .collect();
+    if publishers.is_empty() {
+        return Err(format!("no publisher could connect: {}", c.failures_text()));
+    }
+    // Every acked message should reach every other connected member.
+    let receivers = ok.saturating_sub(1) as u64;
+
+    ctx.progress.phase("settle");
+    pause(ctx, a.settle).await;
+    let server_cpu = CpuMeter::start(ctx.server_pid);
+    ctx.measure_from_now();
+    let self_cpu = CpuMeter::start(None);
+    ctx.progress.phase("publish");
+    let opts = PubOptions {
+        max_inflight: a.max_inflight.max(1),
+        pad: a.pad as usize,
+        ack_timeout: ctx.timeout,
+    };
+    let secs = Duration::from_secs_f64(a.secs.max(0.0));
+    let pub_time = publish_for(ctx, &publishers, a.rate, secs, opts, &book).await;
+    ctx.progress.phase("drain");
+    let drained = drain(ctx, &book, receivers, a.drain).await;
+
+    {
+        let b = book.borrow();
+        report_publishing(&mut r, &b, a.rate, pub_time);
+        report_deliveries(&mut r, &b, receivers);
+        r.row(
+            "drain",
+            format!("{:.2} s after the last send", drained.as_secs_f64()),
+        );
+    }
+    r.set("subs", subs as u64);
+    r.set("pubs", pubs as u64);
+    r.set("connected", ok as u64);
+    r.set("connect_failed", c.failed());
+    r.set_f(
+        "connect_per_s",
+        Some(ok as f64 / c.elapsed.as_secs_f64().max(1e-9)),
+    );
+    r.set("pad", a.pad);
+    report_resources(ctx, &mut r, &server_cpu, &self_cpu).await;
+    ctx.progress.phase("close");
+    close_all(c.conns.iter().flatten()).await;
+    Ok(r)
+}
