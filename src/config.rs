@@ -304,7 +304,8 @@ pub struct ServeArgs {
         long,
         global = true,
         env = "HERALD_DIAGNOSTICS",
-        default_value_t = false
+        default_value_t = false,
+        value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub diagnostics: bool,
     /// Deepest JSON nesting in a frame.
@@ -437,7 +438,8 @@ pub struct ServeArgs {
         long,
         global = true,
         env = "HERALD_OPEN_WATCH",
-        default_value_t = false
+        default_value_t = false,
+        value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub open_watch: bool,
     /// Window in which room presence changes are coalesced into one diff, in milliseconds.
@@ -452,10 +454,10 @@ pub struct ServeArgs {
     #[arg(long, global = true, env = "HERALD_TYPING_RATE", default_value_t = 5)]
     pub typing_rate: u32,
     /// Notify @mentioned room members.
-    #[arg(long, global = true, env = "HERALD_NOTIFY_MENTIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, global = true, env = "HERALD_NOTIFY_MENTIONS", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub notify_mentions: bool,
     /// Notify recipients of direct messages who are offline.
-    #[arg(long, global = true, env = "HERALD_NOTIFY_OFFLINE_DIRECT", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, global = true, env = "HERALD_NOTIFY_OFFLINE_DIRECT", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub notify_offline_direct: bool,
     /// Interval of the notification expiry/release sweep, in milliseconds.
     #[arg(

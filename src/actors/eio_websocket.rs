@@ -93,7 +93,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for EioWebSocket {
             }
             Ok(ws::Message::Binary(_)) => ctx.text(crate::socketio::event(
                 "error",
-                &serde_json::json!({"code": "binary_unsupported", "error": "binary attachments are not supported"}),
+                &serde_json::json!({"ok": false, "code": "binary_unsupported", "error": "binary attachments are not supported"}),
             )),
             Ok(_) => {}
             Err(_) => ctx.stop(),

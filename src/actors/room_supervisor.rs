@@ -24,9 +24,6 @@ use crate::engine::Store;
 use crate::error::{EngineError, PersistError};
 use crate::protocol::PresenceView;
 
-/// Most rooms a session is subscribed to at connect.
-pub const MAX_ROOMS_PER_USER: i64 = 10_000;
-
 struct RoomEntry {
     addr: Addr<Room>,
     subscribers: Arc<AtomicUsize>,
@@ -203,7 +200,7 @@ impl Handler<Connect> for RoomSupervisor {
         let q = ListUserRooms {
             user: handle.user.clone(),
             after: None,
-            limit: MAX_ROOMS_PER_USER,
+            limit: self.policy.max_rooms_per_user as i64,
         };
         Box::pin(
             self.store

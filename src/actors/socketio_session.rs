@@ -213,17 +213,17 @@ impl SocketIoSession {
     fn on_message(&mut self, data: &str, ctx: &mut Context<Self>) {
         let depth = self.engine.settings.limits.max_json_depth;
         if protocol::json_depth_exceeds(data, depth) {
-            let err = json!({"code": ErrorCode::TooLarge.as_str(), "error": format!("JSON nested deeper than {depth}")});
+            let err = json!({"ok": false, "code": ErrorCode::TooLarge.as_str(), "error": format!("JSON nested deeper than {depth}")});
             return self.emit(sio::event("error", &err), ctx);
         }
         let p = match sio::decode(data) {
             Ok(p) => p,
             Err(sio::SioError::Binary) => {
-                let err = json!({"code": ErrorCode::BinaryUnsupported.as_str(), "error": sio::SioError::Binary.to_string()});
+                let err = json!({"ok": false, "code": ErrorCode::BinaryUnsupported.as_str(), "error": sio::SioError::Binary.to_string()});
                 return self.emit(sio::event("error", &err), ctx);
             }
             Err(e) => {
-                let err = json!({"code": ErrorCode::InvalidJson.as_str(), "error": e.to_string()});
+                let err = json!({"ok": false, "code": ErrorCode::InvalidJson.as_str(), "error": e.to_string()});
                 return self.emit(sio::event("error", &err), ctx);
             }
         };

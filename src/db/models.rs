@@ -119,6 +119,7 @@ pub enum WriteOp {
         user: UserId,
         status: ChosenStatus,
         custom_message: Option<String>,
+        custom_expires_at: Option<Millis>,
         at: Millis,
     },
 }
@@ -191,6 +192,7 @@ pub struct UserRecord {
     pub custom_message: Option<String>,
     pub last_seen: Option<i64>,
     pub updated_at: i64,
+    pub custom_expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -267,6 +269,7 @@ pub struct NewUserRow<'a> {
     pub custom_message: Option<&'a str>,
     pub last_seen: Option<i64>,
     pub updated_at: i64,
+    pub custom_expires_at: Option<i64>,
 }
 
 /// A stored notification (all columns).

@@ -103,6 +103,7 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
                     custom_message: None,
                     last_seen: Some(*at),
                     updated_at: *at,
+                    custom_expires_at: None,
                 })
                 .on_conflict(users::id)
                 .do_update()
@@ -189,6 +190,7 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
             user,
             status,
             custom_message,
+            custom_expires_at,
             at,
         } => {
             diesel::insert_into(users::table)
@@ -198,12 +200,14 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
                     custom_message: custom_message.as_deref(),
                     last_seen: None,
                     updated_at: *at,
+                    custom_expires_at: *custom_expires_at,
                 })
                 .on_conflict(users::id)
                 .do_update()
                 .set((
                     users::status.eq(status.as_str()),
                     users::custom_message.eq(custom_message.as_deref()),
+                    users::custom_expires_at.eq(*custom_expires_at),
                     users::updated_at.eq(*at),
                 ))
                 .execute(c)?;

@@ -72,6 +72,7 @@ diesel::table! {
         custom_message -> Nullable<Text>,
         last_seen -> Nullable<BigInt>,
         updated_at -> BigInt,
+        custom_expires_at -> Nullable<BigInt>,
     }
 }
 

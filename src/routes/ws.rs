@@ -75,7 +75,7 @@ pub fn check_origin(req: &HttpRequest, engine: &Engine) -> Result<(), AppError> 
         .map(|o| o.to_str().unwrap_or(""))
     {
         None => Ok(()),
-        Some(origin) if allowed.iter().any(|a| a == origin || a == "*") => Ok(()),
+        Some(origin) if allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) => Ok(()),
         Some(origin) => Err(AppError::new(
             crate::error::ErrorCode::Forbidden,
             format!("origin {origin:?} is not allowed"),

@@ -448,3 +448,42 @@ async fn several_devices_end_to_end_and_admin_status_override() {
         }
     }
 }
+
+#[actix_web::test]
+async fn a_custom_status_expiry_survives_going_offline_and_reconnecting() {
+    let db = TestDatabase::new();
+    let (engine, clock) = manual_engine(&db, |_| {}).await;
+    let bob = member(&engine, "bob", "public:exp").await;
+    let expires = clock.now() + 60_000;
+    engine
+        .set_status(
+            &uid("bob"),
+            ChosenStatus::Busy,
+            Some("lunch".into()),
+            Some(expires),
+            None,
+        )
+        .await
+        .unwrap();
+    bob.disconnect();
+    sweep(&engine).await;
+    clock.advance(Duration::from_secs(10));
+    sweep(&engine).await; // offline: the entry is gone, only the database remembers
+                          // Presence writes are queued behind the caller; let them land before reconnecting.
+    engine
+        .store
+        .commits
+        .send(herald::actors::commit_queue::Drain)
+        .await
+        .unwrap();
+    let _again = connect_probe(&engine, "bob").await;
+    let p = engine.presence_of(vec![uid("bob")]).await.unwrap();
+    assert_eq!(p[0].custom_message.as_deref(), Some("lunch"));
+    clock.advance(Duration::from_secs(51));
+    sweep(&engine).await;
+    let p = engine.presence_of(vec![uid("bob")]).await.unwrap();
+    assert_eq!(
+        p[0].custom_message, None,
+        "cleared at its expiry after a reconnect"
+    );
+}

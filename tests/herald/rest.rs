@@ -348,3 +348,44 @@ async fn stats_and_metrics_report_traffic() {
         assert!(text.contains(name), "metrics lack {name}");
     }
 }
+
+#[actix_web::test]
+async fn service_backends_see_presence_and_bodies_up_to_a_mebibyte_are_read() {
+    let (app, _db) = spawn_app().await;
+    let _bob = app.ws("bob").await;
+    // A service token may watch and query anyone (app backends), unlike a plain user.
+    let mut backend = crate::helpers::connect_ws(app.port, &app.service_token())
+        .await
+        .unwrap();
+    backend.recv_type("sync").await;
+    let w = backend.ok("watch", json!({"users": ["bob"]})).await;
+    assert_eq!(w["presence"][0]["status"], "online");
+    let (status, _) = app
+        .get("/v1/presence/bob", Some(&app.service_token()))
+        .await;
+    assert_eq!(status, 200);
+    // 10,000 recipients fit in one request; more than 1 MiB does not.
+    let users: Vec<String> = (0..10_000).map(|i| format!("user{i}")).collect();
+    let (status, body) = app
+        .send_json(
+            "POST",
+            "/v1/admin/notifications",
+            Some(&app.service_token()),
+            Some(json!({"users": users, "notification_type": "alert", "title": "all hands"})),
+        )
+        .await;
+    assert_eq!((status, body["created"].as_u64()), (201, Some(10_000)));
+    let huge = "x".repeat(1_100_000);
+    let (status, body) = app
+        .send_json(
+            "POST",
+            "/v1/rooms",
+            Some(&app.token("bob")),
+            Some(json!({"name": huge})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("too_large"))
+    );
+}

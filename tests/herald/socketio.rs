@@ -99,7 +99,7 @@ impl OfficialClient {
 
     /// The next printed event matching `pred` (others are skipped).
     async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             match tokio::time::timeout_at(deadline, self.lines.recv()).await {
                 Ok(Some(v)) if pred(&v) => return v,

@@ -12,7 +12,7 @@ const socket = io(url, {
   auth: { token },
   transports: mode === "websocket" ? ["websocket"] : undefined,
   reconnection: false,
-  timeout: 5000,
+  timeout: 20000,
 });
 
 // The Engine.IO handshake: which transport opened the session, and any later upgrade.
@@ -29,7 +29,7 @@ const rl = readline.createInterface({ input: process.stdin });
 rl.on("line", async (line) => {
   const cmd = JSON.parse(line);
   if (cmd.emit) {
-    const reply = await socket.timeout(5000).emitWithAck(cmd.emit, cmd.data ?? {}).catch((e) => ({ timeout: String(e) }));
+    const reply = await socket.timeout(15000).emitWithAck(cmd.emit, cmd.data ?? {}).catch((e) => ({ timeout: String(e) }));
     out({ event: "ack", name: cmd.emit, reply });
   } else if (cmd.do === "disconnect") {
     socket.disconnect();

@@ -45,7 +45,7 @@ def any_event(name, data=None):
 def connect_now():
     transports = ["websocket"] if mode == "websocket" else ["polling", "websocket"]
     try:
-        sio.connect(url, auth={"token": token}, transports=transports, wait_timeout=5)
+        sio.connect(url, auth={"token": token}, transports=transports, wait_timeout=20)
     except socketio.exceptions.ConnectionError as e:
         out({"event": "connect_error", "message": str(e)})
 
@@ -55,7 +55,7 @@ for line in sys.stdin:
     cmd = json.loads(line)
     if "emit" in cmd:
         try:
-            reply = sio.call(cmd["emit"], cmd.get("data", {}), timeout=5)
+            reply = sio.call(cmd["emit"], cmd.get("data", {}), timeout=15)
         except Exception as e:  # noqa: BLE001 - reported to the test as a failure
             reply = {"timeout": str(e)}
         out({"event": "ack", "name": cmd["emit"], "reply": reply})

@@ -78,20 +78,21 @@ struct UserPresence {
 
 impl UserPresence {
     fn new(stored: Option<&UserRecord>, now: Millis) -> Self {
-        let (status, custom_message, last_seen) = match stored {
+        let (status, custom_message, custom_expires_at, last_seen) = match stored {
             Some(r) => (
                 ChosenStatus::parse(&r.status).unwrap_or_default(),
                 r.custom_message.clone(),
+                r.custom_expires_at,
                 r.last_seen,
             ),
-            None => (ChosenStatus::Online, None, None),
+            None => (ChosenStatus::Online, None, None, None),
         };
         UserPresence {
             sessions: HashMap::new(),
             status,
             auto_away: false,
             custom_message,
-            custom_expires_at: None,
+            custom_expires_at,
             metadata: None,
             last_seen,
             visible_last_seen: last_seen,
@@ -220,6 +221,7 @@ impl PresenceRegistry {
                 user: user.clone(),
                 status: e.status,
                 custom_message: e.custom_message.clone(),
+                custom_expires_at: e.custom_expires_at,
                 at: self.now(),
             });
         }
@@ -484,6 +486,7 @@ impl Handler<SetStatus> for PresenceRegistry {
             self.persist(WriteOp::SaveStatus {
                 user: msg.user,
                 status: msg.status,
+                custom_expires_at: msg.custom_expires_at.filter(|_| msg.custom_message.is_some()),
                 custom_message: msg.custom_message,
                 at: now,
             });

@@ -48,7 +48,8 @@ impl Handler<JoinMember> for Room {
     type Result = ResponseActFuture<Self, Result<Joined, EngineError>>;
     fn handle(&mut self, msg: JoinMember, _: &mut Context<Self>) -> Self::Result {
         let already = self.is_member(&msg.user);
-        if !already {
+        // Access first (a stranger learns nothing about a private room's size), then capacity.
+        if !already && self.id.kind() == RoomKind::Public {
             if let Err(e) = self.check_room_capacity() {
                 return Box::pin(fut::ready(Err(e)));
             }
@@ -316,7 +317,13 @@ impl Handler<CreatePrivate> for Room {
                 at,
             },
         ];
-        Box::pin(self.commit(ops).into_actor(self).map(move |res, act, _| {
+        let check = self.user_room_capacity(&msg.owner);
+        let write = self.commit(ops);
+        let work = async move {
+            check.await?;
+            write.await
+        };
+        Box::pin(work.into_actor(self).map(move |res, act, _| {
             res?;
             act.exists = true;
             act.name = Some(msg.name);
@@ -363,7 +370,15 @@ impl Handler<EnsureDirect> for Room {
                 at,
             });
         }
-        Box::pin(self.commit(ops).into_actor(self).map(move |res, act, _| {
+        let checks: Vec<_> = missing.iter().map(|u| self.user_room_capacity(u)).collect();
+        let write = self.commit(ops);
+        let work = async move {
+            for c in checks {
+                c.await?;
+            }
+            write.await
+        };
+        Box::pin(work.into_actor(self).map(move |res, act, _| {
             res?;
             act.exists = true;
             for u in &missing {
