@@ -29,6 +29,8 @@ pub enum Incoming {
 pub struct FrameAssembler {
     /// (is_text, bytes so far) of the message being reassembled.
     parts: Option<(bool, BytesMut)>,
+    /// How much of a text message being reassembled is known to be valid UTF-8.
+    utf8_checked: usize,
     max: usize,
 }
 
@@ -36,6 +38,7 @@ impl FrameAssembler {
     pub fn new(max_message_bytes: usize) -> Self {
         FrameAssembler {
             parts: None,
+            utf8_checked: 0,
             max: max_message_bytes,
         }
     }
@@ -86,7 +89,10 @@ impl FrameAssembler {
             Item::Last(b) => (None, b, true),
         };
         match (first, self.parts.as_mut()) {
-            (Some(is_text), None) => self.parts = Some((is_text, BytesMut::from(&chunk[..]))),
+            (Some(is_text), None) => {
+                self.utf8_checked = 0;
+                self.parts = Some((is_text, BytesMut::from(&chunk[..])));
+            }
             (None, Some((_, buf))) => buf.extend_from_slice(&chunk),
             _ => {
                 return Incoming::Violation {
@@ -102,12 +108,29 @@ impl FrameAssembler {
                 reason: "message too big",
             };
         }
+        // Fail fast: a text fragment that can never become valid UTF-8 closes the connection
+        // now, not when the message ends (a character cut at the fragment end is fine).
+        if let Some((true, buf)) = &self.parts {
+            let from = self.utf8_checked.min(buf.len());
+            match std::str::from_utf8(&buf[from..]) {
+                Ok(_) => self.utf8_checked = buf.len(),
+                Err(e) if e.error_len().is_some() => {
+                    self.parts = None;
+                    return Incoming::Violation {
+                        code: 1007,
+                        reason: "invalid UTF-8 in a text message",
+                    };
+                }
+                Err(e) => self.utf8_checked = from + e.valid_up_to(),
+            }
+        }
         if !last {
             return Incoming::Nothing;
         }
         let Some((is_text, buf)) = self.parts.take() else {
             return Incoming::Nothing;
         };
+        self.utf8_checked = 0;
         if !is_text {
             return Incoming::Binary(buf.freeze());
         }

@@ -235,6 +235,12 @@ async fn the_websocket_layer_follows_rfc_6455() {
     c.send_raw(0x80, &[0xff], true).await;
     assert_eq!(c.close_code().await, Some(1007));
 
+    // ... and as soon as a fragment makes the text invalid, before the message ends.
+    let mut c = echo(app.port).await;
+    c.send_raw(0x01, b"ok so far", true).await;
+    c.send_raw(0x00, &[0xff, 0xfe], true).await;
+    assert_eq!(c.close_code().await, Some(1007));
+
     // Reserved bits, reserved opcodes, unmasked client frames, stray continuations → 1002.
     for (first, masked) in [(0xC1u8, true), (0x83, true), (0x81, false), (0x80, true)] {
         let mut c = echo(app.port).await;
