@@ -105,7 +105,8 @@ impl RawWs {
                 self.buf.drain(..used);
                 return Some(frame);
             }
-            let mut chunk = [0u8; 65536];
+            // On the heap: a 64 KiB array would sit in every awaiting future's state.
+            let mut chunk = vec![0u8; 65536];
             let n = tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut chunk))
                 .await
                 .ok()?
