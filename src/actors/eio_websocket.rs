@@ -9,6 +9,8 @@ use std::time::Instant;
 use actix::prelude::*;
 use actix_web_actors::ws;
 
+use crate::wsframe::{FrameAssembler, Incoming};
+
 use super::socketio_session::{
     AttachWebSocket, EioOut, EioPackets, ProbeReceived, SocketIoSession, TransportClosed,
 };
@@ -19,15 +21,22 @@ pub struct EioWebSocket {
     upgrading: bool,
     outbox: usize,
     last_heard: Instant,
+    frames: FrameAssembler,
 }
 
 impl EioWebSocket {
-    pub fn new(session: Addr<SocketIoSession>, upgrading: bool, outbox: usize) -> Self {
+    pub fn new(
+        session: Addr<SocketIoSession>,
+        upgrading: bool,
+        outbox: usize,
+        max_payload: usize,
+    ) -> Self {
         EioWebSocket {
             session,
             upgrading,
             outbox,
             last_heard: Instant::now(),
+            frames: FrameAssembler::new(max_payload),
         }
     }
 }
@@ -68,10 +77,10 @@ impl Handler<EioOut> for EioWebSocket {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for EioWebSocket {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
-        match msg {
-            Ok(ws::Message::Text(t)) => {
+        match self.frames.push(msg) {
+            Incoming::Text(t) => {
                 if self.upgrading {
-                    match &*t {
+                    match t.as_str() {
                         "2probe" => {
                             ctx.text("3probe");
                             self.session.do_send(ProbeReceived);
@@ -80,23 +89,26 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for EioWebSocket {
                             self.upgrading = false;
                             self.session.do_send(AttachWebSocket { out: ctx.address().recipient() });
                         }
-                        _ => self.session.do_send(EioPackets { packets: vec![t.to_string()] }),
+                        _ => self.session.do_send(EioPackets { packets: vec![t] }),
                     }
                 } else {
-                    self.session.do_send(EioPackets { packets: vec![t.to_string()] });
+                    self.session.do_send(EioPackets { packets: vec![t] });
                 }
             }
-            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
-            Ok(ws::Message::Close(r)) => {
+            Incoming::Ping(p) => ctx.pong(&p),
+            Incoming::Close(r) => {
                 ctx.close(r);
                 ctx.stop();
             }
-            Ok(ws::Message::Binary(_)) => ctx.text(crate::socketio::event(
+            Incoming::Binary(_) => ctx.text(crate::socketio::event(
                 "error",
                 &serde_json::json!({"ok": false, "code": "binary_unsupported", "error": "binary attachments are not supported"}),
             )),
-            Ok(_) => {}
-            Err(_) => ctx.stop(),
+            Incoming::Pong | Incoming::Nothing => {}
+            Incoming::Violation { code, reason } => {
+                ctx.close(Some(ws::CloseReason { code: ws::CloseCode::from(code), description: Some(reason.into()) }));
+                ctx.stop();
+            }
         }
     }
 

@@ -24,6 +24,7 @@ use crate::auth::AuthenticatedUser;
 use crate::domain::{now_millis, SessionId};
 use crate::engine::Engine;
 use crate::protocol::close_code;
+use crate::wsframe::{FrameAssembler, Incoming};
 
 pub struct NotificationSocket {
     id: SessionId,
@@ -32,6 +33,7 @@ pub struct NotificationSocket {
     engine: Engine,
     last_heard: Instant,
     slow: Arc<AtomicBool>,
+    frames: FrameAssembler,
 }
 
 fn error_frame(message: &str) -> String {
@@ -46,6 +48,7 @@ impl NotificationSocket {
             engine,
             last_heard: Instant::now(),
             slow: Arc::default(),
+            frames: FrameAssembler::new(64 * 1024),
         }
     }
 
@@ -172,16 +175,22 @@ impl Handler<SessionControl> for NotificationSocket {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for NotificationSocket {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
-        match msg {
-            Ok(ws::Message::Text(t)) => self.on_text(&t, ctx),
-            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
-            Ok(ws::Message::Close(r)) => {
+        match self.frames.push(msg) {
+            Incoming::Text(t) => self.on_text(&t, ctx),
+            Incoming::Ping(p) => ctx.pong(&p),
+            Incoming::Close(r) => {
                 ctx.close(r);
                 ctx.stop();
             }
-            Ok(ws::Message::Binary(_)) => ctx.text(error_frame("Binary frames are not supported")),
-            Ok(_) => {}
-            Err(_) => ctx.stop(),
+            Incoming::Binary(_) => ctx.text(error_frame("Binary frames are not supported")),
+            Incoming::Pong | Incoming::Nothing => {}
+            Incoming::Violation { code, reason } => {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::from(code),
+                    description: Some(reason.into()),
+                }));
+                ctx.stop();
+            }
         }
     }
 

@@ -110,13 +110,13 @@ pub async fn get(
             let Some(addr) = engine.eio.send(LookupEio { sid }).await.ok().flatten() else {
                 return Ok(eio_error(1, "Session ID unknown"));
             };
-            ws::WsResponseBuilder::new(EioWebSocket::new(addr, true, outbox), &req, stream)
+            ws::WsResponseBuilder::new(EioWebSocket::new(addr, true, outbox, max), &req, stream)
                 .frame_size(max)
                 .start()
         }
         (Some("websocket"), None) => {
             let (_, addr) = new_session(&engine, &req, true).await;
-            ws::WsResponseBuilder::new(EioWebSocket::new(addr, false, outbox), &req, stream)
+            ws::WsResponseBuilder::new(EioWebSocket::new(addr, false, outbox, max), &req, stream)
                 .frame_size(max)
                 .start()
         }
