@@ -46,6 +46,7 @@ struct Cli {
 }
 
 #[derive(Args, Clone)]
+#[command(next_help_heading = "Common options")]
 struct Common {
     /// The server's base URL.
     #[arg(
