@@ -135,7 +135,7 @@ impl Application {
             log::warn!("database not ready at start-up ({e}); retrying in the background");
             actix_web::rt::spawn(migrate_with_backoff(engine.clone()));
         }
-        let listener = TcpListener::bind(&bind).map_err(|source| StartupError::Bind {
+        let listener = bind_listener(&bind).map_err(|source| StartupError::Bind {
             addr: bind.clone(),
             source,
         })?;
@@ -161,7 +161,13 @@ impl Application {
                 .wrap(cors(&origins))
         })
         .disable_signals()
-        .shutdown_timeout(5);
+        .shutdown_timeout(5)
+        // Frames are written whole; Nagle would hold acks and messages back 20-40 ms.
+        .on_connect(|conn, _| {
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        });
         if workers > 0 {
             server = server.workers(workers);
         }
@@ -447,6 +453,26 @@ async fn migrate_with_backoff(engine: Engine) {
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+}
+
+/// Accept queue for connection bursts (std's `bind` leaves it at 128).
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds the listener with a deep accept queue and `TCP_NODELAY` (inherited by accepted
+/// sockets on Linux; TLS connections rely on that, plain ones also set it on connect).
+fn bind_listener(bind: &str) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::ToSocketAddrs;
+    let addr = bind.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+    })?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 async fn wait_for_signal() {

@@ -222,13 +222,21 @@ fn append_messages(
     new: &[NewMessage],
 ) -> QueryResult<Vec<AppendedMessage>> {
     // Retries: find originals stored earlier (any room: the id is unique per sender).
-    let ids: Vec<&str> = new
-        .iter()
-        .filter_map(|m| m.client_msg_id.as_deref())
-        .collect();
+    // Retries: look originals up per sender, so the (sender, client_msg_id) unique index
+    // serves the query instead of a scan of the whole history.
+    let mut ids_by_sender: HashMap<&str, Vec<&str>> = HashMap::new();
+    for m in new {
+        if let Some(cmid) = m.client_msg_id.as_deref() {
+            ids_by_sender
+                .entry(m.sender.as_str())
+                .or_default()
+                .push(cmid);
+        }
+    }
     let mut originals: HashMap<(String, String), StoredMessage> = HashMap::new();
-    if !ids.is_empty() {
+    for (sender, ids) in ids_by_sender {
         let rows: Vec<MessageRow> = messages::table
+            .filter(messages::sender.eq(sender))
             .filter(messages::client_msg_id.eq_any(&ids))
             .select(MessageRow::as_select())
             .load(c)?;
