@@ -486,7 +486,9 @@ impl Handler<SetStatus> for PresenceRegistry {
             self.persist(WriteOp::SaveStatus {
                 user: msg.user,
                 status: msg.status,
-                custom_expires_at: msg.custom_expires_at.filter(|_| msg.custom_message.is_some()),
+                custom_expires_at: msg
+                    .custom_expires_at
+                    .filter(|_| msg.custom_message.is_some()),
                 custom_message: msg.custom_message,
                 at: now,
             });
