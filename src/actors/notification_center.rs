@@ -39,6 +39,9 @@ pub struct NotificationCenter {
     clock: Arc<dyn Clock>,
     sweep_every: Duration,
     sessions: HashMap<UserId, HashMap<SessionId, SessionHandle>>,
+    /// Ids pushed live recently: a notification stored while its user was connecting can be
+    /// found both by the creator and by the connect-time release; it is pushed once.
+    pushed: std::collections::HashSet<String>,
 }
 
 /// `{"type":"notification","data":{"id","title","message","is_read","created_at","notification_type"}}`.
@@ -73,7 +76,16 @@ impl NotificationCenter {
             clock,
             sweep_every,
             sessions: HashMap::new(),
+            pushed: Default::default(),
         }
+    }
+
+    /// Records that `id` is being pushed; false if it already was.
+    fn mark_pushed(&mut self, id: &str) -> bool {
+        if self.pushed.len() > 10_000 {
+            self.pushed.clear();
+        }
+        self.pushed.insert(id.to_owned())
     }
 
     fn online(&self, user: &UserId) -> bool {
@@ -165,6 +177,9 @@ impl NotificationCenter {
                 let p = parse_prefs(prefs.get(&r.user_id));
                 let priority = crate::domain::Priority::parse(&r.priority).unwrap_or_default();
                 if !act.online(&user) || p.holds(priority, now) {
+                    continue;
+                }
+                if !act.mark_pushed(&r.id) {
                     continue;
                 }
                 act.push(&user, &notification_frame(&r).into());
@@ -377,6 +392,7 @@ impl Handler<Notify> for NotificationCenter {
                 .map(|res, act, ctx| {
                     let (mut results, stored) = res.map_err(EngineError::from)?;
                     let mut touched = Vec::new();
+                    let mut late = Vec::new();
                     let mut stored = stored.into_iter();
                     for r in results.iter_mut().filter(|r| r.created) {
                         let Some((row, new)) = stored.next() else {
@@ -384,12 +400,28 @@ impl Handler<Notify> for NotificationCenter {
                         };
                         r.id = Some(row.id.clone());
                         r.created = new;
-                        if new && row.delivered_at.is_some() {
+                        // A user who connected while the notification was being stored
+                        // gets it now rather than at the next sweep.
+                        let came_online =
+                            row.delivered_at.is_none() && !r.held && act.online(&r.user);
+                        if new && (row.delivered_at.is_some() || came_online) {
+                            if !act.mark_pushed(&row.id) {
+                                continue;
+                            }
                             act.push(&r.user, &notification_frame(&row).into());
+                            if came_online {
+                                late.push(row.id.clone());
+                            }
                         }
                         if new {
                             touched.push(r.user.clone());
                         }
+                    }
+                    if !late.is_empty() {
+                        let at = act.clock.now();
+                        act.store.commits.do_send(Commit {
+                            ops: vec![WriteOp::MarkDelivered { ids: late, at }],
+                        });
                     }
                     act.push_counts(touched, ctx);
                     Ok(results)
