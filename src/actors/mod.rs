@@ -17,6 +17,7 @@ pub mod database;
 pub mod echo_session;
 pub mod eio_registry;
 pub mod eio_websocket;
+pub mod inflight;
 pub mod notification_center;
 pub mod notification_socket;
 pub mod presence_registry;

@@ -28,6 +28,8 @@ struct RoomEntry {
     addr: Addr<Room>,
     subscribers: Arc<AtomicUsize>,
     last_used: Instant,
+    /// A direct room whose two memberships are known to exist.
+    direct_ready: bool,
 }
 
 pub struct RoomSupervisor {
@@ -92,6 +94,7 @@ impl RoomSupervisor {
                 addr: addr.clone(),
                 subscribers,
                 last_used: Instant::now(),
+                direct_ready: false,
             },
         );
         addr
@@ -332,43 +335,53 @@ pub struct RoutePublish {
 }
 
 impl Handler<RoutePublish> for RoomSupervisor {
-    type Result = ResponseActFuture<Self, Result<Published, EngineError>>;
-    fn handle(&mut self, msg: RoutePublish, _: &mut Context<Self>) -> Self::Result {
+    // A plain future, not an actor future: actix polls every actor future of a context on
+    // each wake-up, and thousands of sends can be waiting for their commit at once.
+    type Result = ResponseFuture<Result<Published, EngineError>>;
+    fn handle(&mut self, msg: RoutePublish, ctx: &mut Context<Self>) -> Self::Result {
         let addr = self.room(&msg.room);
         // Only the two users of a direct room may bring it into being; anyone else is
         // refused by the room as a non-member.
         let creates = msg.room.direct_users().is_some_and(|(a, b)| {
             msg.publish.message.sender == a || msg.publish.message.sender == b
         });
-        if !creates {
-            return Box::pin(
-                addr.send(msg.publish)
-                    .into_actor(self)
-                    .map(|res, _, _| res?),
-            );
+        let ready = self.rooms.get(&msg.room).is_some_and(|e| e.direct_ready);
+        if !creates || ready {
+            return Box::pin(async move { addr.send(msg.publish).await? });
         }
         // Direct rooms come into being with their first message: make sure both users are
         // members and subscribed before the message can fan out.
-        let room = msg.room.clone();
+        let me = ctx.address();
+        let room = msg.room;
         let publish = msg.publish;
-        Box::pin(
-            addr.send(EnsureDirect)
-                .into_actor(self)
-                .then(move |res, act, _| {
-                    let added = res.map_err(EngineError::from).and_then(|r| r);
-                    if let Ok(users) = &added {
-                        for u in users {
-                            act.subscribe_user(u, &room, true);
-                        }
-                    }
-                    let addr = act.room(&room);
-                    async move {
-                        added?;
-                        addr.send(publish).await?
-                    }
-                    .into_actor(act)
-                }),
-        )
+        Box::pin(async move {
+            let added = addr.send(EnsureDirect).await??;
+            let addr = me.send(DirectReady { room, added }).await?;
+            addr.send(publish).await?
+        })
+    }
+}
+
+/// Sent to itself once a direct room's memberships exist: subscribes the users that just
+/// became members and answers the room's address.
+#[derive(Message)]
+#[rtype(result = "Addr<Room>")]
+struct DirectReady {
+    room: RoomId,
+    added: Vec<UserId>,
+}
+
+impl Handler<DirectReady> for RoomSupervisor {
+    type Result = MessageResult<DirectReady>;
+    fn handle(&mut self, msg: DirectReady, _: &mut Context<Self>) -> Self::Result {
+        for u in &msg.added {
+            self.subscribe_user(u, &msg.room, true);
+        }
+        let addr = self.room(&msg.room);
+        if let Some(e) = self.rooms.get_mut(&msg.room) {
+            e.direct_ready = true;
+        }
+        MessageResult(addr)
     }
 }
 

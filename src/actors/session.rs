@@ -31,6 +31,8 @@ use crate::rate::{RequestLimiter, Verdict};
 use crate::unread::{UnreadCounts, UNREAD_COALESCE};
 use crate::wsframe::{FrameAssembler, Incoming};
 
+use super::inflight::InFlight;
+
 /// Sent by rooms and the presence registry to a session: one encoded server frame, shared by
 /// all recipients, and what it is about when the session keeps count of it.
 #[derive(Message, Clone)]
@@ -145,6 +147,8 @@ pub struct WsSession {
     limiter: RequestLimiter,
     /// The token-expiry timers (warning, then close), replaced on `auth`.
     expiry_timers: Vec<SpawnHandle>,
+    /// Requests waiting for the engine's answer.
+    inflight: InFlight<Self>,
 }
 
 /// Client activity is reported to presence at most this often per session.
@@ -173,6 +177,7 @@ impl WsSession {
             last_touch: None,
             limiter: RequestLimiter::new(&engine_limits),
             expiry_timers: Vec::new(),
+            inflight: InFlight::default(),
         }
     }
 
@@ -295,27 +300,24 @@ impl WsSession {
         reference: Option<Value>,
         fut: F,
         on_ok: impl FnOnce(&mut Self, &mut ws::WebsocketContext<Self>) + 'static,
-        ctx: &mut ws::WebsocketContext<Self>,
     ) where
         F: std::future::Future<Output = Result<T, EngineError>> + 'static,
         T: serde::Serialize + 'static,
     {
         let started = Instant::now();
-        fut.into_actor(self)
-            .map(move |res, act, ctx| {
-                METRICS
-                    .request_seconds
-                    .with_label_values(&[kind])
-                    .observe(started.elapsed().as_secs_f64());
-                match res {
-                    Ok(data) => {
-                        on_ok(act, ctx);
-                        ctx.text(protocol::ack(reference.as_ref(), &data))
-                    }
-                    Err(e) => send_error(ctx, reference.as_ref(), e.code(), &e.to_string()),
+        self.inflight.run(fut, move |res, act, ctx| {
+            METRICS
+                .request_seconds
+                .with_label_values(&[kind])
+                .observe(started.elapsed().as_secs_f64());
+            match res {
+                Ok(data) => {
+                    on_ok(act, ctx);
+                    ctx.text(protocol::ack(reference.as_ref(), &data))
                 }
-            })
-            .spawn(ctx);
+                Err(e) => send_error(ctx, reference.as_ref(), e.code(), &e.to_string()),
+            }
+        });
     }
 
     fn dispatch(
@@ -380,7 +382,6 @@ impl WsSession {
                             }
                         }
                     },
-                    ctx,
                 )
             }
         }
@@ -405,6 +406,7 @@ impl Actor for WsSession {
         METRICS.connections.inc();
         METRICS.connections_total.inc();
         ctx.set_mailbox_capacity(self.engine.settings.outbox_frames);
+        self.inflight.start(ctx);
         ctx.text(protocol::event(
             "connection_ack",
             &json!({

@@ -16,6 +16,7 @@
 //! Sends to: the engine's actors (as a native session does), its WebSocket transport, the
 //! `EioRegistry` (on stop).
 
+use super::inflight::InFlight;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -77,6 +78,8 @@ pub struct SocketIoSession {
     slow: Arc<AtomicBool>,
     limiter: RequestLimiter,
     expiry_timers: Vec<SpawnHandle>,
+    /// Requests waiting for the engine's answer.
+    inflight: InFlight<Self>,
     unread: UnreadCounts,
     remote_addr: Option<String>,
     user_agent: Option<String>,
@@ -113,6 +116,7 @@ impl SocketIoSession {
             slow: Arc::default(),
             limiter,
             expiry_timers: Vec::new(),
+            inflight: InFlight::default(),
             unread: UnreadCounts::default(),
             remote_addr,
             user_agent,
@@ -409,9 +413,9 @@ impl SocketIoSession {
                 };
                 let engine = self.engine.clone();
                 let admin = auth.is_admin() || auth.is_service();
-                async move { engine.execute(handle, admin, request).await }
-                    .into_actor(self)
-                    .map(move |res, act, ctx| {
+                self.inflight.run(
+                    async move { engine.execute(handle, admin, request).await },
+                    move |res, act, ctx| {
                         if res.is_ok() {
                             if let Some((room, seq)) = read {
                                 if act.unread.read_up_to(&room, seq) {
@@ -420,8 +424,8 @@ impl SocketIoSession {
                             }
                         }
                         act.reply(ack_id, res.map_err(|e| (e.code(), e.to_string())), ctx)
-                    })
-                    .spawn(ctx);
+                    },
+                );
             }
         }
     }
@@ -476,6 +480,7 @@ impl Actor for SocketIoSession {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.engine.settings.outbox_frames);
+        self.inflight.start(ctx);
         let interval = self.engine.settings.sio_ping_interval;
         let timeout = self.engine.settings.sio_ping_timeout;
         ctx.run_interval(interval, move |act, ctx| {

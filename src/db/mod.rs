@@ -22,6 +22,11 @@ use models::*;
 
 mod sqlite {
     pub type Conn = diesel::SqliteConnection;
+    pub type Db = diesel::sqlite::Sqlite;
+    /// The `n`th (1-based) bind parameter in raw SQL.
+    pub fn placeholder(_n: usize) -> String {
+        "?".to_owned()
+    }
     pub mod queries {
         include!("queries.rs");
     }
@@ -29,6 +34,11 @@ mod sqlite {
 
 mod pg {
     pub type Conn = diesel::PgConnection;
+    pub type Db = diesel::pg::Pg;
+    /// The `n`th (1-based) bind parameter in raw SQL.
+    pub fn placeholder(n: usize) -> String {
+        format!("${n}")
+    }
     pub mod queries {
         include!("queries.rs");
     }

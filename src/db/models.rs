@@ -33,6 +33,15 @@ impl MemberRole {
     }
 }
 
+/// A room's seq counter after an update (`RETURNING id, last_seq`).
+#[derive(Debug, QueryableByName)]
+pub struct RoomLastSeq {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub id: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub last_seq: i64,
+}
+
 /// A message to be stored; the seq is assigned inside the storing transaction.
 #[derive(Debug, Clone)]
 pub struct NewMessage {

@@ -6,18 +6,29 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 
-use super::Conn;
+use super::{Conn, Db};
 use crate::db::models::*;
 use crate::db::schema::{members, messages, notification_prefs, notifications, rooms, users};
 use crate::domain::{ReceiptStatus, RoomId, RoomKind, UserId};
 use crate::error::PersistError;
 
-/// Writes a batch of groups in one transaction (one commit, one fsync); each group runs in a
-/// savepoint so a refused group does not undo the others.
+/// Writes a batch of groups in one transaction (one commit, one fsync).
+///
+/// The batch is first written whole, with the appends of consecutive groups merged into a
+/// few set-wise statements, so a batch costs a handful of statements however many rooms it
+/// holds (on PostgreSQL each statement is a round trip). If anything in it is refused — or a
+/// message turns out to be a retry, which needs the original looked up — that attempt is
+/// rolled back and the batch is written again group by group, each group in a savepoint, so
+/// a refused group does not undo the others.
 pub fn write_batch(
     c: &mut Conn,
     groups: &[Vec<WriteOp>],
 ) -> Result<Vec<Result<Vec<WriteOutcome>, PersistError>>, PersistError> {
+    match c.transaction(|c| write_batch_merged(c, groups)) {
+        Ok(results) => return Ok(results),
+        Err(e) if !worth_retrying_by_group(&e) => return Err(e.into()),
+        Err(_) => {}
+    }
     let results = c.transaction::<_, diesel::result::Error, _>(|c| {
         let mut results = Vec::with_capacity(groups.len());
         for group in groups {
@@ -32,6 +43,232 @@ pub fn write_batch(
         Ok(results)
     })?;
     Ok(results)
+}
+
+/// Errors from the merged attempt that a group-by-group write may get past; a lost
+/// connection is not one of them.
+fn worth_retrying_by_group(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::RollbackTransaction | Error::NotFound => true,
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => false,
+        Error::DatabaseError(..) => true,
+        _ => false,
+    }
+}
+
+/// The whole batch in order, consecutive appends merged. Fails (rolling the transaction
+/// back) on any error, and with `RollbackTransaction` when a message collides with a stored
+/// one, i.e. is a retry.
+fn write_batch_merged(
+    c: &mut Conn,
+    groups: &[Vec<WriteOp>],
+) -> QueryResult<Vec<Result<Vec<WriteOutcome>, PersistError>>> {
+    let mut outcomes: Vec<Vec<Option<WriteOutcome>>> =
+        groups.iter().map(|g| vec![None; g.len()]).collect();
+    let mut appends: Vec<(usize, usize)> = Vec::new();
+    for (gi, group) in groups.iter().enumerate() {
+        for (oi, op) in group.iter().enumerate() {
+            if matches!(op, WriteOp::AppendMessages { .. }) {
+                appends.push((gi, oi));
+                continue;
+            }
+            // Earlier appends go first: later ops may depend on them (e.g. a new member's
+            // watermarks start at the room's last seq).
+            append_merged(c, groups, &mut appends, &mut outcomes)?;
+            outcomes[gi][oi] = Some(apply(c, op)?);
+        }
+    }
+    append_merged(c, groups, &mut appends, &mut outcomes)?;
+    Ok(outcomes
+        .into_iter()
+        .map(|g| Ok(g.into_iter().flatten().collect()))
+        .collect())
+}
+
+/// Stores the messages of the `AppendMessages` ops at `pending` with one seq update per
+/// statement chunk of rooms, multi-row inserts, and one watermark update per chunk of
+/// (room, sender) pairs.
+fn append_merged(
+    c: &mut Conn,
+    groups: &[Vec<WriteOp>],
+    pending: &mut Vec<(usize, usize)>,
+    outcomes: &mut [Vec<Option<WriteOutcome>>],
+) -> QueryResult<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let ops: Vec<(usize, usize, &RoomId, &[NewMessage])> = pending
+        .drain(..)
+        .filter_map(|(gi, oi)| match &groups[gi][oi] {
+            WriteOp::AppendMessages { room, messages } => Some((gi, oi, room, &messages[..])),
+            _ => None,
+        })
+        .collect();
+    // How many seqs each room needs, in order of first appearance.
+    let mut counts: Vec<(&str, i64)> = Vec::new();
+    for (_, _, room, msgs) in &ops {
+        match counts.iter_mut().find(|(r, _)| *r == room.as_str()) {
+            Some((_, k)) => *k += msgs.len() as i64,
+            None => counts.push((room.as_str(), msgs.len() as i64)),
+        }
+    }
+    counts.retain(|(_, k)| *k > 0);
+    // The next seq to hand out per room.
+    let mut next: HashMap<String, i64> = HashMap::with_capacity(counts.len());
+    for chunk in counts.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE rooms SET last_seq = rooms.last_seq + v.column2 FROM (VALUES {}) AS v \
+             WHERE rooms.id = v.column1 RETURNING rooms.id, rooms.last_seq",
+            values_list(chunk.len(), 2)
+        );
+        let mut q = diesel::sql_query(sql).into_boxed::<Db>();
+        for (room, k) in chunk {
+            q = q
+                .bind::<diesel::sql_types::Text, _>(*room)
+                .bind::<diesel::sql_types::BigInt, _>(*k);
+        }
+        let rows: Vec<RoomLastSeq> = q.load(c)?;
+        if rows.len() != chunk.len() {
+            // A room that does not exist: let the group-by-group write report it.
+            return Err(diesel::result::Error::NotFound);
+        }
+        for r in rows {
+            let k = chunk
+                .iter()
+                .find(|(room, _)| *room == r.id)
+                .map_or(0, |(_, k)| *k);
+            next.insert(r.id, r.last_seq - k + 1);
+        }
+    }
+    let mut rows: Vec<NewMessageRow> = Vec::new();
+    let mut placed: Vec<(usize, usize, Vec<usize>)> = Vec::with_capacity(ops.len());
+    for (gi, oi, room, msgs) in &ops {
+        let mut idx = Vec::with_capacity(msgs.len());
+        for m in msgs.iter() {
+            let seq = next
+                .get_mut(room.as_str())
+                .ok_or(diesel::result::Error::NotFound)?;
+            idx.push(rows.len());
+            rows.push(NewMessageRow {
+                id: &m.id,
+                room_id: room.as_str(),
+                seq: *seq,
+                sender: m.sender.as_str(),
+                kind: m.kind.as_str(),
+                body: m.body.as_json(),
+                priority: m.priority.as_str(),
+                client_msg_id: m.client_msg_id.as_deref(),
+                created_at: m.created_at,
+            });
+            *seq += 1;
+        }
+        placed.push((*gi, *oi, idx));
+    }
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        // Raw SQL: Diesel has no multi-row `ON CONFLICT DO NOTHING` insert for SQLite.
+        let sql = format!(
+            "INSERT INTO messages (id, room_id, seq, sender, kind, body, priority, client_msg_id, created_at) \
+             VALUES {} ON CONFLICT DO NOTHING",
+            values_list(chunk.len(), 9)
+        );
+        let mut q = diesel::sql_query(sql).into_boxed::<Db>();
+        for r in chunk {
+            use diesel::sql_types::{BigInt, Nullable, Text};
+            q = q
+                .bind::<Text, _>(r.id)
+                .bind::<Text, _>(r.room_id)
+                .bind::<BigInt, _>(r.seq)
+                .bind::<Text, _>(r.sender)
+                .bind::<Text, _>(r.kind)
+                .bind::<Text, _>(r.body)
+                .bind::<Text, _>(r.priority)
+                .bind::<Nullable<Text>, _>(r.client_msg_id)
+                .bind::<BigInt, _>(r.created_at);
+        }
+        let n = q.execute(c)?;
+        if n != chunk.len() {
+            // A retried client_msg_id (or a clash): only the careful path can answer it.
+            return Err(diesel::result::Error::RollbackTransaction);
+        }
+    }
+    // Sending implies having read the room up to one's own message, so a member's unread
+    // count is simply last_seq - read_seq.
+    let mut newest: Vec<(&str, &str, i64)> = Vec::new();
+    for r in &rows {
+        match newest
+            .iter_mut()
+            .find(|(room, sender, _)| *room == r.room_id && *sender == r.sender)
+        {
+            Some((_, _, seq)) => *seq = (*seq).max(r.seq),
+            None => newest.push((r.room_id, r.sender, r.seq)),
+        }
+    }
+    for chunk in newest.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE members SET \
+             read_seq = CASE WHEN members.read_seq < v.column3 THEN v.column3 ELSE members.read_seq END, \
+             delivered_seq = CASE WHEN members.delivered_seq < v.column3 THEN v.column3 ELSE members.delivered_seq END \
+             FROM (VALUES {}) AS v WHERE members.room_id = v.column1 AND members.user_id = v.column2",
+            values_list(chunk.len(), 3)
+        );
+        let mut q = diesel::sql_query(sql).into_boxed::<Db>();
+        for (room, sender, seq) in chunk {
+            q = q
+                .bind::<diesel::sql_types::Text, _>(*room)
+                .bind::<diesel::sql_types::Text, _>(*sender)
+                .bind::<diesel::sql_types::BigInt, _>(*seq);
+        }
+        q.execute(c)?;
+    }
+    for (gi, oi, idx) in placed {
+        let list = idx
+            .into_iter()
+            .map(|i| {
+                let r = &rows[i];
+                AppendedMessage {
+                    message: StoredMessage {
+                        id: r.id.to_owned(),
+                        room: r.room_id.to_owned(),
+                        seq: r.seq,
+                        from: r.sender.to_owned(),
+                        kind: r.kind.to_owned(),
+                        body: r.body.to_owned(),
+                        priority: r.priority.to_owned(),
+                        client_msg_id: r.client_msg_id.map(str::to_owned),
+                        created_at: r.created_at,
+                    },
+                    duplicate: false,
+                }
+            })
+            .collect();
+        outcomes[gi][oi] = Some(WriteOutcome::Appended(list));
+    }
+    Ok(())
+}
+
+/// Rows per set-wise statement (well under both backends' bind-parameter limits).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `(p, p), (p, p), ...`: `rows` tuples of `cols` placeholders in the backend's syntax.
+fn values_list(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    let mut n = 0;
+    for r in 0..rows {
+        if r > 0 {
+            s.push_str(", ");
+        }
+        s.push('(');
+        for col in 0..cols {
+            if col > 0 {
+                s.push_str(", ");
+            }
+            n += 1;
+            s.push_str(&super::placeholder(n));
+        }
+        s.push(')');
+    }
+    s
 }
 
 fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
