@@ -3,34 +3,38 @@
 //! actix polls every future spawned into an actor's context each time the actor wakes, so a
 //! client pipelining n requests would cost O(n) per wake-up and O(n²) in all (the profile of
 //! the `persist` benchmark showed it as the top cost). A session hands each request future to
-//! its `InFlight` instead: one spawned item, a `FuturesUnordered` that polls only the futures
-//! that were woken, whose completions run back in the session's own context.
+//! its `InFlight` instead: while anything is in flight, one spawned item drives a
+//! `FuturesUnordered` that polls only the futures that were woken, and each completion runs
+//! back in the session's own context. With nothing in flight there is no item at all, so a
+//! session that only receives (most of a room) pays nothing for it on each delivery.
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use actix::prelude::*;
 use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{FuturesUnordered, Stream};
-use tokio::sync::mpsc;
 
 /// What to do with a finished request, run on the actor.
 type Completion<A> = Box<dyn FnOnce(&mut A, &mut <A as Actor>::Context)>;
 
+type Running<A> = Rc<RefCell<FuturesUnordered<LocalBoxFuture<'static, Completion<A>>>>>;
+
 pub struct InFlight<A: Actor> {
-    tx: mpsc::UnboundedSender<LocalBoxFuture<'static, Completion<A>>>,
-    rx: Option<mpsc::UnboundedReceiver<LocalBoxFuture<'static, Completion<A>>>>,
+    running: Running<A>,
+    /// Whether the driver item is spawned.
+    driving: Rc<Cell<bool>>,
 }
 
-impl<A> Default for InFlight<A>
-where
-    A: Actor,
-    A::Context: AsyncContext<A>,
-{
+impl<A: Actor> Default for InFlight<A> {
     fn default() -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        InFlight { tx, rx: Some(rx) }
+        InFlight {
+            running: Rc::new(RefCell::new(FuturesUnordered::new())),
+            driving: Rc::new(Cell::new(false)),
+        }
     }
 }
 
@@ -39,44 +43,40 @@ where
     A: Actor,
     A::Context: AsyncContext<A>,
 {
-    /// Spawns the driver into the actor's context (from `started`); requests queued before
-    /// then start at that point.
-    pub fn start(&mut self, ctx: &mut A::Context) {
-        let Some(rx) = self.rx.take() else {
-            return;
-        };
-        let driver = Driver {
-            rx,
-            running: FuturesUnordered::new(),
-            closed: false,
-        };
-        ctx.spawn(
-            actix::fut::wrap_stream::<_, A>(driver)
-                .map(|done: Completion<A>, act, ctx| done(act, ctx))
-                .finish(),
-        );
-    }
-
     /// Runs `fut` alongside the actor and then `done` with its output on the actor. If the
     /// actor stops first, `done` never runs.
-    pub fn run<F, T>(&self, fut: F, done: impl FnOnce(T, &mut A, &mut A::Context) + 'static)
-    where
+    pub fn run<F, T>(
+        &self,
+        fut: F,
+        done: impl FnOnce(T, &mut A, &mut A::Context) + 'static,
+        ctx: &mut A::Context,
+    ) where
         F: Future<Output = T> + 'static,
         T: 'static,
     {
-        let job: LocalBoxFuture<'static, Completion<A>> = Box::pin(async move {
+        self.running.borrow_mut().push(Box::pin(async move {
             let out = fut.await;
             Box::new(move |act: &mut A, ctx: &mut A::Context| done(out, act, ctx)) as Completion<A>
-        });
-        // Fails only once the actor has stopped, when nobody waits for the answer.
-        let _ = self.tx.send(job);
+        }));
+        if !self.driving.replace(true) {
+            // The context polls its items after the handler that called us returns, so the
+            // new future is polled (and registers its waker) in this same turn.
+            let driver = Driver {
+                running: self.running.clone(),
+                driving: self.driving.clone(),
+            };
+            ctx.spawn(
+                actix::fut::wrap_stream::<_, A>(driver)
+                    .map(|done: Completion<A>, act, ctx| done(act, ctx))
+                    .finish(),
+            );
+        }
     }
 }
 
 struct Driver<A: Actor> {
-    rx: mpsc::UnboundedReceiver<LocalBoxFuture<'static, Completion<A>>>,
-    running: FuturesUnordered<LocalBoxFuture<'static, Completion<A>>>,
-    closed: bool,
+    running: Running<A>,
+    driving: Rc<Cell<bool>>,
 }
 
 impl<A: Actor> Stream for Driver<A> {
@@ -84,17 +84,15 @@ impl<A: Actor> Stream for Driver<A> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        while !this.closed {
-            match this.rx.poll_recv(cx) {
-                Poll::Ready(Some(job)) => this.running.push(job),
-                Poll::Ready(None) => this.closed = true,
-                Poll::Pending => break,
-            }
-        }
-        match Pin::new(&mut this.running).poll_next(cx) {
+        let mut running = this.running.borrow_mut();
+        match Pin::new(&mut *running).poll_next(cx) {
             Poll::Ready(Some(done)) => Poll::Ready(Some(done)),
-            _ if this.closed && this.running.is_empty() => Poll::Ready(None),
-            _ => Poll::Pending,
+            // Nothing left in flight: the driver ends; the next request spawns a new one.
+            Poll::Ready(None) => {
+                this.driving.set(false);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }

@@ -300,24 +300,29 @@ impl WsSession {
         reference: Option<Value>,
         fut: F,
         on_ok: impl FnOnce(&mut Self, &mut ws::WebsocketContext<Self>) + 'static,
+        ctx: &mut ws::WebsocketContext<Self>,
     ) where
         F: std::future::Future<Output = Result<T, EngineError>> + 'static,
         T: serde::Serialize + 'static,
     {
         let started = Instant::now();
-        self.inflight.run(fut, move |res, act, ctx| {
-            METRICS
-                .request_seconds
-                .with_label_values(&[kind])
-                .observe(started.elapsed().as_secs_f64());
-            match res {
-                Ok(data) => {
-                    on_ok(act, ctx);
-                    ctx.text(protocol::ack(reference.as_ref(), &data))
+        self.inflight.run(
+            fut,
+            move |res, act, ctx| {
+                METRICS
+                    .request_seconds
+                    .with_label_values(&[kind])
+                    .observe(started.elapsed().as_secs_f64());
+                match res {
+                    Ok(data) => {
+                        on_ok(act, ctx);
+                        ctx.text(protocol::ack(reference.as_ref(), &data))
+                    }
+                    Err(e) => send_error(ctx, reference.as_ref(), e.code(), &e.to_string()),
                 }
-                Err(e) => send_error(ctx, reference.as_ref(), e.code(), &e.to_string()),
-            }
-        });
+            },
+            ctx,
+        );
     }
 
     fn dispatch(
@@ -382,6 +387,7 @@ impl WsSession {
                             }
                         }
                     },
+                    ctx,
                 )
             }
         }
@@ -406,7 +412,6 @@ impl Actor for WsSession {
         METRICS.connections.inc();
         METRICS.connections_total.inc();
         ctx.set_mailbox_capacity(self.engine.settings.outbox_frames);
-        self.inflight.start(ctx);
         ctx.text(protocol::event(
             "connection_ack",
             &json!({

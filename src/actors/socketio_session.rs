@@ -425,6 +425,7 @@ impl SocketIoSession {
                         }
                         act.reply(ack_id, res.map_err(|e| (e.code(), e.to_string())), ctx)
                     },
+                    ctx,
                 );
             }
         }
@@ -480,7 +481,6 @@ impl Actor for SocketIoSession {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.engine.settings.outbox_frames);
-        self.inflight.start(ctx);
         let interval = self.engine.settings.sio_ping_interval;
         let timeout = self.engine.settings.sio_ping_timeout;
         ctx.run_interval(interval, move |act, ctx| {

@@ -17,4 +17,5 @@ mod raw_ws;
 mod rest;
 mod security;
 mod socketio;
+mod storage;
 mod ws;
