@@ -44,10 +44,13 @@ fn open(db: &TestDatabase) -> DbConnection {
     c
 }
 
-/// (seq, text, duplicate) of each appended message of each group, or the group's error.
+/// (seq, text, duplicate) of one appended message.
+type Appended = (i64, String, bool);
+
+/// The appended messages of each group, or the group's error.
 fn appended(
     results: Vec<Result<Vec<WriteOutcome>, herald::error::PersistError>>,
-) -> Vec<Result<Vec<(i64, String, bool)>, String>> {
+) -> Vec<Result<Vec<Appended>, String>> {
     results
         .into_iter()
         .map(|g| match g {
