@@ -200,7 +200,7 @@ impl Default for Settings {
             jwt_secret_file: None,
             heartbeat_interval: Duration::from_secs(25),
             presence_grace: Duration::from_secs(3),
-            presence_sweep: Duration::from_millis(250),
+            presence_sweep: Duration::from_millis(50),
             auto_away: None,
             open_watch: false,
             presence_coalesce: Duration::from_millis(200),
@@ -590,8 +590,9 @@ impl Settings {
             s.db_write_timeout = Duration::from_millis(a.db_write_timeout_ms.max(100));
             s.heartbeat_interval = Duration::from_millis(a.heartbeat_ms.max(100));
             s.presence_grace = Duration::from_millis(a.presence_grace_ms);
+            // The sweep ends grace periods: its interval is what a leave waits beyond the grace.
             s.presence_sweep =
-                (s.presence_grace / 4).clamp(Duration::from_millis(50), Duration::from_millis(250));
+                (s.presence_grace / 4).clamp(Duration::from_millis(20), Duration::from_millis(50));
             s.auto_away = (a.auto_away_ms > 0).then(|| Duration::from_millis(a.auto_away_ms));
             s.open_watch = a.open_watch;
             s.presence_coalesce = Duration::from_millis(a.presence_coalesce_ms);

@@ -487,3 +487,50 @@ async fn a_custom_status_expiry_survives_going_offline_and_reconnecting() {
         "cleared at its expiry after a reconnect"
     );
 }
+
+#[actix_web::test]
+async fn a_change_in_a_quiet_room_goes_out_at_once_and_a_burst_after_it_is_coalesced() {
+    // Arrange: a long coalescing window, so "at once" and "at the end of the window" differ.
+    init_logs();
+    let db = TestDatabase::new();
+    let mut s = test_settings(&db.url);
+    s.presence_coalesce = Duration::from_millis(1500);
+    let engine = start_engine(s).await;
+    let mut watcher = member(&engine, "watcher", "public:quiet").await;
+    for u in ["bob", "carol", "dave"] {
+        engine
+            .join(&uid(u), SessionId::next(), room("public:quiet"), None)
+            .await
+            .unwrap();
+    }
+    // Memberships without a connection change no presence: the room is quiet.
+    assert!(diffs(&mut watcher, Duration::from_millis(1800))
+        .await
+        .is_empty());
+
+    // Act: one member connects into the quiet room, then two more right after.
+    let started = std::time::Instant::now();
+    let _bob = connect_probe(&engine, "bob").await;
+    let first = watcher
+        .next_of("room_presence", Duration::from_secs(5))
+        .await
+        .expect("bob's join");
+    let first_after = started.elapsed();
+    let _carol = connect_probe(&engine, "carol").await;
+    let _dave = connect_probe(&engine, "dave").await;
+    let second = watcher
+        .next_of("room_presence", Duration::from_secs(5))
+        .await
+        .expect("the burst's diff");
+
+    // Assert: the first change did not wait for the window; the burst came as one diff.
+    assert!(
+        first_after < Duration::from_millis(1000),
+        "the lone join took {first_after:?} (window 1.5 s)"
+    );
+    assert_eq!(users_in(&[first["data"].clone()], "joins"), vec!["bob"]);
+    assert_eq!(
+        users_in(&[second["data"].clone()], "joins"),
+        vec!["carol", "dave"]
+    );
+}

@@ -252,21 +252,26 @@ impl PresenceRegistry {
                 }
                 continue;
             }
-            let before = e.view(user);
-            if e.custom_expires_at.is_some_and(|t| t <= now) {
-                e.custom_message = None;
-                e.custom_expires_at = None;
-                changed.push((user.clone(), before.clone(), true));
-            }
-            if let Some(idle) = self.policy.auto_away {
-                if !e.auto_away
+            // Runs every few tens of milliseconds over every user: build views only for the
+            // users whose state changes.
+            let expires = e.custom_expires_at.is_some_and(|t| t <= now);
+            let goes_away = self.policy.auto_away.is_some_and(|idle| {
+                !e.auto_away
                     && e.status == ChosenStatus::Online
                     && now - e.last_activity >= idle.as_millis() as i64
-                {
-                    e.auto_away = true;
-                    changed.push((user.clone(), before, false));
-                }
+            });
+            if !expires && !goes_away {
+                continue;
             }
+            let before = e.view(user);
+            if expires {
+                e.custom_message = None;
+                e.custom_expires_at = None;
+            }
+            if goes_away {
+                e.auto_away = true;
+            }
+            changed.push((user.clone(), before, expires));
         }
         for u in offline {
             self.go_offline(&u);

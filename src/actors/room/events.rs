@@ -196,16 +196,29 @@ impl Handler<BroadcastPresence> for Room {
         if self.policy.presence_coalesce.is_zero() {
             self.flush_presence();
         } else if !self.presence_flush_scheduled {
-            self.presence_flush_scheduled = true;
-            ctx.run_later(self.policy.presence_coalesce, |act, _| {
-                act.presence_flush_scheduled = false;
-                act.flush_presence();
-            });
+            // Leading edge: the first change after a quiet window goes out at once; the
+            // changes during the window that follows are coalesced into one diff at its end.
+            self.flush_presence();
+            self.open_presence_window(ctx);
         }
     }
 }
 
 impl Room {
+    /// Collects presence changes for one coalescing window, then sends them and keeps
+    /// throttling while changes keep coming.
+    fn open_presence_window(&mut self, ctx: &mut Context<Self>) {
+        self.presence_flush_scheduled = true;
+        ctx.run_later(self.policy.presence_coalesce, |act, ctx| {
+            if act.presence_pending.is_empty() {
+                act.presence_flush_scheduled = false;
+            } else {
+                act.flush_presence();
+                act.open_presence_window(ctx);
+            }
+        });
+    }
+
     /// Sends the collected presence changes as one `room_presence` diff (latest state per
     /// user). A diff about a single user is not sent to that user's own sessions.
     fn flush_presence(&mut self) {

@@ -1,5 +1,6 @@
-//! `churn`: `--hold` connections held in one room while `--rate` of them per second are
-//! disconnected (oldest first) and replaced by new connections of other room members. A
+//! `churn`: `--hold` connections held in one room (or spread over rooms of `--room-size`)
+//! while `--rate` of them per second are disconnected (oldest first) and replaced by new
+//! connections of other room members; the observers are members of every room. A
 //! step is skipped (both halves) when `--connect-concurrency` connects are already in
 //! flight, so the achieved rate shows what the server sustains while `hold` stays put.
 //! Measures the connects and disconnects achieved per second and how fast the
@@ -26,8 +27,8 @@ use serde_json::json;
 use tokio::time::{interval, MissedTickBehavior};
 
 use super::{
-    close_all, connect_many, connect_one, frame_type, pause, report_resources, BenchResult, Ctx,
-    Progress,
+    close_all, connect_many, connect_one, frame_type, join, pause, report_resources, BenchResult,
+    Ctx, Progress,
 };
 use crate::client::{self, Conn, Event, Handler};
 use crate::stats::{fmt_int, fmt_loss, unix_nanos, CpuMeter, Lat, Report};
@@ -43,6 +44,10 @@ pub struct ChurnArgs {
     /// Churning time in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub secs: f64,
+    /// Held connections per room; 0: all in one room. Users are spread round-robin over
+    /// ceil((hold - observers) / room-size) rooms, and the observers join all of them.
+    #[arg(long, default_value_t = 0)]
+    pub room_size: usize,
     /// Held connections that time the presence diffs.
     #[arg(long, default_value_t = 3)]
     pub observers: usize,
@@ -167,21 +172,52 @@ pub async fn run(ctx: &Ctx, a: &ChurnArgs) -> BenchResult<Report> {
         .pool
         .unwrap_or(hold + (a.rate * cool_secs).ceil() as usize)
         .max(hold + 1);
-    let room = format!("public:churn-{}", ctx.run_id);
+    let n_rooms = if a.room_size == 0 {
+        1
+    } else {
+        hold.saturating_sub(observers).div_ceil(a.room_size).max(1)
+    };
+    let rooms: Vec<String> = if n_rooms == 1 {
+        vec![format!("public:churn-{}", ctx.run_id)]
+    } else {
+        (0..n_rooms)
+            .map(|k| format!("public:churn-{}-{k}", ctx.run_id))
+            .collect()
+    };
+    let room_of = |i: usize| rooms[i.saturating_sub(observers) % n_rooms].as_str();
     let user = |i: usize| format!("ch-{}-{i}", ctx.run_id);
 
-    // 1. Observers create the room by joining it.
+    // 1. Observers create the rooms by joining them.
     let watch = Rc::new(RefCell::new(Watch::default()));
     ctx.progress.phase("observe");
     let obs_users: Vec<String> = (0..observers).map(user).collect();
     let obs_handlers = |_: usize| observer(watch.clone());
-    let obs = connect_many(ctx, &obs_users, &obs_handlers, &|_| Some(room.clone())).await;
+    let obs = connect_many(ctx, &obs_users, &obs_handlers, &|_| Some(rooms[0].clone())).await;
     if obs.ok() < observers {
         return Err(format!(
             "observers could not connect: {}",
             obs.failures_text()
         ));
     }
+    for conn in obs.conns.iter().flatten() {
+        for room in &rooms[1..] {
+            join(conn, room, ctx.timeout)
+                .await
+                .map_err(|(_, e)| format!("observer could not join: {e}"))?;
+        }
+    }
+    r.row(
+        "rooms",
+        format!(
+            "{n_rooms} (observers in all of them){}",
+            if n_rooms > 1 {
+                format!(", ~{} held connections each", a.room_size)
+            } else {
+                String::new()
+            }
+        ),
+    );
+    r.set("rooms", n_rooms as u64);
     watch.borrow_mut().observers = observers;
 
     // 2. Everyone else becomes a member over REST.
@@ -196,7 +232,7 @@ pub async fn run(ctx: &Ctx, a: &ChurnArgs) -> BenchResult<Report> {
             .take_while(|_| std::future::ready(ctx.aborted().is_none()))
             .map(|i| {
                 let admin = admin.as_str();
-                let room = room.as_str();
+                let room = room_of(i);
                 let u = user(i);
                 async move { (i, ctx.add_member(admin, room, &u).await) }
             })
@@ -225,8 +261,13 @@ pub async fn run(ctx: &Ctx, a: &ChurnArgs) -> BenchResult<Report> {
         ),
     );
     if let Some(e) = first_member_error {
+        let hint = if e.contains("429") {
+            " (the set-up adds members over REST as fast as it can: start the server with HERALD_REST_RATE=0)"
+        } else {
+            ""
+        };
         r.note(format!(
-            "membership set-up failed for {member_errors} users; first: {e}"
+            "membership set-up failed for {member_errors} users; first: {e}{hint}"
         ));
     }
 
