@@ -13,7 +13,7 @@ use actix::prelude::*;
 use serde_json::{json, Value};
 
 use crate::actors::commit_queue::CommitQueue;
-use crate::actors::database::{Database, ListUserRooms, LoadUsers};
+use crate::actors::database::{Database, ListUserRooms};
 use crate::actors::notification_center::*;
 use crate::actors::presence_registry::*;
 use crate::actors::room::{Caller, History, Publish, Receipt, RoomOnline, Typing};
@@ -137,43 +137,46 @@ impl Engine {
     /// Registers a new session everywhere. Returns the `sync` frame, then the `message`
     /// frames the user has not had delivered yet (see [`SessionStart`]).
     pub async fn open_session(&self, handle: SessionHandle) -> Result<SessionStart, EngineError> {
-        let rooms = self
-            .rooms
+        self.rooms
             .send(Connect {
                 handle: handle.clone(),
             })
-            .await??;
-        // The stored status is a nicety: a database hiccup must not refuse the connection.
-        let stored = self
-            .store
-            .reader
-            .send(LoadUsers {
-                users: vec![handle.user.clone()],
-            })
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .and_then(|v| v.into_iter().next());
-        let ids = rooms
+            .await?;
+        let start = persist(
+            self.store
+                .reader
+                .send(crate::actors::database::LoadSessionStart {
+                    user: handle.user.clone(),
+                    rooms_limit: self.settings.limits.max_rooms_per_user as i64,
+                    now: self.settings.clock.now(),
+                })
+                .await,
+        )?;
+        let rooms = start.rooms;
+        let ids: Vec<RoomId> = rooms
             .iter()
             .filter_map(|r| RoomId::parse(&r.room).ok())
             .collect();
+        self.rooms
+            .send(SubscribeSession {
+                handle: handle.clone(),
+                rooms: ids.clone(),
+            })
+            .await?;
         self.presence
             .send(SessionOpened {
                 handle: handle.clone(),
                 rooms: ids,
-                stored,
+                stored: start.user,
             })
             .await?;
-        let user = handle.user.clone();
         self.notifications.do_send(NotificationSubscribe { handle });
         let missed = self.undelivered(&rooms).await?;
         let mut frames = Vec::with_capacity(2 + missed.len());
         frames.push(sync_frame(&rooms));
         // The notification badge, so a client need not ask.
-        match self.notification_unread(&user).await {
-            Ok(n) => frames.push(unread_frame(n)),
-            Err(e) => log::warn!("unread notification count unavailable at connect: {e}"),
+        if let Some(n) = start.unread_notifications {
+            frames.push(unread_frame(n));
         }
         frames.extend(
             missed

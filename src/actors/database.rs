@@ -205,6 +205,52 @@ impl Handler<ListNotifications> for Database {
     }
 }
 
+/// Sent by the engine when a session opens: everything the session start needs from the
+/// database in one round trip.
+#[derive(Message)]
+#[rtype(result = "Result<SessionStartRecord, PersistError>")]
+pub struct LoadSessionStart {
+    pub user: UserId,
+    pub rooms_limit: i64,
+    pub now: i64,
+}
+
+/// What a session start reads.
+pub struct SessionStartRecord {
+    /// The user's rooms with watermarks and unread counts.
+    pub rooms: Vec<RoomSummary>,
+    /// The stored status and last-seen; `None` for a new user or when it could not be read.
+    pub user: Option<UserRecord>,
+    /// The unread notification count; `None` when it could not be read.
+    pub unread_notifications: Option<i64>,
+}
+
+impl Handler<LoadSessionStart> for Database {
+    type Result = Result<SessionStartRecord, PersistError>;
+    fn handle(&mut self, msg: LoadSessionStart, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with_conn(|c| {
+            let rooms = c.user_rooms(&msg.user, None, msg.rooms_limit)?;
+            // The status and the badge are niceties: a failure here must not refuse the
+            // connection.
+            let user = c
+                .users(&[msg.user.as_str()])
+                .map_err(|e| log::warn!("stored status unavailable at connect: {e}"))
+                .ok()
+                .and_then(|v| v.into_iter().next());
+            let unread_notifications = c
+                .notification_unread(&[msg.user.as_str()], msg.now)
+                .map_err(|e| log::warn!("unread notification count unavailable at connect: {e}"))
+                .ok()
+                .map(|v| v.first().map_or(0, |x| x.1));
+            Ok(SessionStartRecord {
+                rooms,
+                user,
+                unread_notifications,
+            })
+        })
+    }
+}
+
 /// Sent by the notification center: unread notification counts of these users.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<(String, i64)>, PersistError>")]

@@ -6,7 +6,9 @@
 //! its `InFlight` instead: while anything is in flight, one spawned item drives a
 //! `FuturesUnordered` that polls only the futures that were woken, and each completion runs
 //! back in the session's own context. With nothing in flight there is no item at all, so a
-//! session that only receives (most of a room) pays nothing for it on each delivery.
+//! session that only receives (most of a room) pays nothing for it on each delivery. The
+//! room supervisor uses it the same way for connects and joins, which arrive by the thousand
+//! in a connect storm.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -71,6 +73,32 @@ where
                     .finish(),
             );
         }
+    }
+
+    /// For a handler whose answer needs the actor after some outside work: runs `fut`, then
+    /// `done` on the actor, and resolves to what `done` returns (`None` if the actor stopped
+    /// first). Return it from the handler as a `ResponseFuture`, not an actor future.
+    pub fn answer<F, T, R>(
+        &self,
+        fut: F,
+        done: impl FnOnce(T, &mut A, &mut A::Context) -> R + 'static,
+        ctx: &mut A::Context,
+    ) -> impl Future<Output = Option<R>> + 'static
+    where
+        F: Future<Output = T> + 'static,
+        T: 'static,
+        R: 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.run(
+            fut,
+            move |out, act, ctx| {
+                // The asker may have gone; the actor's state is updated either way.
+                let _ = tx.send(done(out, act, ctx));
+            },
+            ctx,
+        );
+        async move { rx.await.ok() }
     }
 }
 

@@ -15,13 +15,12 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::database::ListUserRooms;
+use super::inflight::InFlight;
 use super::room::*;
 use super::session::{SessionControl, SessionHandle};
-use crate::db::models::RoomSummary;
 use crate::domain::{RoomId, SessionId, UserId};
 use crate::engine::Store;
-use crate::error::{EngineError, PersistError};
+use crate::error::EngineError;
 use crate::protocol::PresenceView;
 
 struct RoomEntry {
@@ -45,6 +44,8 @@ pub struct RoomSupervisor {
     /// Live sessions per client IP address, for the per-IP connection limit.
     ip_sessions: HashMap<String, usize>,
     session_ips: HashMap<SessionId, String>,
+    /// Connects, joins and leaves waiting for a read or a room.
+    inflight: InFlight<Self>,
 }
 
 /// The IP part of "ip:port".
@@ -69,6 +70,7 @@ impl RoomSupervisor {
             session_rooms: HashMap::new(),
             ip_sessions: HashMap::new(),
             session_ips: HashMap::new(),
+            inflight: InFlight::default(),
         }
     }
 
@@ -179,61 +181,55 @@ impl Actor for RoomSupervisor {
     }
 }
 
-/// Sent when a session opens: subscribe it to all its user's rooms. Answers the user's rooms
-/// (with watermarks and unread counts, for the `sync` frame).
+/// Sent when a session opens, before its user's rooms are read: from now on membership
+/// changes of the user reach this session too, so none can slip between that read and the
+/// [`SubscribeSession`] that follows it.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<RoomSummary>, EngineError>")]
+#[rtype(result = "()")]
 pub struct Connect {
     pub handle: SessionHandle,
 }
 
 impl Handler<Connect> for RoomSupervisor {
-    type Result = ResponseActFuture<Self, Result<Vec<RoomSummary>, EngineError>>;
-    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> Self::Result {
+    type Result = ();
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
         let handle = msg.handle;
         if let Some(ip) = handle.remote_addr.as_deref().map(ip_of) {
             *self.ip_sessions.entry(ip.to_owned()).or_default() += 1;
             self.session_ips.insert(handle.id, ip.to_owned());
         }
+        self.session_rooms.entry(handle.id).or_default();
         self.sessions
             .entry(handle.user.clone())
             .or_default()
-            .insert(handle.id, handle.clone());
-        self.session_rooms.entry(handle.id).or_default();
-        let q = ListUserRooms {
-            user: handle.user.clone(),
-            after: None,
-            limit: self.policy.max_rooms_per_user as i64,
-        };
-        Box::pin(
-            self.store
-                .reader
-                .send(q)
-                .into_actor(self)
-                .map(move |res, act, _| {
-                    let rooms = res
-                        .map_err(PersistError::from)
-                        .and_then(|r| r)
-                        .map_err(EngineError::from)?;
-                    // The session may have closed while the rooms were loading.
-                    if !act.session_rooms.contains_key(&handle.id) {
-                        return Ok(rooms);
-                    }
-                    for r in &rooms {
-                        let Ok(id) = RoomId::parse(&r.room) else {
-                            continue;
-                        };
-                        let addr = act.room(&id);
-                        addr.do_send(Subscribe {
-                            handle: handle.clone(),
-                        });
-                        if let Some(set) = act.session_rooms.get_mut(&handle.id) {
-                            set.insert(id);
-                        }
-                    }
-                    Ok(rooms)
-                }),
-        )
+            .insert(handle.id, handle);
+    }
+}
+
+/// Sent once the user's rooms are read: subscribe the session to all of them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubscribeSession {
+    pub handle: SessionHandle,
+    pub rooms: Vec<RoomId>,
+}
+
+impl Handler<SubscribeSession> for RoomSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: SubscribeSession, _: &mut Context<Self>) {
+        // The session may have closed while the rooms were loading.
+        if !self.session_rooms.contains_key(&msg.handle.id) {
+            return;
+        }
+        for id in msg.rooms {
+            let addr = self.room(&id);
+            addr.do_send(Subscribe {
+                handle: msg.handle.clone(),
+            });
+            if let Some(set) = self.session_rooms.get_mut(&msg.handle.id) {
+                set.insert(id);
+            }
+        }
     }
 }
 
@@ -283,8 +279,8 @@ pub struct Join {
 }
 
 impl Handler<Join> for RoomSupervisor {
-    type Result = ResponseActFuture<Self, Result<Joined, EngineError>>;
-    fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
+    type Result = ResponseFuture<Result<Joined, EngineError>>;
+    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
         let addr = self.room(&msg.room);
         let q = JoinMember {
             user: msg.user.clone(),
@@ -292,11 +288,16 @@ impl Handler<Join> for RoomSupervisor {
             missed_limit: msg.missed_limit,
             sessions: self.handles_of(&msg.user),
         };
-        Box::pin(addr.send(q).into_actor(self).map(move |res, act, _| {
-            let joined = res??;
-            act.subscribe_user(&msg.user, &msg.room, false);
-            Ok(joined)
-        }))
+        let answer = self.inflight.answer(
+            addr.send(q),
+            move |res, act: &mut Self, _| {
+                let joined = res??;
+                act.subscribe_user(&msg.user, &msg.room, false);
+                Ok(joined)
+            },
+            ctx,
+        );
+        Box::pin(async move { answer.await.unwrap_or_else(|| Err(supervisor_stopped())) })
     }
 }
 
@@ -309,21 +310,26 @@ pub struct Leave {
 }
 
 impl Handler<Leave> for RoomSupervisor {
-    type Result = ResponseActFuture<Self, Result<(), EngineError>>;
-    fn handle(&mut self, msg: Leave, _: &mut Context<Self>) -> Self::Result {
+    type Result = ResponseFuture<Result<(), EngineError>>;
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) -> Self::Result {
         let addr = self.room(&msg.room);
-        Box::pin(
+        let answer = self.inflight.answer(
             addr.send(LeaveMember {
                 user: msg.user.clone(),
-            })
-            .into_actor(self)
-            .map(move |res, act, _| {
+            }),
+            move |res, act: &mut Self, _| {
                 res??;
                 act.unsubscribe_user(&msg.user, &msg.room);
                 Ok(())
-            }),
-        )
+            },
+            ctx,
+        );
+        Box::pin(async move { answer.await.unwrap_or_else(|| Err(supervisor_stopped())) })
     }
+}
+
+fn supervisor_stopped() -> EngineError {
+    EngineError::Unavailable("the room supervisor is shutting down".into())
 }
 
 /// Sent for a `send` (to a room, or with `to` already turned into the direct room).

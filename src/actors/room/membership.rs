@@ -45,13 +45,15 @@ pub struct JoinMember {
 }
 
 impl Handler<JoinMember> for Room {
-    type Result = ResponseActFuture<Self, Result<Joined, EngineError>>;
-    fn handle(&mut self, msg: JoinMember, _: &mut Context<Self>) -> Self::Result {
+    // A plain future driven through `InFlight`: a join storm puts hundreds of joins in flight
+    // in one room, and actix would poll every actor future on each wake-up.
+    type Result = ResponseFuture<Result<Joined, EngineError>>;
+    fn handle(&mut self, msg: JoinMember, ctx: &mut Context<Self>) -> Self::Result {
         let already = self.is_member(&msg.user);
         // Access first (a stranger learns nothing about a private room's size), then capacity.
         if !already && self.id.kind() == RoomKind::Public {
             if let Err(e) = self.check_room_capacity() {
-                return Box::pin(fut::ready(Err(e)));
+                return Box::pin(async move { Err(e) });
             }
         }
         let write = if already {
@@ -86,13 +88,14 @@ impl Handler<JoinMember> for Room {
                     self.id
                 )
             };
-            return Box::pin(fut::ready(Err(EngineError::Forbidden(why))));
+            return Box::pin(async move { Err(EngineError::Forbidden(why)) });
         };
         let reader = self.store.reader.clone();
         let room = self.id.clone();
         let user = msg.user.clone();
         let room_count = (!already).then(|| self.user_room_capacity(&msg.user));
-        Box::pin(
+        let joined_user = msg.user.clone();
+        let answer = self.inflight.answer(
             async move {
                 if let Some(check) = room_count {
                     check.await?;
@@ -101,9 +104,8 @@ impl Handler<JoinMember> for Room {
                     w.await?;
                 }
                 Ok::<_, EngineError>(())
-            }
-            .into_actor(self)
-            .then(move |res, act, _| {
+            },
+            move |res, act: &mut Self, _| {
                 if res.is_ok() {
                     act.exists = true;
                     act.members.entry(user).or_insert(MemberRole::Member);
@@ -113,37 +115,42 @@ impl Handler<JoinMember> for Room {
                     act.subscriber_count
                         .store(act.subscribers.len(), Ordering::Relaxed);
                 }
-                let seq = act.last_seq;
                 let mut online = act.online_users();
-                if !online.contains(&msg.user) {
-                    online.push(msg.user.clone());
+                if !online.contains(&joined_user) {
+                    online.push(joined_user);
                 }
-                async move {
-                    res?;
-                    let (missed, has_more) = match msg.since_seq {
-                        Some(since) if since < seq && msg.missed_limit > 0 => reader
-                            .send(FetchHistory {
-                                room,
-                                before_seq: None,
-                                after_seq: Some(since),
-                                limit: msg.missed_limit,
-                            })
-                            .await
-                            .map_err(PersistError::from)
-                            .and_then(|r| r)?,
-                        _ => (Vec::new(), false),
-                    };
-                    Ok(Joined {
-                        seq,
-                        online,
-                        missed,
-                        has_more,
-                        new_member: !already,
+                (res, act.last_seq, online)
+            },
+            ctx,
+        );
+        Box::pin(async move {
+            let Some((res, seq, online)) = answer.await else {
+                return Err(EngineError::Unavailable(
+                    "the room stopped before the join completed".into(),
+                ));
+            };
+            res?;
+            let (missed, has_more) = match msg.since_seq {
+                Some(since) if since < seq && msg.missed_limit > 0 => reader
+                    .send(FetchHistory {
+                        room,
+                        before_seq: None,
+                        after_seq: Some(since),
+                        limit: msg.missed_limit,
                     })
-                }
-                .into_actor(act)
-            }),
-        )
+                    .await
+                    .map_err(PersistError::from)
+                    .and_then(|r| r)?,
+                _ => (Vec::new(), false),
+            };
+            Ok(Joined {
+                seq,
+                online,
+                missed,
+                has_more,
+                new_member: !already,
+            })
+        })
     }
 }
 

@@ -32,6 +32,7 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::commit_queue::Commit;
+use super::inflight::InFlight;
 use super::database::{CountUserRooms, LoadRoom};
 use super::session::{DeliverOutcome, FrameMeta, SessionHandle};
 use crate::db::models::{MemberRole, NewMessage, StoredMessage, WriteOp, WriteOutcome};
@@ -89,6 +90,8 @@ pub struct Room {
     presence_pending: HashMap<UserId, (PresenceView, bool)>,
     presence_flush_scheduled: bool,
     stopping: bool,
+    /// Joins waiting for their checks and writes.
+    inflight: InFlight<Self>,
 }
 
 impl Room {
@@ -116,6 +119,7 @@ impl Room {
             typing_generation: 0,
             presence_pending: HashMap::new(),
             presence_flush_scheduled: false,
+            inflight: InFlight::default(),
             stopping: false,
         }
     }
