@@ -51,4 +51,5 @@ pub mod socketio;
 pub mod startup;
 pub mod testkit;
 pub mod unread;
+pub mod ws_transport;
 pub mod wsframe;

@@ -30,6 +30,7 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpServer, ResponseError};
 use governor::clock::Clock as _;
 use governor::{DefaultKeyedRateLimiter, Quota};
+use std::rc::Rc;
 
 use crate::actors::database::RunMigrations;
 use crate::auth::{
@@ -148,29 +149,7 @@ impl Application {
             .port();
         let data = web::Data::new(engine.clone());
         let limiter = RestLimiter::new(&limits, engine.keys.clone()).map(Arc::new);
-        let mut server = HttpServer::new(move || {
-            let limiter = limiter.clone();
-            App::new()
-                .app_data(data.clone())
-                .configure(crate::routes::configure)
-                .wrap(from_fn(move |req, next| {
-                    limit_rest(limiter.clone(), req, next)
-                }))
-                // Outermost: preflights are answered before the rate limit, and 429s carry
-                // CORS headers so a browser can read them.
-                .wrap(cors(&origins))
-        })
-        .disable_signals()
-        .shutdown_timeout(5)
-        // Frames are written whole; Nagle would hold acks and messages back 20-40 ms.
-        .on_connect(|conn, _| {
-            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let _ = tcp.set_nodelay(true);
-            }
-        });
-        if workers > 0 {
-            server = server.workers(workers);
-        }
+        let make_app = move || app(data.clone(), limiter.clone(), origins.clone());
         let scheme = if tls.is_some() {
             log::info!("TLS on: serving https and wss");
             "https"
@@ -178,14 +157,27 @@ impl Application {
             "http"
         };
         let server = match tls {
-            Some(config) => server.listen_rustls_0_23(listener, config),
-            None => server.listen(listener),
+            Some(config) => {
+                let mut server = HttpServer::new(make_app)
+                    .disable_signals()
+                    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+                    // Frames are written whole; Nagle would hold acks and messages back 20-40 ms.
+                    .on_connect(|conn, _| {
+                        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                            let _ = tcp.set_nodelay(true);
+                        }
+                    });
+                if workers > 0 {
+                    server = server.workers(workers);
+                }
+                server.listen_rustls_0_23(listener, config).map(|s| s.run())
+            }
+            None => plain_server(listener, workers, make_app),
         }
         .map_err(|source| StartupError::Bind {
             addr: bind.clone(),
             source,
-        })?
-        .run();
+        })?;
         // Tools read the port from the end of this line.
         log::info!(
             "herald listening on {scheme}://{}",
@@ -280,6 +272,104 @@ fn tls_config(
         .with_single_cert(chain, private_key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     Ok(Some(config))
+}
+
+/// How long a graceful shutdown waits for connections to finish, in seconds.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+
+/// The application: routes, the REST rate limit and CORS (built once per worker).
+fn app(
+    data: web::Data<Engine>,
+    limiter: Option<Arc<RestLimiter>>,
+    origins: Arc<[String]>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(data)
+        .configure(crate::routes::configure)
+        .wrap(from_fn(move |req, next| {
+            limit_rest(limiter.clone(), req, next)
+        }))
+        // Outermost: preflights are answered before the rate limit, and 429s carry
+        // CORS headers so a browser can read them.
+        .wrap(cors(&origins))
+}
+
+/// The plain-TCP server, assembled like `HttpServer::listen` plus actix-http's upgrade hook:
+/// WebSocket upgrades leave the HTTP/1 dispatcher and its buffers (`ws_transport`).
+fn plain_server<F, T, B>(
+    listener: TcpListener,
+    workers: usize,
+    make_app: F,
+) -> std::io::Result<Server>
+where
+    F: Fn() -> App<T> + Send + Clone + 'static,
+    T: actix_web::dev::ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+    B: MessageBody + 'static,
+{
+    use actix_service::{
+        fn_factory, fn_service, map_config, IntoServiceFactory as _, ServiceFactory as _,
+        ServiceFactoryExt as _,
+    };
+    use actix_web::dev::AppConfig;
+
+    let mut builder = actix_server::Server::build()
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
+    if workers > 0 {
+        builder = builder.workers(workers);
+    }
+    // Lets idle keep-alive connections close at once on shutdown instead of holding it up.
+    let shutdown_signal = builder.graceful_shutdown_signal();
+    builder
+        .listen("herald", listener, move || {
+            let shutdown_signal = shutdown_signal.clone();
+            let for_upgrades = make_app.clone();
+            let upgrade = fn_factory(move || {
+                let factory = for_upgrades().into_factory();
+                async move {
+                    let app = Rc::new(factory.new_service(AppConfig::default()).await?);
+                    Ok::<_, ()>(fn_service(move |(req, framed)| {
+                        let app = app.clone();
+                        async move {
+                            // A peer that resets its socket ends the connection; not an error.
+                            if let Err(e) =
+                                crate::ws_transport::serve_upgrade(app, req, framed).await
+                            {
+                                log::debug!("upgraded connection ended: {e}");
+                            }
+                            Ok::<_, actix_web::Error>(())
+                        }
+                    }))
+                }
+            });
+            let http = make_app()
+                .into_factory()
+                .map_err(|err| err.error_response());
+            actix_http::HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let signal = shutdown_signal.clone();
+                    async move { signal.notified().await }
+                })
+                .tcp_nodelay(true)
+                .upgrade(upgrade)
+                .finish(map_config(http, |_| AppConfig::default()))
+                .tcp()
+        })
+        .map(|b| b.run())
 }
 
 /// The configured CORS origins, checked: each must be `scheme://host[:port]`.

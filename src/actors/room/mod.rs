@@ -32,8 +32,8 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::commit_queue::Commit;
-use super::inflight::InFlight;
 use super::database::{CountUserRooms, LoadRoom};
+use super::inflight::InFlight;
 use super::session::{DeliverOutcome, FrameMeta, SessionHandle};
 use crate::db::models::{MemberRole, NewMessage, StoredMessage, WriteOp, WriteOutcome};
 use crate::domain::{RoomId, SessionId, UserId};
