@@ -30,6 +30,17 @@ impl Frame {
 impl RawWs {
     /// Performs the opening handshake on `path`; answers the HTTP status line's code.
     pub async fn connect(port: u16, path: &str, extra_headers: &str) -> (u16, Option<RawWs>) {
+        Self::connect_pipelined(port, path, extra_headers, &[]).await
+    }
+
+    /// As `connect`, with `early` bytes (frames) written in the same write as the request,
+    /// before any answer: the server must not lose what arrives with the handshake.
+    pub async fn connect_pipelined(
+        port: u16,
+        path: &str,
+        extra_headers: &str,
+        early: &[u8],
+    ) -> (u16, Option<RawWs>) {
         let mut stream = TcpStream::connect(("127.0.0.1", port))
             .await
             .expect("tcp connect");
@@ -37,10 +48,9 @@ impl RawWs {
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
         );
-        stream
-            .write_all(req.as_bytes())
-            .await
-            .expect("write handshake");
+        let mut out = req.into_bytes();
+        out.extend_from_slice(early);
+        stream.write_all(&out).await.expect("write handshake");
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
         let end = loop {
@@ -74,26 +84,7 @@ impl RawWs {
 
     /// Writes one frame: `first` is the byte with FIN, RSV and opcode; masked unless told not.
     pub async fn send_raw(&mut self, first: u8, payload: &[u8], masked: bool) {
-        let mut f = vec![first];
-        let mask_bit = if masked { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => f.push(mask_bit | n as u8),
-            n if n < 65536 => {
-                f.push(mask_bit | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(mask_bit | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        if masked {
-            let key = [0x12u8, 0x34, 0x56, 0x78];
-            f.extend_from_slice(&key);
-            f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        } else {
-            f.extend_from_slice(payload);
-        }
+        let f = encode_frame(first, payload, masked);
         // The server may close mid-write on a violation; that is what some tests want.
         let _ = self.stream.write_all(&f).await;
     }
@@ -127,6 +118,31 @@ impl RawWs {
         }
         None
     }
+}
+
+/// One client frame: `first` is the byte with FIN, RSV and opcode.
+pub fn encode_frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut f = vec![first];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => f.push(mask_bit | n as u8),
+        n if n < 65536 => {
+            f.push(mask_bit | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(mask_bit | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        let key = [0x12u8, 0x34, 0x56, 0x78];
+        f.extend_from_slice(&key);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        f.extend_from_slice(payload);
+    }
+    f
 }
 
 fn parse(b: &[u8]) -> Option<(Frame, usize)> {

@@ -436,3 +436,31 @@ async fn graceful_shutdown_closes_sessions_with_1001_and_keeps_acked_messages() 
         "last_seen flushed at shutdown: {p}"
     );
 }
+
+#[actix_web::test]
+async fn frames_sent_together_with_the_handshake_are_not_lost() {
+    // A client may pipeline its first frames right behind the upgrade request; they arrive
+    // with the request head and must reach the session.
+    let (app, _db) = spawn_app().await;
+    let auth = format!("Authorization: Bearer {}\r\n", app.token("alice"));
+    let mut early = crate::raw_ws::encode_frame(0x81, br#"{"type":"ping","ref":"p1"}"#, true);
+    early.extend(crate::raw_ws::encode_frame(
+        0x81,
+        br#"{"type":"join","ref":"j1","data":{"room":"public:early"}}"#,
+        true,
+    ));
+    let (status, ws) =
+        crate::raw_ws::RawWs::connect_pipelined(app.port, "/v1/ws", &auth, &early).await;
+    assert_eq!(status, 101);
+    let mut ws = ws.expect("upgraded");
+    let mut seen = Vec::new();
+    while let Some(f) = ws.recv().await {
+        let v: serde_json::Value = serde_json::from_slice(&f.payload).expect("json frame");
+        seen.push((v["type"].clone(), v["ref"].clone()));
+        if v["ref"] == "j1" {
+            break;
+        }
+    }
+    assert!(seen.contains(&(json!("pong"), json!("p1"))), "{seen:?}");
+    assert!(seen.contains(&(json!("ack"), json!("j1"))), "{seen:?}");
+}
