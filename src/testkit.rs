@@ -13,7 +13,7 @@ use actix::prelude::*;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::actors::session::{Deliver, SessionControl, SessionHandle};
+use crate::actors::session::{Deliver, SessionControl, SessionHandle, SessionInfo};
 use crate::auth::JwtKeys;
 use crate::config::{Secret, Settings};
 use crate::db;
@@ -252,7 +252,7 @@ pub async fn connect_probe_with_capacity(engine: &Engine, user: &str, capacity: 
         capacity,
     };
     let addr = actor.start();
-    let handle = SessionHandle {
+    let handle = SessionHandle::new(SessionInfo {
         id: SessionId::next(),
         user,
         deliver: addr.clone().recipient(),
@@ -261,7 +261,7 @@ pub async fn connect_probe_with_capacity(engine: &Engine, user: &str, capacity: 
         connected_at: now_millis(),
         remote_addr: None,
         user_agent: Some("testkit".into()),
-    };
+    });
     match engine.open_session(handle.clone()).await {
         Ok(start) => {
             for f in start.frames {

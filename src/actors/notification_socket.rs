@@ -19,7 +19,7 @@ use actix_web_actors::ws;
 use serde_json::{json, Value};
 
 use super::notification_center::{unread_frame, NotificationSubscribe, NotificationUnsubscribe};
-use super::session::{Deliver, SessionControl, SessionHandle};
+use super::session::{Deliver, SessionControl, SessionHandle, SessionInfo};
 use crate::auth::AuthenticatedUser;
 use crate::domain::{now_millis, SessionId};
 use crate::engine::Engine;
@@ -107,7 +107,7 @@ impl Actor for NotificationSocket {
             }
             ctx.ping(b"");
         });
-        let handle = SessionHandle {
+        let handle = SessionHandle::new(SessionInfo {
             id: self.id,
             user: auth.user_id.clone(),
             deliver: ctx.address().recipient(),
@@ -116,7 +116,7 @@ impl Actor for NotificationSocket {
             connected_at: now_millis(),
             remote_addr: None,
             user_agent: None,
-        };
+        });
         self.engine
             .notifications
             .do_send(NotificationSubscribe { handle });

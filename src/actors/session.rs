@@ -81,9 +81,14 @@ pub enum DeliverOutcome {
     Gone,
 }
 
-/// How other actors reach a session (a real `WsSession` or a test probe).
+/// How other actors reach a session (a real `WsSession` or a test probe). Shared: the
+/// supervisor, the session's rooms, the presence registry and the notification center each
+/// hold one, so a clone is a reference count, not a copy (memory per connection).
 #[derive(Clone)]
-pub struct SessionHandle {
+pub struct SessionHandle(Arc<SessionInfo>);
+
+/// What a [`SessionHandle`] gives access to.
+pub struct SessionInfo {
     pub id: SessionId,
     pub user: UserId,
     pub deliver: Recipient<Deliver>,
@@ -95,7 +100,18 @@ pub struct SessionHandle {
     pub user_agent: Option<String>,
 }
 
+impl std::ops::Deref for SessionHandle {
+    type Target = SessionInfo;
+    fn deref(&self) -> &SessionInfo {
+        &self.0
+    }
+}
+
 impl SessionHandle {
+    pub fn new(info: SessionInfo) -> Self {
+        SessionHandle(Arc::new(info))
+    }
+
     /// Queues a frame without ever blocking or growing the outbox past its capacity.
     pub fn deliver(&self, frame: &ByteString, meta: Option<&Arc<FrameMeta>>) -> DeliverOutcome {
         match self.deliver.try_send(Deliver {
@@ -149,6 +165,7 @@ pub struct WsSession {
     expiry_timers: Vec<SpawnHandle>,
     /// Requests waiting for the engine's answer.
     inflight: InFlight<Self>,
+    handle: Option<SessionHandle>,
 }
 
 /// Client activity is reported to presence at most this often per session.
@@ -178,6 +195,7 @@ impl WsSession {
             limiter: RequestLimiter::new(&engine_limits),
             expiry_timers: Vec::new(),
             inflight: InFlight::default(),
+            handle: None,
         }
     }
 
@@ -239,8 +257,12 @@ impl WsSession {
         });
     }
 
-    fn session_handle(&self, ctx: &mut ws::WebsocketContext<Self>) -> SessionHandle {
-        SessionHandle {
+    /// The handle other actors reach this session by: made once, then shared.
+    fn session_handle(&mut self, ctx: &mut ws::WebsocketContext<Self>) -> SessionHandle {
+        if let Some(h) = &self.handle {
+            return h.clone();
+        }
+        let h = SessionHandle::new(SessionInfo {
             id: self.id,
             user: self.auth.user_id.clone(),
             deliver: ctx.address().recipient(),
@@ -249,7 +271,9 @@ impl WsSession {
             connected_at: self.connected_at,
             remote_addr: self.remote_addr.clone(),
             user_agent: self.user_agent.clone(),
-        }
+        });
+        self.handle = Some(h.clone());
+        h
     }
 
     fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
@@ -453,6 +477,8 @@ impl Actor for WsSession {
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         METRICS.connections.dec();
         self.engine.close_session(self.id, &self.auth.user_id);
+        // The handle holds this session's own address.
+        self.handle = None;
         Running::Stop
     }
 }

@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use super::eio_registry::{EioRegistry, RemoveEio};
-use super::session::{Deliver, SessionControl, SessionHandle};
+use super::session::{Deliver, SessionControl, SessionHandle, SessionInfo};
 use crate::auth::AuthenticatedUser;
 use crate::domain::{now_millis, rfc3339, ReceiptStatus, SessionId};
 use crate::engine::Engine;
@@ -190,7 +190,7 @@ impl SocketIoSession {
 
     fn handle_handle(&self, ctx: &mut Context<Self>) -> Option<SessionHandle> {
         let auth = self.auth.as_ref()?;
-        Some(SessionHandle {
+        Some(SessionHandle::new(SessionInfo {
             id: self.id,
             user: auth.user_id.clone(),
             deliver: ctx.address().recipient(),
@@ -199,7 +199,7 @@ impl SocketIoSession {
             connected_at: self.connected_at,
             remote_addr: self.remote_addr.clone(),
             user_agent: self.user_agent.clone(),
-        })
+        }))
     }
 
     fn on_packet(&mut self, packet: &str, ctx: &mut Context<Self>) {
