@@ -326,7 +326,9 @@ impl Engine {
             SendTarget::User(to) => RoomId::direct(user, &to),
         };
         let message = NewMessage {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            // Time-ordered (UUIDv7): new ids go to the right edge of the primary-key index
+            // instead of a random leaf, which keeps the pages a commit dirties few.
+            id: uuid::Uuid::now_v7().simple().to_string(),
             sender: user.clone(),
             kind: req.kind,
             body: req.body,

@@ -340,7 +340,8 @@ impl Handler<Notify> for NotificationCenter {
                         let held = p.holds(s.priority, now);
                         let live = !held && act.online(&user);
                         rows.push(NotificationRow {
-                            id: uuid::Uuid::new_v4().simple().to_string(),
+                            // Time-ordered, like message ids: index-friendly inserts.
+                            id: uuid::Uuid::now_v7().simple().to_string(),
                             user_id: user.to_string(),
                             notification_type: s.notification_type.clone(),
                             title: s.title.clone(),
