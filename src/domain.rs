@@ -227,6 +227,14 @@ impl MessageKind {
     }
 }
 
+/// Why a system message body was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SystemBodyError {
+    NotAnObject,
+    /// The encoded size in bytes.
+    TooLarge(usize),
+}
+
 /// A validated message body, kept as its JSON text so it is encoded once and stored as is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageBody {
@@ -316,11 +324,17 @@ impl MessageBody {
         Ok(MessageBody { json })
     }
 
-    /// A body the server itself writes (system messages); not validated against client rules.
-    pub fn system(body: &Value) -> Self {
-        MessageBody {
-            json: body.to_string(),
+    /// The body of a system message posted by an app backend: any JSON object up to
+    /// `max_bytes` encoded (not held to the client rules of the other kinds).
+    pub fn system_checked(body: &Value, max_bytes: usize) -> Result<Self, SystemBodyError> {
+        if !body.is_object() {
+            return Err(SystemBodyError::NotAnObject);
         }
+        let json = body.to_string();
+        if json.len() > max_bytes {
+            return Err(SystemBodyError::TooLarge(json.len()));
+        }
+        Ok(MessageBody { json })
     }
 
     /// Rebuilds a body read back from storage.

@@ -340,7 +340,55 @@ impl Engine {
             .rooms
             .send(RoutePublish {
                 room,
-                publish: Publish { message, origin },
+                publish: Publish {
+                    message,
+                    origin,
+                    system: false,
+                },
+            })
+            .await??;
+        Ok(SendAck::of(&published.message, published.duplicate))
+    }
+
+    /// Stores and fans out a `system` message from an app backend or an admin (REST): the
+    /// sender need not be a member; the room must exist. Retries with the same
+    /// `client_msg_id` get the original.
+    pub async fn post_system_message(
+        &self,
+        sender: &UserId,
+        room: RoomId,
+        body: &serde_json::Value,
+        priority: crate::domain::Priority,
+        client_msg_id: Option<String>,
+    ) -> Result<SendAck, EngineError> {
+        // The same bound as any message body: the text limit plus 1 KiB.
+        let max = self.settings.max_text_bytes + 1024;
+        let body = crate::domain::MessageBody::system_checked(body, max).map_err(|e| match e {
+            crate::domain::SystemBodyError::NotAnObject => {
+                EngineError::Invalid("body must be a JSON object".into())
+            }
+            crate::domain::SystemBodyError::TooLarge(n) => {
+                EngineError::TooLarge(format!("body is {n} bytes; the limit is {max} bytes"))
+            }
+        })?;
+        let message = NewMessage {
+            id: uuid::Uuid::now_v7().simple().to_string(),
+            sender: sender.clone(),
+            kind: crate::domain::MessageKind::System,
+            body,
+            priority,
+            client_msg_id,
+            created_at: now_millis(),
+        };
+        let published = self
+            .rooms
+            .send(RoutePublish {
+                room,
+                publish: Publish {
+                    message,
+                    origin: None,
+                    system: true,
+                },
             })
             .await??;
         Ok(SendAck::of(&published.message, published.duplicate))

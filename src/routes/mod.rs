@@ -34,6 +34,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/v1/rooms/{room}/messages", web::get().to(rooms::messages))
         .route(
+            "/v1/rooms/{room}/messages",
+            web::post().to(rooms::post_system_message),
+        )
+        .route(
             "/v1/rooms/{room}/messages/{message_id}/status",
             web::get().to(rooms::message_status),
         )

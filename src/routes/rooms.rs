@@ -1,5 +1,5 @@
 //! Rooms and history over REST: create a private room, list mine, add and remove members,
-//! read a room's messages by seq cursor.
+//! read a room's messages by seq cursor, post a system message (app backends).
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -94,6 +94,69 @@ pub async fn remove_member(
         .change_member(room.clone(), user.clone(), caller(&auth), false)
         .await?;
     Ok(HttpResponse::Ok().json(json!({"room": room, "user": user, "removed": removed})))
+}
+
+#[derive(Deserialize)]
+pub struct SystemMessageBody {
+    body: serde_json::Value,
+    priority: Option<String>,
+    client_msg_id: Option<String>,
+}
+
+/// `POST /v1/rooms/{room}/messages` (service or admin role): a `system` message from an app
+/// backend, stored and delivered like any message; 201 with the ack (200 and
+/// `"duplicate": true` for a retry with the same `client_msg_id`).
+pub async fn post_system_message(
+    auth: AuthenticatedUser,
+    engine: web::Data<Engine>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    // The role first: a caller without it learns nothing, whatever the body.
+    if !(auth.is_service() || auth.is_admin()) {
+        return Err(AppError::new(
+            ErrorCode::Forbidden,
+            "system messages need the service or admin role",
+        ));
+    }
+    let room = RoomId::parse(&path)?;
+    let req: SystemMessageBody = serde_json::from_slice(&body).map_err(|e| {
+        AppError::new(
+            ErrorCode::InvalidData,
+            format!("expected {{\"body\": {{...}}, \"priority\"?, \"client_msg_id\"?}}: {e}"),
+        )
+    })?;
+    let priority = match req.priority.as_deref() {
+        None => crate::domain::Priority::default(),
+        Some(p) => crate::domain::Priority::parse(p).ok_or_else(|| {
+            AppError::new(
+                ErrorCode::InvalidData,
+                "priority must be low, normal, high or urgent",
+            )
+        })?,
+    };
+    if req
+        .client_msg_id
+        .as_ref()
+        .is_some_and(|c| c.is_empty() || c.len() > protocol::MAX_CLIENT_MSG_ID)
+    {
+        return Err(AppError::new(
+            ErrorCode::InvalidData,
+            format!(
+                "client_msg_id must be 1..={} bytes",
+                protocol::MAX_CLIENT_MSG_ID
+            ),
+        ));
+    }
+    let ack = engine
+        .post_system_message(&auth.user_id, room, &req.body, priority, req.client_msg_id)
+        .await?;
+    let status = if ack.duplicate {
+        actix_web::http::StatusCode::OK
+    } else {
+        actix_web::http::StatusCode::CREATED
+    };
+    Ok(HttpResponse::build(status).json(ack))
 }
 
 #[derive(Deserialize)]

@@ -144,6 +144,35 @@ async fn nobody_reaches_what_they_have_no_right_to() {
             "{method} {path} as stranger, member, owner, admin"
         );
     }
+    // System messages: the service and admin roles only, members or not.
+    let mut got = Vec::new();
+    for user in ["stranger", "member", "owner"] {
+        let (code, _) = app
+            .send_json(
+                "POST",
+                &messages,
+                Some(&app.token(user)),
+                Some(json!({"body": {"x": 1}})),
+            )
+            .await;
+        got.push(code);
+    }
+    for token in [app.admin_token("root"), app.service_token()] {
+        let (code, _) = app
+            .send_json(
+                "POST",
+                &messages,
+                Some(&token),
+                Some(json!({"body": {"x": 1}})),
+            )
+            .await;
+        got.push(code);
+    }
+    assert_eq!(
+        got,
+        [403, 403, 403, 201, 201],
+        "POST {messages} as stranger, member, owner, admin, service"
+    );
     let kick = format!("/v1/rooms/{room}/members/member");
     assert_eq!(status(&app, "DELETE", &kick, "stranger").await, 403);
     assert_eq!(

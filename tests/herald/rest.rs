@@ -389,3 +389,78 @@ async fn service_backends_see_presence_and_bodies_up_to_a_mebibyte_are_read() {
         (413, Some("too_large"))
     );
 }
+
+#[actix_web::test]
+async fn an_app_backend_posts_a_system_message_that_members_receive_and_history_keeps() {
+    let (app, _db) = spawn_app().await;
+    let mut alice = app.ws("alice").await;
+    alice.ok("join", json!({"room": "public:support"})).await;
+    let path = "/v1/rooms/public:support/messages";
+    let post = json!({
+        "body": {"event": "ticket_closed", "ticket": 42},
+        "priority": "high",
+        "client_msg_id": "sys-1"
+    });
+
+    // A plain user may not; the service role may, without being a member.
+    let (status, body) = app
+        .send_json(
+            "POST",
+            path,
+            Some(&app.token("mallory")),
+            Some(post.clone()),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let (status, ack) = app
+        .send_json("POST", path, Some(&app.service_token()), Some(post.clone()))
+        .await;
+    assert_eq!(status, 201, "{ack}");
+    assert_eq!(ack["seq"], 1);
+
+    // Members get it live, as a `system` message from the backend.
+    let m = alice.recv_type("message").await;
+    assert_eq!(m["data"]["kind"], "system");
+    assert_eq!(m["data"]["from"], "backend");
+    assert_eq!(m["data"]["priority"], "high");
+    assert_eq!(
+        m["data"]["body"],
+        json!({"event": "ticket_closed", "ticket": 42})
+    );
+
+    // A retry is answered with the original; nothing new is stored.
+    let (status, again) = app
+        .send_json("POST", path, Some(&app.service_token()), Some(post))
+        .await;
+    assert_eq!((status, again["duplicate"].as_bool()), (200, Some(true)));
+    assert_eq!(again["message_id"], ack["message_id"]);
+    let (_, history) = app.get(path, Some(&app.token("alice"))).await;
+    assert_eq!(history["messages"].as_array().map(Vec::len), Some(1));
+    assert_eq!(history["messages"][0]["kind"], "system");
+
+    // Bad input: not an object, an unknown room.
+    let (status, body) = app
+        .send_json(
+            "POST",
+            path,
+            Some(&app.service_token()),
+            Some(json!({"body": "text"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("invalid_data"))
+    );
+    let (status, _) = app
+        .send_json(
+            "POST",
+            "/v1/rooms/public:nowhere/messages",
+            Some(&app.service_token()),
+            Some(json!({"body": {"x": 1}})),
+        )
+        .await;
+    assert_eq!(status, 404);
+}

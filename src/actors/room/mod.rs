@@ -412,12 +412,24 @@ pub struct Publish {
     pub message: NewMessage,
     /// The sending session, which gets the ack instead of the `message` frame.
     pub origin: Option<SessionId>,
+    /// A system message from an app backend or admin (REST): the sender need not be a
+    /// member, but the room must exist.
+    pub system: bool,
 }
 
 impl Handler<Publish> for Room {
     type Result = ResponseFuture<Result<Published, EngineError>>;
     fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self.require_member(&msg.message.sender) {
+        let allowed = if msg.system {
+            if self.exists {
+                Ok(())
+            } else {
+                Err(EngineError::NotFound(format!("no room {}", self.id)))
+            }
+        } else {
+            self.require_member(&msg.message.sender)
+        };
+        if let Err(e) = allowed {
             return Box::pin(async move { Err(e) });
         }
         // A message ends the sender's typing indicator, as in every chat client.
