@@ -144,6 +144,14 @@ impl AuthenticatedUser {
             Err(AuthError::MissingRole("admin"))
         }
     }
+    /// App backends (`service`) and admins: notifications, system messages.
+    pub fn require_service_or_admin(&self) -> Result<(), AuthError> {
+        if self.is_service() || self.is_admin() {
+            Ok(())
+        } else {
+            Err(AuthError::MissingRole("service or admin"))
+        }
+    }
 }
 
 /// The configured algorithm: `HS256`, `HS384`, `HS512`, `RS256` or `ES256` (any case).

@@ -23,7 +23,7 @@ use crate::auth::JwtKeys;
 use crate::config::Settings;
 use crate::db::models::{NewMessage, RoomSummary, StoredMessage};
 use crate::db::DbPool;
-use crate::domain::{now_millis, ChosenStatus, ReceiptStatus, RoomId, SessionId, UserId};
+use crate::domain::{ChosenStatus, ReceiptStatus, RoomId, SessionId, UserId};
 use crate::error::{EngineError, PersistError};
 use crate::protocol::{self, PresenceView, SendAck, SendRequest, SendTarget, TypingState};
 
@@ -325,17 +325,24 @@ impl Engine {
             }
             SendTarget::User(to) => RoomId::direct(user, &to),
         };
-        let message = NewMessage {
-            // Time-ordered (UUIDv7): new ids go to the right edge of the primary-key index
-            // instead of a random leaf, which keeps the pages a commit dirties few.
-            id: uuid::Uuid::now_v7().simple().to_string(),
-            sender: user.clone(),
-            kind: req.kind,
-            body: req.body,
-            priority: req.priority,
-            client_msg_id: req.client_msg_id,
-            created_at: now_millis(),
-        };
+        let message = NewMessage::new(
+            user.clone(),
+            req.kind,
+            req.body,
+            req.priority,
+            req.client_msg_id,
+        );
+        self.publish(room, message, origin, false).await
+    }
+
+    /// Routes a new message to its room and answers the ack once it is stored.
+    async fn publish(
+        &self,
+        room: RoomId,
+        message: NewMessage,
+        origin: Option<SessionId>,
+        system: bool,
+    ) -> Result<SendAck, EngineError> {
         let published = self
             .rooms
             .send(RoutePublish {
@@ -343,7 +350,7 @@ impl Engine {
                 publish: Publish {
                     message,
                     origin,
-                    system: false,
+                    system,
                 },
             })
             .await??;
@@ -371,27 +378,14 @@ impl Engine {
                 EngineError::TooLarge(format!("body is {n} bytes; the limit is {max} bytes"))
             }
         })?;
-        let message = NewMessage {
-            id: uuid::Uuid::now_v7().simple().to_string(),
-            sender: sender.clone(),
-            kind: crate::domain::MessageKind::System,
+        let message = NewMessage::new(
+            sender.clone(),
+            crate::domain::MessageKind::System,
             body,
             priority,
             client_msg_id,
-            created_at: now_millis(),
-        };
-        let published = self
-            .rooms
-            .send(RoutePublish {
-                room,
-                publish: Publish {
-                    message,
-                    origin: None,
-                    system: true,
-                },
-            })
-            .await??;
-        Ok(SendAck::of(&published.message, published.duplicate))
+        );
+        self.publish(room, message, None, true).await
     }
 
     pub async fn typing(

@@ -54,6 +54,29 @@ pub struct NewMessage {
     pub created_at: Millis,
 }
 
+impl NewMessage {
+    /// A message about to be sent, with a new id and the current time.
+    pub fn new(
+        sender: UserId,
+        kind: MessageKind,
+        body: MessageBody,
+        priority: Priority,
+        client_msg_id: Option<String>,
+    ) -> Self {
+        NewMessage {
+            // Time-ordered (UUIDv7): new ids go to the right edge of the primary-key index
+            // instead of a random leaf, which keeps the pages a commit dirties few.
+            id: uuid::Uuid::now_v7().simple().to_string(),
+            sender,
+            kind,
+            body,
+            priority,
+            client_msg_id,
+            created_at: crate::domain::now_millis(),
+        }
+    }
+}
+
 /// A stored message, as the wire's message object shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredMessage {
@@ -229,6 +252,22 @@ impl From<MessageRow> for StoredMessage {
             body: r.body,
             priority: r.priority,
             client_msg_id: r.client_msg_id,
+            created_at: r.created_at,
+        }
+    }
+}
+
+impl From<&NewMessageRow<'_>> for StoredMessage {
+    fn from(r: &NewMessageRow<'_>) -> Self {
+        StoredMessage {
+            id: r.id.to_owned(),
+            room: r.room_id.to_owned(),
+            seq: r.seq,
+            from: r.sender.to_owned(),
+            kind: r.kind.to_owned(),
+            body: r.body.to_owned(),
+            priority: r.priority.to_owned(),
+            client_msg_id: r.client_msg_id.map(str::to_owned),
             created_at: r.created_at,
         }
     }

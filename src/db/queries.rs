@@ -224,22 +224,9 @@ fn append_merged(
     for (gi, oi, idx) in placed {
         let list = idx
             .into_iter()
-            .map(|i| {
-                let r = &rows[i];
-                AppendedMessage {
-                    message: StoredMessage {
-                        id: r.id.to_owned(),
-                        room: r.room_id.to_owned(),
-                        seq: r.seq,
-                        from: r.sender.to_owned(),
-                        kind: r.kind.to_owned(),
-                        body: r.body.to_owned(),
-                        priority: r.priority.to_owned(),
-                        client_msg_id: r.client_msg_id.map(str::to_owned),
-                        created_at: r.created_at,
-                    },
-                    duplicate: false,
-                }
+            .map(|i| AppendedMessage {
+                message: StoredMessage::from(&rows[i]),
+                duplicate: false,
             })
             .collect();
         outcomes[gi][oi] = Some(WriteOutcome::Appended(list));
@@ -542,19 +529,7 @@ fn append_messages(
                 .set(members::delivered_seq.eq(seq))
                 .execute(c)?;
         }
-        for r in &rows {
-            stored.push(StoredMessage {
-                id: r.id.to_owned(),
-                room: room.as_str().to_owned(),
-                seq: r.seq,
-                from: r.sender.to_owned(),
-                kind: r.kind.to_owned(),
-                body: r.body.to_owned(),
-                priority: r.priority.to_owned(),
-                client_msg_id: r.client_msg_id.map(str::to_owned),
-                created_at: r.created_at,
-            });
-        }
+        stored.extend(rows.iter().map(StoredMessage::from));
     }
     let mut by_key: HashMap<(String, String), StoredMessage> = originals;
     for s in &stored {

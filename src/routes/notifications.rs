@@ -173,12 +173,7 @@ pub async fn send(
     engine: web::Data<Engine>,
     body: web::Json<SendBody>,
 ) -> Result<HttpResponse, AppError> {
-    if !(auth.is_admin() || auth.is_service()) {
-        return Err(AppError::new(
-            ErrorCode::Forbidden,
-            "this needs the admin or service role",
-        ));
-    }
+    auth.require_service_or_admin()?;
     let b = body.into_inner();
     if b.users.is_empty() || b.users.len() > MAX_RECIPIENTS {
         return Err(AppError::new(

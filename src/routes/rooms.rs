@@ -113,12 +113,7 @@ pub async fn post_system_message(
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     // The role first: a caller without it learns nothing, whatever the body.
-    if !(auth.is_service() || auth.is_admin()) {
-        return Err(AppError::new(
-            ErrorCode::Forbidden,
-            "system messages need the service or admin role",
-        ));
-    }
+    auth.require_service_or_admin()?;
     let room = RoomId::parse(&path)?;
     let req: SystemMessageBody = serde_json::from_slice(&body).map_err(|e| {
         AppError::new(
