@@ -34,8 +34,12 @@ const READ_CHUNK: usize = 8 * 1024;
 /// a worker thread to itself (actix-http's payload pauses at the same size).
 const READ_TURN: usize = 32 * 1024;
 
+/// How long a closing connection waits for the peer to close its side.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Serves one upgrade request: runs it through `app` with the socket as its body, writes the
-/// response head, then the response body as it comes (raw WebSocket frames after a 101).
+/// response head, then the response body as it comes (raw WebSocket frames after a 101),
+/// and closes the connection politely.
 pub async fn serve_upgrade<S, B>(
     app: Rc<S>,
     req: Request,
@@ -47,10 +51,25 @@ where
 {
     let parts = framed.into_parts();
     let io = Rc::new(parts.io);
-    let mut codec = parts.codec;
     // Whatever the client sent right after its request head (frames may follow at once).
     let early = parts.read_buf.freeze();
     drop(parts.write_buf);
+    let served = respond(app, req, io.clone(), parts.codec, early).await;
+    close(&io).await;
+    served
+}
+
+async fn respond<S, B>(
+    app: Rc<S>,
+    req: Request,
+    io: Rc<TcpStream>,
+    mut codec: h1::Codec,
+    early: Bytes,
+) -> io::Result<()>
+where
+    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody + 'static,
+{
     let reader = SocketReader {
         io: io.clone(),
         early: (!early.is_empty()).then_some(early),
@@ -91,6 +110,28 @@ where
         write_all(&io, &out).await?;
     }
     Ok(())
+}
+
+/// Sends FIN, then reads and drops whatever the peer still sends until it closes too (at
+/// most `LINGER`). Closing a socket with unread data makes the kernel send a reset, which
+/// can destroy the close frame or error response still on its way to the peer.
+async fn close(io: &TcpStream) {
+    let _ = socket2::SockRef::from(io).shutdown(std::net::Shutdown::Write);
+    let drain = async {
+        loop {
+            if io.readable().await.is_err() {
+                return;
+            }
+            let mut buf = [0u8; 1024];
+            match io.try_read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return,
+            }
+        }
+    };
+    let _ = actix_web::rt::time::timeout(LINGER, drain).await;
 }
 
 async fn write_all(io: &TcpStream, mut data: &[u8]) -> io::Result<()> {
