@@ -12,7 +12,8 @@ use actix_web_actors::ws;
 use crate::wsframe::{FrameAssembler, Incoming};
 
 use super::socketio_session::{
-    AttachWebSocket, EioOut, EioPackets, ProbeReceived, SocketIoSession, TransportClosed,
+    AttachWebSocket, EioOut, EioPackets, ProbeAbandoned, ProbeReceived, SocketIoSession,
+    TransportClosed,
 };
 
 pub struct EioWebSocket {
@@ -54,7 +55,9 @@ impl Actor for EioWebSocket {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
-        if !self.upgrading {
+        if self.upgrading {
+            self.session.do_send(ProbeAbandoned);
+        } else {
             self.session.do_send(TransportClosed);
         }
         Running::Stop

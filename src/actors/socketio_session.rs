@@ -150,7 +150,11 @@ impl SocketIoSession {
             Transport::Polling { queue, waiting } => {
                 queue.push_back(packet);
                 if let Some(tx) = waiting.take() {
-                    let _ = tx.send(queue.drain(..).collect());
+                    // A poll that ended meanwhile (timeout, client gone) gets nothing: the
+                    // packets wait for the next one.
+                    if let Err(packets) = tx.send(queue.drain(..).collect()) {
+                        queue.extend(packets);
+                    }
                 } else if queue.len() > cap {
                     // The client stopped polling: bounded like any outbox.
                     METRICS.slow_consumers.inc();
@@ -534,38 +538,38 @@ pub enum PollError {
     WrongTransport,
 }
 
-/// Sent by the polling route for a GET: answers the queued packets, waiting for some (at most
-/// until the next ping) when there are none.
+/// Sent by the polling route for a GET: `reply` gets the queued packets at once, or the next
+/// ones when there are none. The route owns the receiving end and its timeout, so a GET that
+/// ends early (the client gave up, the timeout passed) closes it, and packets that find it
+/// closed wait in the queue for the next GET instead of being lost.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<String>, PollError>")]
-pub struct Poll;
+#[rtype(result = "Result<(), PollError>")]
+pub struct Poll {
+    pub reply: oneshot::Sender<Vec<String>>,
+}
 
 impl Handler<Poll> for SocketIoSession {
-    type Result = ResponseFuture<Result<Vec<String>, PollError>>;
-    fn handle(&mut self, _: Poll, _: &mut Context<Self>) -> Self::Result {
-        let wait = self.engine.settings.sio_ping_interval + self.engine.settings.sio_ping_timeout;
+    type Result = Result<(), PollError>;
+    fn handle(&mut self, msg: Poll, _: &mut Context<Self>) -> Self::Result {
         let Transport::Polling { queue, waiting } = &mut self.transport else {
-            return Box::pin(async { Err(PollError::WrongTransport) });
+            return Err(PollError::WrongTransport);
         };
-        if waiting.is_some() {
-            return Box::pin(async { Err(PollError::Overlap) });
+        // A poll whose request already ended does not count as waiting.
+        if waiting.as_ref().is_some_and(|tx| !tx.is_closed()) {
+            return Err(PollError::Overlap);
         }
-        if self.probing {
-            return Box::pin(async { Ok(vec![eio::NOOP.to_string()]) });
+        if self.probing && queue.is_empty() {
+            let _ = msg.reply.send(vec![eio::NOOP.to_string()]);
+            return Ok(());
         }
         if !queue.is_empty() {
-            let out: Vec<String> = queue.drain(..).collect();
-            return Box::pin(async move { Ok(out) });
-        }
-        let (tx, rx) = oneshot::channel();
-        *waiting = Some(tx);
-        Box::pin(async move {
-            match actix::clock::timeout(wait, rx).await {
-                Ok(Ok(p)) => Ok(p),
-                // Closed or timed out: a noop lets the client poll again.
-                _ => Ok(vec![eio::NOOP.to_string()]),
+            if let Err(packets) = msg.reply.send(queue.drain(..).collect()) {
+                queue.extend(packets);
             }
-        })
+            return Ok(());
+        }
+        *waiting = Some(msg.reply);
+        Ok(())
     }
 }
 
@@ -627,12 +631,23 @@ pub struct TransportClosed;
 impl Handler<TransportClosed> for SocketIoSession {
     type Result = ();
     fn handle(&mut self, _: TransportClosed, ctx: &mut Context<Self>) {
-        if matches!(
-            self.transport,
-            Transport::WebSocket { .. } | Transport::Pending
-        ) {
-            ctx.stop();
+        match self.transport {
+            Transport::WebSocket { .. } | Transport::Pending => ctx.stop(),
+            Transport::Polling { .. } => {}
         }
+    }
+}
+
+/// Sent by a WebSocket transport that ends before its upgrade completed: polling goes on as
+/// before (polls are answered normally again, not with a noop).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ProbeAbandoned;
+
+impl Handler<ProbeAbandoned> for SocketIoSession {
+    type Result = ();
+    fn handle(&mut self, _: ProbeAbandoned, _: &mut Context<Self>) {
+        self.probing = false;
     }
 }
 

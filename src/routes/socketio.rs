@@ -97,14 +97,25 @@ pub async fn get(
             let Some(addr) = engine.eio.send(LookupEio { sid }).await.ok().flatten() else {
                 return Ok(eio_error(1, "Session ID unknown"));
             };
-            match addr.send(Poll).await {
-                Ok(Ok(packets)) => Ok(text(socketio::join_payload(&packets))),
-                Ok(Err(PollError::Overlap)) => Ok(eio_error(3, "Bad request: overlapping polls")),
-                Ok(Err(PollError::WrongTransport)) => {
-                    Ok(eio_error(3, "Bad request: the session was upgraded"))
+            let (reply, packets) = tokio::sync::oneshot::channel();
+            match addr.send(Poll { reply }).await {
+                Ok(Ok(())) => {}
+                Ok(Err(PollError::Overlap)) => {
+                    return Ok(eio_error(3, "Bad request: overlapping polls"))
                 }
-                Err(_) => Ok(eio_error(1, "Session ID unknown")),
+                Ok(Err(PollError::WrongTransport)) => {
+                    return Ok(eio_error(3, "Bad request: the session was upgraded"))
+                }
+                Err(_) => return Ok(eio_error(1, "Session ID unknown")),
             }
+            // At most until the next ping is due; then (or if the session ends) a noop lets
+            // the client poll again.
+            let wait = engine.settings.sio_ping_interval + engine.settings.sio_ping_timeout;
+            let packets = match actix_web::rt::time::timeout(wait, packets).await {
+                Ok(Ok(p)) => p,
+                _ => vec![socketio::eio::NOOP.to_string()],
+            };
+            Ok(text(socketio::join_payload(&packets)))
         }
         (Some("websocket"), Some(sid)) => {
             let Some(addr) = engine.eio.send(LookupEio { sid }).await.ok().flatten() else {

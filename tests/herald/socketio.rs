@@ -389,3 +389,57 @@ async fn an_expired_token_ends_a_socketio_session_after_the_grace_period() {
         "the session is disconnected: {seen}"
     );
 }
+
+#[actix_web::test]
+async fn an_abandoned_upgrade_probe_leaves_polling_working() {
+    // A client starts an upgrade (the WebSocket probe), the probe connection dies before the
+    // upgrade completes, and the client goes on polling: its packets must still arrive.
+    let (app, _db) = spawn_app().await;
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let base = format!("http://127.0.0.1:{}/socket.io/?EIO=4", app.port);
+    let mut r = client
+        .get(format!("{base}&transport=polling"))
+        .send()
+        .await
+        .unwrap();
+    let body = String::from_utf8(r.body().await.unwrap().to_vec()).unwrap();
+    let sid = serde_json::from_str::<Value>(&body[1..]).unwrap()["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let poll = format!("{base}&transport=polling&sid={sid}");
+
+    let (status, probe) = crate::raw_ws::RawWs::connect(
+        app.port,
+        &format!("/socket.io/?EIO=4&transport=websocket&sid={sid}"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 101);
+    let mut probe = probe.expect("probe upgraded");
+    probe.send_raw(0x81, b"2probe", true).await;
+    let pong = probe.recv().await.expect("3probe");
+    assert_eq!(pong.payload, b"3probe");
+    drop(probe);
+
+    client
+        .post(&poll)
+        .send_body(format!("40{}", json!({ "token": app.token("bob") })))
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    for _ in 0..10 {
+        let mut r = client.get(&poll).send().await.unwrap();
+        seen.push_str(std::str::from_utf8(&r.body().await.unwrap()).unwrap());
+        seen.push('\u{1e}');
+        if seen.contains("\u{1e}40{") || seen.starts_with("40{") {
+            break;
+        }
+    }
+    assert!(
+        seen.split('\u{1e}').any(|p| p.starts_with("40{")),
+        "the CONNECT answer arrives by polling: {seen}"
+    );
+}
