@@ -648,16 +648,23 @@ impl Engine {
         code: u16,
         reason: String,
     ) -> Result<usize, EngineError> {
-        // Notification sockets go too (native sessions are closed by the registry).
-        self.notifications.do_send(CloseNotificationSessions {
-            user: Some(user.clone()),
-            code,
-            reason: reason.clone(),
-        });
-        Ok(self
+        // The registry first: it counts the user's sessions before any of them closes. Then
+        // the notification center, for the notification sockets (it would also close the
+        // native and Socket.IO sessions, which are already closing).
+        let closed = self
             .presence
-            .send(DisconnectUser { user, code, reason })
-            .await?)
+            .send(DisconnectUser {
+                user: user.clone(),
+                code,
+                reason: reason.clone(),
+            })
+            .await?;
+        self.notifications.do_send(CloseNotificationSessions {
+            user: Some(user),
+            code,
+            reason,
+        });
+        Ok(closed)
     }
 }
 

@@ -12,6 +12,7 @@
 //! registry push encoded frames back to sessions with `Deliver`. The persistence actors only
 //! answer: they never call back into the engine.
 
+pub mod client_session;
 pub mod commit_queue;
 pub mod database;
 pub mod echo_session;

@@ -28,9 +28,10 @@ use crate::error::{EngineError, ErrorCode};
 use crate::metrics::METRICS;
 use crate::protocol::{self, close_code, ClientRequest, ParseLimits};
 use crate::rate::{RequestLimiter, Verdict};
-use crate::unread::{UnreadCounts, UNREAD_COALESCE};
+use crate::unread::UnreadCounts;
 use crate::wsframe::{FrameAssembler, Incoming};
 
+use super::client_session::ClientSession;
 use super::inflight::InFlight;
 
 /// Sent by rooms and the presence registry to a session: one encoded server frame, shared by
@@ -199,36 +200,6 @@ impl WsSession {
         }
     }
 
-    /// Arms the token-expiry timers: at expiry plus leeway an `error` frame `token_expired`,
-    /// then, if no fresh token came with `auth` within the grace period, close with 4001.
-    fn arm_expiry(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        for t in self.expiry_timers.drain(..) {
-            ctx.cancel_future(t);
-        }
-        let auth = &self.engine.settings.auth;
-        let leeway = auth.leeway.as_millis() as i64;
-        let grace = auth.refresh_grace;
-        let until = (self.auth.expires_at + leeway - now_millis()).max(0) as u64;
-        let expires_at = self.auth.expires_at;
-        let warn = ctx.run_later(std::time::Duration::from_millis(until), move |act, ctx| {
-            if act.auth.expires_at != expires_at {
-                return;
-            }
-            let msg = format!(
-                "token expired; send auth with a fresh token within {} ms",
-                grace.as_millis()
-            );
-            send_error(ctx, None, ErrorCode::TokenExpired, &msg);
-            let close = ctx.run_later(grace, move |act, ctx| {
-                if act.auth.expires_at == expires_at {
-                    act.close(ctx, close_code::AUTH_FAILED, "token expired");
-                }
-            });
-            act.expiry_timers.push(close);
-        });
-        self.expiry_timers.push(warn);
-    }
-
     /// Reports client activity (auto-away, last-seen), throttled.
     fn touch(&mut self) {
         if self.last_touch.is_some_and(|t| t.elapsed() < TOUCH_EVERY) {
@@ -241,20 +212,6 @@ impl WsSession {
                 session: self.id,
                 user: self.auth.user_id.clone(),
             });
-    }
-
-    /// Sends the pending `room_unread` frames after a short coalescing window.
-    fn schedule_unread(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.unread.flush_scheduled {
-            return;
-        }
-        self.unread.flush_scheduled = true;
-        ctx.run_later(UNREAD_COALESCE, |act, ctx| {
-            act.unread.flush_scheduled = false;
-            for f in act.unread.take_frames() {
-                ctx.text(f);
-            }
-        });
     }
 
     /// The handle other actors reach this session by: made once, then shared.
@@ -427,6 +384,37 @@ fn send_error(
 ) {
     METRICS.errors.with_label_values(&[code.as_str()]).inc();
     ctx.text(protocol::error(reference, code, message));
+}
+
+impl ClientSession for WsSession {
+    type Ctx = ws::WebsocketContext<Self>;
+
+    fn token_expires_at(&self) -> Option<i64> {
+        Some(self.auth.expires_at)
+    }
+    fn leeway_and_grace(&self) -> (std::time::Duration, std::time::Duration) {
+        let auth = &self.engine.settings.auth;
+        (auth.leeway, auth.refresh_grace)
+    }
+    fn expiry_timers(&mut self) -> &mut Vec<SpawnHandle> {
+        &mut self.expiry_timers
+    }
+    fn warn_token_expired(&mut self, grace: std::time::Duration, ctx: &mut Self::Ctx) {
+        let msg = format!(
+            "token expired; send auth with a fresh token within {} ms",
+            grace.as_millis()
+        );
+        send_error(ctx, None, ErrorCode::TokenExpired, &msg);
+    }
+    fn end_expired(&mut self, ctx: &mut Self::Ctx) {
+        self.close(ctx, close_code::AUTH_FAILED, "token expired");
+    }
+    fn unread(&mut self) -> &mut UnreadCounts {
+        &mut self.unread
+    }
+    fn send_unread(&mut self, frame: String, ctx: &mut Self::Ctx) {
+        ctx.text(frame);
+    }
 }
 
 impl Actor for WsSession {

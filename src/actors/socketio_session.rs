@@ -16,6 +16,7 @@
 //! Sends to: the engine's actors (as a native session does), its WebSocket transport, the
 //! `EioRegistry` (on stop).
 
+use super::client_session::ClientSession;
 use super::inflight::InFlight;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +37,7 @@ use crate::metrics::METRICS;
 use crate::protocol::{self, ClientRequest, ParseLimits};
 use crate::rate::{RequestLimiter, Verdict};
 use crate::socketio::{self as sio, eio, SioType};
-use crate::unread::{UnreadCounts, UNREAD_COALESCE};
+use crate::unread::UnreadCounts;
 
 /// Sent by the session to its WebSocket transport: one Engine.IO packet.
 #[derive(Message, Clone)]
@@ -434,49 +435,44 @@ impl SocketIoSession {
             }
         }
     }
+}
 
-    /// As on the native socket: at token expiry plus leeway a `token_expired` error event,
-    /// then, without a fresh `auth` within the grace period, the session ends.
-    fn arm_expiry(&mut self, ctx: &mut Context<Self>) {
-        for t in self.expiry_timers.drain(..) {
-            ctx.cancel_future(t);
-        }
-        let Some(expires_at) = self.auth.as_ref().map(|a| a.expires_at) else {
-            return;
-        };
-        let leeway = self.engine.settings.auth.leeway.as_millis() as i64;
-        let grace = self.engine.settings.auth.refresh_grace;
-        let until = (expires_at + leeway - now_millis()).max(0) as u64;
-        let warn = ctx.run_later(std::time::Duration::from_millis(until), move |act, ctx| {
-            if act.auth.as_ref().map(|a| a.expires_at) != Some(expires_at) {
-                return;
-            }
-            let err = json!({"ok": false, "code": ErrorCode::TokenExpired.as_str(), "error": format!("token expired; send auth with a fresh token within {} ms", grace.as_millis())});
-            act.emit(sio::event("error", &err), ctx);
-            let close = ctx.run_later(grace, move |act, ctx| {
-                if act.auth.as_ref().map(|a| a.expires_at) == Some(expires_at) {
-                    act.emit(sio::DISCONNECT.to_string(), ctx);
-                    act.shutdown(ctx);
-                }
-            });
-            act.expiry_timers.push(close);
-        });
-        self.expiry_timers.push(warn);
+impl ClientSession for SocketIoSession {
+    type Ctx = Context<Self>;
+
+    fn token_expires_at(&self) -> Option<i64> {
+        self.auth.as_ref().map(|a| a.expires_at)
     }
-
-    fn schedule_unread(&mut self, ctx: &mut Context<Self>) {
-        if self.unread.flush_scheduled {
-            return;
-        }
-        self.unread.flush_scheduled = true;
-        ctx.run_later(UNREAD_COALESCE, |act, ctx| {
-            act.unread.flush_scheduled = false;
-            for f in act.unread.take_frames() {
-                if let Some(e) = sio::event_from_native(&f) {
-                    act.emit(e, ctx);
-                }
-            }
+    fn leeway_and_grace(&self) -> (std::time::Duration, std::time::Duration) {
+        let auth = &self.engine.settings.auth;
+        (auth.leeway, auth.refresh_grace)
+    }
+    fn expiry_timers(&mut self) -> &mut Vec<SpawnHandle> {
+        &mut self.expiry_timers
+    }
+    /// As on the native socket, as an `error` event.
+    fn warn_token_expired(&mut self, grace: std::time::Duration, ctx: &mut Context<Self>) {
+        let err = json!({
+            "ok": false,
+            "code": ErrorCode::TokenExpired.as_str(),
+            "error": format!(
+                "token expired; send auth with a fresh token within {} ms",
+                grace.as_millis()
+            ),
         });
+        self.emit(sio::event("error", &err), ctx);
+    }
+    fn end_expired(&mut self, ctx: &mut Context<Self>) {
+        self.emit(sio::DISCONNECT.to_string(), ctx);
+        self.shutdown(ctx);
+    }
+    fn unread(&mut self) -> &mut UnreadCounts {
+        &mut self.unread
+    }
+    fn send_unread(&mut self, frame: String, ctx: &mut Context<Self>) {
+        if let Some(e) = sio::event_from_native(&frame) {
+            self.emit(e, ctx);
+        }
     }
 }
 

@@ -1,0 +1,70 @@
+//! What every client-facing session does alike, whatever its wire protocol: the token-expiry
+//! timers (a warning at expiry plus leeway, then the end of the session unless a fresh token
+//! came within the refresh grace) and the coalesced `room_unread` frames. `WsSession` (native
+//! protocol) and `SocketIoSession` implement [`ClientSession`] to say how each step looks on
+//! their wire; the timing lives here once.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::domain::now_millis;
+use crate::unread::{UnreadCounts, UNREAD_COALESCE};
+
+pub trait ClientSession: Actor<Context = <Self as ClientSession>::Ctx> + Sized {
+    type Ctx: AsyncContext<Self>;
+
+    /// When the session's token expires (Unix ms), if it has one.
+    fn token_expires_at(&self) -> Option<i64>;
+    /// The clock skew tolerated on `exp`, and how long a fresh token may take after the
+    /// warning.
+    fn leeway_and_grace(&self) -> (Duration, Duration);
+    fn expiry_timers(&mut self) -> &mut Vec<SpawnHandle>;
+    /// Tells the client its token expired and how long it has to send a fresh one.
+    fn warn_token_expired(&mut self, grace: Duration, ctx: &mut Self::Ctx);
+    /// Ends the session: the grace passed without a fresh token.
+    fn end_expired(&mut self, ctx: &mut Self::Ctx);
+    fn unread(&mut self) -> &mut UnreadCounts;
+    /// Sends one native `room_unread` frame in the session's protocol.
+    fn send_unread(&mut self, frame: String, ctx: &mut Self::Ctx);
+
+    /// (Re)arms the token-expiry timers; call at start and after each accepted `auth`.
+    fn arm_expiry(&mut self, ctx: &mut Self::Ctx) {
+        for t in self.expiry_timers().drain(..) {
+            ctx.cancel_future(t);
+        }
+        let Some(expires_at) = self.token_expires_at() else {
+            return;
+        };
+        let (leeway, grace) = self.leeway_and_grace();
+        let until = (expires_at + leeway.as_millis() as i64 - now_millis()).max(0) as u64;
+        let warn = ctx.run_later(Duration::from_millis(until), move |act, ctx| {
+            // A fresh token re-armed the timers meanwhile.
+            if act.token_expires_at() != Some(expires_at) {
+                return;
+            }
+            act.warn_token_expired(grace, ctx);
+            let close = ctx.run_later(grace, move |act, ctx| {
+                if act.token_expires_at() == Some(expires_at) {
+                    act.end_expired(ctx);
+                }
+            });
+            act.expiry_timers().push(close);
+        });
+        self.expiry_timers().push(warn);
+    }
+
+    /// Sends the pending `room_unread` frames after a short coalescing window.
+    fn schedule_unread(&mut self, ctx: &mut Self::Ctx) {
+        if self.unread().flush_scheduled {
+            return;
+        }
+        self.unread().flush_scheduled = true;
+        ctx.run_later(UNREAD_COALESCE, |act, ctx| {
+            act.unread().flush_scheduled = false;
+            for f in act.unread().take_frames() {
+                act.send_unread(f, ctx);
+            }
+        });
+    }
+}
