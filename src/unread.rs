@@ -44,7 +44,12 @@ impl UnreadCounts {
     pub fn apply(&mut self, me: &UserId, meta: &FrameMeta) -> bool {
         match meta {
             FrameMeta::Message { room, seq, from } => {
-                let entry = self.rooms.entry(room.clone()).or_insert((seq - 1, seq - 1));
+                // Runs per delivered message in every session of a room: no key clone (an
+                // allocation) unless the room is new to this session.
+                let entry = match self.rooms.get_mut(room) {
+                    Some(e) => e,
+                    None => self.rooms.entry(room.clone()).or_insert((seq - 1, seq - 1)),
+                };
                 entry.0 = entry.0.max(*seq);
                 if from == me {
                     entry.1 = entry.1.max(*seq);
