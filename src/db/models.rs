@@ -257,6 +257,23 @@ impl From<MessageRow> for StoredMessage {
     }
 }
 
+impl<'a> NewMessageRow<'a> {
+    /// The row storing `m` in `room` at `seq`.
+    pub fn of(m: &'a NewMessage, room: &'a str, seq: i64) -> Self {
+        NewMessageRow {
+            id: &m.id,
+            room_id: room,
+            seq,
+            sender: m.sender.as_str(),
+            kind: m.kind.as_str(),
+            body: m.body.as_json(),
+            priority: m.priority.as_str(),
+            client_msg_id: m.client_msg_id.as_deref(),
+            created_at: m.created_at,
+        }
+    }
+}
+
 impl From<&NewMessageRow<'_>> for StoredMessage {
     fn from(r: &NewMessageRow<'_>) -> Self {
         StoredMessage {

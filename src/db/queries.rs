@@ -105,15 +105,16 @@ fn append_merged(
             _ => None,
         })
         .collect();
-    // How many seqs each room needs, in order of first appearance.
-    let mut counts: Vec<(&str, i64)> = Vec::new();
+    // How many seqs each room needs (a batch holds up to hundreds of rooms: no linear scans).
+    let mut need: HashMap<&str, i64> = HashMap::new();
     for (_, _, room, msgs) in &ops {
-        match counts.iter_mut().find(|(r, _)| *r == room.as_str()) {
-            Some((_, k)) => *k += msgs.len() as i64,
-            None => counts.push((room.as_str(), msgs.len() as i64)),
-        }
+        *need.entry(room.as_str()).or_default() += msgs.len() as i64;
     }
-    counts.retain(|(_, k)| *k > 0);
+    let counts: Vec<(&str, i64)> = need
+        .iter()
+        .filter(|(_, k)| **k > 0)
+        .map(|(r, k)| (*r, *k))
+        .collect();
     // The next seq to hand out per room.
     let mut next: HashMap<String, i64> = HashMap::with_capacity(counts.len());
     for chunk in counts.chunks(ROWS_PER_STATEMENT) {
@@ -134,10 +135,7 @@ fn append_merged(
             return Err(diesel::result::Error::NotFound);
         }
         for r in rows {
-            let k = chunk
-                .iter()
-                .find(|(room, _)| *room == r.id)
-                .map_or(0, |(_, k)| *k);
+            let k = need.get(r.id.as_str()).copied().unwrap_or(0);
             next.insert(r.id, r.last_seq - k + 1);
         }
     }
@@ -150,17 +148,7 @@ fn append_merged(
                 .get_mut(room.as_str())
                 .ok_or(diesel::result::Error::NotFound)?;
             idx.push(rows.len());
-            rows.push(NewMessageRow {
-                id: &m.id,
-                room_id: room.as_str(),
-                seq: *seq,
-                sender: m.sender.as_str(),
-                kind: m.kind.as_str(),
-                body: m.body.as_json(),
-                priority: m.priority.as_str(),
-                client_msg_id: m.client_msg_id.as_deref(),
-                created_at: m.created_at,
-            });
+            rows.push(NewMessageRow::of(m, room.as_str(), *seq));
             *seq += 1;
         }
         placed.push((*gi, *oi, idx));
@@ -194,16 +182,15 @@ fn append_merged(
     }
     // Sending implies having read the room up to one's own message, so a member's unread
     // count is simply last_seq - read_seq.
-    let mut newest: Vec<(&str, &str, i64)> = Vec::new();
+    let mut newest_by: HashMap<(&str, &str), i64> = HashMap::new();
     for r in &rows {
-        match newest
-            .iter_mut()
-            .find(|(room, sender, _)| *room == r.room_id && *sender == r.sender)
-        {
-            Some((_, _, seq)) => *seq = (*seq).max(r.seq),
-            None => newest.push((r.room_id, r.sender, r.seq)),
-        }
+        let seq = newest_by.entry((r.room_id, r.sender)).or_insert(r.seq);
+        *seq = (*seq).max(r.seq);
     }
+    let newest: Vec<(&str, &str, i64)> = newest_by
+        .into_iter()
+        .map(|((room, sender), seq)| (room, sender, seq))
+        .collect();
     for chunk in newest.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "UPDATE members SET \
@@ -497,19 +484,9 @@ fn append_messages(
         let rows: Vec<NewMessageRow> = fresh
             .iter()
             .enumerate()
-            .map(|(i, m)| NewMessageRow {
-                id: &m.id,
-                room_id: room.as_str(),
-                seq: first + i as i64,
-                sender: m.sender.as_str(),
-                kind: m.kind.as_str(),
-                body: m.body.as_json(),
-                priority: m.priority.as_str(),
-                client_msg_id: m.client_msg_id.as_deref(),
-                created_at: m.created_at,
-            })
+            .map(|(i, m)| NewMessageRow::of(m, room.as_str(), first + i as i64))
             .collect();
-        for chunk in rows.chunks(500) {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             diesel::insert_into(messages::table)
                 .values(chunk)
                 .execute(c)?;
