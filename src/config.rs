@@ -84,6 +84,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Browser origins allowed to open WebSockets and call REST (CORS); empty allows any.
     pub allowed_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` names the client address for per-address limits.
+    pub trusted_proxies: Vec<crate::admission::Cidr>,
     /// PEM certificate chain and private key: serve https/wss with rustls.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -95,6 +97,15 @@ pub struct Settings {
     pub typing_timeout: Duration,
     /// Frames a session may have queued before it counts as a slow consumer and is closed.
     pub outbox_frames: usize,
+    /// Bytes of encoded frames queued for one connection's socket before it counts as a slow
+    /// consumer and is closed with 4008.
+    pub outbox_bytes: usize,
+    /// How long queued bytes may wait without the peer taking any of them before the
+    /// connection is dropped.
+    pub write_timeout: Duration,
+    /// Deadline of each stage before authentication: the request before the upgrade, the
+    /// Engine.IO CONNECT, an upgrade probe's first packet.
+    pub handshake_timeout: Duration,
     /// Largest WebSocket message accepted (after reassembling fragments).
     pub max_frame_bytes: usize,
     /// Largest `text` of a text message, and the bound (plus 1 KiB) of any message body.
@@ -136,6 +147,33 @@ pub struct Limits {
     /// REST requests per second per IP address and per token, and burst (0: unlimited).
     pub rest_rate: u32,
     pub rest_burst: u32,
+    /// `join`/`leave` frames per second per session, and burst.
+    pub membership_rate: u32,
+    pub membership_burst: u32,
+    /// `history` frames per second per session, and burst.
+    pub history_rate: u32,
+    pub history_burst: u32,
+    /// `watch`/`unwatch` frames per second per session, and burst.
+    pub watch_rate: u32,
+    pub watch_burst: u32,
+    /// `auth` frames per second per session, and burst.
+    pub auth_rate: u32,
+    pub auth_burst: u32,
+    /// Every other frame (`typing`, `receipt`, `ping`, notification-socket frames) per
+    /// second per session, and burst.
+    pub frame_rate: u32,
+    pub frame_burst: u32,
+    /// Requests of one session waiting for their answer at once.
+    pub max_inflight: usize,
+    /// New connections per second per client address (IPv6 per /64), and burst (0: unlimited).
+    pub connect_rate_per_ip: u32,
+    pub connect_burst_per_ip: u32,
+    /// New sessions per second per user, and burst (0: unlimited).
+    pub connect_rate_per_user: u32,
+    pub connect_burst_per_user: u32,
+    /// Engine.IO sessions that have not authenticated yet, in all and per client address.
+    pub max_unauthenticated: usize,
+    pub max_unauthenticated_per_ip: usize,
 }
 
 impl Default for Limits {
@@ -154,6 +192,23 @@ impl Default for Limits {
             max_connections_per_ip: 0,
             rest_rate: 200,
             rest_burst: 400,
+            membership_rate: 20,
+            membership_burst: 100,
+            history_rate: 20,
+            history_burst: 50,
+            watch_rate: 5,
+            watch_burst: 20,
+            auth_rate: 1,
+            auth_burst: 5,
+            frame_rate: 100,
+            frame_burst: 400,
+            max_inflight: 64,
+            connect_rate_per_ip: 100,
+            connect_burst_per_ip: 500,
+            connect_rate_per_user: 5,
+            connect_burst_per_user: 40,
+            max_unauthenticated: 10_000,
+            max_unauthenticated_per_ip: 100,
         }
     }
 }
@@ -214,12 +269,16 @@ impl Default for Settings {
             limits: Limits::default(),
             auth: AuthSettings::default(),
             allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             tls_cert: None,
             tls_key: None,
             diagnostics: false,
             clock: Arc::new(SystemClock),
             typing_timeout: Duration::from_secs(5),
             outbox_frames: 1024,
+            outbox_bytes: 8 * 1024 * 1024,
+            write_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
             max_frame_bytes: 1024 * 1024,
             max_text_bytes: 64 * 1024,
             join_missed_limit: 100,
@@ -387,6 +446,110 @@ pub struct ServeArgs {
     /// REST request burst per IP and per token.
     #[arg(long, global = true, env = "HERALD_REST_BURST", default_value_t = 400)]
     pub rest_burst: u32,
+    /// join/leave frames per second per session.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_MEMBERSHIP_RATE",
+        default_value_t = 20
+    )]
+    pub membership_rate: u32,
+    /// join/leave burst per session.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_MEMBERSHIP_BURST",
+        default_value_t = 100
+    )]
+    pub membership_burst: u32,
+    /// history frames per second per session.
+    #[arg(long, global = true, env = "HERALD_HISTORY_RATE", default_value_t = 20)]
+    pub history_rate: u32,
+    /// history burst per session.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_HISTORY_BURST",
+        default_value_t = 50
+    )]
+    pub history_burst: u32,
+    /// watch/unwatch frames per second per session.
+    #[arg(long, global = true, env = "HERALD_WATCH_RATE", default_value_t = 5)]
+    pub watch_rate: u32,
+    /// watch/unwatch burst per session.
+    #[arg(long, global = true, env = "HERALD_WATCH_BURST", default_value_t = 20)]
+    pub watch_burst: u32,
+    /// auth frames per second per session.
+    #[arg(long, global = true, env = "HERALD_AUTH_RATE", default_value_t = 1)]
+    pub auth_rate: u32,
+    /// auth burst per session.
+    #[arg(long, global = true, env = "HERALD_AUTH_BURST", default_value_t = 5)]
+    pub auth_burst: u32,
+    /// Other frames (typing, receipt, ping, notification socket) per second per session.
+    #[arg(long, global = true, env = "HERALD_FRAME_RATE", default_value_t = 100)]
+    pub frame_rate: u32,
+    /// Other frames burst per session.
+    #[arg(long, global = true, env = "HERALD_FRAME_BURST", default_value_t = 400)]
+    pub frame_burst: u32,
+    /// Requests of one session waiting for their answer at once.
+    #[arg(long, global = true, env = "HERALD_MAX_INFLIGHT", default_value_t = 64)]
+    pub max_inflight: usize,
+    /// New connections per second per client address (0: unlimited).
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_CONNECT_RATE_PER_IP",
+        default_value_t = 100
+    )]
+    pub connect_rate_per_ip: u32,
+    /// New connection burst per client address.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_CONNECT_BURST_PER_IP",
+        default_value_t = 500
+    )]
+    pub connect_burst_per_ip: u32,
+    /// New sessions per second per user (0: unlimited).
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_CONNECT_RATE_PER_USER",
+        default_value_t = 5
+    )]
+    pub connect_rate_per_user: u32,
+    /// New session burst per user.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_CONNECT_BURST_PER_USER",
+        default_value_t = 40
+    )]
+    pub connect_burst_per_user: u32,
+    /// Socket.IO sessions not yet authenticated, in all.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_MAX_UNAUTHENTICATED",
+        default_value_t = 10_000
+    )]
+    pub max_unauthenticated: usize,
+    /// Socket.IO sessions not yet authenticated, per client address.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_MAX_UNAUTHENTICATED_PER_IP",
+        default_value_t = 100
+    )]
+    pub max_unauthenticated_per_ip: usize,
+    /// Proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client address.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<crate::admission::Cidr>,
     /// Address to listen on.
     #[arg(
         long,
@@ -507,6 +670,26 @@ pub struct ServeArgs {
         default_value_t = 1024
     )]
     pub outbox_frames: usize,
+    /// Bytes queued per connection before it is closed as a slow consumer (4008).
+    #[arg(long, global = true, env = "HERALD_OUTBOX_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub outbox_bytes: usize,
+    /// Milliseconds queued bytes may wait for the peer before the connection is dropped.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_WRITE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub write_timeout_ms: u64,
+    /// Milliseconds allowed for each stage before authentication (upgrade request,
+    /// Engine.IO CONNECT, upgrade probe).
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_HANDSHAKE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub handshake_timeout_ms: u64,
     /// Largest WebSocket message in bytes.
     #[arg(long, global = true, env = "HERALD_MAX_FRAME_BYTES", default_value_t = 1024 * 1024)]
     pub max_frame_bytes: usize,
@@ -584,7 +767,25 @@ impl Settings {
                 max_connections_per_ip: a.max_connections_per_ip,
                 rest_rate: a.rest_rate,
                 rest_burst: a.rest_burst.max(1),
+                membership_rate: a.membership_rate.max(1),
+                membership_burst: a.membership_burst.max(1),
+                history_rate: a.history_rate.max(1),
+                history_burst: a.history_burst.max(1),
+                watch_rate: a.watch_rate.max(1),
+                watch_burst: a.watch_burst.max(1),
+                auth_rate: a.auth_rate.max(1),
+                auth_burst: a.auth_burst.max(1),
+                frame_rate: a.frame_rate.max(1),
+                frame_burst: a.frame_burst.max(1),
+                max_inflight: a.max_inflight.max(1),
+                connect_rate_per_ip: a.connect_rate_per_ip,
+                connect_burst_per_ip: a.connect_burst_per_ip.max(1),
+                connect_rate_per_user: a.connect_rate_per_user,
+                connect_burst_per_user: a.connect_burst_per_user.max(1),
+                max_unauthenticated: a.max_unauthenticated.max(1),
+                max_unauthenticated_per_ip: a.max_unauthenticated_per_ip.max(1),
             };
+            s.trusted_proxies = a.trusted_proxies.clone();
             s.db_pool_size = a.db_pool_size.max(1);
             s.db_timeout = Duration::from_millis(a.db_timeout_ms.max(100));
             s.db_write_timeout = Duration::from_millis(a.db_write_timeout_ms.max(100));
@@ -605,6 +806,9 @@ impl Settings {
             s.notification_sweep = Duration::from_millis(a.notification_sweep_ms.max(100));
             s.typing_timeout = Duration::from_millis(a.typing_timeout_ms.max(100));
             s.outbox_frames = a.outbox_frames.max(1);
+            s.outbox_bytes = a.outbox_bytes.max(64 * 1024);
+            s.write_timeout = Duration::from_millis(a.write_timeout_ms.max(100));
+            s.handshake_timeout = Duration::from_millis(a.handshake_timeout_ms.max(100));
             s.max_frame_bytes = a.max_frame_bytes.max(1024);
             s.max_text_bytes = a.max_text_bytes.max(1);
             s.join_missed_limit = a.join_missed_limit.clamp(0, 1000);

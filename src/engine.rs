@@ -25,6 +25,7 @@ use crate::db::models::{NewMessage, RoomSummary, StoredMessage};
 use crate::db::DbPool;
 use crate::domain::{ChosenStatus, ReceiptStatus, RoomId, SessionId, UserId};
 use crate::error::{EngineError, PersistError};
+use crate::metrics::METRICS;
 use crate::protocol::{self, PresenceView, SendAck, SendRequest, SendTarget, TypingState};
 
 /// The persistence actors as the rest of the engine sees them.
@@ -60,6 +61,8 @@ pub struct Engine {
     pub store: Store,
     pub settings: Arc<Settings>,
     pub keys: Arc<JwtKeys>,
+    /// Rates of new connections per client address and per user.
+    pub gate: Arc<crate::admission::ConnectGate>,
     pub started_at: Instant,
 }
 
@@ -126,7 +129,19 @@ impl Engine {
             rooms,
             presence,
             notifications,
-            eio: crate::actors::eio_registry::EioRegistry::default().start(),
+            eio: crate::actors::eio_registry::EioRegistry::new(
+                settings.limits.max_unauthenticated,
+                settings.limits.max_unauthenticated_per_ip,
+            )
+            .start(),
+            gate: Arc::new(crate::admission::ConnectGate::new(
+                crate::admission::ConnectRates {
+                    per_ip: settings.limits.connect_rate_per_ip,
+                    per_ip_burst: settings.limits.connect_burst_per_ip,
+                    per_user: settings.limits.connect_rate_per_user,
+                    per_user_burst: settings.limits.connect_burst_per_user,
+                },
+            )),
             store,
             settings: Arc::new(settings),
             keys: Arc::new(keys),
@@ -222,17 +237,23 @@ impl Engine {
         Ok(per_room.into_iter().flatten().collect())
     }
 
-    /// Whether one more session of `user` from `remote_addr` is within the limits.
+    /// Admits one more session of `user` from `ip`, or says which limit refuses it: the
+    /// user's rate of new sessions, then (checked and counted in one step) sessions per user
+    /// and connections per address. The ticket holds the session's place until dropped.
     pub async fn admit(
         &self,
         user: &UserId,
-        remote_addr: Option<String>,
-    ) -> Result<(), EngineError> {
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<AdmissionTicket, EngineError> {
+        if let Err(refusal) = self.gate.check_user(user) {
+            METRICS.refused.with_label_values(&[refusal.metric()]).inc();
+            return Err(EngineError::RateLimited(refusal.to_string()));
+        }
         let l = &self.settings.limits;
         self.rooms
             .send(AdmitSession {
                 user: user.clone(),
-                remote_addr,
+                ip,
                 max_sessions: l.max_sessions_per_user,
                 max_per_ip: l.max_connections_per_ip,
             })
@@ -558,7 +579,9 @@ impl Engine {
             .await;
         let db_ms = started.elapsed().as_secs_f64() * 1000.0;
         let db_ok = matches!(db, Ok(Ok(())));
+        let eio = self.eio.send(crate::actors::eio_registry::CountEio).await?;
         let m = &crate::metrics::METRICS;
+        let refused = |reason: &str| m.refused.with_label_values(&[reason]).get();
         Ok(json!({
             "connections": m.connections.get(),
             "sessions": rooms.sessions,
@@ -570,6 +593,19 @@ impl Engine {
             "messages_in_total": m.messages_in.get(),
             "frames_out_total": m.frames_out.get(),
             "slow_consumers_total": m.slow_consumers.get(),
+            "socketio_sessions": eio.sessions,
+            "hostile": {
+                "unauthenticated_sessions": eio.unauthenticated,
+                "refused": {
+                    "ip_rate": refused("ip_rate"),
+                    "user_rate": refused("user_rate"),
+                    "ip_unauthenticated": refused("ip_unauthenticated"),
+                    "unauthenticated": refused("unauthenticated"),
+                },
+                "write_timeouts_total": m.write_timeouts.get(),
+                "handshake_timeouts_total": m.handshake_timeouts.get(),
+                "preauth_timeouts_total": m.preauth_timeouts.get(),
+            },
             "persistence": commits,
             "database": {"reachable": db_ok, "latency_ms": db_ms},
             "uptime_s": self.started_at.elapsed().as_secs(),

@@ -142,6 +142,8 @@ pub enum EngineError {
     LimitExceeded(String),
     #[error("{0}")]
     TooLarge(String),
+    #[error("{0}")]
+    RateLimited(String),
 }
 
 impl EngineError {
@@ -155,6 +157,7 @@ impl EngineError {
             EngineError::Internal(_) => ErrorCode::Internal,
             EngineError::LimitExceeded(_) => ErrorCode::LimitExceeded,
             EngineError::TooLarge(_) => ErrorCode::TooLarge,
+            EngineError::RateLimited(_) => ErrorCode::RateLimited,
         }
     }
 
@@ -196,6 +199,8 @@ impl From<crate::domain::InvalidInput> for EngineError {
 pub struct AppError {
     pub code: ErrorCode,
     pub message: String,
+    /// Sent as `Retry-After` (whole seconds, rounded up) when waiting helps.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl AppError {
@@ -203,7 +208,13 @@ impl AppError {
         AppError {
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
     }
 }
 
@@ -218,7 +229,12 @@ impl ResponseError for AppError {
         self.code.http_status()
     }
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(serde_json::json!({
+        let mut res = HttpResponse::build(self.status_code());
+        if let Some(wait) = self.retry_after {
+            let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+            res.insert_header((actix_web::http::header::RETRY_AFTER, secs));
+        }
+        res.json(serde_json::json!({
             "error": {"code": self.code.as_str(), "message": self.message}
         }))
     }

@@ -35,6 +35,7 @@
 //! ```
 
 pub mod actors;
+pub mod admission;
 pub mod auth;
 pub mod clock;
 pub mod config;

@@ -34,6 +34,18 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     /// End-to-end latency of client requests by type, as the server sees it.
     pub request_seconds: HistogramVec,
+    /// Connections dropped because the peer took none of its queued bytes in time.
+    pub write_timeouts: IntCounter,
+    /// Connections dropped because the request before the upgrade (or a plain request on
+    /// the upgrade path) missed its deadline.
+    pub handshake_timeouts: IntCounter,
+    /// Connections, upgrades and Engine.IO handshakes refused before authentication, by
+    /// reason (`ip_rate`, `ip_unauthenticated`, `unauthenticated`, `user_rate`).
+    pub refused: IntCounterVec,
+    /// Engine.IO sessions that have not completed their Socket.IO CONNECT.
+    pub unauthenticated: IntGauge,
+    /// Engine.IO sessions closed for not sending CONNECT (or an upgrade probe) in time.
+    pub preauth_timeouts: IntCounter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -78,7 +90,39 @@ impl Metrics {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let _ = registry.register(Box::new(request_seconds.clone()));
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "refused_total",
+                "Connections refused before authentication, by reason",
+            ),
+            &["reason"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let _ = registry.register(Box::new(refused.clone()));
+        let unauthenticated = IntGauge::new(
+            "unauthenticated_sessions",
+            "Engine.IO sessions without a Socket.IO CONNECT yet",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let _ = registry.register(Box::new(unauthenticated.clone()));
         Metrics {
+            write_timeouts: counter(
+                &registry,
+                "write_timeouts_total",
+                "Connections dropped: the peer took none of its queued bytes in time",
+            ),
+            handshake_timeouts: counter(
+                &registry,
+                "handshake_timeouts_total",
+                "Connections dropped: the request before the upgrade missed its deadline",
+            ),
+            preauth_timeouts: counter(
+                &registry,
+                "preauth_timeouts_total",
+                "Engine.IO sessions closed without CONNECT or probe in time",
+            ),
+            refused,
+            unauthenticated,
             connections_total: counter(&registry, "connections_total", "WebSocket sessions opened"),
             messages_in: counter(
                 &registry,

@@ -1,45 +1,22 @@
-//! Token buckets and the per-session request limiter built on them: sends and presence
-//! changes per second with a burst, and the point where a client that keeps hitting the limit
-//! counts as abusive (the session then closes with 1008).
+//! The per-session request limiter: one GCRA bucket (`governor`) per class of client frame,
+//! so every frame type has a rate, and an abuse bucket that decides when a client that keeps
+//! hitting the limits is closed (1008).
+//!
+//! The abuse bucket drains by one for every refused frame and refills at a tenth of its size
+//! per second: allowed frames in between do not reset it, so a client cannot dodge the close
+//! by interleaving good frames with a flood, while an occasional burst over a limit is
+//! forgiven.
 
-use std::time::Instant;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock, Reference};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 
 use crate::config::Limits;
 use crate::protocol::ClientRequest;
-
-/// A token bucket: `rate` tokens per second, at most `burst` stored.
-#[derive(Debug, Clone)]
-pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    pub fn new(rate: u32, burst: u32) -> Self {
-        TokenBucket {
-            rate: rate as f64,
-            burst: burst.max(1) as f64,
-            tokens: burst.max(1) as f64,
-            last: Instant::now(),
-        }
-    }
-
-    /// Takes one token if there is one.
-    pub fn try_take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 /// What the limiter decided about a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,45 +24,125 @@ pub enum Verdict {
     Allowed,
     /// Refused with `rate_limited`; the connection stays open.
     Limited,
-    /// Refused, and the client has hit the limit too often in a row: close with 1008.
+    /// Refused, and the client has hit the limits too often: close with 1008.
     Abusive,
 }
 
-/// The limits of one session.
-#[derive(Debug, Clone)]
-pub struct RequestLimiter {
-    sends: TokenBucket,
-    presence: TokenBucket,
-    limited_in_a_row: u32,
-    abuse_threshold: u32,
+/// Classes of client frames, each with its own bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateClass {
+    /// `send`.
+    Send,
+    /// `presence`.
+    Presence,
+    /// `join`, `leave`: membership writes.
+    Membership,
+    /// `history`: database reads.
+    History,
+    /// `watch`, `unwatch`.
+    Watch,
+    /// `auth`: token verification.
+    Auth,
+    /// Everything else: `typing`, `receipt`, `ping`, and the notification socket's frames.
+    Other,
 }
 
-impl RequestLimiter {
+impl RateClass {
+    pub fn of(request: &ClientRequest) -> RateClass {
+        match request {
+            ClientRequest::Send(_) => RateClass::Send,
+            ClientRequest::Presence { .. } => RateClass::Presence,
+            ClientRequest::Join { .. } | ClientRequest::Leave { .. } => RateClass::Membership,
+            ClientRequest::History { .. } => RateClass::History,
+            ClientRequest::Watch { .. } | ClientRequest::Unwatch { .. } => RateClass::Watch,
+            ClientRequest::Auth { .. } => RateClass::Auth,
+            ClientRequest::Typing { .. } | ClientRequest::Receipt { .. } | ClientRequest::Ping => {
+                RateClass::Other
+            }
+        }
+    }
+}
+
+type Bucket<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+fn bucket<C: Clock + Clone>(rate: u32, burst: u32, clock: &C) -> Bucket<C> {
+    let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::direct_with_clock(Quota::per_second(rate).allow_burst(burst), clock.clone())
+}
+
+/// The limits of one session. Generic over the clock so tests can drive time by hand.
+pub struct RequestLimiter<C: Clock + Clone = DefaultClock>
+where
+    C::Instant: Reference,
+{
+    send: Bucket<C>,
+    presence: Bucket<C>,
+    membership: Bucket<C>,
+    history: Bucket<C>,
+    watch: Bucket<C>,
+    auth: Bucket<C>,
+    other: Bucket<C>,
+    abuse: Bucket<C>,
+}
+
+impl RequestLimiter<DefaultClock> {
     pub fn new(l: &Limits) -> Self {
+        Self::with_clock(l, &DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> RequestLimiter<C>
+where
+    C::Instant: Reference,
+{
+    pub fn with_clock(l: &Limits, clock: &C) -> Self {
+        let threshold = l.abuse_threshold.max(1);
+        // `threshold` refusals at once, or more than a tenth of it per second for long.
+        let abuse_quota = Quota::with_period(Duration::from_secs(10) / threshold)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
+            .allow_burst(NonZeroU32::new(threshold).unwrap_or(NonZeroU32::MIN));
         RequestLimiter {
-            sends: TokenBucket::new(l.send_rate, l.send_burst),
-            presence: TokenBucket::new(l.presence_rate, l.presence_burst),
-            limited_in_a_row: 0,
-            abuse_threshold: l.abuse_threshold,
+            send: bucket(l.send_rate, l.send_burst, clock),
+            presence: bucket(l.presence_rate, l.presence_burst, clock),
+            membership: bucket(l.membership_rate, l.membership_burst, clock),
+            history: bucket(l.history_rate, l.history_burst, clock),
+            watch: bucket(l.watch_rate, l.watch_burst, clock),
+            auth: bucket(l.auth_rate, l.auth_burst, clock),
+            other: bucket(l.frame_rate, l.frame_burst, clock),
+            abuse: RateLimiter::direct_with_clock(abuse_quota, clock.clone()),
         }
     }
 
-    pub fn check(&mut self, request: &ClientRequest) -> Verdict {
-        let allowed = match request {
-            ClientRequest::Send(_) => self.sends.try_take(),
-            ClientRequest::Presence { .. } => self.presence.try_take(),
-            _ => return Verdict::Allowed,
+    /// Takes one token for `request`.
+    pub fn check(&self, request: &ClientRequest) -> Verdict {
+        self.check_class(RateClass::of(request))
+    }
+
+    /// Takes one token from `class`'s bucket.
+    pub fn check_class(&self, class: RateClass) -> Verdict {
+        let bucket = match class {
+            RateClass::Send => &self.send,
+            RateClass::Presence => &self.presence,
+            RateClass::Membership => &self.membership,
+            RateClass::History => &self.history,
+            RateClass::Watch => &self.watch,
+            RateClass::Auth => &self.auth,
+            RateClass::Other => &self.other,
         };
-        if allowed {
-            self.limited_in_a_row = 0;
+        if bucket.check().is_ok() {
             Verdict::Allowed
         } else {
-            self.limited_in_a_row += 1;
-            if self.limited_in_a_row >= self.abuse_threshold {
-                Verdict::Abusive
-            } else {
-                Verdict::Limited
-            }
+            self.refused()
+        }
+    }
+
+    /// Counts a refusal decided elsewhere (too many requests in flight) toward abuse.
+    pub fn refused(&self) -> Verdict {
+        if self.abuse.check().is_ok() {
+            Verdict::Limited
+        } else {
+            Verdict::Abusive
         }
     }
 }
@@ -93,35 +150,100 @@ impl RequestLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
 
-    #[test]
-    fn a_bucket_allows_its_burst_then_its_rate() {
-        let mut b = TokenBucket::new(1000, 3);
-        assert!(b.try_take() && b.try_take() && b.try_take());
-        assert!(!b.try_take());
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        assert!(b.try_take(), "refilled at 1000/s");
+    fn presence() -> ClientRequest {
+        ClientRequest::Presence {
+            status: crate::domain::ChosenStatus::Away,
+            custom_message: None,
+            custom_expires_at: None,
+            metadata: None,
+        }
     }
 
     #[test]
-    fn sustained_abuse_is_detected() {
+    fn a_bucket_allows_its_burst_then_its_rate() {
+        let clock = FakeRelativeClock::default();
+        let limits = Limits {
+            presence_rate: 10,
+            presence_burst: 3,
+            ..Limits::default()
+        };
+        let l = RequestLimiter::with_clock(&limits, &clock);
+        for _ in 0..3 {
+            assert_eq!(l.check(&presence()), Verdict::Allowed);
+        }
+        assert_eq!(l.check(&presence()), Verdict::Limited);
+        clock.advance(Duration::from_millis(100));
+        assert_eq!(l.check(&presence()), Verdict::Allowed, "refilled at 10/s");
+        assert_eq!(l.check(&presence()), Verdict::Limited);
+    }
+
+    #[test]
+    fn every_frame_type_has_a_bucket() {
+        let clock = FakeRelativeClock::default();
+        let limits = Limits {
+            membership_rate: 1,
+            membership_burst: 1,
+            history_rate: 1,
+            history_burst: 1,
+            watch_rate: 1,
+            watch_burst: 1,
+            auth_rate: 1,
+            auth_burst: 1,
+            frame_rate: 1,
+            frame_burst: 1,
+            ..Limits::default()
+        };
+        let l = RequestLimiter::with_clock(&limits, &clock);
+        for class in [
+            RateClass::Membership,
+            RateClass::History,
+            RateClass::Watch,
+            RateClass::Auth,
+            RateClass::Other,
+        ] {
+            assert_eq!(l.check_class(class), Verdict::Allowed, "{class:?}");
+            assert_eq!(l.check_class(class), Verdict::Limited, "{class:?}");
+        }
+        assert_eq!(RateClass::of(&ClientRequest::Ping), RateClass::Other);
+    }
+
+    #[test]
+    fn sustained_abuse_is_closed_even_between_allowed_frames() {
+        let clock = FakeRelativeClock::default();
         let limits = Limits {
             presence_rate: 1,
             presence_burst: 1,
             abuse_threshold: 3,
             ..Limits::default()
         };
-        let mut l = RequestLimiter::new(&limits);
-        let p = ClientRequest::Presence {
-            status: crate::domain::ChosenStatus::Away,
-            custom_message: None,
-            custom_expires_at: None,
-            metadata: None,
-        };
-        assert_eq!(l.check(&p), Verdict::Allowed);
-        assert_eq!(l.check(&p), Verdict::Limited);
-        assert_eq!(l.check(&p), Verdict::Limited);
-        assert_eq!(l.check(&p), Verdict::Abusive);
+        let l = RequestLimiter::with_clock(&limits, &clock);
+        assert_eq!(l.check(&presence()), Verdict::Allowed);
+        // Refused, allowed ping, refused...: the allowed frames do not reset the count.
+        assert_eq!(l.check(&presence()), Verdict::Limited);
         assert_eq!(l.check(&ClientRequest::Ping), Verdict::Allowed);
+        assert_eq!(l.check(&presence()), Verdict::Limited);
+        assert_eq!(l.check(&ClientRequest::Ping), Verdict::Allowed);
+        assert_eq!(l.check(&presence()), Verdict::Limited);
+        assert_eq!(l.check(&presence()), Verdict::Abusive);
+    }
+
+    #[test]
+    fn occasional_refusals_are_forgiven() {
+        let clock = FakeRelativeClock::default();
+        let limits = Limits {
+            presence_rate: 1,
+            presence_burst: 1,
+            abuse_threshold: 3,
+            ..Limits::default()
+        };
+        let l = RequestLimiter::with_clock(&limits, &clock);
+        for _ in 0..20 {
+            assert_eq!(l.check(&presence()), Verdict::Allowed);
+            assert_eq!(l.check(&presence()), Verdict::Limited);
+            // 3 refusals per 10 s refill: one refusal every 5 s never adds up.
+            clock.advance(Duration::from_secs(5));
+        }
     }
 }

@@ -106,6 +106,11 @@ impl Application {
         let bind = settings.bind.clone();
         let workers = settings.workers;
         let limits = settings.limits.clone();
+        let transport = crate::ws_transport::TransportLimits {
+            outbox_bytes: settings.outbox_bytes,
+            write_timeout: settings.write_timeout,
+            handshake_timeout: settings.handshake_timeout,
+        };
         log::info!(
             "tokens: {:?}{}{}",
             keys.algorithm(),
@@ -172,7 +177,7 @@ impl Application {
                 }
                 server.listen_rustls_0_23(listener, config).map(|s| s.run())
             }
-            None => plain_server(listener, workers, make_app),
+            None => plain_server(listener, workers, transport, make_app),
         }
         .map_err(|source| StartupError::Bind {
             addr: bind.clone(),
@@ -307,6 +312,7 @@ fn app(
 fn plain_server<F, T, B>(
     listener: TcpListener,
     workers: usize,
+    transport: crate::ws_transport::TransportLimits,
     make_app: F,
 ) -> std::io::Result<Server>
 where
@@ -347,7 +353,8 @@ where
                         async move {
                             // A peer that resets its socket ends the connection; not an error.
                             if let Err(e) =
-                                crate::ws_transport::serve_upgrade(app, req, framed).await
+                                crate::ws_transport::serve_upgrade(app, req, framed, transport)
+                                    .await
                             {
                                 log::debug!("upgraded connection ended: {e}");
                             }

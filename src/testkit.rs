@@ -107,6 +107,12 @@ pub fn test_settings(database_url: &str) -> Settings {
         typing_timeout: Duration::from_millis(400),
         room_idle: Duration::from_secs(30),
         workers: 2,
+        limits: crate::config::Limits {
+            // Tests connect many clients from one address at once; the limit tests set these.
+            connect_rate_per_ip: 0,
+            connect_rate_per_user: 0,
+            ..crate::config::Limits::default()
+        },
         ..Settings::default()
     }
 }

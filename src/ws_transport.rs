@@ -12,20 +12,26 @@
 //! WebSocket context — is written straight from each frame's own buffer. Between frames
 //! nothing is buffered for the connection. TLS connections keep actix-http's dispatcher.
 
-use std::future::poll_fn;
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
 use std::io;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use actix_codec::{Encoder, Framed};
 use actix_http::{h1, Payload, Request};
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Service, ServiceResponse};
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
 use actix_web::rt::net::TcpStream;
+use actix_web::rt::time::{sleep, timeout, Sleep};
 use actix_web::web::{Bytes, BytesMut};
+use actix_web::HttpMessage as _;
 use futures_util::stream::Stream;
+
+use crate::metrics::METRICS;
 
 /// Bytes read from the socket per read call, into a buffer on the stack.
 const READ_CHUNK: usize = 8 * 1024;
@@ -35,15 +41,51 @@ const READ_CHUNK: usize = 8 * 1024;
 const READ_TURN: usize = 32 * 1024;
 
 /// How long a closing connection waits for the peer to close its side.
-const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+const LINGER: Duration = Duration::from_secs(1);
 
-/// Serves one upgrade request: runs it through `app` with the socket as its body, writes the
-/// response head, then the response body as it comes (raw WebSocket frames after a 101),
-/// and closes the connection politely.
+/// The close frame queued for a peer that does not drain its outbox.
+const SLOW_CONSUMER_REASON: &str = "slow consumer: outbox overflow; reconnect and sync";
+
+/// Bounds of the upgraded-connection transport (settings `outbox_bytes`, `write_timeout`,
+/// `handshake_timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct TransportLimits {
+    /// Bytes of encoded frames queued for the socket before the peer counts as a slow
+    /// consumer: the session ends and a 4008 close is queued behind what is already there.
+    pub outbox_bytes: usize,
+    /// How long queued bytes may wait without the peer taking any of them.
+    pub write_timeout: Duration,
+    /// Deadline for everything before the 101 (the handler and its answer), and for the
+    /// whole exchange of a plain HTTP request that arrived with upgrade headers.
+    pub handshake_timeout: Duration,
+}
+
+/// Requests that may switch protocols: GETs of the WebSocket routes. Anything else that
+/// arrives with `Upgrade` headers is served as the plain HTTP request it is.
+fn is_upgrade_route(req: &Request) -> bool {
+    if req.method() != actix_web::http::Method::GET {
+        return false;
+    }
+    match req.path() {
+        "/v1/ws" | "/v1/ws/echo" | "/ws/notifications/" | "/ws/notifications" => true,
+        "/socket.io/" => req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "transport=websocket")),
+        _ => false,
+    }
+}
+
+/// Serves one request that came with `Upgrade` headers: runs it through `app` with the socket
+/// as its body, writes the response head, then the response body as it comes (raw WebSocket
+/// frames after a 101), and closes the connection politely. Requests on routes that do not
+/// upgrade are served as plain HTTP: their body is their `Content-Length`, and the whole
+/// exchange has the handshake deadline.
 pub async fn serve_upgrade<S, B>(
     app: Rc<S>,
     req: Request,
     framed: Framed<TcpStream, h1::Codec>,
+    limits: TransportLimits,
 ) -> io::Result<()>
 where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
@@ -54,9 +96,53 @@ where
     // Whatever the client sent right after its request head (frames may follow at once).
     let early = parts.read_buf.freeze();
     drop(parts.write_buf);
-    let served = respond(app, req, io.clone(), parts.codec, early).await;
+    let served = if is_upgrade_route(&req) {
+        respond(app, req, io.clone(), parts.codec, early, None, limits).await
+    } else {
+        match plain_body_length(&req) {
+            Ok(len) => {
+                let exchange = respond(app, req, io.clone(), parts.codec, early, Some(len), limits);
+                timeout(limits.handshake_timeout, exchange)
+                    .await
+                    .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+            }
+            Err(status) => refuse(&io, parts.codec, status, limits).await,
+        }
+    };
     close(&io).await;
     served
+}
+
+/// The body length of a plain request, or the status refusing it: a body with upgrade
+/// headers must say its length (no chunked bodies on this path).
+fn plain_body_length(req: &Request) -> Result<usize, StatusCode> {
+    if req.headers().contains_key(header::TRANSFER_ENCODING) {
+        return Err(StatusCode::LENGTH_REQUIRED);
+    }
+    match req.headers().get(header::CONTENT_LENGTH) {
+        None => Ok(0),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// Answers `status` with an empty body and closes.
+async fn refuse(
+    io: &TcpStream,
+    mut codec: h1::Codec,
+    status: StatusCode,
+    limits: TransportLimits,
+) -> io::Result<()> {
+    let mut res = actix_http::Response::with_body(status, BoxBody::new(()));
+    res.head_mut()
+        .set_connection_type(actix_http::ConnectionType::Close);
+    let (head, body) = res.into_parts();
+    let mut out = BytesMut::new();
+    codec.encode(actix_http::h1::Message::Item((head, body.size())), &mut out)?;
+    write_within(io, &out, limits.write_timeout).await
 }
 
 async fn respond<S, B>(
@@ -65,25 +151,38 @@ async fn respond<S, B>(
     io: Rc<TcpStream>,
     mut codec: h1::Codec,
     early: Bytes,
+    body_length: Option<usize>,
+    limits: TransportLimits,
 ) -> io::Result<()>
 where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody + 'static,
 {
+    let mut early = early;
+    if let Some(len) = body_length {
+        // A plain request's body ends at its length; whatever follows is not read.
+        early.truncate(len);
+    }
     let reader = SocketReader {
         io: io.clone(),
+        remaining: body_length.map(|len| len - early.len()),
         early: (!early.is_empty()).then_some(early),
         turn: 0,
-        done: false,
+        done: body_length == Some(0),
     };
     let payload: actix_http::BoxedPayloadStream = Box::pin(reader);
     let (req, _) = req.replace_payload(Payload::Stream { payload });
-    let res = match app.call(req).await {
-        Ok(res) => res.map_into_boxed_body().into(),
-        Err(e) => e.as_response_error().error_response().into(),
+    // Nothing is authenticated before the handler answers: it gets the handshake deadline.
+    let res = match timeout(limits.handshake_timeout, app.call(req)).await {
+        Ok(Ok(res)) => res.map_into_boxed_body().into(),
+        Ok(Err(e)) => e.as_response_error().error_response().into(),
+        Err(_) => {
+            METRICS.handshake_timeouts.inc();
+            return Err(io::ErrorKind::TimedOut.into());
+        }
     };
-    let res: actix_http::Response<actix_web::body::BoxBody> = res;
-    let upgraded = res.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let res: actix_http::Response<BoxBody> = res;
+    let upgraded = res.status() == StatusCode::SWITCHING_PROTOCOLS && body_length.is_none();
     let (mut head, body) = res.into_parts();
     if !upgraded {
         // A refused upgrade ends the connection; say so, or a client would reuse it.
@@ -92,24 +191,110 @@ where
     }
     let mut out = BytesMut::new();
     codec.encode(actix_http::h1::Message::Item((head, body.size())), &mut out)?;
-    write_all(&io, &out).await?;
-    let mut body = pin!(body);
+    write_within(&io, &out, limits.write_timeout).await?;
+    if upgraded {
+        return pump(&io, body, limits).await;
+    }
+    let mut body = Box::pin(body);
     while let Some(chunk) = poll_fn(|cx| body.as_mut().poll_next(cx)).await {
         let chunk = chunk.map_err(|e| io::Error::other(e.to_string()))?;
-        if upgraded {
-            write_all(&io, &chunk).await?;
-        } else {
-            out.clear();
-            codec.encode(actix_http::h1::Message::Chunk(Some(chunk)), &mut out)?;
-            write_all(&io, &out).await?;
-        }
-    }
-    if !upgraded {
         out.clear();
-        codec.encode(actix_http::h1::Message::Chunk(None), &mut out)?;
-        write_all(&io, &out).await?;
+        codec.encode(actix_http::h1::Message::Chunk(Some(chunk)), &mut out)?;
+        write_within(&io, &out, limits.write_timeout).await?;
     }
-    Ok(())
+    out.clear();
+    codec.encode(actix_http::h1::Message::Chunk(None), &mut out)?;
+    write_within(&io, &out, limits.write_timeout).await
+}
+
+/// Moves the frames of an upgraded connection's session to the socket. The session is
+/// polled (and so keeps running: heartbeats, timers, its mailbox) whether or not the peer
+/// reads; what it produces waits in a queue bounded by `outbox_bytes`. Past the bound the
+/// session ends (dropping its body stops the actor) and a 4008 close goes out behind the
+/// queue; queued bytes that the peer takes none of for `write_timeout` end the connection.
+async fn pump(io: &TcpStream, body: BoxBody, limits: TransportLimits) -> io::Result<()> {
+    let mut body = Some(Box::pin(body));
+    let mut queue: VecDeque<Bytes> = VecDeque::new();
+    let mut queued = 0usize;
+    // Armed only while bytes wait for the peer: an idle connection holds no timer.
+    let mut deadline: Option<Pin<Box<Sleep>>> = None;
+    poll_fn(|cx| {
+        while let Some(b) = body.as_mut() {
+            match b.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    queued += chunk.len();
+                    queue.push_back(chunk);
+                    // One chunk alone may exceed the bound (a large reply); a second may not.
+                    if queued > limits.outbox_bytes && queue.len() > 1 {
+                        METRICS.slow_consumers.inc();
+                        log::info!("peer does not drain its outbox ({queued} bytes queued); closing with 4008");
+                        body = None;
+                        let close = close_frame(crate::protocol::close_code::SLOW_CONSUMER, SLOW_CONSUMER_REASON);
+                        queued += close.len();
+                        queue.push_back(close);
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io::Error::other(e.to_string()))),
+                Poll::Ready(None) => body = None,
+                Poll::Pending => break,
+            }
+        }
+        let mut wrote = false;
+        while let Some(front) = queue.front_mut() {
+            match io.poll_write_ready(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            match io.try_write(front) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    wrote = true;
+                    queued -= n;
+                    if n == front.len() {
+                        queue.pop_front();
+                    } else {
+                        let _ = front.split_to(n);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        if queue.is_empty() {
+            deadline = None;
+            return if body.is_none() {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            };
+        }
+        let until = actix_web::rt::time::Instant::now() + limits.write_timeout;
+        match deadline.as_mut() {
+            Some(d) if wrote => d.as_mut().reset(until),
+            Some(_) => {}
+            None => deadline = Some(Box::pin(sleep(limits.write_timeout))),
+        }
+        if let Some(d) = deadline.as_mut() {
+            if d.as_mut().poll(cx).is_ready() {
+                METRICS.write_timeouts.inc();
+                log::info!("peer took nothing of {queued} queued bytes for {:?}; dropping it", limits.write_timeout);
+                return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// An unmasked server close frame (code and a reason under 124 bytes).
+fn close_frame(code: u16, reason: &str) -> Bytes {
+    let mut f = Vec::with_capacity(4 + reason.len());
+    f.push(0x88);
+    f.push((2 + reason.len()) as u8);
+    f.extend_from_slice(&code.to_be_bytes());
+    f.extend_from_slice(reason.as_bytes());
+    Bytes::from(f)
 }
 
 /// Sends FIN, then reads and drops whatever the peer still sends until it closes too (at
@@ -131,7 +316,17 @@ async fn close(io: &TcpStream) {
             }
         }
     };
-    let _ = actix_web::rt::time::timeout(LINGER, drain).await;
+    let _ = timeout(LINGER, drain).await;
+}
+
+/// Writes all of `data`, or fails once the peer has taken none of it for `limit`.
+async fn write_within(io: &TcpStream, data: &[u8], limit: Duration) -> io::Result<()> {
+    timeout(limit, write_all(io, data))
+        .await
+        .unwrap_or_else(|_| {
+            METRICS.write_timeouts.inc();
+            Err(io::ErrorKind::TimedOut.into())
+        })
 }
 
 async fn write_all(io: &TcpStream, mut data: &[u8]) -> io::Result<()> {
@@ -152,6 +347,8 @@ async fn write_all(io: &TcpStream, mut data: &[u8]) -> io::Result<()> {
 struct SocketReader {
     io: Rc<TcpStream>,
     early: Option<Bytes>,
+    /// Bytes left of a plain request's body (`None`: an upgraded connection, to its end).
+    remaining: Option<usize>,
     /// Bytes handed out since the reader last yielded.
     turn: usize,
     done: bool,
@@ -166,7 +363,7 @@ impl Stream for SocketReader {
             this.turn += b.len();
             return Poll::Ready(Some(Ok(b)));
         }
-        if this.done {
+        if this.done || this.remaining == Some(0) {
             return Poll::Ready(None);
         }
         if this.turn >= READ_TURN {
@@ -187,13 +384,17 @@ impl Stream for SocketReader {
                 Poll::Ready(Ok(())) => {}
             }
             let mut buf = [0u8; READ_CHUNK];
-            match this.io.try_read(&mut buf) {
+            let want = this.remaining.map_or(READ_CHUNK, |r| r.min(READ_CHUNK));
+            match this.io.try_read(&mut buf[..want]) {
                 Ok(0) => {
                     this.done = true;
                     return Poll::Ready(None);
                 }
                 Ok(n) => {
                     this.turn += n;
+                    if let Some(r) = this.remaining.as_mut() {
+                        *r -= n;
+                    }
                     return Poll::Ready(Some(Ok(Bytes::copy_from_slice(&buf[..n]))));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,

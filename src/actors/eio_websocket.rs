@@ -23,6 +23,8 @@ pub struct EioWebSocket {
     outbox: usize,
     last_heard: Instant,
     frames: FrameAssembler,
+    /// An upgrade probe that has not completed (`2probe` … `5`) within this is closed.
+    probe_timeout: std::time::Duration,
 }
 
 impl EioWebSocket {
@@ -31,6 +33,7 @@ impl EioWebSocket {
         upgrading: bool,
         outbox: usize,
         max_payload: usize,
+        probe_timeout: std::time::Duration,
     ) -> Self {
         EioWebSocket {
             session,
@@ -38,6 +41,7 @@ impl EioWebSocket {
             outbox,
             last_heard: Instant::now(),
             frames: FrameAssembler::new(max_payload),
+            probe_timeout,
         }
     }
 }
@@ -47,7 +51,19 @@ impl Actor for EioWebSocket {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.outbox);
-        if !self.upgrading {
+        if self.upgrading {
+            // A probe that does not speak, or never finishes the upgrade, is closed.
+            ctx.run_later(self.probe_timeout, |act, ctx| {
+                if act.upgrading {
+                    crate::metrics::METRICS.preauth_timeouts.inc();
+                    ctx.close(Some(ws::CloseReason {
+                        code: ws::CloseCode::Policy,
+                        description: Some("upgrade not completed in time".into()),
+                    }));
+                    ctx.stop();
+                }
+            });
+        } else {
             self.session.do_send(AttachWebSocket {
                 out: ctx.address().recipient(),
             });

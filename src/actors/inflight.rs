@@ -45,6 +45,15 @@ where
     A: Actor,
     A::Context: AsyncContext<A>,
 {
+    /// Requests in flight now (the per-session cap counts these).
+    pub fn len(&self) -> usize {
+        self.running.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Runs `fut` alongside the actor and then `done` with its output on the actor. If the
     /// actor stops first, `done` never runs.
     pub fn run<F, T>(

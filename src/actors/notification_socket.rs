@@ -24,6 +24,9 @@ use crate::auth::AuthenticatedUser;
 use crate::domain::{now_millis, SessionId};
 use crate::engine::Engine;
 use crate::protocol::close_code;
+use crate::rate::{RateClass, RequestLimiter, Verdict};
+
+use super::room_supervisor::AdmissionTicket;
 use crate::wsframe::{FrameAssembler, Incoming};
 
 pub struct NotificationSocket {
@@ -34,6 +37,12 @@ pub struct NotificationSocket {
     last_heard: Instant,
     slow: Arc<AtomicBool>,
     frames: FrameAssembler,
+    /// Every frame type is rate-limited; a client that keeps hitting it is closed (1008).
+    limiter: RequestLimiter,
+    /// `mark_as_read` requests waiting for the database (capped like any session's).
+    pending: usize,
+    /// This socket's place under the per-user and per-address caps, given back on drop.
+    _ticket: Option<AdmissionTicket>,
 }
 
 fn error_frame(message: &str) -> String {
@@ -45,15 +54,40 @@ impl NotificationSocket {
         NotificationSocket {
             id: SessionId::next(),
             auth,
-            engine,
             last_heard: Instant::now(),
             slow: Arc::default(),
             frames: FrameAssembler::new(64 * 1024),
+            limiter: RequestLimiter::new(&engine.settings.limits),
+            pending: 0,
+            _ticket: None,
+            engine,
         }
+    }
+
+    pub fn with_ticket(mut self, ticket: Option<AdmissionTicket>) -> Self {
+        self._ticket = ticket;
+        self
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         let Some(auth) = &self.auth else { return };
+        let max_inflight = self.engine.settings.limits.max_inflight;
+        let mut verdict = self.limiter.check_class(RateClass::Other);
+        if verdict == Verdict::Allowed && self.pending >= max_inflight {
+            verdict = self.limiter.refused();
+        }
+        match verdict {
+            Verdict::Allowed => {}
+            Verdict::Limited => return ctx.text(error_frame("Too many requests; slow down")),
+            Verdict::Abusive => {
+                ctx.text(error_frame("Rate limit exceeded repeatedly"));
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::from(close_code::POLICY),
+                    description: Some("rate limit exceeded repeatedly".into()),
+                }));
+                return ctx.stop();
+            }
+        }
         let frame: Value = match serde_json::from_str(text) {
             Ok(v @ Value::Object(_)) => v,
             _ => return ctx.text(error_frame("Invalid JSON")),
@@ -73,9 +107,11 @@ impl NotificationSocket {
         let engine = self.engine.clone();
         let user = auth.user_id.clone();
         // The new count reaches this socket (and the user's other devices) as `unread_count`.
+        self.pending += 1;
         async move { engine.mark_notifications_read(&user, id).await }
             .into_actor(self)
-            .map(|res, _, ctx| {
+            .map(|res, act, ctx| {
+                act.pending -= 1;
                 if let Err(e) = res {
                     ctx.text(error_frame(&e.to_string()));
                 }

@@ -9,6 +9,7 @@
 //! Sends to: rooms, sessions (`SessionControl`), the database readers.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,16 +42,11 @@ pub struct RoomSupervisor {
     sessions: HashMap<UserId, HashMap<SessionId, SessionHandle>>,
     /// The rooms each session is subscribed to, for unsubscribing on disconnect.
     session_rooms: HashMap<SessionId, HashSet<RoomId>>,
-    /// Live sessions per client IP address, for the per-IP connection limit.
-    ip_sessions: HashMap<String, usize>,
-    session_ips: HashMap<SessionId, String>,
+    /// Admitted sessions per user and per client address (held by their tickets).
+    admitted: HashMap<UserId, usize>,
+    admitted_ips: HashMap<IpAddr, usize>,
     /// Connects, joins and leaves waiting for a read or a room.
     inflight: InFlight<Self>,
-}
-
-/// The IP part of "ip:port".
-fn ip_of(addr: &str) -> &str {
-    addr.rsplit_once(':').map(|(ip, _)| ip).unwrap_or(addr)
 }
 
 impl RoomSupervisor {
@@ -68,8 +64,8 @@ impl RoomSupervisor {
             rooms: HashMap::new(),
             sessions: HashMap::new(),
             session_rooms: HashMap::new(),
-            ip_sessions: HashMap::new(),
-            session_ips: HashMap::new(),
+            admitted: HashMap::new(),
+            admitted_ips: HashMap::new(),
             inflight: InFlight::default(),
         }
     }
@@ -194,10 +190,6 @@ impl Handler<Connect> for RoomSupervisor {
     type Result = ();
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
         let handle = msg.handle;
-        if let Some(ip) = handle.remote_addr.as_deref().map(ip_of) {
-            *self.ip_sessions.entry(ip.to_owned()).or_default() += 1;
-            self.session_ips.insert(handle.id, ip.to_owned());
-        }
         self.session_rooms.entry(handle.id).or_default();
         self.sessions
             .entry(handle.user.clone())
@@ -244,14 +236,6 @@ pub struct Disconnect {
 impl Handler<Disconnect> for RoomSupervisor {
     type Result = ();
     fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
-        if let Some(ip) = self.session_ips.remove(&msg.session) {
-            if let Some(n) = self.ip_sessions.get_mut(&ip) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.ip_sessions.remove(&ip);
-                }
-            }
-        }
         if let Some(map) = self.sessions.get_mut(&msg.user) {
             map.remove(&msg.session);
             if map.is_empty() {
@@ -615,37 +599,94 @@ impl Handler<GetRoom> for RoomSupervisor {
     }
 }
 
-/// Asked before a new connection is accepted: refuses (`limit_exceeded`) when the user already
-/// has `max_sessions` sessions or the client IP `max_per_ip` connections (0: unlimited).
+/// Asked before a session starts: admits it, or refuses it when its user already has
+/// `max_sessions` sessions or its client address `max_per_ip` (0: unlimited). The check and
+/// the count are one step, so parallel connects cannot overshoot a cap; the returned ticket
+/// holds the place until the session drops it.
 #[derive(Message)]
-#[rtype(result = "Result<(), EngineError>")]
+#[rtype(result = "Result<AdmissionTicket, EngineError>")]
 pub struct AdmitSession {
     pub user: UserId,
-    pub remote_addr: Option<String>,
+    pub ip: Option<IpAddr>,
     pub max_sessions: usize,
     pub max_per_ip: usize,
 }
 
+/// A session's place under the per-user and per-address caps; dropping it gives it back.
+pub struct AdmissionTicket {
+    user: UserId,
+    ip: Option<IpAddr>,
+    supervisor: Addr<RoomSupervisor>,
+}
+
+impl Drop for AdmissionTicket {
+    fn drop(&mut self) {
+        self.supervisor.do_send(ReleaseAdmission {
+            user: self.user.clone(),
+            ip: self.ip,
+        });
+    }
+}
+
+impl std::fmt::Debug for AdmissionTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AdmissionTicket({}, {:?})", self.user, self.ip)
+    }
+}
+
 impl Handler<AdmitSession> for RoomSupervisor {
-    type Result = Result<(), EngineError>;
-    fn handle(&mut self, msg: AdmitSession, _: &mut Context<Self>) -> Self::Result {
-        let sessions = self.sessions.get(&msg.user).map_or(0, |s| s.len());
+    type Result = Result<AdmissionTicket, EngineError>;
+    fn handle(&mut self, msg: AdmitSession, ctx: &mut Context<Self>) -> Self::Result {
+        let sessions = self.admitted.get(&msg.user).copied().unwrap_or(0);
         if sessions >= msg.max_sessions {
             return Err(EngineError::LimitExceeded(format!(
                 "{} already has {sessions} sessions, the limit",
                 msg.user
             )));
         }
-        if msg.max_per_ip > 0 {
-            if let Some(ip) = msg.remote_addr.as_deref().map(ip_of) {
-                if self.ip_sessions.get(ip).copied().unwrap_or(0) >= msg.max_per_ip {
-                    return Err(EngineError::LimitExceeded(format!(
-                        "too many connections from {ip} (limit {})",
-                        msg.max_per_ip
-                    )));
+        let ip = msg.ip.map(crate::admission::ip_key);
+        if let (true, Some(ip)) = (msg.max_per_ip > 0, ip) {
+            if self.admitted_ips.get(&ip).copied().unwrap_or(0) >= msg.max_per_ip {
+                return Err(EngineError::LimitExceeded(format!(
+                    "too many connections from {ip} (limit {})",
+                    msg.max_per_ip
+                )));
+            }
+        }
+        *self.admitted.entry(msg.user.clone()).or_default() += 1;
+        if let Some(ip) = ip {
+            *self.admitted_ips.entry(ip).or_default() += 1;
+        }
+        Ok(AdmissionTicket {
+            user: msg.user,
+            ip,
+            supervisor: ctx.address(),
+        })
+    }
+}
+
+/// Sent by a dropped [`AdmissionTicket`].
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ReleaseAdmission {
+    user: UserId,
+    ip: Option<IpAddr>,
+}
+
+impl Handler<ReleaseAdmission> for RoomSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: ReleaseAdmission, _: &mut Context<Self>) {
+        fn release<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+            if let Some(n) = map.get_mut(key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    map.remove(key);
                 }
             }
         }
-        Ok(())
+        release(&mut self.admitted, &msg.user);
+        if let Some(ip) = msg.ip {
+            release(&mut self.admitted_ips, &ip);
+        }
     }
 }

@@ -33,6 +33,7 @@ use crate::wsframe::{FrameAssembler, Incoming};
 
 use super::client_session::ClientSession;
 use super::inflight::InFlight;
+use super::room_supervisor::AdmissionTicket;
 
 /// Sent by rooms and the presence registry to a session: one encoded server frame, shared by
 /// all recipients, and what it is about when the session keeps count of it.
@@ -121,13 +122,15 @@ impl SessionHandle {
         }) {
             Ok(()) => DeliverOutcome::Queued,
             Err(SendError::Full(_)) => {
-                self.slow.store(true, Ordering::Relaxed);
                 // do_send ignores the capacity on purpose: it guarantees the session has one
-                // more turn, in which it sees the flag and closes with 4008.
-                self.deliver.do_send(Deliver {
-                    frame: ByteString::new(),
-                    meta: None,
-                });
+                // more turn, in which it sees the flag and closes with 4008. Only once, so
+                // the mailbox never holds more than its capacity plus this one message.
+                if !self.slow.swap(true, Ordering::Relaxed) {
+                    self.deliver.do_send(Deliver {
+                        frame: ByteString::new(),
+                        meta: None,
+                    });
+                }
                 DeliverOutcome::SlowConsumer
             }
             Err(SendError::Closed(_)) => DeliverOutcome::Gone,
@@ -167,6 +170,8 @@ pub struct WsSession {
     /// Requests waiting for the engine's answer.
     inflight: InFlight<Self>,
     handle: Option<SessionHandle>,
+    /// This session's place under the per-user and per-address caps, given back on drop.
+    _ticket: AdmissionTicket,
 }
 
 /// Client activity is reported to presence at most this often per session.
@@ -178,6 +183,7 @@ impl WsSession {
         engine: Engine,
         remote_addr: Option<String>,
         user_agent: Option<String>,
+        ticket: AdmissionTicket,
     ) -> Self {
         let engine_limits = engine.settings.limits.clone();
         let frames = FrameAssembler::new(engine.settings.max_frame_bytes);
@@ -197,6 +203,7 @@ impl WsSession {
             expiry_timers: Vec::new(),
             inflight: InFlight::default(),
             handle: None,
+            _ticket: ticket,
         }
     }
 
@@ -312,6 +319,37 @@ impl WsSession {
         request: ClientRequest,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
+        let kind = request.kind();
+        let mut verdict = self.limiter.check(&request);
+        let too_many = verdict == Verdict::Allowed
+            && !matches!(request, ClientRequest::Ping | ClientRequest::Auth { .. })
+            && self.inflight.len() >= self.engine.settings.limits.max_inflight;
+        if too_many {
+            verdict = self.limiter.refused();
+        }
+        match verdict {
+            Verdict::Allowed => {}
+            Verdict::Limited => {
+                let msg = if too_many {
+                    format!(
+                        "too many requests in flight (limit {}); wait for their replies",
+                        self.engine.settings.limits.max_inflight
+                    )
+                } else {
+                    format!("too many {kind} requests; slow down")
+                };
+                return send_error(ctx, reference.as_ref(), ErrorCode::RateLimited, &msg);
+            }
+            Verdict::Abusive => {
+                send_error(
+                    ctx,
+                    reference.as_ref(),
+                    ErrorCode::RateLimited,
+                    "rate limit exceeded repeatedly",
+                );
+                return self.close(ctx, close_code::POLICY, "rate limit exceeded repeatedly");
+            }
+        }
         match request {
             ClientRequest::Ping => ctx.text(protocol::pong(reference.as_ref())),
             ClientRequest::Auth { token } => match self.engine.refresh_auth(&self.auth, &token) {
@@ -324,27 +362,6 @@ impl WsSession {
                 Err(e) => send_error(ctx, reference.as_ref(), e.code, &e.message),
             },
             request => {
-                let kind = request.kind();
-                match self.limiter.check(&request) {
-                    Verdict::Allowed => {}
-                    Verdict::Limited => {
-                        let msg = format!("too many {kind} requests; slow down");
-                        return send_error(ctx, reference.as_ref(), ErrorCode::RateLimited, &msg);
-                    }
-                    Verdict::Abusive => {
-                        send_error(
-                            ctx,
-                            reference.as_ref(),
-                            ErrorCode::RateLimited,
-                            "rate limit exceeded repeatedly",
-                        );
-                        return self.close(
-                            ctx,
-                            close_code::POLICY,
-                            "rate limit exceeded repeatedly",
-                        );
-                    }
-                }
                 // Our own read receipt is not echoed back to us; count it here.
                 let read = match &request {
                     ClientRequest::Receipt {

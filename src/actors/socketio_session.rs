@@ -27,7 +27,8 @@ use actix::prelude::*;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use super::eio_registry::{EioRegistry, RemoveEio};
+use super::eio_registry::{EioAuthenticated, EioRegistry, RemoveEio};
+use super::room_supervisor::AdmissionTicket;
 use super::session::{Deliver, SessionControl, SessionHandle, SessionInfo};
 use crate::auth::AuthenticatedUser;
 use crate::domain::{now_millis, rfc3339, ReceiptStatus, SessionId};
@@ -85,6 +86,14 @@ pub struct SocketIoSession {
     remote_addr: Option<String>,
     user_agent: Option<String>,
     connected_at: i64,
+    /// The client address the per-address caps count.
+    ip: Option<std::net::IpAddr>,
+    /// This session's place under the per-user and per-address caps, once connected.
+    ticket: Option<AdmissionTicket>,
+    /// Bytes of the packets waiting in the polling queue.
+    queued_bytes: usize,
+    /// An upgrade request holds the session's one upgrade (see [`ClaimUpgrade`]).
+    upgrade_claimed: bool,
 }
 
 impl SocketIoSession {
@@ -95,6 +104,7 @@ impl SocketIoSession {
         websocket: bool,
         remote_addr: Option<String>,
         user_agent: Option<String>,
+        ip: Option<std::net::IpAddr>,
     ) -> Self {
         let limiter = RequestLimiter::new(&engine.settings.limits);
         SocketIoSession {
@@ -122,6 +132,10 @@ impl SocketIoSession {
             remote_addr,
             user_agent,
             connected_at: now_millis(),
+            ip,
+            ticket: None,
+            queued_bytes: 0,
+            upgrade_claimed: false,
         }
     }
 
@@ -149,17 +163,21 @@ impl SocketIoSession {
                 Err(SendError::Closed(_)) => ctx.stop(),
             },
             Transport::Polling { queue, waiting } => {
+                self.queued_bytes += packet.len();
                 queue.push_back(packet);
                 if let Some(tx) = waiting.take() {
                     // A poll that ended meanwhile (timeout, client gone) gets nothing: the
                     // packets wait for the next one.
-                    if let Err(packets) = tx.send(queue.drain(..).collect()) {
-                        queue.extend(packets);
+                    match tx.send(queue.drain(..).collect()) {
+                        Ok(()) => self.queued_bytes = 0,
+                        Err(packets) => queue.extend(packets),
                     }
-                } else if queue.len() > cap {
+                } else if queue.len() > cap || self.queued_bytes > self.engine.settings.outbox_bytes
+                {
                     // The client stopped polling: bounded like any outbox.
                     METRICS.slow_consumers.inc();
                     queue.clear();
+                    self.queued_bytes = 0;
                     ctx.stop();
                 }
             }
@@ -272,17 +290,20 @@ impl SocketIoSession {
             return;
         };
         let engine = self.engine.clone();
+        let ip = self.ip;
         // Like a native session, requests wait until the session is registered everywhere.
         let open = async move {
-            engine
-                .admit(&handle.user, handle.remote_addr.clone())
-                .await?;
-            engine.open_session(handle).await
+            let ticket = engine.admit(&handle.user, ip).await?;
+            engine.open_session(handle).await.map(|s| (ticket, s))
         };
         ctx.wait(open.into_actor(self).map(|res, act, ctx| {
             act.connecting = false;
             match res {
-                Ok(start) => {
+                Ok((ticket, start)) => {
+                    act.ticket = Some(ticket);
+                    act.registry.do_send(EioAuthenticated {
+                        sid: act.sid.clone(),
+                    });
                     act.emit(sio::connect_ok(&act.id.to_string()), ctx);
                     act.arm_expiry(ctx);
                     act.unread.seed(&start.rooms);
@@ -367,6 +388,38 @@ impl SocketIoSession {
             Ok(r) => r,
             Err(e) => return self.reply(ack_id, Err(e), ctx),
         };
+        let max_inflight = self.engine.settings.limits.max_inflight;
+        let mut verdict = self.limiter.check(&request);
+        let too_many = verdict == Verdict::Allowed
+            && !matches!(request, ClientRequest::Ping | ClientRequest::Auth { .. })
+            && self.inflight.len() >= max_inflight;
+        if too_many {
+            verdict = self.limiter.refused();
+        }
+        match verdict {
+            Verdict::Allowed => {}
+            Verdict::Limited => {
+                let msg = if too_many {
+                    format!(
+                        "too many requests in flight (limit {max_inflight}); wait for their replies"
+                    )
+                } else {
+                    format!("too many {name} requests; slow down")
+                };
+                return self.reply(ack_id, Err((ErrorCode::RateLimited, msg)), ctx);
+            }
+            Verdict::Abusive => {
+                self.reply(
+                    ack_id,
+                    Err((
+                        ErrorCode::RateLimited,
+                        "rate limit exceeded repeatedly".into(),
+                    )),
+                    ctx,
+                );
+                return self.shutdown(ctx);
+            }
+        }
         match request {
             ClientRequest::Ping => self.reply(ack_id, Ok(json!({})), ctx),
             ClientRequest::Auth { token } => {
@@ -381,30 +434,6 @@ impl SocketIoSession {
                 self.reply(ack_id, res.map_err(|e| (e.code, e.message)), ctx)
             }
             request => {
-                match self.limiter.check(&request) {
-                    Verdict::Allowed => {}
-                    Verdict::Limited => {
-                        return self.reply(
-                            ack_id,
-                            Err((
-                                ErrorCode::RateLimited,
-                                format!("too many {name} requests; slow down"),
-                            )),
-                            ctx,
-                        )
-                    }
-                    Verdict::Abusive => {
-                        self.reply(
-                            ack_id,
-                            Err((
-                                ErrorCode::RateLimited,
-                                "rate limit exceeded repeatedly".into(),
-                            )),
-                            ctx,
-                        );
-                        return self.shutdown(ctx);
-                    }
-                }
                 let read = match &request {
                     ClientRequest::Receipt {
                         room,
@@ -481,6 +510,15 @@ impl Actor for SocketIoSession {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.engine.settings.outbox_frames);
+        // An Engine.IO handshake needs no token: a session that has not sent its Socket.IO
+        // CONNECT within the handshake deadline holds nothing for longer.
+        ctx.run_later(self.engine.settings.handshake_timeout, |act, ctx| {
+            if act.auth.is_none() && !act.connecting {
+                log::info!("socket.io {}: no CONNECT in time", act.sid);
+                METRICS.preauth_timeouts.inc();
+                act.shutdown(ctx);
+            }
+        });
         let interval = self.engine.settings.sio_ping_interval;
         let timeout = self.engine.settings.sio_ping_timeout;
         ctx.run_interval(interval, move |act, ctx| {
@@ -559,8 +597,9 @@ impl Handler<Poll> for SocketIoSession {
             return Ok(());
         }
         if !queue.is_empty() {
-            if let Err(packets) = msg.reply.send(queue.drain(..).collect()) {
-                queue.extend(packets);
+            match msg.reply.send(queue.drain(..).collect()) {
+                Ok(()) => self.queued_bytes = 0,
+                Err(packets) => queue.extend(packets),
             }
             return Ok(());
         }
@@ -598,6 +637,13 @@ pub struct AttachWebSocket {
 impl Handler<AttachWebSocket> for SocketIoSession {
     type Result = ();
     fn handle(&mut self, msg: AttachWebSocket, ctx: &mut Context<Self>) {
+        if matches!(self.transport, Transport::WebSocket { .. }) {
+            // The live socket stays; the newcomer is closed (ClaimUpgrade keeps this rare).
+            let _ = msg.out.try_send(EioOut {
+                packet: String::new(),
+            });
+            return;
+        }
         self.probing = false;
         let previous =
             std::mem::replace(&mut self.transport, Transport::WebSocket { out: msg.out });
@@ -610,6 +656,7 @@ impl Handler<AttachWebSocket> for SocketIoSession {
                 if let Some(tx) = waiting {
                     let _ = tx.send(vec![eio::NOOP.to_string()]);
                 }
+                self.queued_bytes = 0;
                 for p in queue.drain(..) {
                     self.send_packet(p, ctx);
                 }
@@ -644,6 +691,25 @@ impl Handler<ProbeAbandoned> for SocketIoSession {
     type Result = ();
     fn handle(&mut self, _: ProbeAbandoned, _: &mut Context<Self>) {
         self.probing = false;
+        self.upgrade_claimed = false;
+    }
+}
+
+/// Asked by the route before it accepts an upgrade request naming this session: true for
+/// the first one while the session is on polling, false for any other (one upgrade at a
+/// time, and never over a live WebSocket).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct ClaimUpgrade;
+
+impl Handler<ClaimUpgrade> for SocketIoSession {
+    type Result = bool;
+    fn handle(&mut self, _: ClaimUpgrade, _: &mut Context<Self>) -> bool {
+        if self.upgrade_claimed || !matches!(self.transport, Transport::Polling { .. }) {
+            return false;
+        }
+        self.upgrade_claimed = true;
+        true
     }
 }
 

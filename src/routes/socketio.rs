@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::actors::eio_registry::{LookupEio, RegisterEio};
 use crate::actors::eio_websocket::EioWebSocket;
-use crate::actors::socketio_session::{EioPackets, Poll, PollError, SocketIoSession};
+use crate::actors::socketio_session::{ClaimUpgrade, EioPackets, Poll, PollError, SocketIoSession};
 use crate::engine::Engine;
 use crate::socketio;
 
@@ -31,42 +31,56 @@ fn text(body: String) -> HttpResponse {
         .body(body)
 }
 
-fn client_info(req: &HttpRequest) -> (Option<String>, Option<String>) {
-    let remote = req.peer_addr().map(|a| a.to_string());
-    let agent = req
-        .headers()
-        .get(actix_web::http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(256).collect());
-    (remote, agent)
-}
-
+/// Starts a session for a new Engine.IO handshake, if the caps on sessions that have not
+/// authenticated yet admit it (checked and counted in one step by the registry, before the
+/// session runs).
 async fn new_session(
     engine: &Engine,
     req: &HttpRequest,
     websocket: bool,
-) -> (String, actix::Addr<SocketIoSession>) {
-    use actix::Actor;
+) -> Result<(String, actix::Addr<SocketIoSession>), HttpResponse> {
+    let ip = match super::ws::admit_address(req, engine) {
+        Ok(ip) => ip,
+        Err(e) => return Err(refusal(e)),
+    };
     let sid = uuid::Uuid::new_v4().simple().to_string();
-    let (remote, agent) = client_info(req);
-    let addr = SocketIoSession::new(
-        sid.clone(),
-        engine.clone(),
-        engine.eio.clone(),
-        websocket,
-        remote,
-        agent,
-    )
-    .start();
-    // Registered before the client can name the sid in a later request.
-    let _ = engine
+    use actix::AsyncContext as _;
+    let ctx = actix::Context::<SocketIoSession>::new();
+    let addr = ctx.address();
+    let registered = engine
         .eio
         .send(RegisterEio {
             sid: sid.clone(),
             addr: addr.clone(),
+            ip,
         })
         .await;
-    (sid, addr)
+    match registered {
+        Ok(Ok(())) => {}
+        Ok(Err(r)) => return Err(refusal(super::ws::refused(r))),
+        Err(_) => return Err(eio_error(0, "server shutting down")),
+    }
+    let session = SocketIoSession::new(
+        sid.clone(),
+        engine.clone(),
+        engine.eio.clone(),
+        websocket,
+        super::ws::remote_address(req, ip),
+        super::ws::user_agent(req),
+        ip,
+    );
+    ctx.run(session);
+    Ok((sid, addr))
+}
+
+/// A refused handshake in Engine.IO's error shape, with the HTTP status and `Retry-After`
+/// of the refusal.
+fn refusal(e: crate::error::AppError) -> HttpResponse {
+    use actix_web::ResponseError;
+    let res = e.error_response();
+    res.set_body(actix_web::body::BoxBody::new(
+        json!({"code": 5, "message": e.message}).to_string(),
+    ))
 }
 
 /// `GET /socket.io/?EIO=4&transport=...[&sid=...]`.
@@ -86,7 +100,10 @@ pub async fn get(
     let max = engine.settings.sio_max_payload;
     match (q.transport.as_deref(), q.sid.clone()) {
         (Some("polling"), None) => {
-            let (sid, _) = new_session(&engine, &req, false).await;
+            let (sid, _) = match new_session(&engine, &req, false).await {
+                Ok(s) => s,
+                Err(refused) => return Ok(refused),
+            };
             Ok(text(SocketIoSession::open_packet(
                 &engine,
                 &sid,
@@ -121,13 +138,27 @@ pub async fn get(
             let Some(addr) = engine.eio.send(LookupEio { sid }).await.ok().flatten() else {
                 return Ok(eio_error(1, "Session ID unknown"));
             };
-            ws::WsResponseBuilder::new(EioWebSocket::new(addr, true, outbox, max), &req, stream)
+            // One upgrade per session: a second one cannot take over a live transport.
+            if !matches!(addr.send(ClaimUpgrade).await, Ok(true)) {
+                return Ok(eio_error(
+                    3,
+                    "Bad request: the session is already upgrading or upgraded",
+                ));
+            }
+            let probe =
+                EioWebSocket::new(addr, true, outbox, max, engine.settings.handshake_timeout);
+            ws::WsResponseBuilder::new(probe, &req, stream)
                 .frame_size(max)
                 .start()
         }
         (Some("websocket"), None) => {
-            let (_, addr) = new_session(&engine, &req, true).await;
-            ws::WsResponseBuilder::new(EioWebSocket::new(addr, false, outbox, max), &req, stream)
+            let (_, addr) = match new_session(&engine, &req, true).await {
+                Ok(s) => s,
+                Err(refused) => return Ok(refused),
+            };
+            let socket =
+                EioWebSocket::new(addr, false, outbox, max, engine.settings.handshake_timeout);
+            ws::WsResponseBuilder::new(socket, &req, stream)
                 .frame_size(max)
                 .start()
         }

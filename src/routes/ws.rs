@@ -4,10 +4,14 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
+use std::net::IpAddr;
+
 use crate::actors::session::WsSession;
+use crate::admission::{client_ip, Refusal};
 use crate::auth::authenticate;
 use crate::engine::Engine;
 use crate::error::AppError;
+use crate::metrics::METRICS;
 
 pub async fn native(
     req: HttpRequest,
@@ -15,18 +19,19 @@ pub async fn native(
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse, actix_web::Error> {
     check_origin(&req, &engine)?;
+    let ip = admit_address(&req, &engine)?;
     let user = authenticate(&req)?;
-    let remote = req.peer_addr().map(|a| a.to_string());
-    engine
-        .admit(&user.user_id, remote.clone())
+    let ticket = engine
+        .admit(&user.user_id, ip)
         .await
         .map_err(AppError::from)?;
-    let agent = req
-        .headers()
-        .get(actix_web::http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(256).collect());
-    let session = WsSession::new(user, engine.get_ref().clone(), remote, agent);
+    let session = WsSession::new(
+        user,
+        engine.get_ref().clone(),
+        remote_address(&req, ip),
+        user_agent(&req),
+        ticket,
+    );
     ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(engine.settings.max_frame_bytes)
         .start()
@@ -39,6 +44,43 @@ pub async fn native(
         })
 }
 
+/// The client's address (through trusted proxies), after taking one new connection from its
+/// bucket: 429 with `Retry-After` when the address opens connections too fast.
+pub fn admit_address(req: &HttpRequest, engine: &Engine) -> Result<Option<IpAddr>, AppError> {
+    let ip = client_ip(req, &engine.settings.trusted_proxies);
+    engine.gate.check_ip(ip).map_err(refused)?;
+    Ok(ip)
+}
+
+/// A refused connection as an HTTP error (429, `rate_limited`, with `Retry-After` when
+/// waiting helps).
+pub fn refused(r: Refusal) -> AppError {
+    METRICS.refused.with_label_values(&[r.metric()]).inc();
+    let e = AppError::new(crate::error::ErrorCode::RateLimited, r.to_string());
+    match r.retry_after() {
+        Some(wait) => e.with_retry_after(wait),
+        None => e,
+    }
+}
+
+/// What admin views show as the session's address: the client address, with the peer's
+/// port when the peer is the client.
+pub fn remote_address(req: &HttpRequest, ip: Option<IpAddr>) -> Option<String> {
+    match (req.peer_addr(), ip) {
+        (Some(peer), Some(ip)) if peer.ip() == ip => Some(peer.to_string()),
+        (_, Some(ip)) => Some(ip.to_string()),
+        (peer, None) => peer.map(|p| p.to_string()),
+    }
+}
+
+/// The `User-Agent`, cut to 256 characters.
+pub fn user_agent(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect())
+}
+
 /// `GET /ws/notifications/?token=`: the seed-compatible notification socket. The upgrade
 /// completes even with a bad token; the socket itself reports the failure (SPEC section 3).
 pub async fn notifications(
@@ -47,9 +89,17 @@ pub async fn notifications(
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse, actix_web::Error> {
     check_origin(&req, &engine)?;
+    let ip = admit_address(&req, &engine)?;
     let user = authenticate(&req).ok();
+    // Counted under the same caps as every session of the user; a bad token is reported on
+    // the socket (SPEC section 3) and holds no place.
+    let ticket = match &user {
+        Some(u) => Some(engine.admit(&u.user_id, ip).await.map_err(AppError::from)?),
+        None => None,
+    };
     let socket =
-        crate::actors::notification_socket::NotificationSocket::new(user, engine.get_ref().clone());
+        crate::actors::notification_socket::NotificationSocket::new(user, engine.get_ref().clone())
+            .with_ticket(ticket);
     ws::WsResponseBuilder::new(socket, &req, stream)
         .frame_size(64 * 1024)
         .start()
