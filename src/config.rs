@@ -112,6 +112,9 @@ pub struct Settings {
     pub max_text_bytes: usize,
     /// Most messages a `join` with `since_seq` returns in `missed`.
     pub join_missed_limit: i64,
+    /// Most bytes of message bodies in one `history` page or `missed` list; a longer page
+    /// is cut and says `has_more`.
+    pub history_max_bytes: usize,
     /// Most write groups one commit batch takes.
     pub commit_max_batch: usize,
     /// A room actor with no subscribers and no traffic for this long is stopped.
@@ -202,7 +205,7 @@ impl Default for Limits {
             auth_burst: 5,
             frame_rate: 100,
             frame_burst: 400,
-            max_inflight: 64,
+            max_inflight: 32,
             connect_rate_per_ip: 100,
             connect_burst_per_ip: 500,
             connect_rate_per_user: 5,
@@ -277,6 +280,7 @@ impl Default for Settings {
             typing_timeout: Duration::from_secs(5),
             outbox_frames: 1024,
             outbox_bytes: 8 * 1024 * 1024,
+            history_max_bytes: 1024 * 1024,
             write_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             max_frame_bytes: 1024 * 1024,
@@ -492,7 +496,7 @@ pub struct ServeArgs {
     #[arg(long, global = true, env = "HERALD_FRAME_BURST", default_value_t = 400)]
     pub frame_burst: u32,
     /// Requests of one session waiting for their answer at once.
-    #[arg(long, global = true, env = "HERALD_MAX_INFLIGHT", default_value_t = 64)]
+    #[arg(long, global = true, env = "HERALD_MAX_INFLIGHT", default_value_t = 32)]
     pub max_inflight: usize,
     /// New connections per second per client address (0: unlimited).
     #[arg(
@@ -704,6 +708,9 @@ pub struct ServeArgs {
         default_value_t = 100
     )]
     pub join_missed_limit: i64,
+    /// Most bytes of message bodies per history page or join `missed` list.
+    #[arg(long, global = true, env = "HERALD_HISTORY_MAX_BYTES", default_value_t = 1024 * 1024)]
+    pub history_max_bytes: usize,
     /// Most write groups per commit batch.
     #[arg(
         long,
@@ -812,6 +819,7 @@ impl Settings {
             s.max_frame_bytes = a.max_frame_bytes.max(1024);
             s.max_text_bytes = a.max_text_bytes.max(1);
             s.join_missed_limit = a.join_missed_limit.clamp(0, 1000);
+            s.history_max_bytes = a.history_max_bytes.max(64 * 1024);
             s.commit_max_batch = a.commit_max_batch.max(1);
             s.room_idle = Duration::from_millis(a.room_idle_ms);
             s.workers = a.workers;

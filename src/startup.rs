@@ -165,6 +165,7 @@ impl Application {
             Some(config) => {
                 let mut server = HttpServer::new(make_app)
                     .disable_signals()
+                    .client_request_timeout(transport.handshake_timeout)
                     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
                     // Frames are written whole; Nagle would hold acks and messages back 20-40 ms.
                     .on_connect(|conn, _| {
@@ -372,6 +373,8 @@ where
                     async move { signal.notified().await }
                 })
                 .tcp_nodelay(true)
+                // The request head is the first stage before authentication.
+                .client_request_timeout(transport.handshake_timeout)
                 .upgrade(upgrade)
                 .finish(map_config(http, |_| AppConfig::default()))
                 .tcp()

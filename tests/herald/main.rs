@@ -10,6 +10,7 @@ mod fault_proxy;
 mod faults;
 mod fuzz;
 mod helpers;
+mod hostile;
 mod limits;
 mod notifications;
 mod presence;
