@@ -153,7 +153,12 @@ impl Application {
             })?
             .port();
         let data = web::Data::new(engine.clone());
-        let limiter = RestLimiter::new(&limits, engine.keys.clone()).map(Arc::new);
+        let limiter = RestLimiter::new(
+            &limits,
+            engine.keys.clone(),
+            engine.settings.trusted_proxies.clone(),
+        )
+        .map(Arc::new);
         let make_app = move || app(data.clone(), limiter.clone(), origins.clone());
         let scheme = if tls.is_some() {
             log::info!("TLS on: serving https and wss");
@@ -452,6 +457,8 @@ pub struct RestLimiter {
     keys: Arc<JwtKeys>,
     hasher: RandomState,
     checks: AtomicU64,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    trusted: Vec<crate::admission::Cidr>,
 }
 
 impl RestLimiter {
@@ -459,7 +466,11 @@ impl RestLimiter {
     const PRUNE_EVERY: u64 = 1024;
 
     /// The limiter of `limits`, or `None` when `rest_rate` is 0 (unlimited).
-    pub fn new(limits: &Limits, keys: Arc<JwtKeys>) -> Option<Self> {
+    pub fn new(
+        limits: &Limits,
+        keys: Arc<JwtKeys>,
+        trusted: Vec<crate::admission::Cidr>,
+    ) -> Option<Self> {
         let rate = NonZeroU32::new(limits.rest_rate)?;
         let burst = NonZeroU32::new(limits.rest_burst).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::per_second(rate).allow_burst(burst);
@@ -469,6 +480,7 @@ impl RestLimiter {
             keys,
             hasher: RandomState::new(),
             checks: AtomicU64::new(0),
+            trusted,
         })
     }
 
@@ -478,16 +490,9 @@ impl RestLimiter {
                 return RestKey::Token(self.hasher.hash_one(&token));
             }
         }
-        let ip = match req.peer_addr().map(|a| a.ip()) {
-            Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6(Ipv6Addr::from(
-                    u128::from(v6) & 0xffff_ffff_ffff_ffff_0000_0000_0000_0000,
-                )),
-            },
-            Some(v4) => v4,
-            None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        };
+        let ip = crate::admission::client_ip(req.request(), &self.trusted)
+            .map(crate::admission::ip_key)
+            .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
         RestKey::Ip(ip)
     }
 

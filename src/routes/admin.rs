@@ -138,11 +138,14 @@ pub async fn stats(
     Ok(HttpResponse::Ok().json(engine.stats().await?))
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics() -> HttpResponse {
-    HttpResponse::Ok()
+/// `GET /metrics`: Prometheus text format, for an admin or service token (a scraper sends
+/// it as `Authorization: Bearer`): the figures say how to hurt the server, so they are not
+/// for the open internet.
+pub async fn metrics(auth: AuthenticatedUser) -> Result<HttpResponse, AppError> {
+    auth.require_service_or_admin()?;
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::metrics::METRICS.render())
+        .body(crate::metrics::METRICS.render()))
 }
 
 #[derive(Deserialize)]

@@ -332,8 +332,23 @@ async fn stats_and_metrics_report_traffic() {
     assert!(s["database"]["latency_ms"].is_f64());
     assert!(s["messages_in_per_s"].is_u64());
 
+    // Metrics are for operators: an admin or service token, not anyone on the internet.
+    let status = |token: Option<String>| {
+        let mut req = awc::Client::default().get(format!("{}/metrics", app.address));
+        if let Some(t) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {t}")));
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(None).await, 401);
+    assert_eq!(status(Some(app.token("alice"))).await, 403);
+    assert_eq!(status(Some(app.service_token())).await, 200);
     let mut resp = awc::Client::default()
         .get(format!("{}/metrics", app.address))
+        .insert_header((
+            "Authorization",
+            format!("Bearer {}", app.admin_token("ops")),
+        ))
         .send()
         .await
         .unwrap();
