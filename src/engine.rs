@@ -61,6 +61,8 @@ pub struct Engine {
     pub settings: Arc<Settings>,
     pub keys: Arc<JwtKeys>,
     pub started_at: Instant,
+    /// The cached `/readyz` answer, shared by all HTTP workers.
+    pub readiness: Arc<crate::readiness::Readiness>,
 }
 
 fn persist<T>(r: Result<Result<T, PersistError>, MailboxError>) -> Result<T, EngineError> {
@@ -131,6 +133,7 @@ impl Engine {
             settings: Arc::new(settings),
             keys: Arc::new(keys),
             started_at: Instant::now(),
+            readiness: Arc::default(),
         }
     }
 

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
 use crate::actors::session::WsSession;
-use crate::auth::authenticate;
+use crate::auth::authenticate_socket;
 use crate::engine::Engine;
 use crate::error::AppError;
 
@@ -15,7 +15,7 @@ pub async fn native(
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse, actix_web::Error> {
     check_origin(&req, &engine)?;
-    let user = authenticate(&req)?;
+    let user = authenticate_socket(&req)?;
     let remote = req.peer_addr().map(|a| a.to_string());
     engine
         .admit(&user.user_id, remote.clone())
@@ -47,7 +47,7 @@ pub async fn notifications(
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse, actix_web::Error> {
     check_origin(&req, &engine)?;
-    let user = authenticate(&req).ok();
+    let user = authenticate_socket(&req).ok();
     let socket =
         crate::actors::notification_socket::NotificationSocket::new(user, engine.get_ref().clone());
     ws::WsResponseBuilder::new(socket, &req, stream)
