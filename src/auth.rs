@@ -1,6 +1,12 @@
 //! JWT authentication: claims, the signing/verifying keys, the generated-secret file, and the
 //! `AuthenticatedUser` extractor used by REST routes and the WebSocket handshake.
 //!
+//! Where the token may travel: REST takes it only from `Authorization: Bearer` ([`authenticate`]);
+//! the WebSocket handshakes (`/v1/ws`, `/ws/notifications/`) also take `?token=`
+//! ([`authenticate_socket`]), because browsers cannot set headers on a WebSocket upgrade. A query
+//! string ends up in access logs, proxy logs and browser history, so REST refuses it: a token
+//! there would be logged on every call, and REST clients can always send a header.
+//!
 //! One algorithm is configured (`HERALD_JWT_ALGORITHM`) and pinned: HS256, HS384 or HS512 with
 //! the secret, RS256 or ES256 with a PEM public key (`HERALD_JWT_PUBLIC_KEY_FILE`). A token whose
 //! header names any other algorithm is refused, which also refuses `alg: none` and algorithm
@@ -62,6 +68,9 @@ struct MintClaims<'a> {
 pub enum AuthError {
     #[error("missing token: pass ?token=<JWT> or Authorization: Bearer <JWT>")]
     Missing,
+    /// A REST request carried no `Authorization` header (perhaps `?token=`, refused on REST).
+    #[error("missing token: send it in the Authorization header (Authorization: Bearer <JWT>); ?token= is accepted only by the WebSocket endpoints")]
+    MissingHeader,
     #[error("token has expired")]
     Expired,
     #[error("invalid token: {0}")]
@@ -78,7 +87,9 @@ impl AuthError {
         match self {
             AuthError::Expired => ErrorCode::TokenExpired,
             AuthError::MissingRole(_) => ErrorCode::Forbidden,
-            AuthError::Missing | AuthError::Invalid(_) => ErrorCode::InvalidToken,
+            AuthError::Missing | AuthError::MissingHeader | AuthError::Invalid(_) => {
+                ErrorCode::InvalidToken
+            }
             AuthError::CannotSign(_) => ErrorCode::Internal,
         }
     }
@@ -540,16 +551,94 @@ fn write_owner_only(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// The token of a request: `Authorization: Bearer`, else the `token` query parameter.
-pub fn token_from_request(req: &HttpRequest) -> Option<String> {
-    if let Some(h) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
-        if let Some(t) = h.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) {
-            return Some(t.trim().to_owned());
+/// Start-up warnings about how keys are configured and kept, one sentence each (the caller
+/// logs them at warn; nothing here refuses to start, so existing deployments keep running):
+///
+/// - the secret file in use (HS algorithms without `HERALD_JWT_SECRET`) or the TLS private key
+///   is readable by group or others (`mode & 0o077 != 0`): any local user could then mint
+///   tokens or impersonate the server;
+/// - RS256/ES256 without both `iss` and `aud` required: any token the identity provider signs,
+///   for any application, would be accepted.
+///
+/// `mode_of` answers a file's Unix permission bits (`None`: missing, or not Unix); passing it
+/// in keeps this a pure function that tests call with made-up modes.
+pub fn key_warnings(settings: &Settings, mode_of: impl Fn(&Path) -> Option<u32>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let algorithm = parse_algorithm(&settings.auth.algorithm).ok();
+    let mut private_files = Vec::new();
+    if algorithm.is_some_and(uses_secret) && settings.jwt_secret.is_none() {
+        private_files.push(("JWT secret file", settings.secret_file_path()));
+    }
+    if let Some(key) = &settings.tls_key {
+        private_files.push(("TLS private key", key.clone()));
+    }
+    for (what, path) in private_files {
+        if let Some(mode) = mode_of(&path).filter(|m| m & 0o077 != 0) {
+            warnings.push(format!(
+                "{what} {} is readable by other users (mode {:03o}); run chmod 600 on it",
+                path.display(),
+                mode & 0o777
+            ));
         }
     }
-    web::Query::<TokenQuery>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.into_inner().token)
+    if let Some(a) = algorithm.filter(|a| !uses_secret(*a)) {
+        let missing: Vec<&str> = [
+            ("HERALD_JWT_ISSUER", settings.auth.issuer.is_none()),
+            ("HERALD_JWT_AUDIENCE", settings.auth.audience.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(name, unset)| unset.then_some(name))
+        .collect();
+        if !missing.is_empty() {
+            warnings.push(format!(
+                "{} tokens are accepted without checking {}: any token the identity provider \
+                 signs, for any application, is valid here; set {}",
+                algorithm_name(a),
+                if missing.len() == 2 {
+                    "iss and aud"
+                } else if missing[0] == "HERALD_JWT_ISSUER" {
+                    "iss"
+                } else {
+                    "aud"
+                },
+                missing.join(" and ")
+            ));
+        }
+    }
+    warnings
+}
+
+/// The Unix permission bits of `path`, or `None` if it cannot be read (or off Unix).
+pub fn file_mode(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).ok().map(|m| m.permissions().mode())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// The token of an `Authorization: Bearer <JWT>` header, if the request has one.
+pub fn bearer_token(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
+}
+
+/// The token of a WebSocket handshake: `Authorization: Bearer`, else the `token` query
+/// parameter (browsers cannot set headers on an upgrade). REST must use [`bearer_token`].
+pub fn token_from_request(req: &HttpRequest) -> Option<String> {
+    bearer_token(req).or_else(|| {
+        web::Query::<TokenQuery>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.into_inner().token)
+    })
 }
 
 #[derive(Deserialize)]
@@ -557,13 +646,25 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// Verifies the request's token against the engine's keys.
+fn engine_keys(req: &HttpRequest) -> Result<&JwtKeys, AppError> {
+    req.app_data::<web::Data<crate::engine::Engine>>()
+        .map(|e| e.keys.as_ref())
+        .ok_or_else(|| AppError::new(ErrorCode::Internal, "engine not configured"))
+}
+
+/// Verifies a REST request's token, taken only from the `Authorization` header: `?token=` is
+/// refused (401) because query strings are logged by proxies and servers.
 pub fn authenticate(req: &HttpRequest) -> Result<AuthenticatedUser, AppError> {
-    let engine = req
-        .app_data::<web::Data<crate::engine::Engine>>()
-        .ok_or_else(|| AppError::new(ErrorCode::Internal, "engine not configured"))?;
+    let keys = engine_keys(req)?;
+    let token = bearer_token(req).ok_or(AuthError::MissingHeader)?;
+    Ok(keys.verify(&token)?)
+}
+
+/// Verifies a WebSocket handshake's token: the `Authorization` header or `?token=`.
+pub fn authenticate_socket(req: &HttpRequest) -> Result<AuthenticatedUser, AppError> {
+    let keys = engine_keys(req)?;
     let token = token_from_request(req).ok_or(AuthError::Missing)?;
-    Ok(engine.keys.verify(&token)?)
+    Ok(keys.verify(&token)?)
 }
 
 impl FromRequest for AuthenticatedUser {
@@ -754,5 +855,74 @@ mod tests {
         assert_eq!(parts[0], "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9");
         assert_eq!(parts[1], "e30");
         assert_eq!(parts[2].len(), 86);
+    }
+
+    fn warnings_for(settings: &Settings, mode: Option<u32>) -> Vec<String> {
+        key_warnings(settings, |_| mode)
+    }
+
+    #[test]
+    fn a_group_or_world_readable_secret_file_is_warned_about() {
+        // Arrange: HS256 with the secret kept in a file.
+        let settings = Settings {
+            jwt_secret_file: Some(PathBuf::from("/srv/herald/herald.secret")),
+            ..Settings::default()
+        };
+        // Act / Assert
+        for mode in [0o644, 0o640, 0o604, 0o100_660] {
+            let w = warnings_for(&settings, Some(mode));
+            assert_eq!(w.len(), 1, "{mode:o}: {w:?}");
+            assert!(
+                w[0].contains("/srv/herald/herald.secret") && w[0].contains("chmod 600"),
+                "{}",
+                w[0]
+            );
+        }
+        assert!(warnings_for(&settings, Some(0o600)).is_empty());
+        assert!(warnings_for(&settings, Some(0o400)).is_empty());
+        assert!(warnings_for(&settings, None).is_empty(), "no file yet");
+        // A secret from the environment: the file is not used, so its mode does not matter.
+        let env_secret = Settings {
+            jwt_secret: Some(Secret::new("s".repeat(40))),
+            ..settings.clone()
+        };
+        assert!(warnings_for(&env_secret, Some(0o644)).is_empty());
+        // A readable TLS private key is warned about too.
+        let tls = Settings {
+            jwt_secret: Some(Secret::new("s".repeat(40))),
+            tls_key: Some(PathBuf::from("/etc/herald/key.pem")),
+            ..Settings::default()
+        };
+        let w = warnings_for(&tls, Some(0o644));
+        assert!(w.len() == 1 && w[0].contains("TLS private key"), "{w:?}");
+    }
+
+    #[test]
+    fn public_key_algorithms_without_iss_and_aud_are_warned_about() {
+        for alg in ["RS256", "ES256"] {
+            let mut settings = Settings {
+                auth: auth(alg, Some("jwt-rs256-public.pem")),
+                ..Settings::default()
+            };
+            let w = warnings_for(&settings, None);
+            assert_eq!(w.len(), 1, "{w:?}");
+            assert!(
+                w[0].contains(alg) && w[0].contains("HERALD_JWT_ISSUER and HERALD_JWT_AUDIENCE"),
+                "{}",
+                w[0]
+            );
+            settings.auth.issuer = Some("https://idp.example".into());
+            let w = warnings_for(&settings, None);
+            assert!(
+                w.len() == 1 && w[0].ends_with("set HERALD_JWT_AUDIENCE"),
+                "{w:?}"
+            );
+            settings.auth.audience = Some("herald".into());
+            assert!(warnings_for(&settings, None).is_empty());
+            // The secret file is not used by public-key algorithms, whatever its mode.
+            assert!(warnings_for(&settings, Some(0o666)).is_empty());
+        }
+        // HS256 does not need iss/aud: the secret is Herald's own.
+        assert!(warnings_for(&Settings::default(), None).is_empty());
     }
 }

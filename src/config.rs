@@ -35,6 +35,102 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// `url` with its password replaced by `***`, for logs and error messages: the userinfo
+/// password (`postgres://user:pw@host/db`) and any `password` or `sslpassword` query
+/// parameter. URLs without a password come back unchanged.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find(['/', '#']).unwrap_or(rest.len());
+            // The password ends at the last '@' of the authority (an '@' in it must be
+            // percent-encoded, but be safe with sloppy URLs).
+            match rest[..authority_end].rfind('@') {
+                Some(at) => match rest[..at].split_once(':') {
+                    Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+                    None => base.to_owned(),
+                },
+                None => base.to_owned(),
+            }
+        }
+        None => base.to_owned(),
+    };
+    if let Some(q) = query {
+        out.push('?');
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=***"),
+                _ => p.to_owned(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// The passwords `url` carries (userinfo and `*password` query parameters), raw and
+/// percent-decoded, so text that may quote them can be scrubbed.
+fn url_passwords(url: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    if let Some((_, rest)) = base.split_once("://") {
+        let authority = &rest[..rest.find(['/', '#']).unwrap_or(rest.len())];
+        if let Some(at) = authority.rfind('@') {
+            if let Some((_, pw)) = authority[..at].split_once(':') {
+                found.push(pw.to_owned());
+            }
+        }
+    }
+    for p in query.split('&') {
+        if let Some((k, v)) = p.split_once('=') {
+            if k.to_ascii_lowercase().contains("password") {
+                found.push(v.to_owned());
+            }
+        }
+    }
+    let decoded: Vec<String> = found.iter().map(|p| percent_decode(p)).collect();
+    found.extend(decoded);
+    found
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `text` (an error message or log line) with the database URL and its password replaced by
+/// their redacted forms. Drivers sometimes quote the URL or a piece of it (libpq quotes a
+/// badly percent-encoded password, for one). Passwords shorter than 4 characters are only
+/// removed as part of the URL: blanking every "ab" in a message would garble it, and such a
+/// password is no secret anyway.
+pub fn scrub_url(text: &str, url: &str) -> String {
+    let mut out = text.replace(url, &redact_url(url));
+    for pw in url_passwords(url) {
+        if pw.chars().count() >= 4 {
+            out = out.replace(&pw, "***");
+        }
+    }
+    out
+}
+
 /// All settings of one server process.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -297,10 +393,12 @@ impl Default for Settings {
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// Database URL: sqlite://FILE (default) or postgres://USER@HOST/DB.
+    // hide_env_values: `--help` would otherwise print the environment's URL, password included.
     #[arg(
         long,
         env = "HERALD_DATABASE_URL",
         default_value = "sqlite://herald.db",
+        hide_env_values = true,
         global = true
     )]
     pub database_url: String,
@@ -843,5 +941,63 @@ impl Settings {
             }
             _ => PathBuf::from("herald.secret"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_hides_passwords_and_keeps_the_rest() {
+        assert_eq!(
+            redact_url("postgres://u:s3cretpw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact_url("postgresql://u:p%40ss@h/db?sslmode=require&password=other"),
+            "postgresql://u:***@h/db?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslpassword=k3y&application_name=herald"),
+            "postgres://u@h/db?sslpassword=***&application_name=herald"
+        );
+        // Nothing secret: unchanged.
+        for plain in [
+            "postgres://u@h/db",
+            "postgres://h/db",
+            "sqlite://herald.db",
+            "herald.db",
+            "postgres://h/db?sslmode=disable",
+        ] {
+            assert_eq!(redact_url(plain), plain);
+        }
+    }
+
+    #[test]
+    fn scrub_url_removes_the_url_and_quoted_passwords_from_messages() {
+        let url = "postgres://u:s3cret%25pw@h/db";
+        let msg = format!(
+            "cannot connect to {url}: invalid percent-encoded token: \"s3cret%25pw\" (s3cret%pw)"
+        );
+        let out = scrub_url(&msg, url);
+        assert!(!out.contains("s3cret"), "{out}");
+        assert!(out.contains("postgres://u:***@h/db"), "{out}");
+        // Short passwords are only removed as part of the URL.
+        assert_eq!(
+            scrub_url("an abc error", "postgres://u:ab@h/db"),
+            "an abc error"
+        );
+    }
+
+    #[test]
+    fn settings_debug_never_prints_secrets() {
+        let s = Settings {
+            database_url: Secret::new("postgres://u:s3cretpw@h/db"),
+            jwt_secret: Some(Secret::new("j".repeat(40))),
+            ..Settings::default()
+        };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3cretpw") && !shown.contains(&"j".repeat(40)));
     }
 }

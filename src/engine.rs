@@ -94,6 +94,8 @@ pub struct Engine {
     /// Rates of new connections per client address and per user.
     pub gate: Arc<crate::admission::ConnectGate>,
     pub started_at: Instant,
+    /// The cached `/readyz` answer, shared by all HTTP workers.
+    pub readiness: Arc<crate::readiness::Readiness>,
 }
 
 fn persist<T>(r: Result<Result<T, PersistError>, MailboxError>) -> Result<T, EngineError> {
@@ -176,6 +178,7 @@ impl Engine {
             settings: Arc::new(settings),
             keys: Arc::new(keys),
             started_at: Instant::now(),
+            readiness: Arc::default(),
         }
     }
 

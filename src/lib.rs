@@ -15,6 +15,7 @@
 //! - [`protocol`]: wire frames of the native protocol.
 //! - [`domain`]: validated ids and values.
 //! - [`rate`]: token buckets and per-session request limits.
+//! - [`readiness`]: the briefly cached, single-flight `/readyz` check.
 //! - [`auth`]: JWT verification and minting.
 //! - [`db`]: Diesel schema, models, queries and migrations (SQLite and PostgreSQL).
 //! - [`routes`]: HTTP handlers.
@@ -47,6 +48,7 @@ pub mod metrics;
 pub mod notification;
 pub mod protocol;
 pub mod rate;
+pub mod readiness;
 pub mod routes;
 pub mod socketio;
 pub mod startup;

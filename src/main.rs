@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use herald::auth::{load_or_create_secret, parse_algorithm, uses_secret, TokenSigner};
-use herald::config::{CommonArgs, ServeArgs, Settings};
+use herald::auth::{
+    file_mode, key_warnings, load_or_create_secret, parse_algorithm, uses_secret, TokenSigner,
+};
+use herald::config::{redact_url, scrub_url, CommonArgs, ServeArgs, Settings};
 use herald::startup::Application;
 
 #[derive(Parser)]
@@ -63,7 +65,10 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("herald: {e}");
+                    eprintln!(
+                        "herald: {}",
+                        scrub_url(&e.to_string(), settings.database_url.expose())
+                    );
                     ExitCode::FAILURE
                 }
             }
@@ -147,6 +152,12 @@ fn token(
 }
 
 fn serve(settings: Settings) -> ExitCode {
+    // The URL names the database operators expect; its password never reaches a log.
+    let url = settings.database_url.expose().to_owned();
+    log::info!("database: {}", redact_url(&url));
+    for warning in key_warnings(&settings, file_mode) {
+        log::warn!("{warning}");
+    }
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings)
             .await
@@ -156,7 +167,7 @@ fn serve(settings: Settings) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("herald: {e}");
+            eprintln!("herald: {}", scrub_url(&e, &url));
             ExitCode::FAILURE
         }
     }

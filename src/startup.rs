@@ -34,7 +34,7 @@ use std::rc::Rc;
 
 use crate::actors::database::RunMigrations;
 use crate::auth::{
-    load_or_create_secret, parse_algorithm, token_from_request, uses_secret, JwtKeys, KeyError,
+    bearer_token, load_or_create_secret, parse_algorithm, uses_secret, JwtKeys, KeyError,
     SecretError,
 };
 use crate::config::{Limits, Settings};
@@ -485,7 +485,7 @@ impl RestLimiter {
     }
 
     fn key(&self, req: &ServiceRequest) -> RestKey {
-        if let Some(token) = token_from_request(req.request()) {
+        if let Some(token) = bearer_token(req.request()) {
             if self.keys.verify(&token).is_ok() {
                 return RestKey::Token(self.hasher.hash_one(&token));
             }

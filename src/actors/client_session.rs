@@ -1,8 +1,9 @@
 //! What every client-facing session does alike, whatever its wire protocol: the token-expiry
 //! timers (a warning at expiry plus leeway, then the end of the session unless a fresh token
 //! came within the refresh grace) and the coalesced `room_unread` frames. `WsSession` (native
-//! protocol) and `SocketIoSession` implement [`ClientSession`] to say how each step looks on
-//! their wire; the timing lives here once.
+//! protocol), `SocketIoSession` and `NotificationSocket` (seed protocol; expiry only, it has
+//! no rooms) implement [`ClientSession`] to say how each step looks on their wire; the timing
+//! lives here once.
 
 use std::time::Duration;
 

@@ -432,7 +432,8 @@ impl Handler<Notify> for NotificationCenter {
 }
 
 /// Sent by REST and both sockets: mark one notification (or all) read. Answers the new
-/// unread count, which is also pushed to every session of the user.
+/// unread count, which is also pushed to every session of the user; `NotFound` when the
+/// user has no notification `id` (one already read is fine: marking is idempotent).
 #[derive(Message)]
 #[rtype(result = "Result<i64, EngineError>")]
 pub struct MarkRead {
@@ -495,10 +496,14 @@ impl Handler<MarkRead> for NotificationCenter {
             id: msg.id,
             at: self.clock.now(),
         };
-        Box::pin(
-            self.change_and_count(msg.user, op)
-                .map(|r, _, _| r.map(|(_, n)| n)),
-        )
+        Box::pin(self.change_and_count(msg.user, op).map(|r, _, _| {
+            let (out, n) = r?;
+            // The query answers `Changed(false)` for an id the user has no notification by.
+            if out == WriteOutcome::Changed(false) {
+                return Err(EngineError::NotFound("no such notification".into()));
+            }
+            Ok(n)
+        }))
     }
 }
 

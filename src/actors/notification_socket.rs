@@ -6,6 +6,14 @@
 //! (mobile clients cannot read a 401 body): the socket sends
 //! `{"type":"error","error":"Authentication failed"}` and closes with 4001.
 //!
+//! Token expiry works as on the native socket (the timing is [`ClientSession`]'s): at `exp`
+//! plus the leeway the socket sends `{"type":"error","error":"Token expired; ..."}`, and
+//! without a fresh token within `HERALD_TOKEN_GRACE_MS` it closes with 4001. A fresh token
+//! comes in band, `{"type":"auth","data":{"token":"<JWT>"}}` (same user), answered by
+//! `{"type":"auth_ok","data":{"expires_at":"<RFC 3339>"}}`; reconnecting with a new token (what
+//! the seed's client does) works as well. Every error keeps the seed's shape,
+//! `{"type":"error","error":"<message>"}`, and leaves the socket open.
+//!
 //! It registers with the [`NotificationCenter`](super::notification_center::NotificationCenter)
 //! like a native session does; with `session.rs` and the WebSocket routes, the only code that
 //! knows actix-web-actors.
@@ -18,15 +26,17 @@ use actix::prelude::*;
 use actix_web_actors::ws;
 use serde_json::{json, Value};
 
+use super::client_session::ClientSession;
 use super::notification_center::{unread_frame, NotificationSubscribe, NotificationUnsubscribe};
 use super::session::{Deliver, SessionControl, SessionHandle, SessionInfo};
 use crate::auth::AuthenticatedUser;
-use crate::domain::{now_millis, SessionId};
+use crate::domain::{now_millis, rfc3339, SessionId};
 use crate::engine::Engine;
 use crate::protocol::close_code;
 use crate::rate::{RateClass, RequestLimiter, Verdict};
 
 use super::room_supervisor::AdmissionTicket;
+use crate::unread::UnreadCounts;
 use crate::wsframe::{FrameAssembler, Incoming};
 
 pub struct NotificationSocket {
@@ -43,6 +53,11 @@ pub struct NotificationSocket {
     pending: usize,
     /// This socket's place under the per-user and per-address caps, given back on drop.
     _ticket: Option<AdmissionTicket>,
+    /// The token-expiry warning and close timers, re-armed by each accepted `auth`.
+    expiry_timers: Vec<SpawnHandle>,
+    /// Always empty: the seed protocol has no rooms, so no `room_unread` frames; it exists
+    /// because [`ClientSession`] (shared for its expiry timers) asks for one.
+    no_room_unread: UnreadCounts,
 }
 
 fn error_frame(message: &str) -> String {
@@ -61,6 +76,8 @@ impl NotificationSocket {
             pending: 0,
             _ticket: None,
             engine,
+            expiry_timers: Vec::new(),
+            no_room_unread: UnreadCounts::default(),
         }
     }
 
@@ -71,8 +88,14 @@ impl NotificationSocket {
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         let Some(auth) = &self.auth else { return };
+        let parsed = serde_json::from_str::<Value>(text);
+        // `auth` verifies a signature: it has the auth bucket, like on the native socket.
+        let class = match &parsed {
+            Ok(v) if v["type"] == "auth" => RateClass::Auth,
+            _ => RateClass::Other,
+        };
         let max_inflight = self.engine.settings.limits.max_inflight;
-        let mut verdict = self.limiter.check_class(RateClass::Other);
+        let mut verdict = self.limiter.check_class(class);
         if verdict == Verdict::Allowed && self.pending >= max_inflight {
             verdict = self.limiter.refused();
         }
@@ -88,7 +111,7 @@ impl NotificationSocket {
                 return ctx.stop();
             }
         }
-        let frame: Value = match serde_json::from_str(text) {
+        let frame: Value = match parsed {
             Ok(v @ Value::Object(_)) => v,
             _ => return ctx.text(error_frame("Invalid JSON")),
         };
@@ -97,11 +120,13 @@ impl NotificationSocket {
                 .as_str()
                 .or_else(|| frame["id"].as_str())
             {
-                Some(id) => Some(id.to_owned()),
+                Some(id) if valid_notification_id(id) => Some(id.to_owned()),
+                Some(_) => return ctx.text(error_frame("Invalid notification id")),
                 None => return ctx.text(error_frame("mark_as_read needs data.id")),
             },
             Some("mark_all_as_read") => None,
             Some("ping") => return ctx.text(json!({"type": "pong"}).to_string()),
+            Some("auth") => return self.refresh(&frame, ctx),
             _ => return ctx.text(error_frame("Unknown message type")),
         };
         let engine = self.engine.clone();
@@ -118,6 +143,67 @@ impl NotificationSocket {
             })
             .spawn(ctx);
     }
+
+    /// `{"type":"auth","data":{"token"}}`: a fresh token for the same user replaces the old
+    /// one and re-arms the expiry timers.
+    fn refresh(&mut self, frame: &Value, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(current) = &self.auth else { return };
+        let Some(token) = frame["data"]["token"].as_str() else {
+            return ctx.text(error_frame("auth needs data.token"));
+        };
+        match self.engine.refresh_auth(current, token) {
+            Ok(fresh) => {
+                let expires_at = rfc3339(fresh.expires_at);
+                self.auth = Some(fresh);
+                self.arm_expiry(ctx);
+                ctx.text(
+                    json!({"type": "auth_ok", "data": {"expires_at": expires_at}}).to_string(),
+                );
+            }
+            Err(e) => ctx.text(error_frame(&format!(
+                "Authentication failed: {}",
+                e.message
+            ))),
+        }
+    }
+}
+
+/// Notification ids are UUIDs; anything else cannot name one (the REST route applies the
+/// same rule).
+fn valid_notification_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+impl ClientSession for NotificationSocket {
+    type Ctx = ws::WebsocketContext<Self>;
+
+    fn token_expires_at(&self) -> Option<i64> {
+        self.auth.as_ref().map(|a| a.expires_at)
+    }
+    fn leeway_and_grace(&self) -> (std::time::Duration, std::time::Duration) {
+        let auth = &self.engine.settings.auth;
+        (auth.leeway, auth.refresh_grace)
+    }
+    fn expiry_timers(&mut self) -> &mut Vec<SpawnHandle> {
+        &mut self.expiry_timers
+    }
+    fn warn_token_expired(&mut self, grace: std::time::Duration, ctx: &mut Self::Ctx) {
+        ctx.text(error_frame(&format!(
+            "Token expired; send auth with a fresh token within {} ms",
+            grace.as_millis()
+        )));
+    }
+    fn end_expired(&mut self, ctx: &mut Self::Ctx) {
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::from(close_code::AUTH_FAILED),
+            description: Some("token expired".into()),
+        }));
+        ctx.stop();
+    }
+    fn unread(&mut self) -> &mut UnreadCounts {
+        &mut self.no_room_unread
+    }
+    fn send_unread(&mut self, _: String, _: &mut Self::Ctx) {}
 }
 
 impl Actor for NotificationSocket {
@@ -165,6 +251,7 @@ impl Actor for NotificationSocket {
                 Err(e) => log::warn!("notification socket: unread count unavailable: {e}"),
             })
             .spawn(ctx);
+        self.arm_expiry(ctx);
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {

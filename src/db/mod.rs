@@ -75,6 +75,18 @@ impl DatabaseUrl {
     }
 }
 
+/// `e` with the URL's password removed from its text (see [`crate::config::scrub_url`]).
+fn scrub_connection_error(e: ConnectionError, url: &str) -> ConnectionError {
+    use crate::config::scrub_url;
+    match e {
+        ConnectionError::BadConnection(m) => ConnectionError::BadConnection(scrub_url(&m, url)),
+        ConnectionError::InvalidConnectionUrl(m) => {
+            ConnectionError::InvalidConnectionUrl(scrub_url(&m, url))
+        }
+        other => other,
+    }
+}
+
 /// A connection to either backend.
 pub enum DbConnection {
     Sqlite(SqliteConnection),
@@ -119,7 +131,10 @@ impl DbConnection {
                         if u.contains('?') { '&' } else { '?' }
                     )
                 };
-                let mut c = PgConnection::establish(&u)?;
+                // libpq may quote part of the URL in its error (a badly percent-encoded
+                // password, say); that text reaches logs and /readyz's log line.
+                let mut c =
+                    PgConnection::establish(&u).map_err(|e| scrub_connection_error(e, &u))?;
                 c.batch_execute("SET synchronous_commit = on")
                     .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConnection::Postgres(c))
@@ -314,5 +329,21 @@ mod tests {
             DatabaseUrl::Postgres(_)
         ));
         assert!(DatabaseUrl::parse("mysql://x").is_err());
+    }
+
+    #[test]
+    fn a_connection_error_never_quotes_the_password() {
+        // libpq quotes a badly percent-encoded password back in its error; port 1 refuses
+        // anything that gets as far as connecting.
+        for url in [
+            "postgres://u:s3cret%zzpw@127.0.0.1:1/db",
+            "postgres://u:s3cretpw@127.0.0.1:1/db?connect_timeout=1",
+        ] {
+            let e = match DbConnection::establish(&DatabaseUrl::parse(url).unwrap()) {
+                Ok(_) => panic!("{url} connected"),
+                Err(e) => e.to_string(),
+            };
+            assert!(!e.contains("s3cret"), "{e}");
+        }
     }
 }

@@ -128,7 +128,8 @@ pub enum WriteOp {
     /// Stores notifications; one with an `idempotency_key` its user already has is not
     /// stored again (the existing one is returned).
     InsertNotifications { rows: Vec<NotificationRow> },
-    /// Marks one (`id`) or all of a user's notifications read.
+    /// Marks one (`id`) or all of a user's notifications read: `Count` of rows changed, or
+    /// `Changed(false)` when the user has no notification `id`.
     MarkNotificationsRead {
         user: UserId,
         id: Option<String>,

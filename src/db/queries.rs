@@ -348,9 +348,24 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
                 .filter(notifications::user_id.eq(user.as_str()))
                 .filter(notifications::read_at.is_null());
             let n = match id {
-                Some(id) => diesel::update(mine.filter(notifications::id.eq(id)))
-                    .set(notifications::read_at.eq(Some(*at)))
-                    .execute(c)?,
+                Some(id) => {
+                    let n = diesel::update(mine.filter(notifications::id.eq(id)))
+                        .set(notifications::read_at.eq(Some(*at)))
+                        .execute(c)?;
+                    // Nothing changed: already read (idempotent, fine) or not the user's at
+                    // all, which the caller reports as not found.
+                    if n == 0 {
+                        let exists: i64 = notifications::table
+                            .filter(notifications::user_id.eq(user.as_str()))
+                            .filter(notifications::id.eq(id))
+                            .count()
+                            .get_result(c)?;
+                        if exists == 0 {
+                            return Ok(WriteOutcome::Changed(false));
+                        }
+                    }
+                    n
+                }
                 None => diesel::update(mine)
                     .set(notifications::read_at.eq(Some(*at)))
                     .execute(c)?,

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use crate::actors::session::WsSession;
 use crate::admission::{client_ip, Refusal};
-use crate::auth::authenticate;
+use crate::auth::authenticate_socket;
 use crate::engine::Engine;
 use crate::error::AppError;
 use crate::metrics::METRICS;
@@ -20,7 +20,7 @@ pub async fn native(
 ) -> Result<HttpResponse, actix_web::Error> {
     check_origin(&req, &engine)?;
     let ip = admit_address(&req, &engine)?;
-    let user = authenticate(&req)?;
+    let user = authenticate_socket(&req)?;
     let ticket = engine
         .admit(&user.user_id, ip)
         .await
@@ -90,7 +90,7 @@ pub async fn notifications(
 ) -> Result<HttpResponse, actix_web::Error> {
     check_origin(&req, &engine)?;
     let ip = admit_address(&req, &engine)?;
-    let user = authenticate(&req).ok();
+    let user = authenticate_socket(&req).ok();
     // Counted under the same caps as every session of the user; a bad token is reported on
     // the socket (SPEC section 3) and holds no place.
     let ticket = match &user {

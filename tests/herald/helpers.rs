@@ -163,12 +163,7 @@ pub async fn connect_path(port: u16, path: &str) -> Result<WsClient, String> {
         .connect()
         .await
         .map_err(|e| format!("{e:?}"))?;
-    Ok(WsClient {
-        framed,
-        next_ref: 0,
-        sync: Value::Null,
-        backlog: Default::default(),
-    })
+    Ok(WsClient::from_framed(framed))
 }
 
 pub struct WsClient {
@@ -189,6 +184,16 @@ pub enum Other {
 }
 
 impl WsClient {
+    /// Wraps a connection opened by hand (custom headers such as `Origin`).
+    pub fn from_framed(framed: actix_codec::Framed<awc::BoxedSocket, ws::Codec>) -> Self {
+        WsClient {
+            framed,
+            next_ref: 0,
+            sync: Value::Null,
+            backlog: Default::default(),
+        }
+    }
+
     pub async fn send_text(&mut self, text: &str) {
         self.framed
             .send(ws::Message::Text(text.to_owned().into()))
