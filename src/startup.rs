@@ -27,7 +27,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, App, HttpServer, ResponseError};
+use actix_web::{web, App, ResponseError};
 use governor::clock::Clock as _;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use std::rc::Rc;
@@ -166,29 +166,16 @@ impl Application {
         } else {
             "http"
         };
-        let server = match tls {
-            Some(config) => {
-                let mut server = HttpServer::new(make_app)
-                    .disable_signals()
-                    .client_request_timeout(transport.handshake_timeout)
-                    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-                    // Frames are written whole; Nagle would hold acks and messages back 20-40 ms.
-                    .on_connect(|conn, _| {
-                        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                            let _ = tcp.set_nodelay(true);
-                        }
-                    });
-                if workers > 0 {
-                    server = server.workers(workers);
-                }
-                server.listen_rustls_0_23(listener, config).map(|s| s.run())
-            }
-            None => plain_server(listener, workers, transport, make_app),
+        if tls.is_some() {
+            log::info!("TLS on: serving https and wss");
         }
-        .map_err(|source| StartupError::Bind {
-            addr: bind.clone(),
-            source,
-        })?;
+        let server =
+            build_server(listener, workers, transport, tls, make_app).map_err(|source| {
+                StartupError::Bind {
+                    addr: bind.clone(),
+                    source,
+                }
+            })?;
         // Tools read the port from the end of this line.
         log::info!(
             "herald listening on {scheme}://{}",
@@ -313,12 +300,15 @@ fn app(
         .wrap(cors(&origins))
 }
 
-/// The plain-TCP server, assembled like `HttpServer::listen` plus actix-http's upgrade hook:
-/// WebSocket upgrades leave the HTTP/1 dispatcher and its buffers (`ws_transport`).
-fn plain_server<F, T, B>(
+/// The server, assembled like `HttpServer::listen` plus actix-http's upgrade hook: WebSocket
+/// upgrades leave the HTTP/1 dispatcher and its buffers (`ws_transport`), on plain TCP and
+/// with TLS (rustls) alike, so every upgraded socket has the same byte-bounded outbox and
+/// write deadline.
+fn build_server<F, T, B>(
     listener: TcpListener,
     workers: usize,
     transport: crate::ws_transport::TransportLimits,
+    tls: Option<rustls::ServerConfig>,
     make_app: F,
 ) -> std::io::Result<Server>
 where
@@ -332,10 +322,7 @@ where
         > + 'static,
     B: MessageBody + 'static,
 {
-    use actix_service::{
-        fn_factory, fn_service, map_config, IntoServiceFactory as _, ServiceFactory as _,
-        ServiceFactoryExt as _,
-    };
+    use actix_service::{map_config, IntoServiceFactory as _, ServiceFactoryExt as _};
     use actix_web::dev::AppConfig;
 
     let mut builder = actix_server::Server::build()
@@ -346,32 +333,10 @@ where
     }
     // Lets idle keep-alive connections close at once on shutdown instead of holding it up.
     let shutdown_signal = builder.graceful_shutdown_signal();
-    builder
-        .listen("herald", listener, move || {
+    // A macro, not a closure: the builder's stream type differs between the two listeners.
+    macro_rules! http_service {
+        () => {{
             let shutdown_signal = shutdown_signal.clone();
-            let for_upgrades = make_app.clone();
-            let upgrade = fn_factory(move || {
-                let factory = for_upgrades().into_factory();
-                async move {
-                    let app = Rc::new(factory.new_service(AppConfig::default()).await?);
-                    Ok::<_, ()>(fn_service(move |(req, framed)| {
-                        let app = app.clone();
-                        async move {
-                            // A peer that resets its socket ends the connection; not an error.
-                            if let Err(e) =
-                                crate::ws_transport::serve_upgrade(app, req, framed, transport)
-                                    .await
-                            {
-                                log::debug!("upgraded connection ended: {e}");
-                            }
-                            Ok::<_, actix_web::Error>(())
-                        }
-                    }))
-                }
-            });
-            let http = make_app()
-                .into_factory()
-                .map_err(|err| err.error_response());
             actix_http::HttpService::build()
                 .graceful_shutdown_signal(move || {
                     let signal = shutdown_signal.clone();
@@ -380,11 +345,84 @@ where
                 .tcp_nodelay(true)
                 // The request head is the first stage before authentication.
                 .client_request_timeout(transport.handshake_timeout)
-                .upgrade(upgrade)
+        }};
+    }
+    let builder = match tls {
+        None => builder.listen("herald", listener, move || {
+            let http = make_app()
+                .into_factory()
+                .map_err(|err| err.error_response());
+            http_service!()
+                .upgrade(upgrade_service(make_app.clone(), transport))
                 .finish(map_config(http, |_| AppConfig::default()))
                 .tcp()
-        })
-        .map(|b| b.run())
+        }),
+        Some(config) => builder.listen("herald", listener, move || {
+            let http = make_app()
+                .into_factory()
+                .map_err(|err| err.error_response());
+            http_service!()
+                .upgrade(upgrade_service(make_app.clone(), transport))
+                .finish(map_config(http, |_| AppConfig::default()))
+                .rustls_0_23(config.clone())
+        }),
+    };
+    builder.map(|b| b.run())
+}
+
+/// The service that takes an upgrade request (and its connection) over from the HTTP/1
+/// dispatcher: one per worker, running the same `App` as the dispatcher.
+fn upgrade_service<F, T, B, Io>(
+    make_app: F,
+    transport: crate::ws_transport::TransportLimits,
+) -> impl actix_service::ServiceFactory<
+    (
+        actix_http::Request,
+        actix_codec::Framed<Io, actix_http::h1::Codec>,
+    ),
+    Config = (),
+    Response = (),
+    Error = actix_web::Error,
+    InitError = (),
+>
+where
+    F: Fn() -> App<T> + Clone + 'static,
+    T: actix_web::dev::ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+    B: MessageBody + 'static,
+    Io: actix_codec::AsyncRead + actix_codec::AsyncWrite + Unpin + 'static,
+{
+    use actix_service::{fn_factory, fn_service, IntoServiceFactory as _, ServiceFactory as _};
+    use actix_web::dev::AppConfig;
+
+    fn_factory(move || {
+        let factory = make_app().into_factory();
+        async move {
+            let app = Rc::new(factory.new_service(AppConfig::default()).await?);
+            Ok::<_, ()>(fn_service(
+                move |(req, framed): (
+                    actix_http::Request,
+                    actix_codec::Framed<Io, actix_http::h1::Codec>,
+                )| {
+                    let app = app.clone();
+                    async move {
+                        // A peer that resets its socket ends the connection; not an error.
+                        if let Err(e) =
+                            crate::ws_transport::serve_upgrade(app, req, framed, transport).await
+                        {
+                            log::debug!("upgraded connection ended: {e}");
+                        }
+                        Ok::<_, actix_web::Error>(())
+                    }
+                },
+            ))
+        }
+    })
 }
 
 /// The configured CORS origins, checked: each must be `scheme://host[:port]`.

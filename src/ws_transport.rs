@@ -12,6 +12,7 @@
 //! WebSocket context — is written straight from each frame's own buffer. Between frames
 //! nothing is buffered for the connection. TLS connections keep actix-http's dispatcher.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
@@ -20,12 +21,11 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_codec::{Encoder, Framed};
+use actix_codec::{AsyncRead, AsyncWrite, Encoder, Framed, ReadBuf};
 use actix_http::{h1, Payload, Request};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{header, StatusCode};
-use actix_web::rt::net::TcpStream;
 use actix_web::rt::time::{sleep, timeout, Sleep};
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::HttpMessage as _;
@@ -81,18 +81,21 @@ fn is_upgrade_route(req: &Request) -> bool {
 /// frames after a 101), and closes the connection politely. Requests on routes that do not
 /// upgrade are served as plain HTTP: their body is their `Content-Length`, and the whole
 /// exchange has the handshake deadline.
-pub async fn serve_upgrade<S, B>(
+pub async fn serve_upgrade<S, B, T>(
     app: Rc<S>,
     req: Request,
-    framed: Framed<TcpStream, h1::Codec>,
+    framed: Framed<T, h1::Codec>,
     limits: TransportLimits,
 ) -> io::Result<()>
 where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let parts = framed.into_parts();
-    let io = Rc::new(parts.io);
+    // Shared by the session's reader (the request body) and the writer below; each borrow
+    // lasts one poll call, and the two are never polled inside each other.
+    let io = Rc::new(RefCell::new(parts.io));
     // Whatever the client sent right after its request head (frames may follow at once).
     let early = parts.read_buf.freeze();
     drop(parts.write_buf);
@@ -130,8 +133,8 @@ fn plain_body_length(req: &Request) -> Result<usize, StatusCode> {
 }
 
 /// Answers `status` with an empty body and closes.
-async fn refuse(
-    io: &TcpStream,
+async fn refuse<T: AsyncWrite + Unpin>(
+    io: &RefCell<T>,
     mut codec: h1::Codec,
     status: StatusCode,
     limits: TransportLimits,
@@ -145,10 +148,10 @@ async fn refuse(
     write_within(io, &out, limits.write_timeout).await
 }
 
-async fn respond<S, B>(
+async fn respond<S, B, T>(
     app: Rc<S>,
     req: Request,
-    io: Rc<TcpStream>,
+    io: Rc<RefCell<T>>,
     mut codec: h1::Codec,
     early: Bytes,
     body_length: Option<usize>,
@@ -157,6 +160,7 @@ async fn respond<S, B>(
 where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let mut early = early;
     if let Some(len) = body_length {
@@ -212,12 +216,18 @@ where
 /// reads; what it produces waits in a queue bounded by `outbox_bytes`. Past the bound the
 /// session ends (dropping its body stops the actor) and a 4008 close goes out behind the
 /// queue; queued bytes that the peer takes none of for `write_timeout` end the connection.
-async fn pump(io: &TcpStream, body: BoxBody, limits: TransportLimits) -> io::Result<()> {
+async fn pump<T: AsyncWrite + Unpin>(
+    io: &RefCell<T>,
+    body: BoxBody,
+    limits: TransportLimits,
+) -> io::Result<()> {
     let mut body = Some(Box::pin(body));
     let mut queue: VecDeque<Bytes> = VecDeque::new();
     let mut queued = 0usize;
     // Armed only while bytes wait for the peer: an idle connection holds no timer.
     let mut deadline: Option<Pin<Box<Sleep>>> = None;
+    // Bytes handed to the stream since its last flush (TLS buffers records until flushed).
+    let mut unflushed = false;
     poll_fn(|cx| {
         while let Some(b) = body.as_mut() {
             match b.as_mut().poll_next(cx) {
@@ -241,15 +251,13 @@ async fn pump(io: &TcpStream, body: BoxBody, limits: TransportLimits) -> io::Res
         }
         let mut wrote = false;
         while let Some(front) = queue.front_mut() {
-            match io.poll_write_ready(cx) {
+            match Pin::new(&mut *io.borrow_mut()).poll_write(cx, front) {
                 Poll::Pending => break,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => {}
-            }
-            match io.try_write(front) {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(n) => {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
                     wrote = true;
+                    unflushed = true;
                     queued -= n;
                     if n == front.len() {
                         queue.pop_front();
@@ -257,11 +265,16 @@ async fn pump(io: &TcpStream, body: BoxBody, limits: TransportLimits) -> io::Res
                         let _ = front.split_to(n);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
             }
         }
-        if queue.is_empty() {
+        if queue.is_empty() && unflushed {
+            match Pin::new(&mut *io.borrow_mut()).poll_flush(cx) {
+                Poll::Ready(Ok(())) => unflushed = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        if queue.is_empty() && !unflushed {
             deadline = None;
             return if body.is_none() {
                 Poll::Ready(Ok(()))
@@ -297,55 +310,57 @@ fn close_frame(code: u16, reason: &str) -> Bytes {
     Bytes::from(f)
 }
 
-/// Sends FIN, then reads and drops whatever the peer still sends until it closes too (at
-/// most `LINGER`). Closing a socket with unread data makes the kernel send a reset, which
-/// can destroy the close frame or error response still on its way to the peer.
-async fn close(io: &TcpStream) {
-    let _ = socket2::SockRef::from(io).shutdown(std::net::Shutdown::Write);
-    let drain = async {
-        loop {
-            if io.readable().await.is_err() {
-                return;
-            }
-            let mut buf = [0u8; 1024];
-            match io.try_read(&mut buf) {
-                Ok(0) => return,
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => return,
-            }
+/// Shuts our side down (TLS close_notify, then FIN), then reads and drops whatever the peer
+/// still sends until it closes too (at most `LINGER`). Closing a socket with unread data
+/// makes the kernel send a reset, which can destroy the close frame or error response still
+/// on its way to the peer.
+async fn close<T: AsyncRead + AsyncWrite + Unpin>(io: &RefCell<T>) {
+    let shutdown = poll_fn(|cx| Pin::new(&mut *io.borrow_mut()).poll_shutdown(cx));
+    if !matches!(timeout(LINGER, shutdown).await, Ok(Ok(()))) {
+        return;
+    }
+    let drain = poll_fn(|cx| loop {
+        let mut buf = [0u8; 1024];
+        let mut rb = ReadBuf::new(&mut buf);
+        match Pin::new(&mut *io.borrow_mut()).poll_read(cx, &mut rb) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(())) if rb.filled().is_empty() => return Poll::Ready(()),
+            Poll::Ready(Ok(())) => continue,
+            Poll::Ready(Err(_)) => return Poll::Ready(()),
         }
-    };
+    });
     let _ = timeout(LINGER, drain).await;
 }
 
-/// Writes all of `data`, or fails once the peer has taken none of it for `limit`.
-async fn write_within(io: &TcpStream, data: &[u8], limit: Duration) -> io::Result<()> {
-    timeout(limit, write_all(io, data))
-        .await
-        .unwrap_or_else(|_| {
-            METRICS.write_timeouts.inc();
-            Err(io::ErrorKind::TimedOut.into())
-        })
-}
-
-async fn write_all(io: &TcpStream, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        io.writable().await?;
-        match io.try_write(data) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
+/// Writes and flushes all of `data`, or fails once the peer has taken none of it for
+/// `limit`.
+async fn write_within<T: AsyncWrite + Unpin>(
+    io: &RefCell<T>,
+    data: &[u8],
+    limit: Duration,
+) -> io::Result<()> {
+    let mut data = data;
+    let write_all = poll_fn(|cx| {
+        while !data.is_empty() {
+            match Pin::new(&mut *io.borrow_mut()).poll_write(cx, data) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => data = &data[n..],
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            }
         }
-    }
-    Ok(())
+        Pin::new(&mut *io.borrow_mut()).poll_flush(cx)
+    });
+    timeout(limit, write_all).await.unwrap_or_else(|_| {
+        METRICS.write_timeouts.inc();
+        Err(io::ErrorKind::TimedOut.into())
+    })
 }
 
 /// The request body of an upgraded connection: reads the socket when polled, into a
 /// buffer that lives only for the read.
-struct SocketReader {
-    io: Rc<TcpStream>,
+struct SocketReader<T> {
+    io: Rc<RefCell<T>>,
     early: Option<Bytes>,
     /// Bytes left of a plain request's body (`None`: an upgraded connection, to its end).
     remaining: Option<usize>,
@@ -354,7 +369,7 @@ struct SocketReader {
     done: bool,
 }
 
-impl Stream for SocketReader {
+impl<T: AsyncRead + Unpin> Stream for SocketReader<T> {
     type Item = Result<Bytes, actix_http::error::PayloadError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -371,37 +386,29 @@ impl Stream for SocketReader {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        loop {
-            match this.io.poll_read_ready(cx) {
-                Poll::Pending => {
-                    this.turn = 0;
-                    return Poll::Pending;
-                }
-                Poll::Ready(Err(e)) => {
-                    this.done = true;
-                    return Poll::Ready(Some(Err(e.into())));
-                }
-                Poll::Ready(Ok(())) => {}
+        let mut buf = [0u8; READ_CHUNK];
+        let want = this.remaining.map_or(READ_CHUNK, |r| r.min(READ_CHUNK));
+        let mut rb = ReadBuf::new(&mut buf[..want]);
+        match Pin::new(&mut *this.io.borrow_mut()).poll_read(cx, &mut rb) {
+            Poll::Pending => {
+                this.turn = 0;
+                Poll::Pending
             }
-            let mut buf = [0u8; READ_CHUNK];
-            let want = this.remaining.map_or(READ_CHUNK, |r| r.min(READ_CHUNK));
-            match this.io.try_read(&mut buf[..want]) {
-                Ok(0) => {
+            Poll::Ready(Err(e)) => {
+                this.done = true;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                if n == 0 {
                     this.done = true;
                     return Poll::Ready(None);
                 }
-                Ok(n) => {
-                    this.turn += n;
-                    if let Some(r) = this.remaining.as_mut() {
-                        *r -= n;
-                    }
-                    return Poll::Ready(Some(Ok(Bytes::copy_from_slice(&buf[..n]))));
+                this.turn += n;
+                if let Some(r) = this.remaining.as_mut() {
+                    *r -= n;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => {
-                    this.done = true;
-                    return Poll::Ready(Some(Err(e.into())));
-                }
+                Poll::Ready(Some(Ok(Bytes::copy_from_slice(rb.filled()))))
             }
         }
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use herald::config::Settings;
 use herald::startup::Application;
 use herald::testkit::{TestDatabase, TEST_SECRET};
@@ -633,5 +633,92 @@ async fn rest_rate_limit_zero_is_unlimited_and_defaults_do_not_throttle_normal_u
     for _ in 0..150 {
         assert_eq!(rooms(&app, &t).await.0, 200);
     }
+    app.stop().await;
+}
+
+/// Upgraded TLS connections use the same transport as plain ones: a wss client that joins a
+/// room and stops reading is dropped (byte-bounded outbox, write deadline) and goes offline.
+/// Before, TLS connections stayed
+/// in actix-http's dispatcher, whose session stopped being polled once its peer stopped
+/// reading: the zombie stayed online.
+#[actix_rt::test]
+async fn a_wss_client_that_stops_reading_is_dropped_like_a_plain_one() {
+    let (app, _db) = spawn(|s| {
+        s.tls_cert = Some(fixture("tls-cert.pem"));
+        s.tls_key = Some(fixture("tls-key.pem"));
+        s.outbox_bytes = 1024 * 1024;
+        s.write_timeout = Duration::from_secs(1);
+        s.limits.send_rate = 5000;
+        s.limits.send_burst = 5000;
+    })
+    .await;
+    let client = tls_client();
+    let ws_url = |user: &str| {
+        format!(
+            "wss://127.0.0.1:{}/v1/ws?token={}",
+            app.port,
+            app.token(user)
+        )
+    };
+    let (_, mut zombie) = client
+        .ws(ws_url("zombie"))
+        .connect()
+        .await
+        .expect("wss connects");
+    let join = json!({"type": "join", "ref": "j", "data": {"room": "public:tls"}}).to_string();
+    zombie
+        .send(awc::ws::Message::Text(join.into()))
+        .await
+        .expect("join");
+    // The flooder reads everything, over wss too.
+    let (_, framed) = client
+        .ws(ws_url("flooder"))
+        .max_frame_size(4 * 1024 * 1024)
+        .connect()
+        .await
+        .expect("wss connects");
+    let mut flooder = crate::helpers::WsClient::from_framed(framed);
+    flooder.recv_type("sync").await;
+    flooder.ok("join", json!({"room": "public:tls"})).await;
+    let text = "t".repeat(60_000);
+    // 400 messages of 60 KB: far more than the socket buffers and the 1 MiB outbox hold.
+    for batch in 0..16 {
+        for i in 0..25 {
+            let f = json!({"type": "send", "ref": format!("{batch}-{i}"),
+                "data": {"room": "public:tls", "kind": "text", "body": {"text": text}}});
+            flooder.send_text(&f.to_string()).await;
+        }
+        let mut acks = 0;
+        while acks < 25 {
+            if flooder.recv().await["type"] == "ack" {
+                acks += 1;
+            }
+        }
+    }
+    let offline_within = Duration::from_secs(10);
+    let started = std::time::Instant::now();
+    loop {
+        let mut resp = client
+            .get(format!("https://127.0.0.1:{}/v1/presence/zombie", app.port))
+            .insert_header((
+                "Authorization",
+                format!("Bearer {}", app.admin_token("ops")),
+            ))
+            .send()
+            .await
+            .expect("https request");
+        let v: Value = resp.json().await.expect("JSON");
+        if v["status"] == "offline" {
+            break;
+        }
+        assert!(
+            started.elapsed() < offline_within,
+            "a wss zombie was still {} {:?} after the flood",
+            v["status"],
+            started.elapsed()
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(zombie);
     app.stop().await;
 }
