@@ -100,6 +100,7 @@ impl Engine {
                 center: notifications.clone().recipient(),
                 mentions: settings.notify_mentions,
                 offline_direct: settings.notify_offline_direct,
+                max_mentions: settings.costs.max_mentions,
             },
         )
         .start();

