@@ -148,7 +148,8 @@ impl Engine {
                 .reader
                 .send(crate::actors::database::LoadSessionStart {
                     user: handle.user.clone(),
-                    rooms_limit: self.settings.limits.max_rooms_per_user as i64,
+                    // One more than the cap: a full answer proves the set complete.
+                    rooms_limit: self.settings.limits.max_rooms_per_user as i64 + 1,
                     now: self.settings.clock.now(),
                 })
                 .await,
@@ -158,10 +159,12 @@ impl Engine {
             .iter()
             .filter_map(|r| RoomId::parse(&r.room).ok())
             .collect();
+        let complete = ids.len() <= self.settings.limits.max_rooms_per_user;
         self.rooms
             .send(SubscribeSession {
                 handle: handle.clone(),
                 rooms: ids.clone(),
+                complete,
             })
             .await?;
         self.presence

@@ -6,6 +6,12 @@
 //! connect time and on join, invitation or first direct message, and stops rooms that have
 //! had no subscribers and no traffic for `room_idle`.
 //!
+//! It also refuses, without starting a room, requests it can already tell are forbidden: once
+//! a session's full room set is loaded, the supervisor knows every room its user is a member
+//! of, so `typing`, `receipt` and `history` for any other room — and a `join` of a private or
+//! direct room — are answered here. A live room actor reads the database and stays for
+//! `room_idle`; a stranger naming thousands of rooms must not get one each.
+//!
 //! Sends to: rooms, sessions (`SessionControl`), the database readers.
 
 use std::collections::{HashMap, HashSet};
@@ -18,9 +24,10 @@ use actix::prelude::*;
 use super::inflight::InFlight;
 use super::room::*;
 use super::session::{SessionControl, SessionHandle};
-use crate::domain::{RoomId, SessionId, UserId};
+use crate::domain::{RoomId, RoomKind, SessionId, UserId};
 use crate::engine::Store;
 use crate::error::EngineError;
+use crate::metrics::METRICS;
 use crate::protocol::PresenceView;
 
 struct RoomEntry {
@@ -41,6 +48,9 @@ pub struct RoomSupervisor {
     sessions: HashMap<UserId, HashMap<SessionId, SessionHandle>>,
     /// The rooms each session is subscribed to, for unsubscribing on disconnect.
     session_rooms: HashMap<SessionId, HashSet<RoomId>>,
+    /// Sessions whose `session_rooms` hold all of their user's rooms (loaded at connect and
+    /// kept up to date since): membership questions about their user are answered here.
+    complete: HashSet<SessionId>,
     /// Live sessions per client IP address, for the per-IP connection limit.
     ip_sessions: HashMap<String, usize>,
     session_ips: HashMap<SessionId, String>,
@@ -68,6 +78,7 @@ impl RoomSupervisor {
             rooms: HashMap::new(),
             sessions: HashMap::new(),
             session_rooms: HashMap::new(),
+            complete: HashSet::new(),
             ip_sessions: HashMap::new(),
             session_ips: HashMap::new(),
             inflight: InFlight::default(),
@@ -90,7 +101,7 @@ impl RoomSupervisor {
             subscribers.clone(),
         )
         .start();
-        self.rooms.insert(
+        let replaced = self.rooms.insert(
             id.clone(),
             RoomEntry {
                 addr: addr.clone(),
@@ -99,7 +110,51 @@ impl RoomSupervisor {
                 direct_ready: false,
             },
         );
+        if replaced.is_none() {
+            METRICS.rooms_active.inc();
+        }
         addr
+    }
+
+    /// Whether `user` is a member of `room`, as far as the subscriptions of the user's live
+    /// sessions tell: `None` when no session of the user has its full room set yet (a REST
+    /// caller without a session, or a session still loading), and the room must decide.
+    fn knows_member(&self, user: &UserId, room: &RoomId) -> Option<bool> {
+        let sessions = self.sessions.get(user)?;
+        let mut known = false;
+        for h in sessions.values() {
+            if self.complete.contains(&h.id) {
+                known = true;
+                if self.session_rooms.get(&h.id).is_some_and(|s| s.contains(room)) {
+                    return Some(true);
+                }
+            }
+        }
+        known.then_some(false)
+    }
+
+    /// Refuses a request of `user` about `room` when the user is known not to be a member;
+    /// the room actor checks again, so only refusals are decided here.
+    fn refuse_stranger(&self, user: &UserId, room: &RoomId) -> Result<(), EngineError> {
+        match self.knows_member(user, room) {
+            Some(false) => Err(EngineError::no_access(room)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Stops a room that was started for a request that was then refused, unless something
+    /// else has used it since.
+    fn drop_unused_room(&mut self, id: &RoomId) {
+        let unused = self
+            .rooms
+            .get(id)
+            .is_some_and(|e| e.subscribers.load(Ordering::Relaxed) == 0);
+        if unused {
+            if let Some(e) = self.rooms.remove(id) {
+                METRICS.rooms_active.dec();
+                e.addr.do_send(Shutdown);
+            }
+        }
     }
 
     /// The live sessions of `user`, for a room to subscribe in the same turn that makes
@@ -164,6 +219,7 @@ impl RoomSupervisor {
             .collect();
         for id in stale {
             if let Some(e) = self.rooms.remove(&id) {
+                METRICS.rooms_active.dec();
                 // Messages the supervisor already forwarded are ahead of Shutdown in the
                 // room's mailbox; the room finishes in-flight writes before stopping.
                 e.addr.do_send(Shutdown);
@@ -212,6 +268,8 @@ impl Handler<Connect> for RoomSupervisor {
 pub struct SubscribeSession {
     pub handle: SessionHandle,
     pub rooms: Vec<RoomId>,
+    /// `rooms` is every room of the user (the read was not cut short by its limit).
+    pub complete: bool,
 }
 
 impl Handler<SubscribeSession> for RoomSupervisor {
@@ -229,6 +287,9 @@ impl Handler<SubscribeSession> for RoomSupervisor {
             if let Some(set) = self.session_rooms.get_mut(&msg.handle.id) {
                 set.insert(id);
             }
+        }
+        if msg.complete {
+            self.complete.insert(msg.handle.id);
         }
     }
 }
@@ -258,6 +319,7 @@ impl Handler<Disconnect> for RoomSupervisor {
                 self.sessions.remove(&msg.user);
             }
         }
+        self.complete.remove(&msg.session);
         for room in self.session_rooms.remove(&msg.session).unwrap_or_default() {
             if let Some(e) = self.rooms.get(&room) {
                 e.addr.do_send(Unsubscribe {
@@ -281,6 +343,15 @@ pub struct Join {
 impl Handler<Join> for RoomSupervisor {
     type Result = ResponseFuture<Result<Joined, EngineError>>;
     fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
+        // Only `public:` rooms are joined by asking; a private or direct room the user is
+        // known not to be in is refused without starting it.
+        if msg.room.kind() != RoomKind::Public
+            && self.knows_member(&msg.user, &msg.room) == Some(false)
+        {
+            let e = EngineError::no_access(&msg.room);
+            return Box::pin(async move { Err(e) });
+        }
+        let fresh = !self.rooms.contains_key(&msg.room);
         let addr = self.room(&msg.room);
         let q = JoinMember {
             user: msg.user.clone(),
@@ -291,7 +362,17 @@ impl Handler<Join> for RoomSupervisor {
         let answer = self.inflight.answer(
             addr.send(q),
             move |res, act: &mut Self, _| {
-                let joined = res??;
+                let joined = match res {
+                    Ok(Ok(j)) => j,
+                    Ok(Err(e)) => {
+                        // A refused join must not leave a room actor behind.
+                        if fresh {
+                            act.drop_unused_room(&msg.room);
+                        }
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 act.subscribe_user(&msg.user, &msg.room, false);
                 Ok(joined)
             },
@@ -402,6 +483,9 @@ pub struct RouteTyping {
 impl Handler<RouteTyping> for RoomSupervisor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: RouteTyping, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.refuse_stranger(&msg.typing.user, &msg.room) {
+            return Box::pin(async move { Err(e) });
+        }
         let addr = self.room(&msg.room);
         Box::pin(async move { addr.send(msg.typing).await? })
     }
@@ -417,6 +501,9 @@ pub struct RouteReceipt {
 impl Handler<RouteReceipt> for RoomSupervisor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: RouteReceipt, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.refuse_stranger(&msg.receipt.user, &msg.room) {
+            return Box::pin(async move { Err(e) });
+        }
         let addr = self.room(&msg.room);
         Box::pin(async move { addr.send(msg.receipt).await? })
     }
@@ -433,6 +520,11 @@ impl Handler<RouteHistory> for RoomSupervisor {
     type Result =
         ResponseFuture<Result<(Vec<crate::db::models::StoredMessage>, bool), EngineError>>;
     fn handle(&mut self, msg: RouteHistory, _: &mut Context<Self>) -> Self::Result {
+        if !msg.history.admin {
+            if let Err(e) = self.refuse_stranger(&msg.history.user, &msg.room) {
+                return Box::pin(async move { Err(e) });
+            }
+        }
         let addr = self.room(&msg.room);
         Box::pin(async move { addr.send(msg.history).await? })
     }

@@ -108,6 +108,12 @@ pub enum WriteOp {
         role: MemberRole,
         at: Millis,
     },
+    /// Admits one more membership of `user` unless they are already a member of `max`
+    /// rooms (already being a member of `room` counts as admitted). Checked by the single
+    /// writer in the same transaction as the membership it guards, so parallel joins cannot
+    /// overshoot the cap. A refusal ends its group: the group's later ops are skipped and
+    /// nothing of the group is written, so put it first.
+    ClaimRoomSlot { room: RoomId, user: UserId, max: i64 },
     /// Ends a membership.
     RemoveMember { room: RoomId, user: UserId },
     /// Stores messages in order, assigning the next seqs; retries (same sender and
@@ -169,6 +175,8 @@ pub enum WriteOutcome {
     Notifications(Vec<(NotificationRow, bool)>),
     /// Users touched by the op.
     Users(Vec<String>),
+    /// Whether a [`WriteOp::ClaimRoomSlot`] admitted the user.
+    RoomSlot { user: UserId, admitted: bool },
     /// The member's watermarks after the op, and whether the reported one moved.
     Watermark {
         delivered_seq: i64,

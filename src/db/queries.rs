@@ -33,16 +33,33 @@ pub fn write_batch(
         let mut results = Vec::with_capacity(groups.len());
         for group in groups {
             let r = c.transaction(|c| {
-                group
-                    .iter()
-                    .map(|op| apply(c, op))
-                    .collect::<QueryResult<Vec<_>>>()
+                let mut out = Vec::with_capacity(group.len());
+                for op in group {
+                    let outcome = apply(c, op)?;
+                    let stop = ends_group(&outcome);
+                    out.push(outcome);
+                    if stop {
+                        break;
+                    }
+                }
+                Ok::<_, diesel::result::Error>(out)
             });
             results.push(r.map_err(PersistError::from));
         }
         Ok(results)
     })?;
     Ok(results)
+}
+
+/// An outcome after which the rest of its group is skipped (a refused room slot).
+fn ends_group(outcome: &WriteOutcome) -> bool {
+    matches!(
+        outcome,
+        WriteOutcome::RoomSlot {
+            admitted: false,
+            ..
+        }
+    )
 }
 
 /// Errors from the merged attempt that a group-by-group write may get past; a lost
@@ -76,7 +93,12 @@ fn write_batch_merged(
             // Earlier appends go first: later ops may depend on them (e.g. a new member's
             // watermarks start at the room's last seq).
             append_merged(c, groups, &mut appends, &mut outcomes)?;
-            outcomes[gi][oi] = Some(apply(c, op)?);
+            let outcome = apply(c, op)?;
+            let stop = ends_group(&outcome);
+            outcomes[gi][oi] = Some(outcome);
+            if stop {
+                break;
+            }
         }
     }
     append_merged(c, groups, &mut appends, &mut outcomes)?;
@@ -265,6 +287,23 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
                 .on_conflict_do_nothing()
                 .execute(c)?;
             Ok(WriteOutcome::Changed(n > 0))
+        }
+        WriteOp::ClaimRoomSlot { room, user, max } => {
+            let already: i64 = members::table
+                .find((room.as_str(), user.as_str()))
+                .count()
+                .get_result(c)?;
+            let admitted = already > 0 || {
+                let n: i64 = members::table
+                    .filter(members::user_id.eq(user.as_str()))
+                    .count()
+                    .get_result(c)?;
+                n < *max
+            };
+            Ok(WriteOutcome::RoomSlot {
+                user: user.clone(),
+                admitted,
+            })
         }
         WriteOp::AddMember {
             room,
