@@ -36,6 +36,8 @@ pub struct CommitStats {
     pub batches: u64,
     pub groups: u64,
     pub failed_batches: u64,
+    /// Batches whose merged attempt failed and that were rewritten group by group.
+    pub per_group_batches: u64,
     pub last_batch_groups: usize,
     pub max_batch_groups: usize,
     pub last_batch_ms: f64,
@@ -84,8 +86,12 @@ impl CommitQueue {
                     .commit_seconds
                     .observe(started.elapsed().as_secs_f64());
                 match res.map_err(PersistError::from).and_then(|r| r) {
-                    Ok(results) => {
-                        for (tx, r) in replies.into_iter().zip(results) {
+                    Ok(batch) => {
+                        if batch.per_group {
+                            act.stats.per_group_batches += 1;
+                            METRICS.commit_per_group_batches.inc();
+                        }
+                        for (tx, r) in replies.into_iter().zip(batch.results) {
                             // A dropped receiver means the asker went away; the data is stored anyway.
                             let _ = tx.send(r);
                         }

@@ -156,6 +156,14 @@ impl DbConnection {
         &mut self,
         groups: &[Vec<WriteOp>],
     ) -> Result<Vec<Result<Vec<WriteOutcome>, PersistError>>, PersistError> {
+        Ok(self.write_batch_report(groups)?.results)
+    }
+    /// [`write_batch`](Self::write_batch), also telling whether the batch had to be
+    /// rewritten group by group.
+    pub fn write_batch_report(
+        &mut self,
+        groups: &[Vec<WriteOp>],
+    ) -> Result<models::BatchWrite, PersistError> {
         dispatch!(self, write_batch(groups))
     }
     pub fn load_room(&mut self, room: &RoomId) -> Result<Option<RoomRecord>, PersistError> {

@@ -8,6 +8,7 @@ use crate::domain::{
     ChosenStatus, MessageBody, MessageKind, Millis, Priority, ReceiptStatus, RoomId, RoomKind,
     UserId,
 };
+use crate::error::PersistError;
 
 /// A member's role in a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -183,6 +184,15 @@ pub enum WriteOutcome {
         read_seq: i64,
         advanced: bool,
     },
+}
+
+/// What writing one commit batch gave: each group's outcomes or error, and how it was written.
+#[derive(Debug)]
+pub struct BatchWrite {
+    pub results: Vec<Result<Vec<WriteOutcome>, PersistError>>,
+    /// The merged, set-wise attempt failed and the batch was rewritten group by group (one
+    /// rollback plus a savepoint per group: the expensive path).
+    pub per_group: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -231,3 +231,129 @@ async fn parallel_joins_never_exceed_max_rooms_per_user() {
         .expect("count");
     assert_eq!(n, 3);
 }
+
+mod storage {
+    //! The storage side: a retried message in a merged batch.
+
+    use herald::db::models::{MemberRole, NewMessage, WriteOp, WriteOutcome};
+    use herald::domain::{MessageBody, MessageKind, Priority};
+    use serde_json::json;
+
+    use super::{open, room, uid};
+    use herald::testkit::TestDatabase;
+
+    fn msg(sender: &str, text: &str, cmid: &str) -> NewMessage {
+        NewMessage {
+            id: uuid::Uuid::new_v4().to_string(),
+            sender: uid(sender),
+            kind: MessageKind::Text,
+            body: MessageBody::parse(MessageKind::Text, &json!({ "text": text }), 1024)
+                .expect("valid body"),
+            priority: Priority::Normal,
+            client_msg_id: Some(cmid.to_owned()),
+            created_at: 1,
+        }
+    }
+
+    fn appended(o: &[WriteOutcome]) -> Vec<(i64, String, bool)> {
+        o.iter()
+            .flat_map(|o| match o {
+                WriteOutcome::Appended(list) => list
+                    .iter()
+                    .map(|a| {
+                        let body: serde_json::Value =
+                            serde_json::from_str(&a.message.body).expect("stored body");
+                        (
+                            a.message.seq,
+                            body["text"].as_str().unwrap_or_default().to_owned(),
+                            a.duplicate,
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+                other => panic!("unexpected outcome {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_retry_in_a_merged_batch_costs_only_its_own_group() {
+        // Arrange: 50 users in 10 rooms; alice's "x1" is stored already.
+        let db = TestDatabase::new();
+        let mut c = open(&db);
+        c.run_migrations().expect("migrations");
+        let mut ops = Vec::new();
+        for r in 0..10 {
+            ops.push(WriteOp::EnsureRoom {
+                room: room(&format!("public:r{r}")),
+                name: None,
+                created_by: None,
+                at: 1,
+            });
+            for u in 0..5 {
+                ops.push(WriteOp::AddMember {
+                    room: room(&format!("public:r{r}")),
+                    user: uid(&format!("u{}", r * 5 + u)),
+                    role: MemberRole::Member,
+                    at: 1,
+                });
+            }
+        }
+        ops.push(WriteOp::AddMember {
+            room: room("public:r0"),
+            user: uid("alice"),
+            role: MemberRole::Member,
+            at: 1,
+        });
+        c.write_batch(&[ops]).expect("setup");
+        let first = c
+            .write_batch_report(&[vec![WriteOp::AppendMessages {
+                room: room("public:r0"),
+                messages: vec![msg("alice", "original", "x1")],
+            }]])
+            .expect("first");
+        assert_eq!(
+            appended(first.results[0].as_ref().expect("stored")),
+            vec![(1, "original".to_owned(), false)]
+        );
+        // Act: 50 fresh groups with the retry in the middle of them.
+        let mut batch = Vec::new();
+        for i in 0..50 {
+            if i == 25 {
+                batch.push(vec![WriteOp::AppendMessages {
+                    room: room("public:r0"),
+                    messages: vec![msg("alice", "retry", "x1")],
+                }]);
+            }
+            batch.push(vec![WriteOp::AppendMessages {
+                room: room(&format!("public:r{}", i / 5)),
+                messages: vec![msg(&format!("u{i}"), &format!("m{i}"), "c1")],
+            }]);
+        }
+        let report = c.write_batch_report(&batch).expect("batch");
+        // Assert: written set-wise (no per-group rewrite), the retry answered with the original,
+        // and every other group stored once with gap-free seqs.
+        assert!(
+            !report.per_group,
+            "one retry made the whole batch of {} groups fall back",
+            batch.len()
+        );
+        let mut next = vec![1i64; 10];
+        next[0] = 2;
+        let mut j = 0;
+        for (gi, g) in report.results.iter().enumerate() {
+            let got = appended(g.as_ref().expect("group stored"));
+            if gi == 25 {
+                assert_eq!(got, vec![(1, "original".to_owned(), true)]);
+                continue;
+            }
+            let r = j / 5;
+            assert_eq!(got, vec![(next[r], format!("m{j}"), false)]);
+            next[r] += 1;
+            j += 1;
+        }
+        let (history, _) = c
+            .history(&room("public:r0"), None, None, 100)
+            .expect("history");
+        assert_eq!(history.len(), 6, "the retry is not stored twice");
+    }
+}
