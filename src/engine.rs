@@ -74,7 +74,12 @@ impl Engine {
         let read_pool = pool.clone();
         let reader = SyncArbiter::start(readers, move || Database::new(read_pool.clone()));
         let writer = SyncArbiter::start(1, move || Database::new(pool.clone()));
-        let commits = CommitQueue::new(writer, settings.commit_max_batch).start();
+        let commits = CommitQueue::new(
+            writer,
+            settings.commit_max_batch,
+            settings.costs.commit_queue_max,
+        )
+        .start();
         let store = Store {
             reader,
             commits,

@@ -21,7 +21,7 @@ use crate::error::PersistError;
 /// rolled back and the batch is written again group by group, each group in a savepoint, so
 /// a refused group does not undo the others.
 pub fn write_batch(c: &mut Conn, groups: &[Vec<WriteOp>]) -> Result<BatchWrite, PersistError> {
-    match c.transaction(|c| write_batch_merged(c, groups)) {
+    match super::write_transaction(c, |c| write_batch_merged(c, groups)) {
         Ok(results) => {
             return Ok(BatchWrite {
                 results,
@@ -31,7 +31,7 @@ pub fn write_batch(c: &mut Conn, groups: &[Vec<WriteOp>]) -> Result<BatchWrite, 
         Err(e) if !worth_retrying_by_group(&e) => return Err(e.into()),
         Err(_) => {}
     }
-    let results = c.transaction::<_, diesel::result::Error, _>(|c| {
+    let results = super::write_transaction::<_, diesel::result::Error>(c, |c| {
         let mut results = Vec::with_capacity(groups.len());
         for group in groups {
             let r = c.transaction(|c| {

@@ -232,6 +232,112 @@ async fn parallel_joins_never_exceed_max_rooms_per_user() {
     assert_eq!(n, 3);
 }
 
+/// Holds the database's write lock from another connection until dropped, so the writer
+/// stalls as it would on a slow disk or a locked table.
+struct StalledWriter(DbConnection);
+
+impl StalledWriter {
+    fn start(db: &TestDatabase) -> Self {
+        use diesel::connection::SimpleConnection;
+        let mut c = open(db);
+        match &mut c {
+            DbConnection::Sqlite(c) => c.batch_execute("BEGIN IMMEDIATE"),
+            DbConnection::Postgres(c) => {
+                c.batch_execute("BEGIN; LOCK TABLE messages IN EXCLUSIVE MODE")
+            }
+        }
+        .expect("take the write lock");
+        StalledWriter(c)
+    }
+
+    fn release(mut self) {
+        use diesel::connection::SimpleConnection;
+        match &mut self.0 {
+            DbConnection::Sqlite(c) => c.batch_execute("ROLLBACK"),
+            DbConnection::Postgres(c) => c.batch_execute("ROLLBACK"),
+        }
+        .expect("release the write lock");
+    }
+}
+
+#[actix_web::test]
+async fn a_full_commit_queue_refuses_with_retry_after_and_loses_nothing_accepted() {
+    // Arrange: a queue of 3 groups, ten users each in their own room.
+    init_logs();
+    let db = TestDatabase::new();
+    let mut settings = test_settings(&db.url);
+    settings.costs.commit_queue_max = 3;
+    let engine = start_engine(settings).await;
+    let mut probes = Vec::new();
+    for i in 0..10 {
+        let p = connected(&engine, &format!("w{i}")).await;
+        engine
+            .join(&uid(&format!("w{i}")), p.id(), room(&format!("public:q{i}")), None)
+            .await
+            .expect("join");
+        probes.push(p);
+    }
+    let send = |i: usize| {
+        let engine = engine.clone();
+        let origin = probes[i].id();
+        async move {
+            let req = herald::protocol::SendRequest {
+                target: herald::protocol::SendTarget::Room(room(&format!("public:q{i}"))),
+                kind: herald::domain::MessageKind::Text,
+                body: herald::domain::MessageBody::parse(
+                    herald::domain::MessageKind::Text,
+                    &serde_json::json!({ "text": format!("m{i}") }),
+                    1000,
+                )
+                .expect("body"),
+                priority: herald::domain::Priority::Normal,
+                client_msg_id: Some(format!("c{i}")),
+            };
+            engine.send_message(&uid(&format!("w{i}")), Some(origin), req).await
+        }
+    };
+    // Act: stall the writer; one send goes in flight, then nine more arrive.
+    let stall = StalledWriter::start(&db);
+    let first = actix::spawn(send(0));
+    actix::clock::sleep(Duration::from_millis(300)).await;
+    let rest = join_all((1..10).map(|i| {
+        let f = send(i);
+        async move { (i, f.await) }
+    }));
+    let release = async {
+        actix::clock::sleep(Duration::from_millis(1_000)).await;
+        stall.release();
+    };
+    let (rest, ()) = futures_util::future::join(rest, release).await;
+    let first = first.await.expect("first send task");
+    // Assert: three queued behind the one in flight were stored; the other six were refused
+    // at once with `unavailable` and a retry hint, and stored nothing.
+    assert!(first.is_ok(), "{first:?}");
+    let mut acked = vec![0usize];
+    let mut refused = Vec::new();
+    for (i, r) in rest {
+        match r {
+            Ok(_) => acked.push(i),
+            Err(e) => {
+                assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
+                assert!(e.retry_after_ms().is_some_and(|ms| ms > 0), "{e:?}");
+                refused.push(i);
+            }
+        }
+    }
+    assert_eq!((acked.len(), refused.len()), (4, 6), "acked {acked:?}");
+    let mut c = open(&db);
+    for i in 0..10 {
+        let (history, _) = c
+            .history(&room(&format!("public:q{i}")), None, None, 10)
+            .expect("history");
+        let want = usize::from(acked.contains(&i));
+        assert_eq!(history.len(), want, "room q{i}");
+    }
+    let stats = engine.stats().await.expect("stats");
+    assert_eq!(stats["persistence"]["refused_groups"], 6);
+}
+
 mod storage {
     //! The storage side: a retried message in a merged batch.
 
