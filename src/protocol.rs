@@ -720,7 +720,10 @@ mod tests {
             &crate::error::EngineError::Forbidden("no".into()),
         ))
         .unwrap();
-        assert_eq!(plain, json!({"type":"error","code":"forbidden","error":"no"}));
+        assert_eq!(
+            plain,
+            json!({"type":"error","code":"forbidden","error":"no"})
+        );
     }
 
     #[test]

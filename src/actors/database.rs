@@ -299,17 +299,3 @@ impl Handler<LoadPreferences> for Database {
         self.with_conn(|c| c.preferences(&users))
     }
 }
-
-/// Asked before a user becomes a member of one more room.
-#[derive(Message)]
-#[rtype(result = "Result<i64, PersistError>")]
-pub struct CountUserRooms {
-    pub user: UserId,
-}
-
-impl Handler<CountUserRooms> for Database {
-    type Result = Result<i64, PersistError>;
-    fn handle(&mut self, msg: CountUserRooms, _: &mut SyncContext<Self>) -> Self::Result {
-        self.with_conn(|c| c.count_user_rooms(&msg.user))
-    }
-}

@@ -125,7 +125,11 @@ impl RoomSupervisor {
         for h in sessions.values() {
             if self.complete.contains(&h.id) {
                 known = true;
-                if self.session_rooms.get(&h.id).is_some_and(|s| s.contains(room)) {
+                if self
+                    .session_rooms
+                    .get(&h.id)
+                    .is_some_and(|s| s.contains(room))
+                {
                     return Some(true);
                 }
             }

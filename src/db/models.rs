@@ -114,7 +114,11 @@ pub enum WriteOp {
     /// writer in the same transaction as the membership it guards, so parallel joins cannot
     /// overshoot the cap. A refusal ends its group: the group's later ops are skipped and
     /// nothing of the group is written, so put it first.
-    ClaimRoomSlot { room: RoomId, user: UserId, max: i64 },
+    ClaimRoomSlot {
+        room: RoomId,
+        user: UserId,
+        max: i64,
+    },
     /// Ends a membership.
     RemoveMember { room: RoomId, user: UserId },
     /// Stores messages in order, assigning the next seqs; retries (same sender and

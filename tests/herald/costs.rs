@@ -215,7 +215,12 @@ async fn parallel_joins_never_exceed_max_rooms_per_user() {
         let session = if i % 2 == 0 { s1.id() } else { s2.id() };
         async move {
             engine
-                .join(&uid("hoarder"), session, room(&format!("public:r{i}")), None)
+                .join(
+                    &uid("hoarder"),
+                    session,
+                    room(&format!("public:r{i}")),
+                    None,
+                )
                 .await
         }
     });
@@ -226,9 +231,7 @@ async fn parallel_joins_never_exceed_max_rooms_per_user() {
     for r in results.iter().filter_map(|r| r.as_ref().err()) {
         assert_eq!(r.code(), ErrorCode::LimitExceeded, "{r}");
     }
-    let n = open(&db)
-        .count_user_rooms(&uid("hoarder"))
-        .expect("count");
+    let n = open(&db).count_user_rooms(&uid("hoarder")).expect("count");
     assert_eq!(n, 3);
 }
 
@@ -272,7 +275,12 @@ async fn a_full_commit_queue_refuses_with_retry_after_and_loses_nothing_accepted
     for i in 0..10 {
         let p = connected(&engine, &format!("w{i}")).await;
         engine
-            .join(&uid(&format!("w{i}")), p.id(), room(&format!("public:q{i}")), None)
+            .join(
+                &uid(&format!("w{i}")),
+                p.id(),
+                room(&format!("public:q{i}")),
+                None,
+            )
             .await
             .expect("join");
         probes.push(p);
@@ -293,7 +301,9 @@ async fn a_full_commit_queue_refuses_with_retry_after_and_loses_nothing_accepted
                 priority: herald::domain::Priority::Normal,
                 client_msg_id: Some(format!("c{i}")),
             };
-            engine.send_message(&uid(&format!("w{i}")), Some(origin), req).await
+            engine
+                .send_message(&uid(&format!("w{i}")), Some(origin), req)
+                .await
         }
     };
     // Act: stall the writer; one send goes in flight, then nine more arrive.
@@ -443,7 +453,7 @@ mod storage {
             "one retry made the whole batch of {} groups fall back",
             batch.len()
         );
-        let mut next = vec![1i64; 10];
+        let mut next = [1i64; 10];
         next[0] = 2;
         let mut j = 0;
         for (gi, g) in report.results.iter().enumerate() {

@@ -54,8 +54,7 @@ impl Handler<JoinMember> for Room {
         let already = self.is_member(&msg.user);
         // Access first (a stranger learns nothing about a private room's size), then capacity,
         // counting joins still being written (a user already holding a slot keeps it).
-        if !already && self.id.kind() == RoomKind::Public && !self.joining.contains_key(&msg.user)
-        {
+        if !already && self.id.kind() == RoomKind::Public && !self.joining.contains_key(&msg.user) {
             if let Err(e) = self.check_room_capacity() {
                 return Box::pin(async move { Err(e) });
             }
