@@ -146,13 +146,13 @@ impl RoomSupervisor {
         }
     }
 
-    /// Stops a room that was started for a request that was then refused, unless something
-    /// else has used it since.
-    fn drop_unused_room(&mut self, id: &RoomId) {
+    /// Stops a room that was started (at `started`) for a request that was then refused,
+    /// unless anything has used it since: another request may be waiting on it.
+    fn drop_unused_room(&mut self, id: &RoomId, started: Instant) {
         let unused = self
             .rooms
             .get(id)
-            .is_some_and(|e| e.subscribers.load(Ordering::Relaxed) == 0);
+            .is_some_and(|e| e.last_used == started && e.subscribers.load(Ordering::Relaxed) == 0);
         if unused {
             if let Some(e) = self.rooms.remove(id) {
                 METRICS.rooms_active.dec();
@@ -357,6 +357,11 @@ impl Handler<Join> for RoomSupervisor {
         }
         let fresh = !self.rooms.contains_key(&msg.room);
         let addr = self.room(&msg.room);
+        let started = self
+            .rooms
+            .get(&msg.room)
+            .map(|e| e.last_used)
+            .filter(|_| fresh);
         let q = JoinMember {
             user: msg.user.clone(),
             since_seq: msg.since_seq,
@@ -370,8 +375,8 @@ impl Handler<Join> for RoomSupervisor {
                     Ok(Ok(j)) => j,
                     Ok(Err(e)) => {
                         // A refused join must not leave a room actor behind.
-                        if fresh {
-                            act.drop_unused_room(&msg.room);
+                        if let Some(started) = started {
+                            act.drop_unused_room(&msg.room, started);
                         }
                         return Err(e);
                     }

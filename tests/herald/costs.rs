@@ -233,6 +233,8 @@ async fn parallel_joins_never_exceed_max_rooms_per_user() {
     }
     let n = open(&db).count_user_rooms(&uid("hoarder")).expect("count");
     assert_eq!(n, 3);
+    // A refused join does not leave its freshly started room behind.
+    assert_eq!(active_rooms(&engine).await, 3);
 }
 
 /// Holds the database's write lock from another connection until dropped, so the writer
