@@ -217,6 +217,27 @@ pub struct Settings {
     pub room_idle: Duration,
     /// HTTP worker threads (0 = one per core).
     pub workers: usize,
+    /// Bounds on the work one request can cause (mentions per message, queued writes).
+    pub costs: CostLimits,
+}
+
+/// Bounds on the work a cheap request can cause on the server, so that work stays cheap.
+#[derive(Debug, Clone)]
+pub struct CostLimits {
+    /// Distinct `@mentions` of one message acted on (notified); the rest are ignored.
+    pub max_mentions: usize,
+    /// Write groups the commit queue holds waiting for the writer; beyond it, writes are
+    /// refused with `unavailable` and a `retry_after_ms` instead of queueing without bound.
+    pub commit_queue_max: usize,
+}
+
+impl Default for CostLimits {
+    fn default() -> Self {
+        CostLimits {
+            max_mentions: 50,
+            commit_queue_max: 20_000,
+        }
+    }
 }
 
 /// Limits on what one client may do. Every one is a setting and documented; the defaults never
@@ -385,6 +406,7 @@ impl Default for Settings {
             commit_max_batch: 512,
             room_idle: Duration::from_secs(60),
             workers: 0,
+            costs: CostLimits::default(),
         }
     }
 }
@@ -828,6 +850,17 @@ pub struct ServeArgs {
     /// HTTP worker threads (0: one per core).
     #[arg(long, global = true, env = "HERALD_WORKERS", default_value_t = 0)]
     pub workers: usize,
+    /// Distinct @mentions acted on per message.
+    #[arg(long, global = true, env = "HERALD_MAX_MENTIONS", default_value_t = 50)]
+    pub max_mentions: usize,
+    /// Write groups waiting in the commit queue before writes are refused (unavailable).
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_COMMIT_QUEUE_MAX",
+        default_value_t = 20_000
+    )]
+    pub commit_queue_max: usize,
 }
 
 impl Settings {
@@ -921,6 +954,10 @@ impl Settings {
             s.commit_max_batch = a.commit_max_batch.max(1);
             s.room_idle = Duration::from_millis(a.room_idle_ms);
             s.workers = a.workers;
+            s.costs = CostLimits {
+                max_mentions: a.max_mentions,
+                commit_queue_max: a.commit_queue_max.max(1),
+            };
         }
         s
     }

@@ -109,7 +109,12 @@ impl Engine {
         let read_pool = pool.clone();
         let reader = SyncArbiter::start(readers, move || Database::new(read_pool.clone()));
         let writer = SyncArbiter::start(1, move || Database::new(pool.clone()));
-        let commits = CommitQueue::new(writer, settings.commit_max_batch).start();
+        let commits = CommitQueue::new(
+            writer,
+            settings.commit_max_batch,
+            settings.costs.commit_queue_max,
+        )
+        .start();
         let store = Store {
             reader,
             commits,
@@ -135,6 +140,7 @@ impl Engine {
                 center: notifications.clone().recipient(),
                 mentions: settings.notify_mentions,
                 offline_direct: settings.notify_offline_direct,
+                max_mentions: settings.costs.max_mentions,
             },
         )
         .start();
@@ -195,7 +201,8 @@ impl Engine {
                 .reader
                 .send(crate::actors::database::LoadSessionStart {
                     user: handle.user.clone(),
-                    rooms_limit: self.settings.limits.max_rooms_per_user as i64,
+                    // One more than the cap: a full answer proves the set complete.
+                    rooms_limit: self.settings.limits.max_rooms_per_user as i64 + 1,
                     now: self.settings.clock.now(),
                 })
                 .await,
@@ -205,10 +212,12 @@ impl Engine {
             .iter()
             .filter_map(|r| RoomId::parse(&r.room).ok())
             .collect();
+        let complete = ids.len() <= self.settings.limits.max_rooms_per_user;
         self.rooms
             .send(SubscribeSession {
                 handle: handle.clone(),
                 rooms: ids.clone(),
+                complete,
             })
             .await?;
         self.presence

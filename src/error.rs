@@ -93,6 +93,9 @@ pub enum PersistError {
     /// A constraint refused the write (a bug in the caller's checks, or a race it lost).
     #[error("constraint violated: {0}")]
     Constraint(String),
+    /// The commit queue is full: the write was refused before queueing; nothing was stored.
+    #[error("the write queue is full; retry in {retry_after_ms} ms")]
+    Overloaded { retry_after_ms: u64 },
 }
 
 impl From<diesel::result::Error> for PersistError {
@@ -144,6 +147,9 @@ pub enum EngineError {
     TooLarge(String),
     #[error("{0}")]
     RateLimited(String),
+    /// The server is shedding writes; the client should retry after `retry_after_ms`.
+    #[error("the server is busy, nothing was stored; retry in {retry_after_ms} ms")]
+    Overloaded { retry_after_ms: u64 },
 }
 
 impl EngineError {
@@ -158,6 +164,15 @@ impl EngineError {
             EngineError::LimitExceeded(_) => ErrorCode::LimitExceeded,
             EngineError::TooLarge(_) => ErrorCode::TooLarge,
             EngineError::RateLimited(_) => ErrorCode::RateLimited,
+            EngineError::Overloaded { .. } => ErrorCode::Unavailable,
+        }
+    }
+
+    /// How long the client should wait before retrying, when the server said so.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            EngineError::Overloaded { retry_after_ms } => Some(*retry_after_ms),
+            _ => None,
         }
     }
 
@@ -178,6 +193,9 @@ impl From<PersistError> for EngineError {
                 )
             }
             PersistError::Constraint(m) => EngineError::Conflict(m),
+            PersistError::Overloaded { retry_after_ms } => {
+                EngineError::Overloaded { retry_after_ms }
+            }
         }
     }
 }

@@ -46,6 +46,21 @@ pub struct Metrics {
     pub unauthenticated: IntGauge,
     /// Engine.IO sessions closed for not sending CONNECT (or an upgrade probe) in time.
     pub preauth_timeouts: IntCounter,
+    /// Live room actors (each holds its membership in memory and lives until idle).
+    pub rooms_active: IntGauge,
+    /// Write groups waiting in the commit queue.
+    pub commit_queue_depth: IntGauge,
+    /// Write groups refused because the commit queue was full (answered `unavailable`).
+    pub commit_refused: IntCounter,
+    /// Commit batches that had to be rewritten group by group after the merged attempt
+    /// failed (each costs a rollback and one savepoint per group).
+    pub commit_per_group_batches: IntCounter,
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    let _ = r.register(Box::new(g.clone()));
+    g
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -143,6 +158,22 @@ impl Metrics {
                 &registry,
                 "commit_failures_total",
                 "Commit batches that failed",
+            ),
+            rooms_active: gauge(&registry, "rooms_active", "Live room actors"),
+            commit_queue_depth: gauge(
+                &registry,
+                "commit_queue_depth",
+                "Write groups waiting in the commit queue",
+            ),
+            commit_refused: counter(
+                &registry,
+                "commit_refused_total",
+                "Write groups refused because the commit queue was full",
+            ),
+            commit_per_group_batches: counter(
+                &registry,
+                "commit_per_group_batches_total",
+                "Commit batches rewritten group by group after the merged attempt failed",
             ),
             registry,
             connections,

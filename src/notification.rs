@@ -2,6 +2,8 @@
 //! (quiet hours in an IANA time zone, do-not-disturb, mutes, minimum priority) and the
 //! decisions made from them, plus `@mention` parsing. Pure functions, unit-tested here.
 
+use std::collections::HashSet;
+
 use chrono::{NaiveTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -213,12 +215,19 @@ impl Preferences {
     }
 }
 
-/// The users `@mentioned` in a text (`@` followed by a user id), without duplicates.
-pub fn mentions(text: &str) -> Vec<UserId> {
+/// The users `@mentioned` in a text (`@` followed by a user id), without duplicates, in
+/// order of first mention, at most `max` of them.
+///
+/// One pass over the text with a set for the duplicates: a 64 KiB text can hold ~13,000
+/// mentions, and a `Vec::contains` per mention would cost ~10^8 comparisons on the room's
+/// thread. Scanning stops at the `max`-th distinct user, so a message never costs more than
+/// `max` notifications whatever it holds.
+pub fn mentions(text: &str, max: usize) -> Vec<UserId> {
     let mut out: Vec<UserId> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     let bytes = text.as_bytes();
     let mut i = 0;
-    while i < bytes.len() {
+    while i < bytes.len() && out.len() < max {
         if bytes[i] == b'@' && (i == 0 || !(bytes[i - 1] as char).is_ascii_alphanumeric()) {
             let start = i + 1;
             let mut end = start;
@@ -231,8 +240,10 @@ pub fn mentions(text: &str) -> Vec<UserId> {
             while end > start && bytes[end - 1] == b'.' {
                 end -= 1;
             }
-            if let Ok(u) = UserId::parse(&text[start..end]) {
-                if !out.contains(&u) {
+            let id = &text[start..end];
+            if !seen.contains(id) {
+                if let Ok(u) = UserId::parse(id) {
+                    seen.insert(id);
                     out.push(u);
                 }
             }
@@ -349,10 +360,33 @@ mod tests {
 
     #[test]
     fn mentions_are_found_once_each() {
-        let got: Vec<String> = mentions("hi @bob and @carol.x, @bob again; mail a@b.c. @dave.")
+        let got: Vec<String> = mentions("hi @bob and @carol.x, @bob again; mail a@b.c. @dave.", 50)
             .iter()
             .map(|u| u.to_string())
             .collect();
         assert_eq!(got, ["bob", "carol.x", "dave"]);
+    }
+
+    #[test]
+    fn thirteen_thousand_mentions_are_capped_at_the_setting() {
+        // Arrange: a 64 KiB text of ~13,000 distinct mentions, and one of 13,000 repeats.
+        let distinct: String = (0..13_000).map(|i| format!("@u{i} ")).collect();
+        let repeated = "@x ".repeat(13_000);
+        // Act
+        let capped = mentions(&distinct, 50);
+        let once = mentions(&repeated, 50);
+        // Assert: the first 50 distinct users in order, and a repeat counts once.
+        let want: Vec<String> = (0..50).map(|i| format!("u{i}")).collect();
+        let got: Vec<String> = capped.iter().map(|u| u.to_string()).collect();
+        assert_eq!(got, want);
+        assert_eq!(once.len(), 1);
+        assert_eq!(once[0].as_str(), "x");
+    }
+
+    #[test]
+    fn duplicates_do_not_use_up_the_mention_cap() {
+        let text = "@a @a @a @b @a @b @c @d";
+        let got: Vec<String> = mentions(text, 3).iter().map(|u| u.to_string()).collect();
+        assert_eq!(got, ["a", "b", "c"]);
     }
 }

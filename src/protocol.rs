@@ -531,6 +531,9 @@ struct ErrorFrame<'a> {
     reference: Option<&'a Value>,
     code: &'static str,
     error: &'a str,
+    /// Set when the server sheds load: wait this long before retrying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<u64>,
 }
 
 fn to_json<T: Serialize>(v: &T) -> String {
@@ -575,6 +578,19 @@ pub fn error(reference: Option<&Value>, code: ErrorCode, message: &str) -> Strin
         reference,
         code: code.as_str(),
         error: message,
+        retry_after_ms: None,
+    })
+}
+
+/// The `error` frame of an engine error; when the server asks for a pause (a full commit
+/// queue) it carries `retry_after_ms` at the top level too.
+pub fn engine_error(reference: Option<&Value>, e: &crate::error::EngineError) -> String {
+    to_json(&ErrorFrame {
+        kind: "error",
+        reference,
+        code: e.code().as_str(),
+        error: &e.to_string(),
+        retry_after_ms: e.retry_after_ms(),
     })
 }
 
@@ -685,6 +701,28 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<Value>(&f).unwrap(),
             json!({"type":"error","ref":"r1","code":"forbidden","error":"no"})
+        );
+    }
+
+    #[test]
+    fn overload_error_frames_carry_retry_after_ms_at_top_level() {
+        let e = crate::error::EngineError::Overloaded {
+            retry_after_ms: 250,
+        };
+        let f: Value = serde_json::from_str(&engine_error(Some(&json!("r1")), &e)).unwrap();
+        assert_eq!(f["type"], "error");
+        assert_eq!(f["ref"], "r1");
+        assert_eq!(f["code"], "unavailable");
+        assert_eq!(f["retry_after_ms"], 250);
+        assert!(f["error"].as_str().is_some_and(|m| m.contains("250 ms")));
+        let plain: Value = serde_json::from_str(&engine_error(
+            None,
+            &crate::error::EngineError::Forbidden("no".into()),
+        ))
+        .unwrap();
+        assert_eq!(
+            plain,
+            json!({"type":"error","code":"forbidden","error":"no"})
         );
     }
 

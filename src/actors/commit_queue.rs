@@ -6,6 +6,11 @@
 //! is answered only after its batch has committed, which is what lets a `send` ack mean
 //! "durably stored". Groups commit in arrival order, so per-room seqs come out in order.
 //!
+//! The queue is bounded (`HERALD_COMMIT_QUEUE_MAX` groups): when the writer falls behind,
+//! a new group is refused at once with [`PersistError::Overloaded`] and a `retry_after_ms`
+//! estimated from the batches ahead of it, instead of growing memory and latency without
+//! limit. A refused group was never queued, so nothing acknowledged is ever dropped.
+//!
 //! It sends only to the writer `Database` and never calls back into the engine.
 
 use std::time::Instant;
@@ -24,7 +29,11 @@ pub struct CommitQueue {
     writer: Addr<Database>,
     waiting: Vec<(Vec<WriteOp>, Reply)>,
     in_flight: bool,
+    /// When the batch in flight was sent, for estimating how long a refused writer waits.
+    in_flight_since: Option<Instant>,
     max_batch: usize,
+    /// Most groups waiting; more are refused with `Overloaded`.
+    max_queue: usize,
     /// Notified when the queue is empty and nothing is in flight (shutdown drain).
     drained: Vec<oneshot::Sender<()>>,
     stats: CommitStats,
@@ -36,6 +45,10 @@ pub struct CommitStats {
     pub batches: u64,
     pub groups: u64,
     pub failed_batches: u64,
+    /// Groups refused because the queue was full.
+    pub refused_groups: u64,
+    /// Batches whose merged attempt failed and that were rewritten group by group.
+    pub per_group_batches: u64,
     pub last_batch_groups: usize,
     pub max_batch_groups: usize,
     pub last_batch_ms: f64,
@@ -43,12 +56,14 @@ pub struct CommitStats {
 }
 
 impl CommitQueue {
-    pub fn new(writer: Addr<Database>, max_batch: usize) -> Self {
+    pub fn new(writer: Addr<Database>, max_batch: usize, max_queue: usize) -> Self {
         CommitQueue {
             writer,
             waiting: Vec::new(),
             in_flight: false,
+            in_flight_since: None,
             max_batch,
+            max_queue: max_queue.max(1),
             drained: Vec::new(),
             stats: CommitStats::default(),
         }
@@ -68,12 +83,14 @@ impl CommitQueue {
         let (groups, replies): (Vec<_>, Vec<_>) = self.waiting.drain(..n).unzip();
         self.in_flight = true;
         let started = Instant::now();
+        self.in_flight_since = Some(started);
         let size = groups.len();
         self.writer
             .send(WriteBatch { groups })
             .into_actor(self)
             .map(move |res, act, ctx| {
                 act.in_flight = false;
+                act.in_flight_since = None;
                 act.stats.batches += 1;
                 act.stats.groups += size as u64;
                 act.stats.last_batch_groups = size;
@@ -84,8 +101,12 @@ impl CommitQueue {
                     .commit_seconds
                     .observe(started.elapsed().as_secs_f64());
                 match res.map_err(PersistError::from).and_then(|r| r) {
-                    Ok(results) => {
-                        for (tx, r) in replies.into_iter().zip(results) {
+                    Ok(batch) => {
+                        if batch.per_group {
+                            act.stats.per_group_batches += 1;
+                            METRICS.commit_per_group_batches.inc();
+                        }
+                        for (tx, r) in replies.into_iter().zip(batch.results) {
                             // A dropped receiver means the asker went away; the data is stored anyway.
                             let _ = tx.send(r);
                         }
@@ -100,10 +121,27 @@ impl CommitQueue {
                     }
                 }
                 act.flush(ctx);
+                METRICS.commit_queue_depth.set(act.waiting.len() as i64);
             })
             .spawn(ctx);
     }
+
+    /// How long a refused writer should wait: the batches ahead of it times the time a batch
+    /// takes now (the slower of the last one and the one in flight), within sane bounds.
+    fn retry_after_ms(&self) -> u64 {
+        let per_batch_ms = self
+            .in_flight_since
+            .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0)
+            .max(self.stats.last_batch_ms)
+            .max(1.0);
+        let ahead = self.waiting.len().div_ceil(self.max_batch.max(1)) + 1;
+        ((ahead as f64 * per_batch_ms) as u64).clamp(MIN_RETRY_AFTER_MS, MAX_RETRY_AFTER_MS)
+    }
 }
+
+/// Bounds of the `retry_after_ms` hint of a refused write.
+const MIN_RETRY_AFTER_MS: u64 = 50;
+const MAX_RETRY_AFTER_MS: u64 = 10_000;
 
 impl Actor for CommitQueue {
     type Context = Context<Self>;
@@ -121,9 +159,16 @@ impl Handler<Commit> for CommitQueue {
     type Result = ResponseFuture<Result<Vec<WriteOutcome>, PersistError>>;
 
     fn handle(&mut self, msg: Commit, ctx: &mut Context<Self>) -> Self::Result {
+        if self.waiting.len() >= self.max_queue {
+            self.stats.refused_groups += 1;
+            METRICS.commit_refused.inc();
+            let retry_after_ms = self.retry_after_ms();
+            return Box::pin(async move { Err(PersistError::Overloaded { retry_after_ms }) });
+        }
         let (tx, rx) = oneshot::channel();
         self.waiting.push((msg.ops, tx));
         self.flush(ctx);
+        METRICS.commit_queue_depth.set(self.waiting.len() as i64);
         Box::pin(async move {
             rx.await
                 .unwrap_or_else(|_| Err(PersistError::Unavailable("commit queue stopped".into())))

@@ -9,8 +9,8 @@
 use actix::prelude::*;
 
 use crate::db::models::{
-    MessageStatusRecord, NotificationQuery, NotificationRow, RoomRecord, RoomSummary,
-    StoredMessage, UserRecord, WriteOp, WriteOutcome,
+    BatchWrite, MessageStatusRecord, NotificationQuery, NotificationRow, RoomRecord, RoomSummary,
+    StoredMessage, UserRecord, WriteOp,
 };
 use crate::db::{DbConnection, DbPool};
 use crate::domain::{RoomId, UserId};
@@ -40,15 +40,15 @@ impl Actor for Database {
 
 /// Sent by the `CommitQueue` to the writer with everything collected since the last batch.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<Result<Vec<WriteOutcome>, PersistError>>, PersistError>")]
+#[rtype(result = "Result<BatchWrite, PersistError>")]
 pub struct WriteBatch {
     pub groups: Vec<Vec<WriteOp>>,
 }
 
 impl Handler<WriteBatch> for Database {
-    type Result = Result<Vec<Result<Vec<WriteOutcome>, PersistError>>, PersistError>;
+    type Result = Result<BatchWrite, PersistError>;
     fn handle(&mut self, msg: WriteBatch, _: &mut SyncContext<Self>) -> Self::Result {
-        self.with_conn(|c| c.write_batch(&msg.groups))
+        self.with_conn(|c| c.write_batch_report(&msg.groups))
     }
 }
 
@@ -297,19 +297,5 @@ impl Handler<LoadPreferences> for Database {
     fn handle(&mut self, msg: LoadPreferences, _: &mut SyncContext<Self>) -> Self::Result {
         let users: Vec<&str> = msg.users.iter().map(|u| u.as_str()).collect();
         self.with_conn(|c| c.preferences(&users))
-    }
-}
-
-/// Asked before a user becomes a member of one more room.
-#[derive(Message)]
-#[rtype(result = "Result<i64, PersistError>")]
-pub struct CountUserRooms {
-    pub user: UserId,
-}
-
-impl Handler<CountUserRooms> for Database {
-    type Result = Result<i64, PersistError>;
-    fn handle(&mut self, msg: CountUserRooms, _: &mut SyncContext<Self>) -> Self::Result {
-        self.with_conn(|c| c.count_user_rooms(&msg.user))
     }
 }

@@ -6,6 +6,12 @@
 //! connect time and on join, invitation or first direct message, and stops rooms that have
 //! had no subscribers and no traffic for `room_idle`.
 //!
+//! It also refuses, without starting a room, requests it can already tell are forbidden: once
+//! a session's full room set is loaded, the supervisor knows every room its user is a member
+//! of, so `typing`, `receipt` and `history` for any other room — and a `join` of a private or
+//! direct room — are answered here. A live room actor reads the database and stays for
+//! `room_idle`; a stranger naming thousands of rooms must not get one each.
+//!
 //! Sends to: rooms, sessions (`SessionControl`), the database readers.
 
 use std::collections::{HashMap, HashSet};
@@ -19,9 +25,10 @@ use actix::prelude::*;
 use super::inflight::InFlight;
 use super::room::*;
 use super::session::{SessionControl, SessionHandle};
-use crate::domain::{RoomId, SessionId, UserId};
+use crate::domain::{RoomId, RoomKind, SessionId, UserId};
 use crate::engine::Store;
 use crate::error::EngineError;
+use crate::metrics::METRICS;
 use crate::protocol::PresenceView;
 
 struct RoomEntry {
@@ -45,6 +52,9 @@ pub struct RoomSupervisor {
     /// Admitted sessions per user and per client address (held by their tickets).
     admitted: HashMap<UserId, usize>,
     admitted_ips: HashMap<IpAddr, usize>,
+    /// Sessions whose `session_rooms` hold all of their user's rooms (loaded at connect and
+    /// kept up to date since): membership questions about their user are answered here.
+    complete: HashSet<SessionId>,
     /// Connects, joins and leaves waiting for a read or a room.
     inflight: InFlight<Self>,
 }
@@ -66,6 +76,7 @@ impl RoomSupervisor {
             session_rooms: HashMap::new(),
             admitted: HashMap::new(),
             admitted_ips: HashMap::new(),
+            complete: HashSet::new(),
             inflight: InFlight::default(),
         }
     }
@@ -86,7 +97,7 @@ impl RoomSupervisor {
             subscribers.clone(),
         )
         .start();
-        self.rooms.insert(
+        let replaced = self.rooms.insert(
             id.clone(),
             RoomEntry {
                 addr: addr.clone(),
@@ -95,7 +106,55 @@ impl RoomSupervisor {
                 direct_ready: false,
             },
         );
+        if replaced.is_none() {
+            METRICS.rooms_active.inc();
+        }
         addr
+    }
+
+    /// Whether `user` is a member of `room`, as far as the subscriptions of the user's live
+    /// sessions tell: `None` when no session of the user has its full room set yet (a REST
+    /// caller without a session, or a session still loading), and the room must decide.
+    fn knows_member(&self, user: &UserId, room: &RoomId) -> Option<bool> {
+        let sessions = self.sessions.get(user)?;
+        let mut known = false;
+        for h in sessions.values() {
+            if self.complete.contains(&h.id) {
+                known = true;
+                if self
+                    .session_rooms
+                    .get(&h.id)
+                    .is_some_and(|s| s.contains(room))
+                {
+                    return Some(true);
+                }
+            }
+        }
+        known.then_some(false)
+    }
+
+    /// Refuses a request of `user` about `room` when the user is known not to be a member;
+    /// the room actor checks again, so only refusals are decided here.
+    fn refuse_stranger(&self, user: &UserId, room: &RoomId) -> Result<(), EngineError> {
+        match self.knows_member(user, room) {
+            Some(false) => Err(EngineError::no_access(room)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Stops a room that was started (at `started`) for a request that was then refused,
+    /// unless anything has used it since: another request may be waiting on it.
+    fn drop_unused_room(&mut self, id: &RoomId, started: Instant) {
+        let unused = self
+            .rooms
+            .get(id)
+            .is_some_and(|e| e.last_used == started && e.subscribers.load(Ordering::Relaxed) == 0);
+        if unused {
+            if let Some(e) = self.rooms.remove(id) {
+                METRICS.rooms_active.dec();
+                e.addr.do_send(Shutdown);
+            }
+        }
     }
 
     /// The live sessions of `user`, for a room to subscribe in the same turn that makes
@@ -160,6 +219,7 @@ impl RoomSupervisor {
             .collect();
         for id in stale {
             if let Some(e) = self.rooms.remove(&id) {
+                METRICS.rooms_active.dec();
                 // Messages the supervisor already forwarded are ahead of Shutdown in the
                 // room's mailbox; the room finishes in-flight writes before stopping.
                 e.addr.do_send(Shutdown);
@@ -204,6 +264,8 @@ impl Handler<Connect> for RoomSupervisor {
 pub struct SubscribeSession {
     pub handle: SessionHandle,
     pub rooms: Vec<RoomId>,
+    /// `rooms` is every room of the user (the read was not cut short by its limit).
+    pub complete: bool,
 }
 
 impl Handler<SubscribeSession> for RoomSupervisor {
@@ -221,6 +283,9 @@ impl Handler<SubscribeSession> for RoomSupervisor {
             if let Some(set) = self.session_rooms.get_mut(&msg.handle.id) {
                 set.insert(id);
             }
+        }
+        if msg.complete {
+            self.complete.insert(msg.handle.id);
         }
     }
 }
@@ -242,6 +307,7 @@ impl Handler<Disconnect> for RoomSupervisor {
                 self.sessions.remove(&msg.user);
             }
         }
+        self.complete.remove(&msg.session);
         for room in self.session_rooms.remove(&msg.session).unwrap_or_default() {
             if let Some(e) = self.rooms.get(&room) {
                 e.addr.do_send(Unsubscribe {
@@ -265,7 +331,21 @@ pub struct Join {
 impl Handler<Join> for RoomSupervisor {
     type Result = ResponseFuture<Result<Joined, EngineError>>;
     fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
+        // Only `public:` rooms are joined by asking; a private or direct room the user is
+        // known not to be in is refused without starting it.
+        if msg.room.kind() != RoomKind::Public
+            && self.knows_member(&msg.user, &msg.room) == Some(false)
+        {
+            let e = EngineError::no_access(&msg.room);
+            return Box::pin(async move { Err(e) });
+        }
+        let fresh = !self.rooms.contains_key(&msg.room);
         let addr = self.room(&msg.room);
+        let started = self
+            .rooms
+            .get(&msg.room)
+            .map(|e| e.last_used)
+            .filter(|_| fresh);
         let q = JoinMember {
             user: msg.user.clone(),
             since_seq: msg.since_seq,
@@ -275,7 +355,17 @@ impl Handler<Join> for RoomSupervisor {
         let answer = self.inflight.answer(
             addr.send(q),
             move |res, act: &mut Self, _| {
-                let joined = res??;
+                let joined = match res {
+                    Ok(Ok(j)) => j,
+                    Ok(Err(e)) => {
+                        // A refused join must not leave a room actor behind.
+                        if let Some(started) = started {
+                            act.drop_unused_room(&msg.room, started);
+                        }
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 act.subscribe_user(&msg.user, &msg.room, false);
                 Ok(joined)
             },
@@ -386,6 +476,9 @@ pub struct RouteTyping {
 impl Handler<RouteTyping> for RoomSupervisor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: RouteTyping, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.refuse_stranger(&msg.typing.user, &msg.room) {
+            return Box::pin(async move { Err(e) });
+        }
         let addr = self.room(&msg.room);
         Box::pin(async move { addr.send(msg.typing).await? })
     }
@@ -401,6 +494,9 @@ pub struct RouteReceipt {
 impl Handler<RouteReceipt> for RoomSupervisor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: RouteReceipt, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.refuse_stranger(&msg.receipt.user, &msg.room) {
+            return Box::pin(async move { Err(e) });
+        }
         let addr = self.room(&msg.room);
         Box::pin(async move { addr.send(msg.receipt).await? })
     }
@@ -417,6 +513,11 @@ impl Handler<RouteHistory> for RoomSupervisor {
     type Result =
         ResponseFuture<Result<(Vec<crate::db::models::StoredMessage>, bool), EngineError>>;
     fn handle(&mut self, msg: RouteHistory, _: &mut Context<Self>) -> Self::Result {
+        if !msg.history.admin {
+            if let Err(e) = self.refuse_stranger(&msg.history.user, &msg.room) {
+                return Box::pin(async move { Err(e) });
+            }
+        }
         let addr = self.room(&msg.room);
         Box::pin(async move { addr.send(msg.history).await? })
     }

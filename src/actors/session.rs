@@ -306,7 +306,10 @@ impl WsSession {
                         on_ok(act, ctx);
                         ctx.text(protocol::ack(reference.as_ref(), &data))
                     }
-                    Err(e) => send_error(ctx, reference.as_ref(), e.code(), &e.to_string()),
+                    Err(e) => {
+                        METRICS.errors.with_label_values(&[e.code().as_str()]).inc();
+                        ctx.text(protocol::engine_error(reference.as_ref(), &e))
+                    }
                 }
             },
             ctx,

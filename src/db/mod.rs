@@ -27,6 +27,18 @@ mod sqlite {
     pub fn placeholder(_n: usize) -> String {
         "?".to_owned()
     }
+    /// A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`): a
+    /// deferred one that reads first and then writes gets `SQLITE_BUSY` at once, without the
+    /// busy timeout, when another connection holds the lock.
+    pub fn write_transaction<T, E>(
+        c: &mut Conn,
+        f: impl FnOnce(&mut Conn) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<diesel::result::Error>,
+    {
+        c.immediate_transaction(f)
+    }
     pub mod queries {
         include!("queries.rs");
     }
@@ -38,6 +50,17 @@ mod pg {
     /// The `n`th (1-based) bind parameter in raw SQL.
     pub fn placeholder(n: usize) -> String {
         format!("${n}")
+    }
+    /// A write transaction (PostgreSQL takes row locks as it goes; nothing to do up front).
+    pub fn write_transaction<T, E>(
+        c: &mut Conn,
+        f: impl FnOnce(&mut Conn) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<diesel::result::Error>,
+    {
+        use diesel::Connection;
+        c.transaction(f)
     }
     pub mod queries {
         include!("queries.rs");
@@ -171,6 +194,14 @@ impl DbConnection {
         &mut self,
         groups: &[Vec<WriteOp>],
     ) -> Result<Vec<Result<Vec<WriteOutcome>, PersistError>>, PersistError> {
+        Ok(self.write_batch_report(groups)?.results)
+    }
+    /// [`write_batch`](Self::write_batch), also telling whether the batch had to be
+    /// rewritten group by group.
+    pub fn write_batch_report(
+        &mut self,
+        groups: &[Vec<WriteOp>],
+    ) -> Result<models::BatchWrite, PersistError> {
         dispatch!(self, write_batch(groups))
     }
     pub fn load_room(&mut self, room: &RoomId) -> Result<Option<RoomRecord>, PersistError> {

@@ -8,6 +8,7 @@ use crate::domain::{
     ChosenStatus, MessageBody, MessageKind, Millis, Priority, ReceiptStatus, RoomId, RoomKind,
     UserId,
 };
+use crate::error::PersistError;
 
 /// A member's role in a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -108,6 +109,16 @@ pub enum WriteOp {
         role: MemberRole,
         at: Millis,
     },
+    /// Admits one more membership of `user` unless they are already a member of `max`
+    /// rooms (already being a member of `room` counts as admitted). Checked by the single
+    /// writer in the same transaction as the membership it guards, so parallel joins cannot
+    /// overshoot the cap. A refusal ends its group: the group's later ops are skipped and
+    /// nothing of the group is written, so put it first.
+    ClaimRoomSlot {
+        room: RoomId,
+        user: UserId,
+        max: i64,
+    },
     /// Ends a membership.
     RemoveMember { room: RoomId, user: UserId },
     /// Stores messages in order, assigning the next seqs; retries (same sender and
@@ -170,12 +181,23 @@ pub enum WriteOutcome {
     Notifications(Vec<(NotificationRow, bool)>),
     /// Users touched by the op.
     Users(Vec<String>),
+    /// Whether a [`WriteOp::ClaimRoomSlot`] admitted the user.
+    RoomSlot { user: UserId, admitted: bool },
     /// The member's watermarks after the op, and whether the reported one moved.
     Watermark {
         delivered_seq: i64,
         read_seq: i64,
         advanced: bool,
     },
+}
+
+/// What writing one commit batch gave: each group's outcomes or error, and how it was written.
+#[derive(Debug)]
+pub struct BatchWrite {
+    pub results: Vec<Result<Vec<WriteOutcome>, PersistError>>,
+    /// The merged, set-wise attempt failed and the batch was rewritten group by group (one
+    /// rollback plus a savepoint per group: the expensive path).
+    pub per_group: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -20,29 +20,51 @@ use crate::error::PersistError;
 /// message turns out to be a retry, which needs the original looked up — that attempt is
 /// rolled back and the batch is written again group by group, each group in a savepoint, so
 /// a refused group does not undo the others.
-pub fn write_batch(
-    c: &mut Conn,
-    groups: &[Vec<WriteOp>],
-) -> Result<Vec<Result<Vec<WriteOutcome>, PersistError>>, PersistError> {
-    match c.transaction(|c| write_batch_merged(c, groups)) {
-        Ok(results) => return Ok(results),
+pub fn write_batch(c: &mut Conn, groups: &[Vec<WriteOp>]) -> Result<BatchWrite, PersistError> {
+    match super::write_transaction(c, |c| write_batch_merged(c, groups)) {
+        Ok(results) => {
+            return Ok(BatchWrite {
+                results,
+                per_group: false,
+            })
+        }
         Err(e) if !worth_retrying_by_group(&e) => return Err(e.into()),
         Err(_) => {}
     }
-    let results = c.transaction::<_, diesel::result::Error, _>(|c| {
+    let results = super::write_transaction::<_, diesel::result::Error>(c, |c| {
         let mut results = Vec::with_capacity(groups.len());
         for group in groups {
             let r = c.transaction(|c| {
-                group
-                    .iter()
-                    .map(|op| apply(c, op))
-                    .collect::<QueryResult<Vec<_>>>()
+                let mut out = Vec::with_capacity(group.len());
+                for op in group {
+                    let outcome = apply(c, op)?;
+                    let stop = ends_group(&outcome);
+                    out.push(outcome);
+                    if stop {
+                        break;
+                    }
+                }
+                Ok::<_, diesel::result::Error>(out)
             });
             results.push(r.map_err(PersistError::from));
         }
         Ok(results)
     })?;
-    Ok(results)
+    Ok(BatchWrite {
+        results,
+        per_group: true,
+    })
+}
+
+/// An outcome after which the rest of its group is skipped (a refused room slot).
+fn ends_group(outcome: &WriteOutcome) -> bool {
+    matches!(
+        outcome,
+        WriteOutcome::RoomSlot {
+            admitted: false,
+            ..
+        }
+    )
 }
 
 /// Errors from the merged attempt that a group-by-group write may get past; a lost
@@ -76,7 +98,12 @@ fn write_batch_merged(
             // Earlier appends go first: later ops may depend on them (e.g. a new member's
             // watermarks start at the room's last seq).
             append_merged(c, groups, &mut appends, &mut outcomes)?;
-            outcomes[gi][oi] = Some(apply(c, op)?);
+            let outcome = apply(c, op)?;
+            let stop = ends_group(&outcome);
+            outcomes[gi][oi] = Some(outcome);
+            if stop {
+                break;
+            }
         }
     }
     append_merged(c, groups, &mut appends, &mut outcomes)?;
@@ -105,16 +132,45 @@ fn append_merged(
             _ => None,
         })
         .collect();
+    // Retries (a known sender and client_msg_id) are answered with the stored original and
+    // take no seq, found with one lookup for the whole batch: left in, one retry would make
+    // the insert below refuse and roll back every group of the batch.
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for (_, _, _, msgs) in &ops {
+        for m in msgs.iter() {
+            if let Some(cmid) = m.client_msg_id.as_deref() {
+                keys.push((m.sender.as_str(), cmid));
+            }
+        }
+    }
+    let originals = stored_originals(c, &keys)?;
+    // Per message: a new row (its index in `rows`, filled below) or the key of its original
+    // (stored earlier, or new earlier in this batch).
+    let mut fresh_keys: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut plan: Vec<Vec<Result<usize, (&str, &str)>>> = Vec::with_capacity(ops.len());
+    let mut fresh: Vec<(&RoomId, &NewMessage)> = Vec::new();
+    for (_, _, room, msgs) in &ops {
+        let mut p = Vec::with_capacity(msgs.len());
+        for m in msgs.iter() {
+            if let Some(cmid) = m.client_msg_id.as_deref() {
+                let key = (m.sender.as_str(), cmid);
+                if originals.contains_key(&key) || fresh_keys.contains_key(&key) {
+                    p.push(Err(key));
+                    continue;
+                }
+                fresh_keys.insert(key, fresh.len());
+            }
+            p.push(Ok(fresh.len()));
+            fresh.push((room, m));
+        }
+        plan.push(p);
+    }
     // How many seqs each room needs (a batch holds up to hundreds of rooms: no linear scans).
     let mut need: HashMap<&str, i64> = HashMap::new();
-    for (_, _, room, msgs) in &ops {
-        *need.entry(room.as_str()).or_default() += msgs.len() as i64;
+    for (room, _) in &fresh {
+        *need.entry(room.as_str()).or_default() += 1;
     }
-    let counts: Vec<(&str, i64)> = need
-        .iter()
-        .filter(|(_, k)| **k > 0)
-        .map(|(r, k)| (*r, *k))
-        .collect();
+    let counts: Vec<(&str, i64)> = need.iter().map(|(r, k)| (*r, *k)).collect();
     // The next seq to hand out per room.
     let mut next: HashMap<String, i64> = HashMap::with_capacity(counts.len());
     for chunk in counts.chunks(ROWS_PER_STATEMENT) {
@@ -139,19 +195,13 @@ fn append_merged(
             next.insert(r.id, r.last_seq - k + 1);
         }
     }
-    let mut rows: Vec<NewMessageRow> = Vec::new();
-    let mut placed: Vec<(usize, usize, Vec<usize>)> = Vec::with_capacity(ops.len());
-    for (gi, oi, room, msgs) in &ops {
-        let mut idx = Vec::with_capacity(msgs.len());
-        for m in msgs.iter() {
-            let seq = next
-                .get_mut(room.as_str())
-                .ok_or(diesel::result::Error::NotFound)?;
-            idx.push(rows.len());
-            rows.push(NewMessageRow::of(m, room.as_str(), *seq));
-            *seq += 1;
-        }
-        placed.push((*gi, *oi, idx));
+    let mut rows: Vec<NewMessageRow> = Vec::with_capacity(fresh.len());
+    for (room, m) in &fresh {
+        let seq = next
+            .get_mut(room.as_str())
+            .ok_or(diesel::result::Error::NotFound)?;
+        rows.push(NewMessageRow::of(m, room.as_str(), *seq));
+        *seq += 1;
     }
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         // Raw SQL: Diesel has no multi-row `ON CONFLICT DO NOTHING` insert for SQLite.
@@ -208,17 +258,65 @@ fn append_merged(
         }
         q.execute(c)?;
     }
-    for (gi, oi, idx) in placed {
-        let list = idx
-            .into_iter()
-            .map(|i| AppendedMessage {
-                message: StoredMessage::from(&rows[i]),
-                duplicate: false,
-            })
-            .collect();
-        outcomes[gi][oi] = Some(WriteOutcome::Appended(list));
+    for ((gi, oi, _, _), p) in ops.iter().zip(plan) {
+        let mut list = Vec::with_capacity(p.len());
+        for entry in p {
+            let a = match entry {
+                Ok(i) => AppendedMessage {
+                    message: StoredMessage::from(&rows[i]),
+                    duplicate: false,
+                },
+                Err(key) => {
+                    let message = match (originals.get(&key), fresh_keys.get(&key)) {
+                        (Some(orig), _) => orig.clone(),
+                        (None, Some(&i)) => StoredMessage::from(&rows[i]),
+                        (None, None) => return Err(diesel::result::Error::NotFound),
+                    };
+                    AppendedMessage {
+                        message,
+                        duplicate: true,
+                    }
+                }
+            };
+            list.push(a);
+        }
+        outcomes[*gi][*oi] = Some(WriteOutcome::Appended(list));
     }
     Ok(())
+}
+
+/// The stored messages of these (sender, client_msg_id) pairs, in one query per statement
+/// chunk (served by the unique (sender, client_msg_id) index).
+fn stored_originals<'k>(
+    c: &mut Conn,
+    keys: &[(&'k str, &'k str)],
+) -> QueryResult<HashMap<(&'k str, &'k str), StoredMessage>> {
+    let mut out = HashMap::new();
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let senders: Vec<&str> = chunk.iter().map(|(s, _)| *s).collect();
+        let ids: Vec<&str> = chunk.iter().map(|(_, id)| *id).collect();
+        let found: Vec<MessageRow> = messages::table
+            .filter(messages::sender.eq_any(&senders))
+            .filter(messages::client_msg_id.eq_any(&ids))
+            .select(MessageRow::as_select())
+            .load(c)?;
+        // The IN lists cross senders with ids: keep only the pairs asked for.
+        let mut by_sender: HashMap<String, HashMap<String, StoredMessage>> = HashMap::new();
+        for r in found {
+            if let Some(cmid) = r.client_msg_id.clone() {
+                by_sender
+                    .entry(r.sender.clone())
+                    .or_default()
+                    .insert(cmid, r.into());
+            }
+        }
+        for &(s, id) in chunk {
+            if let Some(m) = by_sender.get_mut(s).and_then(|m| m.remove(id)) {
+                out.insert((s, id), m);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Rows per set-wise statement (well under both backends' bind-parameter limits).
@@ -265,6 +363,23 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
                 .on_conflict_do_nothing()
                 .execute(c)?;
             Ok(WriteOutcome::Changed(n > 0))
+        }
+        WriteOp::ClaimRoomSlot { room, user, max } => {
+            let already: i64 = members::table
+                .find((room.as_str(), user.as_str()))
+                .count()
+                .get_result(c)?;
+            let admitted = already > 0 || {
+                let n: i64 = members::table
+                    .filter(members::user_id.eq(user.as_str()))
+                    .count()
+                    .get_result(c)?;
+                n < *max
+            };
+            Ok(WriteOutcome::RoomSlot {
+                user: user.clone(),
+                admitted,
+            })
         }
         WriteOp::AddMember {
             room,

@@ -4,6 +4,7 @@
 
 mod actors;
 mod authz;
+mod costs;
 mod crash;
 mod delivery;
 mod fault_proxy;

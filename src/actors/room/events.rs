@@ -32,8 +32,7 @@ impl Handler<Typing> for Room {
         self.require_member(&msg.user)?;
         match msg.state {
             TypingState::Start => {
-                self.typing_generation += 1;
-                let generation = self.typing_generation;
+                let now = std::time::Instant::now();
                 let min_gap = std::time::Duration::from_secs(1) / self.policy.typing_rate.max(1);
                 // Repeated starts within the rate only extend the indicator; they are not
                 // broadcast again (excess dropped silently).
@@ -43,12 +42,14 @@ impl Handler<Typing> for Room {
                     .is_none_or(|t| t.announced_at.elapsed() >= min_gap);
                 let announced_at = match self.typing.get(&msg.user) {
                     Some(t) if !announce => t.announced_at,
-                    _ => std::time::Instant::now(),
+                    _ => now,
                 };
+                // Re-arming replaces the user's deadline; the room's single sweep timer
+                // notices the later deadline when it fires.
                 self.typing.insert(
                     msg.user.clone(),
                     TypingEntry {
-                        generation,
+                        deadline: now + self.policy.typing_timeout,
                         announced_at,
                     },
                 );
@@ -58,19 +59,10 @@ impl Handler<Typing> for Room {
                         &json!({"room": self.id, "user": msg.user, "state": "start"}),
                     )
                     .into();
-                    let user = msg.user.clone();
+                    let user = msg.user;
                     self.broadcast(&frame, |s| s.user != user);
                 }
-                let user = msg.user;
-                ctx.run_later(self.policy.typing_timeout, move |act, _| {
-                    if act
-                        .typing
-                        .get(&user)
-                        .is_some_and(|t| t.generation == generation)
-                    {
-                        act.end_typing(&user);
-                    }
-                });
+                self.arm_typing_sweep(ctx);
             }
             TypingState::Stop => {
                 if self.typing.contains_key(&msg.user) {
@@ -79,6 +71,57 @@ impl Handler<Typing> for Room {
             }
         }
         Ok(())
+    }
+}
+
+impl Room {
+    /// Arms the room's one typing timer for the earliest deadline, unless it is armed.
+    fn arm_typing_sweep(&mut self, ctx: &mut Context<Self>) {
+        if self.typing_sweep.is_some() {
+            return;
+        }
+        let Some(next) = self.typing.values().map(|t| t.deadline).min() else {
+            return;
+        };
+        let wait = next.saturating_duration_since(std::time::Instant::now());
+        self.typing_sweep = Some(ctx.run_later(wait, |act, ctx| {
+            act.typing_sweep = None;
+            let now = std::time::Instant::now();
+            let expired: Vec<UserId> = act
+                .typing
+                .iter()
+                .filter(|(_, t)| t.deadline <= now)
+                .map(|(u, _)| u.clone())
+                .collect();
+            for u in expired {
+                act.end_typing(&u);
+            }
+            act.arm_typing_sweep(ctx);
+        }));
+    }
+}
+
+/// The room's typing bookkeeping, for tests and diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TypingStats {
+    /// Users with a live typing indicator (one deadline each).
+    pub deadlines: usize,
+    /// Typing timers pending in the room's context (0 or 1).
+    pub timers: usize,
+}
+
+/// Sent by tests (through the testkit) to see how much typing state a room holds.
+#[derive(Message)]
+#[rtype(result = "TypingStats")]
+pub struct GetTypingStats;
+
+impl Handler<GetTypingStats> for Room {
+    type Result = MessageResult<GetTypingStats>;
+    fn handle(&mut self, _: GetTypingStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(TypingStats {
+            deadlines: self.typing.len(),
+            timers: usize::from(self.typing_sweep.is_some()),
+        })
     }
 }
 

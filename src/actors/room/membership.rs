@@ -1,6 +1,8 @@
 //! Membership: joining and leaving, invitations and removals over REST, private room
 //! creation, and direct rooms coming into being with their first message. Capacity limits
-//! (members per room, rooms per user) are checked here.
+//! (members per room, rooms per user) are checked here, atomically: a member slot is
+//! reserved in the room before the write and given back when it answers, and the rooms-per-user
+//! count is checked by the single writer in the transaction that adds the membership.
 
 use std::sync::atomic::Ordering;
 
@@ -12,7 +14,7 @@ use crate::db::models::{MemberRole, StoredMessage, WriteOp};
 use crate::domain::{now_millis, RoomKind, UserId};
 use crate::error::{EngineError, PersistError};
 
-use super::Room;
+use super::{room_slot_refusal, Room};
 
 /// Who asks for a membership change, for authorization.
 #[derive(Debug, Clone)]
@@ -50,8 +52,9 @@ impl Handler<JoinMember> for Room {
     type Result = ResponseFuture<Result<Joined, EngineError>>;
     fn handle(&mut self, msg: JoinMember, ctx: &mut Context<Self>) -> Self::Result {
         let already = self.is_member(&msg.user);
-        // Access first (a stranger learns nothing about a private room's size), then capacity.
-        if !already && self.id.kind() == RoomKind::Public {
+        // Access first (a stranger learns nothing about a private room's size), then capacity,
+        // counting joins still being written (a user already holding a slot keeps it).
+        if !already && self.id.kind() == RoomKind::Public && !self.joining.contains_key(&msg.user) {
             if let Err(e) = self.check_room_capacity() {
                 return Box::pin(async move { Err(e) });
             }
@@ -60,7 +63,7 @@ impl Handler<JoinMember> for Room {
             None
         } else if self.id.kind() == RoomKind::Public {
             let at = now_millis();
-            let mut ops = Vec::new();
+            let mut ops = vec![self.claim_room_slot(&msg.user)];
             if !self.exists {
                 ops.push(WriteOp::EnsureRoom {
                     room: self.id.clone(),
@@ -75,6 +78,7 @@ impl Handler<JoinMember> for Room {
                 role: MemberRole::Member,
                 at,
             });
+            self.reserve_slot(&msg.user);
             Some(self.commit(ops))
         } else {
             let why = if self.id.kind() == RoomKind::Direct {
@@ -93,19 +97,19 @@ impl Handler<JoinMember> for Room {
         let reader = self.store.reader.clone();
         let room = self.id.clone();
         let user = msg.user.clone();
-        let room_count = (!already).then(|| self.user_room_capacity(&msg.user));
+        let max_rooms = self.policy.max_rooms_per_user;
         let joined_user = msg.user.clone();
         let answer = self.inflight.answer(
             async move {
-                if let Some(check) = room_count {
-                    check.await?;
-                }
                 if let Some(w) = write {
-                    w.await?;
+                    room_slot_refusal(&w.await?, max_rooms)?;
                 }
                 Ok::<_, EngineError>(())
             },
             move |res, act: &mut Self, _| {
+                if !already {
+                    act.release_slot(&user);
+                }
                 if res.is_ok() {
                     act.exists = true;
                     act.members.entry(user).or_insert(MemberRole::Member);
@@ -223,22 +227,23 @@ impl Handler<AddMember> for Room {
             role: MemberRole::Member,
             at: now_millis(),
         };
-        if let Err(e) = self.check_room_capacity() {
-            return Box::pin(fut::ready(Err(e)));
-        }
-        let capacity = self.user_room_capacity(&msg.user);
-        let write = self.commit(vec![op]);
-        Box::pin(
-            async move {
-                capacity.await?;
-                write.await
+        if !self.joining.contains_key(&msg.user) {
+            if let Err(e) = self.check_room_capacity() {
+                return Box::pin(fut::ready(Err(e)));
             }
-            .into_actor(self)
-            .map(move |res, act, _| {
-                res?;
-                act.members.entry(msg.user).or_insert(MemberRole::Member);
-                Ok(true)
-            }),
+        }
+        let max_rooms = self.policy.max_rooms_per_user;
+        let write = self.commit(vec![self.claim_room_slot(&msg.user), op]);
+        self.reserve_slot(&msg.user);
+        Box::pin(
+            async move { room_slot_refusal(&write.await?, max_rooms) }
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    act.release_slot(&msg.user);
+                    res?;
+                    act.members.entry(msg.user).or_insert(MemberRole::Member);
+                    Ok(true)
+                }),
         )
     }
 }
@@ -311,6 +316,7 @@ impl Handler<CreatePrivate> for Room {
         }
         let at = now_millis();
         let ops = vec![
+            self.claim_room_slot(&msg.owner),
             WriteOp::EnsureRoom {
                 room: self.id.clone(),
                 name: Some(msg.name.clone()),
@@ -324,12 +330,9 @@ impl Handler<CreatePrivate> for Room {
                 at,
             },
         ];
-        let check = self.user_room_capacity(&msg.owner);
+        let max_rooms = self.policy.max_rooms_per_user;
         let write = self.commit(ops);
-        let work = async move {
-            check.await?;
-            write.await
-        };
+        let work = async move { room_slot_refusal(&write.await?, max_rooms) };
         Box::pin(work.into_actor(self).map(move |res, act, _| {
             res?;
             act.exists = true;
@@ -360,7 +363,7 @@ impl Handler<EnsureDirect> for Room {
             return Box::pin(fut::ready(Ok(Vec::new())));
         }
         let at = now_millis();
-        let mut ops = Vec::new();
+        let mut ops: Vec<WriteOp> = missing.iter().map(|u| self.claim_room_slot(u)).collect();
         if !self.exists {
             ops.push(WriteOp::EnsureRoom {
                 room: self.id.clone(),
@@ -377,14 +380,9 @@ impl Handler<EnsureDirect> for Room {
                 at,
             });
         }
-        let checks: Vec<_> = missing.iter().map(|u| self.user_room_capacity(u)).collect();
+        let max_rooms = self.policy.max_rooms_per_user;
         let write = self.commit(ops);
-        let work = async move {
-            for c in checks {
-                c.await?;
-            }
-            write.await
-        };
+        let work = async move { room_slot_refusal(&write.await?, max_rooms) };
         Box::pin(work.into_actor(self).map(move |res, act, _| {
             res?;
             act.exists = true;

@@ -32,7 +32,7 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::commit_queue::Commit;
-use super::database::{CountUserRooms, LoadRoom};
+use super::database::LoadRoom;
 use super::inflight::InFlight;
 use super::session::{DeliverOutcome, FrameMeta, SessionHandle};
 use crate::db::models::{MemberRole, NewMessage, StoredMessage, WriteOp, WriteOutcome};
@@ -58,7 +58,8 @@ pub struct RoomPolicy {
 }
 
 struct TypingEntry {
-    generation: u64,
+    /// When the indicator ends unless another `start` extends it.
+    deadline: std::time::Instant,
     announced_at: std::time::Instant,
 }
 
@@ -83,15 +84,21 @@ pub struct Room {
     subscriber_count: Arc<AtomicUsize>,
     pending: Vec<PendingPublish>,
     writing: bool,
-    /// Typing users and the generation of their last `start` (a newer start resets the timer).
+    /// Typing users and their deadlines: one per user however many `start`s they send.
     typing: HashMap<UserId, TypingEntry>,
-    typing_generation: u64,
+    /// The one timer that ends expired indicators (armed while anyone is typing): a timer
+    /// per `start` would let one client pile up thousands of them in the room's context.
+    typing_sweep: Option<SpawnHandle>,
     /// Presence changes waiting for the coalescing window: user → (view, is_join).
     presence_pending: HashMap<UserId, (PresenceView, bool)>,
     presence_flush_scheduled: bool,
     stopping: bool,
     /// Joins waiting for their checks and writes.
     inflight: InFlight<Self>,
+    /// Users whose membership is being written (count of in-flight adds per user): they hold
+    /// a member slot from the capacity check until the write answers, so parallel joins
+    /// cannot all pass the check before any of them is recorded.
+    joining: HashMap<UserId, usize>,
 }
 
 impl Room {
@@ -116,11 +123,12 @@ impl Room {
             pending: Vec::new(),
             writing: false,
             typing: HashMap::new(),
-            typing_generation: 0,
+            typing_sweep: None,
             presence_pending: HashMap::new(),
             presence_flush_scheduled: false,
             inflight: InFlight::default(),
             stopping: false,
+            joining: HashMap::new(),
         }
     }
 
@@ -271,9 +279,9 @@ impl Room {
         }
     }
 
-    /// Refuses a new member when the room is full.
+    /// Refuses a new member when the room is full, counting the members still being written.
     fn check_room_capacity(&self) -> Result<(), EngineError> {
-        if self.members.len() >= self.policy.max_room_members {
+        if self.members.len() + self.joining.len() >= self.policy.max_room_members {
             return Err(EngineError::LimitExceeded(format!(
                 "room {} has reached its limit of {} members",
                 self.id, self.policy.max_room_members
@@ -282,26 +290,28 @@ impl Room {
         Ok(())
     }
 
-    /// Refuses when `user` is a member of as many rooms as allowed.
-    fn user_room_capacity(
-        &self,
-        user: &UserId,
-    ) -> impl std::future::Future<Output = Result<(), EngineError>> {
-        let reader = self.store.reader.clone();
-        let user = user.clone();
-        let max = self.policy.max_rooms_per_user as i64;
-        async move {
-            let n = reader
-                .send(CountUserRooms { user })
-                .await
-                .map_err(PersistError::from)
-                .and_then(|r| r)?;
-            if n >= max {
-                return Err(EngineError::LimitExceeded(format!(
-                    "you are a member of {max} rooms, the limit"
-                )));
+    /// Holds a member slot for `user` while their membership is written.
+    fn reserve_slot(&mut self, user: &UserId) {
+        *self.joining.entry(user.clone()).or_default() += 1;
+    }
+
+    /// Gives back a slot held by [`reserve_slot`](Self::reserve_slot), once the write answered.
+    fn release_slot(&mut self, user: &UserId) {
+        if let Some(n) = self.joining.get_mut(user) {
+            *n -= 1;
+            if *n == 0 {
+                self.joining.remove(user);
             }
-            Ok(())
+        }
+    }
+
+    /// The op that claims one more room for `user`; first in the group adding the membership,
+    /// so the writer counts and records in one step (see [`WriteOp::ClaimRoomSlot`]).
+    fn claim_room_slot(&self, user: &UserId) -> WriteOp {
+        WriteOp::ClaimRoomSlot {
+            room: self.id.clone(),
+            user: user.clone(),
+            max: self.policy.max_rooms_per_user as i64,
         }
     }
 
@@ -322,6 +332,22 @@ impl Room {
             self.broadcast(&frame, |s| &s.user != user);
         }
     }
+}
+
+/// `limit_exceeded` when a room-slot claim among `outcomes` was refused.
+fn room_slot_refusal(outcomes: &[WriteOutcome], max: usize) -> Result<(), EngineError> {
+    for o in outcomes {
+        if let WriteOutcome::RoomSlot {
+            user,
+            admitted: false,
+        } = o
+        {
+            return Err(EngineError::LimitExceeded(format!(
+                "{user} is a member of {max} rooms, the limit"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn write_timed_out() -> EngineError {

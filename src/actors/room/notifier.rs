@@ -18,6 +18,8 @@ pub struct MessageNotifier {
     pub center: Recipient<Notify>,
     pub mentions: bool,
     pub offline_direct: bool,
+    /// Distinct mentions of one message that are notified (`HERALD_MAX_MENTIONS`).
+    pub max_mentions: usize,
 }
 
 impl MessageNotifier {
@@ -54,7 +56,7 @@ impl MessageNotifier {
         let mut mentioned: Vec<UserId> = Vec::new();
         if self.mentions {
             if let Some(t) = &text {
-                mentioned = crate::notification::mentions(t)
+                mentioned = crate::notification::mentions(t, self.max_mentions)
                     .into_iter()
                     .filter(|u| *u != from && members.contains_key(u))
                     .collect();
