@@ -314,15 +314,15 @@ impl Default for Limits {
             rest_burst: 400,
             membership_rate: 20,
             membership_burst: 100,
-            history_rate: 20,
-            history_burst: 50,
+            history_rate: 10,
+            history_burst: 20,
             watch_rate: 5,
             watch_burst: 20,
             auth_rate: 1,
             auth_burst: 5,
             frame_rate: 100,
             frame_burst: 400,
-            max_inflight: 32,
+            max_inflight: 256,
             connect_rate_per_ip: 100,
             connect_burst_per_ip: 500,
             connect_rate_per_user: 5,
@@ -587,7 +587,7 @@ pub struct ServeArgs {
     )]
     pub membership_burst: u32,
     /// history frames per second per session.
-    #[arg(long, global = true, env = "HERALD_HISTORY_RATE", default_value_t = 20)]
+    #[arg(long, global = true, env = "HERALD_HISTORY_RATE", default_value_t = 10)]
     pub history_rate: u32,
     /// history burst per session.
     #[arg(
@@ -616,7 +616,12 @@ pub struct ServeArgs {
     #[arg(long, global = true, env = "HERALD_FRAME_BURST", default_value_t = 400)]
     pub frame_burst: u32,
     /// Requests of one session waiting for their answer at once.
-    #[arg(long, global = true, env = "HERALD_MAX_INFLIGHT", default_value_t = 32)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_MAX_INFLIGHT",
+        default_value_t = 256
+    )]
     pub max_inflight: usize,
     /// New connections per second per client address (0: unlimited).
     #[arg(

@@ -260,7 +260,11 @@ impl ResponseError for AppError {
 
 impl From<EngineError> for AppError {
     fn from(e: EngineError) -> Self {
-        AppError::new(e.code(), e.to_string())
+        let app = AppError::new(e.code(), e.to_string());
+        match e.retry_after_ms() {
+            Some(ms) => app.with_retry_after(std::time::Duration::from_millis(ms)),
+            None => app,
+        }
     }
 }
 

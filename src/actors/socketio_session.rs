@@ -457,7 +457,21 @@ impl SocketIoSession {
                                 }
                             }
                         }
-                        act.reply(ack_id, res.map_err(|e| (e.code(), e.to_string())), ctx)
+                        match res {
+                            Err(e) if e.retry_after_ms().is_some() => {
+                                // Overload: the client is told when to retry, as on /v1/ws.
+                                METRICS.errors.with_label_values(&[e.code().as_str()]).inc();
+                                let payload = json!({"ok": false, "code": e.code().as_str(),
+                                    "error": e.to_string(), "retry_after_ms": e.retry_after_ms()});
+                                match ack_id {
+                                    Some(id) => act.emit(sio::ack(id, &payload), ctx),
+                                    None => act.emit(sio::event("error", &payload), ctx),
+                                }
+                            }
+                            res => {
+                                act.reply(ack_id, res.map_err(|e| (e.code(), e.to_string())), ctx)
+                            }
+                        }
                     },
                     ctx,
                 );

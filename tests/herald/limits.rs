@@ -332,3 +332,45 @@ async fn hostile_clients_do_not_hurt_a_well_behaved_pair() {
     assert_eq!(fresh.request("ping", json!({})).await["type"], "pong");
     drop((garbage, half_open, deaf));
 }
+
+/// At most `max_inflight` requests of a session wait for their answer; pipelined requests
+/// beyond it are refused with `rate_limited` at once, and the session stays usable.
+#[actix_rt::test]
+async fn requests_in_flight_per_session_are_capped() {
+    let db = TestDatabase::new();
+    let app = spawn_app_on(&db.url, |s| {
+        s.limits.max_inflight = 2;
+        s.limits.history_rate = 10_000;
+        s.limits.history_burst = 10_000;
+    })
+    .await;
+    let mut c = app.ws("piper").await;
+    c.ok("join", json!({"room": "public:pipe"})).await;
+    for i in 0..50 {
+        let f = json!({"type": "history", "ref": format!("h{i}"), "data": {"room": "public:pipe"}});
+        c.send_text(&f.to_string()).await;
+    }
+    let (mut acked, mut refused) = (0, 0);
+    while acked + refused < 50 {
+        let v = c.recv().await;
+        match (v["type"].as_str(), v["code"].as_str()) {
+            (Some("ack"), _) => acked += 1,
+            (Some("error"), Some("rate_limited")) => {
+                assert!(
+                    v["error"].as_str().unwrap_or("").contains("in flight"),
+                    "{v}"
+                );
+                refused += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        refused > 0,
+        "50 pipelined requests with a cap of 2 were all admitted"
+    );
+    assert!(acked >= 2, "the cap admits its share");
+    // Once the replies are in, requests are admitted again.
+    c.ok("history", json!({"room": "public:pipe"})).await;
+    app.stop().await;
+}
