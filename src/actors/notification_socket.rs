@@ -18,7 +18,6 @@
 //! like a native session does; with `session.rs` and the WebSocket routes, the only code that
 //! knows actix-web-actors.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,7 +27,7 @@ use serde_json::{json, Value};
 
 use super::client_session::ClientSession;
 use super::notification_center::{unread_frame, NotificationSubscribe, NotificationUnsubscribe};
-use super::session::{Deliver, SessionControl, SessionHandle, SessionInfo};
+use super::session::{Deliver, OutboxGauge, SessionControl, SessionHandle, SessionInfo};
 use crate::auth::AuthenticatedUser;
 use crate::domain::{now_millis, rfc3339, SessionId};
 use crate::engine::Engine;
@@ -45,7 +44,7 @@ pub struct NotificationSocket {
     auth: Option<AuthenticatedUser>,
     engine: Engine,
     last_heard: Instant,
-    slow: Arc<AtomicBool>,
+    slow: Arc<OutboxGauge>,
     frames: FrameAssembler,
     /// Every frame type is rate-limited; a client that keeps hitting it is closed (1008).
     limiter: RequestLimiter,
@@ -70,7 +69,7 @@ impl NotificationSocket {
             id: SessionId::next(),
             auth,
             last_heard: Instant::now(),
-            slow: Arc::default(),
+            slow: Arc::new(OutboxGauge::new(engine.settings.outbox_bytes)),
             frames: FrameAssembler::new(64 * 1024),
             limiter: RequestLimiter::new(&engine.settings.limits),
             pending: 0,
@@ -268,7 +267,8 @@ impl Actor for NotificationSocket {
 impl Handler<Deliver> for NotificationSocket {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        if self.slow.load(Ordering::Relaxed) {
+        self.slow.taken(msg.frame.len());
+        if self.slow.is_slow() {
             ctx.close(Some(ws::CloseReason {
                 code: ws::CloseCode::from(close_code::SLOW_CONSUMER),
                 description: Some("slow consumer".into()),

@@ -12,7 +12,7 @@
 //! [`SessionHandle::deliver`], and a session that cannot keep up is closed with close code
 //! 4008 instead of slowing the room or growing memory.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -73,6 +73,49 @@ pub enum SessionControl {
     Close { code: u16, reason: String },
 }
 
+/// A session's mailbox in bytes: frames are counted when queued and when the session takes
+/// them, so a mailbox never holds more than `limit` bytes of frames (broadcast frames are
+/// shared, but a session that does not take them keeps them alive).
+#[derive(Debug, Default)]
+pub struct OutboxGauge {
+    slow: AtomicBool,
+    bytes: AtomicUsize,
+    limit: usize,
+}
+
+impl OutboxGauge {
+    pub fn new(limit: usize) -> Self {
+        OutboxGauge {
+            limit,
+            ..OutboxGauge::default()
+        }
+    }
+
+    /// Counts `n` more bytes queued; false (and nothing counted) past the limit.
+    fn add(&self, n: usize) -> bool {
+        let before = self.bytes.fetch_add(n, Ordering::Relaxed);
+        if self.limit > 0 && before + n > self.limit && before > 0 {
+            self.bytes.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// The session took a frame of `n` bytes from its mailbox.
+    pub fn taken(&self, n: usize) {
+        self.bytes.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    pub fn is_slow(&self) -> bool {
+        self.slow.load(Ordering::Relaxed)
+    }
+
+    /// True the first time.
+    fn mark_slow(&self) -> bool {
+        !self.slow.swap(true, Ordering::Relaxed)
+    }
+}
+
 /// What happened to a frame handed to [`SessionHandle::deliver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliverOutcome {
@@ -95,8 +138,9 @@ pub struct SessionInfo {
     pub user: UserId,
     pub deliver: Recipient<Deliver>,
     pub control: Recipient<SessionControl>,
-    /// Set when the outbox overflowed; the session closes itself at its next turn.
-    pub slow: Arc<AtomicBool>,
+    /// The session's mailbox in bytes, and whether it overflowed (the session then closes
+    /// itself at its next turn).
+    pub slow: Arc<OutboxGauge>,
     pub connected_at: i64,
     pub remote_addr: Option<String>,
     pub user_agent: Option<String>,
@@ -114,27 +158,43 @@ impl SessionHandle {
         SessionHandle(Arc::new(info))
     }
 
-    /// Queues a frame without ever blocking or growing the outbox past its capacity.
+    /// Queues a frame without ever blocking or growing the outbox past its capacity, in
+    /// frames or in bytes.
     pub fn deliver(&self, frame: &ByteString, meta: Option<&Arc<FrameMeta>>) -> DeliverOutcome {
+        if self.slow.is_slow() {
+            return DeliverOutcome::SlowConsumer;
+        }
+        if !self.slow.add(frame.len()) {
+            return self.overflowed();
+        }
         match self.deliver.try_send(Deliver {
             frame: frame.clone(),
             meta: meta.cloned(),
         }) {
             Ok(()) => DeliverOutcome::Queued,
             Err(SendError::Full(_)) => {
-                // do_send ignores the capacity on purpose: it guarantees the session has one
-                // more turn, in which it sees the flag and closes with 4008. Only once, so
-                // the mailbox never holds more than its capacity plus this one message.
-                if !self.slow.swap(true, Ordering::Relaxed) {
-                    self.deliver.do_send(Deliver {
-                        frame: ByteString::new(),
-                        meta: None,
-                    });
-                }
-                DeliverOutcome::SlowConsumer
+                self.slow.taken(frame.len());
+                self.overflowed()
             }
-            Err(SendError::Closed(_)) => DeliverOutcome::Gone,
+            Err(SendError::Closed(_)) => {
+                self.slow.taken(frame.len());
+                DeliverOutcome::Gone
+            }
         }
+    }
+
+    /// Marks the session slow and makes sure it gets a turn to close itself.
+    fn overflowed(&self) -> DeliverOutcome {
+        // do_send ignores the capacity on purpose: it guarantees the session has one more
+        // turn, in which it sees the flag and closes with 4008. Only once, so the mailbox
+        // never holds more than its bounds plus this one empty message.
+        if self.slow.mark_slow() {
+            self.deliver.do_send(Deliver {
+                frame: ByteString::new(),
+                meta: None,
+            });
+        }
+        DeliverOutcome::SlowConsumer
     }
 
     pub fn send_control(&self, c: SessionControl) {
@@ -157,7 +217,7 @@ pub struct WsSession {
     last_heard: Instant,
     /// Reassembles fragmented messages.
     frames: FrameAssembler,
-    slow: Arc<AtomicBool>,
+    slow: Arc<OutboxGauge>,
     remote_addr: Option<String>,
     user_agent: Option<String>,
     connected_at: i64,
@@ -187,13 +247,14 @@ impl WsSession {
     ) -> Self {
         let engine_limits = engine.settings.limits.clone();
         let frames = FrameAssembler::new(engine.settings.max_frame_bytes);
+        let outbox = Arc::new(OutboxGauge::new(engine.settings.outbox_bytes));
         WsSession {
             id: SessionId::next(),
             auth,
             engine,
             last_heard: Instant::now(),
             frames,
-            slow: Arc::new(AtomicBool::new(false)),
+            slow: outbox,
             remote_addr,
             user_agent,
             connected_at: now_millis(),
@@ -494,7 +555,8 @@ impl Actor for WsSession {
 impl Handler<Deliver> for WsSession {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        if self.slow.load(Ordering::Relaxed) {
+        self.slow.taken(msg.frame.len());
+        if self.slow.is_slow() {
             log::info!(
                 "session {} of {}: outbox overflow, closing",
                 self.id,
@@ -562,5 +624,26 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
 
     fn finished(&mut self, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutboxGauge;
+
+    #[test]
+    fn the_mailbox_is_bounded_in_bytes_and_overflows_once() {
+        let g = OutboxGauge::new(100);
+        // One frame larger than the bound alone still fits an empty mailbox.
+        assert!(g.add(150));
+        g.taken(150);
+        assert!(g.add(60));
+        assert!(g.add(40));
+        assert!(!g.add(1), "past the bound");
+        g.taken(60);
+        assert!(g.add(50));
+        assert!(g.mark_slow(), "first overflow");
+        assert!(!g.mark_slow(), "only once");
+        assert!(g.is_slow());
     }
 }

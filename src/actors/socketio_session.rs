@@ -19,7 +19,6 @@
 use super::client_session::ClientSession;
 use super::inflight::InFlight;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,7 +28,7 @@ use tokio::sync::oneshot;
 
 use super::eio_registry::{EioAuthenticated, EioRegistry, RemoveEio};
 use super::room_supervisor::AdmissionTicket;
-use super::session::{Deliver, SessionControl, SessionHandle, SessionInfo};
+use super::session::{Deliver, OutboxGauge, SessionControl, SessionHandle, SessionInfo};
 use crate::auth::AuthenticatedUser;
 use crate::domain::{now_millis, rfc3339, ReceiptStatus, SessionId};
 use crate::engine::Engine;
@@ -77,7 +76,7 @@ pub struct SocketIoSession {
     /// An upgrade probe arrived: polls are answered with a noop at once until it completes.
     probing: bool,
     last_pong: Instant,
-    slow: Arc<AtomicBool>,
+    slow: Arc<OutboxGauge>,
     limiter: RequestLimiter,
     expiry_timers: Vec<SpawnHandle>,
     /// Requests waiting for the engine's answer.
@@ -107,6 +106,7 @@ impl SocketIoSession {
         ip: Option<std::net::IpAddr>,
     ) -> Self {
         let limiter = RequestLimiter::new(&engine.settings.limits);
+        let outbox = Arc::new(OutboxGauge::new(engine.settings.outbox_bytes));
         SocketIoSession {
             sid,
             id: SessionId::next(),
@@ -124,7 +124,7 @@ impl SocketIoSession {
             connecting: false,
             probing: false,
             last_pong: Instant::now(),
-            slow: Arc::default(),
+            slow: outbox,
             limiter,
             expiry_timers: Vec::new(),
             inflight: InFlight::default(),
@@ -730,7 +730,8 @@ impl Handler<ClaimUpgrade> for SocketIoSession {
 impl Handler<Deliver> for SocketIoSession {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        if self.slow.load(Ordering::Relaxed) {
+        self.slow.taken(msg.frame.len());
+        if self.slow.is_slow() {
             return self.shutdown(ctx);
         }
         if msg.frame.is_empty() {

@@ -119,8 +119,10 @@ impl TestApp {
         body: Option<Value>,
     ) -> (u16, Value) {
         let url = format!("{}{}", self.address, path);
+        // Bulk requests (10,000 notifications on a busy PostgreSQL) may take a few seconds;
+        // this is a correctness suite, not a latency bound.
         let mut req = match method {
-            "POST" => self.client.post(url),
+            "POST" => self.client.post(url).timeout(Duration::from_secs(60)),
             "PUT" => self.client.put(url),
             "DELETE" => self.client.delete(url),
             _ => self.client.get(url),
