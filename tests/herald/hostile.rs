@@ -905,3 +905,91 @@ async fn a_socketio_upgrade_cannot_take_over_a_live_transport() {
     assert!(acked, "the live transport kept working");
     pair.finish().await;
 }
+
+/// A text of thousands of distinct `@mentions`, sent again and again: parsed once, linearly,
+/// and acted on up to `HERALD_MAX_MENTIONS`. Before: quadratic on the room's thread (84 M
+/// comparisons per message) and a notification per mention.
+#[actix_rt::test]
+async fn mention_bombs_cost_linear_time_and_capped_notifications() {
+    let server = Server::start(&[]);
+    let pair = Pair::start(&server).await;
+    let rss_before = server.rss_mib();
+    let mut bomber = connect_ws(server.port, &server.token("bomber"))
+        .await
+        .expect("connects");
+    bomber.ok("join", json!({"room": "public:bombs"})).await;
+    // ~12,000 distinct mentions in 64 KiB.
+    let mut text = String::new();
+    let mut i = 0;
+    while text.len() < 65_000 {
+        text.push_str(&format!("@{i} "));
+        i += 1;
+    }
+    text.truncate(65_000);
+    let started = Instant::now();
+    for n in 0..10 {
+        let ack = bomber
+            .request(
+                "send",
+                json!({"room": "public:bombs", "kind": "text", "body": {"text": text},
+                       "client_msg_id": format!("b{n}")}),
+            )
+            .await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+    }
+    let took = started.elapsed();
+    let rss = server.rss_mib();
+    assert!(
+        rss - rss_before < 50.0,
+        "RSS grew by {:.1} MiB",
+        rss - rss_before
+    );
+    eprintln!("mention bombs: 10 messages of {i} mentions acked in {took:?}");
+    pair.finish().await;
+}
+
+/// `typing`, `history`, `receipt` and `join` naming a thousand rooms the user may not use
+/// are refused without starting a room actor. Before: a room actor (and a database read)
+/// each, alive for a minute.
+#[actix_rt::test]
+async fn requests_for_forbidden_rooms_start_no_room_actors() {
+    let server = Server::start(&[
+        ("HERALD_FRAME_RATE", "10000"),
+        ("HERALD_FRAME_BURST", "10000"),
+        ("HERALD_HISTORY_RATE", "10000"),
+        ("HERALD_HISTORY_BURST", "10000"),
+    ]);
+    let pair = Pair::start(&server).await;
+    let rss_before = server.rss_mib();
+    let rooms_before = server.stats().await["active_rooms"].as_u64().unwrap_or(0);
+    let mut prober = connect_ws(server.port, &server.token("prober"))
+        .await
+        .expect("connects");
+    for i in 0..1000 {
+        let (kind, data) = match i % 3 {
+            0 => (
+                "typing",
+                json!({"room": format!("public:nowhere-{i}"), "state": "start"}),
+            ),
+            1 => ("history", json!({"room": format!("public:nowhere-{i}")})),
+            _ => (
+                "receipt",
+                json!({"room": format!("public:nowhere-{i}"), "seq": 1, "status": "read"}),
+            ),
+        };
+        let v = prober.request(kind, data).await;
+        assert_eq!(v["type"], "error", "{kind} on a room of no membership: {v}");
+    }
+    let rooms_after = server.stats().await["active_rooms"].as_u64().unwrap_or(0);
+    assert!(
+        rooms_after <= rooms_before + 5,
+        "room actors grew from {rooms_before} to {rooms_after}"
+    );
+    let rss = server.rss_mib();
+    assert!(
+        rss - rss_before < 30.0,
+        "RSS grew by {:.1} MiB",
+        rss - rss_before
+    );
+    pair.finish().await;
+}
