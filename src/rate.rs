@@ -28,6 +28,19 @@ pub enum Verdict {
     Abusive,
 }
 
+/// What a session does with a request, after its rate bucket and the in-flight cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Allowed,
+    /// Refuse with `rate_limited` and this message; the connection stays open.
+    Refused(String),
+    /// Refuse with `rate_limited` ([`ABUSE_MESSAGE`]) and close with 1008.
+    Abusive,
+}
+
+/// The error message and close reason of a session closed for abuse.
+pub const ABUSE_MESSAGE: &str = "rate limit exceeded repeatedly";
+
 /// Classes of client frames, each with its own bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateClass {
@@ -134,6 +147,34 @@ where
             Verdict::Allowed
         } else {
             self.refused()
+        }
+    }
+
+    /// Decides about `request` of a session with `in_flight` requests waiting for their
+    /// answer, of at most `max_in_flight` (`ping` and `auth` are answered at once and do
+    /// not wait).
+    pub fn admit(
+        &self,
+        request: &ClientRequest,
+        in_flight: usize,
+        max_in_flight: usize,
+    ) -> Admission {
+        let mut verdict = self.check(request);
+        let too_many = verdict == Verdict::Allowed
+            && !matches!(request, ClientRequest::Ping | ClientRequest::Auth { .. })
+            && in_flight >= max_in_flight;
+        if too_many {
+            verdict = self.refused();
+        }
+        match verdict {
+            Verdict::Allowed => Admission::Allowed,
+            Verdict::Limited if too_many => Admission::Refused(format!(
+                "too many requests in flight (limit {max_in_flight}); wait for their replies"
+            )),
+            Verdict::Limited => {
+                Admission::Refused(format!("too many {} requests; slow down", request.kind()))
+            }
+            Verdict::Abusive => Admission::Abusive,
         }
     }
 

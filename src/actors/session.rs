@@ -27,7 +27,7 @@ use crate::engine::Engine;
 use crate::error::{EngineError, ErrorCode};
 use crate::metrics::METRICS;
 use crate::protocol::{self, close_code, ClientRequest, ParseLimits};
-use crate::rate::{RequestLimiter, Verdict};
+use crate::rate::{Admission, RequestLimiter, ABUSE_MESSAGE};
 use crate::unread::UnreadCounts;
 use crate::wsframe::{FrameAssembler, Incoming};
 
@@ -384,34 +384,23 @@ impl WsSession {
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         let kind = request.kind();
-        let mut verdict = self.limiter.check(&request);
-        let too_many = verdict == Verdict::Allowed
-            && !matches!(request, ClientRequest::Ping | ClientRequest::Auth { .. })
-            && self.inflight.len() >= self.engine.settings.limits.max_inflight;
-        if too_many {
-            verdict = self.limiter.refused();
-        }
-        match verdict {
-            Verdict::Allowed => {}
-            Verdict::Limited => {
-                let msg = if too_many {
-                    format!(
-                        "too many requests in flight (limit {}); wait for their replies",
-                        self.engine.settings.limits.max_inflight
-                    )
-                } else {
-                    format!("too many {kind} requests; slow down")
-                };
+        let max_inflight = self.engine.settings.limits.max_inflight;
+        match self
+            .limiter
+            .admit(&request, self.inflight.len(), max_inflight)
+        {
+            Admission::Allowed => {}
+            Admission::Refused(msg) => {
                 return send_error(ctx, reference.as_ref(), ErrorCode::RateLimited, &msg);
             }
-            Verdict::Abusive => {
+            Admission::Abusive => {
                 send_error(
                     ctx,
                     reference.as_ref(),
                     ErrorCode::RateLimited,
-                    "rate limit exceeded repeatedly",
+                    ABUSE_MESSAGE,
                 );
-                return self.close(ctx, close_code::POLICY, "rate limit exceeded repeatedly");
+                return self.close(ctx, close_code::POLICY, ABUSE_MESSAGE);
             }
         }
         match request {

@@ -35,7 +35,7 @@ use crate::engine::Engine;
 use crate::error::ErrorCode;
 use crate::metrics::METRICS;
 use crate::protocol::{self, ClientRequest, ParseLimits};
-use crate::rate::{RequestLimiter, Verdict};
+use crate::rate::{Admission, RequestLimiter, ABUSE_MESSAGE};
 use crate::socketio::{self as sio, eio, SioType};
 use crate::unread::UnreadCounts;
 
@@ -389,32 +389,18 @@ impl SocketIoSession {
             Err(e) => return self.reply(ack_id, Err(e), ctx),
         };
         let max_inflight = self.engine.settings.limits.max_inflight;
-        let mut verdict = self.limiter.check(&request);
-        let too_many = verdict == Verdict::Allowed
-            && !matches!(request, ClientRequest::Ping | ClientRequest::Auth { .. })
-            && self.inflight.len() >= max_inflight;
-        if too_many {
-            verdict = self.limiter.refused();
-        }
-        match verdict {
-            Verdict::Allowed => {}
-            Verdict::Limited => {
-                let msg = if too_many {
-                    format!(
-                        "too many requests in flight (limit {max_inflight}); wait for their replies"
-                    )
-                } else {
-                    format!("too many {name} requests; slow down")
-                };
+        match self
+            .limiter
+            .admit(&request, self.inflight.len(), max_inflight)
+        {
+            Admission::Allowed => {}
+            Admission::Refused(msg) => {
                 return self.reply(ack_id, Err((ErrorCode::RateLimited, msg)), ctx);
             }
-            Verdict::Abusive => {
+            Admission::Abusive => {
                 self.reply(
                     ack_id,
-                    Err((
-                        ErrorCode::RateLimited,
-                        "rate limit exceeded repeatedly".into(),
-                    )),
+                    Err((ErrorCode::RateLimited, ABUSE_MESSAGE.into())),
                     ctx,
                 );
                 return self.shutdown(ctx);

@@ -336,6 +336,22 @@ async fn raw_session(server: &Server, from: u8, user: &str, rcvbuf: Option<u32>)
     s
 }
 
+/// `/v1/ws` upgrades with these tokens, all at once from 127.0.0.`from`: each status and
+/// its connection (kept open while held).
+async fn parallel_upgrades(
+    server: &Server,
+    from: u8,
+    tokens: Vec<String>,
+) -> Vec<(Option<u16>, TcpStream)> {
+    join_all(tokens.into_iter().map(|token| async move {
+        let mut s = attacker_socket(server, from, None).await;
+        let path = format!("/v1/ws?token={token}");
+        let st = http_status(&mut s, &upgrade_request(&path, ""), Duration::from_secs(5)).await;
+        (st, s)
+    }))
+    .await
+}
+
 fn text_frame(v: &Value) -> Vec<u8> {
     encode_frame(0x81, v.to_string().as_bytes(), true)
 }
@@ -642,17 +658,7 @@ async fn session_caps_hold_under_parallel_connects_on_every_socket() {
     let pair = Pair::start(&server).await;
     let rss_before = server.rss_mib();
     let token = server.token("multi");
-    let attempts = (0..30).map(|_| {
-        let token = token.clone();
-        let server = &server;
-        async move {
-            let mut s = attacker_socket(server, 8, None).await;
-            let path = format!("/v1/ws?token={token}");
-            let st = http_status(&mut s, &upgrade_request(&path, ""), Duration::from_secs(5)).await;
-            (st, s)
-        }
-    });
-    let results = join_all(attempts).await;
+    let results = parallel_upgrades(&server, 8, vec![token.clone(); 30]).await;
     let admitted = results.iter().filter(|(st, _)| *st == Some(101)).count();
     assert_eq!(
         admitted, 3,
@@ -683,17 +689,10 @@ async fn session_caps_hold_under_parallel_connects_on_every_socket() {
         .await;
 
     // Distinct users from one address: 10 at most.
-    let attempts = (0..30).map(|i| {
-        let token = server.token(&format!("ipuser{i}"));
-        let server = &server;
-        async move {
-            let mut s = attacker_socket(server, 9, None).await;
-            let path = format!("/v1/ws?token={token}");
-            let st = http_status(&mut s, &upgrade_request(&path, ""), Duration::from_secs(5)).await;
-            (st, s)
-        }
-    });
-    let results = join_all(attempts).await;
+    let tokens = (0..30)
+        .map(|i| server.token(&format!("ipuser{i}")))
+        .collect();
+    let results = parallel_upgrades(&server, 9, tokens).await;
     let admitted = results.iter().filter(|(st, _)| *st == Some(101)).count();
     assert_eq!(
         admitted, 10,
