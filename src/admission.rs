@@ -145,6 +145,9 @@ pub fn client_ip(req: &HttpRequest, trusted: &[Cidr]) -> Option<IpAddr> {
 pub struct ConnectGate {
     per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     per_user: Option<DefaultKeyedRateLimiter<UserId>>,
+    /// `history` pages per user across all their sessions: a session's own bucket starts
+    /// full, so without this a client that reconnects gets a fresh burst every time.
+    history_per_user: Option<DefaultKeyedRateLimiter<UserId>>,
     checks: AtomicU64,
 }
 
@@ -155,6 +158,9 @@ pub struct ConnectRates {
     pub per_ip_burst: u32,
     pub per_user: u32,
     pub per_user_burst: u32,
+    /// `history` pages per second per user over all sessions, and burst.
+    pub history_per_user: u32,
+    pub history_per_user_burst: u32,
 }
 
 impl ConnectGate {
@@ -171,6 +177,8 @@ impl ConnectGate {
         ConnectGate {
             per_ip: quota(r.per_ip, r.per_ip_burst).map(DefaultKeyedRateLimiter::keyed),
             per_user: quota(r.per_user, r.per_user_burst).map(DefaultKeyedRateLimiter::keyed),
+            history_per_user: quota(r.history_per_user, r.history_per_user_burst)
+                .map(DefaultKeyedRateLimiter::keyed),
             checks: AtomicU64::new(0),
         }
     }
@@ -184,6 +192,21 @@ impl ConnectGate {
             if let Some(l) = &self.per_user {
                 l.retain_recent();
             }
+            if let Some(l) = &self.history_per_user {
+                l.retain_recent();
+            }
+        }
+    }
+
+    /// Takes one token of `class` from `user`'s buckets shared by all their sessions
+    /// (only `history` has one); false when empty.
+    pub fn check_user_class(&self, user: &UserId, class: crate::rate::RateClass) -> bool {
+        match (class, &self.history_per_user) {
+            (crate::rate::RateClass::History, Some(limiter)) => {
+                self.prune();
+                limiter.check_key(user).is_ok()
+            }
+            _ => true,
         }
     }
 
@@ -276,6 +299,8 @@ mod tests {
             per_ip_burst: 2,
             per_user: 1,
             per_user_burst: 1,
+            history_per_user: 1,
+            history_per_user_burst: 2,
         });
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         assert!(gate.check_ip(Some(ip)).is_ok());
@@ -286,5 +311,14 @@ mod tests {
         let u = UserId::parse("alice").unwrap();
         assert!(gate.check_user(&u).is_ok());
         assert!(matches!(gate.check_user(&u), Err(Refusal::UserRate { .. })));
+        // History is shared by a user's sessions: a new session is no new budget.
+        use crate::rate::RateClass;
+        assert!(gate.check_user_class(&u, RateClass::History));
+        assert!(gate.check_user_class(&u, RateClass::History));
+        assert!(!gate.check_user_class(&u, RateClass::History));
+        assert!(
+            gate.check_user_class(&u, RateClass::Send),
+            "only history is shared"
+        );
     }
 }

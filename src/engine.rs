@@ -178,6 +178,8 @@ impl Engine {
                     per_ip_burst: settings.limits.connect_burst_per_ip,
                     per_user: settings.limits.connect_rate_per_user,
                     per_user_burst: settings.limits.connect_burst_per_user,
+                    history_per_user: settings.limits.history_rate,
+                    history_per_user_burst: settings.limits.history_burst,
                 },
             )),
             store,

@@ -152,14 +152,21 @@ where
 
     /// Decides about `request` of a session with `in_flight` requests waiting for their
     /// answer, of at most `max_in_flight` (`ping` and `auth` are answered at once and do
-    /// not wait).
+    /// not wait). `per_user` is asked last, for buckets its user shares with their other
+    /// sessions (so a new session is no fresh budget); false refuses.
     pub fn admit(
         &self,
         request: &ClientRequest,
         in_flight: usize,
         max_in_flight: usize,
+        per_user: impl FnOnce(RateClass) -> bool,
     ) -> Admission {
         let mut verdict = self.check(request);
+        let mut user_refused = false;
+        if verdict == Verdict::Allowed && !per_user(RateClass::of(request)) {
+            user_refused = true;
+            verdict = self.refused();
+        }
         let too_many = verdict == Verdict::Allowed
             && !matches!(request, ClientRequest::Ping | ClientRequest::Auth { .. })
             && in_flight >= max_in_flight;
@@ -170,6 +177,10 @@ where
             Verdict::Allowed => Admission::Allowed,
             Verdict::Limited if too_many => Admission::Refused(format!(
                 "too many requests in flight (limit {max_in_flight}); wait for their replies"
+            )),
+            Verdict::Limited if user_refused => Admission::Refused(format!(
+                "too many {} requests from this user's sessions; slow down",
+                request.kind()
             )),
             Verdict::Limited => {
                 Admission::Refused(format!("too many {} requests; slow down", request.kind()))

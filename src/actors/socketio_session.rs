@@ -389,9 +389,11 @@ impl SocketIoSession {
             Err(e) => return self.reply(ack_id, Err(e), ctx),
         };
         let max_inflight = self.engine.settings.limits.max_inflight;
+        let (gate, user) = (&self.engine.gate, &auth.user_id);
+        let per_user = |class| gate.check_user_class(user, class);
         match self
             .limiter
-            .admit(&request, self.inflight.len(), max_inflight)
+            .admit(&request, self.inflight.len(), max_inflight, per_user)
         {
             Admission::Allowed => {}
             Admission::Refused(msg) => {

@@ -374,3 +374,39 @@ async fn requests_in_flight_per_session_are_capped() {
     c.ok("history", json!({"room": "public:pipe"})).await;
     app.stop().await;
 }
+
+/// `history` is also counted per user across sessions: a client that reconnects gets no
+/// fresh burst (the soak's flooder did, once per session).
+#[actix_rt::test]
+async fn history_budget_is_shared_by_a_users_sessions() {
+    let db = TestDatabase::new();
+    let app = spawn_app_on(&db.url, |s| {
+        s.limits.history_rate = 1;
+        s.limits.history_burst = 5;
+    })
+    .await;
+    let mut first = app.ws("reader").await;
+    first.ok("join", json!({"room": "public:shared"})).await;
+    for _ in 0..5 {
+        first.ok("history", json!({"room": "public:shared"})).await;
+    }
+    first.close().await;
+    // A new session has a full bucket of its own, but the user's is empty.
+    let mut second = app.ws("reader").await;
+    let v = second
+        .request("history", json!({"room": "public:shared"}))
+        .await;
+    assert_eq!(v["code"], "rate_limited", "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("this user's sessions"),
+        "{v}"
+    );
+    // Another user is not affected.
+    let mut other = app.ws("someone").await;
+    other.ok("join", json!({"room": "public:shared"})).await;
+    other.ok("history", json!({"room": "public:shared"})).await;
+    app.stop().await;
+}

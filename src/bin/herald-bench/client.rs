@@ -302,6 +302,12 @@ impl Conn {
         Ok(rx)
     }
 
+    /// Queues a frame without waiting for a reply: its `ack` or `error`, if any, goes to the
+    /// handler. Returns false when the connection is closed.
+    pub fn send_raw(&self, frame: String) -> bool {
+        self.is_open() && self.tx.send(Cmd::Text(frame, None)).is_ok()
+    }
+
     /// Drops the bookkeeping of a request whose reply we stopped waiting for.
     pub fn forget(&self, reference: u64) {
         self.shared.pending.borrow_mut().remove(&reference);
@@ -345,9 +351,20 @@ pub async fn connect(
     user: &str,
     token: &str,
     timeout: Duration,
+    handler: Handler,
+) -> Result<Conn, ConnectError> {
+    connect_from(pool, pool.next_addr(), user, token, timeout, handler).await
+}
+
+/// [`connect`] from a given source address (`None`: the kernel picks).
+pub async fn connect_from(
+    pool: &ClientPool,
+    local: Option<IpAddr>,
+    user: &str,
+    token: &str,
+    timeout: Duration,
     mut handler: Handler,
 ) -> Result<Conn, ConnectError> {
-    let local = pool.next_addr();
     let handshake = async {
         let socket = TcpSocket::new_v4()?;
         if let Some(a) = local {
@@ -488,7 +505,7 @@ fn base64(bytes: &[u8]) -> String {
 /// One server frame from the read buffer, if complete: (fin, opcode, payload).
 type RawFrame = (bool, OpCode, Option<BytesMut>);
 
-fn parse(buf: &mut BytesMut) -> Result<Option<RawFrame>, ConnectError> {
+pub fn parse(buf: &mut BytesMut) -> Result<Option<RawFrame>, ConnectError> {
     Parser::parse(buf, false, MAX_FRAME).map_err(|e| ConnectError::Io(format!("protocol: {e}")))
 }
 
@@ -502,7 +519,7 @@ fn describe_close(payload: Option<&[u8]>) -> String {
     }
 }
 
-fn close_code(payload: Option<&[u8]>) -> Option<u16> {
+pub fn close_code(payload: Option<&[u8]>) -> Option<u16> {
     let p = payload?;
     (p.len() >= 2).then(|| u16::from_be_bytes([p[0], p[1]]))
 }

@@ -11,6 +11,9 @@
 //! - `churn`: connects and disconnects per second with N connections held in one room, and
 //!   how fast observers see the `room_presence` joins.
 //! - `persist`: stored messages/s and ack latency with many senders.
+//! - `hostile`: a mix of hostile clients in loops, from their own loopback addresses, with
+//!   the server's RSS and open descriptors sampled once a second (run it next to a normal
+//!   workload for a soak).
 //!
 //! Every run is bounded in count and time. A progress line goes to stderr once per second, a
 //! table to stdout at the end, and with `--json` one single-line JSON object as the last
@@ -100,6 +103,8 @@ enum Scenario {
     Churn(scenarios::churn::ChurnArgs),
     /// Stored messages per second and ack latency.
     Persist(scenarios::persist::PersistArgs),
+    /// Hostile clients in loops (run next to a normal workload): what the server refused and closed, its RSS and fds.
+    Hostile(scenarios::hostile::HostileArgs),
 }
 
 fn main() {
@@ -204,6 +209,7 @@ fn run(cli: Cli) -> BenchResult<()> {
                 Scenario::Direct(a) => scenarios::direct::run(&ctx, a).await,
                 Scenario::Churn(a) => scenarios::churn::run(&ctx, a).await,
                 Scenario::Persist(a) => scenarios::persist::run(&ctx, a).await,
+                Scenario::Hostile(a) => scenarios::hostile::run(&ctx, a).await,
             }
         };
         let mut report = match tokio::time::timeout(deadline, fut).await {

@@ -10,6 +10,7 @@
 pub mod churn;
 pub mod direct;
 pub mod fanout;
+pub mod hostile;
 pub mod idle;
 pub mod persist;
 
