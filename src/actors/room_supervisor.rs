@@ -512,14 +512,37 @@ pub struct RouteHistory {
 impl Handler<RouteHistory> for RoomSupervisor {
     type Result =
         ResponseFuture<Result<(Vec<crate::db::models::StoredMessage>, bool), EngineError>>;
-    fn handle(&mut self, msg: RouteHistory, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: RouteHistory, ctx: &mut Context<Self>) -> Self::Result {
         if !msg.history.admin {
             if let Err(e) = self.refuse_stranger(&msg.history.user, &msg.room) {
                 return Box::pin(async move { Err(e) });
             }
         }
+        let fresh = !self.rooms.contains_key(&msg.room);
         let addr = self.room(&msg.room);
-        Box::pin(async move { addr.send(msg.history).await? })
+        let started = self
+            .rooms
+            .get(&msg.room)
+            .map(|e| e.last_used)
+            .filter(|_| fresh);
+        let Some(started) = started else {
+            return Box::pin(async move { addr.send(msg.history).await? });
+        };
+        // Started for this request alone (REST, or a session whose rooms are still
+        // loading): a refusal must not leave the room actor behind for `room_idle`.
+        let room = msg.room;
+        let answer = self.inflight.answer(
+            addr.send(msg.history),
+            move |res, act: &mut Self, _| {
+                let res = res?;
+                if res.is_err() {
+                    act.drop_unused_room(&room, started);
+                }
+                res
+            },
+            ctx,
+        );
+        Box::pin(async move { answer.await.unwrap_or_else(|| Err(supervisor_stopped())) })
     }
 }
 

@@ -979,6 +979,21 @@ async fn requests_for_forbidden_rooms_start_no_room_actors() {
         let v = prober.request(kind, data).await;
         assert_eq!(v["type"], "error", "{kind} on a room of no membership: {v}");
     }
+    // Over REST, from a user with no session at all (the supervisor knows none of their
+    // rooms, so the room decides, and must not stay behind).
+    let token = server.token("restprober");
+    for i in 0..200 {
+        let res = awc::Client::default()
+            .get(format!(
+                "http://127.0.0.1:{}/v1/rooms/public:nowhere-rest-{i}/messages",
+                server.port
+            ))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .send()
+            .await
+            .expect("REST history");
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
     let rooms_after = server.stats().await["active_rooms"].as_u64().unwrap_or(0);
     assert!(
         rooms_after <= rooms_before + 5,
