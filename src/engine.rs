@@ -50,36 +50,6 @@ pub struct SessionStart {
     pub rooms: Vec<RoomSummary>,
 }
 
-/// Cuts a page of messages (oldest first) to at most `budget` bytes of bodies, keeping at
-/// least one message: the newest ones when `keep_newest`, else the oldest. True when cut.
-/// A page of 100 messages of 64 KiB would otherwise be a 6 MB reply per request.
-pub fn cap_page_bytes(messages: &mut Vec<StoredMessage>, budget: usize, keep_newest: bool) -> bool {
-    let mut total = 0usize;
-    let fits = |m: &StoredMessage, total: &mut usize| {
-        *total += m.body.len() + 256;
-        *total <= budget
-    };
-    let keep = if keep_newest {
-        messages
-            .iter()
-            .rev()
-            .take_while(|m| fits(m, &mut total))
-            .count()
-    } else {
-        messages.iter().take_while(|m| fits(m, &mut total)).count()
-    }
-    .max(1);
-    if keep >= messages.len() {
-        return false;
-    }
-    if keep_newest {
-        messages.drain(..messages.len() - keep);
-    } else {
-        messages.truncate(keep);
-    }
-    true
-}
-
 /// Handles to the running engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -262,6 +232,7 @@ impl Engine {
                 before_seq: None,
                 after_seq: Some(r.delivered_seq),
                 limit,
+                max_bytes: self.settings.history_max_bytes,
             };
             Some(async move { persist(reader.send(q).await) })
         });
@@ -345,11 +316,9 @@ impl Engine {
                 room: room.clone(),
                 since_seq,
                 missed_limit: self.settings.join_missed_limit,
+                missed_max_bytes: self.settings.history_max_bytes,
             })
             .await??;
-        let mut missed = joined.missed;
-        // The oldest missed messages come first; a cut keeps them and says there is more.
-        let cut = cap_page_bytes(&mut missed, self.settings.history_max_bytes, false);
         let members: Vec<PresenceView> = self
             .presence
             .send(GetPresence {
@@ -363,8 +332,8 @@ impl Engine {
             "room": room,
             "seq": joined.seq,
             "members": members,
-            "missed": protocol::message_objects(&missed),
-            "has_more": joined.has_more || cut,
+            "missed": protocol::message_objects(&joined.missed),
+            "has_more": joined.has_more,
         }))
     }
 
@@ -531,15 +500,9 @@ impl Engine {
             before_seq,
             after_seq,
             limit,
+            max_bytes: self.settings.history_max_bytes,
         };
-        let (mut messages, has_more) = self.rooms.send(RouteHistory { room, history: h }).await??;
-        // Forward pages keep their oldest messages, the others their newest.
-        let cut = cap_page_bytes(
-            &mut messages,
-            self.settings.history_max_bytes,
-            after_seq.is_none(),
-        );
-        Ok((messages, has_more || cut))
+        self.rooms.send(RouteHistory { room, history: h }).await?
     }
 
     /// `watch`: only users who share a room with the watcher, unless open watching is

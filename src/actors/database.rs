@@ -90,13 +90,47 @@ pub struct FetchHistory {
     pub before_seq: Option<i64>,
     pub after_seq: Option<i64>,
     pub limit: i64,
+    /// Most bytes of bodies in the answer (see [`cap_page_bytes`]).
+    pub max_bytes: usize,
 }
 
 impl Handler<FetchHistory> for Database {
     type Result = Result<(Vec<StoredMessage>, bool), PersistError>;
     fn handle(&mut self, msg: FetchHistory, _: &mut SyncContext<Self>) -> Self::Result {
-        self.with_conn(|c| c.history(&msg.room, msg.before_seq, msg.after_seq, msg.limit))
+        let (mut messages, more) =
+            self.with_conn(|c| c.history(&msg.room, msg.before_seq, msg.after_seq, msg.limit))?;
+        // Cut here, on the reader thread: what leaves it is at most `max_bytes`, however
+        // many pages are in flight. Forward pages keep their oldest messages, the others
+        // their newest.
+        let cut = cap_page_bytes(&mut messages, msg.max_bytes, msg.after_seq.is_none());
+        Ok((messages, more || cut))
     }
+}
+
+/// Cuts a page of messages (oldest first) to at most `budget` bytes of bodies, keeping at
+/// least one message: the newest ones when `keep_newest`, else the oldest. True when cut.
+/// A page of 100 messages of 64 KiB would otherwise be a 6 MB reply per request.
+pub fn cap_page_bytes(messages: &mut Vec<StoredMessage>, budget: usize, keep_newest: bool) -> bool {
+    let mut total = 0usize;
+    let mut fits = |m: &StoredMessage| {
+        total += m.body.len() + 256;
+        total <= budget
+    };
+    let keep = if keep_newest {
+        messages.iter().rev().take_while(|m| fits(m)).count()
+    } else {
+        messages.iter().take_while(|m| fits(m)).count()
+    }
+    .max(1);
+    if keep >= messages.len() {
+        return false;
+    }
+    if keep_newest {
+        messages.drain(..messages.len() - keep);
+    } else {
+        messages.truncate(keep);
+    }
+    true
 }
 
 /// Sent by the message status route.
@@ -297,5 +331,54 @@ impl Handler<LoadPreferences> for Database {
     fn handle(&mut self, msg: LoadPreferences, _: &mut SyncContext<Self>) -> Self::Result {
         let users: Vec<&str> = msg.users.iter().map(|u| u.as_str()).collect();
         self.with_conn(|c| c.preferences(&users))
+    }
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::cap_page_bytes;
+    use crate::db::models::StoredMessage;
+
+    fn page(n: i64, body: usize) -> Vec<StoredMessage> {
+        (1..=n)
+            .map(|seq| StoredMessage {
+                id: format!("m{seq}"),
+                room: "public:r".into(),
+                seq,
+                from: "u".into(),
+                kind: "text".into(),
+                body: "x".repeat(body),
+                priority: "normal".into(),
+                client_msg_id: None,
+                created_at: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pages_are_cut_to_the_byte_budget_from_the_right_end() {
+        // 10 bodies of ~10 KB in a 32 KiB budget: 3 fit.
+        let mut newest = page(10, 10_000);
+        assert!(cap_page_bytes(&mut newest, 32 * 1024, true));
+        assert_eq!(
+            newest.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            vec![8, 9, 10]
+        );
+        let mut oldest = page(10, 10_000);
+        assert!(cap_page_bytes(&mut oldest, 32 * 1024, false));
+        assert_eq!(
+            oldest.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        // One message larger than the budget is still returned.
+        let mut big = page(2, 100_000);
+        assert!(cap_page_bytes(&mut big, 1024, true));
+        assert_eq!(big.len(), 1);
+        let mut small = page(5, 10);
+        assert!(
+            !cap_page_bytes(&mut small, 1024 * 1024, true),
+            "nothing cut"
+        );
+        assert_eq!(small.len(), 5);
     }
 }

@@ -326,6 +326,7 @@ pub struct Join {
     pub room: RoomId,
     pub since_seq: Option<i64>,
     pub missed_limit: i64,
+    pub missed_max_bytes: usize,
 }
 
 impl Handler<Join> for RoomSupervisor {
@@ -350,6 +351,7 @@ impl Handler<Join> for RoomSupervisor {
             user: msg.user.clone(),
             since_seq: msg.since_seq,
             missed_limit: msg.missed_limit,
+            missed_max_bytes: msg.missed_max_bytes,
             sessions: self.handles_of(&msg.user),
         };
         let answer = self.inflight.answer(

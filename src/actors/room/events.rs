@@ -183,6 +183,8 @@ pub struct History {
     pub before_seq: Option<i64>,
     pub after_seq: Option<i64>,
     pub limit: i64,
+    /// Most bytes of bodies in the page.
+    pub max_bytes: usize,
 }
 
 impl Handler<History> for Room {
@@ -204,6 +206,7 @@ impl Handler<History> for Room {
             before_seq: msg.before_seq,
             after_seq: msg.after_seq,
             limit: msg.limit,
+            max_bytes: msg.max_bytes,
         };
         Box::pin(async move {
             Ok(reader

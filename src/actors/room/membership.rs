@@ -42,6 +42,8 @@ pub struct JoinMember {
     pub user: UserId,
     pub since_seq: Option<i64>,
     pub missed_limit: i64,
+    /// Most bytes of bodies in `missed`.
+    pub missed_max_bytes: usize,
     /// The user's live sessions, subscribed in the same turn as the membership takes effect.
     pub sessions: Vec<SessionHandle>,
 }
@@ -141,6 +143,7 @@ impl Handler<JoinMember> for Room {
                         before_seq: None,
                         after_seq: Some(since),
                         limit: msg.missed_limit,
+                        max_bytes: msg.missed_max_bytes,
                     })
                     .await
                     .map_err(PersistError::from)
