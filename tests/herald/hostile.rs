@@ -637,9 +637,12 @@ async fn pipelined_history_from_a_client_that_never_reads_costs_bounded_memory()
         rss.push(server.rss_mib());
         actix::clock::sleep(Duration::from_millis(100)).await;
     }
+    // Measured: about 50 MiB on SQLite and 115 MiB on PostgreSQL (libpq holds each 6 MB
+    // result before the page is cut, on 4 reader threads, and the allocator keeps its
+    // arenas); the code before this bound grew by 617 MiB.
     let grown = max_of(&rss) - rss_before;
     assert!(
-        grown < 80.0,
+        grown < 200.0,
         "server RSS grew by {grown:.1} MiB for pipelined history requests"
     );
     server
