@@ -124,6 +124,16 @@ impl Server {
             .unwrap_or(0)
     }
 
+    /// Asserts the server's RSS grew by less than `bound` MiB since `before`; the growth.
+    fn assert_rss_growth_below(&self, before: f64, bound: f64) -> f64 {
+        let grown = self.rss_mib() - before;
+        assert!(
+            grown < bound,
+            "server RSS grew by {grown:.1} MiB (bound {bound} MiB)"
+        );
+        grown
+    }
+
     async fn get(&self, path: &str) -> Value {
         let mut res = awc::Client::default()
             .get(format!("http://127.0.0.1:{}{path}", self.port))
@@ -441,18 +451,12 @@ async fn tokenless_socketio_and_silent_connections_are_capped_and_released() {
     let stats = server.stats().await;
     assert_eq!(stats["hostile"]["unauthenticated_sessions"], 0, "{stats}");
     assert!(stats["hostile"]["refused"]["ip_unauthenticated"].as_u64() >= Some(1));
-    let rss = server.rss_mib();
-    assert!(
-        rss - rss_before < 50.0,
-        "server RSS grew by {:.1} MiB",
-        rss - rss_before
-    );
+    let grown = server.assert_rss_growth_below(rss_before, 50.0);
     eprintln!(
-        "tokenless: accepted {} of 400, {} descriptors at peak, released {:?} after the deadline check, rss +{:.1} MiB",
+        "tokenless: accepted {} of 400, {} descriptors at peak, released {:?} after the deadline check, rss +{grown:.1} MiB",
         sids.len(),
         peak_fds - fds_before,
         took,
-        rss - rss_before
     );
     pair.finish().await;
 }
@@ -579,12 +583,7 @@ async fn upgrade_headers_on_plain_routes_get_plain_http_with_a_deadline() {
             started.elapsed()
         );
     }
-    let rss = server.rss_mib();
-    assert!(
-        rss - rss_before < 30.0,
-        "RSS grew by {:.1} MiB",
-        rss - rss_before
-    );
+    server.assert_rss_growth_below(rss_before, 30.0);
     eprintln!(
         "plain routes: 100 stalled bodies closed within {:?}",
         started.elapsed()
@@ -708,12 +707,7 @@ async fn session_caps_hold_under_parallel_connects_on_every_socket() {
         admitted, 10,
         "connections from one address admitted in parallel (cap 10)"
     );
-    let rss = server.rss_mib();
-    assert!(
-        rss - rss_before < 30.0,
-        "RSS grew by {:.1} MiB",
-        rss - rss_before
-    );
+    server.assert_rss_growth_below(rss_before, 30.0);
     pair.finish().await;
 }
 
@@ -798,12 +792,7 @@ async fn floods_of_any_frame_type_are_limited_and_interleaving_does_not_dodge_10
         closed = abuser.expect_close().await;
     }
     assert_eq!(closed, Some(1008), "interleaved abuse is closed with 1008");
-    let rss = server.rss_mib();
-    assert!(
-        rss - rss_before < 30.0,
-        "RSS grew by {:.1} MiB",
-        rss - rss_before
-    );
+    server.assert_rss_growth_below(rss_before, 30.0);
     pair.finish().await;
 }
 
@@ -853,12 +842,7 @@ async fn reconnect_storms_are_limited_per_user_and_per_address() {
         stats["hostile"]["refused"]["user_rate"].as_u64() >= Some(10),
         "{stats}"
     );
-    let rss = server.rss_mib();
-    assert!(
-        rss - rss_before < 30.0,
-        "RSS grew by {:.1} MiB",
-        rss - rss_before
-    );
+    server.assert_rss_growth_below(rss_before, 30.0);
     pair.finish().await;
 }
 
@@ -947,12 +931,7 @@ async fn mention_bombs_cost_linear_time_and_capped_notifications() {
         assert_eq!(ack["type"], "ack", "{ack}");
     }
     let took = started.elapsed();
-    let rss = server.rss_mib();
-    assert!(
-        rss - rss_before < 50.0,
-        "RSS grew by {:.1} MiB",
-        rss - rss_before
-    );
+    server.assert_rss_growth_below(rss_before, 50.0);
     eprintln!("mention bombs: 10 messages of {i} mentions acked in {took:?}");
     pair.finish().await;
 }
@@ -1009,11 +988,6 @@ async fn requests_for_forbidden_rooms_start_no_room_actors() {
         rooms_after <= rooms_before + 5,
         "room actors grew from {rooms_before} to {rooms_after}"
     );
-    let rss = server.rss_mib();
-    assert!(
-        rss - rss_before < 30.0,
-        "RSS grew by {:.1} MiB",
-        rss - rss_before
-    );
+    server.assert_rss_growth_below(rss_before, 30.0);
     pair.finish().await;
 }
