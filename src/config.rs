@@ -131,6 +131,47 @@ pub fn scrub_url(text: &str, url: &str) -> String {
     out
 }
 
+/// Points inside the engine where a test may pause it (see [`Hooks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// In `open_session`, after the user's rooms are read, before the session is subscribed.
+    BeforeSubscribe,
+    /// In `open_session`, after the session is subscribed, before the replay is read.
+    BeforeReplay,
+}
+
+/// What a hook runs: it may do anything through its own handles (post messages, wait).
+pub type HookFn =
+    Arc<dyn Fn(Hook) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send + Sync>;
+
+/// Test-only pauses that make races deterministic: a test installs a function that runs at
+/// each [`Hook`] point (e.g. posting messages between the snapshot and the subscription).
+/// Empty in production.
+#[derive(Clone, Default)]
+pub struct Hooks(Option<HookFn>);
+
+impl Hooks {
+    pub fn new(f: HookFn) -> Self {
+        Hooks(Some(f))
+    }
+
+    pub async fn run(&self, at: Hook) {
+        if let Some(f) = &self.0 {
+            f(at).await;
+        }
+    }
+}
+
+impl fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Hooks(set)"
+        } else {
+            "Hooks(none)"
+        })
+    }
+}
+
 /// All settings of one server process.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -206,8 +247,14 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// Largest `text` of a text message, and the bound (plus 1 KiB) of any message body.
     pub max_text_bytes: usize,
-    /// Most messages a `join` with `since_seq` returns in `missed`.
+    /// Most messages a `join` with `since_seq` returns in `missed`, and the size of one
+    /// replay page.
     pub join_missed_limit: i64,
+    /// Most messages one room replays to a session (at connect, after a join, or after the
+    /// session fell behind); an older backlog is left out with a `replay_truncated` marker.
+    pub replay_max: i64,
+    /// Test-only pauses inside the engine (see [`Hooks`]); none in production.
+    pub hooks: Hooks,
     /// Most bytes of message bodies in one `history` page or `missed` list; a longer page
     /// is cut and says `has_more`.
     pub history_max_bytes: usize,
@@ -403,6 +450,8 @@ impl Default for Settings {
             max_frame_bytes: 1024 * 1024,
             max_text_bytes: 64 * 1024,
             join_missed_limit: 100,
+            replay_max: 1000,
+            hooks: Hooks::default(),
             commit_max_batch: 512,
             room_idle: Duration::from_secs(60),
             workers: 0,
@@ -833,6 +882,10 @@ pub struct ServeArgs {
         default_value_t = 100
     )]
     pub join_missed_limit: i64,
+    /// Most messages one room replays to a session before the rest is left out with a
+    /// `replay_truncated` marker.
+    #[arg(long, global = true, env = "HERALD_REPLAY_MAX", default_value_t = 1000)]
+    pub replay_max: i64,
     /// Most bytes of message bodies per history page or join `missed` list.
     #[arg(long, global = true, env = "HERALD_HISTORY_MAX_BYTES", default_value_t = 1024 * 1024)]
     pub history_max_bytes: usize,
@@ -955,6 +1008,7 @@ impl Settings {
             s.max_frame_bytes = a.max_frame_bytes.max(1024);
             s.max_text_bytes = a.max_text_bytes.max(1);
             s.join_missed_limit = a.join_missed_limit.clamp(0, 1000);
+            s.replay_max = a.replay_max.clamp(1, 1_000_000);
             s.history_max_bytes = a.history_max_bytes.max(64 * 1024);
             s.commit_max_batch = a.commit_max_batch.max(1);
             s.room_idle = Duration::from_millis(a.room_idle_ms);

@@ -20,7 +20,7 @@ use crate::actors::room::{Caller, History, Publish, Receipt, RoomOnline, Typing}
 use crate::actors::room_supervisor::*;
 use crate::actors::session::SessionHandle;
 use crate::auth::JwtKeys;
-use crate::config::Settings;
+use crate::config::{Hook, Settings};
 use crate::db::models::{NewMessage, RoomSummary, StoredMessage};
 use crate::db::DbPool;
 use crate::domain::{ChosenStatus, ReceiptStatus, RoomId, SessionId, UserId};
@@ -43,11 +43,36 @@ pub struct Store {
 /// What a new session sends first and knows about its user's rooms.
 #[derive(Debug, Clone)]
 pub struct SessionStart {
-    /// The `sync` frame, the `unread_count` of notifications, then the undelivered `message`
-    /// frames, in sending order.
+    /// The `sync` frame, then the `unread_count` of notifications.
     pub frames: Vec<String>,
     /// The user's rooms with watermarks and unread counts.
     pub rooms: Vec<RoomSummary>,
+    /// Where each room's stream of `message` frames starts, in replay order (rooms holding
+    /// urgent, then high-priority messages first).
+    pub replay: Vec<RoomReplay>,
+}
+
+/// Where one room's stream starts for a new session, and its first page.
+#[derive(Debug, Clone)]
+pub struct RoomReplay {
+    pub room: RoomId,
+    /// The stream continues after this seq.
+    pub position: i64,
+    /// The room's seq when the session was subscribed: everything up to it is replayed from
+    /// the database, everything after arrives live.
+    pub room_seq: i64,
+    /// Messages left out because the backlog exceeded `replay_max` (`replay_truncated`).
+    pub truncated: Option<(i64, i64)>,
+    /// The first page after `position`, and whether the store holds more.
+    pub first_page: Vec<StoredMessage>,
+    pub more: bool,
+}
+
+/// Where a connecting client says it left off (docs/protocol.md, "Resume").
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    /// Last seq the client holds, per room (query `since` or Socket.IO `auth.since`).
+    pub since: std::collections::HashMap<RoomId, i64>,
 }
 
 /// Handles to the running engine; cheap to clone.
@@ -160,9 +185,18 @@ impl Engine {
         }
     }
 
-    /// Registers a new session everywhere. Returns the `sync` frame, then the `message`
-    /// frames the user has not had delivered yet (see [`SessionStart`]).
-    pub async fn open_session(&self, handle: SessionHandle) -> Result<SessionStart, EngineError> {
+    /// Registers a new session everywhere and says where each room's stream starts.
+    ///
+    /// Order matters (docs/protocol.md, "Continuity"): the session is subscribed to its rooms
+    /// *before* anything is replayed, and each room answers its seq at that moment; the
+    /// replay reads the database after that, so every message is either replayed or live
+    /// (or both: the session drops the duplicate). The session holds live frames until its
+    /// replay reaches them.
+    pub async fn open_session(
+        &self,
+        handle: SessionHandle,
+        resume: Resume,
+    ) -> Result<SessionStart, EngineError> {
         self.rooms
             .send(Connect {
                 handle: handle.clone(),
@@ -185,11 +219,14 @@ impl Engine {
             .filter_map(|r| RoomId::parse(&r.room).ok())
             .collect();
         let complete = ids.len() <= self.settings.limits.max_rooms_per_user;
-        self.rooms
+        self.settings.hooks.run(Hook::BeforeSubscribe).await;
+        let seqs = self
+            .rooms
             .send(SubscribeSession {
                 handle: handle.clone(),
                 rooms: ids.clone(),
                 complete,
+                wait: self.settings.db_write_timeout,
             })
             .await?;
         self.presence
@@ -200,56 +237,89 @@ impl Engine {
             })
             .await?;
         self.notifications.do_send(NotificationSubscribe { handle });
-        let missed = self.undelivered(&rooms).await?;
-        let mut frames = Vec::with_capacity(2 + missed.len());
-        frames.push(sync_frame(&rooms));
+        self.settings.hooks.run(Hook::BeforeReplay).await;
+        let plans: Vec<(RoomId, RoomPlan)> = rooms
+            .iter()
+            .filter_map(|r| {
+                let room = RoomId::parse(&r.room).ok()?;
+                // A room that did not answer (still loading) falls back to the snapshot.
+                let room_seq = seqs.get(&room).copied().unwrap_or(r.last_seq);
+                let plan = RoomPlan::new(
+                    r,
+                    room_seq,
+                    resume.since.get(&room).copied(),
+                    self.settings.replay_max,
+                );
+                Some((room, plan))
+            })
+            .collect();
+        let replay = self.first_pages(plans).await?;
+        let mut frames = Vec::with_capacity(2);
+        frames.push(sync_frame(&rooms, &replay, &resume));
         // The notification badge, so a client need not ask.
         if let Some(n) = start.unread_notifications {
             frames.push(unread_frame(n));
         }
-        frames.extend(
-            missed
-                .iter()
-                .map(|m| protocol::event("message", &protocol::MessageObject::new(m))),
-        );
-        Ok(SessionStart { frames, rooms })
+        Ok(SessionStart {
+            frames,
+            rooms,
+            replay,
+        })
     }
 
-    /// Messages after the user's delivered watermark: per room in seq order and at most
-    /// `join_missed_limit` (the client pages the rest with `history`); rooms holding urgent,
-    /// then high-priority messages come first.
-    async fn undelivered(&self, rooms: &[RoomSummary]) -> Result<Vec<StoredMessage>, EngineError> {
-        let limit = self.settings.join_missed_limit;
-        let pending: Vec<&RoomSummary> = rooms
-            .iter()
-            .filter(|r| r.last_seq > r.delivered_seq && limit > 0)
-            .collect();
-        let fetches = pending.iter().filter_map(|r| {
-            let room = RoomId::parse(&r.room).ok()?;
-            let reader = self.store.reader.clone();
-            let q = crate::actors::database::FetchHistory {
-                room,
-                before_seq: None,
-                after_seq: Some(r.delivered_seq),
-                limit,
-                max_bytes: self.settings.history_max_bytes,
+    /// The first replay page of every room with a backlog, read in parallel, and the rooms
+    /// in replay order: rooms holding urgent, then high-priority messages first.
+    async fn first_pages(
+        &self,
+        plans: Vec<(RoomId, RoomPlan)>,
+    ) -> Result<Vec<RoomReplay>, EngineError> {
+        let fetches = plans.into_iter().map(|(room, plan)| async move {
+            let (first_page, more) = if plan.room_seq > plan.position {
+                self.replay_page(room.clone(), plan.position).await?
+            } else {
+                (Vec::new(), false)
             };
-            Some(async move { persist(reader.send(q).await) })
+            Ok::<_, EngineError>(RoomReplay {
+                room,
+                position: plan.position,
+                room_seq: plan.room_seq,
+                truncated: plan.truncated,
+                first_page,
+                more,
+            })
         });
-        let mut per_room: Vec<Vec<StoredMessage>> = Vec::new();
+        let mut replay = Vec::new();
         for r in futures_util::future::join_all(fetches).await {
-            per_room.push(r?.0);
+            replay.push(r?);
         }
-        let rank = |ms: &Vec<StoredMessage>| {
-            ms.iter()
+        let rank = |r: &RoomReplay| {
+            r.first_page
+                .iter()
                 .filter_map(|m| crate::domain::Priority::parse(&m.priority))
                 .max()
                 .map(|p| p.max(crate::domain::Priority::Normal))
                 .unwrap_or_default()
         };
         // Stable sort: rooms of equal rank keep their (room id) order.
-        per_room.sort_by_key(|ms| std::cmp::Reverse(rank(ms)));
-        Ok(per_room.into_iter().flatten().collect())
+        replay.sort_by_key(|r| std::cmp::Reverse(rank(r)));
+        Ok(replay)
+    }
+
+    /// One page of a room's stream: messages after `after`, in seq order, at most
+    /// `join_missed_limit` of them and `history_max_bytes` of bodies; true when more follow.
+    pub async fn replay_page(
+        &self,
+        room: RoomId,
+        after: i64,
+    ) -> Result<(Vec<StoredMessage>, bool), EngineError> {
+        let q = crate::actors::database::FetchHistory {
+            room,
+            before_seq: None,
+            after_seq: Some(after),
+            limit: self.settings.join_missed_limit.max(1),
+            max_bytes: self.settings.history_max_bytes,
+        };
+        persist(self.store.reader.send(q).await)
     }
 
     /// Admits one more session of `user` from `ip`, or says which limit refuses it: the
@@ -721,12 +791,56 @@ impl Engine {
     }
 }
 
+/// Where one room's stream starts: the client's resume point when it gave one the server
+/// can honour, else the user's delivered watermark; cut to the last `replay_max` messages.
+#[derive(Debug, Clone, Copy)]
+struct RoomPlan {
+    position: i64,
+    room_seq: i64,
+    truncated: Option<(i64, i64)>,
+}
+
+impl RoomPlan {
+    fn new(r: &RoomSummary, room_seq: i64, since: Option<i64>, replay_max: i64) -> RoomPlan {
+        // A resume point past the room's end is not one we can honour: the watermark is.
+        let from = since
+            .filter(|s| (0..=room_seq).contains(s))
+            .unwrap_or(r.delivered_seq)
+            .clamp(0, room_seq.max(0));
+        let replay_max = replay_max.max(1);
+        let (position, truncated) = if room_seq - from > replay_max {
+            let to = room_seq - replay_max;
+            (to, Some((from + 1, to)))
+        } else {
+            (from, None)
+        };
+        RoomPlan {
+            position,
+            room_seq,
+            truncated,
+        }
+    }
+}
+
 /// `{"type":"sync","data":{"rooms":[...],"unread_total":N}}`, sent right after `connection_ack`.
-pub fn sync_frame(rooms: &[RoomSummary]) -> String {
+/// Each room says where its stream of `message` frames continues (`position`), and, for a
+/// room the client gave a resume point for, whether it was honoured in full (`recovered`).
+pub fn sync_frame(rooms: &[RoomSummary], replay: &[RoomReplay], resume: &Resume) -> String {
+    let starts: std::collections::HashMap<&str, &RoomReplay> =
+        replay.iter().map(|r| (r.room.as_str(), r)).collect();
     let list: Vec<Value> = rooms
         .iter()
         .map(|r| {
-            json!({"room": r.room, "seq": r.last_seq, "delivered_seq": r.delivered_seq, "read_seq": r.read_seq, "unread": r.unread})
+            let mut entry = json!({"room": r.room, "seq": r.last_seq, "delivered_seq": r.delivered_seq, "read_seq": r.read_seq, "unread": r.unread});
+            if let Some(start) = starts.get(r.room.as_str()) {
+                entry["seq"] = json!(start.room_seq.max(r.last_seq));
+                entry["position"] = json!(start.position);
+                if let Some(since) = resume.since.get(&start.room) {
+                    let honoured = start.truncated.is_none() && *since <= start.room_seq && *since >= 0;
+                    entry["recovered"] = json!(honoured);
+                }
+            }
+            entry
         })
         .collect();
     let total: i64 = rooms.iter().map(|r| r.unread).sum();

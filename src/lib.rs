@@ -23,6 +23,7 @@
 //! - [`error`]: typed errors and their wire codes.
 //! - [`metrics`]: Prometheus metrics and rates.
 //! - [`notification`]: notification rules: preferences, quiet hours, mentions.
+//! - [`stream`]: per-room continuity of a session's `message` frames (replay, live, catch-up).
 //! - [`unread`]: per-session unread counts and `room_unread` frames.
 //! - [`wsframe`]: RFC 6455 message reassembly and close codes.
 //! - [`testkit`]: drive the engine from tests without sockets.
@@ -52,6 +53,7 @@ pub mod readiness;
 pub mod routes;
 pub mod socketio;
 pub mod startup;
+pub mod stream;
 pub mod testkit;
 pub mod unread;
 pub mod ws_transport;

@@ -685,6 +685,34 @@ impl PresenceView {
     }
 }
 
+/// A resume point as a client gives it at connect: `<room>:<seq>` pairs separated by commas
+/// (the seq follows the room id's last colon), at most `max_rooms` of them.
+pub fn parse_since(
+    s: &str,
+    max_rooms: usize,
+) -> Result<std::collections::HashMap<RoomId, i64>, InvalidInput> {
+    let mut since = std::collections::HashMap::new();
+    for pair in s.split(',').filter(|p| !p.is_empty()) {
+        if since.len() >= max_rooms {
+            return Err(InvalidInput(format!(
+                "since names more than {max_rooms} rooms"
+            )));
+        }
+        let bad = || {
+            InvalidInput(format!(
+                "invalid since entry {pair:?}: expected <room>:<seq>"
+            ))
+        };
+        let (room, seq) = pair.rsplit_once(':').ok_or_else(bad)?;
+        let seq: i64 = seq.parse().map_err(|_| bad())?;
+        if seq < 0 {
+            return Err(bad());
+        }
+        since.insert(RoomId::parse(room)?, seq);
+    }
+    Ok(since)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -792,5 +820,15 @@ mod tests {
             f.request,
             ClientRequest::History { limit: 100, .. }
         ));
+    }
+
+    #[test]
+    fn since_pairs_split_at_the_last_colon_and_are_bounded() {
+        let since = super::parse_since("public:a:12,direct:al:bo:3", 10).unwrap();
+        assert_eq!(since[&RoomId::parse("public:a").unwrap()], 12);
+        assert_eq!(since[&RoomId::parse("direct:al:bo").unwrap()], 3);
+        assert!(super::parse_since("public:a", 10).is_err());
+        assert!(super::parse_since("public:a:-1", 10).is_err());
+        assert!(super::parse_since("public:a:1,public:b:2", 1).is_err());
     }
 }

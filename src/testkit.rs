@@ -268,9 +268,29 @@ pub async fn connect_probe_with_capacity(engine: &Engine, user: &str, capacity: 
         remote_addr: None,
         user_agent: Some("testkit".into()),
     });
-    match engine.open_session(handle.clone()).await {
+    match engine
+        .open_session(handle.clone(), Default::default())
+        .await
+    {
         Ok(start) => {
-            for f in start.frames {
+            // A probe records raw frames and does not page: it shows the first replay page
+            // of each room (and its truncation marker) after the sync frame.
+            let replay = start.replay.iter().flat_map(|r| {
+                let marker = r.truncated.map(|(from, to)| {
+                    crate::stream::Emit::Truncated {
+                        room: r.room.clone(),
+                        from,
+                        to,
+                    }
+                    .frame()
+                    .to_string()
+                });
+                let page = r.first_page.iter().map(|m| {
+                    crate::protocol::event("message", &crate::protocol::MessageObject::new(m))
+                });
+                marker.into_iter().chain(page)
+            });
+            for f in start.frames.into_iter().chain(replay) {
                 let v: Value = serde_json::from_str(&f).unwrap_or(Value::Null);
                 let _ = tx.send(ProbeEvent::Frame(v));
             }

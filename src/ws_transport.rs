@@ -43,15 +43,12 @@ const READ_TURN: usize = 32 * 1024;
 /// How long a closing connection waits for the peer to close its side.
 const LINGER: Duration = Duration::from_secs(1);
 
-/// The close frame queued for a peer that does not drain its outbox.
-const SLOW_CONSUMER_REASON: &str = "slow consumer: outbox overflow; reconnect and sync";
-
 /// Bounds of the upgraded-connection transport (settings `outbox_bytes`, `write_timeout`,
 /// `handshake_timeout`).
 #[derive(Debug, Clone, Copy)]
 pub struct TransportLimits {
-    /// Bytes of encoded frames queued for the socket before the peer counts as a slow
-    /// consumer: the session ends and a 4008 close is queued behind what is already there.
+    /// Bytes of encoded frames queued for the socket before the session pauses (its rooms'
+    /// frames are then caught up from the database once the peer reads again).
     pub outbox_bytes: usize,
     /// How long queued bytes may wait without the peer taking any of them.
     pub write_timeout: Duration,
@@ -211,11 +208,11 @@ where
     write_within(&io, &out, limits.write_timeout).await
 }
 
-/// Moves the frames of an upgraded connection's session to the socket. The session is
-/// polled (and so keeps running: heartbeats, timers, its mailbox) whether or not the peer
-/// reads; what it produces waits in a queue bounded by `outbox_bytes`. Past the bound the
-/// session ends (dropping its body stops the actor) and a 4008 close goes out behind the
-/// queue; queued bytes that the peer takes none of for `write_timeout` end the connection.
+/// Moves the frames of an upgraded connection's session to the socket. What the session
+/// produces waits in a queue bounded by `outbox_bytes`; past the bound the session is no
+/// longer polled (it pauses: its rooms' frames are dropped from its mailbox and caught up
+/// from the database once the peer reads again, see `crate::stream`). Queued bytes that the
+/// peer takes none of for `write_timeout` end the connection.
 async fn pump<T: AsyncWrite + Unpin>(
     io: &RefCell<T>,
     body: BoxBody,
@@ -229,42 +226,50 @@ async fn pump<T: AsyncWrite + Unpin>(
     // Bytes handed to the stream since its last flush (TLS buffers records until flushed).
     let mut unflushed = false;
     poll_fn(|cx| {
-        while let Some(b) = body.as_mut() {
-            match b.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    queued += chunk.len();
-                    queue.push_back(chunk);
-                    // One chunk alone may exceed the bound (a large reply); a second may not.
-                    if queued > limits.outbox_bytes && queue.len() > 1 {
-                        METRICS.slow_consumers.inc();
-                        log::info!("peer does not drain its outbox ({queued} bytes queued); closing with 4008");
-                        body = None;
-                        let close = close_frame(crate::protocol::close_code::SLOW_CONSUMER, SLOW_CONSUMER_REASON);
-                        queued += close.len();
-                        queue.push_back(close);
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io::Error::other(e.to_string()))),
-                Poll::Ready(None) => body = None,
-                Poll::Pending => break,
-            }
-        }
         let mut wrote = false;
-        while let Some(front) = queue.front_mut() {
-            match Pin::new(&mut *io.borrow_mut()).poll_write(cx, front) {
-                Poll::Pending => break,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => {
-                    wrote = true;
-                    unflushed = true;
-                    queued -= n;
-                    if n == front.len() {
-                        queue.pop_front();
-                    } else {
-                        let _ = front.split_to(n);
+        loop {
+            let mut paused = false;
+            loop {
+                // One chunk alone may exceed the bound (a large reply); then the session waits.
+                if queued > limits.outbox_bytes {
+                    paused = true;
+                    break;
+                }
+                let Some(b) = body.as_mut() else { break };
+                match b.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(Ok(chunk))) => {
+                        queued += chunk.len();
+                        queue.push_back(chunk);
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        return Poll::Ready(Err(io::Error::other(e.to_string())))
+                    }
+                    Poll::Ready(None) => body = None,
+                    Poll::Pending => break,
+                }
+            }
+            let before = queued;
+            while let Some(front) = queue.front_mut() {
+                match Pin::new(&mut *io.borrow_mut()).poll_write(cx, front) {
+                    Poll::Pending => break,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => {
+                        wrote = true;
+                        unflushed = true;
+                        queued -= n;
+                        if n == front.len() {
+                            queue.pop_front();
+                        } else {
+                            let _ = front.split_to(n);
+                        }
                     }
                 }
+            }
+            // The peer took enough for the paused session to go on: poll it again now (nothing
+            // else would wake this task for it).
+            if !(paused && queued < before && queued <= limits.outbox_bytes && body.is_some()) {
+                break;
             }
         }
         if queue.is_empty() && unflushed {
@@ -291,23 +296,16 @@ async fn pump<T: AsyncWrite + Unpin>(
         if let Some(d) = deadline.as_mut() {
             if d.as_mut().poll(cx).is_ready() {
                 METRICS.write_timeouts.inc();
-                log::info!("peer took nothing of {queued} queued bytes for {:?}; dropping it", limits.write_timeout);
+                log::info!(
+                    "peer took nothing of {queued} queued bytes for {:?}; dropping it",
+                    limits.write_timeout
+                );
                 return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
             }
         }
         Poll::Pending
     })
     .await
-}
-
-/// An unmasked server close frame (code and a reason under 124 bytes).
-fn close_frame(code: u16, reason: &str) -> Bytes {
-    let mut f = Vec::with_capacity(4 + reason.len());
-    f.push(0x88);
-    f.push((2 + reason.len()) as u8);
-    f.extend_from_slice(&code.to_be_bytes());
-    f.extend_from_slice(reason.as_bytes());
-    Bytes::from(f)
 }
 
 /// Shuts our side down (TLS close_notify, then FIN), then reads and drops whatever the peer

@@ -14,6 +14,7 @@
 
 pub mod client_session;
 pub mod commit_queue;
+pub mod continuity;
 pub mod database;
 pub mod echo_session;
 pub mod eio_registry;

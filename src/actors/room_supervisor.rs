@@ -258,27 +258,40 @@ impl Handler<Connect> for RoomSupervisor {
     }
 }
 
-/// Sent once the user's rooms are read: subscribe the session to all of them.
+/// Sent once the user's rooms are read: subscribe the session to all of them. Answers each
+/// room's seq at the moment the session was subscribed there (see [`Subscribe`]); a room
+/// that does not answer within `wait` (it is still loading from an unreachable database) is
+/// left out of the answer but stays subscribed.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "HashMap<RoomId, i64>")]
 pub struct SubscribeSession {
     pub handle: SessionHandle,
     pub rooms: Vec<RoomId>,
     /// `rooms` is every room of the user (the read was not cut short by its limit).
     pub complete: bool,
+    pub wait: Duration,
 }
 
 impl Handler<SubscribeSession> for RoomSupervisor {
-    type Result = ();
-    fn handle(&mut self, msg: SubscribeSession, _: &mut Context<Self>) {
+    type Result = ResponseFuture<HashMap<RoomId, i64>>;
+    fn handle(&mut self, msg: SubscribeSession, _: &mut Context<Self>) -> Self::Result {
         // The session may have closed while the rooms were loading.
         if !self.session_rooms.contains_key(&msg.handle.id) {
-            return;
+            return Box::pin(async { HashMap::new() });
         }
+        let mut answers = Vec::with_capacity(msg.rooms.len());
         for id in msg.rooms {
             let addr = self.room(&id);
-            addr.do_send(Subscribe {
+            let answer = addr.send(Subscribe {
                 handle: msg.handle.clone(),
+            });
+            let wait = msg.wait;
+            let room = id.clone();
+            answers.push(async move {
+                match actix::clock::timeout(wait, answer).await {
+                    Ok(Ok(Some(seq))) => Some((room, seq)),
+                    _ => None,
+                }
             });
             if let Some(set) = self.session_rooms.get_mut(&msg.handle.id) {
                 set.insert(id);
@@ -287,6 +300,13 @@ impl Handler<SubscribeSession> for RoomSupervisor {
         if msg.complete {
             self.complete.insert(msg.handle.id);
         }
+        Box::pin(async move {
+            futures_util::future::join_all(answers)
+                .await
+                .into_iter()
+                .flatten()
+                .collect()
+        })
     }
 }
 

@@ -9,9 +9,11 @@
 //! [`SessionControl`].
 //!
 //! Its mailbox has a fixed capacity (the outbox): senders use `try_send` through
-//! [`SessionHandle::deliver`], and a session that cannot keep up is closed with close code
-//! 4008 instead of slowing the room or growing memory.
+//! [`SessionHandle::deliver`], and frames for a session that cannot keep up are dropped
+//! instead of slowing the room or growing memory; the session catches the dropped `message`
+//! frames up from the database (see [`crate::stream`] and [`super::continuity`]).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,8 +34,11 @@ use crate::unread::UnreadCounts;
 use crate::wsframe::{FrameAssembler, Incoming};
 
 use super::client_session::ClientSession;
+use super::continuity::{new_streams, StreamSession};
 use super::inflight::InFlight;
 use super::room_supervisor::AdmissionTicket;
+use crate::engine::Resume;
+use crate::stream::RoomStreams;
 
 /// Sent by rooms and the presence registry to a session: one encoded server frame, shared by
 /// all recipients, and what it is about when the session keeps count of it.
@@ -51,7 +56,8 @@ pub enum FrameMeta {
     Message {
         room: RoomId,
         seq: i64,
-        from: UserId,
+        /// The sender (`None` only for a sender id that no longer parses).
+        from: Option<UserId>,
     },
     Receipt {
         room: RoomId,
@@ -76,11 +82,19 @@ pub enum SessionControl {
 /// A session's mailbox in bytes: frames are counted when queued and when the session takes
 /// them, so a mailbox never holds more than `limit` bytes of frames (broadcast frames are
 /// shared, but a session that does not take them keeps them alive).
+///
+/// A frame that does not fit is dropped, not queued: the `message` frames dropped are
+/// remembered per room (highest seq) so that the session catches them up from the database
+/// at its next turn (see [`crate::stream`]); others (typing, presence diffs) are only counted.
 #[derive(Debug, Default)]
 pub struct OutboxGauge {
     slow: AtomicBool,
     bytes: AtomicUsize,
     limit: usize,
+    /// Room → highest seq of a dropped `message` frame, since the session last looked.
+    lost: std::sync::Mutex<HashMap<RoomId, i64>>,
+    /// Other frames dropped since the session last looked.
+    lost_other: AtomicUsize,
 }
 
 impl OutboxGauge {
@@ -106,13 +120,36 @@ impl OutboxGauge {
         self.bytes.fetch_sub(n, Ordering::Relaxed);
     }
 
+    /// Whether frames were dropped since the session last [took](Self::take_lost) them.
     pub fn is_slow(&self) -> bool {
         self.slow.load(Ordering::Relaxed)
     }
 
-    /// True the first time.
-    fn mark_slow(&self) -> bool {
+    /// Records a dropped frame; true the first time since the session last looked (the
+    /// caller then makes sure the session gets a turn).
+    fn drop_frame(&self, meta: Option<&Arc<FrameMeta>>) -> bool {
+        match meta.map(|m| &**m) {
+            Some(FrameMeta::Message { room, seq, .. }) => {
+                // Poisoning cannot leave the map inconsistent (single inserts): go on.
+                let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+                let e = lost.entry(room.clone()).or_insert(*seq);
+                *e = (*e).max(*seq);
+            }
+            _ => {
+                self.lost_other.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         !self.slow.swap(true, Ordering::Relaxed)
+    }
+
+    /// The session's turn: what was dropped since it last looked (message seqs per room, and
+    /// the count of other frames).
+    pub fn take_lost(&self) -> (HashMap<RoomId, i64>, usize) {
+        // The flag first: a drop racing with this either lands in the map taken below, or
+        // sets the flag again and wakes the session once more.
+        self.slow.store(false, Ordering::Relaxed);
+        let lost = std::mem::take(&mut *self.lost.lock().unwrap_or_else(|p| p.into_inner()));
+        (lost, self.lost_other.swap(0, Ordering::Relaxed))
     }
 }
 
@@ -120,8 +157,9 @@ impl OutboxGauge {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliverOutcome {
     Queued,
-    /// The outbox was full: the session is being closed as a slow consumer; drop it.
-    SlowConsumer,
+    /// The outbox was full: the frame was dropped (a `message` frame is caught up from the
+    /// database by the session). The session stays subscribed.
+    Dropped,
     /// The session is gone; drop it.
     Gone,
 }
@@ -138,8 +176,7 @@ pub struct SessionInfo {
     pub user: UserId,
     pub deliver: Recipient<Deliver>,
     pub control: Recipient<SessionControl>,
-    /// The session's mailbox in bytes, and whether it overflowed (the session then closes
-    /// itself at its next turn).
+    /// The session's mailbox in bytes, and what was dropped because it was full.
     pub slow: Arc<OutboxGauge>,
     pub connected_at: i64,
     pub remote_addr: Option<String>,
@@ -161,11 +198,8 @@ impl SessionHandle {
     /// Queues a frame without ever blocking or growing the outbox past its capacity, in
     /// frames or in bytes.
     pub fn deliver(&self, frame: &ByteString, meta: Option<&Arc<FrameMeta>>) -> DeliverOutcome {
-        if self.slow.is_slow() {
-            return DeliverOutcome::SlowConsumer;
-        }
         if !self.slow.add(frame.len()) {
-            return self.overflowed();
+            return self.dropped(meta);
         }
         match self.deliver.try_send(Deliver {
             frame: frame.clone(),
@@ -174,7 +208,7 @@ impl SessionHandle {
             Ok(()) => DeliverOutcome::Queued,
             Err(SendError::Full(_)) => {
                 self.slow.taken(frame.len());
-                self.overflowed()
+                self.dropped(meta)
             }
             Err(SendError::Closed(_)) => {
                 self.slow.taken(frame.len());
@@ -183,18 +217,18 @@ impl SessionHandle {
         }
     }
 
-    /// Marks the session slow and makes sure it gets a turn to close itself.
-    fn overflowed(&self) -> DeliverOutcome {
-        // do_send ignores the capacity on purpose: it guarantees the session has one more
-        // turn, in which it sees the flag and closes with 4008. Only once, so the mailbox
+    /// Records the dropped frame and makes sure the session gets a turn to catch up.
+    fn dropped(&self, meta: Option<&Arc<FrameMeta>>) -> DeliverOutcome {
+        // do_send ignores the capacity on purpose: it guarantees the session one more turn,
+        // in which it takes what was dropped. Only once until it has looked, so the mailbox
         // never holds more than its bounds plus this one empty message.
-        if self.slow.mark_slow() {
+        if self.slow.drop_frame(meta) {
             self.deliver.do_send(Deliver {
                 frame: ByteString::new(),
                 meta: None,
             });
         }
-        DeliverOutcome::SlowConsumer
+        DeliverOutcome::Dropped
     }
 
     pub fn send_control(&self, c: SessionControl) {
@@ -230,6 +264,10 @@ pub struct WsSession {
     /// Requests waiting for the engine's answer.
     inflight: InFlight<Self>,
     handle: Option<SessionHandle>,
+    /// Per-room continuity of the `message` frames (replay, live, catch-up).
+    streams: RoomStreams,
+    /// Where the client said it left off (handshake query).
+    resume: Option<Resume>,
     /// This session's place under the per-user and per-address caps, given back on drop.
     _ticket: AdmissionTicket,
 }
@@ -244,8 +282,10 @@ impl WsSession {
         remote_addr: Option<String>,
         user_agent: Option<String>,
         ticket: AdmissionTicket,
+        resume: Resume,
     ) -> Self {
         let engine_limits = engine.settings.limits.clone();
+        let streams = new_streams(&engine);
         let frames = FrameAssembler::new(engine.settings.max_frame_bytes);
         let outbox = Arc::new(OutboxGauge::new(engine.settings.outbox_bytes));
         WsSession {
@@ -264,6 +304,8 @@ impl WsSession {
             expiry_timers: Vec::new(),
             inflight: InFlight::default(),
             handle: None,
+            streams,
+            resume: Some(resume),
             _ticket: ticket,
         }
     }
@@ -339,20 +381,17 @@ impl WsSession {
         }
     }
 
-    /// Runs a request future and writes its ack or error frame when it resolves, without
-    /// blocking the session's mailbox meanwhile.
-    /// Runs a request future and writes its ack (after running `on_ok` on the session) or
-    /// its error frame when it resolves, without blocking the session's mailbox meanwhile.
-    fn reply_and<F, T>(
+    /// Runs a request future and writes its ack or its error frame when it resolves, without
+    /// blocking the session's mailbox meanwhile; then runs `after` with the ack's data.
+    fn reply_and<F>(
         &self,
         kind: &'static str,
         reference: Option<Value>,
         fut: F,
-        on_ok: impl FnOnce(&mut Self, &mut ws::WebsocketContext<Self>) + 'static,
+        after: impl FnOnce(&mut Self, &mut ws::WebsocketContext<Self>, Option<&Value>) + 'static,
         ctx: &mut ws::WebsocketContext<Self>,
     ) where
-        F: std::future::Future<Output = Result<T, EngineError>> + 'static,
-        T: serde::Serialize + 'static,
+        F: std::future::Future<Output = Result<Value, EngineError>> + 'static,
     {
         let started = Instant::now();
         self.inflight.run(
@@ -364,12 +403,14 @@ impl WsSession {
                     .observe(started.elapsed().as_secs_f64());
                 match res {
                     Ok(data) => {
-                        on_ok(act, ctx);
-                        ctx.text(protocol::ack(reference.as_ref(), &data))
+                        // The ack first: for a join, the replay that follows continues it.
+                        ctx.text(protocol::ack(reference.as_ref(), &data));
+                        after(act, ctx, Some(&data));
                     }
                     Err(e) => {
                         METRICS.errors.with_label_values(&[e.code().as_str()]).inc();
-                        ctx.text(protocol::engine_error(reference.as_ref(), &e))
+                        ctx.text(protocol::engine_error(reference.as_ref(), &e));
+                        after(act, ctx, None);
                     }
                 }
             },
@@ -426,6 +467,13 @@ impl WsSession {
                     } => Some((room.clone(), *seq)),
                     _ => None,
                 };
+                let joining = match &request {
+                    ClientRequest::Join { room, since_seq } => {
+                        self.join_sent(room);
+                        Some((room.clone(), *since_seq))
+                    }
+                    _ => None,
+                };
                 let engine = self.engine.clone();
                 let handle = self.session_handle(ctx);
                 let admin = self.auth.is_admin() || self.auth.is_service();
@@ -433,11 +481,14 @@ impl WsSession {
                     kind,
                     reference,
                     async move { engine.execute(handle, admin, request).await },
-                    move |act, ctx| {
+                    move |act, ctx, answer| {
                         if let Some((room, seq)) = read {
                             if act.unread.read_up_to(&room, seq) {
                                 act.schedule_unread(ctx);
                             }
+                        }
+                        if let Some((room, since)) = joining {
+                            act.join_answered(&room, since, answer, ctx);
                         }
                     },
                     ctx,
@@ -509,10 +560,12 @@ impl Actor for WsSession {
         self.arm_expiry(ctx);
         let handle = self.session_handle(ctx);
         let engine = self.engine.clone();
-        // Registration is the one place the session waits: requests that arrive meanwhile are
-        // processed only once the session is subscribed to the user's rooms.
+        let resume = self.resume.take().unwrap_or_default();
+        // Registration is the one place the session waits: requests and room frames that
+        // arrive meanwhile are processed only once the session knows where each room's
+        // stream starts.
         ctx.wait(
-            async move { engine.open_session(handle).await }
+            async move { engine.open_session(handle, resume).await }
                 .into_actor(self)
                 .map(|res, act, ctx| match res {
                     Ok(start) => {
@@ -520,6 +573,7 @@ impl Actor for WsSession {
                         for f in start.frames {
                             ctx.text(f);
                         }
+                        act.start_streams(start.replay, ctx);
                     }
                     Err(e) => {
                         log::warn!(
@@ -546,28 +600,28 @@ impl Actor for WsSession {
 impl Handler<Deliver> for WsSession {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        self.slow.taken(msg.frame.len());
-        if self.slow.is_slow() {
-            log::info!(
-                "session {} of {}: outbox overflow, closing",
-                self.id,
-                self.auth.user_id
-            );
-            self.close(
-                ctx,
-                close_code::SLOW_CONSUMER,
-                "slow consumer: outbox overflow; reconnect and sync",
-            );
-            return;
-        }
-        if !msg.frame.is_empty() {
-            ctx.text(msg.frame);
-        }
-        if let Some(meta) = &msg.meta {
-            if self.unread.apply(&self.auth.user_id, meta) {
-                self.schedule_unread(ctx);
-            }
-        }
+        self.on_deliver(msg, ctx);
+    }
+}
+
+impl StreamSession for WsSession {
+    fn streams(&mut self) -> &mut RoomStreams {
+        &mut self.streams
+    }
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+    fn outbox(&self) -> &Arc<OutboxGauge> {
+        &self.slow
+    }
+    fn stream_user(&self) -> Option<UserId> {
+        Some(self.auth.user_id.clone())
+    }
+    /// Always taken: past its byte bound the transport stops polling this session, which
+    /// then waits (and its rooms' frames are dropped and caught up later).
+    fn write_native(&mut self, frame: ByteString, ctx: &mut Self::Ctx) -> bool {
+        ctx.text(frame);
+        true
     }
 }
 
@@ -581,6 +635,7 @@ impl Handler<SessionControl> for WsSession {
             }
             SessionControl::Unsubscribed { room } => {
                 self.unread.rooms.remove(&room);
+                self.streams.forget(&room);
                 self.engine
                     .rooms_changed(&self.auth.user_id, vec![], vec![room])
             }
@@ -633,8 +688,10 @@ mod tests {
         assert!(!g.add(1), "past the bound");
         g.taken(60);
         assert!(g.add(50));
-        assert!(g.mark_slow(), "first overflow");
-        assert!(!g.mark_slow(), "only once");
+        assert!(g.drop_frame(None), "first drop wakes the session");
+        assert!(!g.drop_frame(None), "only once until it looks");
         assert!(g.is_slow());
+        assert_eq!(g.take_lost().1, 2);
+        assert!(!g.is_slow());
     }
 }

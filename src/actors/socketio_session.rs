@@ -17,7 +17,11 @@
 //! `EioRegistry` (on stop).
 
 use super::client_session::ClientSession;
+use super::continuity::{new_streams, StreamSession};
 use super::inflight::InFlight;
+use crate::engine::Resume;
+use crate::stream::RoomStreams;
+use bytestring::ByteString;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,6 +42,9 @@ use crate::protocol::{self, ClientRequest, ParseLimits};
 use crate::rate::{Admission, RequestLimiter, ABUSE_MESSAGE};
 use crate::socketio::{self as sio, eio, SioType};
 use crate::unread::UnreadCounts;
+
+/// How soon a session whose WebSocket transport was full looks again.
+const TRANSPORT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Sent by the session to its WebSocket transport: one Engine.IO packet.
 #[derive(Message, Clone)]
@@ -93,6 +100,10 @@ pub struct SocketIoSession {
     queued_bytes: usize,
     /// An upgrade request holds the session's one upgrade (see [`ClaimUpgrade`]).
     upgrade_claimed: bool,
+    /// Per-room continuity of the `message` events (replay, live, catch-up).
+    streams: RoomStreams,
+    /// The WebSocket transport refused a packet lately: replay pages wait until it drains.
+    transport_full: bool,
 }
 
 impl SocketIoSession {
@@ -107,6 +118,7 @@ impl SocketIoSession {
     ) -> Self {
         let limiter = RequestLimiter::new(&engine.settings.limits);
         let outbox = Arc::new(OutboxGauge::new(engine.settings.outbox_bytes));
+        let engine_for_streams = engine.clone();
         SocketIoSession {
             sid,
             id: SessionId::next(),
@@ -136,6 +148,8 @@ impl SocketIoSession {
             ticket: None,
             queued_bytes: 0,
             upgrade_claimed: false,
+            streams: new_streams(&engine_for_streams),
+            transport_full: false,
         }
     }
 
@@ -151,37 +165,58 @@ impl SocketIoSession {
         )
     }
 
-    fn send_packet(&mut self, packet: String, ctx: &mut Context<Self>) {
+    /// Queues one Engine.IO packet on the transport; false when the transport is full and
+    /// the packet was dropped (a `message` event is then caught up later, see
+    /// [`StreamSession`]). A client that stops taking packets altogether is ended by the ping
+    /// timeout (polling) or the socket's write deadline (WebSocket).
+    fn send_packet(&mut self, packet: String, ctx: &mut Context<Self>) -> bool {
         let cap = self.engine.settings.outbox_frames;
         match &mut self.transport {
             Transport::WebSocket { out } => match out.try_send(EioOut { packet }) {
-                Ok(()) => {}
+                Ok(()) => true,
                 Err(SendError::Full(_)) => {
                     METRICS.slow_consumers.inc();
-                    self.shutdown(ctx);
+                    if !self.transport_full {
+                        self.transport_full = true;
+                        // Look again shortly: the socket's mailbox drains as the peer reads.
+                        ctx.run_later(TRANSPORT_RETRY, |act, ctx| {
+                            act.transport_full = false;
+                            act.next_page(ctx);
+                        });
+                    }
+                    false
                 }
-                Err(SendError::Closed(_)) => ctx.stop(),
+                Err(SendError::Closed(_)) => {
+                    ctx.stop();
+                    false
+                }
             },
             Transport::Polling { queue, waiting } => {
-                self.queued_bytes += packet.len();
-                queue.push_back(packet);
                 if let Some(tx) = waiting.take() {
                     // A poll that ended meanwhile (timeout, client gone) gets nothing: the
                     // packets wait for the next one.
+                    queue.push_back(packet);
                     match tx.send(queue.drain(..).collect()) {
                         Ok(()) => self.queued_bytes = 0,
-                        Err(packets) => queue.extend(packets),
+                        Err(packets) => {
+                            self.queued_bytes = packets.iter().map(String::len).sum();
+                            queue.extend(packets);
+                        }
                     }
-                } else if queue.len() > cap || self.queued_bytes > self.engine.settings.outbox_bytes
-                {
-                    // The client stopped polling: bounded like any outbox.
-                    METRICS.slow_consumers.inc();
-                    queue.clear();
-                    self.queued_bytes = 0;
-                    ctx.stop();
+                    return true;
                 }
+                if queue.len() >= cap
+                    || self.queued_bytes + packet.len() > self.engine.settings.outbox_bytes
+                {
+                    // The client is not polling fast enough: bounded like any outbox.
+                    METRICS.slow_consumers.inc();
+                    return false;
+                }
+                self.queued_bytes += packet.len();
+                queue.push_back(packet);
+                true
             }
-            Transport::Pending => {}
+            Transport::Pending => false,
         }
     }
 
@@ -229,7 +264,9 @@ impl SocketIoSession {
         let mut chars = packet.chars();
         match chars.next() {
             Some(eio::PONG) => self.last_pong = Instant::now(),
-            Some(eio::PING) => self.send_packet(format!("{}{}", eio::PONG, &packet[1..]), ctx),
+            Some(eio::PING) => {
+                self.send_packet(format!("{}{}", eio::PONG, &packet[1..]), ctx);
+            }
             Some(eio::CLOSE) => self.shutdown(ctx),
             Some(eio::MESSAGE) => self.on_message(&packet[1..], ctx),
             Some(eio::NOOP) | Some(eio::UPGRADE) => {}
@@ -282,6 +319,10 @@ impl SocketIoSession {
                 )
             }
         };
+        let resume = match resume_of(data.as_ref(), &self.engine) {
+            Ok(r) => r,
+            Err(e) => return self.emit(sio::connect_error("/", &e), ctx),
+        };
         self.auth = Some(auth);
         self.connecting = true;
         METRICS.connections.inc();
@@ -294,7 +335,10 @@ impl SocketIoSession {
         // Like a native session, requests wait until the session is registered everywhere.
         let open = async move {
             let ticket = engine.admit(&handle.user, ip).await?;
-            engine.open_session(handle).await.map(|s| (ticket, s))
+            engine
+                .open_session(handle, resume)
+                .await
+                .map(|s| (ticket, s))
         };
         ctx.wait(open.into_actor(self).map(|res, act, ctx| {
             act.connecting = false;
@@ -312,6 +356,7 @@ impl SocketIoSession {
                             act.emit(e, ctx);
                         }
                     }
+                    act.start_streams(start.replay, ctx);
                 }
                 Err(e) => {
                     act.emit(sio::connect_error("/", &e.to_string()), ctx);
@@ -433,6 +478,13 @@ impl SocketIoSession {
                 let Some(handle) = self.handle_handle(ctx) else {
                     return;
                 };
+                let joining = match &request {
+                    ClientRequest::Join { room, since_seq } => {
+                        self.join_sent(room);
+                        Some((room.clone(), *since_seq))
+                    }
+                    _ => None,
+                };
                 let engine = self.engine.clone();
                 let admin = auth.is_admin() || auth.is_service();
                 self.inflight.run(
@@ -445,6 +497,8 @@ impl SocketIoSession {
                                 }
                             }
                         }
+                        // The ack first: for a join, the replay that follows continues it.
+                        let joined = joining.map(|j| (j, res.as_ref().ok().cloned()));
                         match res {
                             Err(e) if e.retry_after_ms().is_some() => {
                                 // Overload: the client is told when to retry, as on /v1/ws.
@@ -459,6 +513,9 @@ impl SocketIoSession {
                             res => {
                                 act.reply(ack_id, res.map_err(|e| (e.code(), e.to_string())), ctx)
                             }
+                        }
+                        if let Some(((room, since), data)) = joined {
+                            act.join_answered(&room, since, data.as_ref(), ctx);
                         }
                     },
                     ctx,
@@ -586,7 +643,7 @@ pub struct Poll {
 
 impl Handler<Poll> for SocketIoSession {
     type Result = Result<(), PollError>;
-    fn handle(&mut self, msg: Poll, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Poll, ctx: &mut Context<Self>) -> Self::Result {
         let Transport::Polling { queue, waiting } = &mut self.transport else {
             return Err(PollError::WrongTransport);
         };
@@ -600,7 +657,11 @@ impl Handler<Poll> for SocketIoSession {
         }
         if !queue.is_empty() {
             match msg.reply.send(queue.drain(..).collect()) {
-                Ok(()) => self.queued_bytes = 0,
+                Ok(()) => {
+                    self.queued_bytes = 0;
+                    // Room again: a replay waiting for it goes on.
+                    self.next_page(ctx);
+                }
                 Err(packets) => queue.extend(packets),
             }
             return Ok(());
@@ -718,23 +779,69 @@ impl Handler<ClaimUpgrade> for SocketIoSession {
 impl Handler<Deliver> for SocketIoSession {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        self.slow.taken(msg.frame.len());
-        if self.slow.is_slow() {
-            return self.shutdown(ctx);
-        }
-        if msg.frame.is_empty() {
+        if self.auth.is_none() {
+            self.slow.taken(msg.frame.len());
             return;
         }
+        self.on_deliver(msg, ctx);
+    }
+}
+
+impl StreamSession for SocketIoSession {
+    fn streams(&mut self) -> &mut RoomStreams {
+        &mut self.streams
+    }
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+    fn outbox(&self) -> &Arc<OutboxGauge> {
+        &self.slow
+    }
+    fn stream_user(&self) -> Option<crate::domain::UserId> {
+        self.auth.as_ref().map(|a| a.user_id.clone())
+    }
+    fn write_native(&mut self, frame: ByteString, ctx: &mut Context<Self>) -> bool {
         // Re-slicing the shared frame is one small allocation per Socket.IO recipient.
-        if let Some(e) = sio::event_from_native(&msg.frame) {
-            self.emit(e, ctx);
-        }
-        if let (Some(meta), Some(auth)) = (&msg.meta, &self.auth) {
-            if self.unread.apply(&auth.user_id, meta) {
-                self.schedule_unread(ctx);
-            }
+        match sio::event_from_native(&frame) {
+            Some(e) => self.send_packet(e, ctx),
+            None => true,
         }
     }
+    fn ready_for_page(&self) -> bool {
+        match &self.transport {
+            Transport::WebSocket { .. } => !self.transport_full,
+            // Half the bound: a page never finds the queue nearly full.
+            Transport::Polling { .. } => self.queued_bytes < self.engine.settings.outbox_bytes / 2,
+            Transport::Pending => false,
+        }
+    }
+}
+
+/// Where the client left off, from its CONNECT payload (`auth`): `since` as an object of
+/// room → last seq held.
+fn resume_of(auth: Option<&Value>, engine: &Engine) -> Result<Resume, String> {
+    let mut resume = Resume::default();
+    let Some(since) = auth.and_then(|a| a.get("since")) else {
+        return Ok(resume);
+    };
+    let Some(map) = since.as_object() else {
+        return Err("auth.since must be an object of room ids to seqs".into());
+    };
+    if map.len() > engine.settings.limits.max_rooms_per_user {
+        return Err(format!(
+            "auth.since names more than {} rooms",
+            engine.settings.limits.max_rooms_per_user
+        ));
+    }
+    for (room, seq) in map {
+        let room = crate::domain::RoomId::parse(room).map_err(|e| e.to_string())?;
+        let seq = seq
+            .as_i64()
+            .filter(|s| *s >= 0)
+            .ok_or_else(|| format!("auth.since[{room}] must be a seq (a non-negative integer)"))?;
+        resume.since.insert(room, seq);
+    }
+    Ok(resume)
 }
 
 impl Handler<SessionControl> for SocketIoSession {
@@ -747,7 +854,9 @@ impl Handler<SessionControl> for SocketIoSession {
             }
             SessionControl::Unsubscribed { room } => {
                 self.unread.rooms.remove(&room);
-                self.engine.rooms_changed(&auth.user_id, vec![], vec![room]);
+                self.engine
+                    .rooms_changed(&auth.user_id, vec![], vec![room.clone()]);
+                self.streams.forget(&room);
             }
             SessionControl::Close { reason, .. } => {
                 self.emit(

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use crate::actors::session::WsSession;
 use crate::admission::{client_ip, Refusal};
 use crate::auth::authenticate_socket;
-use crate::engine::Engine;
+use crate::engine::{Engine, Resume};
 use crate::error::AppError;
 use crate::metrics::METRICS;
 
@@ -21,6 +21,7 @@ pub async fn native(
     check_origin(&req, &engine)?;
     let ip = admit_address(&req, &engine)?;
     let user = authenticate_socket(&req)?;
+    let resume = resume_of(&req, &engine)?;
     let ticket = engine
         .admit(&user.user_id, ip)
         .await
@@ -31,6 +32,7 @@ pub async fn native(
         remote_address(&req, ip),
         user_agent(&req),
         ticket,
+        resume,
     );
     ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(engine.settings.max_frame_bytes)
@@ -42,6 +44,20 @@ pub async fn native(
             )
             .into()
         })
+}
+
+/// Where the client left off, from the handshake query: `since=<room>:<seq>,...` (the
+/// seq after the room id's last colon). 400 on a malformed value.
+fn resume_of(req: &HttpRequest, engine: &Engine) -> Result<Resume, AppError> {
+    let query =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .map_err(|e| AppError::new(crate::error::ErrorCode::InvalidData, e.to_string()))?;
+    let since = match query.get("since") {
+        Some(s) => crate::protocol::parse_since(s, engine.settings.limits.max_rooms_per_user)
+            .map_err(|e| AppError::new(crate::error::ErrorCode::InvalidData, e.to_string()))?,
+        None => Default::default(),
+    };
+    Ok(Resume { since })
 }
 
 /// The client's address (through trusted proxies), after taking one new connection from its

@@ -163,16 +163,8 @@ impl Room {
             }
             match s.deliver(frame, meta.as_ref()) {
                 DeliverOutcome::Queued => METRICS.frames_out.inc(),
-                DeliverOutcome::SlowConsumer => {
-                    METRICS.slow_consumers.inc();
-                    log::info!(
-                        "room {}: session {} of {} is a slow consumer, dropped",
-                        self.id,
-                        id,
-                        s.user
-                    );
-                    dropped.push(*id);
-                }
+                // The session catches the message up from the database; it stays.
+                DeliverOutcome::Dropped => METRICS.slow_consumers.inc(),
                 DeliverOutcome::Gone => dropped.push(*id),
             }
         }
@@ -185,14 +177,18 @@ impl Room {
 
     fn fan_out_message(&mut self, m: &StoredMessage, origin: Option<SessionId>) {
         let frame: ByteString = protocol::event("message", &MessageObject::new(m)).into();
-        let meta = UserId::parse(&m.from).ok().map(|from| {
-            Arc::new(FrameMeta::Message {
-                room: self.id.clone(),
-                seq: m.seq,
-                from,
-            })
+        // Every message frame carries its meta: sessions keep their streams by it.
+        let meta = Arc::new(FrameMeta::Message {
+            room: self.id.clone(),
+            seq: m.seq,
+            from: UserId::parse(&m.from).ok(),
         });
-        self.broadcast_with(&frame, meta, |s| Some(s.id) != origin);
+        self.broadcast_with(&frame, Some(meta.clone()), |s| Some(s.id) != origin);
+        // The sending session gets the ack instead of the frame, but its stream must still
+        // move past this seq in order: an empty frame with the meta says so.
+        if let Some(s) = origin.and_then(|o| self.subscribers.get(&o)) {
+            s.deliver(&ByteString::new(), Some(&meta));
+        }
     }
 
     fn flush_pending(&mut self, ctx: &mut Context<Self>) {
@@ -386,21 +382,25 @@ impl Actor for Room {
     }
 }
 
-/// Sent by the supervisor: route this session's traffic of the room to it.
+/// Sent by the supervisor: route this session's traffic of the room to it. Answers the
+/// room's seq at that moment (`None` when the user is not a member): every later message
+/// reaches the session live, every earlier one is committed and can be read.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Option<i64>")]
 pub struct Subscribe {
     pub handle: SessionHandle,
 }
 
 impl Handler<Subscribe> for Room {
-    type Result = ();
-    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
-        if self.is_member(&msg.handle.user) {
-            self.subscribers.insert(msg.handle.id, msg.handle);
-            self.subscriber_count
-                .store(self.subscribers.len(), Ordering::Relaxed);
+    type Result = Option<i64>;
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Option<i64> {
+        if !self.is_member(&msg.handle.user) {
+            return None;
         }
+        self.subscribers.insert(msg.handle.id, msg.handle);
+        self.subscriber_count
+            .store(self.subscribers.len(), Ordering::Relaxed);
+        Some(self.last_seq)
     }
 }
 

@@ -1,0 +1,202 @@
+//! `StreamSession`: how a session that carries rooms (`WsSession`, `SocketIoSession`) keeps
+//! the continuity promise of [`crate::stream`] on its wire.
+//!
+//! It starts each room's stream from the engine's replay plan, passes every live `message`
+//! frame through the room's stream (written, held or dropped as a duplicate), takes back what
+//! a full outbox dropped, and fetches replay pages one at a time, each only when the previous
+//! one is written and the transport has room: a large backlog is streamed, never loaded at
+//! once. Each session says how a frame goes on its wire and when its transport has room.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+
+use super::client_session::ClientSession;
+use super::session::{Deliver, FrameMeta, OutboxGauge};
+use crate::domain::{RoomId, UserId};
+use crate::engine::{Engine, RoomReplay};
+use crate::metrics::METRICS;
+use crate::stream::{Emit, RoomStreams};
+
+/// How long a session waits before retrying a replay page the database did not give.
+const PAGE_RETRY: Duration = Duration::from_millis(500);
+
+/// The streams of a new session: held frames are bounded by the outbox's byte bound.
+pub fn new_streams(engine: &Engine) -> RoomStreams {
+    RoomStreams::new(engine.settings.outbox_bytes, engine.settings.replay_max)
+}
+
+pub trait StreamSession: ClientSession {
+    fn streams(&mut self) -> &mut RoomStreams;
+    fn engine(&self) -> &Engine;
+    fn outbox(&self) -> &Arc<OutboxGauge>;
+    /// The session's user (once authenticated).
+    fn stream_user(&self) -> Option<UserId>;
+    /// Writes one native frame in the session's wire protocol; false when the transport had
+    /// no room and the frame was not written.
+    fn write_native(&mut self, frame: ByteString, ctx: &mut Self::Ctx) -> bool;
+    /// Whether the transport can take a replay page now. A session answering false calls
+    /// [`next_page`](Self::next_page) again once it has room.
+    fn ready_for_page(&self) -> bool {
+        true
+    }
+
+    /// Writes what the streams emitted, in order. A `message` frame the transport could
+    /// not take goes back to its stream as lost (fetched again later).
+    fn write_emits(&mut self, out: Vec<Emit>, ctx: &mut Self::Ctx) {
+        for e in out {
+            match e {
+                Emit::Message(frame, meta) => {
+                    // An empty frame is the session's own message (acked, not echoed).
+                    if !frame.is_empty() && !self.write_native(frame, ctx) {
+                        if let FrameMeta::Message { room, seq, .. } = &*meta {
+                            self.streams().lost(room, *seq);
+                        }
+                        continue;
+                    }
+                    if let Some(user) = self.stream_user() {
+                        if self.unread().apply(&user, &meta) {
+                            self.schedule_unread(ctx);
+                        }
+                    }
+                }
+                marker => {
+                    self.write_native(marker.frame(), ctx);
+                }
+            }
+        }
+    }
+
+    /// Starts every room's stream from the engine's plan (see `Engine::open_session`).
+    fn start_streams(&mut self, replay: Vec<RoomReplay>, ctx: &mut Self::Ctx) {
+        let mut out = Vec::new();
+        for r in replay {
+            if let Some((from, to)) = r.truncated {
+                out.push(Emit::Truncated {
+                    room: r.room.clone(),
+                    from,
+                    to,
+                });
+            }
+            let streams = self.streams();
+            streams.begin(&r.room, r.position, r.room_seq, &mut out);
+            if r.room_seq > r.position {
+                streams.page(&r.room, &r.first_page, r.more, &mut out);
+            }
+        }
+        self.write_emits(out, ctx);
+        self.next_page(ctx);
+    }
+
+    /// A `join` of `room` is about to be sent: hold its live frames until it answers.
+    fn join_sent(&mut self, room: &RoomId) {
+        self.streams().joining(room);
+    }
+
+    /// The `join` of `room` answered `ack` (its data) or failed (`None`).
+    fn join_answered(
+        &mut self,
+        room: &RoomId,
+        since: Option<i64>,
+        ack: Option<&serde_json::Value>,
+        ctx: &mut Self::Ctx,
+    ) {
+        let Some(ack) = ack else {
+            self.streams().join_failed(room);
+            return;
+        };
+        let room_seq = ack["seq"].as_i64().unwrap_or(0);
+        // The stream continues after what the ack carried: its `missed` list, else the
+        // client's `since_seq`, else the room's seq (a plain join starts now).
+        let last_missed = ack["missed"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["seq"].as_i64());
+        let position = match (last_missed, since) {
+            (Some(seq), _) => seq,
+            (None, Some(s)) => s.min(room_seq),
+            (None, None) => room_seq,
+        };
+        let mut out = Vec::new();
+        self.streams().begin(room, position, room_seq, &mut out);
+        self.write_emits(out, ctx);
+        self.next_page(ctx);
+    }
+
+    /// A frame from a room, the presence registry or the notification center.
+    fn on_deliver(&mut self, msg: Deliver, ctx: &mut Self::Ctx) {
+        let outbox = self.outbox().clone();
+        outbox.taken(msg.frame.len());
+        if outbox.is_slow() {
+            let (lost, other) = outbox.take_lost();
+            if !lost.is_empty() || other > 0 {
+                log::debug!(
+                    "session fell behind: {} rooms to catch up, {other} other frames dropped",
+                    lost.len()
+                );
+            }
+            for (room, seq) in lost {
+                self.streams().lost(&room, seq);
+            }
+        }
+        let mut out = Vec::new();
+        match msg.meta {
+            Some(meta) => match &*meta {
+                FrameMeta::Message { room, seq, .. } => {
+                    let (room, seq) = (room.clone(), *seq);
+                    self.streams().live(&room, seq, &msg.frame, &meta, &mut out);
+                }
+                FrameMeta::Receipt { .. } => {
+                    if self.write_native(msg.frame, ctx) {
+                        if let Some(user) = self.stream_user() {
+                            if self.unread().apply(&user, &meta) {
+                                self.schedule_unread(ctx);
+                            }
+                        }
+                    }
+                }
+            },
+            None if msg.frame.is_empty() => {}
+            None => {
+                if !self.write_native(msg.frame, ctx) {
+                    METRICS.slow_consumers.inc();
+                }
+            }
+        }
+        self.write_emits(out, ctx);
+        self.next_page(ctx);
+    }
+
+    /// Fetches the next replay page, unless one is in flight or the transport is full.
+    fn next_page(&mut self, ctx: &mut Self::Ctx) {
+        if !self.ready_for_page() {
+            return;
+        }
+        let Some(fetch) = self.streams().next_fetch() else {
+            return;
+        };
+        let engine = self.engine().clone();
+        let room = fetch.room.clone();
+        ctx.spawn(
+            async move { engine.replay_page(fetch.room, fetch.after).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    let mut out = Vec::new();
+                    match res {
+                        Ok((messages, more)) => {
+                            act.streams().page(&room, &messages, more, &mut out);
+                            act.write_emits(out, ctx);
+                            act.next_page(ctx);
+                        }
+                        Err(e) => {
+                            log::warn!("replay page of {room} unavailable, retrying: {e}");
+                            act.streams().fetch_failed(&room);
+                            ctx.run_later(PAGE_RETRY, |act, ctx| act.next_page(ctx));
+                        }
+                    }
+                }),
+        );
+    }
+}
