@@ -34,6 +34,7 @@ fn append(r: &str, messages: Vec<NewMessage>) -> Vec<WriteOp> {
     vec![WriteOp::AppendMessages {
         room: room(r),
         messages,
+        outbox: Default::default(),
     }]
 }
 
