@@ -665,7 +665,17 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
 
 #[cfg(test)]
 mod tests {
-    use super::OutboxGauge;
+    use super::{LastHeard, OutboxGauge};
+
+    #[test]
+    fn a_session_is_answering_until_it_has_been_silent_too_long() {
+        let heard = LastHeard::now();
+        assert!(heard.silent_for() < std::time::Duration::from_secs(1));
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(heard.silent_for() >= std::time::Duration::from_millis(30));
+        heard.heard();
+        assert!(heard.silent_for() < std::time::Duration::from_millis(30));
+    }
 
     #[test]
     fn the_mailbox_is_bounded_in_bytes_and_overflows_once() {

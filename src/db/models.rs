@@ -442,3 +442,29 @@ pub struct NotificationQuery<'a> {
     pub limit: i64,
     pub now: i64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::OutboxPolicy;
+    use crate::domain::RoomId;
+
+    #[test]
+    fn only_direct_messages_and_texts_with_an_at_sign_get_an_outbox_row() {
+        let on = OutboxPolicy {
+            mentions: true,
+            offline_direct: true,
+        };
+        let group = RoomId::parse("public:g").unwrap();
+        let direct = RoomId::parse("direct:a:b").unwrap();
+        assert!(!on.may_notify(&group, "text", r#"{"text":"hello"}"#));
+        assert!(on.may_notify(&group, "text", r#"{"text":"hi @bob"}"#));
+        assert!(!on.may_notify(&group, "image", r#"{"url":"x@y"}"#));
+        assert!(on.may_notify(&direct, "image", r#"{"url":"x"}"#));
+        let mentions_only = OutboxPolicy {
+            offline_direct: false,
+            ..on
+        };
+        assert!(!mentions_only.may_notify(&direct, "text", r#"{"text":"hi"}"#));
+        assert!(!OutboxPolicy::default().may_notify(&direct, "text", r#"{"text":"@a"}"#));
+    }
+}
