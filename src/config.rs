@@ -209,6 +209,11 @@ pub struct Settings {
     pub notify_offline_direct: bool,
     /// How often expired notifications are deleted and held ones released.
     pub notification_sweep: Duration,
+    /// How often the notification outbox is swept: messages stored but whose mention or
+    /// offline-DM notifications were never processed (a crash between the two commits) are
+    /// processed again. Also the minimum age (at least 1 s) of a row the sweep takes, so
+    /// messages being processed right now are left alone.
+    pub outbox_sweep: Duration,
     /// Engine.IO `pingInterval` of Socket.IO connections.
     pub sio_ping_interval: Duration,
     /// Engine.IO `pingTimeout`: a client that does not answer a ping within it is dropped.
@@ -430,6 +435,7 @@ impl Default for Settings {
             notify_mentions: true,
             notify_offline_direct: true,
             notification_sweep: Duration::from_secs(30),
+            outbox_sweep: Duration::from_secs(5),
             sio_ping_interval: Duration::from_secs(25),
             sio_ping_timeout: Duration::from_secs(20),
             sio_max_payload: 1_000_000,
@@ -808,6 +814,15 @@ pub struct ServeArgs {
         default_value_t = 30_000
     )]
     pub notification_sweep_ms: u64,
+    /// Interval of the notification outbox sweep (re-processes mention and offline-DM
+    /// notifications a crash interrupted), in milliseconds.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_OUTBOX_SWEEP_MS",
+        default_value_t = 5_000
+    )]
+    pub outbox_sweep_ms: u64,
     /// Socket.IO (Engine.IO) ping interval in milliseconds.
     #[arg(
         long,
@@ -1000,6 +1015,7 @@ impl Settings {
             s.notify_mentions = a.notify_mentions;
             s.notify_offline_direct = a.notify_offline_direct;
             s.notification_sweep = Duration::from_millis(a.notification_sweep_ms.max(100));
+            s.outbox_sweep = Duration::from_millis(a.outbox_sweep_ms.max(100));
             s.typing_timeout = Duration::from_millis(a.typing_timeout_ms.max(100));
             s.outbox_frames = a.outbox_frames.max(1);
             s.outbox_bytes = a.outbox_bytes.max(64 * 1024);
@@ -1019,6 +1035,15 @@ impl Settings {
             };
         }
         s
+    }
+
+    /// How long a session's client may be silent and still count as answering (for "is the
+    /// recipient online?" decisions): one ping interval plus half of one as slack for the
+    /// pong's round trip and a late timer, i.e. 1.5 × the longer of the native heartbeat and
+    /// the Socket.IO ping interval (37.5 s by default). A healthy idle client is heard at
+    /// least once per interval; the heartbeat drops a silent one only after two.
+    pub fn answering_window(&self) -> Duration {
+        self.heartbeat_interval.max(self.sio_ping_interval) * 3 / 2
     }
 
     /// Where the generated JWT secret lives: the configured file, else `herald.secret` beside

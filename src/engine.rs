@@ -136,7 +136,9 @@ impl Engine {
                 mentions: settings.notify_mentions,
                 offline_direct: settings.notify_offline_direct,
                 max_mentions: settings.costs.max_mentions,
+                answering_window: settings.answering_window(),
             },
+            settings.outbox_sweep,
         )
         .start();
         let presence = PresenceRegistry::new(
@@ -183,6 +185,14 @@ impl Engine {
             started_at: Instant::now(),
             readiness: Arc::default(),
         }
+    }
+
+    /// Re-processes the notifications a previous process left unsettled (its outbox rows),
+    /// without waiting for the first periodic sweep.
+    pub fn sweep_outbox_at_start(&self) {
+        self.rooms.do_send(SweepOutbox {
+            min_age: self.settings.outbox_sweep,
+        });
     }
 
     /// Registers a new session everywhere and says where each room's stream starts.
@@ -899,6 +909,7 @@ impl Engine {
                 spec,
                 idempotency_key,
                 source,
+                outbox: None,
             })
             .await?
     }

@@ -55,6 +55,9 @@ pub struct Metrics {
     /// Commit batches that had to be rewritten group by group after the merged attempt
     /// failed (each costs a rollback and one savepoint per group).
     pub commit_per_group_batches: IntCounter,
+    /// Messages whose notifications the outbox sweep processed again (a crash or failure
+    /// interrupted the first attempt).
+    pub outbox_redone: IntCounter,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
@@ -174,6 +177,11 @@ impl Metrics {
                 &registry,
                 "commit_per_group_batches_total",
                 "Commit batches rewritten group by group after the merged attempt failed",
+            ),
+            outbox_redone: counter(
+                &registry,
+                "notification_outbox_redone_total",
+                "Messages whose notifications the outbox sweep processed again",
             ),
             registry,
             connections,

@@ -140,6 +140,8 @@ impl Application {
         {
             log::warn!("database not ready at start-up ({e}); retrying in the background");
             actix_web::rt::spawn(migrate_with_backoff(engine.clone()));
+        } else {
+            engine.sweep_outbox_at_start();
         }
         let listener = bind_listener(&bind).map_err(|source| StartupError::Bind {
             addr: bind.clone(),
@@ -589,6 +591,7 @@ async fn migrate_with_backoff(engine: Engine) {
         match engine.store.reader.send(RunMigrations).await {
             Ok(Ok(())) => {
                 log::info!("database reachable; migrations applied");
+                engine.sweep_outbox_at_start();
                 return;
             }
             Ok(Err(e)) => log::warn!("database still unavailable: {e}"),

@@ -13,7 +13,10 @@ use actix::prelude::*;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::actors::session::{Deliver, SessionControl, SessionHandle, SessionInfo};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::actors::session::{Deliver, LastHeard, SessionControl, SessionHandle, SessionInfo};
 use crate::auth::JwtKeys;
 use crate::config::{Secret, Settings};
 use crate::db;
@@ -152,12 +155,24 @@ pub struct ProbeSession {
     engine: Engine,
     events: mpsc::UnboundedSender<ProbeEvent>,
     capacity: usize,
+    /// Shared with the probe's handle: refreshed as a client answering pings would.
+    heard: Arc<LastHeard>,
+    /// Cleared by [`Probe::stop_answering`].
+    answering: Arc<AtomicBool>,
 }
+
+/// How often a probe "answers" (refreshes its last-heard time) while it is answering.
+const PROBE_ANSWER_EVERY: Duration = Duration::from_millis(50);
 
 impl Actor for ProbeSession {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(self.capacity);
+        ctx.run_interval(PROBE_ANSWER_EVERY, |act, _| {
+            if act.answering.load(Ordering::Relaxed) {
+                act.heard.heard();
+            }
+        });
     }
 }
 
@@ -197,9 +212,16 @@ pub struct Probe {
     pub addr: Addr<ProbeSession>,
     pub events: mpsc::UnboundedReceiver<ProbeEvent>,
     engine: Engine,
+    answering: Arc<AtomicBool>,
 }
 
 impl Probe {
+    /// From now on the probe behaves like a zombie socket: still registered, but its client
+    /// is never heard from again (no pongs, no frames).
+    pub fn stop_answering(&self) {
+        self.answering.store(false, Ordering::Relaxed);
+    }
+
     pub fn id(&self) -> SessionId {
         self.handle.id
     }
@@ -251,11 +273,15 @@ pub async fn connect_probe_with_capacity(engine: &Engine, user: &str, capacity: 
         Err(e) => panic!("bad test user id {user:?}: {e}"),
     };
     let (tx, rx) = mpsc::unbounded_channel();
+    let heard = LastHeard::now();
+    let answering = Arc::new(AtomicBool::new(true));
     let actor = ProbeSession {
         user: user.clone(),
         engine: engine.clone(),
         events: tx.clone(),
         capacity,
+        heard: heard.clone(),
+        answering: answering.clone(),
     };
     let addr = actor.start();
     let handle = SessionHandle::new(SessionInfo {
@@ -267,6 +293,7 @@ pub async fn connect_probe_with_capacity(engine: &Engine, user: &str, capacity: 
         connected_at: now_millis(),
         remote_addr: None,
         user_agent: Some("testkit".into()),
+        last_heard: heard,
     });
     match engine
         .open_session(handle.clone(), Default::default())
@@ -302,6 +329,7 @@ pub async fn connect_probe_with_capacity(engine: &Engine, user: &str, capacity: 
         addr,
         events: rx,
         engine: engine.clone(),
+        answering,
     }
 }
 

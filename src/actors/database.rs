@@ -334,6 +334,22 @@ impl Handler<LoadPreferences> for Database {
     }
 }
 
+/// Sent by the room supervisor's outbox sweep: messages whose notifications were never
+/// processed (outbox rows written before `created_before`), oldest first, at most `limit`.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<StoredMessage>, PersistError>")]
+pub struct LoadPendingOutbox {
+    pub created_before: i64,
+    pub limit: i64,
+}
+
+impl Handler<LoadPendingOutbox> for Database {
+    type Result = Result<Vec<StoredMessage>, PersistError>;
+    fn handle(&mut self, msg: LoadPendingOutbox, _: &mut SyncContext<Self>) -> Self::Result {
+        self.with_conn(|c| c.pending_outbox(msg.created_before, msg.limit))
+    }
+}
+
 #[cfg(test)]
 mod page_tests {
     use super::cap_page_bytes;

@@ -291,7 +291,8 @@ pub struct Notified {
     pub held: bool,
 }
 
-/// Sent by sources: notify these users.
+/// Sent by sources (REST backends and admins, rooms for mentions and direct messages):
+/// notify these users.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<Notified>, EngineError>")]
 pub struct Notify {
@@ -299,6 +300,10 @@ pub struct Notify {
     pub spec: NotificationSpec,
     pub idempotency_key: Option<String>,
     pub source: NotificationSource,
+    /// The message whose `notification_outbox` row this notification settles: it is deleted
+    /// in the same commit group that stores the notifications (alone when preferences mute
+    /// them all), so the row outlives a crash before that commit and never a successful one.
+    pub outbox: Option<String>,
 }
 
 impl Handler<Notify> for NotificationCenter {
@@ -370,14 +375,25 @@ impl Handler<Notify> for NotificationCenter {
                             held,
                         });
                     }
+                    let outbox = msg.outbox.map(|id| WriteOp::ClearOutbox {
+                        message_ids: vec![id],
+                    });
                     async move {
                         if rows.is_empty() {
+                            if let Some(clear) = outbox {
+                                commits
+                                    .send(Commit { ops: vec![clear] })
+                                    .await
+                                    .map_err(PersistError::from)
+                                    .and_then(|r| r)?;
+                            }
                             return Ok((results, Vec::new()));
                         }
+                        // One group: the notifications and the outbox row commit together.
+                        let mut ops = vec![WriteOp::InsertNotifications { rows }];
+                        ops.extend(outbox);
                         let out = commits
-                            .send(Commit {
-                                ops: vec![WriteOp::InsertNotifications { rows }],
-                            })
+                            .send(Commit { ops })
                             .await
                             .map_err(PersistError::from)
                             .and_then(|r| r)?;

@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 
 use super::client_session::ClientSession;
 use super::notification_center::{unread_frame, NotificationSubscribe, NotificationUnsubscribe};
-use super::session::{Deliver, OutboxGauge, SessionControl, SessionHandle, SessionInfo};
+use super::session::{Deliver, LastHeard, OutboxGauge, SessionControl, SessionHandle, SessionInfo};
 use crate::auth::AuthenticatedUser;
 use crate::domain::{now_millis, rfc3339, SessionId};
 use crate::engine::Engine;
@@ -44,6 +44,8 @@ pub struct NotificationSocket {
     auth: Option<AuthenticatedUser>,
     engine: Engine,
     last_heard: Instant,
+    /// The same, shared with the session's handle (see [`LastHeard`]).
+    heard: Arc<LastHeard>,
     slow: Arc<OutboxGauge>,
     frames: FrameAssembler,
     /// Every frame type is rate-limited; a client that keeps hitting it is closed (1008).
@@ -69,6 +71,7 @@ impl NotificationSocket {
             id: SessionId::next(),
             auth,
             last_heard: Instant::now(),
+            heard: LastHeard::now(),
             slow: Arc::new(OutboxGauge::new(engine.settings.outbox_bytes)),
             frames: FrameAssembler::new(64 * 1024),
             limiter: RequestLimiter::new(&engine.settings.limits),
@@ -237,6 +240,7 @@ impl Actor for NotificationSocket {
             connected_at: now_millis(),
             remote_addr: None,
             user_agent: None,
+            last_heard: self.heard.clone(),
         });
         self.engine
             .notifications
@@ -298,6 +302,7 @@ impl Handler<SessionControl> for NotificationSocket {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for NotificationSocket {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        self.heard.heard();
         match self.frames.push(msg) {
             Incoming::Text(t) => self.on_text(&t, ctx),
             Incoming::Ping(p) => ctx.pong(&p),

@@ -12,6 +12,11 @@
 //! direct room — are answered here. A live room actor reads the database and stays for
 //! `room_idle`; a stranger naming thousands of rooms must not get one each.
 //!
+//! It also runs the notification outbox sweep: at start and every `outbox_sweep`, messages
+//! whose mention or offline-DM notifications were never settled (a crash between the
+//! message commit and the notification commit) are read in bounded batches and sent back to
+//! their rooms ([`RedoNotifications`]), which know members and live subscribers.
+//!
 //! Sends to: rooms, sessions (`SessionControl`), the database readers.
 
 use std::collections::{HashMap, HashSet};
@@ -22,12 +27,13 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use super::database::LoadPendingOutbox;
 use super::inflight::InFlight;
 use super::room::*;
 use super::session::{SessionControl, SessionHandle};
 use crate::domain::{RoomId, RoomKind, SessionId, UserId};
 use crate::engine::Store;
-use crate::error::EngineError;
+use crate::error::{EngineError, PersistError};
 use crate::metrics::METRICS;
 use crate::protocol::PresenceView;
 
@@ -57,7 +63,22 @@ pub struct RoomSupervisor {
     complete: HashSet<SessionId>,
     /// Connects, joins and leaves waiting for a read or a room.
     inflight: InFlight<Self>,
+    /// Interval of the outbox sweep (`HERALD_OUTBOX_SWEEP_MS`).
+    outbox_sweep: Duration,
+    /// A sweep is reading or waiting for its rooms: the next one skips its turn rather than
+    /// hand out the same rows twice.
+    outbox_sweeping: bool,
+    /// When this process started (Unix ms): outbox rows written before it belong to a
+    /// previous process, so nothing here is processing them and the sweep takes them at once.
+    started_ms: i64,
 }
+
+/// Most outbox rows one sweep takes (oldest first); the rest wait for the next sweep.
+pub const OUTBOX_BATCH: i64 = 500;
+
+/// Rows younger than this (or the sweep interval, if longer) are left to the room that is
+/// processing them right now.
+pub const OUTBOX_MIN_AGE: Duration = Duration::from_secs(1);
 
 impl RoomSupervisor {
     pub fn new(
@@ -65,8 +86,12 @@ impl RoomSupervisor {
         policy: RoomPolicy,
         room_idle: Duration,
         notifier: MessageNotifier,
+        outbox_sweep: Duration,
     ) -> Self {
         RoomSupervisor {
+            outbox_sweep,
+            outbox_sweeping: false,
+            started_ms: crate::domain::now_millis(),
             store,
             policy,
             notifier,
@@ -234,6 +259,95 @@ impl Actor for RoomSupervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let every = (self.room_idle / 2).clamp(Duration::from_millis(50), Duration::from_secs(30));
         ctx.run_interval(every, |act, _| act.sweep_idle_rooms());
+        let min_age = self.outbox_sweep.max(OUTBOX_MIN_AGE);
+        ctx.run_interval(self.outbox_sweep, move |act, ctx| {
+            act.sweep_outbox(min_age).map(|_, _, _| ()).spawn(ctx);
+        });
+    }
+}
+
+impl RoomSupervisor {
+    /// Sends every outbox row older than `min_age` (and every row of a previous process),
+    /// at most [`OUTBOX_BATCH`], back to its room; answers how many messages were sent.
+    /// Completes once the rooms answered, so the rows are either settled or left for the
+    /// next sweep; a sweep while one is running does nothing.
+    fn sweep_outbox(
+        &mut self,
+        min_age: Duration,
+    ) -> ResponseActFuture<Self, Result<usize, EngineError>> {
+        if self.outbox_sweeping {
+            return Box::pin(fut::ready(Ok(0)));
+        }
+        self.outbox_sweeping = true;
+        let created_before =
+            (crate::domain::now_millis() - min_age.as_millis() as i64).max(self.started_ms);
+        let reader = self.store.reader.clone();
+        Box::pin(
+            async move {
+                reader
+                    .send(LoadPendingOutbox {
+                        created_before,
+                        limit: OUTBOX_BATCH,
+                    })
+                    .await
+                    .map_err(PersistError::from)
+                    .and_then(|r| r)
+            }
+            .into_actor(self)
+            .then(|res, act, _| {
+                let mut by_room: HashMap<RoomId, Vec<crate::db::models::StoredMessage>> =
+                    HashMap::new();
+                let found = res.map(|messages| {
+                    let n = messages.len();
+                    for m in messages {
+                        match RoomId::parse(&m.room) {
+                            Ok(r) => by_room.entry(r).or_default().push(m),
+                            Err(e) => log::warn!("outbox: message {} in bad room: {e}", m.id),
+                        }
+                    }
+                    n
+                });
+                if let Ok(n) = &found {
+                    if *n > 0 {
+                        log::info!("outbox sweep: re-processing {n} messages");
+                        METRICS.outbox_redone.inc_by(*n as u64);
+                    }
+                }
+                let sends: Vec<_> = by_room
+                    .into_iter()
+                    .map(|(room, messages)| act.room(&room).send(RedoNotifications { messages }))
+                    .collect();
+                async move {
+                    // A room that stopped meanwhile leaves its rows for the next sweep.
+                    futures_util::future::join_all(sends).await;
+                    found.map_err(EngineError::from)
+                }
+                .into_actor(act)
+            })
+            .map(|res, act, _| {
+                act.outbox_sweeping = false;
+                if let Err(e) = &res {
+                    log::warn!("outbox sweep failed: {e}");
+                }
+                res
+            }),
+        )
+    }
+}
+
+/// Sent at start (once migrations are applied) and by tests: run the notification outbox
+/// sweep now, taking rows at least `min_age` old. Answers how many messages were sent back
+/// to their rooms (0 when a sweep was already running).
+#[derive(Message)]
+#[rtype(result = "Result<usize, EngineError>")]
+pub struct SweepOutbox {
+    pub min_age: Duration,
+}
+
+impl Handler<SweepOutbox> for RoomSupervisor {
+    type Result = ResponseActFuture<Self, Result<usize, EngineError>>;
+    fn handle(&mut self, msg: SweepOutbox, _: &mut Context<Self>) -> Self::Result {
+        self.sweep_outbox(msg.min_age)
     }
 }
 

@@ -14,7 +14,7 @@
 //! frames up from the database (see [`crate::stream`] and [`super::continuity`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -153,6 +153,39 @@ impl OutboxGauge {
     }
 }
 
+/// When a session last heard from its client (any frame, pong or packet), shared by the
+/// session and every handle to it. A socket whose peer stopped reading and answering (a
+/// "zombie") stays registered until the heartbeat drops it; this is how others tell it apart
+/// from a live one meanwhile. An `Arc` rather than a plain field because some sessions
+/// (Socket.IO) make more than one handle; updating it is one relaxed store.
+#[derive(Debug)]
+pub struct LastHeard(AtomicI64);
+
+impl LastHeard {
+    /// Starts as "heard now" (the handshake is the client's first word).
+    pub fn now() -> Arc<Self> {
+        Arc::new(LastHeard(AtomicI64::new(monotonic_millis())))
+    }
+
+    /// The client was heard from just now.
+    pub fn heard(&self) {
+        self.0.store(monotonic_millis(), Ordering::Relaxed);
+    }
+
+    /// How long the client has been silent.
+    pub fn silent_for(&self) -> std::time::Duration {
+        let ms = monotonic_millis() - self.0.load(Ordering::Relaxed);
+        std::time::Duration::from_millis(ms.max(0) as u64)
+    }
+}
+
+/// Milliseconds on a monotonic clock (since first use): wall-clock jumps must not make every
+/// session look silent, or a silent one look alive.
+fn monotonic_millis() -> i64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as i64
+}
+
 /// What happened to a frame handed to [`SessionHandle::deliver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliverOutcome {
@@ -181,6 +214,8 @@ pub struct SessionInfo {
     pub connected_at: i64,
     pub remote_addr: Option<String>,
     pub user_agent: Option<String>,
+    /// When the client was last heard from (see [`SessionHandle::is_answering`]).
+    pub last_heard: Arc<LastHeard>,
 }
 
 impl std::ops::Deref for SessionHandle {
@@ -229,6 +264,12 @@ impl SessionHandle {
             });
         }
         DeliverOutcome::Dropped
+    }
+
+    /// Whether the client has been heard from within `max_silence`: a session whose peer
+    /// stopped answering pings does not count as the user being reachable.
+    pub fn is_answering(&self, max_silence: std::time::Duration) -> bool {
+        self.last_heard.silent_for() <= max_silence
     }
 
     pub fn send_control(&self, c: SessionControl) {
@@ -338,6 +379,7 @@ impl WsSession {
             connected_at: self.connected_at,
             remote_addr: self.remote_addr.clone(),
             user_agent: self.user_agent.clone(),
+            last_heard: LastHeard::now(),
         });
         self.handle = Some(h.clone());
         h
@@ -647,6 +689,9 @@ impl Handler<SessionControl> for WsSession {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        if let Some(h) = &self.handle {
+            h.last_heard.heard();
+        }
         match self.frames.push(msg) {
             Incoming::Text(text) => self.on_text(&text, ctx),
             Incoming::Binary(_) => send_error(
@@ -675,7 +720,17 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
 
 #[cfg(test)]
 mod tests {
-    use super::OutboxGauge;
+    use super::{LastHeard, OutboxGauge};
+
+    #[test]
+    fn a_session_is_answering_until_it_has_been_silent_too_long() {
+        let heard = LastHeard::now();
+        assert!(heard.silent_for() < std::time::Duration::from_secs(1));
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(heard.silent_for() >= std::time::Duration::from_millis(30));
+        heard.heard();
+        assert!(heard.silent_for() < std::time::Duration::from_millis(30));
+    }
 
     #[test]
     fn the_mailbox_is_bounded_in_bytes_and_overflows_once() {

@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 
 use super::eio_registry::{EioAuthenticated, EioRegistry, RemoveEio};
 use super::room_supervisor::AdmissionTicket;
-use super::session::{Deliver, OutboxGauge, SessionControl, SessionHandle, SessionInfo};
+use super::session::{Deliver, LastHeard, OutboxGauge, SessionControl, SessionHandle, SessionInfo};
 use crate::auth::AuthenticatedUser;
 use crate::domain::{now_millis, rfc3339, ReceiptStatus, SessionId};
 use crate::engine::Engine;
@@ -83,6 +83,9 @@ pub struct SocketIoSession {
     /// An upgrade probe arrived: polls are answered with a noop at once until it completes.
     probing: bool,
     last_pong: Instant,
+    /// When any packet last came from the client, shared with every handle this session
+    /// makes (see [`LastHeard`]).
+    heard: Arc<LastHeard>,
     slow: Arc<OutboxGauge>,
     limiter: RequestLimiter,
     expiry_timers: Vec<SpawnHandle>,
@@ -136,6 +139,7 @@ impl SocketIoSession {
             connecting: false,
             probing: false,
             last_pong: Instant::now(),
+            heard: LastHeard::now(),
             slow: outbox,
             limiter,
             expiry_timers: Vec::new(),
@@ -257,10 +261,12 @@ impl SocketIoSession {
             connected_at: self.connected_at,
             remote_addr: self.remote_addr.clone(),
             user_agent: self.user_agent.clone(),
+            last_heard: self.heard.clone(),
         }))
     }
 
     fn on_packet(&mut self, packet: &str, ctx: &mut Context<Self>) {
+        self.heard.heard();
         let mut chars = packet.chars();
         match chars.next() {
             Some(eio::PONG) => self.last_pong = Instant::now(),

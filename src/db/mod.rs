@@ -268,6 +268,13 @@ impl DbConnection {
     pub fn users(&mut self, ids: &[&str]) -> Result<Vec<UserRecord>, PersistError> {
         dispatch!(self, users(ids))
     }
+    pub fn pending_outbox(
+        &mut self,
+        created_before: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredMessage>, PersistError> {
+        dispatch!(self, pending_outbox(created_before, limit))
+    }
     pub fn ping(&mut self) -> Result<(), PersistError> {
         dispatch!(self, ping())
     }

@@ -3,7 +3,9 @@
 
 use diesel::prelude::*;
 
-use super::schema::{members, messages, notification_prefs, notifications, rooms, users};
+use super::schema::{
+    members, messages, notification_outbox, notification_prefs, notifications, rooms, users,
+};
 use crate::domain::{
     ChosenStatus, MessageBody, MessageKind, Millis, Priority, ReceiptStatus, RoomId, RoomKind,
     UserId,
@@ -122,11 +124,17 @@ pub enum WriteOp {
     /// Ends a membership.
     RemoveMember { room: RoomId, user: UserId },
     /// Stores messages in order, assigning the next seqs; retries (same sender and
-    /// `client_msg_id`) return the stored original instead.
+    /// `client_msg_id`) return the stored original instead. Each new message that may cause
+    /// a notification under `outbox` also gets a `notification_outbox` row, in the same
+    /// transaction.
     AppendMessages {
         room: RoomId,
         messages: Vec<NewMessage>,
+        outbox: OutboxPolicy,
     },
+    /// Deletes the outbox rows of these messages: their notifications are stored (then in
+    /// the same group as `InsertNotifications`) or none was due.
+    ClearOutbox { message_ids: Vec<String> },
     /// Moves a member's watermark forward (never back); `read` implies `delivered`.
     AdvanceWatermark {
         room: RoomId,
@@ -166,6 +174,36 @@ pub enum WriteOp {
         custom_expires_at: Option<Millis>,
         at: Millis,
     },
+}
+
+/// Which messages may cause a derived notification and so get a `notification_outbox` row
+/// when stored: the kinds the server notifies (settings `notify_mentions`,
+/// `notify_offline_direct`), checked cheaply, so a group message without an `@` pays
+/// nothing. The room's notifier decides for real once the message is committed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxPolicy {
+    /// `@mentions` are notified: text messages containing an `@` qualify.
+    pub mentions: bool,
+    /// Direct messages to offline users are notified: every message of a direct room qualifies.
+    pub offline_direct: bool,
+}
+
+impl OutboxPolicy {
+    /// Whether a message of `kind` with this body (JSON text) in `room` may cause a
+    /// notification.
+    pub fn may_notify(&self, room: &RoomId, kind: &str, body_json: &str) -> bool {
+        (self.offline_direct && room.direct_users().is_some())
+            || (self.mentions && kind == MessageKind::Text.as_str() && body_json.contains('@'))
+    }
+}
+
+/// A pending notification-outbox row.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = notification_outbox)]
+pub struct NewOutboxRow<'a> {
+    pub message_id: &'a str,
+    pub room_id: &'a str,
+    pub created_at: i64,
 }
 
 /// The result of one `WriteOp`, in the same position.
@@ -403,4 +441,30 @@ pub struct NotificationQuery<'a> {
     pub before: Option<(i64, &'a str)>,
     pub limit: i64,
     pub now: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OutboxPolicy;
+    use crate::domain::RoomId;
+
+    #[test]
+    fn only_direct_messages_and_texts_with_an_at_sign_get_an_outbox_row() {
+        let on = OutboxPolicy {
+            mentions: true,
+            offline_direct: true,
+        };
+        let group = RoomId::parse("public:g").unwrap();
+        let direct = RoomId::parse("direct:a:b").unwrap();
+        assert!(!on.may_notify(&group, "text", r#"{"text":"hello"}"#));
+        assert!(on.may_notify(&group, "text", r#"{"text":"hi @bob"}"#));
+        assert!(!on.may_notify(&group, "image", r#"{"url":"x@y"}"#));
+        assert!(on.may_notify(&direct, "image", r#"{"url":"x"}"#));
+        let mentions_only = OutboxPolicy {
+            offline_direct: false,
+            ..on
+        };
+        assert!(!mentions_only.may_notify(&direct, "text", r#"{"text":"hi"}"#));
+        assert!(!OutboxPolicy::default().may_notify(&direct, "text", r#"{"text":"@a"}"#));
+    }
 }

@@ -8,7 +8,9 @@ use diesel::prelude::*;
 
 use super::{Conn, Db};
 use crate::db::models::*;
-use crate::db::schema::{members, messages, notification_prefs, notifications, rooms, users};
+use crate::db::schema::{
+    members, messages, notification_outbox, notification_prefs, notifications, rooms, users,
+};
 use crate::domain::{ReceiptStatus, RoomId, RoomKind, UserId};
 use crate::error::PersistError;
 
@@ -125,10 +127,14 @@ fn append_merged(
     if pending.is_empty() {
         return Ok(());
     }
-    let ops: Vec<(usize, usize, &RoomId, &[NewMessage])> = pending
+    let ops: Vec<(usize, usize, &RoomId, &[NewMessage], OutboxPolicy)> = pending
         .drain(..)
         .filter_map(|(gi, oi)| match &groups[gi][oi] {
-            WriteOp::AppendMessages { room, messages } => Some((gi, oi, room, &messages[..])),
+            WriteOp::AppendMessages {
+                room,
+                messages,
+                outbox,
+            } => Some((gi, oi, room, &messages[..], *outbox)),
             _ => None,
         })
         .collect();
@@ -136,7 +142,7 @@ fn append_merged(
     // take no seq, found with one lookup for the whole batch: left in, one retry would make
     // the insert below refuse and roll back every group of the batch.
     let mut keys: Vec<(&str, &str)> = Vec::new();
-    for (_, _, _, msgs) in &ops {
+    for (_, _, _, msgs, _) in &ops {
         for m in msgs.iter() {
             if let Some(cmid) = m.client_msg_id.as_deref() {
                 keys.push((m.sender.as_str(), cmid));
@@ -149,7 +155,9 @@ fn append_merged(
     let mut fresh_keys: HashMap<(&str, &str), usize> = HashMap::new();
     let mut plan: Vec<Vec<Result<usize, (&str, &str)>>> = Vec::with_capacity(ops.len());
     let mut fresh: Vec<(&RoomId, &NewMessage)> = Vec::new();
-    for (_, _, room, msgs) in &ops {
+    // Indexes into `fresh` (and `rows`) of the messages that get an outbox row.
+    let mut outboxed: Vec<usize> = Vec::new();
+    for (_, _, room, msgs, outbox) in &ops {
         let mut p = Vec::with_capacity(msgs.len());
         for m in msgs.iter() {
             if let Some(cmid) = m.client_msg_id.as_deref() {
@@ -159,6 +167,9 @@ fn append_merged(
                     continue;
                 }
                 fresh_keys.insert(key, fresh.len());
+            }
+            if outbox.may_notify(room, m.kind.as_str(), m.body.as_json()) {
+                outboxed.push(fresh.len());
             }
             p.push(Ok(fresh.len()));
             fresh.push((room, m));
@@ -230,6 +241,7 @@ fn append_merged(
             return Err(diesel::result::Error::RollbackTransaction);
         }
     }
+    insert_outbox(c, outboxed.iter().map(|&i| &rows[i]))?;
     // Sending implies having read the room up to one's own message, so a member's unread
     // count is simply last_seq - read_seq.
     let mut newest_by: HashMap<(&str, &str), i64> = HashMap::new();
@@ -258,7 +270,7 @@ fn append_merged(
         }
         q.execute(c)?;
     }
-    for ((gi, oi, _, _), p) in ops.iter().zip(plan) {
+    for ((gi, oi, _, _, _), p) in ops.iter().zip(plan) {
         let mut list = Vec::with_capacity(p.len());
         for entry in p {
             let a = match entry {
@@ -281,6 +293,30 @@ fn append_merged(
             list.push(a);
         }
         outcomes[*gi][*oi] = Some(WriteOutcome::Appended(list));
+    }
+    Ok(())
+}
+
+/// Records that these just-stored messages may cause notifications (see [`OutboxPolicy`]):
+/// in the storing transaction, so a message is never committed without its row.
+fn insert_outbox<'r>(
+    c: &mut Conn,
+    rows: impl Iterator<Item = &'r NewMessageRow<'r>>,
+) -> QueryResult<()> {
+    // Commit time rather than the message's own created_at: the sweep leaves rows younger
+    // than its minimum age to the room that is processing them right now.
+    let now = crate::domain::now_millis();
+    let outbox: Vec<NewOutboxRow> = rows
+        .map(|r| NewOutboxRow {
+            message_id: r.id,
+            room_id: r.room_id,
+            created_at: now,
+        })
+        .collect();
+    for chunk in outbox.chunks(ROWS_PER_STATEMENT) {
+        diesel::insert_into(notification_outbox::table)
+            .values(chunk)
+            .execute(c)?;
     }
     Ok(())
 }
@@ -412,8 +448,21 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
                 diesel::delete(members::table.find((room.as_str(), user.as_str()))).execute(c)?;
             Ok(WriteOutcome::Changed(n > 0))
         }
-        WriteOp::AppendMessages { room, messages } => {
-            append_messages(c, room, messages).map(WriteOutcome::Appended)
+        WriteOp::AppendMessages {
+            room,
+            messages,
+            outbox,
+        } => append_messages(c, room, messages, *outbox).map(WriteOutcome::Appended),
+        WriteOp::ClearOutbox { message_ids } => {
+            let mut n = 0;
+            for chunk in message_ids.chunks(ROWS_PER_STATEMENT) {
+                n += diesel::delete(
+                    notification_outbox::table
+                        .filter(notification_outbox::message_id.eq_any(chunk)),
+                )
+                .execute(c)?;
+            }
+            Ok(WriteOutcome::Count(n as i64))
         }
         WriteOp::AdvanceWatermark {
             room,
@@ -561,6 +610,7 @@ fn append_messages(
     c: &mut Conn,
     room: &RoomId,
     new: &[NewMessage],
+    outbox: OutboxPolicy,
 ) -> QueryResult<Vec<AppendedMessage>> {
     // Retries: find originals stored earlier (any room: the id is unique per sender).
     // Retries: look originals up per sender, so the (sender, client_msg_id) unique index
@@ -621,6 +671,11 @@ fn append_messages(
                 .values(chunk)
                 .execute(c)?;
         }
+        insert_outbox(
+            c,
+            rows.iter()
+                .filter(|r| outbox.may_notify(room, r.kind, r.body)),
+        )?;
         // Sending implies having read the room up to one's own message, so a member's
         // unread count is simply last_seq - read_seq.
         let mut newest_by_sender: HashMap<&str, i64> = HashMap::new();
@@ -961,6 +1016,26 @@ pub fn users(c: &mut Conn, ids: &[&str]) -> Result<Vec<UserRecord>, PersistError
         .filter(users::id.eq_any(ids))
         .select(UserRecord::as_select())
         .load(c)?)
+}
+
+/// Outbox rows written before `created_before` (oldest first, at most `limit`), with their
+/// stored messages: what the sweep re-processes.
+pub fn pending_outbox(
+    c: &mut Conn,
+    created_before: i64,
+    limit: i64,
+) -> Result<Vec<StoredMessage>, PersistError> {
+    let rows: Vec<MessageRow> = notification_outbox::table
+        .inner_join(messages::table)
+        .filter(notification_outbox::created_at.lt(created_before))
+        .order((
+            notification_outbox::created_at.asc(),
+            notification_outbox::message_id.asc(),
+        ))
+        .limit(limit)
+        .select(MessageRow::as_select())
+        .load(c)?;
+    Ok(rows.into_iter().map(Into::into).collect())
 }
 
 /// A cheap round trip, for readiness.

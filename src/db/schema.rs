@@ -26,6 +26,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    notification_outbox (message_id) {
+        message_id -> Text,
+        room_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     notification_prefs (user_id) {
         user_id -> Text,
         prefs -> Text,
@@ -78,10 +86,12 @@ diesel::table! {
 
 diesel::joinable!(members -> rooms (room_id));
 diesel::joinable!(messages -> rooms (room_id));
+diesel::joinable!(notification_outbox -> messages (message_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     members,
     messages,
+    notification_outbox,
     notification_prefs,
     notifications,
     rooms,

@@ -427,6 +427,7 @@ mod storage {
             .write_batch_report(&[vec![WriteOp::AppendMessages {
                 room: room("public:r0"),
                 messages: vec![msg("alice", "original", "x1")],
+                outbox: Default::default(),
             }]])
             .expect("first");
         assert_eq!(
@@ -440,11 +441,13 @@ mod storage {
                 batch.push(vec![WriteOp::AppendMessages {
                     room: room("public:r0"),
                     messages: vec![msg("alice", "retry", "x1")],
+                    outbox: Default::default(),
                 }]);
             }
             batch.push(vec![WriteOp::AppendMessages {
                 room: room(&format!("public:r{}", i / 5)),
                 messages: vec![msg(&format!("u{i}"), &format!("m{i}"), "c1")],
+                outbox: Default::default(),
             }]);
         }
         let report = c.write_batch_report(&batch).expect("batch");

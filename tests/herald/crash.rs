@@ -3,6 +3,10 @@
 //! and retry everything not acked. Afterwards every acked message is stored exactly once with
 //! the seq its ack named, no retried message is stored twice, and the room's seqs have no gaps.
 //!
+//! A third of the messages are direct messages to a user who never connects and a third
+//! mention another member: every acked one of those has exactly one notification (the
+//! notification outbox, swept at start, settles what a kill interrupted).
+//!
 //! `HERALD_CRASH_KILLS` sets the number of kills (default 5; CI runs 20).
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,6 +17,9 @@ use std::time::Duration;
 
 use herald::auth::JwtKeys;
 use herald::config::Secret;
+use herald::db::models::NotificationQuery;
+use herald::db::{DatabaseUrl, DbConnection};
+use herald::domain::{RoomId, UserId};
 use herald::testkit::{TestDatabase, TEST_SECRET};
 use serde_json::{json, Value};
 
@@ -20,6 +27,33 @@ use crate::helpers::{connect_ws, WsClient};
 
 const ROOM: &str = "public:crash";
 const USERS: [&str; 3] = ["c1", "c2", "c3"];
+/// Receives direct messages and never connects: each one must notify them.
+const OFFLINE: &str = "zed";
+
+/// What a client's message is, by its number.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// To the room, no mention.
+    Plain,
+    /// To the room, mentioning the next user of `USERS`.
+    Mention,
+    /// A direct message to `OFFLINE`.
+    Direct,
+}
+
+fn kind_of(n: u64) -> Kind {
+    match n % 3 {
+        0 => Kind::Direct,
+        1 => Kind::Mention,
+        _ => Kind::Plain,
+    }
+}
+
+/// Whom `user` mentions: the next member.
+fn mentioned_by(user: &str) -> &'static str {
+    let i = USERS.iter().position(|u| *u == user).unwrap_or(0);
+    USERS[(i + 1) % USERS.len()]
+}
 
 struct Server {
     child: Child,
@@ -43,6 +77,10 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // How much the outbox sweep had to redo after a kill, for the record.
+                if line.contains("outbox sweep") {
+                    log::info!("{line}");
+                }
                 if let Some(addr) = line.split("herald listening on ").nth(1) {
                     let port = addr
                         .trim()
@@ -81,6 +119,8 @@ struct ClientState {
     pending: Vec<String>,
     /// Every cmid ever sent.
     sent: Vec<String>,
+    /// Each cmid's kind.
+    kinds: HashMap<String, Kind>,
 }
 
 async fn connect(port: u16, token: &str) -> Option<WsClient> {
@@ -120,11 +160,22 @@ async fn run_client(
                 let id = format!("{user}-{}", st.next);
                 st.pending.push(id.clone());
                 st.sent.push(id.clone());
+                st.kinds.insert(id.clone(), kind_of(st.next));
                 id
             }
         };
-        let frame =
-            json!({"room": ROOM, "kind": "text", "body": {"text": cmid}, "client_msg_id": cmid});
+        let frame = match st.kinds.get(&cmid).copied().unwrap_or(Kind::Plain) {
+            Kind::Plain => {
+                json!({"room": ROOM, "kind": "text", "body": {"text": cmid}, "client_msg_id": cmid})
+            }
+            Kind::Mention => {
+                let text = format!("{cmid} for @{}", mentioned_by(user));
+                json!({"room": ROOM, "kind": "text", "body": {"text": text}, "client_msg_id": cmid})
+            }
+            Kind::Direct => {
+                json!({"to": OFFLINE, "kind": "text", "body": {"text": cmid}, "client_msg_id": cmid})
+            }
+        };
         match c.try_request("send", frame).await {
             Ok(v) if v["type"] == "ack" => {
                 let seq = v["data"]["seq"].as_i64().expect("seq");
@@ -144,7 +195,7 @@ async fn run_client(
     }
 }
 
-async fn history(port: u16, token: &str) -> Vec<Value> {
+async fn history(port: u16, token: &str, room: &str) -> Vec<Value> {
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(10))
         .finish();
@@ -152,7 +203,7 @@ async fn history(port: u16, token: &str) -> Vec<Value> {
     let mut after = 0;
     loop {
         let url =
-            format!("http://127.0.0.1:{port}/v1/rooms/{ROOM}/messages?after_seq={after}&limit=100");
+            format!("http://127.0.0.1:{port}/v1/rooms/{room}/messages?after_seq={after}&limit=100");
         let mut resp = client
             .get(url)
             .bearer_auth(token)
@@ -191,6 +242,15 @@ async fn sigkill_at_random_moments_loses_no_acked_message_and_duplicates_none() 
         .collect();
     let mut states: HashMap<&'static str, ClientState> =
         USERS.iter().map(|u| (*u, ClientState::default())).collect();
+    // Everyone is a member before anyone sends, so every mention names a member.
+    let server = Server::start(&db.url);
+    for u in USERS {
+        let mut c = connect(server.port, &tokens[u]).await.expect("connects");
+        c.try_request("join", json!({ "room": ROOM }))
+            .await
+            .expect("joins");
+    }
+    server.kill();
 
     for round in 0..=kills {
         let server = Server::start(&db.url);
@@ -222,7 +282,7 @@ async fn sigkill_at_random_moments_loses_no_acked_message_and_duplicates_none() 
 
     // Verify against a server that is allowed to finish.
     let server = Server::start(&db.url);
-    let stored = history(server.port, &tokens["c1"]).await;
+    let stored = history(server.port, &tokens["c1"], ROOM).await;
     let seqs: Vec<i64> = stored.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
     assert_eq!(
         seqs,
@@ -238,6 +298,19 @@ async fn sigkill_at_random_moments_loses_no_acked_message_and_duplicates_none() 
                 m["seq"].as_i64().unwrap(),
                 m["message_id"].as_str().unwrap().to_owned(),
             ));
+    }
+    // Direct messages: each sender's room with OFFLINE, checked the same way.
+    for u in USERS {
+        let room = RoomId::direct(&UserId::parse(u).unwrap(), &UserId::parse(OFFLINE).unwrap());
+        for m in history(server.port, &tokens[u], room.as_str()).await {
+            by_cmid
+                .entry(m["client_msg_id"].as_str().unwrap().to_owned())
+                .or_default()
+                .push((
+                    m["seq"].as_i64().unwrap(),
+                    m["message_id"].as_str().unwrap().to_owned(),
+                ));
+        }
     }
     let mut acked_total = 0;
     for st in states.values() {
@@ -266,9 +339,63 @@ async fn sigkill_at_random_moments_loses_no_acked_message_and_duplicates_none() 
         acked_total > kills,
         "the clients made progress ({acked_total} acked)"
     );
+    let notified = check_notifications(&db.url, &states).await;
     log::info!(
-        "crash test: {kills} kills, {acked_total} acked, {} stored",
+        "crash test: {kills} kills, {acked_total} acked, {} stored in the room, {notified} notifications checked",
         stored.len()
     );
     server.kill();
+}
+
+/// Waits for the outbox to drain (the start-up sweep), then checks that every acked direct
+/// message and mention has exactly one notification for its recipient. Answers how many.
+async fn check_notifications(url: &str, states: &HashMap<&'static str, ClientState>) -> usize {
+    let mut c = DbConnection::establish(&DatabaseUrl::parse(url).unwrap()).expect("connect");
+    let mut left = usize::MAX;
+    for _ in 0..300 {
+        left = c.pending_outbox(i64::MAX, 10_000).expect("outbox").len();
+        if left == 0 {
+            break;
+        }
+        actix::clock::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "the sweep settled every outbox row");
+    // Idempotency key → how many notifications carry it, per recipient.
+    let mut keys: HashMap<(String, String), usize> = HashMap::new();
+    for user in USERS.iter().chain([&OFFLINE]) {
+        let user = UserId::parse(user).unwrap();
+        let rows = c
+            .notifications(&NotificationQuery {
+                user: &user,
+                unread_only: false,
+                kind: None,
+                before: None,
+                limit: 1_000_000,
+                now: herald::domain::now_millis(),
+            })
+            .expect("notifications");
+        for r in rows {
+            *keys
+                .entry((user.to_string(), r.idempotency_key.unwrap_or_default()))
+                .or_default() += 1;
+        }
+    }
+    let mut checked = 0;
+    for (sender, st) in states {
+        for (cmid, (_, id)) in &st.acked {
+            let want = match st.kinds.get(cmid).copied().unwrap_or(Kind::Plain) {
+                Kind::Plain => continue,
+                Kind::Mention => (mentioned_by(sender).to_owned(), format!("mention:{id}")),
+                Kind::Direct => (OFFLINE.to_owned(), format!("message:{id}")),
+            };
+            assert_eq!(
+                keys.get(&want).copied().unwrap_or(0),
+                1,
+                "{cmid} ({want:?}) has exactly one notification"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "some notifications were due");
+    checked
 }

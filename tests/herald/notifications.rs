@@ -1,16 +1,24 @@
 //! Notifications end to end: backend sends, both sockets, REST fallback, preferences with
-//! quiet hours on a manual clock, mentions and offline direct messages, expiry, idempotency.
+//! quiet hours on a manual clock, mentions and offline direct messages, expiry, idempotency,
+//! the outbox sweep, and "offline" meaning no answering session.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
+use herald::actors::commit_queue::Commit;
+use herald::actors::database::{FetchHistory, ListNotifications, LoadPendingOutbox};
 use herald::actors::notification_center::NotificationSweep;
+use herald::actors::room::RedoNotifications;
+use herald::actors::room_supervisor::{GetRoom, GetRoomPresence, SweepOutbox};
 use herald::clock::{Clock, ManualClock};
-use herald::testkit::TestDatabase;
+use herald::db::models::{MemberRole, NewMessage, OutboxPolicy, WriteOp};
+use herald::domain::{MessageBody, MessageKind, Priority, RoomId, UserId};
+use herald::testkit::{start_engine, test_settings, TestDatabase};
 use serde_json::{json, Value};
 
 use crate::helpers::{connect_path, spawn_app, spawn_app_on, TestApp, WsClient};
+use crate::raw_ws::RawWs;
 
 /// The seed-compatible socket, past its `connection_ack` and initial `unread_count`.
 async fn phone(app: &TestApp, user: &str) -> (WsClient, i64) {
@@ -376,4 +384,240 @@ async fn idempotency_expiry_deletion_and_roles() {
         )
         .await;
     assert_eq!(all, json!({"unread_count": 0}));
+}
+
+/// Every notification of `user`, through the reader as the REST route reads them.
+async fn stored_notifications(
+    engine: &herald::engine::Engine,
+    user: &str,
+) -> Vec<(String, String)> {
+    let rows = engine
+        .store
+        .reader
+        .send(ListNotifications {
+            user: UserId::parse(user).unwrap(),
+            unread_only: false,
+            kind: None,
+            before: None,
+            limit: 1000,
+            now: herald::domain::now_millis(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    rows.into_iter()
+        .map(|r| (r.notification_type, r.idempotency_key.unwrap_or_default()))
+        .collect()
+}
+
+async fn pending_outbox(engine: &herald::engine::Engine) -> Vec<String> {
+    engine
+        .store
+        .reader
+        .send(LoadPendingOutbox {
+            created_before: i64::MAX,
+            limit: 1000,
+        })
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect()
+}
+
+fn text_message(sender: &str, text: &str) -> NewMessage {
+    NewMessage::new(
+        UserId::parse(sender).unwrap(),
+        MessageKind::Text,
+        MessageBody::parse(MessageKind::Text, &json!({ "text": text }), 1000).unwrap(),
+        Priority::Normal,
+        None,
+    )
+}
+
+#[actix_web::test]
+async fn an_outbox_row_left_pending_is_processed_by_the_sweep_exactly_once() {
+    // Arrange: messages stored through the writer with their outbox rows, as if the process
+    // died right after the message commit (no room ran the notifier).
+    crate::helpers::init_logs();
+    let db = TestDatabase::new();
+    let mut settings = test_settings(&db.url);
+    settings.outbox_sweep = Duration::from_secs(3600); // only the sweeps this test sends
+    let engine = start_engine(settings).await;
+    let u = |s: &str| UserId::parse(s).unwrap();
+    let team = RoomId::parse("public:team").unwrap();
+    let dm = RoomId::direct(&u("alice"), &u("carol"));
+    let policy = OutboxPolicy {
+        mentions: true,
+        offline_direct: true,
+    };
+    let mention = text_message("alice", "ship it @bob");
+    let no_one = text_message("alice", "mail me at x@example.test");
+    let plain = text_message("alice", "no notification here");
+    let direct = text_message("alice", "call me");
+    let mut ops = Vec::new();
+    for (room, users) in [(&team, ["alice", "bob"]), (&dm, ["alice", "carol"])] {
+        ops.push(WriteOp::EnsureRoom {
+            room: room.clone(),
+            name: None,
+            created_by: None,
+            at: 1,
+        });
+        for user in users {
+            ops.push(WriteOp::AddMember {
+                room: room.clone(),
+                user: u(user),
+                role: MemberRole::Member,
+                at: 1,
+            });
+        }
+    }
+    ops.push(WriteOp::AppendMessages {
+        room: team.clone(),
+        messages: vec![mention.clone(), no_one.clone(), plain.clone()],
+        outbox: policy,
+    });
+    ops.push(WriteOp::AppendMessages {
+        room: dm.clone(),
+        messages: vec![direct.clone()],
+        outbox: policy,
+    });
+    engine
+        .store
+        .commits
+        .send(Commit { ops })
+        .await
+        .unwrap()
+        .unwrap();
+    let mut pending = pending_outbox(&engine).await;
+    pending.sort();
+    let mut want = vec![mention.id.clone(), no_one.id.clone(), direct.id.clone()];
+    want.sort();
+    assert_eq!(
+        pending, want,
+        "a group message without '@' pays no outbox row"
+    );
+
+    // Act: the sweep.
+    let swept = engine
+        .rooms
+        .send(SweepOutbox {
+            min_age: Duration::ZERO,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Assert: each due notification once, every row settled, nothing left for a second sweep.
+    assert_eq!(swept, 3);
+    assert_eq!(
+        stored_notifications(&engine, "bob").await,
+        vec![("mention".to_owned(), format!("mention:{}", mention.id))]
+    );
+    assert_eq!(
+        stored_notifications(&engine, "carol").await,
+        vec![("message".to_owned(), format!("message:{}", direct.id))]
+    );
+    assert!(pending_outbox(&engine).await.is_empty(), "rows settled");
+    let again = engine
+        .rooms
+        .send(SweepOutbox {
+            min_age: Duration::ZERO,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, 0, "nothing left to re-process");
+
+    // Re-processing a message whose notifications exist (a sweep racing the live notifier,
+    // twice at once) creates nothing new.
+    let room = engine
+        .rooms
+        .send(GetRoom { room: team.clone() })
+        .await
+        .unwrap();
+    let stored = engine
+        .store
+        .reader
+        .send(FetchHistory {
+            room: team,
+            before_seq: None,
+            after_seq: Some(0),
+            limit: 10,
+            max_bytes: 1 << 20,
+        })
+        .await
+        .unwrap()
+        .unwrap()
+        .0;
+    let redo = || {
+        room.send(RedoNotifications {
+            messages: stored.clone(),
+        })
+    };
+    let (a, b) = futures_util::future::join(redo(), redo()).await;
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(stored_notifications(&engine, "bob").await.len(), 1);
+    assert!(pending_outbox(&engine).await.is_empty());
+}
+
+#[actix_web::test]
+async fn a_zombie_session_does_not_suppress_the_offline_direct_message_notification() {
+    // Arrange: a short heartbeat, so "answering" means heard from within 1.5 s × 2 = 3 s;
+    // the heartbeat itself drops a silent session only after two intervals (4-6 s).
+    let db = TestDatabase::new();
+    let app = spawn_app_on(&db.url, |s| {
+        s.heartbeat_interval = Duration::from_secs(2);
+        s.sio_ping_interval = Duration::from_secs(2);
+    })
+    .await;
+    assert_eq!(
+        app.engine.settings.answering_window(),
+        Duration::from_secs(3)
+    );
+    let mut alice = app.ws("alice").await;
+    // Bob's only session: a raw socket that completes the handshake and then never reads
+    // nor answers a ping.
+    let (status, zombie) =
+        RawWs::connect(app.port, &format!("/v1/ws?token={}", app.token("bob")), "").await;
+    assert_eq!(status, 101);
+    let dm = RoomId::direct(
+        &UserId::parse("alice").unwrap(),
+        &UserId::parse("bob").unwrap(),
+    );
+    let send = |text: &'static str| json!({"to": "bob", "kind": "text", "body": {"text": text}});
+    actix::clock::sleep(Duration::from_millis(300)).await;
+    // Freshly connected, the session counts as answering: no notification.
+    alice.ok("send", send("are you there?")).await;
+
+    // Act: once it has been silent past the window, but before the heartbeat drops it.
+    actix::clock::sleep(Duration::from_millis(3300)).await;
+    let online = app
+        .engine
+        .rooms
+        .send(GetRoomPresence { room: dm })
+        .await
+        .unwrap()
+        .unwrap()
+        .online;
+    assert!(
+        online.iter().any(|(u, n)| u.as_str() == "bob" && *n == 1),
+        "the zombie is still subscribed: {online:?}"
+    );
+    let ack = alice.ok("send", send("call me back")).await;
+
+    // Assert: exactly the second message was notified.
+    let id = ack["message_id"].as_str().unwrap().to_owned();
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        found = stored_notifications(&app.engine, "bob").await;
+        if !found.is_empty() {
+            break;
+        }
+        actix::clock::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(found, vec![("message".to_owned(), format!("message:{id}"))]);
+    drop(zombie);
 }

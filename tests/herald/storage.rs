@@ -3,7 +3,7 @@
 //! each group on its own — gap-free seqs per room in arrival order, the sender's watermarks,
 //! retries answered with the original, and a refused group not undoing the others.
 
-use herald::db::models::{MemberRole, NewMessage, WriteOp, WriteOutcome};
+use herald::db::models::{MemberRole, NewMessage, OutboxPolicy, WriteOp, WriteOutcome};
 use herald::db::{DatabaseUrl, DbConnection};
 use herald::domain::{MessageBody, MessageKind, Priority, RoomId, UserId};
 use herald::testkit::TestDatabase;
@@ -34,6 +34,7 @@ fn append(r: &str, messages: Vec<NewMessage>) -> Vec<WriteOp> {
     vec![WriteOp::AppendMessages {
         room: room(r),
         messages,
+        outbox: Default::default(),
     }]
 }
 
@@ -202,4 +203,84 @@ fn a_refused_group_does_not_undo_the_others_in_its_batch() {
         .history(&room("public:a"), None, None, 10)
         .expect("history");
     assert_eq!(history.len(), 2);
+}
+
+/// Texts of the messages with a pending outbox row.
+fn outboxed(c: &mut DbConnection) -> Vec<String> {
+    let mut texts: Vec<String> = c
+        .pending_outbox(i64::MAX, 1000)
+        .expect("outbox")
+        .into_iter()
+        .map(|m| {
+            let body: serde_json::Value = serde_json::from_str(&m.body).expect("stored body");
+            body["text"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    texts.sort();
+    texts
+}
+
+#[test]
+fn outbox_rows_come_only_with_new_messages_that_may_notify_on_both_write_paths() {
+    // Arrange
+    let db = TestDatabase::new();
+    let mut c = open(&db);
+    let direct = RoomId::direct(&user("alice"), &user("bob"));
+    setup(&mut c, &["public:a", direct.as_str()], &["alice", "bob"]);
+    let on = OutboxPolicy {
+        mentions: true,
+        offline_direct: true,
+    };
+    let with = |r: &str, messages: Vec<NewMessage>, outbox: OutboxPolicy| {
+        vec![WriteOp::AppendMessages {
+            room: room(r),
+            messages,
+            outbox,
+        }]
+    };
+
+    // Act: the merged path; a retry of a message with a row; notifications switched off.
+    c.write_batch(&[
+        with(
+            "public:a",
+            vec![
+                msg("alice", "plain", None),
+                msg("alice", "hi @bob", Some("m1")),
+            ],
+            on,
+        ),
+        with(direct.as_str(), vec![msg("alice", "dm", None)], on),
+        with(
+            "public:a",
+            vec![msg("bob", "off @alice", None)],
+            OutboxPolicy::default(),
+        ),
+    ])
+    .expect("merged batch");
+    c.write_batch(&[with(
+        "public:a",
+        vec![msg("alice", "hi @bob", Some("m1"))],
+        on,
+    )])
+    .expect("retry");
+    // A group naming a missing room sends the batch down the group-by-group path.
+    let r = c
+        .write_batch(&[
+            with("public:missing", vec![msg("alice", "@x", None)], on),
+            with("public:a", vec![msg("bob", "per group @alice", None)], on),
+        ])
+        .expect("per-group batch");
+    assert!(r[0].is_err() && r[1].is_ok(), "{r:?}");
+
+    // Assert
+    assert_eq!(outboxed(&mut c), vec!["dm", "hi @bob", "per group @alice"]);
+    let ids: Vec<String> = c
+        .pending_outbox(i64::MAX, 1000)
+        .expect("outbox")
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    c.write_batch(&[vec![WriteOp::ClearOutbox { message_ids: ids }]])
+        .expect("clear");
+    assert!(outboxed(&mut c).is_empty());
 }

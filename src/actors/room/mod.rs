@@ -20,7 +20,7 @@ mod notifier;
 
 pub use events::*;
 pub use membership::*;
-pub use notifier::MessageNotifier;
+pub use notifier::{Followup, MessageNotifier};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -206,6 +206,7 @@ impl Room {
         let ops = vec![WriteOp::AppendMessages {
             room: self.id.clone(),
             messages,
+            outbox: self.notifier.outbox_policy(),
         }];
         self.store
             .commits
@@ -226,15 +227,11 @@ impl Room {
                 };
                 match appended {
                     Ok(list) => {
+                        let mut clears = Vec::new();
                         for ((origin, reply), a) in waiters.into_iter().zip(list) {
                             if !a.duplicate {
                                 METRICS.messages_in.inc();
-                                act.notifier.after_message(
-                                    &act.id,
-                                    &a.message,
-                                    &act.members,
-                                    &act.subscribers,
-                                );
+                                act.after_message(&a.message, &mut clears);
                                 act.last_seq = act.last_seq.max(a.message.seq);
                                 act.fan_out_message(&a.message, origin);
                             }
@@ -243,6 +240,7 @@ impl Room {
                                 duplicate: a.duplicate,
                             }));
                         }
+                        act.clear_outbox(clears);
                     }
                     Err(e) => {
                         for (_, reply) in waiters {
@@ -256,6 +254,34 @@ impl Room {
                 }
             })
             .spawn(ctx);
+    }
+
+    /// Sends the notifications a just-committed message causes. Fire and forget on purpose:
+    /// if this process dies or the notification commit fails, the message's outbox row stays
+    /// and the sweep processes it again. Outbox rows of messages that need no notification
+    /// are collected in `clears`, for one delete per batch.
+    fn after_message(&self, m: &StoredMessage, clears: &mut Vec<String>) {
+        let has_outbox = self.notifier.has_outbox(&self.id, m);
+        match self
+            .notifier
+            .plan(&self.id, m, has_outbox, &self.members, &self.subscribers)
+        {
+            Followup::Nothing => {}
+            Followup::Notify(n) => self.notifier.center.do_send(*n),
+            Followup::Clear(id) => clears.push(id),
+        }
+    }
+
+    /// Deletes the outbox rows of messages that needed no notification, in one write. Fire
+    /// and forget: a row whose delete is lost is re-processed by the sweep, which again
+    /// finds nothing due and deletes it.
+    fn clear_outbox(&self, message_ids: Vec<String>) {
+        if message_ids.is_empty() {
+            return;
+        }
+        self.store.commits.do_send(Commit {
+            ops: vec![WriteOp::ClearOutbox { message_ids }],
+        });
     }
 
     fn commit(
@@ -477,6 +503,69 @@ impl Handler<Publish> for Room {
                 // The batch stays in flight: if it commits later it is fanned out then, and
                 // a retry with the same client_msg_id gets the original ack.
                 Err(_) => Err(write_timed_out()),
+            }
+        })
+    }
+}
+
+/// Sent by the supervisor's outbox sweep: these stored messages of the room still have
+/// `notification_outbox` rows (their notifications were never settled); plan them again
+/// with today's members and subscribers. Answers once every resulting write answered (or
+/// the write timeout passed), so the sweep does not hand out the same rows again meanwhile.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RedoNotifications {
+    pub messages: Vec<StoredMessage>,
+}
+
+impl Handler<RedoNotifications> for Room {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, msg: RedoNotifications, _: &mut Context<Self>) -> Self::Result {
+        let mut notifies = Vec::new();
+        let mut clears = Vec::new();
+        for m in &msg.messages {
+            match self
+                .notifier
+                .plan(&self.id, m, true, &self.members, &self.subscribers)
+            {
+                Followup::Nothing => {}
+                Followup::Notify(n) => notifies.push(*n),
+                Followup::Clear(id) => clears.push(id),
+            }
+        }
+        let room = self.id.clone();
+        let center = self.notifier.center.clone();
+        let commits = self.store.commits.clone();
+        let timeout = self.store.write_timeout;
+        Box::pin(async move {
+            let sends =
+                futures_util::future::join_all(notifies.into_iter().map(|n| center.send(n)));
+            let clear = async {
+                if clears.is_empty() {
+                    return Ok(Vec::new());
+                }
+                commits
+                    .send(Commit {
+                        ops: vec![WriteOp::ClearOutbox {
+                            message_ids: clears,
+                        }],
+                    })
+                    .await
+                    .map_err(PersistError::from)
+                    .and_then(|r| r)
+            };
+            match actix::clock::timeout(timeout, futures_util::future::join(sends, clear)).await {
+                Ok((sent, cleared)) => {
+                    // What failed keeps its outbox row: the next sweep tries again.
+                    let failed = sent.into_iter().filter(|r| !matches!(r, Ok(Ok(_)))).count();
+                    if failed > 0 {
+                        log::warn!("room {room}: {failed} re-processed notifications failed");
+                    }
+                    if let Err(e) = cleared {
+                        log::warn!("room {room}: outbox rows not cleared: {e}");
+                    }
+                }
+                Err(_) => log::warn!("room {room}: re-processed notifications timed out"),
             }
         })
     }
