@@ -260,6 +260,8 @@ pub struct Settings {
     pub replay_max: i64,
     /// Test-only pauses inside the engine (see [`Hooks`]); none in production.
     pub hooks: Hooks,
+    /// A device's stored positions are deleted once none has moved for this long.
+    pub device_ttl: Duration,
     /// Most bytes of message bodies in one `history` page or `missed` list; a longer page
     /// is cut and says `has_more`.
     pub history_max_bytes: usize,
@@ -458,6 +460,7 @@ impl Default for Settings {
             join_missed_limit: 100,
             replay_max: 1000,
             hooks: Hooks::default(),
+            device_ttl: Duration::from_secs(30 * 24 * 3600),
             commit_max_batch: 512,
             room_idle: Duration::from_secs(60),
             workers: 0,
@@ -901,6 +904,14 @@ pub struct ServeArgs {
     /// `replay_truncated` marker.
     #[arg(long, global = true, env = "HERALD_REPLAY_MAX", default_value_t = 1000)]
     pub replay_max: i64,
+    /// Days after which a device's stored positions are deleted when none of them moved.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_DEVICE_TTL_DAYS",
+        default_value_t = 30
+    )]
+    pub device_ttl_days: u64,
     /// Most bytes of message bodies per history page or join `missed` list.
     #[arg(long, global = true, env = "HERALD_HISTORY_MAX_BYTES", default_value_t = 1024 * 1024)]
     pub history_max_bytes: usize,
@@ -1025,6 +1036,7 @@ impl Settings {
             s.max_text_bytes = a.max_text_bytes.max(1);
             s.join_missed_limit = a.join_missed_limit.clamp(0, 1000);
             s.replay_max = a.replay_max.clamp(1, 1_000_000);
+            s.device_ttl = Duration::from_secs(a.device_ttl_days.clamp(1, 3650) * 24 * 3600);
             s.history_max_bytes = a.history_max_bytes.max(64 * 1024);
             s.commit_max_batch = a.commit_max_batch.max(1);
             s.room_idle = Duration::from_millis(a.room_idle_ms);

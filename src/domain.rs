@@ -73,6 +73,36 @@ impl RoomKind {
     }
 }
 
+/// A client device's name for itself (`device_id`): 1 to 64 id characters. Chosen by the
+/// client; it only ever names a device of the authenticated user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct DeviceId(String);
+
+impl DeviceId {
+    pub fn parse(s: &str) -> Result<Self, InvalidInput> {
+        if s.is_empty() || s.len() > MAX_DEVICE_ID_LEN || !s.chars().all(is_id_char) {
+            return Err(invalid(format!(
+                "invalid device_id {s:?}: 1 to {MAX_DEVICE_ID_LEN} characters of letters, digits, _ - . @"
+            )));
+        }
+        Ok(DeviceId(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Longest `device_id`.
+pub const MAX_DEVICE_ID_LEN: usize = 64;
+
 /// A room id such as `public:lobby`, `private:7f3a...` or `direct:alice:bob`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]

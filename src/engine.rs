@@ -71,7 +71,10 @@ pub struct RoomReplay {
 /// Where a connecting client says it left off (docs/protocol.md, "Resume").
 #[derive(Debug, Clone, Default)]
 pub struct Resume {
-    /// Last seq the client holds, per room (query `since` or Socket.IO `auth.since`).
+    /// The device it names (`device_id`): its stored positions are the resume points.
+    pub device: Option<crate::domain::DeviceId>,
+    /// Last seq the client holds, per room (query `since` or Socket.IO `auth.since`); wins
+    /// over the device's stored position.
     pub since: std::collections::HashMap<RoomId, i64>,
 }
 
@@ -153,6 +156,7 @@ impl Engine {
             },
         )
         .start();
+        expire_device_positions(store.commits.clone(), settings.device_ttl);
         actix::spawn(async {
             let mut tick = actix::clock::interval(std::time::Duration::from_secs(1));
             loop {
@@ -217,6 +221,7 @@ impl Engine {
                 .reader
                 .send(crate::actors::database::LoadSessionStart {
                     user: handle.user.clone(),
+                    device: resume.device.clone(),
                     // One more than the cap: a full answer proves the set complete.
                     rooms_limit: self.settings.limits.max_rooms_per_user as i64 + 1,
                     now: self.settings.clock.now(),
@@ -224,6 +229,13 @@ impl Engine {
                 .await,
         )?;
         let rooms = start.rooms;
+        // Resume points: what the client says, else what its device last reported.
+        let mut points: std::collections::HashMap<RoomId, i64> = start
+            .device_positions
+            .iter()
+            .filter_map(|(r, seq)| Some((RoomId::parse(r).ok()?, *seq)))
+            .collect();
+        points.extend(resume.since.iter().map(|(r, s)| (r.clone(), *s)));
         let ids: Vec<RoomId> = rooms
             .iter()
             .filter_map(|r| RoomId::parse(&r.room).ok())
@@ -257,7 +269,7 @@ impl Engine {
                 let plan = RoomPlan::new(
                     r,
                     room_seq,
-                    resume.since.get(&room).copied(),
+                    points.get(&room).copied(),
                     self.settings.replay_max,
                 );
                 Some((room, plan))
@@ -265,7 +277,7 @@ impl Engine {
             .collect();
         let replay = self.first_pages(plans).await?;
         let mut frames = Vec::with_capacity(2);
-        frames.push(sync_frame(&rooms, &replay, &resume));
+        frames.push(sync_frame(&rooms, &replay, &points));
         // The notification badge, so a client need not ask.
         if let Some(n) = start.unread_notifications {
             frames.push(unread_frame(n));
@@ -531,12 +543,27 @@ impl Engine {
         seq: i64,
         status: ReceiptStatus,
     ) -> Result<(), EngineError> {
+        self.device_receipt(user, origin, None, room, seq, status)
+            .await
+    }
+
+    /// A receipt from a session that named its device: it also moves the device's position.
+    pub async fn device_receipt(
+        &self,
+        user: &UserId,
+        origin: Option<SessionId>,
+        device: Option<crate::domain::DeviceId>,
+        room: RoomId,
+        seq: i64,
+        status: ReceiptStatus,
+    ) -> Result<(), EngineError> {
         self.rooms
             .send(RouteReceipt {
                 room,
                 receipt: Receipt {
                     user: user.clone(),
                     origin,
+                    device,
                     seq,
                     status,
                 },
@@ -801,6 +828,28 @@ impl Engine {
     }
 }
 
+/// Deletes device positions idle for `ttl`, a minute after start and then hourly, so
+/// devices that never come back do not accumulate (docs/configuration.md).
+fn expire_device_positions(commits: Addr<CommitQueue>, ttl: std::time::Duration) {
+    actix::spawn(async move {
+        actix::clock::sleep(std::time::Duration::from_secs(60)).await;
+        let mut tick = actix::clock::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let before = crate::domain::now_millis() - ttl.as_millis() as i64;
+            let op = crate::db::models::WriteOp::ExpireDevicePositions { before };
+            match commits
+                .send(crate::actors::commit_queue::Commit { ops: vec![op] })
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => log::warn!("expiring device positions failed: {e}"),
+                Err(_) => return, // the commit queue stopped: shutting down
+            }
+        }
+    });
+}
+
 /// Where one room's stream starts: the client's resume point when it gave one the server
 /// can honour, else the user's delivered watermark; cut to the last `replay_max` messages.
 #[derive(Debug, Clone, Copy)]
@@ -835,7 +884,11 @@ impl RoomPlan {
 /// `{"type":"sync","data":{"rooms":[...],"unread_total":N}}`, sent right after `connection_ack`.
 /// Each room says where its stream of `message` frames continues (`position`), and, for a
 /// room the client gave a resume point for, whether it was honoured in full (`recovered`).
-pub fn sync_frame(rooms: &[RoomSummary], replay: &[RoomReplay], resume: &Resume) -> String {
+pub fn sync_frame(
+    rooms: &[RoomSummary],
+    replay: &[RoomReplay],
+    points: &std::collections::HashMap<RoomId, i64>,
+) -> String {
     let starts: std::collections::HashMap<&str, &RoomReplay> =
         replay.iter().map(|r| (r.room.as_str(), r)).collect();
     let list: Vec<Value> = rooms
@@ -845,7 +898,7 @@ pub fn sync_frame(rooms: &[RoomSummary], replay: &[RoomReplay], resume: &Resume)
             if let Some(start) = starts.get(r.room.as_str()) {
                 entry["seq"] = json!(start.room_seq.max(r.last_seq));
                 entry["position"] = json!(start.position);
-                if let Some(since) = resume.since.get(&start.room) {
+                if let Some(since) = points.get(&start.room) {
                     let honoured = start.truncated.is_none() && *since <= start.room_seq && *since >= 0;
                     entry["recovered"] = json!(honoured);
                 }
@@ -1032,7 +1085,14 @@ impl Engine {
                 .await
                 .map(|_| json!({})),
             R::Receipt { room, seq, status } => self
-                .receipt(&user, Some(session), room, seq, status)
+                .device_receipt(
+                    &user,
+                    Some(session),
+                    handle.device.clone(),
+                    room,
+                    seq,
+                    status,
+                )
                 .await
                 .map(|_| json!({})),
             R::Presence {

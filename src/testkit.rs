@@ -294,6 +294,7 @@ pub async fn connect_probe_with_capacity(engine: &Engine, user: &str, capacity: 
         remote_addr: None,
         user_agent: Some("testkit".into()),
         last_heard: heard,
+        device: None,
     });
     match engine
         .open_session(handle.clone(), Default::default())

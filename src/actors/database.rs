@@ -245,6 +245,8 @@ impl Handler<ListNotifications> for Database {
 #[rtype(result = "Result<SessionStartRecord, PersistError>")]
 pub struct LoadSessionStart {
     pub user: UserId,
+    /// The connecting device, whose positions are read too.
+    pub device: Option<crate::domain::DeviceId>,
     pub rooms_limit: i64,
     pub now: i64,
 }
@@ -257,6 +259,8 @@ pub struct SessionStartRecord {
     pub user: Option<UserRecord>,
     /// The unread notification count; `None` when it could not be read.
     pub unread_notifications: Option<i64>,
+    /// The device's positions (room id → last seq it reported); empty without a device.
+    pub device_positions: std::collections::HashMap<String, i64>,
 }
 
 impl Handler<LoadSessionStart> for Database {
@@ -276,10 +280,15 @@ impl Handler<LoadSessionStart> for Database {
                 .map_err(|e| log::warn!("unread notification count unavailable at connect: {e}"))
                 .ok()
                 .map(|v| v.first().map_or(0, |x| x.1));
+            let device_positions = match &msg.device {
+                Some(d) => c.device_positions(&msg.user, d)?,
+                None => Default::default(),
+            };
             Ok(SessionStartRecord {
                 rooms,
                 user,
                 unread_notifications,
+                device_positions,
             })
         })
     }

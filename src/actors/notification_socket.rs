@@ -241,6 +241,7 @@ impl Actor for NotificationSocket {
             remote_addr: None,
             user_agent: None,
             last_heard: self.heard.clone(),
+            device: None,
         });
         self.engine
             .notifications

@@ -216,6 +216,8 @@ pub struct SessionInfo {
     pub user_agent: Option<String>,
     /// When the client was last heard from (see [`SessionHandle::is_answering`]).
     pub last_heard: Arc<LastHeard>,
+    /// The device the client named (`device_id`): its receipts move the device's positions.
+    pub device: Option<crate::domain::DeviceId>,
 }
 
 impl std::ops::Deref for SessionHandle {
@@ -307,8 +309,9 @@ pub struct WsSession {
     handle: Option<SessionHandle>,
     /// Per-room continuity of the `message` frames (replay, live, catch-up).
     streams: RoomStreams,
-    /// Where the client said it left off (handshake query).
+    /// Where the client said it left off (handshake query), until the session opens.
     resume: Option<Resume>,
+    device: Option<crate::domain::DeviceId>,
     /// This session's place under the per-user and per-address caps, given back on drop.
     _ticket: AdmissionTicket,
 }
@@ -346,6 +349,7 @@ impl WsSession {
             inflight: InFlight::default(),
             handle: None,
             streams,
+            device: resume.device.clone(),
             resume: Some(resume),
             _ticket: ticket,
         }
@@ -380,6 +384,7 @@ impl WsSession {
             remote_addr: self.remote_addr.clone(),
             user_agent: self.user_agent.clone(),
             last_heard: LastHeard::now(),
+            device: self.device.clone(),
         });
         self.handle = Some(h.clone());
         h

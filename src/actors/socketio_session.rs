@@ -107,6 +107,8 @@ pub struct SocketIoSession {
     streams: RoomStreams,
     /// The WebSocket transport refused a packet lately: replay pages wait until it drains.
     transport_full: bool,
+    /// The device the client named in its CONNECT `auth` (`device_id`).
+    device: Option<crate::domain::DeviceId>,
 }
 
 impl SocketIoSession {
@@ -154,6 +156,7 @@ impl SocketIoSession {
             upgrade_claimed: false,
             streams: new_streams(&engine_for_streams),
             transport_full: false,
+            device: None,
         }
     }
 
@@ -262,6 +265,7 @@ impl SocketIoSession {
             remote_addr: self.remote_addr.clone(),
             user_agent: self.user_agent.clone(),
             last_heard: self.heard.clone(),
+            device: self.device.clone(),
         }))
     }
 
@@ -329,6 +333,7 @@ impl SocketIoSession {
             Ok(r) => r,
             Err(e) => return self.emit(sio::connect_error("/", &e), ctx),
         };
+        self.device = resume.device.clone();
         self.auth = Some(auth);
         self.connecting = true;
         METRICS.connections.inc();
@@ -827,6 +832,10 @@ impl StreamSession for SocketIoSession {
 /// room → last seq held.
 fn resume_of(auth: Option<&Value>, engine: &Engine) -> Result<Resume, String> {
     let mut resume = Resume::default();
+    if let Some(d) = auth.and_then(|a| a.get("device_id")) {
+        let d = d.as_str().ok_or("auth.device_id must be a string")?;
+        resume.device = Some(crate::domain::DeviceId::parse(d).map_err(|e| e.to_string())?);
+    }
     let Some(since) = auth.and_then(|a| a.get("since")) else {
         return Ok(resume);
     };

@@ -207,6 +207,13 @@ impl DbConnection {
     pub fn load_room(&mut self, room: &RoomId) -> Result<Option<RoomRecord>, PersistError> {
         dispatch!(self, load_room(room))
     }
+    pub fn device_positions(
+        &mut self,
+        user: &UserId,
+        device: &crate::domain::DeviceId,
+    ) -> Result<std::collections::HashMap<String, i64>, PersistError> {
+        Ok(dispatch!(self, device_positions(user, device))?)
+    }
     pub fn user_rooms(
         &mut self,
         user: &UserId,

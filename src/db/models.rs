@@ -7,8 +7,8 @@ use super::schema::{
     members, messages, notification_outbox, notification_prefs, notifications, rooms, users,
 };
 use crate::domain::{
-    ChosenStatus, MessageBody, MessageKind, Millis, Priority, ReceiptStatus, RoomId, RoomKind,
-    UserId,
+    ChosenStatus, DeviceId, MessageBody, MessageKind, Millis, Priority, ReceiptStatus, RoomId,
+    RoomKind, UserId,
 };
 use crate::error::PersistError;
 
@@ -142,6 +142,17 @@ pub enum WriteOp {
         status: ReceiptStatus,
         seq: i64,
     },
+    /// Moves a device's position in a room forward (never back): the last seq the device
+    /// reported delivered or read.
+    AdvanceDevicePosition {
+        user: UserId,
+        device: DeviceId,
+        room: RoomId,
+        seq: i64,
+        at: Millis,
+    },
+    /// Deletes device positions not moved since `before` (answers the count).
+    ExpireDevicePositions { before: Millis },
     /// Records when the user's last session ended.
     SaveLastSeen { user: UserId, at: Millis },
     /// Stores notifications; one with an `idempotency_key` its user already has is not

@@ -9,9 +9,9 @@ use diesel::prelude::*;
 use super::{Conn, Db};
 use crate::db::models::*;
 use crate::db::schema::{
-    members, messages, notification_outbox, notification_prefs, notifications, rooms, users,
+    device_positions, members, messages, notification_outbox, notification_prefs, notifications, rooms, users,
 };
-use crate::domain::{ReceiptStatus, RoomId, RoomKind, UserId};
+use crate::domain::{DeviceId, ReceiptStatus, RoomId, RoomKind, UserId};
 use crate::error::PersistError;
 
 /// Writes a batch of groups in one transaction (one commit, one fsync).
@@ -470,6 +470,44 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
             status,
             seq,
         } => advance_watermark(c, room, user, *status, *seq),
+        WriteOp::AdvanceDevicePosition {
+            user,
+            device,
+            room,
+            seq,
+            at,
+        } => {
+            let key = (user.as_str(), device.as_str(), room.as_str());
+            let moved = diesel::update(device_positions::table.find(key))
+                .filter(device_positions::seq.lt(*seq))
+                .set((
+                    device_positions::seq.eq(*seq),
+                    device_positions::updated_at.eq(*at),
+                ))
+                .execute(c)?;
+            if moved > 0 {
+                return Ok(WriteOutcome::Changed(true));
+            }
+            // New, or already at or past `seq` (then nothing changes).
+            let added = diesel::insert_into(device_positions::table)
+                .values((
+                    device_positions::user_id.eq(user.as_str()),
+                    device_positions::device_id.eq(device.as_str()),
+                    device_positions::room_id.eq(room.as_str()),
+                    device_positions::seq.eq(*seq),
+                    device_positions::updated_at.eq(*at),
+                ))
+                .on_conflict_do_nothing()
+                .execute(c)?;
+            Ok(WriteOutcome::Changed(added > 0))
+        }
+        WriteOp::ExpireDevicePositions { before } => {
+            let n = diesel::delete(
+                device_positions::table.filter(device_positions::updated_at.lt(*before)),
+            )
+            .execute(c)?;
+            Ok(WriteOutcome::Count(n as i64))
+        }
         WriteOp::SaveLastSeen { user, at } => {
             diesel::insert_into(users::table)
                 .values(NewUserRow {
@@ -750,6 +788,21 @@ fn advance_watermark(
         read_seq,
         advanced,
     })
+}
+
+/// A device's positions (room → last seq it reported), as of now.
+pub fn device_positions(
+    c: &mut Conn,
+    user: &UserId,
+    device: &DeviceId,
+) -> QueryResult<HashMap<String, i64>> {
+    Ok(device_positions::table
+        .filter(device_positions::user_id.eq(user.as_str()))
+        .filter(device_positions::device_id.eq(device.as_str()))
+        .select((device_positions::room_id, device_positions::seq))
+        .load::<(String, i64)>(c)?
+        .into_iter()
+        .collect())
 }
 
 /// The room and its members, or `None` if it was never created.

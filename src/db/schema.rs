@@ -1,6 +1,16 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    device_positions (user_id, device_id, room_id) {
+        user_id -> Text,
+        device_id -> Text,
+        room_id -> Text,
+        seq -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
     members (room_id, user_id) {
         room_id -> Text,
         user_id -> Text,
@@ -89,6 +99,7 @@ diesel::joinable!(messages -> rooms (room_id));
 diesel::joinable!(notification_outbox -> messages (message_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    device_positions,
     members,
     messages,
     notification_outbox,

@@ -46,8 +46,9 @@ pub async fn native(
         })
 }
 
-/// Where the client left off, from the handshake query: `since=<room>:<seq>,...` (the
-/// seq after the room id's last colon). 400 on a malformed value.
+/// Where the client left off, from the handshake query: `device_id=<id>` (its stored
+/// positions) and `since=<room>:<seq>,...` (the seq after the room id's last colon), which
+/// wins where both name a room. 400 on a malformed value.
 fn resume_of(req: &HttpRequest, engine: &Engine) -> Result<Resume, AppError> {
     let query =
         web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
@@ -57,7 +58,14 @@ fn resume_of(req: &HttpRequest, engine: &Engine) -> Result<Resume, AppError> {
             .map_err(|e| AppError::new(crate::error::ErrorCode::InvalidData, e.to_string()))?,
         None => Default::default(),
     };
-    Ok(Resume { since })
+    let device = match query.get("device_id") {
+        Some(d) => Some(
+            crate::domain::DeviceId::parse(d)
+                .map_err(|e| AppError::new(crate::error::ErrorCode::InvalidData, e.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok(Resume { since, device })
 }
 
 /// The client's address (through trusted proxies), after taking one new connection from its

@@ -94,6 +94,17 @@ impl TestApp {
         c
     }
 
+    /// Like [`ws`](Self::ws), with more handshake query parameters (`device_id=..&since=..`).
+    pub async fn ws_query(&self, user: &str, query: &str) -> WsClient {
+        let path = format!("/v1/ws?token={}&{query}", self.token(user));
+        let mut c = connect_path(self.port, &path).await.expect("ws connects");
+        assert_eq!(c.recv().await["type"], "connection_ack");
+        let sync = c.recv().await;
+        assert_eq!(sync["type"], "sync", "second frame must be sync: {sync}");
+        c.sync = sync;
+        c
+    }
+
     pub async fn ws_with_token(&self, token: &str) -> Result<WsClient, String> {
         connect_ws(self.port, token).await
     }

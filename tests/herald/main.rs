@@ -7,6 +7,7 @@ mod authz;
 mod costs;
 mod crash;
 mod delivery;
+mod devices;
 mod fault_proxy;
 mod faults;
 mod fuzz;

@@ -131,6 +131,8 @@ impl Handler<GetTypingStats> for Room {
 pub struct Receipt {
     pub user: UserId,
     pub origin: Option<SessionId>,
+    /// The device that sent it, whose position in the room moves too.
+    pub device: Option<crate::domain::DeviceId>,
     pub seq: i64,
     pub status: ReceiptStatus,
 }
@@ -147,13 +149,22 @@ impl Handler<Receipt> for Room {
                 msg.seq, self.last_seq, self.id
             )))));
         }
-        let op = WriteOp::AdvanceWatermark {
+        let mut ops = vec![WriteOp::AdvanceWatermark {
             room: self.id.clone(),
             user: msg.user.clone(),
             status: msg.status,
             seq: msg.seq,
-        };
-        Box::pin(self.commit(vec![op]).into_actor(self).map(move |res, act, _| {
+        }];
+        if let Some(device) = &msg.device {
+            ops.push(WriteOp::AdvanceDevicePosition {
+                user: msg.user.clone(),
+                device: device.clone(),
+                room: self.id.clone(),
+                seq: msg.seq,
+                at: now_millis(),
+            });
+        }
+        Box::pin(self.commit(ops).into_actor(self).map(move |res, act, _| {
             let advanced = matches!(res?.first(), Some(WriteOutcome::Watermark { advanced: true, .. }));
             if advanced {
                 let frame: ByteString = protocol::event(
