@@ -262,6 +262,8 @@ pub struct Settings {
     pub hooks: Hooks,
     /// A device's stored positions are deleted once none has moved for this long.
     pub device_ttl: Duration,
+    /// How long an ended Socket.IO session can be recovered (`pid` and offset); 0 disables.
+    pub sio_recovery_window: Duration,
     /// Most bytes of message bodies in one `history` page or `missed` list; a longer page
     /// is cut and says `has_more`.
     pub history_max_bytes: usize,
@@ -461,6 +463,7 @@ impl Default for Settings {
             replay_max: 1000,
             hooks: Hooks::default(),
             device_ttl: Duration::from_secs(30 * 24 * 3600),
+            sio_recovery_window: Duration::from_secs(120),
             commit_max_batch: 512,
             room_idle: Duration::from_secs(60),
             workers: 0,
@@ -912,6 +915,15 @@ pub struct ServeArgs {
         default_value_t = 30
     )]
     pub device_ttl_days: u64,
+    /// How long (ms) an ended Socket.IO session can be recovered with its pid and offset;
+    /// 0 disables recovery.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_SIO_RECOVERY_MS",
+        default_value_t = 120_000
+    )]
+    pub sio_recovery_ms: u64,
     /// Most bytes of message bodies per history page or join `missed` list.
     #[arg(long, global = true, env = "HERALD_HISTORY_MAX_BYTES", default_value_t = 1024 * 1024)]
     pub history_max_bytes: usize,
@@ -1037,6 +1049,7 @@ impl Settings {
             s.join_missed_limit = a.join_missed_limit.clamp(0, 1000);
             s.replay_max = a.replay_max.clamp(1, 1_000_000);
             s.device_ttl = Duration::from_secs(a.device_ttl_days.clamp(1, 3650) * 24 * 3600);
+            s.sio_recovery_window = Duration::from_millis(a.sio_recovery_ms.min(24 * 3600 * 1000));
             s.history_max_bytes = a.history_max_bytes.max(64 * 1024);
             s.commit_max_batch = a.commit_max_batch.max(1);
             s.room_idle = Duration::from_millis(a.room_idle_ms);

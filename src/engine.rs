@@ -171,6 +171,7 @@ impl Engine {
             eio: crate::actors::eio_registry::EioRegistry::new(
                 settings.limits.max_unauthenticated,
                 settings.limits.max_unauthenticated_per_ip,
+                settings.sio_recovery_window,
             )
             .start(),
             gate: Arc::new(crate::admission::ConnectGate::new(

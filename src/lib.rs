@@ -15,6 +15,7 @@
 //! - [`protocol`]: wire frames of the native protocol.
 //! - [`domain`]: validated ids and values.
 //! - [`rate`]: token buckets and per-session request limits.
+//! - [`recovery`]: Socket.IO connection-state recovery (`pid`, offsets) over the room streams.
 //! - [`readiness`]: the briefly cached, single-flight `/readyz` check.
 //! - [`auth`]: JWT verification and minting.
 //! - [`db`]: Diesel schema, models, queries and migrations (SQLite and PostgreSQL).
@@ -50,6 +51,7 @@ pub mod notification;
 pub mod protocol;
 pub mod rate;
 pub mod readiness;
+pub mod recovery;
 pub mod routes;
 pub mod socketio;
 pub mod startup;

@@ -116,8 +116,16 @@ fn ns_prefix(namespace: &str) -> String {
 }
 
 /// `40{"sid":...}`: the namespace connection succeeded.
-pub fn connect_ok(sid: &str) -> String {
-    format!("40{}", json!({ "sid": sid }))
+pub fn connect_ok(sid: &str, pid: &str) -> String {
+    format!("40{}", json!({ "sid": sid, "pid": pid }))
+}
+
+/// Like [`event_from_native`], with the recovery `offset` as the event's last argument (the
+/// official client remembers the last one it received and presents it on reconnect).
+pub fn event_with_offset(frame: &str, offset: u64) -> Option<String> {
+    let e = event_from_native(frame)?;
+    let body = e.strip_suffix(']')?;
+    Some(format!("{body},\"{offset}\"]"))
 }
 
 /// `44[/ns,]{"message":...}`: the namespace connection was refused.
@@ -225,7 +233,11 @@ mod tests {
 
     #[test]
     fn encodes_replies() {
-        assert_eq!(connect_ok("s1"), r#"40{"sid":"s1"}"#);
+        assert_eq!(connect_ok("s1", "p1"), r#"40{"pid":"p1","sid":"s1"}"#);
+        assert_eq!(
+            event_with_offset(r#"{"type":"message","data":{"seq":3}}"#, 7).unwrap(),
+            r#"42["message",{"seq":3},"7"]"#
+        );
         assert_eq!(
             connect_error("/x", "Invalid namespace"),
             r#"44/x,{"message":"Invalid namespace"}"#

@@ -37,6 +37,17 @@ pub trait StreamSession: ClientSession {
     /// Writes one native frame in the session's wire protocol; false when the transport had
     /// no room and the frame was not written.
     fn write_native(&mut self, frame: ByteString, ctx: &mut Self::Ctx) -> bool;
+    /// Writes one `message` frame (of `room`, `seq`); sessions that number their events
+    /// (Socket.IO recovery offsets) override it.
+    fn write_message(
+        &mut self,
+        frame: ByteString,
+        _room: &RoomId,
+        _seq: i64,
+        ctx: &mut Self::Ctx,
+    ) -> bool {
+        self.write_native(frame, ctx)
+    }
     /// Whether the transport can take a replay page now. A session answering false calls
     /// [`next_page`](Self::next_page) again once it has room.
     fn ready_for_page(&self) -> bool {
@@ -50,11 +61,13 @@ pub trait StreamSession: ClientSession {
             match e {
                 Emit::Message(frame, meta) => {
                     // An empty frame is the session's own message (acked, not echoed).
-                    if !frame.is_empty() && !self.write_native(frame, ctx) {
-                        if let FrameMeta::Message { room, seq, .. } = &*meta {
+                    if let (false, FrameMeta::Message { room, seq, .. }) =
+                        (frame.is_empty(), &*meta)
+                    {
+                        if !self.write_message(frame, room, *seq, ctx) {
                             self.streams().lost(room, *seq);
+                            continue;
                         }
-                        continue;
                     }
                     if let Some(user) = self.stream_user() {
                         if self.unread().apply(&user, &meta) {

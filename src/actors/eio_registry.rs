@@ -5,17 +5,23 @@
 //! It also owns the count of sessions that have not authenticated yet (no Socket.IO
 //! CONNECT): an Engine.IO handshake needs no token, so these are capped in all and per client
 //! address, admitted and counted in one step ([`RegisterEio`]). Sessions register when
-//! created, say when they authenticate and remove themselves when they stop. It sends
-//! nothing.
+//! created, say when they authenticate and remove themselves when they stop.
+//!
+//! It keeps the recovery logs of ended sessions by `pid` for the recovery window
+//! (`HERALD_SIO_RECOVERY_MS`), at most [`MAX_RECOVERY_LOGS`] of them, so that a client that
+//! reconnects can resume exactly where it was (see [`crate::recovery`]). It sends nothing.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
 use super::socketio_session::SocketIoSession;
 use crate::admission::{ip_key, Refusal};
+use crate::domain::UserId;
 use crate::metrics::METRICS;
+use crate::recovery::RecoveryLog;
 
 struct Entry {
     addr: Addr<SocketIoSession>,
@@ -23,8 +29,14 @@ struct Entry {
     unauthenticated: Option<Option<IpAddr>>,
 }
 
+/// Most recovery logs kept at once; past it, ended sessions are not recoverable.
+pub const MAX_RECOVERY_LOGS: usize = 20_000;
+
 pub struct EioRegistry {
     sessions: HashMap<String, Entry>,
+    /// Recovery logs of ended sessions by `pid`: (user, log, when it may be dropped).
+    recovery: HashMap<String, (UserId, RecoveryLog, Instant)>,
+    recovery_window: Duration,
     unauthenticated: usize,
     unauthenticated_ips: HashMap<IpAddr, usize>,
     max_unauthenticated: usize,
@@ -32,9 +44,15 @@ pub struct EioRegistry {
 }
 
 impl EioRegistry {
-    pub fn new(max_unauthenticated: usize, max_unauthenticated_per_ip: usize) -> Self {
+    pub fn new(
+        max_unauthenticated: usize,
+        max_unauthenticated_per_ip: usize,
+        recovery_window: Duration,
+    ) -> Self {
         EioRegistry {
             sessions: HashMap::new(),
+            recovery: HashMap::new(),
+            recovery_window,
             unauthenticated: 0,
             unauthenticated_ips: HashMap::new(),
             max_unauthenticated,
@@ -64,6 +82,66 @@ impl EioRegistry {
 
 impl Actor for EioRegistry {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let every =
+            (self.recovery_window / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        ctx.run_interval(every, |act, _| {
+            let now = Instant::now();
+            act.recovery.retain(|_, (_, _, until)| *until > now);
+        });
+    }
+}
+
+/// Sent by a Socket.IO session when it ends: keep its recovery log for the window.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SaveRecovery {
+    pub pid: String,
+    pub user: UserId,
+    pub log: RecoveryLog,
+}
+
+impl Handler<SaveRecovery> for EioRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: SaveRecovery, _: &mut Context<Self>) {
+        if self.recovery_window.is_zero() {
+            return;
+        }
+        if self.recovery.len() >= MAX_RECOVERY_LOGS && !self.recovery.contains_key(&msg.pid) {
+            log::debug!(
+                "recovery logs full: session of {} not recoverable",
+                msg.user
+            );
+            return;
+        }
+        let until = Instant::now() + self.recovery_window;
+        self.recovery.insert(msg.pid, (msg.user, msg.log, until));
+    }
+}
+
+/// Asked by a reconnecting Socket.IO session: the recovery log of `pid`, if it is still kept
+/// and belongs to `user` (taken: a `pid` recovers once).
+#[derive(Message)]
+#[rtype(result = "Option<RecoveryLog>")]
+pub struct TakeRecovery {
+    pub pid: String,
+    pub user: UserId,
+}
+
+impl Handler<TakeRecovery> for EioRegistry {
+    type Result = Option<RecoveryLog>;
+    fn handle(&mut self, msg: TakeRecovery, _: &mut Context<Self>) -> Self::Result {
+        match self.recovery.remove(&msg.pid) {
+            Some((user, log, until)) if user == msg.user && until > Instant::now() => Some(log),
+            Some(other) if other.0 != msg.user => {
+                // Another user's pid: not theirs to take; it stays for its owner.
+                self.recovery.insert(msg.pid, other);
+                None
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Sent by the Socket.IO route when it creates a session, before the session runs: admits

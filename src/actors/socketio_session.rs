@@ -30,7 +30,7 @@ use actix::prelude::*;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use super::eio_registry::{EioAuthenticated, EioRegistry, RemoveEio};
+use super::eio_registry::{EioAuthenticated, EioRegistry, RemoveEio, SaveRecovery, TakeRecovery};
 use super::room_supervisor::AdmissionTicket;
 use super::session::{Deliver, LastHeard, OutboxGauge, SessionControl, SessionHandle, SessionInfo};
 use crate::auth::AuthenticatedUser;
@@ -40,6 +40,7 @@ use crate::error::ErrorCode;
 use crate::metrics::METRICS;
 use crate::protocol::{self, ClientRequest, ParseLimits};
 use crate::rate::{Admission, RequestLimiter, ABUSE_MESSAGE};
+use crate::recovery::RecoveryLog;
 use crate::socketio::{self as sio, eio, SioType};
 use crate::unread::UnreadCounts;
 
@@ -109,6 +110,8 @@ pub struct SocketIoSession {
     transport_full: bool,
     /// The device the client named in its CONNECT `auth` (`device_id`).
     device: Option<crate::domain::DeviceId>,
+    /// The recovery `pid` given to the client and the log of its message events.
+    recovery: Option<(String, RecoveryLog)>,
 }
 
 impl SocketIoSession {
@@ -157,6 +160,7 @@ impl SocketIoSession {
             streams: new_streams(&engine_for_streams),
             transport_full: false,
             device: None,
+            recovery: None,
         }
     }
 
@@ -329,11 +333,22 @@ impl SocketIoSession {
                 )
             }
         };
-        let resume = match resume_of(data.as_ref(), &self.engine) {
+        let mut resume = match resume_of(data.as_ref(), &self.engine) {
             Ok(r) => r,
             Err(e) => return self.emit(sio::connect_error("/", &e), ctx),
         };
         self.device = resume.device.clone();
+        // Connection-state recovery: the official client presents the `pid` we gave it and
+        // the offset of the last event it received.
+        let field = |k: &str| data.as_ref().and_then(|d| d.get(k));
+        let pid = field("pid")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty() && p.len() <= 64)
+            .map(str::to_owned);
+        let offset = field("offset")
+            .and_then(Value::as_str)
+            .and_then(|o| o.parse::<u64>().ok());
+        let offsets = pid.is_some() || field("recovery") == Some(&Value::Bool(true));
         self.auth = Some(auth);
         self.connecting = true;
         METRICS.connections.inc();
@@ -343,23 +358,56 @@ impl SocketIoSession {
         };
         let engine = self.engine.clone();
         let ip = self.ip;
+        let registry = self.registry.clone();
         // Like a native session, requests wait until the session is registered everywhere.
         let open = async move {
             let ticket = engine.admit(&handle.user, ip).await?;
+            let taken = match &pid {
+                Some(p) => registry
+                    .send(TakeRecovery {
+                        pid: p.clone(),
+                        user: handle.user.clone(),
+                    })
+                    .await
+                    .ok()
+                    .flatten(),
+                None => None,
+            };
+            // Exact positions from the log, unless the client also gave explicit ones.
+            let recovered = taken.and_then(|log| {
+                let positions = log.positions_at(offset)?;
+                Some((pid.clone()?, log.last_offset(), positions))
+            });
+            if let Some((_, _, positions)) = &recovered {
+                for (room, seq) in positions {
+                    resume.since.entry(room.clone()).or_insert(*seq);
+                }
+            }
             engine
                 .open_session(handle, resume)
                 .await
-                .map(|s| (ticket, s))
+                .map(|s| (ticket, s, recovered))
         };
-        ctx.wait(open.into_actor(self).map(|res, act, ctx| {
+        ctx.wait(open.into_actor(self).map(move |res, act, ctx| {
             act.connecting = false;
             match res {
-                Ok((ticket, start)) => {
+                Ok((ticket, start, recovered)) => {
                     act.ticket = Some(ticket);
                     act.registry.do_send(EioAuthenticated {
                         sid: act.sid.clone(),
                     });
-                    act.emit(sio::connect_ok(&act.id.to_string()), ctx);
+                    // The same pid tells the client its state was recovered (`recovered`);
+                    // a new one that it was not.
+                    let (pid, after) = match recovered {
+                        Some((pid, after, _)) => (pid, after),
+                        None => (uuid::Uuid::new_v4().simple().to_string(), 0),
+                    };
+                    let mut log = RecoveryLog::new(after, Default::default(), offsets);
+                    for r in &start.replay {
+                        log.set_base(&r.room, r.position);
+                    }
+                    act.emit(sio::connect_ok(&act.id.to_string(), &pid), ctx);
+                    act.recovery = Some((pid, log));
                     act.arm_expiry(ctx);
                     act.unread.seed(&start.rooms);
                     for f in start.frames {
@@ -604,6 +652,13 @@ impl Actor for SocketIoSession {
         self.registry.do_send(RemoveEio {
             sid: self.sid.clone(),
         });
+        if let (Some((pid, log)), Some(auth)) = (self.recovery.take(), &self.auth) {
+            self.registry.do_send(SaveRecovery {
+                pid,
+                user: auth.user_id.clone(),
+                log,
+            });
+        }
         if let Some(auth) = &self.auth {
             METRICS.connections.dec();
             self.engine.close_session(self.id, &auth.user_id);
@@ -811,6 +866,29 @@ impl StreamSession for SocketIoSession {
     fn stream_user(&self) -> Option<crate::domain::UserId> {
         self.auth.as_ref().map(|a| a.user_id.clone())
     }
+    fn write_message(
+        &mut self,
+        frame: ByteString,
+        room: &crate::domain::RoomId,
+        seq: i64,
+        ctx: &mut Context<Self>,
+    ) -> bool {
+        let Some((_, log)) = &mut self.recovery else {
+            return self.write_native(frame, ctx);
+        };
+        // Numbered before it is known to fit: a dropped event's offset is simply never seen.
+        let offset = log.sent(room, seq);
+        let packet = if log.offsets {
+            sio::event_with_offset(&frame, offset)
+        } else {
+            sio::event_from_native(&frame)
+        };
+        match packet {
+            Some(p) => self.send_packet(p, ctx),
+            None => true,
+        }
+    }
+
     fn write_native(&mut self, frame: ByteString, ctx: &mut Context<Self>) -> bool {
         // Re-slicing the shared frame is one small allocation per Socket.IO recipient.
         match sio::event_from_native(&frame) {

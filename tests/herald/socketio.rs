@@ -454,3 +454,69 @@ async fn an_abandoned_upgrade_probe_leaves_polling_working() {
         "the CONNECT answer arrives by polling: {seen}"
     );
 }
+
+/// Connection-state recovery with the official Node client: the client keeps the `pid` the
+/// server gave and the offset of the last `message` event, presents both when it reconnects,
+/// and gets exactly what it missed (`socket.recovered` true); a `pid` the server does not
+/// know is not recovered.
+#[actix_web::test]
+async fn the_official_client_recovers_its_connection_state_after_a_disconnection() {
+    let (app, _db) = spawn_app().await;
+    let mut bob = app.ws("bob").await;
+    bob.ok("join", json!({"room": "public:rec"})).await;
+    let Some(mut alice) = start("node", &app, &app.token("alice"), "websocket") else {
+        return;
+    };
+    let c = alice.expect("connect", |v| v["event"] == "connect").await;
+    assert_eq!(c["recovered"], false, "a first connection recovers nothing");
+    assert_eq!(
+        alice.call("join", json!({"room": "public:rec"})).await["ok"],
+        true
+    );
+    // A reconnect presents the pid: nothing was missed, so it is recovered, and from now on
+    // the client gets offsets.
+    alice.command(json!({"do": "disconnect"}));
+    alice
+        .expect("disconnect", |v| v["event"] == "disconnect")
+        .await;
+    alice.command(json!({"do": "connect"}));
+    let c = alice.expect("connect", |v| v["event"] == "connect").await;
+    assert_eq!(c["recovered"], true, "{c}");
+    let send =
+        |i: i64| json!({"room": "public:rec", "kind": "text", "body": {"text": format!("m{i}")}});
+    for i in 1..=3 {
+        bob.ok("send", send(i)).await;
+    }
+    for seq in 1..=3 {
+        let m = alice.server_event("message", |_| true).await;
+        assert_eq!(m["seq"], seq);
+    }
+    // Messages sent while it is away are replayed exactly once, in order, after the last
+    // offset it received.
+    alice.command(json!({"do": "disconnect"}));
+    alice
+        .expect("disconnect", |v| v["event"] == "disconnect")
+        .await;
+    for i in 4..=6 {
+        bob.ok("send", send(i)).await;
+    }
+    alice.command(json!({"do": "connect"}));
+    let c = alice.expect("connect", |v| v["event"] == "connect").await;
+    assert_eq!(c["recovered"], true, "{c}");
+    for seq in 4..=6 {
+        let m = alice.server_event("message", |_| true).await;
+        assert_eq!(m["seq"], seq, "exactly the missed messages, in order");
+    }
+    bob.ok("send", send(7)).await;
+    assert_eq!(alice.server_event("message", |_| true).await["seq"], 7);
+    alice.command(json!({"do": "exit"}));
+
+    // A client presenting a pid the server never gave is not recovered.
+    let url = format!("http://127.0.0.1:{}", app.port);
+    let _ = url;
+    let Some(mut carol) = start("node", &app, &app.token("carol"), "websocket") else {
+        return;
+    };
+    let c = carol.expect("connect", |v| v["event"] == "connect").await;
+    assert_eq!(c["recovered"], false);
+}

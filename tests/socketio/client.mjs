@@ -20,7 +20,7 @@ socket.io.on("open", () => {
   out({ event: "open", transport: socket.io.engine.transport.name });
   socket.io.engine.on("upgrade", (t) => out({ event: "upgrade", transport: t.name }));
 });
-socket.on("connect", () => out({ event: "connect", transport: socket.io.engine.transport.name }));
+socket.on("connect", () => out({ event: "connect", transport: socket.io.engine.transport.name, recovered: socket.recovered }));
 socket.on("connect_error", (err) => out({ event: "connect_error", message: err.message }));
 socket.on("disconnect", (reason) => out({ event: "disconnect", reason }));
 socket.onAny((name, data) => out({ event: "server", name, data }));
