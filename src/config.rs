@@ -271,6 +271,10 @@ pub struct Settings {
     pub commit_max_batch: usize,
     /// A room actor with no subscribers and no traffic for this long is stopped.
     pub room_idle: Duration,
+    /// A room that cannot be read from the database retries (with backoff) for this long,
+    /// holding the requests and subscriptions sent to it, then gives up: its sessions are
+    /// unsubscribed and told (`unavailable` naming the room).
+    pub room_load_retry: Duration,
     /// HTTP worker threads (0 = one per core).
     pub workers: usize,
     /// Bounds on the work one request can cause (mentions per message, queued writes).
@@ -466,6 +470,7 @@ impl Default for Settings {
             sio_recovery_window: Duration::from_secs(120),
             commit_max_batch: 512,
             room_idle: Duration::from_secs(60),
+            room_load_retry: Duration::from_secs(30),
             workers: 0,
             costs: CostLimits::default(),
         }
@@ -943,6 +948,14 @@ pub struct ServeArgs {
         default_value_t = 60_000
     )]
     pub room_idle_ms: u64,
+    /// How long a room retries loading from the database before it gives up (milliseconds).
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_ROOM_LOAD_RETRY_MS",
+        default_value_t = 30_000
+    )]
+    pub room_load_retry_ms: u64,
     /// HTTP worker threads (0: one per core).
     #[arg(long, global = true, env = "HERALD_WORKERS", default_value_t = 0)]
     pub workers: usize,
@@ -1053,6 +1066,7 @@ impl Settings {
             s.history_max_bytes = a.history_max_bytes.max(64 * 1024);
             s.commit_max_batch = a.commit_max_batch.max(1);
             s.room_idle = Duration::from_millis(a.room_idle_ms);
+            s.room_load_retry = Duration::from_millis(a.room_load_retry_ms);
             s.workers = a.workers;
             s.costs = CostLimits {
                 max_mentions: a.max_mentions,

@@ -132,6 +132,7 @@ impl Engine {
                 presence_coalesce: settings.presence_coalesce,
                 max_room_members: settings.limits.max_room_members,
                 max_rooms_per_user: settings.limits.max_rooms_per_user,
+                load_retry: settings.room_load_retry,
             },
             settings.room_idle,
             crate::actors::room::MessageNotifier {

@@ -534,6 +534,9 @@ struct ErrorFrame<'a> {
     /// Set when the server sheds load: wait this long before retrying.
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after_ms: Option<u64>,
+    /// Set on an error about a room rather than a request (no `ref`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<&'a str>,
 }
 
 fn to_json<T: Serialize>(v: &T) -> String {
@@ -579,6 +582,20 @@ pub fn error(reference: Option<&Value>, code: ErrorCode, message: &str) -> Strin
         code: code.as_str(),
         error: message,
         retry_after_ms: None,
+        room: None,
+    })
+}
+
+/// `{"type":"error","code":C,"error":M,"room":R}`: an error about a room the session was
+/// subscribed to, not about a request (so without `ref`).
+pub fn room_error(room: &crate::domain::RoomId, code: ErrorCode, message: &str) -> String {
+    to_json(&ErrorFrame {
+        kind: "error",
+        reference: None,
+        code: code.as_str(),
+        error: message,
+        retry_after_ms: None,
+        room: Some(room.as_str()),
     })
 }
 
@@ -591,6 +608,7 @@ pub fn engine_error(reference: Option<&Value>, e: &crate::error::EngineError) ->
         code: e.code().as_str(),
         error: &e.to_string(),
         retry_after_ms: e.retry_after_ms(),
+        room: None,
     })
 }
 
@@ -729,6 +747,16 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<Value>(&f).unwrap(),
             json!({"type":"error","ref":"r1","code":"forbidden","error":"no"})
+        );
+    }
+
+    #[test]
+    fn room_error_frames_name_the_room_and_have_no_ref() {
+        let room = crate::domain::RoomId::parse("public:lobby").unwrap();
+        let f = room_error(&room, ErrorCode::Unavailable, "gone");
+        assert_eq!(
+            serde_json::from_str::<Value>(&f).unwrap(),
+            json!({"type":"error","code":"unavailable","error":"gone","room":"public:lobby"})
         );
     }
 

@@ -195,7 +195,8 @@ impl Handler<SessionControl> for ProbeSession {
             SessionControl::Subscribed { room } => {
                 self.engine.rooms_changed(&self.user, vec![room], vec![])
             }
-            SessionControl::Unsubscribed { room } => {
+            SessionControl::Unsubscribed { room }
+            | SessionControl::RoomUnavailable { room, .. } => {
                 self.engine.rooms_changed(&self.user, vec![], vec![room])
             }
             SessionControl::Close { code, reason } => {

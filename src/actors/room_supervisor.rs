@@ -17,11 +17,16 @@
 //! message commit and the notification commit) are read in bounded batches and sent back to
 //! their rooms ([`RedoNotifications`]), which know members and live subscribers.
 //!
+//! A room that cannot load (database down) retries with its mailbox waiting; requests routed
+//! to it meanwhile are answered `unavailable` after `db_write_timeout`, while subscriptions
+//! stay queued and take effect once it loads. A room that gives up tells the supervisor ([`RoomFailed`]),
+//! which forgets it and unsubscribes, and tells, the sessions counted as subscribed.
+//!
 //! Sends to: rooms, sessions (`SessionControl`), the database readers.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +45,8 @@ use crate::protocol::PresenceView;
 struct RoomEntry {
     addr: Addr<Room>,
     subscribers: Arc<AtomicUsize>,
+    /// Set by the room once it has read itself from the database.
+    loaded: Arc<AtomicBool>,
     last_used: Instant,
     /// A direct room whose two memberships are known to exist.
     direct_ready: bool,
@@ -71,6 +78,9 @@ pub struct RoomSupervisor {
     /// When this process started (Unix ms): outbox rows written before it belong to a
     /// previous process, so nothing here is processing them and the sweep takes them at once.
     started_ms: i64,
+    /// Given to every room, to report that it gave up loading ([`RoomFailed`]); set in
+    /// `started`.
+    me: Option<actix::WeakRecipient<RoomFailed>>,
 }
 
 /// Most outbox rows one sweep takes (oldest first); the rest wait for the next sweep.
@@ -103,6 +113,7 @@ impl RoomSupervisor {
             admitted_ips: HashMap::new(),
             complete: HashSet::new(),
             inflight: InFlight::default(),
+            me: None,
         }
     }
 
@@ -114,12 +125,15 @@ impl RoomSupervisor {
             }
         }
         let subscribers = Arc::new(AtomicUsize::new(0));
+        let loaded = Arc::new(AtomicBool::new(false));
         let addr = Room::new(
             id.clone(),
             self.store.clone(),
             self.policy,
             self.notifier.clone(),
             subscribers.clone(),
+            loaded.clone(),
+            self.me.clone(),
         )
         .start();
         let replaced = self.rooms.insert(
@@ -127,6 +141,7 @@ impl RoomSupervisor {
             RoomEntry {
                 addr: addr.clone(),
                 subscribers,
+                loaded,
                 last_used: Instant::now(),
                 direct_ready: false,
             },
@@ -180,6 +195,16 @@ impl RoomSupervisor {
                 e.addr.do_send(Shutdown);
             }
         }
+    }
+
+    /// How long a request may wait for `room` before it is answered `unavailable`: the write
+    /// timeout while the room is still loading (its mailbox waits for the database, up to
+    /// `room_load_retry`), no bound of ours once it is loaded (its handlers bound their waits).
+    fn load_deadline(&self, room: &RoomId) -> Option<Duration> {
+        self.rooms
+            .get(room)
+            .filter(|e| !e.loaded.load(Ordering::Relaxed))
+            .map(|_| self.store.write_timeout)
     }
 
     /// The live sessions of `user`, for a room to subscribe in the same turn that makes
@@ -237,8 +262,12 @@ impl RoomSupervisor {
             .rooms
             .iter()
             .filter(|(_, e)| {
+                // A room still loading is not idle: the subscriptions queued in its mailbox
+                // are not counted yet, and it reports itself if it gives up.
                 !e.addr.connected()
-                    || (e.subscribers.load(Ordering::Relaxed) == 0 && e.last_used.elapsed() >= idle)
+                    || (e.loaded.load(Ordering::Relaxed)
+                        && e.subscribers.load(Ordering::Relaxed) == 0
+                        && e.last_used.elapsed() >= idle)
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -257,6 +286,7 @@ impl Actor for RoomSupervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.me = Some(ctx.address().downgrade().recipient());
         let every = (self.room_idle / 2).clamp(Duration::from_millis(50), Duration::from_secs(30));
         ctx.run_interval(every, |act, _| act.sweep_idle_rooms());
         let min_age = self.outbox_sweep.max(OUTBOX_MIN_AGE);
@@ -388,7 +418,7 @@ pub struct SubscribeSession {
 
 impl Handler<SubscribeSession> for RoomSupervisor {
     type Result = ResponseFuture<HashMap<RoomId, i64>>;
-    fn handle(&mut self, msg: SubscribeSession, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: SubscribeSession, ctx: &mut Context<Self>) -> Self::Result {
         // The session may have closed while the rooms were loading.
         if !self.session_rooms.contains_key(&msg.handle.id) {
             return Box::pin(async { HashMap::new() });
@@ -396,14 +426,21 @@ impl Handler<SubscribeSession> for RoomSupervisor {
         let mut answers = Vec::with_capacity(msg.rooms.len());
         for id in msg.rooms {
             let addr = self.room(&id);
-            let answer = addr.send(Subscribe {
-                handle: msg.handle.clone(),
-            });
+            // Through the in-flight set, so that the request outlives the wait below: actix
+            // skips a queued request whose asker stopped waiting, and a room still loading
+            // must subscribe the session once it loads.
+            let answer = self.inflight.answer(
+                addr.send(Subscribe {
+                    handle: msg.handle.clone(),
+                }),
+                |res, _: &mut Self, _| res,
+                ctx,
+            );
             let wait = msg.wait;
             let room = id.clone();
             answers.push(async move {
                 match actix::clock::timeout(wait, answer).await {
-                    Ok(Ok(Some(seq))) => Some((room, seq)),
+                    Ok(Some(Ok(Some(seq)))) => Some((room, seq)),
                     _ => None,
                 }
             });
@@ -452,6 +489,57 @@ impl Handler<Disconnect> for RoomSupervisor {
     }
 }
 
+/// Sent by a room that gave up loading (after `room_load_retry`), just before it stops:
+/// forget the room, so that its next use starts a fresh one, and unsubscribe every session
+/// counted as subscribed to it, telling each ([`SessionControl::RoomUnavailable`]). The room
+/// waits for this to be handled, so no session can have been subscribed to a newer room of
+/// the same id meanwhile.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RoomFailed {
+    pub room: RoomId,
+    /// The room that failed, so a newer room of the same id is never forgotten by mistake.
+    pub addr: Addr<Room>,
+    /// What the sessions are told.
+    pub reason: String,
+}
+
+impl Handler<RoomFailed> for RoomSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: RoomFailed, _: &mut Context<Self>) {
+        match self.rooms.get(&msg.room) {
+            Some(e) if e.addr != msg.addr => {
+                log::warn!("room {}: a stale room actor gave up loading", msg.room);
+                return;
+            }
+            Some(_) => {
+                self.rooms.remove(&msg.room);
+                METRICS.rooms_active.dec();
+            }
+            None => {}
+        }
+        let mut told = 0;
+        for h in self.sessions.values().flat_map(|m| m.values()) {
+            if let Some(set) = self.session_rooms.get_mut(&h.id) {
+                if set.remove(&msg.room) {
+                    // Its room set is no longer the user's full set: membership questions
+                    // go to the rooms again.
+                    self.complete.remove(&h.id);
+                    h.send_control(SessionControl::RoomUnavailable {
+                        room: msg.room.clone(),
+                        reason: msg.reason.clone(),
+                    });
+                    told += 1;
+                }
+            }
+        }
+        log::warn!(
+            "room {} gave up loading; {told} sessions unsubscribed",
+            msg.room
+        );
+    }
+}
+
 /// Sent for a `join`.
 #[derive(Message)]
 #[rtype(result = "Result<Joined, EngineError>")]
@@ -481,6 +569,7 @@ impl Handler<Join> for RoomSupervisor {
             .get(&msg.room)
             .map(|e| e.last_used)
             .filter(|_| fresh);
+        let (deadline, room) = (self.load_deadline(&msg.room), msg.room.clone());
         let q = JoinMember {
             user: msg.user.clone(),
             since_seq: msg.since_seq,
@@ -507,7 +596,9 @@ impl Handler<Join> for RoomSupervisor {
             },
             ctx,
         );
-        Box::pin(async move { answer.await.unwrap_or_else(|| Err(supervisor_stopped())) })
+        Box::pin(within(deadline, room, async move {
+            answer.await.unwrap_or_else(|| Err(supervisor_stopped()))
+        }))
     }
 }
 
@@ -523,6 +614,7 @@ impl Handler<Leave> for RoomSupervisor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) -> Self::Result {
         let addr = self.room(&msg.room);
+        let (deadline, room) = (self.load_deadline(&msg.room), msg.room.clone());
         let answer = self.inflight.answer(
             addr.send(LeaveMember {
                 user: msg.user.clone(),
@@ -534,12 +626,34 @@ impl Handler<Leave> for RoomSupervisor {
             },
             ctx,
         );
-        Box::pin(async move { answer.await.unwrap_or_else(|| Err(supervisor_stopped())) })
+        Box::pin(within(deadline, room, async move {
+            answer.await.unwrap_or_else(|| Err(supervisor_stopped()))
+        }))
     }
 }
 
 fn supervisor_stopped() -> EngineError {
     EngineError::Unavailable("the room supervisor is shutting down".into())
+}
+
+/// `answer`, or `unavailable` once `deadline` (see [`RoomSupervisor::load_deadline`]) has
+/// passed. A request sent straight to the room is then withdrawn (actix skips a queued
+/// request nobody waits for: a `send` stores nothing); one running through the in-flight set
+/// (join, leave, history) may still be carried out once the room loads, as a write that timed
+/// out may still commit. Retrying is safe either way.
+async fn within<T>(
+    deadline: Option<Duration>,
+    room: RoomId,
+    answer: impl std::future::Future<Output = Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    let Some(d) = deadline else {
+        return answer.await;
+    };
+    actix::clock::timeout(d, answer).await.unwrap_or_else(|_| {
+        Err(EngineError::Unavailable(format!(
+            "room {room} is still loading: storage cannot be reached; retry"
+        )))
+    })
 }
 
 /// Sent for a `send` (to a room, or with `to` already turned into the direct room).
@@ -562,16 +676,22 @@ impl Handler<RoutePublish> for RoomSupervisor {
             msg.publish.message.sender == a || msg.publish.message.sender == b
         });
         let ready = self.rooms.get(&msg.room).is_some_and(|e| e.direct_ready);
+        let deadline = self.load_deadline(&msg.room);
         if !creates || ready {
-            return Box::pin(async move { addr.send(msg.publish).await? });
+            return Box::pin(within(deadline, msg.room, async move {
+                addr.send(msg.publish).await?
+            }));
         }
         // Direct rooms come into being with their first message: make sure both users are
         // members and subscribed before the message can fan out.
         let me = ctx.address();
         let room = msg.room;
         let publish = msg.publish;
+        let ensure = within(deadline, room.clone(), async move {
+            addr.send(EnsureDirect).await?
+        });
         Box::pin(async move {
-            let added = addr.send(EnsureDirect).await??;
+            let added = ensure.await?;
             let addr = me.send(DirectReady { room, added }).await?;
             addr.send(publish).await?
         })
@@ -616,7 +736,10 @@ impl Handler<RouteTyping> for RoomSupervisor {
             return Box::pin(async move { Err(e) });
         }
         let addr = self.room(&msg.room);
-        Box::pin(async move { addr.send(msg.typing).await? })
+        let deadline = self.load_deadline(&msg.room);
+        Box::pin(within(deadline, msg.room, async move {
+            addr.send(msg.typing).await?
+        }))
     }
 }
 
@@ -634,7 +757,10 @@ impl Handler<RouteReceipt> for RoomSupervisor {
             return Box::pin(async move { Err(e) });
         }
         let addr = self.room(&msg.room);
-        Box::pin(async move { addr.send(msg.receipt).await? })
+        let deadline = self.load_deadline(&msg.room);
+        Box::pin(within(deadline, msg.room, async move {
+            addr.send(msg.receipt).await?
+        }))
     }
 }
 
@@ -656,29 +782,37 @@ impl Handler<RouteHistory> for RoomSupervisor {
         }
         let fresh = !self.rooms.contains_key(&msg.room);
         let addr = self.room(&msg.room);
+        let deadline = self.load_deadline(&msg.room);
         let started = self
             .rooms
             .get(&msg.room)
             .map(|e| e.last_used)
             .filter(|_| fresh);
         let Some(started) = started else {
-            return Box::pin(async move { addr.send(msg.history).await? });
+            return Box::pin(within(deadline, msg.room, async move {
+                addr.send(msg.history).await?
+            }));
         };
         // Started for this request alone (REST, or a session whose rooms are still
         // loading): a refusal must not leave the room actor behind for `room_idle`.
         let room = msg.room;
         let answer = self.inflight.answer(
             addr.send(msg.history),
-            move |res, act: &mut Self, _| {
-                let res = res?;
-                if res.is_err() {
-                    act.drop_unused_room(&room, started);
+            {
+                let room = room.clone();
+                move |res, act: &mut Self, _| {
+                    let res = res?;
+                    if res.is_err() {
+                        act.drop_unused_room(&room, started);
+                    }
+                    res
                 }
-                res
             },
             ctx,
         );
-        Box::pin(async move { answer.await.unwrap_or_else(|| Err(supervisor_stopped())) })
+        Box::pin(within(deadline, room, async move {
+            answer.await.unwrap_or_else(|| Err(supervisor_stopped()))
+        }))
     }
 }
 
@@ -790,7 +924,10 @@ impl Handler<GetRoomPresence> for RoomSupervisor {
     type Result = ResponseFuture<Result<RoomOnline, EngineError>>;
     fn handle(&mut self, msg: GetRoomPresence, _: &mut Context<Self>) -> Self::Result {
         let addr = self.room(&msg.room);
-        Box::pin(async move { Ok(addr.send(GetRoomOnline).await?) })
+        let deadline = self.load_deadline(&msg.room);
+        Box::pin(within(deadline, msg.room, async move {
+            Ok(addr.send(GetRoomOnline).await?)
+        }))
     }
 }
 

@@ -75,6 +75,10 @@ pub enum SessionControl {
     Subscribed { room: RoomId },
     /// The session no longer receives a room's traffic (leave, removal).
     Unsubscribed { room: RoomId },
+    /// As `Unsubscribed`, because the room could not be loaded from the database (it gave up
+    /// after `room_load_retry`): the client is told with an `unavailable` error naming the
+    /// room, and gets the room again by reconnecting.
+    RoomUnavailable { room: RoomId, reason: String },
     /// Close the connection with this code and reason.
     Close { code: u16, reason: String },
 }
@@ -672,6 +676,16 @@ impl StreamSession for WsSession {
     }
 }
 
+impl WsSession {
+    /// The session no longer receives `room`'s traffic.
+    fn forget_room(&mut self, room: RoomId) {
+        self.unread.rooms.remove(&room);
+        self.streams.forget(&room);
+        self.engine
+            .rooms_changed(&self.auth.user_id, vec![], vec![room])
+    }
+}
+
 impl Handler<SessionControl> for WsSession {
     type Result = ();
     fn handle(&mut self, msg: SessionControl, ctx: &mut Self::Context) {
@@ -680,11 +694,11 @@ impl Handler<SessionControl> for WsSession {
                 self.engine
                     .rooms_changed(&self.auth.user_id, vec![room], vec![])
             }
-            SessionControl::Unsubscribed { room } => {
-                self.unread.rooms.remove(&room);
-                self.streams.forget(&room);
-                self.engine
-                    .rooms_changed(&self.auth.user_id, vec![], vec![room])
+            SessionControl::Unsubscribed { room } => self.forget_room(room),
+            SessionControl::RoomUnavailable { room, reason } => {
+                METRICS.errors.with_label_values(&["unavailable"]).inc();
+                ctx.text(protocol::room_error(&room, ErrorCode::Unavailable, &reason));
+                self.forget_room(room);
             }
             SessionControl::Close { code, reason } => self.close(ctx, code, &reason),
         }

@@ -951,6 +951,14 @@ impl Handler<SessionControl> for SocketIoSession {
                     .rooms_changed(&auth.user_id, vec![], vec![room.clone()]);
                 self.streams.forget(&room);
             }
+            SessionControl::RoomUnavailable { room, reason } => {
+                let err = json!({"ok": false, "code": ErrorCode::Unavailable.as_str(), "error": reason, "room": room});
+                self.unread.rooms.remove(&room);
+                self.engine
+                    .rooms_changed(&auth.user_id, vec![], vec![room.clone()]);
+                self.streams.forget(&room);
+                self.emit(sio::event("error", &err), ctx);
+            }
             SessionControl::Close { reason, .. } => {
                 self.emit(
                     sio::event("disconnect_reason", &json!({ "reason": reason })),

@@ -1,9 +1,14 @@
 //! Database faults: start-up with the database down, outages and stalls while clients are
 //! connected. Outages are injected with a TCP proxy between Herald and PostgreSQL, never by
-//! stopping the shared server; on SQLite (no network) only the start-up case applies.
+//! stopping the shared server; on SQLite (no network) only the start-up case applies (the
+//! room-load tests return early there).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use herald::actors::room_supervisor::GetRoomStats;
+use herald::config::{Hook, Hooks};
 use herald::testkit::TestDatabase;
 use serde_json::{json, Value};
 
@@ -174,4 +179,157 @@ async fn an_outage_gives_unavailable_keeps_presence_and_typing_and_loses_nothing
         }
     }
     assert_eq!(seen, [1, 2, 3, 4]);
+}
+
+/// A hook that cuts the database once, when `armed`, between reading a connecting session's
+/// rooms and subscribing it: its rooms must then load from a database that is gone.
+fn cut_before_subscribe(proxy: Arc<FaultProxy>, armed: Arc<AtomicBool>) -> Hooks {
+    Hooks::new(Arc::new(move |at| {
+        if at == Hook::BeforeSubscribe && armed.swap(false, Ordering::SeqCst) {
+            proxy.set(Mode::Cut);
+        }
+        Box::pin(async {})
+    }))
+}
+
+/// Makes `users` members of `room` and waits until no room actor is live, so the next use of
+/// the room loads it from the database.
+async fn members_of_an_idle_room(app: &TestApp, users: &[&str], room: &str) {
+    for u in users {
+        let mut c = app.ws(u).await;
+        c.ok("join", json!({"room": room})).await;
+        c.close().await;
+    }
+    for _ in 0..100 {
+        let stats = app.engine.rooms.send(GetRoomStats).await.expect("stats");
+        if stats.active_rooms == 0 && stats.sessions == 0 {
+            return;
+        }
+        actix::clock::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the room actor never went idle");
+}
+
+/// A PostgreSQL app behind a proxy that the hook cuts when armed; `load_retry` is
+/// `HERALD_ROOM_LOAD_RETRY_MS`.
+async fn app_with_cut_hook(
+    db: &TestDatabase,
+    load_retry: Duration,
+) -> (TestApp, Arc<FaultProxy>, Arc<AtomicBool>) {
+    let proxy = Arc::new(FaultProxy::start(upstream_of(&db.url), Mode::Pass).await);
+    let armed = Arc::new(AtomicBool::new(false));
+    let hooks = cut_before_subscribe(proxy.clone(), armed.clone());
+    let app = spawn_app_on(&proxy.url_for(&db.url), |s| {
+        s.db_timeout = Duration::from_millis(400);
+        s.db_write_timeout = Duration::from_millis(800);
+        s.room_idle = Duration::from_millis(200);
+        s.room_load_retry = load_retry;
+        s.hooks = hooks;
+    })
+    .await;
+    (app, proxy, armed)
+}
+
+#[actix_web::test]
+async fn a_room_that_cannot_load_retries_and_streams_to_its_sessions_once_the_database_returns() {
+    let db = TestDatabase::new();
+    if !db.is_postgres() {
+        log::info!("PostgreSQL-only test; set HERALD_TEST_DATABASE_URL to run it");
+        return;
+    }
+    // Arrange
+    let (app, proxy, armed) = app_with_cut_hook(&db, Duration::from_secs(20)).await;
+    let room = "public:reload";
+    members_of_an_idle_room(&app, &["alice", "bob"], room).await;
+
+    // Act: alice connects; the database goes away before her room is loaded. Her session
+    // opens all the same (the subscription falls back after db_write_timeout).
+    armed.store(true, Ordering::SeqCst);
+    let mut alice = app.ws("alice").await;
+    actix::clock::sleep(Duration::from_millis(1500)).await;
+    proxy.set(Mode::Pass);
+
+    // Assert: once the room loads, a message posted after the restore reaches alice live.
+    let mut bob = app.ws("bob").await;
+    send_until_acked(&mut bob, room, "after the outage", "b1").await;
+    let m = alice.recv_type("message").await;
+    assert_eq!(
+        (
+            m["data"]["room"].as_str(),
+            m["data"]["body"]["text"].as_str()
+        ),
+        (Some(room), Some("after the outage")),
+        "{m}"
+    );
+    assert_eq!(
+        app.engine
+            .rooms
+            .send(GetRoomStats)
+            .await
+            .unwrap()
+            .active_rooms,
+        1,
+        "one room actor, the one that retried"
+    );
+}
+
+#[actix_web::test]
+async fn a_room_that_cannot_load_in_time_tells_its_sessions_and_the_next_connection_works() {
+    let db = TestDatabase::new();
+    if !db.is_postgres() {
+        log::info!("PostgreSQL-only test; set HERALD_TEST_DATABASE_URL to run it");
+        return;
+    }
+    // Arrange
+    let (app, proxy, armed) = app_with_cut_hook(&db, Duration::from_millis(1500)).await;
+    let room = "public:giveup";
+    members_of_an_idle_room(&app, &["alice", "bob"], room).await;
+
+    // Act: the database stays away past HERALD_ROOM_LOAD_RETRY_MS.
+    armed.store(true, Ordering::SeqCst);
+    let mut alice = app.ws("alice").await;
+    // A request to the room while it retries is answered, not left hanging.
+    let asked = std::time::Instant::now();
+    let r = alice
+        .request(
+            "send",
+            json!({"room": room, "kind": "text", "body": {"text": "lost"}, "client_msg_id": "a1"}),
+        )
+        .await;
+    assert_eq!(r["code"], "unavailable", "{r}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+
+    // Assert: alice is told that she no longer receives the room.
+    let e = alice.recv_type("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["room"].as_str()),
+        (Some("unavailable"), Some(room)),
+        "{e}"
+    );
+    assert!(e.get("ref").is_none(), "not the answer to a request: {e}");
+    assert_eq!(
+        app.engine
+            .rooms
+            .send(GetRoomStats)
+            .await
+            .unwrap()
+            .active_rooms,
+        0,
+        "the supervisor forgot the room"
+    );
+
+    // After the restore, a new connection gets the room's live messages; the old one was
+    // unsubscribed and gets none.
+    proxy.set(Mode::Pass);
+    wait_ready(&app, 200).await;
+    let mut again = app.ws("alice").await;
+    let mut bob = app.ws("bob").await;
+    send_until_acked(&mut bob, room, "back", "b1").await;
+    let m = again.recv_type("message").await;
+    assert_eq!(m["data"]["body"]["text"], "back", "{m}");
+    alice.assert_no("message", Duration::from_millis(500)).await;
 }

@@ -12,7 +12,14 @@
 //! (join, leave, invitations, creation), `events.rs` (typing, receipts, history, presence
 //! diffs, message status), `notifier.rs` (notifications caused by messages).
 //!
-//! Sends to: sessions (`Deliver`, via `try_send`), the commit queue and the database readers.
+//! Loading: the room reads itself (`LoadRoom`) before it handles anything. A failed read is
+//! retried with backoff while the mailbox waits, so subscriptions and requests queued during
+//! a database outage are served once it answers; after `load_retry` the room gives up, tells
+//! the supervisor ([`RoomFailed`], which unsubscribes and tells the sessions) and stops.
+//!
+//! Sends to: sessions (`Deliver`, via `try_send`), the commit queue and the database readers;
+//! the supervisor only once, when it gives up loading (a weak recipient, see
+//! docs/architecture.md).
 
 mod events;
 mod membership;
@@ -23,7 +30,7 @@ pub use membership::*;
 pub use notifier::{Followup, MessageNotifier};
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -34,6 +41,7 @@ use tokio::sync::oneshot;
 use super::commit_queue::Commit;
 use super::database::LoadRoom;
 use super::inflight::InFlight;
+use super::room_supervisor::RoomFailed;
 use super::session::{DeliverOutcome, FrameMeta, SessionHandle};
 use crate::db::models::{MemberRole, NewMessage, StoredMessage, WriteOp, WriteOutcome};
 use crate::domain::{RoomId, SessionId, UserId};
@@ -55,6 +63,8 @@ pub struct RoomPolicy {
     pub max_room_members: usize,
     /// Most rooms one user may be a member of.
     pub max_rooms_per_user: usize,
+    /// How long a room keeps retrying to load from the database before it gives up.
+    pub load_retry: std::time::Duration,
 }
 
 struct TypingEntry {
@@ -82,6 +92,12 @@ pub struct Room {
     subscribers: HashMap<SessionId, SessionHandle>,
     /// Shared with the supervisor so its idle sweep can read it without a round trip.
     subscriber_count: Arc<AtomicUsize>,
+    /// Set once the room is loaded; shared with the supervisor, which gives requests to a
+    /// room still loading a deadline and never sweeps such a room as idle.
+    loaded: Arc<AtomicBool>,
+    /// Where the room reports that it gave up loading ([`RoomFailed`]). Weak: the
+    /// supervisor owns the rooms, a room never keeps the supervisor alive.
+    supervisor: Option<actix::WeakRecipient<RoomFailed>>,
     pending: Vec<PendingPublish>,
     writing: bool,
     /// Typing users and their deadlines: one per user however many `start`s they send.
@@ -108,6 +124,8 @@ impl Room {
         policy: RoomPolicy,
         notifier: MessageNotifier,
         subscriber_count: Arc<AtomicUsize>,
+        loaded: Arc<AtomicBool>,
+        supervisor: Option<actix::WeakRecipient<RoomFailed>>,
     ) -> Self {
         Room {
             id,
@@ -120,6 +138,8 @@ impl Room {
             members: HashMap::new(),
             subscribers: HashMap::new(),
             subscriber_count,
+            loaded,
+            supervisor,
             pending: Vec::new(),
             writing: false,
             typing: HashMap::new(),
@@ -382,15 +402,17 @@ impl Actor for Room {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Nothing may be handled before membership and last_seq are known.
-        self.store
-            .reader
-            .send(LoadRoom {
-                room: self.id.clone(),
-            })
+        // Nothing may be handled before membership and last_seq are known: the mailbox is
+        // held (`wait`) through every retry, so the subscriptions and requests queued
+        // meanwhile are served once the database answers, or dropped (and their senders
+        // told by the supervisor) when the room gives up.
+        let reader = self.store.reader.clone();
+        let room = self.id.clone();
+        let window = self.policy.load_retry;
+        async move { load_with_retry(reader, room, window).await }
             .into_actor(self)
-            .map(
-                |res, act, ctx| match res.map_err(PersistError::from).and_then(|r| r) {
+            .then(|res, act, ctx| {
+                match res {
                     Ok(Some(record)) => {
                         act.exists = true;
                         act.name = record.name;
@@ -398,13 +420,89 @@ impl Actor for Room {
                         act.members = record.members.into_iter().collect();
                     }
                     Ok(None) => act.exists = false,
-                    Err(e) => {
-                        log::warn!("room {} could not load: {e}", act.id);
-                        ctx.stop();
-                    }
-                },
-            )
+                    Err(e) => return act.give_up(e, ctx),
+                }
+                act.loaded.store(true, Ordering::Relaxed);
+                Box::pin(fut::ready(()))
+            })
             .wait(ctx);
+    }
+}
+
+/// Delay before the second attempt to load a room; doubled after each failure.
+pub const LOAD_RETRY_FIRST_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Longest delay between two attempts to load a room.
+pub const LOAD_RETRY_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Reads the room, retrying with backoff ([`LOAD_RETRY_FIRST_DELAY`] doubling up to
+/// [`LOAD_RETRY_MAX_DELAY`]) until it succeeds or `window` has passed since the first try.
+async fn load_with_retry(
+    reader: Addr<super::database::Database>,
+    room: RoomId,
+    window: std::time::Duration,
+) -> Result<Option<crate::db::models::RoomRecord>, PersistError> {
+    let deadline = std::time::Instant::now() + window;
+    let mut delay = LOAD_RETRY_FIRST_DELAY;
+    let mut attempt = 1u32;
+    loop {
+        let res = reader
+            .send(LoadRoom { room: room.clone() })
+            .await
+            .map_err(PersistError::from)
+            .and_then(|r| r);
+        let e = match res {
+            Ok(r) => {
+                if attempt > 1 {
+                    log::info!("room {room} loaded after {attempt} attempts");
+                }
+                return Ok(r);
+            }
+            Err(e) => e,
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(e);
+        }
+        log::warn!("room {room} could not load (attempt {attempt}, retrying in {delay:?}): {e}");
+        actix::clock::sleep(delay.min(left)).await;
+        delay = (delay * 2).min(LOAD_RETRY_MAX_DELAY);
+        attempt += 1;
+    }
+}
+
+impl Room {
+    /// The room could not be loaded within `load_retry`: tells the supervisor, which forgets
+    /// the room and tells every session it counted as subscribed, and stops. The mailbox is
+    /// held until the supervisor has answered, so no request can reach a fresh room for the
+    /// same id in between; what is still queued is dropped (its senders get `unavailable`).
+    fn give_up(
+        &mut self,
+        e: PersistError,
+        ctx: &mut Context<Self>,
+    ) -> std::pin::Pin<Box<dyn ActorFuture<Self, Output = ()>>> {
+        log::error!(
+            "room {} could not load within {:?}, giving up: {e}",
+            self.id,
+            self.policy.load_retry
+        );
+        let report = self.supervisor.as_ref().and_then(|s| s.upgrade()).map(|s| {
+            s.send(RoomFailed {
+                room: self.id.clone(),
+                addr: ctx.address(),
+                reason: format!("room {} is unavailable: storage cannot be reached", self.id),
+            })
+        });
+        Box::pin(
+            async move {
+                if let Some(r) = report {
+                    // The supervisor gone means the whole engine is stopping.
+                    let _ = r.await;
+                }
+            }
+            .into_actor(self)
+            .map(|_, _, ctx: &mut Context<Self>| ctx.stop()),
+        )
     }
 }
 
