@@ -197,6 +197,55 @@ async fn sio_read_for(c: &mut OfficialClient, room: &str, window: Duration) -> V
     }
 }
 
+/// Posts to `room` about 250 times a second for `time`, pipelined (one send every 4 ms
+/// whatever the commit latency); the task answers the last seq.
+fn post_for(
+    engine: &Engine,
+    room: &'static str,
+    time: Duration,
+) -> actix_web::rt::task::JoinHandle<i64> {
+    let engine = engine.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(4));
+        let end = Instant::now() + time;
+        let mut acks = Vec::new();
+        while Instant::now() < end {
+            tick.tick().await;
+            let engine = engine.clone();
+            let text = format!("m{}", acks.len());
+            acks.push(actix_web::rt::spawn(async move {
+                post(&engine, "sender", room, &text).await
+            }));
+        }
+        let mut last = 0;
+        for a in acks {
+            last = last.max(a.await.expect("send task"));
+        }
+        last
+    })
+}
+
+/// Sends `join` and answers its ack's data, asserting that no frame of `room`'s stream comes
+/// before it (the stream continues the ack).
+async fn join_in_order(c: &mut WsClient, room: &str, since: Option<i64>) -> Value {
+    let mut data = json!({ "room": room });
+    if let Some(s) = since {
+        data["since_seq"] = json!(s);
+    }
+    c.send_text(&json!({"type": "join", "ref": "j", "data": data}).to_string())
+        .await;
+    loop {
+        let v = c.recv().await;
+        if v["ref"] == "j" {
+            assert_eq!(v["type"], "ack", "{v}");
+            return v["data"].clone();
+        }
+        if let Some(g) = item(v["type"].as_str().unwrap_or(""), &v["data"], room) {
+            panic!("{g:?} came before the join ack");
+        }
+    }
+}
+
 fn msgs(range: std::ops::RangeInclusive<i64>) -> Vec<Got> {
     range.map(Got::Msg).collect()
 }
@@ -233,26 +282,7 @@ async fn a_client_reconnecting_under_load_gets_each_connection_consecutive_and_m
                 | 1
         });
     let mut rng = Rng(seed);
-    let engine = app.engine.clone();
-    let sender = actix_web::rt::spawn(async move {
-        // Pipelined: one send every 4 ms whatever the commit latency.
-        let mut tick = tokio::time::interval(Duration::from_millis(4));
-        let end = Instant::now() + SEND_FOR;
-        let mut acks = Vec::new();
-        while Instant::now() < end {
-            tick.tick().await;
-            let engine = engine.clone();
-            let text = format!("m{}", acks.len());
-            acks.push(actix_web::rt::spawn(async move {
-                post(&engine, "sender", ROOM, &text).await
-            }));
-        }
-        let mut last = 0;
-        for a in acks {
-            last = last.max(a.await.expect("send task"));
-        }
-        last
-    });
+    let sender = post_for(&app.engine, ROOM, SEND_FOR);
 
     // Act: 40 short connections, each reading for a random while and acknowledging what it
     // holds as delivered before it closes.
@@ -304,28 +334,84 @@ async fn a_client_reconnecting_under_load_gets_each_connection_consecutive_and_m
     let missing: Vec<i64> = (1..=last).filter(|s| !seen.contains(s)).collect();
     assert!(missing.is_empty(), "seed {seed}: never seen: {missing:?}");
     assert!(last >= 1000, "the sender posted only {last} messages");
+    // Bounded: 40 connections of at most ~0.35 s each, plus connecting and closing.
     assert!(
-        started.elapsed() < Duration::from_secs(20),
+        started.elapsed() < Duration::from_secs(30),
         "took {:?}",
         started.elapsed()
     );
 }
 
-/// Hooks that post `per_hook` messages to `room` at each point of the next `open_session`.
+#[actix_web::test]
+async fn joins_under_load_continue_right_after_the_ack_without_gap_or_duplicate() {
+    // Arrange: a room with 50 messages and a sender posting ~250/s; `missed` pages of 20.
+    const ROOM: &str = "public:join-load";
+    let db = TestDatabase::new();
+    let app = spawn_app_on(&db.url, |s| s.join_missed_limit = 20).await;
+    member(&app.engine, "sender", ROOM).await;
+    post_many(&app.engine, "sender", ROOM, 50).await;
+    let sender = post_for(&app.engine, ROOM, Duration::from_secs(4));
+    let mut rng = Rng(0x5eed_1234_abcd);
+
+    for n in 0..12 {
+        // Act: a new member joins, plain or from a point behind, and reads for a while.
+        let user = format!("joiner{n}");
+        let mut c = app.ws(&user).await;
+        let since = (n % 3 != 0).then(|| rng.below(45) as i64);
+        let ack = join_in_order(&mut c, ROOM, since).await;
+        let got = read_for(&mut c, ROOM, Duration::from_millis(100 + rng.below(200))).await;
+
+        // Assert: `missed` continues `since`, the stream continues `missed` (or the ack's
+        // seq), each frame the next seq, nothing cut.
+        let what = format!("{user} since {since:?}");
+        let seq = ack["seq"].as_i64().unwrap();
+        let missed: Vec<Got> = ack["missed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| Got::Msg(m["seq"].as_i64().unwrap()))
+            .collect();
+        let position = match since {
+            Some(s) => {
+                assert_consecutive(&missed, s, &what);
+                assert!(!missed.is_empty(), "{what}: {ack}");
+                end_of(&missed, s)
+            }
+            None => seq,
+        };
+        assert!(
+            !got.iter().any(|g| matches!(g, Got::Cut { .. })),
+            "{what}: nothing may be cut: {got:?}"
+        );
+        assert_consecutive(&got, position, &what);
+        assert!(
+            end_of(&got, position) >= seq,
+            "{what}: reached {got:?}, room at {seq}"
+        );
+        c.close().await;
+    }
+    sender.await.expect("sender");
+}
+
+/// Hooks that post `per_hook` messages to `room` at each point of the next `open_session`,
+/// and at `BeforeReplay` start `background` more, one every 3 ms (live traffic that overlaps
+/// the replay).
 struct Injector {
     engine: OnceLock<Engine>,
     armed: AtomicBool,
     room: &'static str,
     per_hook: usize,
+    background: usize,
 }
 
 impl Injector {
-    fn new(room: &'static str, per_hook: usize) -> Arc<Self> {
+    fn new(room: &'static str, per_hook: usize, background: usize) -> Arc<Self> {
         Arc::new(Injector {
             engine: OnceLock::new(),
             armed: AtomicBool::new(false),
             room,
             per_hook,
+            background,
         })
     }
 
@@ -344,6 +430,15 @@ impl Injector {
                 let engine = inj.engine.get().expect("engine handed over").clone();
                 for i in 0..inj.per_hook {
                     post(&engine, "sender", inj.room, &format!("{at:?}-{i}")).await;
+                }
+                if at == Hook::BeforeReplay && inj.background > 0 {
+                    let (room, n) = (inj.room, inj.background);
+                    actix_web::rt::spawn(async move {
+                        for i in 0..n {
+                            post(&engine, "sender", room, &format!("live-{i}")).await;
+                            actix_web::rt::time::sleep(Duration::from_millis(3)).await;
+                        }
+                    });
                 }
             })
         }))
@@ -364,7 +459,7 @@ async fn messages_posted_while_a_native_session_opens_arrive_once_and_in_order()
     // them) and 6..=8 after it, before the replay is read (the old code sent them twice).
     const ROOM: &str = "public:race";
     let db = TestDatabase::new();
-    let inj = Injector::new(ROOM, 3);
+    let inj = Injector::new(ROOM, 3, 0);
     let app = app_with_injector(&db, &inj).await;
     member(&app.engine, "sender", ROOM).await;
     member(&app.engine, "bob", ROOM).await;
@@ -392,7 +487,7 @@ async fn messages_posted_while_a_native_session_opens_arrive_once_and_in_order()
 async fn messages_posted_while_a_socketio_session_opens_arrive_once_and_in_order() {
     const ROOM: &str = "public:sio-race";
     let db = TestDatabase::new();
-    let inj = Injector::new(ROOM, 3);
+    let inj = Injector::new(ROOM, 3, 0);
     let app = app_with_injector(&db, &inj).await;
     member(&app.engine, "sender", ROOM).await;
     member(&app.engine, "bob", ROOM).await;
@@ -525,41 +620,55 @@ async fn a_second_device_resumes_from_its_own_point_not_the_first_devices_waterm
     );
 }
 
-#[actix_web::test]
-async fn the_node_socketio_client_resumes_with_auth_since_and_gets_a_consecutive_stream() {
-    // Arrange: 30 messages bob never acknowledged, replayed 5 at a time.
+/// The Node client resumes with `auth.since` from 12 of 60 (replayed 2 at a time); 2 more are
+/// posted before its subscription, 2 before its replay, and 40 during the replay: it gets
+/// 13..=104 in order, once each.
+async fn node_client_resumes_with_auth_since(mode: &str) {
+    // Arrange
     const ROOM: &str = "public:sio-resume";
     let db = TestDatabase::new();
-    let app = spawn_app_on(&db.url, |s| s.join_missed_limit = 5).await;
+    let inj = Injector::new(ROOM, 2, 40);
+    let hooks = inj.hooks();
+    let app = spawn_app_on(&db.url, |s| {
+        s.join_missed_limit = 2;
+        s.hooks = hooks;
+    })
+    .await;
+    assert!(inj.engine.set(app.engine.clone()).is_ok());
     member(&app.engine, "sender", ROOM).await;
     member(&app.engine, "bob", ROOM).await;
-    post_many(&app.engine, "sender", ROOM, 30).await;
+    post_many(&app.engine, "sender", ROOM, 60).await;
 
     // Act: bob holds up to 12.
+    inj.armed.store(true, Ordering::SeqCst);
     let auth = json!({"since": {ROOM: 12}});
-    let Some(mut bob) = start_with_auth("node", &app, &app.token("bob"), "websocket", Some(&auth))
-    else {
+    let Some(mut bob) = start_with_auth("node", &app, &app.token("bob"), mode, Some(&auth)) else {
         return;
     };
-    bob.expect("connect", |v| v["event"] == "connect").await;
     let sync = bob.server_event("sync", |_| true).await;
-    let entry = sync_entry(&sync, ROOM);
-    // Live traffic while the replay pages are read.
-    let engine = app.engine.clone();
-    let live = actix_web::rt::spawn(async move { post_many(&engine, "sender", ROOM, 10).await });
 
     // Assert
+    let entry = sync_entry(&sync, ROOM);
     assert_eq!(
         (entry["recovered"].as_bool(), entry["position"].as_i64()),
         (Some(true), Some(12)),
         "{entry}"
     );
-    let got = sio_read_until(&mut bob, ROOM, 12, 40).await;
-    assert_eq!(live.await.unwrap(), 40);
-    assert_eq!(got, msgs(13..=40));
+    let got = sio_read_until(&mut bob, ROOM, 12, 104).await;
+    assert_eq!(got, msgs(13..=104), "{mode}");
     assert_eq!(
         sio_read_for(&mut bob, ROOM, Duration::from_millis(300)).await,
         []
     );
     bob.command(json!({"do": "exit"}));
+}
+
+#[actix_web::test]
+async fn the_node_socketio_client_resumes_with_auth_since_over_websocket() {
+    node_client_resumes_with_auth_since("websocket").await;
+}
+
+#[actix_web::test]
+async fn the_node_socketio_client_resumes_with_auth_since_over_polling_then_upgrade() {
+    node_client_resumes_with_auth_since("default").await;
 }
