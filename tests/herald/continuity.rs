@@ -672,3 +672,48 @@ async fn the_node_socketio_client_resumes_with_auth_since_over_websocket() {
 async fn the_node_socketio_client_resumes_with_auth_since_over_polling_then_upgrade() {
     node_client_resumes_with_auth_since("default").await;
 }
+
+/// The Node client, behind a tiny outbox, resumes into a backlog of 200 while ~250 messages
+/// a second are posted: whatever its transport could not take is caught up from the
+/// database, and it still gets every seq once, in order.
+async fn node_client_behind_a_tiny_outbox_is_caught_up(mode: &str) {
+    // Arrange
+    const ROOM: &str = "public:sio-behind";
+    let db = TestDatabase::new();
+    let app = spawn_app_on(&db.url, |s| {
+        s.outbox_frames = 16;
+        s.outbox_bytes = 16 * 1024;
+        s.join_missed_limit = 50;
+    })
+    .await;
+    member(&app.engine, "sender", ROOM).await;
+    member(&app.engine, "bob", ROOM).await;
+    post_many(&app.engine, "sender", ROOM, 200).await;
+    let sender = post_for(&app.engine, ROOM, Duration::from_secs(2));
+
+    // Act
+    let auth = json!({"since": {ROOM: 0}});
+    let Some(mut bob) = start_with_auth("node", &app, &app.token("bob"), mode, Some(&auth)) else {
+        return;
+    };
+    let last = sender.await.expect("sender");
+
+    // Assert
+    let got = sio_read_until(&mut bob, ROOM, 0, last).await;
+    assert_eq!(got, msgs(1..=last), "{mode}");
+    assert_eq!(
+        sio_read_for(&mut bob, ROOM, Duration::from_millis(300)).await,
+        []
+    );
+    bob.command(json!({"do": "exit"}));
+}
+
+#[actix_web::test]
+async fn a_node_client_over_websocket_behind_a_tiny_outbox_is_caught_up_in_order() {
+    node_client_behind_a_tiny_outbox_is_caught_up("websocket").await;
+}
+
+#[actix_web::test]
+async fn a_node_client_polling_behind_a_tiny_outbox_is_caught_up_in_order() {
+    node_client_behind_a_tiny_outbox_is_caught_up("default").await;
+}
