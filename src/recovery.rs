@@ -76,6 +76,13 @@ impl RecoveryLog {
         offset
     }
 
+    /// The event numbered `offset` (the last one) was not sent after all.
+    pub fn unsend(&mut self, offset: u64) {
+        if self.log.back().is_some_and(|(o, ..)| *o == offset) {
+            self.log.pop_back();
+        }
+    }
+
     /// Where the client stands per room if it received every event up to `offset` (as it
     /// says on reconnect), or `None` when that cannot be told exactly.
     pub fn positions_at(&self, offset: Option<u64>) -> Option<HashMap<RoomId, i64>> {

@@ -111,6 +111,8 @@ pub struct RoomStreams {
     queue: VecDeque<RoomId>,
     /// The room whose page is being fetched.
     fetching: Option<RoomId>,
+    /// The position that fetch reads after: a page for a stream rewound since is stale.
+    fetching_after: i64,
     held_bytes: usize,
     max_held_bytes: usize,
     replay_max: i64,
@@ -124,6 +126,7 @@ impl RoomStreams {
             rooms: HashMap::new(),
             queue: VecDeque::new(),
             fetching: None,
+            fetching_after: 0,
             held_bytes: 0,
             max_held_bytes,
             replay_max: replay_max.max(1),
@@ -230,6 +233,31 @@ impl RoomStreams {
         }
     }
 
+    /// The `message` frame `seq` of `room` was emitted but the transport did not take it:
+    /// the stream goes back to just before it and fetches it, and what had followed, again.
+    /// The caller writes no later frame of `room` from the same batch.
+    pub fn unwritten(&mut self, room: &RoomId, seq: i64) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let reach = r.last.max(seq);
+        r.last = r.last.min(seq - 1);
+        match &mut r.mode {
+            Mode::CatchingUp { target, exhausted } => {
+                *target = (*target).max(reach);
+                *exhausted = false;
+            }
+            Mode::Live => {
+                r.mode = Mode::CatchingUp {
+                    target: reach,
+                    exhausted: false,
+                }
+            }
+            Mode::Joining => r.dropped_upto = r.dropped_upto.max(reach),
+        }
+        self.enqueue(room);
+    }
+
     /// A `join` of `room` is in flight: hold its live frames until [`begin`](Self::begin).
     pub fn joining(&mut self, room: &RoomId) {
         self.rooms
@@ -289,13 +317,19 @@ impl RoomStreams {
         more: bool,
         out: &mut Vec<Emit>,
     ) {
-        if self.fetching.as_ref() == Some(room) {
+        let fetched = self.fetching.as_ref() == Some(room);
+        if fetched {
             self.fetching = None;
         }
         let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
         if !matches!(r.mode, Mode::CatchingUp { .. }) {
+            return;
+        }
+        if fetched && self.fetching_after != r.last {
+            // The stream was rewound while this page was read: read again from its position.
+            self.settle(room, out);
             return;
         }
         for m in messages {
@@ -402,6 +436,7 @@ impl RoomStreams {
             };
             r.fetched_for = target;
             self.fetching = Some(room.clone());
+            self.fetching_after = r.last;
             return Some(Fetch {
                 after: r.last,
                 room,
@@ -655,6 +690,47 @@ mod tests {
             seqs(&out),
             (1..=7).map(|i| i.to_string()).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_frame_the_transport_did_not_take_is_fetched_again_from_before_it() {
+        let mut s = RoomStreams::new(1 << 20, 1000);
+        let mut out = Vec::new();
+        s.begin(&room(), 0, 0, &mut out);
+        push_live(&mut s, 1, &mut out);
+        push_live(&mut s, 2, &mut out);
+        // The transport took 1, not 2: the stream goes back to 1 and holds what follows.
+        s.unwritten(&room(), 2);
+        out.clear();
+        push_live(&mut s, 3, &mut out);
+        assert!(out.is_empty(), "3 may not follow 1 on the wire");
+        let f = s.next_fetch().unwrap();
+        assert_eq!(f.after, 1);
+        s.page(&room(), &[stored(2), stored(3)], false, &mut out);
+        assert_eq!(seqs(&out), ["2", "3"]);
+        assert!(s.is_live(&room()));
+    }
+
+    #[test]
+    fn a_page_read_before_the_stream_was_rewound_is_read_again() {
+        let mut s = RoomStreams::new(1 << 20, 1000);
+        let mut out = Vec::new();
+        s.begin(&room(), 0, 4, &mut out);
+        s.next_fetch().unwrap();
+        s.page(&room(), &[stored(1), stored(2)], true, &mut out);
+        let f = s.next_fetch().unwrap();
+        assert_eq!(f.after, 2);
+        // While the page after 2 is read, the transport refuses 1 (and so 2).
+        s.unwritten(&room(), 1);
+        out.clear();
+        s.page(&room(), &[stored(3), stored(4)], false, &mut out);
+        assert_eq!(seqs(&out), Vec::<String>::new(), "no gap, no false marker");
+        let f = s.next_fetch().unwrap();
+        assert_eq!(f.after, 0);
+        let page: Vec<StoredMessage> = (1..=4).map(stored).collect();
+        s.page(&room(), &page, false, &mut out);
+        assert_eq!(seqs(&out), ["1", "2", "3", "4"]);
+        assert!(s.is_live(&room()));
     }
 
     #[test]

@@ -55,17 +55,25 @@ pub trait StreamSession: ClientSession {
     }
 
     /// Writes what the streams emitted, in order. A `message` frame the transport could
-    /// not take goes back to its stream as lost (fetched again later).
+    /// not take rewinds its stream to just before it (fetched again later), and nothing more
+    /// of that room is written from this batch: a later frame would leave a gap.
     fn write_emits(&mut self, out: Vec<Emit>, ctx: &mut Self::Ctx) {
+        let mut refused: Vec<RoomId> = Vec::new();
         for e in out {
             match e {
                 Emit::Message(frame, meta) => {
+                    let message = match &*meta {
+                        FrameMeta::Message { room, seq, .. } => Some((room, *seq)),
+                        _ => None,
+                    };
+                    if message.is_some_and(|(room, _)| refused.contains(room)) {
+                        continue;
+                    }
                     // An empty frame is the session's own message (acked, not echoed).
-                    if let (false, FrameMeta::Message { room, seq, .. }) =
-                        (frame.is_empty(), &*meta)
-                    {
-                        if !self.write_message(frame, room, *seq, ctx) {
-                            self.streams().lost(room, *seq);
+                    if let (false, Some((room, seq))) = (frame.is_empty(), message) {
+                        if !self.write_message(frame, room, seq, ctx) {
+                            self.streams().unwritten(room, seq);
+                            refused.push(room.clone());
                             continue;
                         }
                     }
@@ -75,6 +83,8 @@ pub trait StreamSession: ClientSession {
                         }
                     }
                 }
+                // Emitted again when the refused room is read again.
+                Emit::Truncated { room, .. } if refused.contains(&room) => {}
                 marker => {
                     self.write_native(marker.frame(), ctx);
                 }

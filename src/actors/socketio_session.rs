@@ -876,17 +876,23 @@ impl StreamSession for SocketIoSession {
         let Some((_, log)) = &mut self.recovery else {
             return self.write_native(frame, ctx);
         };
-        // Numbered before it is known to fit: a dropped event's offset is simply never seen.
         let offset = log.sent(room, seq);
         let packet = if log.offsets {
             sio::event_with_offset(&frame, offset)
         } else {
             sio::event_from_native(&frame)
         };
-        match packet {
+        let written = match packet {
             Some(p) => self.send_packet(p, ctx),
             None => true,
+        };
+        if !written {
+            // Not sent after all: a later offset must not claim it was received.
+            if let Some((_, log)) = &mut self.recovery {
+                log.unsend(offset);
+            }
         }
+        written
     }
 
     fn write_native(&mut self, frame: ByteString, ctx: &mut Context<Self>) -> bool {

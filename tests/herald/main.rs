@@ -4,6 +4,7 @@
 
 mod actors;
 mod authz;
+mod continuity;
 mod costs;
 mod crash;
 mod delivery;

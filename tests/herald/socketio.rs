@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::helpers::{spawn_app, TestApp};
 
-struct OfficialClient {
+pub(crate) struct OfficialClient {
     child: Child,
     stdin: ChildStdin,
     lines: mpsc::UnboundedReceiver<Value>,
@@ -33,6 +33,17 @@ fn required() -> bool {
 
 /// Starts an official client, or `None` when it is not installed here.
 fn start(lang: &str, app: &TestApp, token: &str, mode: &str) -> Option<OfficialClient> {
+    start_with_auth(lang, app, token, mode, None)
+}
+
+/// Like `start`, with more fields in the CONNECT `auth` object (Node client only).
+pub(crate) fn start_with_auth(
+    lang: &str,
+    app: &TestApp,
+    token: &str,
+    mode: &str,
+    auth: Option<&Value>,
+) -> Option<OfficialClient> {
     let url = format!("http://127.0.0.1:{}", app.port);
     let (program, script) = match lang {
         "node" => {
@@ -52,6 +63,7 @@ fn start(lang: &str, app: &TestApp, token: &str, mode: &str) -> Option<OfficialC
     let mut child = match Command::new(&program)
         .arg(dir().join(script))
         .args([url.as_str(), token, mode])
+        .args(auth.map(|a| a.to_string()))
         .current_dir(dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -92,13 +104,13 @@ fn missing(lang: &str) -> Option<OfficialClient> {
 }
 
 impl OfficialClient {
-    fn command(&mut self, cmd: Value) {
+    pub(crate) fn command(&mut self, cmd: Value) {
         writeln!(self.stdin, "{cmd}").expect("client stdin");
         self.stdin.flush().expect("flush");
     }
 
     /// The next printed event matching `pred` (others are skipped).
-    async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             match tokio::time::timeout_at(deadline, self.lines.recv()).await {
@@ -120,7 +132,19 @@ impl OfficialClient {
         v["reply"].clone()
     }
 
-    async fn server_event(&mut self, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    /// The next printed event within `window`, if any.
+    pub(crate) async fn next_within(&mut self, window: Duration) -> Option<Value> {
+        tokio::time::timeout(window, self.lines.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    pub(crate) async fn server_event(
+        &mut self,
+        name: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let v = self
             .expect(&format!("server event {name}"), |v| {
                 v["event"] == "server" && v["name"] == name && pred(&v["data"])

@@ -1,15 +1,16 @@
 // Drives the official socket.io-client for Herald's compatibility tests.
-// Usage: node client.mjs URL TOKEN [websocket|default]
+// Usage: node client.mjs URL TOKEN [websocket|default] [AUTH_JSON]
+// AUTH_JSON: more fields of the CONNECT auth object (e.g. {"since":{"public:x":12}}).
 // Prints one JSON object per line on stdout for every event; reads commands, one JSON object
 // per line on stdin: {"emit": NAME, "data": {...}} (with acknowledgement), {"do": "disconnect"},
 // {"do": "connect"}, {"do": "exit"}.
 import { io } from "socket.io-client";
 import readline from "node:readline";
 
-const [url, token, mode] = process.argv.slice(2);
+const [url, token, mode, extraAuth] = process.argv.slice(2);
 const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
 const socket = io(url, {
-  auth: { token },
+  auth: { token, ...(extraAuth ? JSON.parse(extraAuth) : {}) },
   transports: mode === "websocket" ? ["websocket"] : undefined,
   reconnection: false,
   timeout: 20000,
