@@ -46,6 +46,7 @@ pub struct NotificationSocket {
     last_heard: Instant,
     /// The same, shared with the session's handle (see [`LastHeard`]).
     heard: Arc<LastHeard>,
+    device: Option<crate::domain::DeviceId>,
     slow: Arc<OutboxGauge>,
     frames: FrameAssembler,
     /// Every frame type is rate-limited; a client that keeps hitting it is closed (1008).
@@ -72,6 +73,7 @@ impl NotificationSocket {
             auth,
             last_heard: Instant::now(),
             heard: LastHeard::now(),
+            device: None,
             slow: Arc::new(OutboxGauge::new(engine.settings.outbox_bytes)),
             frames: FrameAssembler::new(64 * 1024),
             limiter: RequestLimiter::new(&engine.settings.limits),
@@ -81,6 +83,12 @@ impl NotificationSocket {
             expiry_timers: Vec::new(),
             no_room_unread: UnreadCounts::default(),
         }
+    }
+
+    /// The device the client named (`device_id`), shown with its session.
+    pub fn with_device(mut self, device: Option<crate::domain::DeviceId>) -> Self {
+        self.device = device;
+        self
     }
 
     pub fn with_ticket(mut self, ticket: Option<AdmissionTicket>) -> Self {
@@ -241,7 +249,7 @@ impl Actor for NotificationSocket {
             remote_addr: None,
             user_agent: None,
             last_heard: self.heard.clone(),
-            device: None,
+            device: self.device.clone(),
         });
         self.engine
             .notifications

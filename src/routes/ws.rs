@@ -114,6 +114,7 @@ pub async fn notifications(
 ) -> Result<HttpResponse, actix_web::Error> {
     check_origin(&req, &engine)?;
     let ip = admit_address(&req, &engine)?;
+    let device = resume_of(&req, &engine)?.device;
     let user = authenticate_socket(&req).ok();
     // Counted under the same caps as every session of the user; a bad token is reported on
     // the socket (SPEC section 3) and holds no place.
@@ -123,7 +124,8 @@ pub async fn notifications(
     };
     let socket =
         crate::actors::notification_socket::NotificationSocket::new(user, engine.get_ref().clone())
-            .with_ticket(ticket);
+            .with_ticket(ticket)
+            .with_device(device);
     ws::WsResponseBuilder::new(socket, &req, stream)
         .frame_size(64 * 1024)
         .start()

@@ -97,7 +97,30 @@ async fn each_device_resumes_from_its_own_position_not_the_users_watermark() {
         .ws_query("alice", &format!("device_id=laptop&since={ROOM}:6"))
         .await;
     assert_eq!(messages_of_room(&mut again).await, [7, 8]);
-    // A bad device id is refused before the upgrade.
+    // Admins see which device each session is.
+    let (_, p) = app
+        .get("/v1/admin/presence/alice", Some(&app.admin_token("root")))
+        .await;
+    let devices: Vec<&str> = p["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["device_id"].as_str())
+        .collect();
+    assert!(
+        devices.contains(&"laptop") && devices.contains(&"tablet"),
+        "{p}"
+    );
+    // A bad device id is refused before the upgrade, on both sockets.
+    let bad = crate::helpers::connect_path(
+        app.port,
+        &format!(
+            "/ws/notifications/?token={}&device_id=a%2Fb",
+            app.token("alice")
+        ),
+    )
+    .await;
+    assert!(bad.is_err(), "an invalid device_id is refused");
     let bad = crate::helpers::connect_path(
         app.port,
         &format!("/v1/ws?token={}&device_id=no%20spaces", app.token("alice")),

@@ -32,6 +32,8 @@ pub struct AdminSession {
     pub connected_at: String,
     pub remote_addr: Option<String>,
     pub user_agent: Option<String>,
+    /// The `device_id` the client named, if any.
+    pub device_id: Option<crate::domain::DeviceId>,
     pub last_activity: String,
     /// Filled in from the room supervisor, which owns subscriptions.
     pub subscribed_rooms: Vec<RoomId>,
@@ -48,6 +50,7 @@ fn admin_view(u: &UserId, e: &UserPresence) -> AdminPresence {
             connected_at: rfc3339(d.handle.connected_at),
             remote_addr: d.handle.remote_addr.clone(),
             user_agent: d.handle.user_agent.clone(),
+            device_id: d.handle.device.clone(),
             last_activity: rfc3339(d.last_activity),
             subscribed_rooms: Vec::new(),
             id: d.handle.id,
