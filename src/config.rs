@@ -324,6 +324,9 @@ pub struct Limits {
     pub max_sessions_per_user: usize,
     /// Concurrent WebSocket connections from one IP address (0: unlimited).
     pub max_connections_per_ip: usize,
+    /// Devices whose stored positions are kept per user (`device_id`); a new one beyond it
+    /// evicts the least recently moved.
+    pub max_devices_per_user: usize,
     /// REST requests per second per IP address and per token, and burst (0: unlimited).
     pub rest_rate: u32,
     pub rest_burst: u32,
@@ -370,6 +373,7 @@ impl Default for Limits {
             max_watch: 1_000,
             max_sessions_per_user: 32,
             max_connections_per_ip: 0,
+            max_devices_per_user: 50,
             rest_rate: 200,
             rest_burst: 400,
             membership_rate: 20,
@@ -630,6 +634,14 @@ pub struct ServeArgs {
         default_value_t = 0
     )]
     pub max_connections_per_ip: usize,
+    /// Devices whose stored positions are kept per user (the least recently moved go first).
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_MAX_DEVICES_PER_USER",
+        default_value_t = 50
+    )]
+    pub max_devices_per_user: usize,
     /// REST requests per second per IP and per token (0: unlimited).
     #[arg(long, global = true, env = "HERALD_REST_RATE", default_value_t = 200)]
     pub rest_rate: u32,
@@ -1012,6 +1024,7 @@ impl Settings {
                 max_watch: a.max_watch.max(1),
                 max_sessions_per_user: a.max_sessions_per_user.max(1),
                 max_connections_per_ip: a.max_connections_per_ip,
+                max_devices_per_user: a.max_devices_per_user.clamp(1, 10_000),
                 rest_rate: a.rest_rate,
                 rest_burst: a.rest_burst.max(1),
                 membership_rate: a.membership_rate.max(1),

@@ -133,6 +133,7 @@ impl Engine {
                 max_room_members: settings.limits.max_room_members,
                 max_rooms_per_user: settings.limits.max_rooms_per_user,
                 load_retry: settings.room_load_retry,
+                max_devices_per_user: settings.limits.max_devices_per_user as i64,
             },
             settings.room_idle,
             crate::actors::room::MessageNotifier {

@@ -144,12 +144,15 @@ pub enum WriteOp {
     },
     /// Moves a device's position in a room forward (never back): the last seq the device
     /// reported delivered or read.
+    /// A device new to the user beyond `max_devices` evicts the user's least recently moved
+    /// device (all its rooms), so positions stay bounded per user.
     AdvanceDevicePosition {
         user: UserId,
         device: DeviceId,
         room: RoomId,
         seq: i64,
         at: Millis,
+        max_devices: i64,
     },
     /// Deletes device positions not moved since `before` (answers the count).
     ExpireDevicePositions { before: Millis },

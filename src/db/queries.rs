@@ -476,6 +476,7 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
             room,
             seq,
             at,
+            max_devices,
         } => {
             let key = (user.as_str(), device.as_str(), room.as_str());
             let moved = diesel::update(device_positions::table.find(key))
@@ -499,6 +500,9 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
                 ))
                 .on_conflict_do_nothing()
                 .execute(c)?;
+            if added > 0 {
+                evict_old_devices(c, user, *max_devices)?;
+            }
             Ok(WriteOutcome::Changed(added > 0))
         }
         WriteOp::ExpireDevicePositions { before } => {
@@ -788,6 +792,36 @@ fn advance_watermark(
         read_seq,
         advanced,
     })
+}
+
+/// Keeps at most `max` devices of `user`: the least recently moved beyond it lose every
+/// position (their next connection starts from the user's watermark).
+fn evict_old_devices(c: &mut Conn, user: &UserId, max: i64) -> QueryResult<()> {
+    let mut devices: Vec<(String, Option<i64>)> = device_positions::table
+        .filter(device_positions::user_id.eq(user.as_str()))
+        .group_by(device_positions::device_id)
+        .select((
+            device_positions::device_id,
+            diesel::dsl::max(device_positions::updated_at),
+        ))
+        .load(c)?;
+    let excess = devices.len() as i64 - max.max(1);
+    if excess <= 0 {
+        return Ok(());
+    }
+    devices.sort_by_key(|(d, at)| (*at, d.clone()));
+    let old: Vec<String> = devices
+        .into_iter()
+        .take(excess as usize)
+        .map(|(d, _)| d)
+        .collect();
+    diesel::delete(
+        device_positions::table
+            .filter(device_positions::user_id.eq(user.as_str()))
+            .filter(device_positions::device_id.eq_any(&old)),
+    )
+    .execute(c)?;
+    Ok(())
 }
 
 /// A device's positions (room → last seq it reported), as of now.

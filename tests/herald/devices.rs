@@ -154,6 +154,7 @@ async fn device_positions_only_move_forward_and_expire_when_idle() {
         room: room.clone(),
         seq,
         at,
+        max_devices: 50,
     };
     let moved = |o: &[WriteOutcome]| matches!(o.first(), Some(WriteOutcome::Changed(true)));
     assert!(moved(&commit(vec![advance(5, 1_000)]).await), "created");

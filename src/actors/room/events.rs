@@ -162,6 +162,7 @@ impl Handler<Receipt> for Room {
                 room: self.id.clone(),
                 seq: msg.seq,
                 at: now_millis(),
+                max_devices: self.policy.max_devices_per_user,
             });
         }
         Box::pin(self.commit(ops).into_actor(self).map(move |res, act, _| {

@@ -65,6 +65,8 @@ pub struct RoomPolicy {
     pub max_rooms_per_user: usize,
     /// How long a room keeps retrying to load from the database before it gives up.
     pub load_retry: std::time::Duration,
+    /// Most devices whose positions are kept per user (the least recently moved go first).
+    pub max_devices_per_user: i64,
 }
 
 struct TypingEntry {
