@@ -16,6 +16,9 @@ use crate::domain::{
 };
 use crate::error::ErrorCode;
 
+/// The version of the native protocol on `/v1/ws`, sent in `connection_ack` as `protocol`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
 /// Close codes the server uses (reason text accompanies each).
 pub mod close_code {
     /// Server shutting down; reconnect elsewhere or later.
