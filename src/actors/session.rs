@@ -635,7 +635,11 @@ impl Actor for WsSession {
                             act.auth.user_id
                         );
                         send_error(ctx, None, e.code(), &e.to_string());
-                        act.close(ctx, 1013, "storage unavailable, try again later");
+                        act.close(
+                            ctx,
+                            close_code::TRY_AGAIN_LATER,
+                            "storage unavailable, try again later",
+                        );
                     }
                 }),
         );
