@@ -284,10 +284,55 @@ impl From<crate::domain::InvalidInput> for AppError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn rest_error_body_has_code_and_message() {
-        let resp = AppError::new(ErrorCode::Forbidden, "no").error_response();
-        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    /// The status and the exact JSON body of an error response.
+    async fn wire(err: AppError) -> (StatusCode, Option<String>, serde_json::Value) {
+        let resp = err.error_response();
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(actix_web::http::header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = actix_web::body::to_bytes(resp.into_body()).await.unwrap();
+        (status, retry_after, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[actix_web::test]
+    async fn rest_error_body_has_code_and_message() {
+        // Arrange
+        let err = AppError::new(ErrorCode::Forbidden, "no");
+
+        // Act
+        let (status, retry_after, body) = wire(err).await;
+
+        // Assert
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(retry_after, None);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"code": "forbidden", "message": "no"}})
+        );
+    }
+
+    #[actix_web::test]
+    async fn an_engine_error_keeps_its_code_message_and_retry_after_on_the_wire() {
+        // Arrange
+        let err = AppError::from(EngineError::Overloaded {
+            retry_after_ms: 1500,
+        });
+
+        // Act
+        let (status, retry_after, body) = wire(err).await;
+
+        // Assert
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after.as_deref(), Some("2"), "1.5 s rounds up");
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {
+                "code": "unavailable",
+                "message": "the server is busy, nothing was stored; retry in 1500 ms"
+            }})
+        );
     }
 
     #[test]

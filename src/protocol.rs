@@ -16,14 +16,25 @@ use crate::domain::{
 };
 use crate::error::ErrorCode;
 
-/// Close codes the server uses (reason text accompanies each).
+/// The version of the native protocol on `/v1/ws`, sent in `connection_ack` as `protocol`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Close codes the server uses (reason text accompanies each; docs/protocol.md lists them).
 pub mod close_code {
+    /// Normal closure: the session ended (an Engine.IO WebSocket whose session closed).
+    pub const NORMAL: u16 = 1000;
     /// Server shutting down; reconnect elsewhere or later.
     pub const GOING_AWAY: u16 = 1001;
+    /// WebSocket protocol violation (RFC 6455 framing).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text message that is not valid UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// Abusive client (policy violation).
     pub const POLICY: u16 = 1008;
     /// Message larger than the configured limit.
     pub const TOO_BIG: u16 = 1009;
+    /// The server cannot serve the session now (storage unavailable); reconnect later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     /// An admin disconnected the user.
     pub const ADMIN_DISCONNECT: u16 = 4000;
     /// Authentication failed or the token expired without a refresh.

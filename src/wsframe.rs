@@ -7,6 +7,8 @@ use actix_http::ws::Item;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web_actors::ws;
 
+use crate::protocol::close_code;
+
 /// What a client sent, once assembled.
 #[derive(Debug)]
 pub enum Incoming {
@@ -48,7 +50,7 @@ impl FrameAssembler {
             Ok(m) => m,
             Err(ws::ProtocolError::Overflow) => {
                 return Incoming::Violation {
-                    code: 1009,
+                    code: close_code::TOO_BIG,
                     reason: "message too big",
                 }
             }
@@ -56,12 +58,12 @@ impl FrameAssembler {
                 // actix reports invalid UTF-8 in a text frame as an I/O error naming it.
                 if e.to_string().to_ascii_lowercase().contains("utf-8") {
                     return Incoming::Violation {
-                        code: 1007,
+                        code: close_code::INVALID_PAYLOAD,
                         reason: "invalid UTF-8 in a text message",
                     };
                 }
                 return Incoming::Violation {
-                    code: 1002,
+                    code: close_code::PROTOCOL_ERROR,
                     reason: "protocol error",
                 };
             }
@@ -70,7 +72,7 @@ impl FrameAssembler {
             ws::Message::Text(t) if self.parts.is_none() => Incoming::Text(t.to_string()),
             ws::Message::Binary(b) if self.parts.is_none() => Incoming::Binary(b),
             ws::Message::Text(_) | ws::Message::Binary(_) => Incoming::Violation {
-                code: 1002,
+                code: close_code::PROTOCOL_ERROR,
                 reason: "data frame inside a fragmented message",
             },
             ws::Message::Continuation(item) => self.fragment(item),
@@ -96,7 +98,7 @@ impl FrameAssembler {
             (None, Some((_, buf))) => buf.extend_from_slice(&chunk),
             _ => {
                 return Incoming::Violation {
-                    code: 1002,
+                    code: close_code::PROTOCOL_ERROR,
                     reason: "unexpected continuation frame",
                 }
             }
@@ -104,7 +106,7 @@ impl FrameAssembler {
         if self.parts.as_ref().is_some_and(|(_, b)| b.len() > self.max) {
             self.parts = None;
             return Incoming::Violation {
-                code: 1009,
+                code: close_code::TOO_BIG,
                 reason: "message too big",
             };
         }
@@ -117,7 +119,7 @@ impl FrameAssembler {
                 Err(e) if e.error_len().is_some() => {
                     self.parts = None;
                     return Incoming::Violation {
-                        code: 1007,
+                        code: close_code::INVALID_PAYLOAD,
                         reason: "invalid UTF-8 in a text message",
                     };
                 }
@@ -137,7 +139,7 @@ impl FrameAssembler {
         match String::from_utf8(buf.to_vec()) {
             Ok(t) => Incoming::Text(t),
             Err(_) => Incoming::Violation {
-                code: 1007,
+                code: close_code::INVALID_PAYLOAD,
                 reason: "invalid UTF-8 in a text message",
             },
         }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use actix_web_actors::ws;
 
+use crate::protocol::close_code;
 use crate::wsframe::{FrameAssembler, Incoming};
 
 use super::socketio_session::{
@@ -57,7 +58,7 @@ impl Actor for EioWebSocket {
                 if act.upgrading {
                     crate::metrics::METRICS.preauth_timeouts.inc();
                     ctx.close(Some(ws::CloseReason {
-                        code: ws::CloseCode::Policy,
+                        code: ws::CloseCode::from(close_code::POLICY),
                         description: Some("upgrade not completed in time".into()),
                     }));
                     ctx.stop();
@@ -85,7 +86,7 @@ impl Handler<EioOut> for EioWebSocket {
     fn handle(&mut self, msg: EioOut, ctx: &mut Self::Context) {
         if msg.packet.is_empty() {
             // The session ended.
-            ctx.close(Some(ws::CloseCode::Normal.into()));
+            ctx.close(Some(ws::CloseCode::from(close_code::NORMAL).into()));
             ctx.stop();
         } else {
             ctx.text(msg.packet);

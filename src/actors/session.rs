@@ -605,6 +605,8 @@ impl Actor for WsSession {
                 "user_id": self.auth.user_id,
                 "heartbeat_interval_ms": self.engine.settings.heartbeat_interval.as_millis() as u64,
                 "server_time": rfc3339(now_millis()),
+                "protocol": protocol::PROTOCOL_VERSION,
+                "server_version": env!("CARGO_PKG_VERSION"),
             }),
         ));
         self.heartbeat(ctx);
@@ -633,7 +635,11 @@ impl Actor for WsSession {
                             act.auth.user_id
                         );
                         send_error(ctx, None, e.code(), &e.to_string());
-                        act.close(ctx, 1013, "storage unavailable, try again later");
+                        act.close(
+                            ctx,
+                            close_code::TRY_AGAIN_LATER,
+                            "storage unavailable, try again later",
+                        );
                     }
                 }),
         );

@@ -54,11 +54,6 @@ pub struct EioOut {
     pub packet: String,
 }
 
-/// Sent by the session to its WebSocket transport: close the connection.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct EioClose;
-
 enum Transport {
     /// Long-polling: packets wait in `queue` for the next GET; `waiting` is a GET in progress.
     Polling {

@@ -320,14 +320,31 @@ async fn typing_starts_are_rate_limited_per_user_and_room() {
     assert_eq!(starts, 1, "20 starts within 150 ms at 5/s: one broadcast");
 }
 
+/// Room presence frames until `n` distinct users have arrived under `key`; panics if they
+/// stop coming.
+async fn collect_diffs(watcher: &mut Probe, key: &str, n: usize) -> (HashSet<String>, usize) {
+    let mut users: HashSet<String> = HashSet::new();
+    let mut frames = 0;
+    while users.len() < n {
+        let Some(f) = watcher
+            .next_of("room_presence", Duration::from_secs(10))
+            .await
+        else {
+            panic!("only {} of {n} {key} arrived", users.len());
+        };
+        frames += 1;
+        users.extend(users_in(&[f["data"].clone()], key));
+    }
+    (users, frames)
+}
+
 #[actix_web::test]
 async fn a_room_of_2000_members_where_500_connect_at_once_gets_coalesced_diffs() {
-    // Arrange: 2,000 members, one of them watching, presence coalesced over 200 ms.
-    init_logs();
+    // Arrange: 2,000 members, one of them watching, presence coalesced over 500 ms, on a
+    // manual clock so that the grace period ends exactly when the test says.
+    const WINDOW: Duration = Duration::from_millis(500);
     let db = TestDatabase::new();
-    let mut s = test_settings(&db.url);
-    s.presence_coalesce = Duration::from_millis(200);
-    let engine = start_engine(s).await;
+    let (engine, clock) = manual_engine(&db, |s| s.presence_coalesce = WINDOW).await;
     let r = room("public:stadium");
     let members: Vec<String> = (0..2000).map(|i| format!("fan{i}")).collect();
     for chunk in members.chunks(250) {
@@ -342,32 +359,35 @@ async fn a_room_of_2000_members_where_500_connect_at_once_gets_coalesced_diffs()
     let mut watcher = member(&engine, "watcher", "public:stadium").await;
     watcher.drain(QUIET).await;
 
-    // Act: 500 members connect at once.
+    // Act 1: 500 members connect at once. How many frames that takes depends on how long
+    // the connects take, so it is only logged; every join must arrive.
     let started = std::time::Instant::now();
     let connects = members[..500].iter().map(|u| connect_probe(&engine, u));
     let probes = futures_util::future::join_all(connects).await;
+    let (joined, frames) = collect_diffs(&mut watcher, "joins", 500).await;
+    assert_eq!(joined, members[..500].iter().cloned().collect());
+    log::info!("500 joins in {frames} frames over {:?}", started.elapsed());
+    // Let the coalescing window close: a quiet room sends its next change at once.
+    assert!(diffs(&mut watcher, WINDOW * 2).await.is_empty());
 
-    // Assert: every join arrives, in a handful of frames rather than 500.
-    let mut joined: HashSet<String> = HashSet::new();
-    let mut frames = 0;
-    while joined.len() < 500 {
-        let Some(f) = watcher
-            .next_of("room_presence", Duration::from_secs(10))
-            .await
-        else {
-            panic!("only {} of 500 joins arrived", joined.len());
-        };
-        frames += 1;
-        joined.extend(users_in(&[f["data"].clone()], "joins"));
+    // Act 2: all 500 close; their grace period ends at the same instant, so one sweep turns
+    // all of them offline at once.
+    for p in &probes {
+        p.disconnect();
     }
-    let elapsed = started.elapsed();
-    let budget = (elapsed.as_millis() / 200) as usize + 7;
+    sweep(&engine).await; // the closes are handled before time moves on
+    clock.advance(Duration::from_secs(6));
+    sweep(&engine).await;
+
+    // Assert: 500 leaves in at most two frames: the first change of a quiet room goes out at
+    // once, the rest are coalesced into one diff at the end of the window.
+    let (left, frames) = collect_diffs(&mut watcher, "leaves", 500).await;
+    assert_eq!(left, members[..500].iter().cloned().collect());
+    assert!(frames <= 2, "{frames} room_presence frames for 500 leaves");
     assert!(
-        frames <= budget,
-        "{frames} room_presence frames for 500 joins over {elapsed:?} (budget {budget})"
+        diffs(&mut watcher, WINDOW * 2).await.is_empty(),
+        "nothing after the coalesced diff"
     );
-    log::info!("500 joins in {frames} frames over {elapsed:?}");
-    drop(probes);
 }
 
 #[actix_web::test]

@@ -453,14 +453,27 @@ async fn frames_sent_together_with_the_handshake_are_not_lost() {
         crate::raw_ws::RawWs::connect_pipelined(app.port, "/v1/ws", &auth, &early).await;
     assert_eq!(status, 101);
     let mut ws = ws.expect("upgraded");
-    let mut seen = Vec::new();
+    let mut frames = Vec::new();
     while let Some(f) = ws.recv().await {
         let v: serde_json::Value = serde_json::from_slice(&f.payload).expect("json frame");
-        seen.push((v["type"].clone(), v["ref"].clone()));
-        if v["ref"] == "j1" {
+        let done = v["ref"] == "j1";
+        frames.push(v);
+        if done {
             break;
         }
     }
+    let seen: Vec<_> = frames
+        .iter()
+        .map(|v| (v["type"].clone(), v["ref"].clone()))
+        .collect();
     assert!(seen.contains(&(json!("pong"), json!("p1"))), "{seen:?}");
     assert!(seen.contains(&(json!("ack"), json!("j1"))), "{seen:?}");
+    // The first frame is still connection_ack, naming the protocol and server versions.
+    let ack = &frames[0];
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    assert_eq!(
+        (&ack["data"]["protocol"], &ack["data"]["server_version"]),
+        (&json!(1), &json!(env!("CARGO_PKG_VERSION"))),
+        "{ack}"
+    );
 }
