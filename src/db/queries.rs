@@ -9,7 +9,8 @@ use diesel::prelude::*;
 use super::{Conn, Db};
 use crate::db::models::*;
 use crate::db::schema::{
-    device_positions, members, messages, notification_outbox, notification_prefs, notifications, rooms, users,
+    device_positions, members, messages, notification_outbox, notification_prefs, notifications,
+    rooms, users,
 };
 use crate::domain::{DeviceId, ReceiptStatus, RoomId, RoomKind, UserId};
 use crate::error::PersistError;
