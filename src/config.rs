@@ -969,11 +969,23 @@ pub fn with_default_help(mut cmd: clap::Command) -> clap::Command {
 }
 
 /// A config file that was read: its settings as the raw strings a flag would take.
-#[derive(Debug)]
 pub struct ConfigFile {
     path: PathBuf,
     values: Vec<(String, Vec<String>)>,
     has_secret: bool,
+}
+
+/// Names the keys only: the values may be secrets.
+impl fmt::Debug for ConfigFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigFile")
+            .field("path", &self.path)
+            .field(
+                "keys",
+                &self.values.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// A config file that cannot be used: missing, not TOML, an unknown key, a bad value.
@@ -1092,7 +1104,7 @@ pub enum LoadError {
 }
 
 /// Parses `args` (flags, `HERALD_*` variables) into `P`, a parser that flattens
-/// [`CommonArgs`] (and usually [`ServeArgs`]). When `--config`/`HERALD_CONFIG` names a file,
+/// [`CommonArgs`] and [`ServeArgs`]. When `--config`/`HERALD_CONFIG` names a file,
 /// its values fill the settings neither a flag nor a variable set; whatever is still unset
 /// keeps its `Settings::default()` value in [`Settings::from_args`].
 pub fn load<P: clap::Parser>(
@@ -1592,6 +1604,7 @@ mod tests {
         .expect("parses");
         let plain = ConfigFile::parse(Path::new("h.toml"), "database_url = \"postgres://u@h/db\"")
             .expect("parses");
+        assert!(!format!("{with_password:?}").contains("pw@"));
         let warning = with_secret.permission_warning(|_| Some(0o100644));
         assert!(warning.is_some_and(|w| w.contains("h.toml") && w.contains("644")));
         assert!(with_password
