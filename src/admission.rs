@@ -90,6 +90,13 @@ impl std::str::FromStr for Cidr {
     }
 }
 
+/// `net/prefix`, as [`FromStr`](std::str::FromStr) reads it (`herald config` prints it).
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
 impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {

@@ -33,9 +33,6 @@ use crate::config::{AuthSettings, Secret, Settings, MIN_SECRET_LEN};
 use crate::domain::{now_millis, Millis, UserId};
 use crate::error::{AppError, ErrorCode};
 
-/// Default seconds of clock skew tolerated on `exp` and `nbf` (`HERALD_JWT_LEEWAY_SECS`).
-pub const LEEWAY_SECS: u64 = 5;
-
 /// The algorithms a server can be configured with.
 pub const SUPPORTED_ALGORITHMS: &str = "HS256, HS384, HS512, RS256, ES256";
 

@@ -5,7 +5,7 @@
 //! instead of touching the environment.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -470,7 +470,7 @@ impl Default for Settings {
             join_missed_limit: 100,
             replay_max: 1000,
             hooks: Hooks::default(),
-            device_ttl: Duration::from_secs(30 * 24 * 3600),
+            device_ttl: Duration::from_secs(30 * DAY_SECS),
             sio_recovery_window: Duration::from_secs(120),
             commit_max_batch: 512,
             room_idle: Duration::from_secs(60),
@@ -484,16 +484,19 @@ impl Default for Settings {
 /// Database and secret flags, shared by every subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
+    /// TOML file of settings: `key = value` per line, keys the flag names in snake_case
+    /// (`replay_max = 1000`). Flags and environment variables override it.
+    #[arg(long, env = "HERALD_CONFIG", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
     /// Database URL: sqlite://FILE (default) or postgres://USER@HOST/DB.
     // hide_env_values: `--help` would otherwise print the environment's URL, password included.
     #[arg(
         long,
         env = "HERALD_DATABASE_URL",
-        default_value = "sqlite://herald.db",
         hide_env_values = true,
         global = true
     )]
-    pub database_url: String,
+    pub database_url: Option<String>,
     /// HS256 secret for JWTs (at least 32 bytes). Unset: generated once and kept in a file beside the database.
     #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true, global = true)]
     pub jwt_secret: Option<String>,
@@ -501,13 +504,8 @@ pub struct CommonArgs {
     #[arg(long, env = "HERALD_JWT_SECRET_FILE", global = true)]
     pub jwt_secret_file: Option<PathBuf>,
     /// Token algorithm: HS256, HS384, HS512 (secret) or RS256, ES256 (public key file).
-    #[arg(
-        long,
-        env = "HERALD_JWT_ALGORITHM",
-        default_value = "HS256",
-        global = true
-    )]
-    pub jwt_algorithm: String,
+    #[arg(long, env = "HERALD_JWT_ALGORITHM", global = true)]
+    pub jwt_algorithm: Option<String>,
     /// PEM public key for RS256/ES256 tokens.
     #[arg(long, env = "HERALD_JWT_PUBLIC_KEY_FILE", global = true)]
     pub jwt_public_key_file: Option<PathBuf>,
@@ -518,26 +516,16 @@ pub struct CommonArgs {
     #[arg(long, env = "HERALD_JWT_AUDIENCE", global = true)]
     pub jwt_audience: Option<String>,
     /// Seconds of clock skew tolerated on `exp`/`nbf`.
-    #[arg(
-        long,
-        env = "HERALD_JWT_LEEWAY_SECS",
-        default_value_t = 5,
-        global = true
-    )]
-    pub jwt_leeway_secs: u64,
+    #[arg(long, env = "HERALD_JWT_LEEWAY_SECS", global = true)]
+    pub jwt_leeway_secs: Option<u64>,
 }
 
 /// Flags of `herald serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Milliseconds a session has to send `auth` after its token expired.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_TOKEN_GRACE_MS",
-        default_value_t = 10_000
-    )]
-    pub token_grace_ms: u64,
+    #[arg(long, global = true, env = "HERALD_TOKEN_GRACE_MS")]
+    pub token_grace_ms: Option<u64>,
     /// Comma-separated browser origins allowed (WebSocket upgrades, CORS); empty: any.
     #[arg(
         long,
@@ -557,198 +545,105 @@ pub struct ServeArgs {
         long,
         global = true,
         env = "HERALD_DIAGNOSTICS",
-        default_value_t = false,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
         value_parser = clap::builder::BoolishValueParser::new()
     )]
-    pub diagnostics: bool,
+    pub diagnostics: Option<bool>,
     /// Deepest JSON nesting in a frame.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_MAX_JSON_DEPTH",
-        default_value_t = 32
-    )]
-    pub max_json_depth: usize,
+    #[arg(long, global = true, env = "HERALD_MAX_JSON_DEPTH")]
+    pub max_json_depth: Option<usize>,
     /// Sends per second per session.
-    #[arg(long, global = true, env = "HERALD_SEND_RATE", default_value_t = 200)]
-    pub send_rate: u32,
+    #[arg(long, global = true, env = "HERALD_SEND_RATE")]
+    pub send_rate: Option<u32>,
     /// Send burst per session.
-    #[arg(long, global = true, env = "HERALD_SEND_BURST", default_value_t = 400)]
-    pub send_burst: u32,
+    #[arg(long, global = true, env = "HERALD_SEND_BURST")]
+    pub send_burst: Option<u32>,
     /// Presence changes per second per session.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_PRESENCE_RATE",
-        default_value_t = 10
-    )]
-    pub presence_rate: u32,
+    #[arg(long, global = true, env = "HERALD_PRESENCE_RATE")]
+    pub presence_rate: Option<u32>,
     /// Presence change burst per session.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_PRESENCE_BURST",
-        default_value_t = 20
-    )]
-    pub presence_burst: u32,
+    #[arg(long, global = true, env = "HERALD_PRESENCE_BURST")]
+    pub presence_burst: Option<u32>,
     /// Rate-limited frames in a row before the connection is closed (1008).
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_ABUSE_THRESHOLD",
-        default_value_t = 100
-    )]
-    pub abuse_threshold: u32,
+    #[arg(long, global = true, env = "HERALD_ABUSE_THRESHOLD")]
+    pub abuse_threshold: Option<u32>,
     /// Rooms per user.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_MAX_ROOMS_PER_USER",
-        default_value_t = 10_000
-    )]
-    pub max_rooms_per_user: usize,
+    #[arg(long, global = true, env = "HERALD_MAX_ROOMS_PER_USER")]
+    pub max_rooms_per_user: Option<usize>,
     /// Members per room.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_MAX_ROOM_MEMBERS",
-        default_value_t = 100_000
-    )]
-    pub max_room_members: usize,
+    #[arg(long, global = true, env = "HERALD_MAX_ROOM_MEMBERS")]
+    pub max_room_members: Option<usize>,
     /// Watched users per session.
-    #[arg(long, global = true, env = "HERALD_MAX_WATCH", default_value_t = 1_000)]
-    pub max_watch: usize,
+    #[arg(long, global = true, env = "HERALD_MAX_WATCH")]
+    pub max_watch: Option<usize>,
     /// Concurrent sessions per user.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_MAX_SESSIONS_PER_USER",
-        default_value_t = 32
-    )]
-    pub max_sessions_per_user: usize,
+    #[arg(long, global = true, env = "HERALD_MAX_SESSIONS_PER_USER")]
+    pub max_sessions_per_user: Option<usize>,
     /// Concurrent WebSocket connections per IP (0: unlimited).
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_MAX_CONNECTIONS_PER_IP",
-        default_value_t = 0
-    )]
-    pub max_connections_per_ip: usize,
+    #[arg(long, global = true, env = "HERALD_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
     /// Devices whose stored positions are kept per user (the least recently moved go first).
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_MAX_DEVICES_PER_USER",
-        default_value_t = 50
-    )]
-    pub max_devices_per_user: usize,
+    #[arg(long, global = true, env = "HERALD_MAX_DEVICES_PER_USER")]
+    pub max_devices_per_user: Option<usize>,
     /// REST requests per second per IP and per token (0: unlimited).
-    #[arg(long, global = true, env = "HERALD_REST_RATE", default_value_t = 200)]
-    pub rest_rate: u32,
+    #[arg(long, global = true, env = "HERALD_REST_RATE")]
+    pub rest_rate: Option<u32>,
     /// REST request burst per IP and per token.
-    #[arg(long, global = true, env = "HERALD_REST_BURST", default_value_t = 400)]
-    pub rest_burst: u32,
+    #[arg(long, global = true, env = "HERALD_REST_BURST")]
+    pub rest_burst: Option<u32>,
     /// join/leave frames per second per session.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_MEMBERSHIP_RATE",
-        default_value_t = 20
-    )]
-    pub membership_rate: u32,
+    #[arg(long, global = true, env = "HERALD_MEMBERSHIP_RATE")]
+    pub membership_rate: Option<u32>,
     /// join/leave burst per session.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_MEMBERSHIP_BURST",
-        default_value_t = 100
-    )]
-    pub membership_burst: u32,
+    #[arg(long, global = true, env = "HERALD_MEMBERSHIP_BURST")]
+    pub membership_burst: Option<u32>,
     /// history frames per second per session.
-    #[arg(long, global = true, env = "HERALD_HISTORY_RATE", default_value_t = 10)]
-    pub history_rate: u32,
+    #[arg(long, global = true, env = "HERALD_HISTORY_RATE")]
+    pub history_rate: Option<u32>,
     /// history burst per session.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_HISTORY_BURST",
-        default_value_t = 50
-    )]
-    pub history_burst: u32,
+    #[arg(long, global = true, env = "HERALD_HISTORY_BURST")]
+    pub history_burst: Option<u32>,
     /// watch/unwatch frames per second per session.
-    #[arg(long, global = true, env = "HERALD_WATCH_RATE", default_value_t = 5)]
-    pub watch_rate: u32,
+    #[arg(long, global = true, env = "HERALD_WATCH_RATE")]
+    pub watch_rate: Option<u32>,
     /// watch/unwatch burst per session.
-    #[arg(long, global = true, env = "HERALD_WATCH_BURST", default_value_t = 20)]
-    pub watch_burst: u32,
+    #[arg(long, global = true, env = "HERALD_WATCH_BURST")]
+    pub watch_burst: Option<u32>,
     /// auth frames per second per session.
-    #[arg(long, global = true, env = "HERALD_AUTH_RATE", default_value_t = 1)]
-    pub auth_rate: u32,
+    #[arg(long, global = true, env = "HERALD_AUTH_RATE")]
+    pub auth_rate: Option<u32>,
     /// auth burst per session.
-    #[arg(long, global = true, env = "HERALD_AUTH_BURST", default_value_t = 5)]
-    pub auth_burst: u32,
+    #[arg(long, global = true, env = "HERALD_AUTH_BURST")]
+    pub auth_burst: Option<u32>,
     /// Other frames (typing, receipt, ping, notification socket) per second per session.
-    #[arg(long, global = true, env = "HERALD_FRAME_RATE", default_value_t = 100)]
-    pub frame_rate: u32,
+    #[arg(long, global = true, env = "HERALD_FRAME_RATE")]
+    pub frame_rate: Option<u32>,
     /// Other frames burst per session.
-    #[arg(long, global = true, env = "HERALD_FRAME_BURST", default_value_t = 400)]
-    pub frame_burst: u32,
+    #[arg(long, global = true, env = "HERALD_FRAME_BURST")]
+    pub frame_burst: Option<u32>,
     /// Requests of one session waiting for their answer at once.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_MAX_INFLIGHT",
-        default_value_t = 256
-    )]
-    pub max_inflight: usize,
+    #[arg(long, global = true, env = "HERALD_MAX_INFLIGHT")]
+    pub max_inflight: Option<usize>,
     /// New connections per second per client address (0: unlimited).
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_CONNECT_RATE_PER_IP",
-        default_value_t = 100
-    )]
-    pub connect_rate_per_ip: u32,
+    #[arg(long, global = true, env = "HERALD_CONNECT_RATE_PER_IP")]
+    pub connect_rate_per_ip: Option<u32>,
     /// New connection burst per client address.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_CONNECT_BURST_PER_IP",
-        default_value_t = 500
-    )]
-    pub connect_burst_per_ip: u32,
+    #[arg(long, global = true, env = "HERALD_CONNECT_BURST_PER_IP")]
+    pub connect_burst_per_ip: Option<u32>,
     /// New sessions per second per user (0: unlimited).
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_CONNECT_RATE_PER_USER",
-        default_value_t = 5
-    )]
-    pub connect_rate_per_user: u32,
+    #[arg(long, global = true, env = "HERALD_CONNECT_RATE_PER_USER")]
+    pub connect_rate_per_user: Option<u32>,
     /// New session burst per user.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_CONNECT_BURST_PER_USER",
-        default_value_t = 40
-    )]
-    pub connect_burst_per_user: u32,
+    #[arg(long, global = true, env = "HERALD_CONNECT_BURST_PER_USER")]
+    pub connect_burst_per_user: Option<u32>,
     /// Socket.IO sessions not yet authenticated, in all.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_MAX_UNAUTHENTICATED",
-        default_value_t = 10_000
-    )]
-    pub max_unauthenticated: usize,
+    #[arg(long, global = true, env = "HERALD_MAX_UNAUTHENTICATED")]
+    pub max_unauthenticated: Option<usize>,
     /// Socket.IO sessions not yet authenticated, per client address.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_MAX_UNAUTHENTICATED_PER_IP",
-        default_value_t = 100
-    )]
-    pub max_unauthenticated_per_ip: usize,
+    #[arg(long, global = true, env = "HERALD_MAX_UNAUTHENTICATED_PER_IP")]
+    pub max_unauthenticated_per_ip: Option<usize>,
     /// Proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client address.
     #[arg(
         long,
@@ -758,334 +653,697 @@ pub struct ServeArgs {
     )]
     pub trusted_proxies: Vec<crate::admission::Cidr>,
     /// Address to listen on.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_BIND",
-        default_value = "127.0.0.1:8080"
-    )]
-    pub bind: String,
+    #[arg(long, global = true, env = "HERALD_BIND")]
+    pub bind: Option<String>,
     /// Read pool size.
-    #[arg(long, global = true, env = "HERALD_DB_POOL_SIZE", default_value_t = 4)]
-    pub db_pool_size: u32,
+    #[arg(long, global = true, env = "HERALD_DB_POOL_SIZE")]
+    pub db_pool_size: Option<u32>,
     /// Milliseconds to wait for a database connection.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_DB_TIMEOUT_MS",
-        default_value_t = 5000
-    )]
-    pub db_timeout_ms: u64,
+    #[arg(long, global = true, env = "HERALD_DB_TIMEOUT_MS")]
+    pub db_timeout_ms: Option<u64>,
     /// Milliseconds a request waits for its write to commit before `unavailable`.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_DB_WRITE_TIMEOUT_MS",
-        default_value_t = 10_000
-    )]
-    pub db_write_timeout_ms: u64,
+    #[arg(long, global = true, env = "HERALD_DB_WRITE_TIMEOUT_MS")]
+    pub db_write_timeout_ms: Option<u64>,
     /// WebSocket ping interval in milliseconds.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_HEARTBEAT_MS",
-        default_value_t = 25_000
-    )]
-    pub heartbeat_ms: u64,
+    #[arg(long, global = true, env = "HERALD_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
     /// Presence grace period after a user's last session closes, in milliseconds.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_PRESENCE_GRACE_MS",
-        default_value_t = 3000
-    )]
-    pub presence_grace_ms: u64,
+    #[arg(long, global = true, env = "HERALD_PRESENCE_GRACE_MS")]
+    pub presence_grace_ms: Option<u64>,
     /// Milliseconds without client activity after which a user turns away (0: off).
-    #[arg(long, global = true, env = "HERALD_AUTO_AWAY_MS", default_value_t = 0)]
-    pub auto_away_ms: u64,
+    #[arg(long, global = true, env = "HERALD_AUTO_AWAY_MS")]
+    pub auto_away_ms: Option<u64>,
     /// Allow watching any user, not only users who share a room.
     #[arg(
         long,
         global = true,
         env = "HERALD_OPEN_WATCH",
-        default_value_t = false,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
         value_parser = clap::builder::BoolishValueParser::new()
     )]
-    pub open_watch: bool,
+    pub open_watch: Option<bool>,
     /// Window in which room presence changes are coalesced into one diff, in milliseconds.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_PRESENCE_COALESCE_MS",
-        default_value_t = 200
-    )]
-    pub presence_coalesce_ms: u64,
+    #[arg(long, global = true, env = "HERALD_PRESENCE_COALESCE_MS")]
+    pub presence_coalesce_ms: Option<u64>,
     /// Typing start broadcasts allowed per user and room per second.
-    #[arg(long, global = true, env = "HERALD_TYPING_RATE", default_value_t = 5)]
-    pub typing_rate: u32,
+    #[arg(long, global = true, env = "HERALD_TYPING_RATE")]
+    pub typing_rate: Option<u32>,
     /// Notify @mentioned room members.
-    #[arg(long, global = true, env = "HERALD_NOTIFY_MENTIONS", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
-    pub notify_mentions: bool,
+    #[arg(long, global = true, env = "HERALD_NOTIFY_MENTIONS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub notify_mentions: Option<bool>,
     /// Notify recipients of direct messages who are offline.
-    #[arg(long, global = true, env = "HERALD_NOTIFY_OFFLINE_DIRECT", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
-    pub notify_offline_direct: bool,
+    #[arg(long, global = true, env = "HERALD_NOTIFY_OFFLINE_DIRECT", value_parser = clap::builder::BoolishValueParser::new())]
+    pub notify_offline_direct: Option<bool>,
     /// Interval of the notification expiry/release sweep, in milliseconds.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_NOTIFICATION_SWEEP_MS",
-        default_value_t = 30_000
-    )]
-    pub notification_sweep_ms: u64,
+    #[arg(long, global = true, env = "HERALD_NOTIFICATION_SWEEP_MS")]
+    pub notification_sweep_ms: Option<u64>,
     /// Interval of the notification outbox sweep (re-processes mention and offline-DM
     /// notifications a crash interrupted), in milliseconds.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_OUTBOX_SWEEP_MS",
-        default_value_t = 5_000
-    )]
-    pub outbox_sweep_ms: u64,
+    #[arg(long, global = true, env = "HERALD_OUTBOX_SWEEP_MS")]
+    pub outbox_sweep_ms: Option<u64>,
     /// Socket.IO (Engine.IO) ping interval in milliseconds.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_SIO_PING_INTERVAL_MS",
-        default_value_t = 25_000
-    )]
-    pub sio_ping_interval_ms: u64,
+    #[arg(long, global = true, env = "HERALD_SIO_PING_INTERVAL_MS")]
+    pub sio_ping_interval_ms: Option<u64>,
     /// Socket.IO (Engine.IO) ping timeout in milliseconds.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_SIO_PING_TIMEOUT_MS",
-        default_value_t = 20_000
-    )]
-    pub sio_ping_timeout_ms: u64,
+    #[arg(long, global = true, env = "HERALD_SIO_PING_TIMEOUT_MS")]
+    pub sio_ping_timeout_ms: Option<u64>,
     /// Socket.IO (Engine.IO) maxPayload in bytes.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_SIO_MAX_PAYLOAD",
-        default_value_t = 1_000_000
-    )]
-    pub sio_max_payload: usize,
+    #[arg(long, global = true, env = "HERALD_SIO_MAX_PAYLOAD")]
+    pub sio_max_payload: Option<usize>,
     /// Typing indicator expiry in milliseconds.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_TYPING_TIMEOUT_MS",
-        default_value_t = 5000
-    )]
-    pub typing_timeout_ms: u64,
+    #[arg(long, global = true, env = "HERALD_TYPING_TIMEOUT_MS")]
+    pub typing_timeout_ms: Option<u64>,
     /// Frames queued per session before it is closed as a slow consumer.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_OUTBOX_FRAMES",
-        default_value_t = 1024
-    )]
-    pub outbox_frames: usize,
+    #[arg(long, global = true, env = "HERALD_OUTBOX_FRAMES")]
+    pub outbox_frames: Option<usize>,
     /// Bytes queued per connection before it is closed as a slow consumer (4008).
-    #[arg(long, global = true, env = "HERALD_OUTBOX_BYTES", default_value_t = 8 * 1024 * 1024)]
-    pub outbox_bytes: usize,
+    #[arg(long, global = true, env = "HERALD_OUTBOX_BYTES")]
+    pub outbox_bytes: Option<usize>,
     /// Milliseconds queued bytes may wait for the peer before the connection is dropped.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_WRITE_TIMEOUT_MS",
-        default_value_t = 10_000
-    )]
-    pub write_timeout_ms: u64,
+    #[arg(long, global = true, env = "HERALD_WRITE_TIMEOUT_MS")]
+    pub write_timeout_ms: Option<u64>,
     /// Milliseconds allowed for each stage before authentication (upgrade request,
     /// Engine.IO CONNECT, upgrade probe).
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_HANDSHAKE_TIMEOUT_MS",
-        default_value_t = 10_000
-    )]
-    pub handshake_timeout_ms: u64,
+    #[arg(long, global = true, env = "HERALD_HANDSHAKE_TIMEOUT_MS")]
+    pub handshake_timeout_ms: Option<u64>,
     /// Largest WebSocket message in bytes.
-    #[arg(long, global = true, env = "HERALD_MAX_FRAME_BYTES", default_value_t = 1024 * 1024)]
-    pub max_frame_bytes: usize,
+    #[arg(long, global = true, env = "HERALD_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
     /// Largest text message body in bytes.
-    #[arg(long, global = true, env = "HERALD_MAX_TEXT_BYTES", default_value_t = 64 * 1024)]
-    pub max_text_bytes: usize,
+    #[arg(long, global = true, env = "HERALD_MAX_TEXT_BYTES")]
+    pub max_text_bytes: Option<usize>,
     /// Most messages returned as `missed` by a join with since_seq.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_JOIN_MISSED_LIMIT",
-        default_value_t = 100
-    )]
-    pub join_missed_limit: i64,
+    #[arg(long, global = true, env = "HERALD_JOIN_MISSED_LIMIT")]
+    pub join_missed_limit: Option<i64>,
     /// Most messages one room replays to a session before the rest is left out with a
     /// `replay_truncated` marker.
-    #[arg(long, global = true, env = "HERALD_REPLAY_MAX", default_value_t = 1000)]
-    pub replay_max: i64,
+    #[arg(long, global = true, env = "HERALD_REPLAY_MAX")]
+    pub replay_max: Option<i64>,
     /// Days after which a device's stored positions are deleted when none of them moved.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_DEVICE_TTL_DAYS",
-        default_value_t = 30
-    )]
-    pub device_ttl_days: u64,
+    #[arg(long, global = true, env = "HERALD_DEVICE_TTL_DAYS")]
+    pub device_ttl_days: Option<u64>,
     /// How long (ms) an ended Socket.IO session can be recovered with its pid and offset;
     /// 0 disables recovery.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_SIO_RECOVERY_MS",
-        default_value_t = 120_000
-    )]
-    pub sio_recovery_ms: u64,
+    #[arg(long, global = true, env = "HERALD_SIO_RECOVERY_MS")]
+    pub sio_recovery_ms: Option<u64>,
     /// Most bytes of message bodies per history page or join `missed` list.
-    #[arg(long, global = true, env = "HERALD_HISTORY_MAX_BYTES", default_value_t = 1024 * 1024)]
-    pub history_max_bytes: usize,
+    #[arg(long, global = true, env = "HERALD_HISTORY_MAX_BYTES")]
+    pub history_max_bytes: Option<usize>,
     /// Most write groups per commit batch.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_COMMIT_MAX_BATCH",
-        default_value_t = 512
-    )]
-    pub commit_max_batch: usize,
+    #[arg(long, global = true, env = "HERALD_COMMIT_MAX_BATCH")]
+    pub commit_max_batch: Option<usize>,
     /// Idle room actors stop after this many milliseconds.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_ROOM_IDLE_MS",
-        default_value_t = 60_000
-    )]
-    pub room_idle_ms: u64,
+    #[arg(long, global = true, env = "HERALD_ROOM_IDLE_MS")]
+    pub room_idle_ms: Option<u64>,
     /// How long a room retries loading from the database before it gives up (milliseconds).
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_ROOM_LOAD_RETRY_MS",
-        default_value_t = 30_000
-    )]
-    pub room_load_retry_ms: u64,
+    #[arg(long, global = true, env = "HERALD_ROOM_LOAD_RETRY_MS")]
+    pub room_load_retry_ms: Option<u64>,
     /// HTTP worker threads (0: one per core).
-    #[arg(long, global = true, env = "HERALD_WORKERS", default_value_t = 0)]
-    pub workers: usize,
+    #[arg(long, global = true, env = "HERALD_WORKERS")]
+    pub workers: Option<usize>,
     /// Distinct @mentions acted on per message.
-    #[arg(long, global = true, env = "HERALD_MAX_MENTIONS", default_value_t = 50)]
-    pub max_mentions: usize,
+    #[arg(long, global = true, env = "HERALD_MAX_MENTIONS")]
+    pub max_mentions: Option<usize>,
     /// Write groups waiting in the commit queue before writes are refused (unavailable).
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_COMMIT_QUEUE_MAX",
-        default_value_t = 20_000
-    )]
-    pub commit_queue_max: usize,
+    #[arg(long, global = true, env = "HERALD_COMMIT_QUEUE_MAX")]
+    pub commit_queue_max: Option<usize>,
+}
+
+/// Name of the flag (`--config`) that names the config file; not itself a setting.
+const CONFIG_KEY: &str = "config";
+
+const DAY_SECS: u64 = 24 * 3600;
+
+/// Where a setting's effective value came from. Precedence, highest first: flag,
+/// environment variable, config file, built-in default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Flag,
+    Env,
+    File,
+    Default,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Flag => "flag",
+            Origin::Env => "env",
+            Origin::File => "file",
+            Origin::Default => "default",
+        }
+    }
+}
+
+/// The setting keys, in `--help` order: the ids of the [`CommonArgs`] and [`ServeArgs`]
+/// flags. Each is also a config-file key, and `HERALD_` plus the key upper-cased is its
+/// environment variable.
+pub fn setting_keys() -> Vec<String> {
+    let cmd = ServeArgs::augment_args(CommonArgs::augment_args(clap::Command::new("herald")));
+    cmd.get_arguments()
+        .map(|a| a.get_id().to_string())
+        .filter(|id| id != CONFIG_KEY)
+        .collect()
+}
+
+/// How `herald config` (and `--help`) shows one setting's value.
+#[derive(Debug, Clone, PartialEq)]
+enum Shown {
+    Int(i128),
+    Bool(bool),
+    Str(String),
+    List(Vec<String>),
+    /// An optional setting nobody set.
+    Unset,
+    /// A secret that is set: its value is never shown.
+    Redacted,
+}
+
+impl Shown {
+    fn millis(d: Duration) -> Shown {
+        Shown::Int(d.as_millis() as i128)
+    }
+
+    fn path(p: &Option<PathBuf>) -> Shown {
+        p.as_ref()
+            .map_or(Shown::Unset, |p| Shown::Str(p.display().to_string()))
+    }
+
+    fn text(s: &Option<String>) -> Shown {
+        s.as_ref().map_or(Shown::Unset, |s| Shown::Str(s.clone()))
+    }
+
+    /// The value as a TOML literal (`None`: no value to show).
+    fn toml(&self) -> Option<String> {
+        // A JSON string literal is a valid TOML basic string.
+        let quote = |s: &str| serde_json::Value::from(s).to_string();
+        match self {
+            Shown::Int(i) => Some(i.to_string()),
+            Shown::Bool(b) => Some(b.to_string()),
+            Shown::Str(s) => Some(quote(s)),
+            Shown::List(l) => Some(format!(
+                "[{}]",
+                l.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ")
+            )),
+            Shown::Unset => None,
+            Shown::Redacted => Some(quote("<redacted>")),
+        }
+    }
+
+    /// The value as `--help` prints it after `default:` (`None`: nothing to print).
+    fn plain(&self) -> Option<String> {
+        match self {
+            Shown::Int(i) => Some(i.to_string()),
+            Shown::Bool(b) => Some(b.to_string()),
+            Shown::Str(s) => Some(s.clone()),
+            Shown::List(_) | Shown::Unset | Shown::Redacted => None,
+        }
+    }
+}
+
+/// The value of setting `key` in `s`, in the unit of its flag (milliseconds for `*_ms`,
+/// days for `device_ttl_days`...); `None` for an unknown key. This is the inverse of
+/// [`Settings::from_args`]: `--help` shows `Settings::default()` through it, so defaults
+/// are written once, in the `Default` impls.
+fn shown(s: &Settings, key: &str) -> Option<Shown> {
+    let int = |v: u64| Shown::Int(v.into());
+    let l = &s.limits;
+    Some(match key {
+        // The URL names the database; only its password is secret (as in the server's log).
+        "database_url" => Shown::Str(redact_url(s.database_url.expose())),
+        "jwt_secret" => s
+            .jwt_secret
+            .as_ref()
+            .map_or(Shown::Unset, |_| Shown::Redacted),
+        "jwt_secret_file" => Shown::path(&s.jwt_secret_file),
+        "jwt_algorithm" => Shown::Str(s.auth.algorithm.clone()),
+        "jwt_public_key_file" => Shown::path(&s.auth.public_key_file),
+        "jwt_issuer" => Shown::text(&s.auth.issuer),
+        "jwt_audience" => Shown::text(&s.auth.audience),
+        "jwt_leeway_secs" => int(s.auth.leeway.as_secs()),
+        "token_grace_ms" => Shown::millis(s.auth.refresh_grace),
+        "allowed_origins" => Shown::List(s.allowed_origins.clone()),
+        "trusted_proxies" => Shown::List(s.trusted_proxies.iter().map(|c| c.to_string()).collect()),
+        "tls_cert" => Shown::path(&s.tls_cert),
+        "tls_key" => Shown::path(&s.tls_key),
+        "diagnostics" => Shown::Bool(s.diagnostics),
+        "max_json_depth" => int(l.max_json_depth as u64),
+        "send_rate" => int(l.send_rate.into()),
+        "send_burst" => int(l.send_burst.into()),
+        "presence_rate" => int(l.presence_rate.into()),
+        "presence_burst" => int(l.presence_burst.into()),
+        "abuse_threshold" => int(l.abuse_threshold.into()),
+        "max_rooms_per_user" => int(l.max_rooms_per_user as u64),
+        "max_room_members" => int(l.max_room_members as u64),
+        "max_watch" => int(l.max_watch as u64),
+        "max_sessions_per_user" => int(l.max_sessions_per_user as u64),
+        "max_connections_per_ip" => int(l.max_connections_per_ip as u64),
+        "max_devices_per_user" => int(l.max_devices_per_user as u64),
+        "rest_rate" => int(l.rest_rate.into()),
+        "rest_burst" => int(l.rest_burst.into()),
+        "membership_rate" => int(l.membership_rate.into()),
+        "membership_burst" => int(l.membership_burst.into()),
+        "history_rate" => int(l.history_rate.into()),
+        "history_burst" => int(l.history_burst.into()),
+        "watch_rate" => int(l.watch_rate.into()),
+        "watch_burst" => int(l.watch_burst.into()),
+        "auth_rate" => int(l.auth_rate.into()),
+        "auth_burst" => int(l.auth_burst.into()),
+        "frame_rate" => int(l.frame_rate.into()),
+        "frame_burst" => int(l.frame_burst.into()),
+        "max_inflight" => int(l.max_inflight as u64),
+        "connect_rate_per_ip" => int(l.connect_rate_per_ip.into()),
+        "connect_burst_per_ip" => int(l.connect_burst_per_ip.into()),
+        "connect_rate_per_user" => int(l.connect_rate_per_user.into()),
+        "connect_burst_per_user" => int(l.connect_burst_per_user.into()),
+        "max_unauthenticated" => int(l.max_unauthenticated as u64),
+        "max_unauthenticated_per_ip" => int(l.max_unauthenticated_per_ip as u64),
+        "bind" => Shown::Str(s.bind.clone()),
+        "db_pool_size" => int(s.db_pool_size.into()),
+        "db_timeout_ms" => Shown::millis(s.db_timeout),
+        "db_write_timeout_ms" => Shown::millis(s.db_write_timeout),
+        "heartbeat_ms" => Shown::millis(s.heartbeat_interval),
+        "presence_grace_ms" => Shown::millis(s.presence_grace),
+        "auto_away_ms" => Shown::millis(s.auto_away.unwrap_or_default()),
+        "open_watch" => Shown::Bool(s.open_watch),
+        "presence_coalesce_ms" => Shown::millis(s.presence_coalesce),
+        "typing_rate" => int(s.typing_rate.into()),
+        "notify_mentions" => Shown::Bool(s.notify_mentions),
+        "notify_offline_direct" => Shown::Bool(s.notify_offline_direct),
+        "notification_sweep_ms" => Shown::millis(s.notification_sweep),
+        "outbox_sweep_ms" => Shown::millis(s.outbox_sweep),
+        "sio_ping_interval_ms" => Shown::millis(s.sio_ping_interval),
+        "sio_ping_timeout_ms" => Shown::millis(s.sio_ping_timeout),
+        "sio_max_payload" => int(s.sio_max_payload as u64),
+        "typing_timeout_ms" => Shown::millis(s.typing_timeout),
+        "outbox_frames" => int(s.outbox_frames as u64),
+        "outbox_bytes" => int(s.outbox_bytes as u64),
+        "write_timeout_ms" => Shown::millis(s.write_timeout),
+        "handshake_timeout_ms" => Shown::millis(s.handshake_timeout),
+        "max_frame_bytes" => int(s.max_frame_bytes as u64),
+        "max_text_bytes" => int(s.max_text_bytes as u64),
+        "join_missed_limit" => Shown::Int(s.join_missed_limit.into()),
+        "replay_max" => Shown::Int(s.replay_max.into()),
+        "device_ttl_days" => int(s.device_ttl.as_secs() / DAY_SECS),
+        "sio_recovery_ms" => Shown::millis(s.sio_recovery_window),
+        "history_max_bytes" => int(s.history_max_bytes as u64),
+        "commit_max_batch" => int(s.commit_max_batch as u64),
+        "room_idle_ms" => Shown::millis(s.room_idle),
+        "room_load_retry_ms" => Shown::millis(s.room_load_retry),
+        "workers" => int(s.workers as u64),
+        "max_mentions" => int(s.costs.max_mentions as u64),
+        "commit_queue_max" => int(s.costs.commit_queue_max as u64),
+        _ => return None,
+    })
+}
+
+/// `cmd` with `[default: …]` appended to the help of every setting that has a default,
+/// taken from `Settings::default()` (the flags themselves carry no default, so that an
+/// unset flag can fall back to the config file).
+pub fn with_default_help(mut cmd: clap::Command) -> clap::Command {
+    let defaults = Settings::default();
+    for key in setting_keys() {
+        let Some(text) = shown(&defaults, &key).and_then(|v| v.plain()) else {
+            continue;
+        };
+        cmd = cmd.mut_arg(&key, |arg| {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            arg.help(format!("{help} [default: {text}]"))
+        });
+    }
+    cmd
+}
+
+/// A config file that was read: its settings as the raw strings a flag would take.
+pub struct ConfigFile {
+    path: PathBuf,
+    values: Vec<(String, Vec<String>)>,
+    has_secret: bool,
+}
+
+/// Names the keys only: the values may be secrets.
+impl fmt::Debug for ConfigFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigFile")
+            .field("path", &self.path)
+            .field(
+                "keys",
+                &self.values.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// A config file that cannot be used: missing, not TOML, an unknown key, a bad value.
+#[derive(Debug, thiserror::Error)]
+#[error("config file {}: {message}", path.display())]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl ConfigFile {
+    /// Reads and checks the file at `path` (which must exist).
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Checks `text`, the contents of the file at `path`: flat `key = value` pairs whose keys
+    /// are [`setting_keys`] and whose values are strings, integers, booleans or arrays of
+    /// those.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let error = |message: String| ConfigError {
+            path: path.to_owned(),
+            message,
+        };
+        let table: toml::Table = text.parse().map_err(|e| error(format!("{e}")))?;
+        let keys = setting_keys();
+        let scalar = |key: &str, v: &toml::Value| match v {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(i) => Ok(i.to_string()),
+            toml::Value::Boolean(b) => Ok(b.to_string()),
+            other => Err(error(format!(
+                "`{key}` must be a string, integer or boolean, not a {}",
+                other.type_str()
+            ))),
+        };
+        let mut values = Vec::new();
+        for (key, value) in &table {
+            if !keys.contains(key) {
+                return Err(error(format!(
+                    "unknown key `{key}` (keys are the setting names without `HERALD_`, in \
+                     snake_case, e.g. `replay_max`)"
+                )));
+            }
+            let raw = match value {
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|v| scalar(key, v))
+                    .collect::<Result<Vec<_>, _>>()?,
+                v => vec![scalar(key, v)?],
+            };
+            values.push((key.clone(), raw));
+        }
+        let has_secret = table.contains_key("jwt_secret")
+            || table
+                .get("database_url")
+                .and_then(|v| v.as_str())
+                .is_some_and(|url| redact_url(url) != url);
+        Ok(ConfigFile {
+            path: path.to_owned(),
+            values,
+            has_secret,
+        })
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.values.iter().any(|(k, _)| k == key)
+    }
+
+    /// `cmd` with the file's values as the flags' defaults, so clap itself gives flags and
+    /// the environment precedence over the file, and checks the file's values.
+    fn apply(&self, mut cmd: clap::Command) -> clap::Command {
+        for (key, raw) in &self.values {
+            // A secret is never shown as a default, should clap print the argument.
+            let hide = matches!(key.as_str(), "database_url" | "jwt_secret");
+            let raw = raw.clone();
+            cmd = cmd.mut_arg(key, move |arg| {
+                arg.default_values(raw).hide_default_value(hide)
+            });
+        }
+        cmd
+    }
+
+    /// A warning, when the file holds a secret (the JWT secret or a database password)
+    /// and users other than its owner may read it; `mode_of` reads a file's mode.
+    pub fn permission_warning(&self, mode_of: impl Fn(&Path) -> Option<u32>) -> Option<String> {
+        let mode = mode_of(&self.path).filter(|m| self.has_secret && m & 0o077 != 0)?;
+        Some(format!(
+            "config file {} holds secrets and is readable by other users (mode {:03o}); \
+             run chmod 600 on it",
+            self.path.display(),
+            mode & 0o777
+        ))
+    }
+}
+
+/// The command line parsed, with the config file (if any) beneath it.
+#[derive(Debug)]
+pub struct Loaded<P> {
+    pub cli: P,
+    /// Where each setting (by key, in [`setting_keys`] order) came from.
+    pub origins: Vec<(String, Origin)>,
+    /// Things worth logging (a config file others can read).
+    pub warnings: Vec<String>,
+}
+
+/// Why the command line could not be used.
+#[derive(Debug)]
+pub enum LoadError {
+    /// Flags or environment (clap prints these itself, `--help` included).
+    Cli(clap::Error),
+    Config(ConfigError),
+}
+
+/// Parses `args` (flags, `HERALD_*` variables) into `P`, a parser that flattens
+/// [`CommonArgs`] and [`ServeArgs`]. When `--config`/`HERALD_CONFIG` names a file,
+/// its values fill the settings neither a flag nor a variable set; whatever is still unset
+/// keeps its `Settings::default()` value in [`Settings::from_args`].
+pub fn load<P: clap::Parser>(
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString>>,
+) -> Result<Loaded<P>, LoadError> {
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let cmd = with_default_help(P::command());
+    let matches = cmd
+        .clone()
+        .try_get_matches_from(&args)
+        .map_err(LoadError::Cli)?;
+    let file = match matches.get_one::<PathBuf>(CONFIG_KEY) {
+        Some(path) => Some(ConfigFile::read(path).map_err(LoadError::Config)?),
+        None => None,
+    };
+    let matches = match &file {
+        // Flags and environment parsed once already: a failure now is the file's value.
+        Some(f) => f.apply(cmd).try_get_matches_from(&args).map_err(|e| {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            LoadError::Config(ConfigError {
+                path: f.path.clone(),
+                message: first.trim_start_matches("error: ").to_owned(),
+            })
+        })?,
+        None => matches,
+    };
+    let cli = P::from_arg_matches(&matches).map_err(LoadError::Cli)?;
+    let origins = setting_keys()
+        .into_iter()
+        .map(|key| {
+            let origin = match matches.value_source(&key) {
+                Some(clap::parser::ValueSource::CommandLine) => Origin::Flag,
+                Some(clap::parser::ValueSource::EnvVariable) => Origin::Env,
+                Some(_) if file.as_ref().is_some_and(|f| f.contains(&key)) => Origin::File,
+                _ => Origin::Default,
+            };
+            (key, origin)
+        })
+        .collect();
+    let warnings = file
+        .iter()
+        .filter_map(|f| f.permission_warning(crate::auth::file_mode))
+        .collect();
+    Ok(Loaded {
+        cli,
+        origins,
+        warnings,
+    })
+}
+
+/// The effective configuration as TOML, for `herald config`: every setting with its value
+/// and, as a trailing comment, where it came from. Secrets read `"<redacted>"` (the
+/// database URL keeps all but its password); unset optional settings are commented out.
+pub fn render(settings: &Settings, origins: &[(String, Origin)]) -> String {
+    let lines: Vec<(String, Origin)> = origins
+        .iter()
+        .map(|(key, origin)| {
+            let value = shown(settings, key).and_then(|v| v.toml());
+            let line = match value {
+                Some(v) => format!("{key} = {v}"),
+                None => format!("# {key} (not set)"),
+            };
+            (line, *origin)
+        })
+        .collect();
+    let width = lines
+        .iter()
+        .map(|(l, _)| l.len())
+        .max()
+        .unwrap_or(0)
+        .min(48);
+    let mut out = String::from(
+        "# Effective configuration (flag > env > file > default). Secrets are redacted.\n",
+    );
+    for (line, origin) in lines {
+        out.push_str(&format!("{line:width$}  # {}\n", origin.as_str()));
+    }
+    out
 }
 
 impl Settings {
+    /// The settings the parsed flags, environment and config file name; whatever none of
+    /// them set keeps its value from [`Settings::default`], the one place defaults are
+    /// written. Out-of-range values are raised (or lowered) to the nearest sane one.
+    /// `serve` is `None` for commands that only read the database and token settings.
     pub fn from_args(common: &CommonArgs, serve: Option<&ServeArgs>) -> Self {
-        let mut s = Settings {
-            database_url: Secret::new(common.database_url.clone()),
-            jwt_secret: common.jwt_secret.clone().map(Secret::new),
-            jwt_secret_file: common.jwt_secret_file.clone(),
-            auth: AuthSettings {
-                algorithm: common.jwt_algorithm.to_ascii_uppercase(),
-                public_key_file: common.jwt_public_key_file.clone(),
-                issuer: common.jwt_issuer.clone(),
-                audience: common.jwt_audience.clone(),
-                leeway: Duration::from_secs(common.jwt_leeway_secs),
-                ..AuthSettings::default()
-            },
-            ..Settings::default()
-        };
-        if let Some(a) = serve {
-            s.bind = a.bind.clone();
-            s.auth.refresh_grace = Duration::from_millis(a.token_grace_ms);
-            s.allowed_origins = a
-                .allowed_origins
-                .iter()
-                .map(|o| o.trim().to_owned())
-                .filter(|o| !o.is_empty())
-                .collect();
-            s.tls_cert = a.tls_cert.clone();
-            s.tls_key = a.tls_key.clone();
-            s.diagnostics = a.diagnostics;
-            s.limits = Limits {
-                max_json_depth: a.max_json_depth.max(2),
-                send_rate: a.send_rate.max(1),
-                send_burst: a.send_burst.max(1),
-                presence_rate: a.presence_rate.max(1),
-                presence_burst: a.presence_burst.max(1),
-                abuse_threshold: a.abuse_threshold.max(1),
-                max_rooms_per_user: a.max_rooms_per_user.max(1),
-                max_room_members: a.max_room_members.max(2),
-                max_watch: a.max_watch.max(1),
-                max_sessions_per_user: a.max_sessions_per_user.max(1),
-                max_connections_per_ip: a.max_connections_per_ip,
-                max_devices_per_user: a.max_devices_per_user.clamp(1, 10_000),
-                rest_rate: a.rest_rate,
-                rest_burst: a.rest_burst.max(1),
-                membership_rate: a.membership_rate.max(1),
-                membership_burst: a.membership_burst.max(1),
-                history_rate: a.history_rate.max(1),
-                history_burst: a.history_burst.max(1),
-                watch_rate: a.watch_rate.max(1),
-                watch_burst: a.watch_burst.max(1),
-                auth_rate: a.auth_rate.max(1),
-                auth_burst: a.auth_burst.max(1),
-                frame_rate: a.frame_rate.max(1),
-                frame_burst: a.frame_burst.max(1),
-                max_inflight: a.max_inflight.max(1),
-                connect_rate_per_ip: a.connect_rate_per_ip,
-                connect_burst_per_ip: a.connect_burst_per_ip.max(1),
-                connect_rate_per_user: a.connect_rate_per_user,
-                connect_burst_per_user: a.connect_burst_per_user.max(1),
-                max_unauthenticated: a.max_unauthenticated.max(1),
-                max_unauthenticated_per_ip: a.max_unauthenticated_per_ip.max(1),
-            };
-            s.trusted_proxies = a.trusted_proxies.clone();
-            s.db_pool_size = a.db_pool_size.max(1);
-            s.db_timeout = Duration::from_millis(a.db_timeout_ms.max(100));
-            s.db_write_timeout = Duration::from_millis(a.db_write_timeout_ms.max(100));
-            s.heartbeat_interval = Duration::from_millis(a.heartbeat_ms.max(100));
-            s.presence_grace = Duration::from_millis(a.presence_grace_ms);
-            // The sweep ends grace periods: its interval is what a leave waits beyond the grace.
-            s.presence_sweep =
-                (s.presence_grace / 4).clamp(Duration::from_millis(20), Duration::from_millis(50));
-            s.auto_away = (a.auto_away_ms > 0).then(|| Duration::from_millis(a.auto_away_ms));
-            s.open_watch = a.open_watch;
-            s.presence_coalesce = Duration::from_millis(a.presence_coalesce_ms);
-            s.typing_rate = a.typing_rate.max(1);
-            s.sio_ping_interval = Duration::from_millis(a.sio_ping_interval_ms.max(100));
-            s.sio_ping_timeout = Duration::from_millis(a.sio_ping_timeout_ms.max(100));
-            s.sio_max_payload = a.sio_max_payload.max(1024);
-            s.notify_mentions = a.notify_mentions;
-            s.notify_offline_direct = a.notify_offline_direct;
-            s.notification_sweep = Duration::from_millis(a.notification_sweep_ms.max(100));
-            s.outbox_sweep = Duration::from_millis(a.outbox_sweep_ms.max(100));
-            s.typing_timeout = Duration::from_millis(a.typing_timeout_ms.max(100));
-            s.outbox_frames = a.outbox_frames.max(1);
-            s.outbox_bytes = a.outbox_bytes.max(64 * 1024);
-            s.write_timeout = Duration::from_millis(a.write_timeout_ms.max(100));
-            s.handshake_timeout = Duration::from_millis(a.handshake_timeout_ms.max(100));
-            s.max_frame_bytes = a.max_frame_bytes.max(1024);
-            s.max_text_bytes = a.max_text_bytes.max(1);
-            s.join_missed_limit = a.join_missed_limit.clamp(0, 1000);
-            s.replay_max = a.replay_max.clamp(1, 1_000_000);
-            s.device_ttl = Duration::from_secs(a.device_ttl_days.clamp(1, 3650) * 24 * 3600);
-            s.sio_recovery_window = Duration::from_millis(a.sio_recovery_ms.min(24 * 3600 * 1000));
-            s.history_max_bytes = a.history_max_bytes.max(64 * 1024);
-            s.commit_max_batch = a.commit_max_batch.max(1);
-            s.room_idle = Duration::from_millis(a.room_idle_ms);
-            s.room_load_retry = Duration::from_millis(a.room_load_retry_ms);
-            s.workers = a.workers;
-            s.costs = CostLimits {
-                max_mentions: a.max_mentions,
-                commit_queue_max: a.commit_queue_max.max(1),
-            };
+        let ms = Duration::from_millis;
+        let mut s = Settings::default();
+        let c = common;
+        if let Some(url) = &c.database_url {
+            s.database_url = Secret::new(url.clone());
         }
+        s.jwt_secret = c.jwt_secret.clone().map(Secret::new);
+        s.jwt_secret_file = c.jwt_secret_file.clone();
+        if let Some(alg) = &c.jwt_algorithm {
+            s.auth.algorithm = alg.to_ascii_uppercase();
+        }
+        s.auth.public_key_file = c.jwt_public_key_file.clone();
+        s.auth.issuer = c.jwt_issuer.clone();
+        s.auth.audience = c.jwt_audience.clone();
+        s.auth.leeway = c.jwt_leeway_secs.map_or(s.auth.leeway, Duration::from_secs);
+        let Some(a) = serve else {
+            return s;
+        };
+        if let Some(bind) = &a.bind {
+            s.bind = bind.clone();
+        }
+        s.auth.refresh_grace = a.token_grace_ms.map_or(s.auth.refresh_grace, ms);
+        s.allowed_origins = a
+            .allowed_origins
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        s.trusted_proxies = a.trusted_proxies.clone();
+        s.tls_cert = a.tls_cert.clone();
+        s.tls_key = a.tls_key.clone();
+        s.diagnostics = a.diagnostics.unwrap_or(s.diagnostics);
+
+        let l = &mut s.limits;
+        l.max_json_depth = a.max_json_depth.map_or(l.max_json_depth, |v| v.max(2));
+        l.send_rate = a.send_rate.map_or(l.send_rate, |v| v.max(1));
+        l.send_burst = a.send_burst.map_or(l.send_burst, |v| v.max(1));
+        l.presence_rate = a.presence_rate.map_or(l.presence_rate, |v| v.max(1));
+        l.presence_burst = a.presence_burst.map_or(l.presence_burst, |v| v.max(1));
+        l.abuse_threshold = a.abuse_threshold.map_or(l.abuse_threshold, |v| v.max(1));
+        l.max_rooms_per_user = a
+            .max_rooms_per_user
+            .map_or(l.max_rooms_per_user, |v| v.max(1));
+        l.max_room_members = a.max_room_members.map_or(l.max_room_members, |v| v.max(2));
+        l.max_watch = a.max_watch.map_or(l.max_watch, |v| v.max(1));
+        l.max_sessions_per_user = a
+            .max_sessions_per_user
+            .map_or(l.max_sessions_per_user, |v| v.max(1));
+        l.max_connections_per_ip = a.max_connections_per_ip.unwrap_or(l.max_connections_per_ip);
+        l.max_devices_per_user = a
+            .max_devices_per_user
+            .map_or(l.max_devices_per_user, |v| v.clamp(1, 10_000));
+        l.rest_rate = a.rest_rate.unwrap_or(l.rest_rate);
+        l.rest_burst = a.rest_burst.map_or(l.rest_burst, |v| v.max(1));
+        l.membership_rate = a.membership_rate.map_or(l.membership_rate, |v| v.max(1));
+        l.membership_burst = a.membership_burst.map_or(l.membership_burst, |v| v.max(1));
+        l.history_rate = a.history_rate.map_or(l.history_rate, |v| v.max(1));
+        l.history_burst = a.history_burst.map_or(l.history_burst, |v| v.max(1));
+        l.watch_rate = a.watch_rate.map_or(l.watch_rate, |v| v.max(1));
+        l.watch_burst = a.watch_burst.map_or(l.watch_burst, |v| v.max(1));
+        l.auth_rate = a.auth_rate.map_or(l.auth_rate, |v| v.max(1));
+        l.auth_burst = a.auth_burst.map_or(l.auth_burst, |v| v.max(1));
+        l.frame_rate = a.frame_rate.map_or(l.frame_rate, |v| v.max(1));
+        l.frame_burst = a.frame_burst.map_or(l.frame_burst, |v| v.max(1));
+        l.max_inflight = a.max_inflight.map_or(l.max_inflight, |v| v.max(1));
+        l.connect_rate_per_ip = a.connect_rate_per_ip.unwrap_or(l.connect_rate_per_ip);
+        l.connect_burst_per_ip = a
+            .connect_burst_per_ip
+            .map_or(l.connect_burst_per_ip, |v| v.max(1));
+        l.connect_rate_per_user = a.connect_rate_per_user.unwrap_or(l.connect_rate_per_user);
+        l.connect_burst_per_user = a
+            .connect_burst_per_user
+            .map_or(l.connect_burst_per_user, |v| v.max(1));
+        l.max_unauthenticated = a
+            .max_unauthenticated
+            .map_or(l.max_unauthenticated, |v| v.max(1));
+        l.max_unauthenticated_per_ip = a
+            .max_unauthenticated_per_ip
+            .map_or(l.max_unauthenticated_per_ip, |v| v.max(1));
+
+        s.db_pool_size = a.db_pool_size.map_or(s.db_pool_size, |v| v.max(1));
+        s.db_timeout = a.db_timeout_ms.map_or(s.db_timeout, |v| ms(v.max(100)));
+        s.db_write_timeout = a
+            .db_write_timeout_ms
+            .map_or(s.db_write_timeout, |v| ms(v.max(100)));
+        s.heartbeat_interval = a
+            .heartbeat_ms
+            .map_or(s.heartbeat_interval, |v| ms(v.max(100)));
+        s.presence_grace = a.presence_grace_ms.map_or(s.presence_grace, ms);
+        // The sweep ends grace periods: its interval is what a leave waits beyond the grace.
+        s.presence_sweep = (s.presence_grace / 4).clamp(ms(20), ms(50));
+        if let Some(v) = a.auto_away_ms {
+            s.auto_away = (v > 0).then(|| ms(v));
+        }
+        s.open_watch = a.open_watch.unwrap_or(s.open_watch);
+        s.presence_coalesce = a.presence_coalesce_ms.map_or(s.presence_coalesce, ms);
+        s.typing_rate = a.typing_rate.map_or(s.typing_rate, |v| v.max(1));
+        s.sio_ping_interval = a
+            .sio_ping_interval_ms
+            .map_or(s.sio_ping_interval, |v| ms(v.max(100)));
+        s.sio_ping_timeout = a
+            .sio_ping_timeout_ms
+            .map_or(s.sio_ping_timeout, |v| ms(v.max(100)));
+        s.sio_max_payload = a.sio_max_payload.map_or(s.sio_max_payload, |v| v.max(1024));
+        s.notify_mentions = a.notify_mentions.unwrap_or(s.notify_mentions);
+        s.notify_offline_direct = a.notify_offline_direct.unwrap_or(s.notify_offline_direct);
+        s.notification_sweep = a
+            .notification_sweep_ms
+            .map_or(s.notification_sweep, |v| ms(v.max(100)));
+        s.outbox_sweep = a.outbox_sweep_ms.map_or(s.outbox_sweep, |v| ms(v.max(100)));
+        s.typing_timeout = a
+            .typing_timeout_ms
+            .map_or(s.typing_timeout, |v| ms(v.max(100)));
+        s.outbox_frames = a.outbox_frames.map_or(s.outbox_frames, |v| v.max(1));
+        s.outbox_bytes = a.outbox_bytes.map_or(s.outbox_bytes, |v| v.max(64 * 1024));
+        s.write_timeout = a
+            .write_timeout_ms
+            .map_or(s.write_timeout, |v| ms(v.max(100)));
+        s.handshake_timeout = a
+            .handshake_timeout_ms
+            .map_or(s.handshake_timeout, |v| ms(v.max(100)));
+        s.max_frame_bytes = a.max_frame_bytes.map_or(s.max_frame_bytes, |v| v.max(1024));
+        s.max_text_bytes = a.max_text_bytes.map_or(s.max_text_bytes, |v| v.max(1));
+        s.join_missed_limit = a
+            .join_missed_limit
+            .map_or(s.join_missed_limit, |v| v.clamp(0, 1000));
+        s.replay_max = a.replay_max.map_or(s.replay_max, |v| v.clamp(1, 1_000_000));
+        s.device_ttl = a.device_ttl_days.map_or(s.device_ttl, |v| {
+            Duration::from_secs(v.clamp(1, 3650) * DAY_SECS)
+        });
+        s.sio_recovery_window = a
+            .sio_recovery_ms
+            .map_or(s.sio_recovery_window, |v| ms(v.min(DAY_SECS * 1000)));
+        s.history_max_bytes = a
+            .history_max_bytes
+            .map_or(s.history_max_bytes, |v| v.max(64 * 1024));
+        s.commit_max_batch = a.commit_max_batch.map_or(s.commit_max_batch, |v| v.max(1));
+        s.room_idle = a.room_idle_ms.map_or(s.room_idle, ms);
+        s.room_load_retry = a.room_load_retry_ms.map_or(s.room_load_retry, ms);
+        s.workers = a.workers.unwrap_or(s.workers);
+        s.costs.max_mentions = a.max_mentions.unwrap_or(s.costs.max_mentions);
+        s.costs.commit_queue_max = a
+            .commit_queue_max
+            .map_or(s.costs.commit_queue_max, |v| v.max(1));
         s
     }
 
@@ -1106,7 +1364,7 @@ impl Settings {
         }
         match crate::db::DatabaseUrl::parse(self.database_url.expose()) {
             Ok(crate::db::DatabaseUrl::Sqlite(path)) => {
-                let parent = std::path::Path::new(&path)
+                let parent = Path::new(&path)
                     .parent()
                     .map(|p| p.to_path_buf())
                     .unwrap_or_default();
@@ -1172,5 +1430,208 @@ mod tests {
         };
         let shown = format!("{s:?}");
         assert!(!shown.contains("s3cretpw") && !shown.contains(&"j".repeat(40)));
+    }
+
+    /// Serialises the tests that parse a command line: clap reads `HERALD_*` variables from
+    /// the process environment, which one of them sets.
+    static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[derive(Debug, clap::Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    /// A fresh file in the temp directory holding `text`.
+    fn temp_file(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "herald-config-{}-{}-{name}.toml",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::write(&path, text).expect("temp file");
+        path
+    }
+
+    fn load_settings(args: &[&str]) -> Result<(Settings, Vec<(String, Origin)>), LoadError> {
+        let loaded = load::<TestCli>(std::iter::once("herald").chain(args.iter().copied()))?;
+        let settings = Settings::from_args(&loaded.cli.common, Some(&loaded.cli.serve));
+        Ok((settings, loaded.origins))
+    }
+
+    fn origin_of(origins: &[(String, Origin)], key: &str) -> Origin {
+        origins.iter().find(|(k, _)| k == key).expect(key).1
+    }
+
+    #[test]
+    fn every_setting_is_shown_and_the_shown_defaults_read_back_as_the_defaults() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        // Arrange: `herald config` with nothing set, written to a file.
+        let defaults = Settings::default();
+        let keys = setting_keys();
+        for key in &keys {
+            assert!(shown(&defaults, key).is_some(), "`{key}` is not shown");
+        }
+        let origins: Vec<(String, Origin)> =
+            keys.iter().map(|k| (k.clone(), Origin::Default)).collect();
+        let path = temp_file("defaults", &render(&defaults, &origins));
+        // Act
+        let (read_back, origins) = load_settings(&["--config", path.to_str().unwrap()])
+            .expect("the rendered defaults load");
+        std::fs::remove_file(&path).ok();
+        // Assert: the file changes nothing, and every value it names came from it.
+        assert_eq!(format!("{read_back:?}"), format!("{defaults:?}"));
+        for (key, origin) in origins {
+            let expected = match shown(&defaults, &key) {
+                Some(Shown::Unset) | Some(Shown::List(_)) => origin,
+                _ => Origin::File,
+            };
+            assert_eq!(origin, expected, "{key}");
+        }
+    }
+
+    #[test]
+    fn a_flag_beats_the_environment_which_beats_the_file_which_beats_the_default() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        // Arrange
+        let path = temp_file(
+            "precedence",
+            "replay_max = 10\nsend_rate = 11\nsend_burst = 12\nbind = \"0.0.0.0:9000\"\n",
+        );
+        std::env::set_var("HERALD_REPLAY_MAX", "20");
+        std::env::set_var("HERALD_SEND_RATE", "21");
+        // Act
+        let result = load_settings(&["--config", path.to_str().unwrap(), "--replay-max", "30"]);
+        std::env::remove_var("HERALD_REPLAY_MAX");
+        std::env::remove_var("HERALD_SEND_RATE");
+        std::fs::remove_file(&path).ok();
+        // Assert
+        let (s, origins) = result.expect("loads");
+        assert_eq!(s.replay_max, 30);
+        assert_eq!(origin_of(&origins, "replay_max"), Origin::Flag);
+        assert_eq!(s.limits.send_rate, 21);
+        assert_eq!(origin_of(&origins, "send_rate"), Origin::Env);
+        assert_eq!(s.limits.send_burst, 12);
+        assert_eq!(origin_of(&origins, "send_burst"), Origin::File);
+        assert_eq!(s.bind, "0.0.0.0:9000");
+        assert_eq!(s.limits.max_watch, Limits::default().max_watch);
+        assert_eq!(origin_of(&origins, "max_watch"), Origin::Default);
+    }
+
+    #[test]
+    fn a_config_file_value_gets_the_same_bounds_as_a_flag() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let path = temp_file(
+            "bounds",
+            "send_rate = 0\nreplay_max = 0\nauto_away_ms = 0\n",
+        );
+        let result = load_settings(&["--config", path.to_str().unwrap()]);
+        std::fs::remove_file(&path).ok();
+        let (s, _) = result.expect("loads");
+        assert_eq!(
+            (s.limits.send_rate, s.replay_max, s.auto_away),
+            (1, 1, None)
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_config_file_is_an_error_naming_it() {
+        let err = ConfigFile::parse(Path::new("h.toml"), "replay_max = 1\nreplay_maxx = 2\n")
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("`replay_maxx`"), "{err}");
+        assert!(err.to_string().contains("h.toml"), "{err}");
+        // `config` names the file; it is no setting.
+        assert!(ConfigFile::parse(Path::new("h.toml"), "config = \"x\"").is_err());
+    }
+
+    #[test]
+    fn a_missing_or_malformed_config_file_is_an_error() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let missing = std::env::temp_dir().join("herald-config-does-not-exist.toml");
+        match load_settings(&["--config", missing.to_str().unwrap()]) {
+            Err(LoadError::Config(e)) => assert_eq!(e.path, missing),
+            other => panic!("expected a config error, got {:?}", other.map(|_| ())),
+        }
+        let path = temp_file("bad-value", "send_rate = \"fast\"\n");
+        let result = load_settings(&["--config", path.to_str().unwrap()]);
+        std::fs::remove_file(&path).ok();
+        match result {
+            Err(LoadError::Config(e)) => assert!(e.message.contains("fast"), "{e}"),
+            other => panic!("expected a config error, got {:?}", other.map(|_| ())),
+        }
+        for bad in ["send_rate = 1.5", "[server]\nbind = \"x\"", "send_rate ="] {
+            assert!(
+                ConfigFile::parse(Path::new("h.toml"), bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn herald_config_redacts_secrets_and_names_each_origin() {
+        // Arrange
+        let secret = "j".repeat(40);
+        let s = Settings {
+            database_url: Secret::new("postgres://u:s3cretpw@h/db"),
+            jwt_secret: Some(Secret::new(secret.clone())),
+            ..Settings::default()
+        };
+        let origins = vec![
+            ("database_url".to_owned(), Origin::Env),
+            ("jwt_secret".to_owned(), Origin::File),
+            ("jwt_issuer".to_owned(), Origin::Default),
+            ("replay_max".to_owned(), Origin::Flag),
+        ];
+        // Act
+        let out = render(&s, &origins);
+        // Assert
+        assert!(!out.contains("s3cretpw") && !out.contains(&secret), "{out}");
+        let lines: Vec<Vec<&str>> = out
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                vec!["database_url", "=", "\"postgres://u:***@h/db\"", "#", "env"],
+                vec!["jwt_secret", "=", "\"<redacted>\"", "#", "file"],
+                vec!["#", "jwt_issuer", "(not", "set)", "#", "default"],
+                vec!["replay_max", "=", "1000", "#", "flag"],
+            ]
+        );
+    }
+
+    #[test]
+    fn a_config_file_with_secrets_readable_by_others_is_warned_about() {
+        let with_secret =
+            ConfigFile::parse(Path::new("h.toml"), "jwt_secret = \"x\"").expect("parses");
+        let with_password = ConfigFile::parse(
+            Path::new("h.toml"),
+            "database_url = \"postgres://u:pw@h/db\"",
+        )
+        .expect("parses");
+        let plain = ConfigFile::parse(Path::new("h.toml"), "database_url = \"postgres://u@h/db\"")
+            .expect("parses");
+        assert!(!format!("{with_password:?}").contains("pw@"));
+        let warning = with_secret.permission_warning(|_| Some(0o100644));
+        assert!(warning.is_some_and(|w| w.contains("h.toml") && w.contains("644")));
+        assert!(with_password
+            .permission_warning(|_| Some(0o100640))
+            .is_some());
+        assert!(with_secret.permission_warning(|_| Some(0o100600)).is_none());
+        assert!(plain.permission_warning(|_| Some(0o100644)).is_none());
+    }
+
+    #[test]
+    fn help_shows_the_defaults_of_settings_default() {
+        let help = with_default_help(<TestCli as clap::CommandFactory>::command())
+            .render_help()
+            .to_string();
+        assert!(help.contains("[default: 127.0.0.1:8080]"), "{help}");
+        assert!(help.contains("[default: 8388608]"), "{help}");
+        assert!(help.contains("[default: sqlite://herald.db]"), "{help}");
     }
 }

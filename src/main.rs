@@ -1,4 +1,5 @@
-//! The `herald` command: `serve` (default), `migrate`, and `token` to mint a JWT.
+//! The `herald` command: `serve` (default), `migrate`, `token` to mint a JWT, and `config` to
+//! print the effective settings.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use clap::{Parser, Subcommand};
 use herald::auth::{
     file_mode, key_warnings, load_or_create_secret, parse_algorithm, uses_secret, TokenSigner,
 };
-use herald::config::{redact_url, scrub_url, CommonArgs, ServeArgs, Settings};
+use herald::config::{self, redact_url, scrub_url, CommonArgs, LoadError, ServeArgs, Settings};
 use herald::startup::Application;
 
 #[derive(Parser)]
@@ -29,6 +30,9 @@ enum Command {
     Serve,
     /// Apply the embedded database migrations and exit.
     Migrate,
+    /// Print the effective configuration (flags, environment, config file, defaults) as
+    /// TOML, each setting with where it came from; secrets are redacted.
+    Config,
     /// Print a JWT: HS algorithms sign with the configured secret, RS256/ES256 with --private-key.
     Token {
         /// User id (the `sub` claim).
@@ -53,10 +57,27 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::new().filter_or("HERALD_LOG", "info")).init();
+    let loaded = match config::load::<Cli>(std::env::args_os()) {
+        Ok(l) => l,
+        // Usage errors, --help and --version: clap prints and picks the exit status.
+        Err(LoadError::Cli(e)) => e.exit(),
+        Err(LoadError::Config(e)) => {
+            eprintln!("herald: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for warning in &loaded.warnings {
+        log::warn!("{warning}");
+    }
+    let cli = loaded.cli;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(Settings::from_args(&cli.common, Some(&cli.serve))),
+        Command::Config => {
+            let settings = Settings::from_args(&cli.common, Some(&cli.serve));
+            print!("{}", config::render(&settings, &loaded.origins));
+            ExitCode::SUCCESS
+        }
         Command::Migrate => {
             let settings = Settings::from_args(&cli.common, None);
             match herald::db::run_migrations(settings.database_url.expose()) {

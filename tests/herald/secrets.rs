@@ -1,4 +1,4 @@
-//! Secrets and probes: no secret in `--help`, REST takes the token only from the
+//! Secrets and probes: no secret in `--help` or `herald config`, REST takes the token only from the
 //! `Authorization` header (the sockets still take `?token=`), and `/readyz` is open, cheap and
 //! silent about internals.
 
@@ -18,6 +18,7 @@ fn help_never_prints_the_database_password_or_the_jwt_secret() {
         &["serve", "--help"],
         &["migrate", "--help"],
         &["token", "--help"],
+        &["config", "--help"],
     ] {
         // Arrange / Act
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
@@ -40,6 +41,107 @@ fn help_never_prints_the_database_password_or_the_jwt_secret() {
         assert!(!text.contains(DB_PASSWORD), "{args:?} prints the password");
         assert!(!text.contains(JWT_SECRET), "{args:?} prints the JWT secret");
     }
+}
+
+/// A config file in a fresh temp directory, readable by everyone (mode 644).
+fn world_readable_config(text: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("herald-config-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("herald.toml");
+    std::fs::write(&path, text).expect("config file");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    (dir, path)
+}
+
+#[test]
+fn herald_config_prints_flag_env_file_and_default_values_without_secrets() {
+    // Arrange: a config file with both secrets, partly overridden by a variable and a flag.
+    let (dir, path) = world_readable_config(&format!(
+        "database_url = \"postgres://u:{DB_PASSWORD}@h/db\"\n\
+         jwt_secret = \"{JWT_SECRET}\"\n\
+         replay_max = 77\n\
+         send_rate = 5\n\
+         outbox_bytes = 1048576\n"
+    ));
+    // Act
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["config", "--outbox-bytes", "2097152"])
+        .env("HERALD_CONFIG", &path)
+        .env("HERALD_SEND_RATE", "6")
+        .env("HERALD_LOG", "warn")
+        .output()
+        .expect("herald runs");
+    std::fs::remove_dir_all(&dir).ok();
+    // Assert
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let line = |key: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no `{key}` in {stdout}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(line("replay_max"), ["replay_max", "=", "77", "#", "file"]);
+    assert_eq!(line("send_rate"), ["send_rate", "=", "6", "#", "env"]);
+    assert_eq!(
+        line("outbox_bytes"),
+        ["outbox_bytes", "=", "2097152", "#", "flag"]
+    );
+    assert_eq!(
+        line("bind"),
+        ["bind", "=", "\"127.0.0.1:8080\"", "#", "default"]
+    );
+    assert_eq!(
+        line("jwt_secret"),
+        ["jwt_secret", "=", "\"<redacted>\"", "#", "file"]
+    );
+    assert_eq!(
+        line("database_url"),
+        [
+            "database_url",
+            "=",
+            "\"postgres://u:***@h/db\"",
+            "#",
+            "file"
+        ]
+    );
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains(DB_PASSWORD), "prints the password: {text}");
+        assert!(!text.contains(JWT_SECRET), "prints the JWT secret: {text}");
+    }
+    #[cfg(unix)]
+    assert!(stderr.contains("readable by other users"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_key_or_a_missing_config_file_stops_herald_with_the_reason() {
+    // Arrange
+    let (dir, path) = world_readable_config("replay_maxx = 3\n");
+    let missing = dir.join("missing.toml");
+    for (file, expected) in [
+        (&path, "unknown key `replay_maxx`"),
+        (&missing, "missing.toml"),
+    ] {
+        // Act
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["--config".as_ref(), file.as_os_str(), "config".as_ref()])
+            .output()
+            .expect("herald runs");
+        // Assert
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(out.stdout.is_empty());
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[actix_web::test]
