@@ -96,6 +96,14 @@ impl RoomStream {
     }
 }
 
+/// What [`RoomStreams::advance`] made of a live frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advance {
+    Next,
+    Repeat,
+    Other,
+}
+
 /// A page fetch the session should start: messages of `room` after `after`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetch {
@@ -141,6 +149,28 @@ impl RoomStreams {
     /// Whether `room` is live (nothing to catch up, nothing held).
     pub fn is_live(&self, room: &RoomId) -> bool {
         self.rooms.get(room).is_some_and(|r| r.mode == Mode::Live)
+    }
+
+    /// The common case of a live frame, without copying it: `Next` when `seq` is the next of
+    /// a live room (recorded as written: the caller writes the frame), `Repeat` when it was
+    /// written already; `Other` when [`live`](Self::live) must decide (a jump, a room catching
+    /// up or joining).
+    pub fn advance(&mut self, room: &RoomId, seq: i64) -> Advance {
+        let Some(r) = self.rooms.get_mut(room) else {
+            // A room this session was subscribed to during the connection (an invitation,
+            // a first direct message, another device's join): its stream starts here.
+            self.rooms
+                .insert(room.clone(), RoomStream::new(seq, Mode::Live));
+            return Advance::Next;
+        };
+        if seq <= r.last {
+            return Advance::Repeat;
+        }
+        if r.mode == Mode::Live && seq == r.last + 1 {
+            r.last = seq;
+            return Advance::Next;
+        }
+        Advance::Other
     }
 
     /// A live frame pushed by the room actor.
@@ -555,6 +585,27 @@ mod tests {
         push_live(&mut s, 7, &mut out);
         push_live(&mut s, 8, &mut out);
         assert_eq!(seqs(&out), ["8"], "duplicate dropped, next written");
+    }
+
+    #[test]
+    fn the_fast_path_takes_only_the_next_seq_of_a_live_room() {
+        let mut s = RoomStreams::new(1 << 20, 1000);
+        let mut out = Vec::new();
+        assert_eq!(
+            s.advance(&room(), 5),
+            Advance::Next,
+            "a new room starts here"
+        );
+        assert_eq!(s.advance(&room(), 6), Advance::Next);
+        assert_eq!(s.advance(&room(), 6), Advance::Repeat);
+        assert_eq!(
+            s.advance(&room(), 8),
+            Advance::Other,
+            "a jump goes the slow way"
+        );
+        push_live(&mut s, 8, &mut out);
+        assert_eq!(s.advance(&room(), 9), Advance::Other, "catching up: held");
+        assert_eq!(s.position(&room()), Some(6));
     }
 
     #[test]

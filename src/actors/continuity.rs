@@ -15,10 +15,10 @@ use bytestring::ByteString;
 
 use super::client_session::ClientSession;
 use super::session::{Deliver, FrameMeta, OutboxGauge};
-use crate::domain::{RoomId, UserId};
+use crate::domain::RoomId;
 use crate::engine::{Engine, RoomReplay};
 use crate::metrics::METRICS;
-use crate::stream::{Emit, RoomStreams};
+use crate::stream::{Advance, Emit, RoomStreams};
 
 /// How long a session waits before retrying a replay page the database did not give.
 const PAGE_RETRY: Duration = Duration::from_millis(500);
@@ -32,8 +32,10 @@ pub trait StreamSession: ClientSession {
     fn streams(&mut self) -> &mut RoomStreams;
     fn engine(&self) -> &Engine;
     fn outbox(&self) -> &Arc<OutboxGauge>;
-    /// The session's user (once authenticated).
-    fn stream_user(&self) -> Option<UserId>;
+    /// Counts a frame the client got in the session's unread numbers (its user's own
+    /// messages and read receipts lower them); true when a count may have changed. A method of
+    /// the session, not of the trait, so it borrows the user and the counts separately.
+    fn count_unread(&mut self, meta: &FrameMeta) -> bool;
     /// Writes one native frame in the session's wire protocol; false when the transport had
     /// no room and the frame was not written.
     fn write_native(&mut self, frame: ByteString, ctx: &mut Self::Ctx) -> bool;
@@ -77,10 +79,8 @@ pub trait StreamSession: ClientSession {
                             continue;
                         }
                     }
-                    if let Some(user) = self.stream_user() {
-                        if self.unread().apply(&user, &meta) {
-                            self.schedule_unread(ctx);
-                        }
+                    if self.count_unread(&meta) {
+                        self.schedule_unread(ctx);
                     }
                 }
                 // Emitted again when the refused room is read again.
@@ -150,10 +150,12 @@ pub trait StreamSession: ClientSession {
 
     /// A frame from a room, the presence registry or the notification center.
     fn on_deliver(&mut self, msg: Deliver, ctx: &mut Self::Ctx) {
-        let outbox = self.outbox().clone();
-        outbox.taken(msg.frame.len());
-        if outbox.is_slow() {
-            let (lost, other) = outbox.take_lost();
+        let lost = {
+            let outbox = self.outbox();
+            outbox.taken(msg.frame.len());
+            outbox.is_slow().then(|| outbox.take_lost())
+        };
+        if let Some((lost, other)) = lost {
             if !lost.is_empty() || other > 0 {
                 log::debug!(
                     "session fell behind: {} rooms to catch up, {other} other frames dropped",
@@ -167,17 +169,23 @@ pub trait StreamSession: ClientSession {
         let mut out = Vec::new();
         match msg.meta {
             Some(meta) => match &*meta {
-                FrameMeta::Message { room, seq, .. } => {
-                    let (room, seq) = (room.clone(), *seq);
-                    self.streams().live(&room, seq, &msg.frame, &meta, &mut out);
-                }
-                FrameMeta::Receipt { .. } => {
-                    if self.write_native(msg.frame, ctx) {
-                        if let Some(user) = self.stream_user() {
-                            if self.unread().apply(&user, &meta) {
-                                self.schedule_unread(ctx);
-                            }
+                FrameMeta::Message { room, seq, .. } => match self.streams().advance(room, *seq) {
+                    // The hot path: the next message of a live room, written as it is.
+                    Advance::Next => {
+                        // An empty frame is the session's own message (acked, not echoed).
+                        if !msg.frame.is_empty() && !self.write_message(msg.frame, room, *seq, ctx)
+                        {
+                            self.streams().unwritten(room, *seq);
+                        } else if self.count_unread(&meta) {
+                            self.schedule_unread(ctx);
                         }
+                    }
+                    Advance::Repeat => {}
+                    Advance::Other => self.streams().live(room, *seq, &msg.frame, &meta, &mut out),
+                },
+                FrameMeta::Receipt { .. } => {
+                    if self.write_native(msg.frame, ctx) && self.count_unread(&meta) {
+                        self.schedule_unread(ctx);
                     }
                 }
             },

@@ -671,8 +671,8 @@ impl StreamSession for WsSession {
     fn outbox(&self) -> &Arc<OutboxGauge> {
         &self.slow
     }
-    fn stream_user(&self) -> Option<UserId> {
-        Some(self.auth.user_id.clone())
+    fn count_unread(&mut self, meta: &FrameMeta) -> bool {
+        self.unread.apply(&self.auth.user_id, meta)
     }
     /// Always taken: past its byte bound the transport stops polling this session, which
     /// then waits (and its rooms' frames are dropped and caught up later).

@@ -858,8 +858,11 @@ impl StreamSession for SocketIoSession {
     fn outbox(&self) -> &Arc<OutboxGauge> {
         &self.slow
     }
-    fn stream_user(&self) -> Option<crate::domain::UserId> {
-        self.auth.as_ref().map(|a| a.user_id.clone())
+    fn count_unread(&mut self, meta: &super::session::FrameMeta) -> bool {
+        match &self.auth {
+            Some(a) => self.unread.apply(&a.user_id, meta),
+            None => false,
+        }
     }
     fn write_message(
         &mut self,
