@@ -1,5 +1,5 @@
 //! The native WebSocket protocol v1 (docs/protocol.md): client frames parsed into typed,
-//! validated requests, and the encoders of every server frame.
+//! validated requests, and (in `frames.rs`) the typed server frames and their encoding.
 //!
 //! Every frame is one JSON text frame `{"type", "ref", "data"}`. Parsing turns wire input into
 //! domain values before anything reaches an actor; encoding happens once per frame (a
