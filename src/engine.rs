@@ -44,7 +44,7 @@ pub struct Store {
 #[derive(Debug, Clone)]
 pub struct SessionStart {
     /// The `sync` frame, then the `unread_count` of notifications.
-    pub frames: Vec<String>,
+    pub frames: Vec<protocol::EncodedFrame>,
     /// The user's rooms with watermarks and unread counts.
     pub rooms: Vec<RoomSummary>,
     /// Where each room's stream of `message` frames starts, in replay order (rooms holding
@@ -891,26 +891,39 @@ pub fn sync_frame(
     rooms: &[RoomSummary],
     replay: &[RoomReplay],
     points: &std::collections::HashMap<RoomId, i64>,
-) -> String {
+) -> protocol::EncodedFrame {
     let starts: std::collections::HashMap<&str, &RoomReplay> =
         replay.iter().map(|r| (r.room.as_str(), r)).collect();
-    let list: Vec<Value> = rooms
+    let list = rooms
         .iter()
         .map(|r| {
-            let mut entry = json!({"room": r.room, "seq": r.last_seq, "delivered_seq": r.delivered_seq, "read_seq": r.read_seq, "unread": r.unread});
+            let mut entry = protocol::SyncRoom {
+                delivered_seq: r.delivered_seq,
+                position: None,
+                read_seq: r.read_seq,
+                recovered: None,
+                room: &r.room,
+                seq: r.last_seq,
+                unread: r.unread,
+            };
             if let Some(start) = starts.get(r.room.as_str()) {
-                entry["seq"] = json!(start.room_seq.max(r.last_seq));
-                entry["position"] = json!(start.position);
+                entry.seq = start.room_seq.max(r.last_seq);
+                entry.position = Some(start.position);
                 if let Some(since) = points.get(&start.room) {
-                    let honoured = start.truncated.is_none() && *since <= start.room_seq && *since >= 0;
-                    entry["recovered"] = json!(honoured);
+                    let honoured =
+                        start.truncated.is_none() && *since <= start.room_seq && *since >= 0;
+                    entry.recovered = Some(honoured);
                 }
             }
             entry
         })
         .collect();
     let total: i64 = rooms.iter().map(|r| r.unread).sum();
-    protocol::event("sync", &json!({"rooms": list, "unread_total": total}))
+    protocol::ServerFrame::Sync(protocol::Sync {
+        rooms: list,
+        unread_total: total,
+    })
+    .encode()
 }
 
 impl Engine {

@@ -12,7 +12,8 @@
 //! - [`startup`]: `Application::build` wires database, actors and HTTP server.
 //! - [`engine`]: the actor handles and the operations on them, shared by sessions, REST and tests.
 //! - [`actors`]: `WsSession`, `RoomSupervisor`, `Room`, `PresenceRegistry`, `CommitQueue`, `Database`.
-//! - [`protocol`]: wire frames of the native protocol.
+//! - [`protocol`]: wire frames of the native protocol: client frames parsed into requests,
+//!   and the typed server frames (`protocol/frames.rs`), each encoded once for both wires.
 //! - [`domain`]: validated ids and values.
 //! - [`rate`]: token buckets and per-session request limits.
 //! - [`recovery`]: Socket.IO connection-state recovery (`pid`, offsets) over the room streams.

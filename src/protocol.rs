@@ -1,9 +1,13 @@
 //! The native WebSocket protocol v1 (docs/protocol.md): client frames parsed into typed,
-//! validated requests, and the encoders of every server frame.
+//! validated requests, and (in `frames.rs`) the typed server frames and their encoding.
 //!
 //! Every frame is one JSON text frame `{"type", "ref", "data"}`. Parsing turns wire input into
 //! domain values before anything reaches an actor; encoding happens once per frame (a
 //! broadcast is encoded once and shared by all recipients).
+
+mod frames;
+
+pub use frames::*;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -522,106 +526,7 @@ fn parse_request(kind: &str, v: Value, limits: ParseLimits) -> Result<ClientRequ
 }
 
 // ---------------------------------------------------------------------------------------
-// Server frames
-
-#[derive(Serialize)]
-struct Frame<'a, T: Serialize> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
-    reference: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<T>,
-}
-
-#[derive(Serialize)]
-struct ErrorFrame<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
-    reference: Option<&'a Value>,
-    code: &'static str,
-    error: &'a str,
-    /// Set when the server sheds load: wait this long before retrying.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    retry_after_ms: Option<u64>,
-    /// Set on an error about a room rather than a request (no `ref`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    room: Option<&'a str>,
-}
-
-fn to_json<T: Serialize>(v: &T) -> String {
-    // Serializing our own frame types cannot fail (string keys, no non-finite floats).
-    serde_json::to_string(v).unwrap_or_else(|e| {
-        log::error!("frame encoding failed: {e}");
-        String::from(r#"{"type":"error","code":"internal","error":"encoding failed"}"#)
-    })
-}
-
-/// `{"type": kind, "data": data}`.
-pub fn event<T: Serialize>(kind: &str, data: &T) -> String {
-    to_json(&Frame {
-        kind,
-        reference: None,
-        data: Some(data),
-    })
-}
-
-/// `{"type":"ack","ref":R,"data":data}`.
-pub fn ack<T: Serialize>(reference: Option<&Value>, data: &T) -> String {
-    to_json(&Frame {
-        kind: "ack",
-        reference,
-        data: Some(data),
-    })
-}
-
-/// `{"type":"pong","ref":R}`.
-pub fn pong(reference: Option<&Value>) -> String {
-    to_json(&Frame::<()> {
-        kind: "pong",
-        reference,
-        data: None,
-    })
-}
-
-/// `{"type":"error","ref":R,"code":C,"error":M}`.
-pub fn error(reference: Option<&Value>, code: ErrorCode, message: &str) -> String {
-    to_json(&ErrorFrame {
-        kind: "error",
-        reference,
-        code: code.as_str(),
-        error: message,
-        retry_after_ms: None,
-        room: None,
-    })
-}
-
-/// `{"type":"error","code":C,"error":M,"room":R}`: an error about a room the session was
-/// subscribed to, not about a request (so without `ref`).
-pub fn room_error(room: &crate::domain::RoomId, code: ErrorCode, message: &str) -> String {
-    to_json(&ErrorFrame {
-        kind: "error",
-        reference: None,
-        code: code.as_str(),
-        error: message,
-        retry_after_ms: None,
-        room: Some(room.as_str()),
-    })
-}
-
-/// The `error` frame of an engine error; when the server asks for a pause (a full commit
-/// queue) it carries `retry_after_ms` at the top level too.
-pub fn engine_error(reference: Option<&Value>, e: &crate::error::EngineError) -> String {
-    to_json(&ErrorFrame {
-        kind: "error",
-        reference,
-        code: e.code().as_str(),
-        error: &e.to_string(),
-        retry_after_ms: e.retry_after_ms(),
-        room: None,
-    })
-}
+// Objects inside server frames (the frames themselves: [`frames`])
 
 /// The message object of SPEC section 2.
 #[derive(Serialize)]
@@ -753,47 +658,6 @@ mod tests {
     };
 
     #[test]
-    fn error_frames_have_code_and_error_at_top_level() {
-        let f = error(Some(&json!("r1")), ErrorCode::Forbidden, "no");
-        assert_eq!(
-            serde_json::from_str::<Value>(&f).unwrap(),
-            json!({"type":"error","ref":"r1","code":"forbidden","error":"no"})
-        );
-    }
-
-    #[test]
-    fn room_error_frames_name_the_room_and_have_no_ref() {
-        let room = crate::domain::RoomId::parse("public:lobby").unwrap();
-        let f = room_error(&room, ErrorCode::Unavailable, "gone");
-        assert_eq!(
-            serde_json::from_str::<Value>(&f).unwrap(),
-            json!({"type":"error","code":"unavailable","error":"gone","room":"public:lobby"})
-        );
-    }
-
-    #[test]
-    fn overload_error_frames_carry_retry_after_ms_at_top_level() {
-        let e = crate::error::EngineError::Overloaded {
-            retry_after_ms: 250,
-        };
-        let f: Value = serde_json::from_str(&engine_error(Some(&json!("r1")), &e)).unwrap();
-        assert_eq!(f["type"], "error");
-        assert_eq!(f["ref"], "r1");
-        assert_eq!(f["code"], "unavailable");
-        assert_eq!(f["retry_after_ms"], 250);
-        assert!(f["error"].as_str().is_some_and(|m| m.contains("250 ms")));
-        let plain: Value = serde_json::from_str(&engine_error(
-            None,
-            &crate::error::EngineError::Forbidden("no".into()),
-        ))
-        .unwrap();
-        assert_eq!(
-            plain,
-            json!({"type":"error","code":"forbidden","error":"no"})
-        );
-    }
-
-    #[test]
     fn deep_frames_are_refused_before_parsing() {
         let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
         assert_eq!(
@@ -802,11 +666,6 @@ mod tests {
         );
         let nested_in_string = format!("{{\"type\":\"ping\",\"ref\":\"{}\"}}", "[".repeat(40));
         assert!(parse_client_frame(&nested_in_string, L).is_ok());
-    }
-
-    #[test]
-    fn pong_carries_the_ref() {
-        assert_eq!(pong(Some(&json!(7))), r#"{"type":"pong","ref":7}"#);
     }
 
     #[test]

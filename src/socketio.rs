@@ -1,6 +1,6 @@
 //! Engine.IO v4 and Socket.IO v5 wire formats (text only), as the public protocol documents
 //! define them: packet decoding and encoding, the polling payload, the open handshake, and
-//! the mapping of native server frames to Socket.IO events.
+//! the Socket.IO event of each server frame ([`frame_event`]).
 //!
 //! Binary attachments are not supported: a binary packet is refused with an error.
 //!
@@ -8,6 +8,8 @@
 //! send on either transport.
 
 use serde_json::{json, Value};
+
+use crate::protocol::EncodedFrame;
 
 /// Record separator between packets of an HTTP long-polling payload.
 pub const SEPARATOR: char = '\u{1e}';
@@ -120,14 +122,6 @@ pub fn connect_ok(sid: &str, pid: &str) -> String {
     format!("40{}", json!({ "sid": sid, "pid": pid }))
 }
 
-/// Like [`event_from_native`], with the recovery `offset` as the event's last argument (the
-/// official client remembers the last one it received and presents it on reconnect).
-pub fn event_with_offset(frame: &str, offset: u64) -> Option<String> {
-    let e = event_from_native(frame)?;
-    let body = e.strip_suffix(']')?;
-    Some(format!("{body},\"{offset}\"]"))
-}
-
 /// `44[/ns,]{"message":...}`: the namespace connection was refused.
 pub fn connect_error(namespace: &str, message: &str) -> String {
     format!(
@@ -150,21 +144,35 @@ pub fn event(name: &str, payload: &Value) -> String {
 /// `41`: the server ends the namespace connection.
 pub const DISCONNECT: &str = "41";
 
-/// Turns a native server frame `{"type":"X","data":D}` into the Socket.IO event `42["X",D]`
-/// by slicing the encoded text (no JSON re-parse). Native event frames are encoded with
-/// `type` first and `data` last, which is what makes this exact.
-pub fn event_from_native(frame: &str) -> Option<String> {
-    let rest = frame.strip_prefix("{\"type\":\"")?;
-    let end = rest.find('"')?;
-    let (kind, after) = (&rest[..end], &rest[end + 1..]);
-    if let Some(data) = after.strip_prefix(",\"data\":") {
-        let data = data.strip_suffix('}')?;
-        Some(format!("42[\"{kind}\",{data}]"))
-    } else if after == "}" {
-        Some(format!("42[\"{kind}\"]"))
-    } else {
-        None
+/// The Socket.IO event of a server frame: `42["<name>",<data>]` (`42["<name>"]` without
+/// data), concatenated from the frame's one encoding.
+pub fn frame_event(frame: &EncodedFrame) -> String {
+    event_packet(frame, None)
+}
+
+/// Like [`frame_event`], with the recovery `offset` as the event's last argument (the
+/// official client remembers the last one it received and presents it on reconnect).
+pub fn frame_event_with_offset(frame: &EncodedFrame, offset: u64) -> String {
+    event_packet(frame, Some(offset))
+}
+
+fn event_packet(frame: &EncodedFrame, offset: Option<u64>) -> String {
+    let (name, data) = (frame.name(), frame.data());
+    // Frame names are static snake_case identifiers: nothing to escape.
+    let mut out = String::with_capacity(8 + name.len() + data.map_or(0, str::len) + 24);
+    out.push_str("42[\"");
+    out.push_str(name);
+    out.push('"');
+    if let Some(d) = data {
+        out.push(',');
+        out.push_str(d);
     }
+    if let Some(o) = offset {
+        use std::fmt::Write;
+        let _ = write!(out, ",\"{o}\"");
+    }
+    out.push(']');
+    out
 }
 
 /// The Engine.IO `open` packet.
@@ -235,10 +243,6 @@ mod tests {
     fn encodes_replies() {
         assert_eq!(connect_ok("s1", "p1"), r#"40{"pid":"p1","sid":"s1"}"#);
         assert_eq!(
-            event_with_offset(r#"{"type":"message","data":{"seq":3}}"#, 7).unwrap(),
-            r#"42["message",{"seq":3},"7"]"#
-        );
-        assert_eq!(
             connect_error("/x", "Invalid namespace"),
             r#"44/x,{"message":"Invalid namespace"}"#
         );
@@ -250,19 +254,16 @@ mod tests {
     }
 
     #[test]
-    fn native_frames_become_events_without_reparsing() {
-        let native =
-            crate::protocol::event("room_unread", &json!({"room": "public:a", "unread": 2}));
-        let e = event_from_native(&native).unwrap();
+    fn server_frames_become_events_by_concatenation() {
+        use crate::protocol::{ServerFrame, UnreadCount};
+        let f = ServerFrame::UnreadCount(UnreadCount { unread_count: 2 }).encode();
+        assert_eq!(frame_event(&f), r#"42["unread_count",{"unread_count":2}]"#);
         assert_eq!(
-            serde_json::from_str::<Value>(&e[2..]).unwrap(),
-            json!(["room_unread", {"room": "public:a", "unread": 2}])
+            frame_event_with_offset(&f, 7),
+            r#"42["unread_count",{"unread_count":2},"7"]"#
         );
-        assert_eq!(
-            event_from_native(r#"{"type":"pong"}"#).unwrap(),
-            r#"42["pong"]"#
-        );
-        assert_eq!(event_from_native("garbage"), None);
+        let pong = ServerFrame::Pong { reference: None }.encode();
+        assert_eq!(frame_event(&pong), r#"42["pong"]"#);
     }
 
     #[test]

@@ -23,32 +23,31 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use bytestring::ByteString;
-
 use crate::actors::session::FrameMeta;
 use crate::db::models::StoredMessage;
 use crate::domain::{RoomId, UserId};
-use crate::protocol;
+use crate::protocol::{EncodedFrame, MessageObject, ReplayTruncated, ServerFrame};
 
 /// What the session writes to its client, in this order.
 #[derive(Debug)]
 pub enum Emit {
     /// A `message` frame (and its meta, for the unread counts).
-    Message(ByteString, Arc<FrameMeta>),
+    Message(EncodedFrame, Arc<FrameMeta>),
     /// `replay_truncated`: messages `from..=to` of `room` are left out of the stream.
     Truncated { room: RoomId, from: i64, to: i64 },
 }
 
 impl Emit {
     /// The frame to write.
-    pub fn frame(&self) -> ByteString {
+    pub fn frame(&self) -> EncodedFrame {
         match self {
             Emit::Message(f, _) => f.clone(),
-            Emit::Truncated { room, from, to } => protocol::event(
-                "replay_truncated",
-                &serde_json::json!({"room": room, "missing_from": from, "missing_to": to}),
-            )
-            .into(),
+            Emit::Truncated { room, from, to } => ServerFrame::ReplayTruncated(ReplayTruncated {
+                missing_from: *from,
+                missing_to: *to,
+                room,
+            })
+            .encode(),
         }
     }
 }
@@ -71,7 +70,7 @@ struct RoomStream {
     last: i64,
     mode: Mode,
     /// Live frames waiting while the room catches up or joins, in seq order.
-    held: VecDeque<(i64, ByteString, Arc<FrameMeta>)>,
+    held: VecDeque<(i64, EncodedFrame, Arc<FrameMeta>)>,
     held_bytes: usize,
     /// The highest seq dropped from `held` (or lost to a full outbox) while the position was
     /// unknown: the catch-up must reach it.
@@ -178,7 +177,7 @@ impl RoomStreams {
         &mut self,
         room: &RoomId,
         seq: i64,
-        frame: &ByteString,
+        frame: &EncodedFrame,
         meta: &Arc<FrameMeta>,
         out: &mut Vec<Emit>,
     ) {
@@ -211,7 +210,7 @@ impl RoomStreams {
         }
     }
 
-    fn hold(&mut self, room: &RoomId, seq: i64, frame: &ByteString, meta: &Arc<FrameMeta>) {
+    fn hold(&mut self, room: &RoomId, seq: i64, frame: &EncodedFrame, meta: &Arc<FrameMeta>) {
         let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
@@ -498,7 +497,7 @@ impl RoomStreams {
 
 /// The `message` frame of a stored message, with its meta.
 pub fn message_emit(room: &RoomId, m: &StoredMessage) -> Emit {
-    let frame: ByteString = protocol::event("message", &protocol::MessageObject::new(m)).into();
+    let frame = ServerFrame::Message(MessageObject::new(m)).encode();
     let meta = Arc::new(FrameMeta::Message {
         room: room.clone(),
         seq: m.seq,
@@ -515,15 +514,11 @@ mod tests {
         RoomId::parse("public:t").unwrap()
     }
 
-    fn live_frame(seq: i64) -> (ByteString, Arc<FrameMeta>) {
-        (
-            ByteString::from(format!("m{seq}")),
-            Arc::new(FrameMeta::Message {
-                room: room(),
-                seq,
-                from: None,
-            }),
-        )
+    fn live_frame(seq: i64) -> (EncodedFrame, Arc<FrameMeta>) {
+        match message_emit(&room(), &stored(seq)) {
+            Emit::Message(f, m) => (f, m),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     fn stored(seq: i64) -> StoredMessage {

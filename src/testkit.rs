@@ -182,8 +182,8 @@ impl Handler<Deliver> for ProbeSession {
         if msg.frame.is_empty() {
             return;
         }
-        let v: Value =
-            serde_json::from_str(&msg.frame).unwrap_or(Value::String(msg.frame.to_string()));
+        let text = msg.frame.native();
+        let v: Value = serde_json::from_str(text).unwrap_or(Value::String(text.to_string()));
         let _ = self.events.send(ProbeEvent::Frame(v));
     }
 }
@@ -312,14 +312,20 @@ pub async fn connect_probe_with_capacity(engine: &Engine, user: &str, capacity: 
                         to,
                     }
                     .frame()
+                    .native()
                     .to_string()
                 });
                 let page = r.first_page.iter().map(|m| {
-                    crate::protocol::event("message", &crate::protocol::MessageObject::new(m))
+                    let frame = crate::protocol::MessageObject::new(m);
+                    crate::protocol::ServerFrame::Message(frame)
+                        .encode()
+                        .native()
+                        .to_string()
                 });
                 marker.into_iter().chain(page)
             });
-            for f in start.frames.into_iter().chain(replay) {
+            let first = start.frames.iter().map(|f| f.native().to_string());
+            for f in first.chain(replay) {
                 let v: Value = serde_json::from_str(&f).unwrap_or(Value::Null);
                 let _ = tx.send(ProbeEvent::Frame(v));
             }

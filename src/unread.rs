@@ -5,11 +5,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::actors::session::FrameMeta;
 use crate::domain::{ReceiptStatus, RoomId, UserId};
-use crate::protocol;
+use crate::protocol::{EncodedFrame, RoomUnread, ServerFrame};
 
 /// How long unread changes are collected before `room_unread` frames go out, so a busy room
 /// costs a client a few frames per second rather than one per message.
@@ -82,16 +80,18 @@ impl UnreadCounts {
 
 impl UnreadCounts {
     /// The `room_unread` frames of every room changed since the last call.
-    pub fn take_frames(&mut self) -> Vec<String> {
+    pub fn take_frames(&mut self) -> Vec<EncodedFrame> {
         let total = self.total();
         std::mem::take(&mut self.dirty)
             .into_iter()
             .filter_map(|room| {
                 let (last, read) = self.rooms.get(&room)?;
-                Some(protocol::event(
-                    "room_unread",
-                    &json!({"room": room, "unread": (last - read).max(0), "unread_total": total}),
-                ))
+                let frame = ServerFrame::RoomUnread(RoomUnread {
+                    room: &room,
+                    unread: (last - read).max(0),
+                    unread_total: total,
+                });
+                Some(frame.encode())
             })
             .collect()
     }

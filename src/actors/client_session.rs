@@ -27,7 +27,7 @@ pub trait ClientSession: Actor<Context = <Self as ClientSession>::Ctx> + Sized {
     fn end_expired(&mut self, ctx: &mut Self::Ctx);
     fn unread(&mut self) -> &mut UnreadCounts;
     /// Sends one native `room_unread` frame in the session's protocol.
-    fn send_unread(&mut self, frame: String, ctx: &mut Self::Ctx);
+    fn send_unread(&mut self, frame: crate::protocol::EncodedFrame, ctx: &mut Self::Ctx);
 
     /// (Re)arms the token-expiry timers; call at start and after each accepted `auth`.
     fn arm_expiry(&mut self, ctx: &mut Self::Ctx) {

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use bytestring::ByteString;
 
 use super::client_session::ClientSession;
 use super::session::{Deliver, FrameMeta, OutboxGauge};
 use crate::domain::RoomId;
 use crate::engine::{Engine, RoomReplay};
 use crate::metrics::METRICS;
+use crate::protocol::EncodedFrame;
 use crate::stream::{Advance, Emit, RoomStreams};
 
 /// How long a session waits before retrying a replay page the database did not give.
@@ -38,12 +38,12 @@ pub trait StreamSession: ClientSession {
     fn count_unread(&mut self, meta: &FrameMeta) -> bool;
     /// Writes one native frame in the session's wire protocol; false when the transport had
     /// no room and the frame was not written.
-    fn write_native(&mut self, frame: ByteString, ctx: &mut Self::Ctx) -> bool;
+    fn write_native(&mut self, frame: EncodedFrame, ctx: &mut Self::Ctx) -> bool;
     /// Writes one `message` frame (of `room`, `seq`); sessions that number their events
     /// (Socket.IO recovery offsets) override it.
     fn write_message(
         &mut self,
-        frame: ByteString,
+        frame: EncodedFrame,
         _room: &RoomId,
         _seq: i64,
         ctx: &mut Self::Ctx,

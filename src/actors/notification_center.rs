@@ -16,8 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use bytestring::ByteString;
-use serde_json::json;
 
 use super::commit_queue::Commit;
 use super::database::{CountUnreadNotifications, LoadHeldNotifications, LoadPreferences};
@@ -29,7 +27,7 @@ use crate::engine::Store;
 use crate::error::{EngineError, PersistError};
 use crate::metrics::METRICS;
 use crate::notification::{NotificationSource, NotificationSpec, Preferences};
-use crate::protocol;
+use crate::protocol::{EncodedFrame, Notification, ServerFrame, UnreadCount};
 
 /// Most held notifications released per sweep.
 const RELEASE_BATCH: i64 = 1000;
@@ -45,23 +43,21 @@ pub struct NotificationCenter {
 }
 
 /// `{"type":"notification","data":{"id","title","message","is_read","created_at","notification_type"}}`.
-pub fn notification_frame(n: &NotificationRow) -> String {
-    protocol::event(
-        "notification",
-        &json!({
-            "id": n.id,
-            "title": n.title,
-            "message": n.message,
-            "is_read": n.read_at.is_some(),
-            "created_at": rfc3339(n.created_at),
-            "notification_type": n.notification_type,
-        }),
-    )
+pub fn notification_frame(n: &NotificationRow) -> EncodedFrame {
+    ServerFrame::Notification(Notification {
+        created_at: rfc3339(n.created_at),
+        id: &n.id,
+        is_read: n.read_at.is_some(),
+        message: &n.message,
+        notification_type: &n.notification_type,
+        title: &n.title,
+    })
+    .encode()
 }
 
 /// `{"type":"unread_count","data":{"unread_count":N}}`.
-pub fn unread_frame(n: i64) -> String {
-    protocol::event("unread_count", &json!({ "unread_count": n }))
+pub fn unread_frame(n: i64) -> EncodedFrame {
+    ServerFrame::UnreadCount(UnreadCount { unread_count: n }).encode()
 }
 
 fn parse_prefs(doc: Option<&String>) -> Preferences {
@@ -92,7 +88,7 @@ impl NotificationCenter {
         self.sessions.get(user).is_some_and(|s| !s.is_empty())
     }
 
-    fn push(&self, user: &UserId, frame: &ByteString) {
+    fn push(&self, user: &UserId, frame: &EncodedFrame) {
         if let Some(sessions) = self.sessions.get(user) {
             for h in sessions.values() {
                 if h.deliver(frame, None) == super::session::DeliverOutcome::Queued {
@@ -121,7 +117,7 @@ impl NotificationCenter {
                     Ok(counts) => {
                         for (u, n) in counts {
                             if let Ok(u) = UserId::parse(&u) {
-                                act.push(&u, &unread_frame(n).into());
+                                act.push(&u, &unread_frame(n));
                             }
                         }
                     }
@@ -182,7 +178,7 @@ impl NotificationCenter {
                 if !act.mark_pushed(&r.id) {
                     continue;
                 }
-                act.push(&user, &notification_frame(&r).into());
+                act.push(&user, &notification_frame(&r));
                 delivered.push(r.id);
                 if !touched.contains(&user) {
                     touched.push(user);
@@ -425,7 +421,7 @@ impl Handler<Notify> for NotificationCenter {
                             if !act.mark_pushed(&row.id) {
                                 continue;
                             }
-                            act.push(&r.user, &notification_frame(&row).into());
+                            act.push(&r.user, &notification_frame(&row));
                             if came_online {
                                 late.push(row.id.clone());
                             }
@@ -497,7 +493,7 @@ impl NotificationCenter {
             .into_actor(self)
             .map(move |res, act, _| {
                 let (out, n) = res.map_err(EngineError::from)?;
-                act.push(&user, &unread_frame(n).into());
+                act.push(&user, &unread_frame(n));
                 Ok((out, n))
             }),
         )

@@ -213,7 +213,7 @@ impl ClientSession for NotificationSocket {
     fn unread(&mut self) -> &mut UnreadCounts {
         &mut self.no_room_unread
     }
-    fn send_unread(&mut self, _: String, _: &mut Self::Ctx) {}
+    fn send_unread(&mut self, _: crate::protocol::EncodedFrame, _: &mut Self::Ctx) {}
 }
 
 impl Actor for NotificationSocket {
@@ -259,7 +259,7 @@ impl Actor for NotificationSocket {
         async move { engine.notification_unread(&user).await }
             .into_actor(self)
             .map(|res, _, ctx| match res {
-                Ok(n) => ctx.text(unread_frame(n)),
+                Ok(n) => ctx.text(unread_frame(n).into_native()),
                 Err(e) => log::warn!("notification socket: unread count unavailable: {e}"),
             })
             .spawn(ctx);
@@ -290,7 +290,7 @@ impl Handler<Deliver> for NotificationSocket {
             return;
         }
         if !msg.frame.is_empty() {
-            ctx.text(msg.frame);
+            ctx.text(msg.frame.into_native());
         }
     }
 }

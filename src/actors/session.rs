@@ -20,7 +20,6 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use actix_web_actors::ws;
-use bytestring::ByteString;
 use serde_json::{json, Value};
 
 use crate::auth::AuthenticatedUser;
@@ -28,7 +27,9 @@ use crate::domain::{now_millis, rfc3339, ReceiptStatus, RoomId, SessionId, UserI
 use crate::engine::Engine;
 use crate::error::{EngineError, ErrorCode};
 use crate::metrics::METRICS;
-use crate::protocol::{self, close_code, ClientRequest, ParseLimits};
+use crate::protocol::{
+    self, close_code, ClientRequest, ConnectionAck, EncodedFrame, ParseLimits, ServerFrame,
+};
 use crate::rate::{Admission, RequestLimiter, ABUSE_MESSAGE};
 use crate::unread::UnreadCounts;
 use crate::wsframe::{FrameAssembler, Incoming};
@@ -45,7 +46,7 @@ use crate::stream::RoomStreams;
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct Deliver {
-    pub frame: ByteString,
+    pub frame: EncodedFrame,
     pub meta: Option<Arc<FrameMeta>>,
 }
 
@@ -238,7 +239,7 @@ impl SessionHandle {
 
     /// Queues a frame without ever blocking or growing the outbox past its capacity, in
     /// frames or in bytes.
-    pub fn deliver(&self, frame: &ByteString, meta: Option<&Arc<FrameMeta>>) -> DeliverOutcome {
+    pub fn deliver(&self, frame: &EncodedFrame, meta: Option<&Arc<FrameMeta>>) -> DeliverOutcome {
         if !self.slow.add(frame.len()) {
             return self.dropped(meta);
         }
@@ -265,7 +266,7 @@ impl SessionHandle {
         // never holds more than its bounds plus this one empty message.
         if self.slow.drop_frame(meta) {
             self.deliver.do_send(Deliver {
-                frame: ByteString::new(),
+                frame: EncodedFrame::default(),
                 meta: None,
             });
         }
@@ -455,12 +456,17 @@ impl WsSession {
                 match res {
                     Ok(data) => {
                         // The ack first: for a join, the replay that follows continues it.
-                        ctx.text(protocol::ack(reference.as_ref(), &data));
+                        let ack = ServerFrame::Ack {
+                            reference: reference.as_ref(),
+                            data: &data,
+                        };
+                        ctx.text(ack.encode().into_native());
                         after(act, ctx, Some(&data));
                     }
                     Err(e) => {
                         METRICS.errors.with_label_values(&[e.code().as_str()]).inc();
-                        ctx.text(protocol::engine_error(reference.as_ref(), &e));
+                        let error = ServerFrame::engine_error(reference.as_ref(), &e);
+                        ctx.text(error.encode().into_native());
                         after(act, ctx, None);
                     }
                 }
@@ -498,13 +504,22 @@ impl WsSession {
             }
         }
         match request {
-            ClientRequest::Ping => ctx.text(protocol::pong(reference.as_ref())),
+            ClientRequest::Ping => {
+                let pong = ServerFrame::Pong {
+                    reference: reference.as_ref(),
+                };
+                ctx.text(pong.encode().into_native())
+            }
             ClientRequest::Auth { token } => match self.engine.refresh_auth(&self.auth, &token) {
                 Ok(fresh) => {
                     self.auth = fresh;
                     self.arm_expiry(ctx);
                     let data = json!({ "expires_at": rfc3339(self.auth.expires_at) });
-                    ctx.text(protocol::ack(reference.as_ref(), &data));
+                    let ack = ServerFrame::Ack {
+                        reference: reference.as_ref(),
+                        data: &data,
+                    };
+                    ctx.text(ack.encode().into_native());
                 }
                 Err(e) => send_error(ctx, reference.as_ref(), e.code, &e.message),
             },
@@ -557,7 +572,11 @@ fn send_error(
     message: &str,
 ) {
     METRICS.errors.with_label_values(&[code.as_str()]).inc();
-    ctx.text(protocol::error(reference, code, message));
+    ctx.text(
+        ServerFrame::error(reference, code, message)
+            .encode()
+            .into_native(),
+    );
 }
 
 impl ClientSession for WsSession {
@@ -586,8 +605,8 @@ impl ClientSession for WsSession {
     fn unread(&mut self) -> &mut UnreadCounts {
         &mut self.unread
     }
-    fn send_unread(&mut self, frame: String, ctx: &mut Self::Ctx) {
-        ctx.text(frame);
+    fn send_unread(&mut self, frame: EncodedFrame, ctx: &mut Self::Ctx) {
+        ctx.text(frame.into_native());
     }
 }
 
@@ -598,17 +617,15 @@ impl Actor for WsSession {
         METRICS.connections.inc();
         METRICS.connections_total.inc();
         ctx.set_mailbox_capacity(self.engine.settings.outbox_frames);
-        ctx.text(protocol::event(
-            "connection_ack",
-            &json!({
-                "session_id": self.id.to_string(),
-                "user_id": self.auth.user_id,
-                "heartbeat_interval_ms": self.engine.settings.heartbeat_interval.as_millis() as u64,
-                "server_time": rfc3339(now_millis()),
-                "protocol": protocol::PROTOCOL_VERSION,
-                "server_version": env!("CARGO_PKG_VERSION"),
-            }),
-        ));
+        let ack = ServerFrame::ConnectionAck(ConnectionAck {
+            heartbeat_interval_ms: self.engine.settings.heartbeat_interval.as_millis() as u64,
+            protocol: protocol::PROTOCOL_VERSION,
+            server_time: rfc3339(now_millis()),
+            server_version: env!("CARGO_PKG_VERSION"),
+            session_id: self.id.to_string(),
+            user_id: &self.auth.user_id,
+        });
+        ctx.text(ack.encode().into_native());
         self.heartbeat(ctx);
         self.arm_expiry(ctx);
         let handle = self.session_handle(ctx);
@@ -624,7 +641,7 @@ impl Actor for WsSession {
                     Ok(start) => {
                         act.unread.seed(&start.rooms);
                         for f in start.frames {
-                            ctx.text(f);
+                            ctx.text(f.into_native());
                         }
                         act.start_streams(start.replay, ctx);
                     }
@@ -676,8 +693,8 @@ impl StreamSession for WsSession {
     }
     /// Always taken: past its byte bound the transport stops polling this session, which
     /// then waits (and its rooms' frames are dropped and caught up later).
-    fn write_native(&mut self, frame: ByteString, ctx: &mut Self::Ctx) -> bool {
-        ctx.text(frame);
+    fn write_native(&mut self, frame: EncodedFrame, ctx: &mut Self::Ctx) -> bool {
+        ctx.text(frame.into_native());
         true
     }
 }
@@ -703,7 +720,8 @@ impl Handler<SessionControl> for WsSession {
             SessionControl::Unsubscribed { room } => self.forget_room(room),
             SessionControl::RoomUnavailable { room, reason } => {
                 METRICS.errors.with_label_values(&["unavailable"]).inc();
-                ctx.text(protocol::room_error(&room, ErrorCode::Unavailable, &reason));
+                let error = ServerFrame::room_error(&room, ErrorCode::Unavailable, &reason);
+                ctx.text(error.encode().into_native());
                 self.forget_room(room);
             }
             SessionControl::Close { code, reason } => self.close(ctx, code, &reason),

@@ -21,7 +21,6 @@ use super::continuity::{new_streams, StreamSession};
 use super::inflight::InFlight;
 use crate::engine::Resume;
 use crate::stream::RoomStreams;
-use bytestring::ByteString;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,7 +37,7 @@ use crate::domain::{now_millis, rfc3339, ReceiptStatus, SessionId};
 use crate::engine::Engine;
 use crate::error::ErrorCode;
 use crate::metrics::METRICS;
-use crate::protocol::{self, ClientRequest, ParseLimits};
+use crate::protocol::{self, ClientRequest, EncodedFrame, ParseLimits};
 use crate::rate::{Admission, RequestLimiter, ABUSE_MESSAGE};
 use crate::recovery::RecoveryLog;
 use crate::socketio::{self as sio, eio, SioType};
@@ -406,9 +405,7 @@ impl SocketIoSession {
                     act.arm_expiry(ctx);
                     act.unread.seed(&start.rooms);
                     for f in start.frames {
-                        if let Some(e) = sio::event_from_native(&f) {
-                            act.emit(e, ctx);
-                        }
+                        act.emit(sio::frame_event(&f), ctx);
                     }
                     act.start_streams(start.replay, ctx);
                 }
@@ -611,10 +608,8 @@ impl ClientSession for SocketIoSession {
     fn unread(&mut self) -> &mut UnreadCounts {
         &mut self.unread
     }
-    fn send_unread(&mut self, frame: String, ctx: &mut Context<Self>) {
-        if let Some(e) = sio::event_from_native(&frame) {
-            self.emit(e, ctx);
-        }
+    fn send_unread(&mut self, frame: EncodedFrame, ctx: &mut Context<Self>) {
+        self.emit(sio::frame_event(&frame), ctx);
     }
 }
 
@@ -866,7 +861,7 @@ impl StreamSession for SocketIoSession {
     }
     fn write_message(
         &mut self,
-        frame: ByteString,
+        frame: EncodedFrame,
         room: &crate::domain::RoomId,
         seq: i64,
         ctx: &mut Context<Self>,
@@ -876,14 +871,11 @@ impl StreamSession for SocketIoSession {
         };
         let offset = log.sent(room, seq);
         let packet = if log.offsets {
-            sio::event_with_offset(&frame, offset)
+            sio::frame_event_with_offset(&frame, offset)
         } else {
-            sio::event_from_native(&frame)
+            sio::frame_event(&frame)
         };
-        let written = match packet {
-            Some(p) => self.send_packet(p, ctx),
-            None => true,
-        };
+        let written = self.send_packet(packet, ctx);
         if !written {
             // Not sent after all: a later offset must not claim it was received.
             if let Some((_, log)) = &mut self.recovery {
@@ -893,12 +885,10 @@ impl StreamSession for SocketIoSession {
         written
     }
 
-    fn write_native(&mut self, frame: ByteString, ctx: &mut Context<Self>) -> bool {
-        // Re-slicing the shared frame is one small allocation per Socket.IO recipient.
-        match sio::event_from_native(&frame) {
-            Some(e) => self.send_packet(e, ctx),
-            None => true,
-        }
+    fn write_native(&mut self, frame: EncodedFrame, ctx: &mut Context<Self>) -> bool {
+        // The event is the shared encoding plus its name: one small allocation per
+        // Socket.IO recipient, no re-parse.
+        self.send_packet(sio::frame_event(&frame), ctx)
     }
     fn ready_for_page(&self) -> bool {
         match &self.transport {

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use bytestring::ByteString;
 use serde_json::Value;
 
 use super::commit_queue::Commit;
@@ -36,7 +35,7 @@ use crate::db::models::{UserRecord, WriteOp};
 use crate::domain::{rfc3339, ChosenStatus, Millis, RoomId, SessionId, UserId, VisibleStatus};
 use crate::engine::Store;
 use crate::metrics::METRICS;
-use crate::protocol::{self, PresenceView};
+use crate::protocol::{PresenceView, ServerFrame};
 
 /// Policy of the registry, from `Settings`.
 #[derive(Debug, Clone)]
@@ -200,7 +199,7 @@ impl PresenceRegistry {
 
     fn notify_watchers(&mut self, user: &UserId, view: &PresenceView) {
         if let Some(ws) = self.watchers.get(user) {
-            let frame: ByteString = protocol::event("presence", view).into();
+            let frame = ServerFrame::Presence(view).encode();
             for h in ws.values() {
                 if h.deliver(&frame, None) == DeliverOutcome::Queued {
                     METRICS.frames_out.inc();

@@ -6,15 +6,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use bytestring::ByteString;
-use serde_json::json;
 
 use crate::actors::database::{FetchHistory, FetchMessageStatus};
 use crate::actors::session::FrameMeta;
 use crate::db::models::{StoredMessage, WriteOp, WriteOutcome};
 use crate::domain::{now_millis, rfc3339, ReceiptStatus, RoomId, SessionId, UserId};
 use crate::error::{EngineError, PersistError};
-use crate::protocol::{self, PresenceView, TypingState};
+use crate::protocol::{
+    PresenceView, Receipt as ReceiptFrame, RoomPresence, ServerFrame, TypingState,
+};
 
 use super::{Room, TypingEntry};
 
@@ -54,13 +54,7 @@ impl Handler<Typing> for Room {
                     },
                 );
                 if announce {
-                    let frame: ByteString = protocol::event(
-                        "typing",
-                        &json!({"room": self.id, "user": msg.user, "state": "start"}),
-                    )
-                    .into();
-                    let user = msg.user;
-                    self.broadcast(&frame, |s| s.user != user);
+                    self.broadcast_typing(&msg.user, TypingState::Start);
                 }
                 self.arm_typing_sweep(ctx);
             }
@@ -166,13 +160,19 @@ impl Handler<Receipt> for Room {
             });
         }
         Box::pin(self.commit(ops).into_actor(self).map(move |res, act, _| {
-            let advanced = matches!(res?.first(), Some(WriteOutcome::Watermark { advanced: true, .. }));
+            let advanced = matches!(
+                res?.first(),
+                Some(WriteOutcome::Watermark { advanced: true, .. })
+            );
             if advanced {
-                let frame: ByteString = protocol::event(
-                    "receipt",
-                    &json!({"room": act.id, "user": msg.user, "seq": msg.seq, "status": msg.status.as_str(), "at": rfc3339(now_millis())}),
-                )
-                .into();
+                let frame = ServerFrame::Receipt(ReceiptFrame {
+                    at: rfc3339(now_millis()),
+                    room: &act.id,
+                    seq: msg.seq,
+                    status: msg.status.as_str(),
+                    user: &msg.user,
+                })
+                .encode();
                 let meta = Arc::new(FrameMeta::Receipt {
                     room: act.id.clone(),
                     user: msg.user.clone(),
@@ -296,11 +296,12 @@ impl Room {
         }
         joins.sort_by(|a, b| a.user.cmp(&b.user));
         leaves.sort_by(|a, b| a.user.cmp(&b.user));
-        let frame: ByteString = protocol::event(
-            "room_presence",
-            &json!({"room": self.id, "joins": joins, "leaves": leaves}),
-        )
-        .into();
+        let frame = ServerFrame::RoomPresence(RoomPresence {
+            joins: &joins,
+            leaves: &leaves,
+            room: &self.id,
+        })
+        .encode();
         let only = if users.len() == 1 { users.pop() } else { None };
         self.broadcast(&frame, |s| Some(&s.user) != only.as_ref());
     }

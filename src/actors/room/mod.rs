@@ -34,8 +34,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use bytestring::ByteString;
-use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::commit_queue::Commit;
@@ -48,7 +46,7 @@ use crate::domain::{RoomId, SessionId, UserId};
 use crate::engine::Store;
 use crate::error::{EngineError, PersistError};
 use crate::metrics::METRICS;
-use crate::protocol::{self, MessageObject, PresenceView};
+use crate::protocol::{EncodedFrame, MessageObject, PresenceView, ServerFrame, TypingState};
 
 /// Per-room policy, from `Settings`.
 #[derive(Debug, Clone, Copy)]
@@ -168,13 +166,13 @@ impl Room {
 
     /// Sends one encoded frame to every subscriber accepted by `to`, dropping the ones that
     /// are gone or too slow.
-    fn broadcast(&mut self, frame: &ByteString, to: impl Fn(&SessionHandle) -> bool) {
+    fn broadcast(&mut self, frame: &EncodedFrame, to: impl Fn(&SessionHandle) -> bool) {
         self.broadcast_with(frame, None, to)
     }
 
     fn broadcast_with(
         &mut self,
-        frame: &ByteString,
+        frame: &EncodedFrame,
         meta: Option<Arc<FrameMeta>>,
         to: impl Fn(&SessionHandle) -> bool,
     ) {
@@ -198,7 +196,7 @@ impl Room {
     }
 
     fn fan_out_message(&mut self, m: &StoredMessage, origin: Option<SessionId>) {
-        let frame: ByteString = protocol::event("message", &MessageObject::new(m)).into();
+        let frame = ServerFrame::Message(MessageObject::new(m)).encode();
         // Every message frame carries its meta: sessions keep their streams by it.
         let meta = Arc::new(FrameMeta::Message {
             room: self.id.clone(),
@@ -209,7 +207,7 @@ impl Room {
         // The sending session gets the ack instead of the frame, but its stream must still
         // move past this seq in order: an empty frame with the meta says so.
         if let Some(s) = origin.and_then(|o| self.subscribers.get(&o)) {
-            s.deliver(&ByteString::new(), Some(&meta));
+            s.deliver(&EncodedFrame::default(), Some(&meta));
         }
     }
 
@@ -368,13 +366,15 @@ impl Room {
 
     fn end_typing(&mut self, user: &UserId) {
         if self.typing.remove(user).is_some() {
-            let frame: ByteString = protocol::event(
-                "typing",
-                &json!({"room": self.id, "user": user, "state": "stop"}),
-            )
-            .into();
-            self.broadcast(&frame, |s| &s.user != user);
+            self.broadcast_typing(user, TypingState::Stop);
         }
+    }
+
+    /// The `typing` frame of `user` to the room's other users (start, stop, and the stop of
+    /// the expiry sweep).
+    fn broadcast_typing(&mut self, user: &UserId, state: TypingState) {
+        let frame = ServerFrame::typing(&self.id, user, state);
+        self.broadcast(&frame, |s| &s.user != user);
     }
 }
 

@@ -1,0 +1,530 @@
+//! The server frames of `/v1/ws` (docs/protocol.md "Server frames"): one typed variant per
+//! frame type, and their encoding.
+//!
+//! A frame is serialized once, into an [`EncodedFrame`]: the native text
+//! `{"type":"<name>","data":<data>}` plus a view of its `data` (a slice of the same bytes),
+//! from which the Socket.IO event `42["<name>",<data>]` is one concatenation away
+//! ([`crate::socketio::frame_event`]). A broadcast encodes once and every recipient shares
+//! the bytes: cloning an `EncodedFrame` bumps two reference counts.
+//!
+//! Field order is part of the wire (tests compare exact JSON): the data structs declare their
+//! fields in the order the frames have always had (alphabetical where they used to be built
+//! as `json!` objects).
+
+use std::borrow::Cow;
+
+use bytestring::ByteString;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{MessageObject, PresenceView, TypingState};
+use crate::domain::{RoomId, UserId};
+use crate::error::{EngineError, ErrorCode};
+
+/// A frame the server sends on `/v1/ws`.
+pub enum ServerFrame<'a> {
+    /// First frame of every connection.
+    ConnectionAck(ConnectionAck<'a>),
+    /// Second frame: rooms, watermarks, unread counts.
+    Sync(Sync<'a>),
+    /// Success reply to a client frame.
+    Ack {
+        reference: Option<&'a Value>,
+        data: &'a Value,
+    },
+    /// Failure reply to a client frame, a room error, or the token-expiry warning; its fields
+    /// sit at the top level of the native frame.
+    Error {
+        reference: Option<&'a Value>,
+        body: ErrorBody<'a>,
+    },
+    /// Reply to `ping`.
+    Pong {
+        reference: Option<&'a Value>,
+    },
+    Message(MessageObject<'a>),
+    ReplayTruncated(ReplayTruncated<'a>),
+    Receipt(Receipt<'a>),
+    Typing(Typing<'a>),
+    RoomPresence(RoomPresence<'a>),
+    Presence(&'a PresenceView),
+    RoomUnread(RoomUnread<'a>),
+    Notification(Notification<'a>),
+    UnreadCount(UnreadCount),
+}
+
+/// `connection_ack` data.
+#[derive(Serialize)]
+pub struct ConnectionAck<'a> {
+    pub heartbeat_interval_ms: u64,
+    pub protocol: u32,
+    pub server_time: String,
+    pub server_version: &'static str,
+    pub session_id: String,
+    pub user_id: &'a UserId,
+}
+
+/// `sync` data.
+#[derive(Serialize)]
+pub struct Sync<'a> {
+    pub rooms: Vec<SyncRoom<'a>>,
+    pub unread_total: i64,
+}
+
+/// One room of `sync`.
+#[derive(Serialize)]
+pub struct SyncRoom<'a> {
+    pub delivered_seq: i64,
+    /// Where the room's stream continues (rooms with a replay only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
+    pub read_seq: i64,
+    /// Whether the client's resume point was honoured (rooms it named only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    pub room: &'a str,
+    pub seq: i64,
+    pub unread: i64,
+}
+
+/// The fields of an `error` frame besides `type` and `ref`.
+#[derive(Serialize)]
+pub struct ErrorBody<'a> {
+    pub code: &'static str,
+    pub error: Cow<'a, str>,
+    /// Set when the server sheds load: wait this long before retrying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+    /// Set on an error about a room rather than a request (no `ref`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room: Option<&'a str>,
+}
+
+/// `replay_truncated` data: messages `missing_from..=missing_to` are left out of the stream.
+#[derive(Serialize)]
+pub struct ReplayTruncated<'a> {
+    pub missing_from: i64,
+    pub missing_to: i64,
+    pub room: &'a RoomId,
+}
+
+/// `receipt` data.
+#[derive(Serialize)]
+pub struct Receipt<'a> {
+    pub at: String,
+    pub room: &'a RoomId,
+    pub seq: i64,
+    pub status: &'static str,
+    pub user: &'a UserId,
+}
+
+/// `typing` data.
+#[derive(Serialize)]
+pub struct Typing<'a> {
+    pub room: &'a RoomId,
+    pub state: TypingState,
+    pub user: &'a UserId,
+}
+
+/// `room_presence` data: presence objects sorted by user.
+#[derive(Serialize)]
+pub struct RoomPresence<'a> {
+    pub joins: &'a [PresenceView],
+    pub leaves: &'a [PresenceView],
+    pub room: &'a RoomId,
+}
+
+/// `room_unread` data.
+#[derive(Serialize)]
+pub struct RoomUnread<'a> {
+    pub room: &'a RoomId,
+    pub unread: i64,
+    pub unread_total: i64,
+}
+
+/// `notification` data (the notification socket's shape).
+#[derive(Serialize)]
+pub struct Notification<'a> {
+    pub created_at: String,
+    pub id: &'a str,
+    pub is_read: bool,
+    pub message: &'a str,
+    pub notification_type: &'a str,
+    pub title: &'a str,
+}
+
+/// `unread_count` data.
+#[derive(Serialize)]
+pub struct UnreadCount {
+    pub unread_count: i64,
+}
+
+impl<'a> ServerFrame<'a> {
+    /// The frame's `type` (and Socket.IO event name).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServerFrame::ConnectionAck(_) => "connection_ack",
+            ServerFrame::Sync(_) => "sync",
+            ServerFrame::Ack { .. } => "ack",
+            ServerFrame::Error { .. } => "error",
+            ServerFrame::Pong { .. } => "pong",
+            ServerFrame::Message(_) => "message",
+            ServerFrame::ReplayTruncated(_) => "replay_truncated",
+            ServerFrame::Receipt(_) => "receipt",
+            ServerFrame::Typing(_) => "typing",
+            ServerFrame::RoomPresence(_) => "room_presence",
+            ServerFrame::Presence(_) => "presence",
+            ServerFrame::RoomUnread(_) => "room_unread",
+            ServerFrame::Notification(_) => "notification",
+            ServerFrame::UnreadCount(_) => "unread_count",
+        }
+    }
+
+    /// `{"type":"error","ref":R,"code":C,"error":M}`.
+    pub fn error(reference: Option<&'a Value>, code: ErrorCode, message: &'a str) -> Self {
+        ServerFrame::Error {
+            reference,
+            body: ErrorBody {
+                code: code.as_str(),
+                error: message.into(),
+                retry_after_ms: None,
+                room: None,
+            },
+        }
+    }
+
+    /// `{"type":"error","code":C,"error":M,"room":R}`: an error about a room the session was
+    /// subscribed to, not about a request (so without `ref`).
+    pub fn room_error(room: &'a RoomId, code: ErrorCode, message: &'a str) -> Self {
+        ServerFrame::Error {
+            reference: None,
+            body: ErrorBody {
+                code: code.as_str(),
+                error: message.into(),
+                retry_after_ms: None,
+                room: Some(room.as_str()),
+            },
+        }
+    }
+
+    /// The `error` frame of an engine error; when the server asks for a pause (a full commit
+    /// queue) it carries `retry_after_ms` at the top level too.
+    pub fn engine_error(reference: Option<&'a Value>, e: &EngineError) -> Self {
+        ServerFrame::Error {
+            reference,
+            body: ErrorBody {
+                code: e.code().as_str(),
+                error: e.to_string().into(),
+                retry_after_ms: e.retry_after_ms(),
+                room: None,
+            },
+        }
+    }
+
+    /// `typing` for `user` in `room`: the one builder of the frame (typing start, stop and
+    /// the expiry sweep).
+    pub fn typing(room: &'a RoomId, user: &'a UserId, state: TypingState) -> EncodedFrame {
+        ServerFrame::Typing(Typing { room, state, user }).encode()
+    }
+
+    /// Serializes the frame once; see [`EncodedFrame`].
+    pub fn encode(&self) -> EncodedFrame {
+        let name = self.name();
+        match self.try_encode(name) {
+            Ok(f) => f,
+            Err(e) => {
+                // Our own frame types cannot fail (string keys, no non-finite floats).
+                log::error!("{name} frame encoding failed: {e}");
+                EncodedFrame {
+                    name: "error",
+                    native: ByteString::from_static(
+                        r#"{"type":"error","code":"internal","error":"encoding failed"}"#,
+                    ),
+                    data: None,
+                }
+            }
+        }
+    }
+
+    fn try_encode(&self, name: &'static str) -> serde_json::Result<EncodedFrame> {
+        let mut out = Vec::with_capacity(128);
+        out.extend_from_slice(b"{\"type\":\"");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'"');
+        let reference = match self {
+            ServerFrame::Ack { reference, .. }
+            | ServerFrame::Error { reference, .. }
+            | ServerFrame::Pong { reference } => *reference,
+            _ => None,
+        };
+        if let Some(r) = reference {
+            out.extend_from_slice(b",\"ref\":");
+            serde_json::to_writer(&mut out, r)?;
+        }
+        let span = match self {
+            ServerFrame::Pong { .. } => None,
+            ServerFrame::Error { body, .. } => {
+                // The body's fields go at the top level: `{"code":..}` spliced after `type`
+                // and `ref`, and the body itself is the Socket.IO data.
+                let data = serde_json::to_string(body)?;
+                out.push(b',');
+                out.extend_from_slice(&data.as_bytes()[1..]);
+                return Ok(EncodedFrame {
+                    name,
+                    native: utf8(out),
+                    data: Some(data.into()),
+                });
+            }
+            ServerFrame::Ack { data, .. } => Some(write_data(&mut out, data)?),
+            ServerFrame::ConnectionAck(d) => Some(write_data(&mut out, d)?),
+            ServerFrame::Sync(d) => Some(write_data(&mut out, d)?),
+            ServerFrame::Message(d) => Some(write_data(&mut out, d)?),
+            ServerFrame::ReplayTruncated(d) => Some(write_data(&mut out, d)?),
+            ServerFrame::Receipt(d) => Some(write_data(&mut out, d)?),
+            ServerFrame::Typing(d) => Some(write_data(&mut out, d)?),
+            ServerFrame::RoomPresence(d) => Some(write_data(&mut out, d)?),
+            ServerFrame::Presence(d) => Some(write_data(&mut out, d)?),
+            ServerFrame::RoomUnread(d) => Some(write_data(&mut out, d)?),
+            ServerFrame::Notification(d) => Some(write_data(&mut out, d)?),
+            ServerFrame::UnreadCount(d) => Some(write_data(&mut out, d)?),
+        };
+        out.push(b'}');
+        let native = utf8(out);
+        let data = span.map(|(a, b)| native.slice_ref(&native[a..b]));
+        Ok(EncodedFrame { name, native, data })
+    }
+}
+
+/// Writes `,"data":<data>` and returns where `<data>` lies in `out`.
+fn write_data<T: Serialize>(out: &mut Vec<u8>, data: &T) -> serde_json::Result<(usize, usize)> {
+    out.extend_from_slice(b",\"data\":");
+    let start = out.len();
+    serde_json::to_writer(&mut *out, data)?;
+    Ok((start, out.len()))
+}
+
+fn utf8(bytes: Vec<u8>) -> ByteString {
+    // serde_json writes UTF-8 only, and so do we.
+    ByteString::try_from(bytes).unwrap_or_default()
+}
+
+/// A server frame serialized once: the native text and a shared view of its `data`, from
+/// which both wires are written without re-parsing. Cheap to clone (shared bytes). The
+/// default (empty) frame carries nothing: rooms send it with a meta to move a stream along.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncodedFrame {
+    name: &'static str,
+    /// `{"type":"<name>"[,"ref":R],"data":<data>}` (an `error` has its fields at top level).
+    native: ByteString,
+    /// The JSON of `data` (for `error`, the object of its fields); `None` for `pong`.
+    data: Option<ByteString>,
+}
+
+impl EncodedFrame {
+    /// The frame's `type`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+    /// The native text frame.
+    pub fn native(&self) -> &ByteString {
+        &self.native
+    }
+    pub fn into_native(self) -> ByteString {
+        self.native
+    }
+    /// The JSON of the frame's data.
+    pub fn data(&self) -> Option<&str> {
+        self.data.as_deref()
+    }
+    /// Bytes of the native frame (what outbox bounds count).
+    pub fn len(&self) -> usize {
+        self.native.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.native.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::socketio::{frame_event, frame_event_with_offset};
+    use serde_json::json;
+
+    fn room(s: &str) -> RoomId {
+        RoomId::parse(s).unwrap()
+    }
+    fn user(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    /// The native text, and the Socket.IO event carrying the same name and data.
+    fn wires(f: &ServerFrame) -> (String, String) {
+        let e = f.encode();
+        assert_eq!(e.name(), f.name());
+        (e.native().to_string(), frame_event(&e))
+    }
+
+    #[test]
+    fn event_frames_are_exactly_as_documented_on_both_wires() {
+        let (r, u) = (room("public:lobby"), user("bob"));
+        let (native, sio) = wires(&ServerFrame::Typing(Typing {
+            room: &r,
+            state: TypingState::Start,
+            user: &u,
+        }));
+        assert_eq!(
+            native,
+            r#"{"type":"typing","data":{"room":"public:lobby","state":"start","user":"bob"}}"#
+        );
+        assert_eq!(
+            sio,
+            r#"42["typing",{"room":"public:lobby","state":"start","user":"bob"}]"#
+        );
+
+        let (native, sio) = wires(&ServerFrame::ReplayTruncated(ReplayTruncated {
+            missing_from: 1,
+            missing_to: 880,
+            room: &r,
+        }));
+        assert_eq!(
+            native,
+            r#"{"type":"replay_truncated","data":{"missing_from":1,"missing_to":880,"room":"public:lobby"}}"#
+        );
+        assert_eq!(
+            sio,
+            r#"42["replay_truncated",{"missing_from":1,"missing_to":880,"room":"public:lobby"}]"#
+        );
+
+        let (native, sio) = wires(&ServerFrame::UnreadCount(UnreadCount { unread_count: 1 }));
+        assert_eq!(
+            native,
+            r#"{"type":"unread_count","data":{"unread_count":1}}"#
+        );
+        assert_eq!(sio, r#"42["unread_count",{"unread_count":1}]"#);
+
+        let (native, _) = wires(&ServerFrame::RoomUnread(RoomUnread {
+            room: &room("public:a"),
+            unread: 3,
+            unread_total: 4,
+        }));
+        assert_eq!(
+            native,
+            r#"{"type":"room_unread","data":{"room":"public:a","unread":3,"unread_total":4}}"#
+        );
+
+        let view = PresenceView::offline("alice", None);
+        let (native, _) = wires(&ServerFrame::Presence(&view));
+        assert_eq!(
+            native,
+            r#"{"type":"presence","data":{"user":"alice","status":"offline","custom_message":null,"metadata":null,"last_seen":null,"devices":0}}"#
+        );
+        let (native, _) = wires(&ServerFrame::RoomPresence(RoomPresence {
+            joins: &[],
+            leaves: std::slice::from_ref(&view),
+            room: &r,
+        }));
+        assert_eq!(
+            serde_json::from_str::<Value>(&native).unwrap(),
+            json!({"type":"room_presence","data":{"joins":[],"leaves":[serde_json::to_value(&view).unwrap()],"room":"public:lobby"}})
+        );
+    }
+
+    #[test]
+    fn the_data_of_an_encoded_frame_round_trips_with_its_name() {
+        let (r, u) = (room("public:a"), user("carol"));
+        let frame = ServerFrame::Receipt(Receipt {
+            at: "2026-11-22T20:05:07.526Z".into(),
+            room: &r,
+            seq: 4,
+            status: "read",
+            user: &u,
+        });
+        let e = frame.encode();
+        let native: Value = serde_json::from_str(e.native()).unwrap();
+        let data: Value = serde_json::from_str(e.data().unwrap()).unwrap();
+        assert_eq!(native["type"], e.name());
+        assert_eq!(native["data"], data);
+        assert_eq!(data["user"], "carol");
+        let sio: Value = serde_json::from_str(&frame_event(&e)[2..]).unwrap();
+        assert_eq!(sio, json!([e.name(), data]));
+        assert_eq!(
+            frame_event_with_offset(&e, 7),
+            format!("42[\"receipt\",{},\"7\"]", e.data().unwrap())
+        );
+        // A clone shares the bytes.
+        let c = e.clone();
+        assert_eq!(c.native().as_ptr(), e.native().as_ptr());
+    }
+
+    #[test]
+    fn ack_and_pong_carry_the_ref() {
+        let r = json!("r1");
+        let data = json!({"ok": true});
+        let e = ServerFrame::Ack {
+            reference: Some(&r),
+            data: &data,
+        }
+        .encode();
+        assert_eq!(
+            e.native().to_string(),
+            r#"{"type":"ack","ref":"r1","data":{"ok":true}}"#
+        );
+        assert_eq!(e.data(), Some(r#"{"ok":true}"#));
+        let pong = ServerFrame::Pong {
+            reference: Some(&json!(7)),
+        }
+        .encode();
+        assert_eq!(pong.native().to_string(), r#"{"type":"pong","ref":7}"#);
+        assert_eq!(frame_event(&pong), r#"42["pong"]"#);
+    }
+
+    #[test]
+    fn error_frames_have_code_and_error_at_top_level() {
+        let r = json!("r1");
+        let e = ServerFrame::error(Some(&r), ErrorCode::Forbidden, "no").encode();
+        assert_eq!(
+            e.native().to_string(),
+            r#"{"type":"error","ref":"r1","code":"forbidden","error":"no"}"#
+        );
+        assert_eq!(
+            frame_event(&e),
+            r#"42["error",{"code":"forbidden","error":"no"}]"#
+        );
+        let plain = ServerFrame::error(None, ErrorCode::Forbidden, "no").encode();
+        assert_eq!(
+            plain.native().to_string(),
+            r#"{"type":"error","code":"forbidden","error":"no"}"#
+        );
+    }
+
+    #[test]
+    fn room_error_frames_name_the_room_and_have_no_ref() {
+        let r = room("public:lobby");
+        let f = ServerFrame::room_error(&r, ErrorCode::Unavailable, "gone").encode();
+        assert_eq!(
+            f.native().to_string(),
+            r#"{"type":"error","code":"unavailable","error":"gone","room":"public:lobby"}"#
+        );
+    }
+
+    #[test]
+    fn overload_error_frames_carry_retry_after_ms_at_top_level() {
+        let e = EngineError::Overloaded {
+            retry_after_ms: 250,
+        };
+        let r = json!("r1");
+        let f = ServerFrame::engine_error(Some(&r), &e).encode();
+        let f: Value = serde_json::from_str(f.native()).unwrap();
+        assert_eq!(f["type"], "error");
+        assert_eq!(f["ref"], "r1");
+        assert_eq!(f["code"], "unavailable");
+        assert_eq!(f["retry_after_ms"], 250);
+        assert!(f["error"].as_str().is_some_and(|m| m.contains("250 ms")));
+        let plain = ServerFrame::engine_error(None, &EngineError::Forbidden("no".into())).encode();
+        assert_eq!(
+            plain.native().to_string(),
+            r#"{"type":"error","code":"forbidden","error":"no"}"#
+        );
+    }
+}
