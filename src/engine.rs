@@ -158,6 +158,11 @@ impl Engine {
             },
         )
         .start();
+        // The supervisor reports users' room changes to the registry; given now that both
+        // run (the registry already holds the supervisor's address: no cycle at start).
+        rooms.do_send(AttachPresence {
+            presence: presence.clone().recipient(),
+        });
         expire_device_positions(store.commits.clone(), settings.device_ttl);
         actix::spawn(async {
             let mut tick = actix::clock::interval(std::time::Duration::from_secs(1));
@@ -244,21 +249,22 @@ impl Engine {
             .filter_map(|r| RoomId::parse(&r.room).ok())
             .collect();
         let complete = ids.len() <= self.settings.limits.max_rooms_per_user;
+        // Presence first: the supervisor reports the user's rooms to the registry while
+        // subscribing, and the registry must know the user by then.
+        self.presence
+            .send(SessionOpened {
+                handle: handle.clone(),
+                stored: start.user,
+            })
+            .await?;
         self.settings.hooks.run(Hook::BeforeSubscribe).await;
         let seqs = self
             .rooms
             .send(SubscribeSession {
                 handle: handle.clone(),
-                rooms: ids.clone(),
+                rooms: ids,
                 complete,
                 wait: self.settings.db_write_timeout,
-            })
-            .await?;
-        self.presence
-            .send(SessionOpened {
-                handle: handle.clone(),
-                rooms: ids,
-                stored: start.user,
             })
             .await?;
         self.notifications.do_send(NotificationSubscribe { handle });
@@ -384,15 +390,6 @@ impl Engine {
         self.presence.do_send(SessionClosed {
             session,
             user: user.clone(),
-        });
-    }
-
-    /// A session's room subscriptions changed (forwarded to presence).
-    pub fn rooms_changed(&self, user: &UserId, added: Vec<RoomId>, removed: Vec<RoomId>) {
-        self.presence.do_send(RoomsChanged {
-            user: user.clone(),
-            added,
-            removed,
         });
     }
 

@@ -149,10 +149,8 @@ pub enum ProbeEvent {
     Closed { code: u16, reason: String },
 }
 
-/// A fake session actor: records what it is sent, reports subscriptions like a real session.
+/// A fake session actor: records what it is sent.
 pub struct ProbeSession {
-    user: UserId,
-    engine: Engine,
     events: mpsc::UnboundedSender<ProbeEvent>,
     capacity: usize,
     /// Shared with the probe's handle: refreshed as a client answering pings would.
@@ -192,13 +190,8 @@ impl Handler<SessionControl> for ProbeSession {
     type Result = ();
     fn handle(&mut self, msg: SessionControl, ctx: &mut Context<Self>) {
         match msg {
-            SessionControl::Subscribed { room } => {
-                self.engine.rooms_changed(&self.user, vec![room], vec![])
-            }
-            SessionControl::Unsubscribed { room }
-            | SessionControl::RoomUnavailable { room, .. } => {
-                self.engine.rooms_changed(&self.user, vec![], vec![room])
-            }
+            // A probe keeps no per-room state; presence hears from the supervisor.
+            SessionControl::Unsubscribed { .. } | SessionControl::RoomUnavailable { .. } => {}
             SessionControl::Close { code, reason } => {
                 let _ = self.events.send(ProbeEvent::Closed { code, reason });
                 ctx.stop();
@@ -277,8 +270,6 @@ pub async fn connect_probe_with_capacity(engine: &Engine, user: &str, capacity: 
     let heard = LastHeard::now();
     let answering = Arc::new(AtomicBool::new(true));
     let actor = ProbeSession {
-        user: user.clone(),
-        engine: engine.clone(),
         events: tx.clone(),
         capacity,
         heard: heard.clone(),

@@ -4,7 +4,7 @@
 //!   WsSession ──► RoomSupervisor ──► Room ──► CommitQueue ──► Database (writer, SyncArbiter)
 //!      │  ▲            │  ▲            │                          
 //!      │  │            │  │            └──────► Database (readers, SyncArbiter)
-//!      │  └─ Deliver ──┘  │ PresenceChanged
+//!      │  └─ Deliver ──┘  │ PresenceChanged (up), UserRoomsChanged (down)
 //!      └──────► PresenceRegistry ──► CommitQueue / Database (readers)
 //! ```
 //!

@@ -22,7 +22,24 @@
 //! stay queued and take effect once it loads. A room that gives up tells the supervisor ([`RoomFailed`]),
 //! which forgets it and unsubscribes, and tells, the sessions counted as subscribed.
 //!
-//! Sends to: rooms, sessions (`SessionControl`), the database readers.
+//! It owns which rooms each session is subscribed to (`session_rooms`), so it alone knows
+//! when the rooms of a *user* (the union over the user's sessions) gain or lose a room: a
+//! join, leave, invitation, removal, first direct message, a session's subscription at
+//! connect, or a room that gave up loading. It tells the presence registry once per user and
+//! change ([`UserRoomsChanged`]), whatever the number of the user's sessions. A session
+//! closing is not such a change: the presence registry keeps the rooms of a user who went
+//! away until it announces them offline after the grace period.
+//!
+//! [`UserRoomsChanged`] and [`AttachPresence`] are defined here, in the sender's file, not
+//! in the receiver's as our other messages are: the presence registry already depends on
+//! this module (it sends [`PresenceChanged`] to an `Addr<RoomSupervisor>`), and defining
+//! them here keeps the module dependency one-way (presence registry → supervisor). At run
+//! time the supervisor holds only a `Recipient<UserRoomsChanged>`, given after both actors
+//! started (`Engine::start` sends [`AttachPresence`]), so neither actor needs the other's
+//! address at construction.
+//!
+//! Sends to: rooms, sessions (`SessionControl`), the presence registry
+//! ([`UserRoomsChanged`]), the database readers.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -81,6 +98,9 @@ pub struct RoomSupervisor {
     /// Given to every room, to report that it gave up loading ([`RoomFailed`]); set in
     /// `started`.
     me: Option<actix::WeakRecipient<RoomFailed>>,
+    /// Where changes of a user's rooms are reported (the presence registry); set by
+    /// [`AttachPresence`]. Changes before that are not reported (nobody is online yet).
+    presence: Option<Recipient<UserRoomsChanged>>,
 }
 
 /// Most outbox rows one sweep takes (oldest first); the rest wait for the next sweep.
@@ -114,6 +134,7 @@ impl RoomSupervisor {
             complete: HashSet::new(),
             inflight: InFlight::default(),
             me: None,
+            presence: None,
         }
     }
 
@@ -216,13 +237,43 @@ impl RoomSupervisor {
             .unwrap_or_default()
     }
 
-    /// Records that every session of `user` is subscribed to `room` and tells each session.
-    /// With `notify_room`, also subscribes them at the room (when the room did not already).
+    /// Whether any live session of `user` is subscribed to `room`: the user's rooms are the
+    /// union of their sessions' rooms.
+    fn user_has_room(&self, user: &UserId, room: &RoomId) -> bool {
+        self.sessions.get(user).is_some_and(|sessions| {
+            sessions.keys().any(|id| {
+                self.session_rooms
+                    .get(id)
+                    .is_some_and(|set| set.contains(room))
+            })
+        })
+    }
+
+    /// Tells the presence registry that `user`'s rooms gained `added` and lost `removed`
+    /// (once per user, not per session). `do_send`: the registry's mailbox is unbounded and
+    /// a lost change would leave presence announced in the wrong rooms.
+    fn report_rooms(&self, user: &UserId, added: Vec<RoomId>, removed: Vec<RoomId>) {
+        if added.is_empty() && removed.is_empty() {
+            return;
+        }
+        if let Some(presence) = &self.presence {
+            presence.do_send(UserRoomsChanged {
+                user: user.clone(),
+                added,
+                removed,
+            });
+        }
+    }
+
+    /// Records that every session of `user` is subscribed to `room`; tells the presence
+    /// registry if the room is new to the user. With `notify_room`, also subscribes them at
+    /// the room (when the room did not already).
     fn subscribe_user(&mut self, user: &UserId, room: &RoomId, notify_room: bool) {
         let handles = self.handles_of(user);
         if handles.is_empty() {
             return;
         }
+        let had = self.user_has_room(user, room);
         let addr = self.room(room);
         for h in handles {
             if self
@@ -230,29 +281,36 @@ impl RoomSupervisor {
                 .entry(h.id)
                 .or_default()
                 .insert(room.clone())
+                && notify_room
             {
-                if notify_room {
-                    addr.do_send(Subscribe { handle: h.clone() });
-                }
-                h.send_control(SessionControl::Subscribed { room: room.clone() });
+                addr.do_send(Subscribe { handle: h.clone() });
             }
+        }
+        if !had {
+            self.report_rooms(user, vec![room.clone()], vec![]);
         }
     }
 
-    /// Unsubscribes every session of `user` from `room` and tells each session.
+    /// Unsubscribes every session of `user` from `room` and tells each session (for its
+    /// local state), and the presence registry once if the user had the room.
     fn unsubscribe_user(&mut self, user: &UserId, room: &RoomId) {
         let Some(sessions) = self.sessions.get(user) else {
             return;
         };
+        let mut had = false;
         for h in sessions.values() {
             if let Some(set) = self.session_rooms.get_mut(&h.id) {
                 if set.remove(room) {
+                    had = true;
                     if let Some(e) = self.rooms.get(room) {
                         e.addr.do_send(Unsubscribe { session: h.id });
                     }
                     h.send_control(SessionControl::Unsubscribed { room: room.clone() });
                 }
             }
+        }
+        if had {
+            self.report_rooms(user, vec![], vec![room.clone()]);
         }
     }
 
@@ -451,6 +509,32 @@ impl Handler<SubscribeSession> for RoomSupervisor {
         if msg.complete {
             self.complete.insert(msg.handle.id);
         }
+        // Every room of this session that no other session of the user has. A room already
+        // added by a join between `Connect` and now is reported again: the registry may not
+        // have known the user then (it learns of the session just before this message), and
+        // it ignores rooms it already has.
+        let user = &msg.handle.user;
+        let added: Vec<RoomId> = self
+            .session_rooms
+            .get(&msg.handle.id)
+            .map(|set| {
+                set.iter()
+                    .filter(|room| {
+                        !self.sessions.get(user).is_some_and(|sessions| {
+                            sessions.keys().any(|id| {
+                                *id != msg.handle.id
+                                    && self
+                                        .session_rooms
+                                        .get(id)
+                                        .is_some_and(|s| s.contains(*room))
+                            })
+                        })
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.report_rooms(user, added, vec![]);
         Box::pin(async move {
             futures_util::future::join_all(answers)
                 .await
@@ -519,9 +603,11 @@ impl Handler<RoomFailed> for RoomSupervisor {
             None => {}
         }
         let mut told = 0;
+        let mut users = HashSet::new();
         for h in self.sessions.values().flat_map(|m| m.values()) {
             if let Some(set) = self.session_rooms.get_mut(&h.id) {
                 if set.remove(&msg.room) {
+                    users.insert(h.user.clone());
                     // Its room set is no longer the user's full set: membership questions
                     // go to the rooms again.
                     self.complete.remove(&h.id);
@@ -532,6 +618,9 @@ impl Handler<RoomFailed> for RoomSupervisor {
                     told += 1;
                 }
             }
+        }
+        for user in &users {
+            self.report_rooms(user, vec![], vec![msg.room.clone()]);
         }
         log::warn!(
             "room {} gave up loading; {told} sessions unsubscribed",
@@ -884,6 +973,34 @@ impl Handler<ChangeMember> for RoomSupervisor {
             }
             Ok(changed)
         }))
+    }
+}
+
+/// Sent by the room supervisor to the presence registry when the rooms of `user` (the union
+/// over the user's live sessions) gained or lost rooms: once per user and change, however
+/// many sessions the user has. Defined here rather than in the registry's file to keep the
+/// module dependency one-way (see the module doc).
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct UserRoomsChanged {
+    pub user: UserId,
+    pub added: Vec<RoomId>,
+    pub removed: Vec<RoomId>,
+}
+
+/// Sent by `Engine::start` to the room supervisor once the presence registry runs: where to
+/// report [`UserRoomsChanged`]. A later one replaces the earlier (tests use this to observe
+/// the reports).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachPresence {
+    pub presence: Recipient<UserRoomsChanged>,
+}
+
+impl Handler<AttachPresence> for RoomSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: AttachPresence, _: &mut Context<Self>) {
+        self.presence = Some(msg.presence);
     }
 }
 

@@ -72,9 +72,10 @@ pub enum FrameMeta {
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub enum SessionControl {
-    /// The session was subscribed to a room (join, invitation, first direct message).
-    Subscribed { room: RoomId },
-    /// The session no longer receives a room's traffic (leave, removal).
+    /// The session no longer receives a room's traffic (leave, removal): it drops its
+    /// local state of the room (unread counts, stream). The supervisor tells the presence
+    /// registry itself, once per user. (There is no `Subscribed`: a room new to a session's
+    /// streams starts at its first live frame.)
     Unsubscribed { room: RoomId },
     /// As `Unsubscribed`, because the room could not be loaded from the database (it gave up
     /// after `room_load_retry`): the client is told with an `unavailable` error naming the
@@ -704,8 +705,6 @@ impl WsSession {
     fn forget_room(&mut self, room: RoomId) {
         self.unread.rooms.remove(&room);
         self.streams.forget(&room);
-        self.engine
-            .rooms_changed(&self.auth.user_id, vec![], vec![room])
     }
 }
 
@@ -713,10 +712,6 @@ impl Handler<SessionControl> for WsSession {
     type Result = ();
     fn handle(&mut self, msg: SessionControl, ctx: &mut Self::Context) {
         match msg {
-            SessionControl::Subscribed { room } => {
-                self.engine
-                    .rooms_changed(&self.auth.user_id, vec![room], vec![])
-            }
             SessionControl::Unsubscribed { room } => self.forget_room(room),
             SessionControl::RoomUnavailable { room, reason } => {
                 METRICS.errors.with_label_values(&["unavailable"]).inc();

@@ -934,22 +934,17 @@ fn resume_of(auth: Option<&Value>, engine: &Engine) -> Result<Resume, String> {
 impl Handler<SessionControl> for SocketIoSession {
     type Result = ();
     fn handle(&mut self, msg: SessionControl, ctx: &mut Context<Self>) {
-        let Some(auth) = &self.auth else { return };
+        if self.auth.is_none() {
+            return;
+        }
         match msg {
-            SessionControl::Subscribed { room } => {
-                self.engine.rooms_changed(&auth.user_id, vec![room], vec![])
-            }
             SessionControl::Unsubscribed { room } => {
                 self.unread.rooms.remove(&room);
-                self.engine
-                    .rooms_changed(&auth.user_id, vec![], vec![room.clone()]);
                 self.streams.forget(&room);
             }
             SessionControl::RoomUnavailable { room, reason } => {
                 let err = json!({"ok": false, "code": ErrorCode::Unavailable.as_str(), "error": reason, "room": room});
                 self.unread.rooms.remove(&room);
-                self.engine
-                    .rooms_changed(&auth.user_id, vec![], vec![room.clone()]);
                 self.streams.forget(&room);
                 self.emit(sio::event("error", &err), ctx);
             }

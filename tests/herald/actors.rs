@@ -1,7 +1,10 @@
 //! Actor-level tests: the engine without sockets, driven through the testkit.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use actix::prelude::*;
+use herald::actors::room_supervisor::{AttachPresence, GetSessionRooms, UserRoomsChanged};
 use herald::domain::{ChosenStatus, MessageBody, MessageKind, Priority, RoomId, UserId};
 use herald::engine::Engine;
 use herald::protocol::{SendRequest, SendTarget, TypingState};
@@ -408,4 +411,159 @@ async fn receipts_move_watermarks_forward_only_and_reach_the_sender() {
         .await
         .unwrap_err();
     assert_eq!(err.code().as_str(), "invalid_data");
+}
+
+/// Records every [`UserRoomsChanged`] the supervisor reports, then passes it on to the
+/// presence registry, which therefore works as without the tap.
+struct RoomsReportTap {
+    forward: Recipient<UserRoomsChanged>,
+    seen: Arc<Mutex<Vec<UserRoomsChanged>>>,
+}
+
+impl Actor for RoomsReportTap {
+    type Context = Context<Self>;
+}
+
+impl Handler<UserRoomsChanged> for RoomsReportTap {
+    type Result = ();
+    fn handle(&mut self, msg: UserRoomsChanged, _: &mut Context<Self>) {
+        self.seen.lock().unwrap().push(msg.clone());
+        self.forward.do_send(msg);
+    }
+}
+
+/// An engine with presence diffs sent at once (no coalescing, so every announcement is a
+/// frame of its own) and a tap on the supervisor's reports to the presence registry.
+async fn tapped_engine(db: &TestDatabase) -> (Engine, Arc<Mutex<Vec<UserRoomsChanged>>>) {
+    init_logs();
+    let mut s = test_settings(&db.url);
+    s.presence_coalesce = Duration::ZERO;
+    let engine = start_engine(s).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let tap = RoomsReportTap {
+        forward: engine.presence.clone().recipient(),
+        seen: seen.clone(),
+    }
+    .start();
+    engine
+        .rooms
+        .send(AttachPresence {
+            presence: tap.recipient(),
+        })
+        .await
+        .unwrap();
+    (engine, seen)
+}
+
+/// The room presence diffs about `user` in what `p` receives within `window`.
+async fn diffs_about(p: &mut Probe, user: &str, window: Duration) -> Vec<Value> {
+    p.drain(window)
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            ProbeEvent::Frame(v) if v["type"] == "room_presence" => Some(v["data"].clone()),
+            _ => None,
+        })
+        .filter(|d| {
+            ["joins", "leaves"].iter().any(|k| {
+                d[k].as_array()
+                    .is_some_and(|a| a.iter().any(|p| p["user"] == user))
+            })
+        })
+        .collect()
+}
+
+/// The supervisor's reports about `user`, as (added, removed) room names.
+fn reports_about(
+    seen: &Mutex<Vec<UserRoomsChanged>>,
+    user: &str,
+) -> Vec<(Vec<String>, Vec<String>)> {
+    let names = |rooms: &[RoomId]| rooms.iter().map(|r| r.to_string()).collect::<Vec<_>>();
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.user.as_str() == user)
+        .map(|m| (names(&m.added), names(&m.removed)))
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_user_with_three_sessions_joining_a_room_is_announced_once() {
+    // Arrange
+    let db = TestDatabase::new();
+    let (engine, seen) = tapped_engine(&db).await;
+    let mut watcher = joined(&engine, "watcher", "public:trio").await;
+    let mut devices = Vec::new();
+    for _ in 0..3 {
+        let mut d = connect_probe(&engine, "alice").await;
+        d.next_of("sync", WAIT).await.expect("sync frame first");
+        devices.push(d);
+    }
+    watcher.drain(Duration::from_millis(300)).await;
+
+    // Act
+    engine
+        .join(&uid("alice"), devices[0].id(), room("public:trio"), None)
+        .await
+        .expect("join");
+
+    // Assert
+    let d = diffs_about(&mut watcher, "alice", Duration::from_millis(700)).await;
+    assert_eq!(d.len(), 1, "one room_presence about alice: {d:?}");
+    assert_eq!(d[0]["joins"].as_array().unwrap().len(), 1);
+    assert_eq!(d[0]["joins"][0]["user"], "alice");
+    assert_eq!(d[0]["joins"][0]["devices"], 3);
+    assert_eq!(
+        reports_about(&seen, "alice"),
+        [(vec!["public:trio".to_owned()], vec![])],
+        "the registry hears once per user, not once per session"
+    );
+    let rooms = engine.presence_of(vec![uid("alice")]).await.unwrap();
+    assert_eq!(rooms[0].devices, 3);
+}
+
+#[actix_web::test]
+async fn a_user_with_three_sessions_leaving_a_room_is_announced_once() {
+    // Arrange
+    let db = TestDatabase::new();
+    let (engine, seen) = tapped_engine(&db).await;
+    let mut watcher = joined(&engine, "watcher", "public:trio").await;
+    let _first = joined(&engine, "alice", "public:trio").await;
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let mut d = connect_probe(&engine, "alice").await;
+        d.next_of("sync", WAIT).await.expect("sync frame first");
+        others.push(d);
+    }
+    watcher.drain(Duration::from_millis(300)).await;
+    assert_eq!(
+        reports_about(&seen, "alice"),
+        [(vec!["public:trio".to_owned()], vec![])],
+        "more devices in the same rooms change nothing for the registry"
+    );
+
+    // Act
+    engine
+        .leave(&uid("alice"), room("public:trio"))
+        .await
+        .expect("leave");
+
+    // Assert
+    let d = diffs_about(&mut watcher, "alice", Duration::from_millis(700)).await;
+    assert_eq!(d.len(), 1, "one room_presence about alice: {d:?}");
+    assert_eq!(d[0]["leaves"][0]["user"], "alice");
+    assert_eq!(d[0]["leaves"][0]["status"], "offline");
+    assert_eq!(
+        reports_about(&seen, "alice")[1..],
+        [(vec![], vec!["public:trio".to_owned()])]
+    );
+    // The admin view no longer lists the room for any of alice's sessions.
+    let rooms = engine
+        .rooms
+        .send(GetSessionRooms {
+            sessions: others.iter().map(|p| p.id()).collect(),
+        })
+        .await
+        .unwrap();
+    assert!(rooms.values().all(|r| r.is_empty()), "{rooms:?}");
 }

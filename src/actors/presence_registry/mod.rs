@@ -11,6 +11,11 @@
 //! Files: `mod.rs` (state, transitions, session lifecycle), `queries.rs` (presence lookups
 //! and watching), `admin.rs` (admin and shutdown messages).
 //!
+//! Sent to by: sessions through the `Engine` (session lifecycle, activity, status,
+//! watching), REST handlers, and the room supervisor (`UserRoomsChanged`, once per user when
+//! the user's rooms change; the supervisor owns subscriptions, the registry keeps a copy of
+//! each online user's rooms to announce presence there and for the admin views).
+//!
 //! Sends to: the room supervisor (`PresenceChanged`), watcher sessions (`Deliver`), the
 //! commit queue (last-seen and status) and the database readers (offline users' last-seen).
 
@@ -28,7 +33,7 @@ use actix::prelude::*;
 use serde_json::Value;
 
 use super::commit_queue::Commit;
-use super::room_supervisor::{PresenceChanged, RoomSupervisor};
+use super::room_supervisor::{PresenceChanged, RoomSupervisor, UserRoomsChanged};
 use super::session::{DeliverOutcome, SessionHandle};
 use crate::clock::Clock;
 use crate::db::models::{UserRecord, WriteOp};
@@ -66,6 +71,9 @@ struct UserPresence {
     /// What others see of last_seen (it does not advance while invisible).
     visible_last_seen: Option<Millis>,
     last_activity: Millis,
+    /// The user's rooms, a copy kept by the supervisor's [`UserRoomsChanged`] reports (the
+    /// supervisor owns subscriptions). Kept after the last session closes, to announce the
+    /// user offline there once the grace period ends.
     rooms: HashSet<RoomId>,
     /// When the grace period after the last session ends.
     offline_at: Option<Millis>,
@@ -292,12 +300,12 @@ impl Actor for PresenceRegistry {
     }
 }
 
-/// Sent when a session has registered with the room supervisor.
+/// Sent when a session has registered with the room supervisor, before it is subscribed to
+/// its rooms (the supervisor reports those with [`UserRoomsChanged`]).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SessionOpened {
     pub handle: SessionHandle,
-    pub rooms: Vec<RoomId>,
     /// What is stored about the user, used when the user was not online yet.
     pub stored: Option<UserRecord>,
 }
@@ -320,7 +328,6 @@ impl Handler<SessionOpened> for PresenceRegistry {
                 last_activity: now,
             },
         );
-        entry.rooms.extend(msg.rooms);
         entry.last_activity = now;
         entry.seen(now);
         let before_auto_away = std::mem::take(&mut entry.auto_away);
@@ -415,18 +422,13 @@ impl Handler<Sweep> for PresenceRegistry {
     }
 }
 
-/// Sent by a session when it was subscribed to or unsubscribed from rooms.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RoomsChanged {
-    pub user: UserId,
-    pub added: Vec<RoomId>,
-    pub removed: Vec<RoomId>,
-}
-
-impl Handler<RoomsChanged> for PresenceRegistry {
+/// The supervisor's report of a user's rooms (defined in `room_supervisor.rs`): the derived
+/// copy in `rooms` follows it, and the user, if visible, is announced as joining the added
+/// rooms and leaving the removed ones. Rooms already known are ignored, so a repeated report
+/// announces nothing twice.
+impl Handler<UserRoomsChanged> for PresenceRegistry {
     type Result = ();
-    fn handle(&mut self, msg: RoomsChanged, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: UserRoomsChanged, _: &mut Context<Self>) {
         let Some(entry) = self.users.get_mut(&msg.user) else {
             return;
         };
