@@ -33,7 +33,7 @@ use crate::protocol::{
 };
 use crate::rate::{RequestLimiter, ABUSE_MESSAGE};
 use crate::unread::UnreadCounts;
-use crate::wsframe::{FrameAssembler, Incoming};
+use crate::wsframe::{self, FrameAssembler, Incoming};
 
 use super::client_session::ClientSession;
 use super::continuity::{new_streams, StreamSession};
@@ -399,28 +399,23 @@ impl WsSession {
     }
 
     fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
-        ctx.close(Some(ws::CloseReason {
-            code: ws::CloseCode::from(code),
-            description: Some(reason.to_owned()),
-        }));
-        ctx.stop();
+        wsframe::close(ctx, code, reason);
     }
 
     fn heartbeat(&self, ctx: &mut ws::WebsocketContext<Self>) {
         let interval = self.engine.settings.heartbeat_interval;
-        ctx.run_interval(interval, move |act, ctx| {
-            // Two missed pongs (and no other traffic) mean the peer is gone.
-            if act.last_heard.elapsed() > interval * 2 {
+        wsframe::heartbeat(
+            ctx,
+            interval,
+            |act| act.last_heard,
+            |act| {
                 log::info!(
                     "session {} of {}: heartbeat timeout",
                     act.id,
                     act.auth.user_id
-                );
-                ctx.stop();
-                return;
-            }
-            ctx.ping(b"");
-        });
+                )
+            },
+        );
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
@@ -656,24 +651,15 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
         if let Some(h) = &self.handle {
             h.last_heard.heard();
         }
-        match self.frames.push(msg) {
-            Incoming::Text(text) => self.on_text(&text, ctx),
-            Incoming::Binary(_) => send_error(
+        match wsframe::answer_control(self.frames.push(msg), ctx) {
+            Some(Incoming::Text(text)) => self.on_text(&text, ctx),
+            Some(Incoming::Binary(_)) => send_error(
                 ctx,
                 None,
                 ErrorCode::BinaryUnsupported,
                 "binary frames are not part of the protocol; send JSON text frames",
             ),
-            Incoming::Ping(p) => ctx.pong(&p),
-            Incoming::Pong | Incoming::Nothing => {}
-            Incoming::Close(reason) => {
-                ctx.close(reason);
-                ctx.stop();
-            }
-            Incoming::Violation { code, reason } => {
-                log::debug!("session {}: closing with {code}: {reason}", self.id);
-                self.close(ctx, code, reason)
-            }
+            _ => {}
         }
     }
 
