@@ -1,8 +1,14 @@
 //! RFC 6455 message assembly shared by every WebSocket endpoint that carries text messages
-//! (the native session and the diagnostic echo): fragmented messages are reassembled up to
-//! the size limit, and protocol violations map to the close codes RFC 6455 names —
-//! 1002 protocol error, 1007 invalid UTF-8, 1009 too big.
+//! (the native session, the notification socket, the Engine.IO transport and the diagnostic
+//! echo): fragmented messages are reassembled up to the size limit, and protocol violations
+//! map to the close codes RFC 6455 names — 1002 protocol error, 1007 invalid UTF-8, 1009 too
+//! big. The control frames every endpoint answers alike (ping, close, violations), closing
+//! with a code and the server's ping heartbeat live here too ([`answer_control`], [`close`],
+//! [`heartbeat`]); each endpoint keeps only what its own wire says.
 
+use std::time::{Duration, Instant};
+
+use actix::{Actor, ActorContext, AsyncContext};
 use actix_http::ws::Item;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web_actors::ws;
@@ -25,6 +31,62 @@ pub enum Incoming {
     },
     /// A fragment was buffered; nothing to do yet.
     Nothing,
+}
+
+/// Closes the connection with `code` and `reason` and stops its actor.
+pub fn close<A>(ctx: &mut ws::WebsocketContext<A>, code: u16, reason: impl Into<String>)
+where
+    A: Actor<Context = ws::WebsocketContext<A>>,
+{
+    ctx.close(Some(ws::CloseReason {
+        code: ws::CloseCode::from(code),
+        description: Some(reason.into()),
+    }));
+    ctx.stop();
+}
+
+/// Answers the control part of what a client sent, the same on every endpoint: a ping gets
+/// its pong, a close is echoed and ends the actor, a protocol violation closes with its code.
+/// Gives back the text and binary messages, which are the endpoint's own business.
+pub fn answer_control<A>(incoming: Incoming, ctx: &mut ws::WebsocketContext<A>) -> Option<Incoming>
+where
+    A: Actor<Context = ws::WebsocketContext<A>>,
+{
+    match incoming {
+        m @ (Incoming::Text(_) | Incoming::Binary(_)) => return Some(m),
+        Incoming::Ping(p) => ctx.pong(&p),
+        Incoming::Pong | Incoming::Nothing => {}
+        Incoming::Close(reason) => {
+            ctx.close(reason);
+            ctx.stop();
+        }
+        Incoming::Violation { code, reason } => {
+            log::debug!("closing a websocket with {code}: {reason}");
+            close(ctx, code, reason);
+        }
+    }
+    None
+}
+
+/// Pings the client every `interval`; a client not heard from (`last_heard`) for two
+/// intervals, so two missed pongs and no other traffic, is gone: `timed_out` is told and the
+/// actor stops.
+pub fn heartbeat<A>(
+    ctx: &mut ws::WebsocketContext<A>,
+    interval: Duration,
+    last_heard: fn(&A) -> Instant,
+    timed_out: fn(&A),
+) where
+    A: Actor<Context = ws::WebsocketContext<A>>,
+{
+    ctx.run_interval(interval, move |act, ctx| {
+        if last_heard(act).elapsed() > interval * 2 {
+            timed_out(act);
+            ctx.stop();
+            return;
+        }
+        ctx.ping(b"");
+    });
 }
 
 /// Reassembles fragmented messages of one connection.

@@ -6,7 +6,7 @@
 use actix::prelude::*;
 use actix_web_actors::ws;
 
-use crate::wsframe::{FrameAssembler, Incoming};
+use crate::wsframe::{answer_control, FrameAssembler, Incoming};
 
 pub struct EchoSession {
     frames: FrameAssembler,
@@ -26,22 +26,10 @@ impl Actor for EchoSession {
 
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for EchoSession {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
-        match self.frames.push(msg) {
-            Incoming::Text(t) => ctx.text(t),
-            Incoming::Binary(b) => ctx.binary(b),
-            Incoming::Ping(p) => ctx.pong(&p),
-            Incoming::Pong | Incoming::Nothing => {}
-            Incoming::Close(reason) => {
-                ctx.close(reason);
-                ctx.stop();
-            }
-            Incoming::Violation { code, reason } => {
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::from(code),
-                    description: Some(reason.into()),
-                }));
-                ctx.stop();
-            }
+        match answer_control(self.frames.push(msg), ctx) {
+            Some(Incoming::Text(t)) => ctx.text(t),
+            Some(Incoming::Binary(b)) => ctx.binary(b),
+            _ => {}
         }
     }
 

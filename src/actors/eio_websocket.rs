@@ -10,7 +10,7 @@ use actix::prelude::*;
 use actix_web_actors::ws;
 
 use crate::protocol::close_code;
-use crate::wsframe::{FrameAssembler, Incoming};
+use crate::wsframe::{self, FrameAssembler, Incoming};
 
 use super::socketio_session::{
     AttachWebSocket, EioOut, EioPackets, ProbeAbandoned, ProbeReceived, SocketIoSession,
@@ -57,11 +57,7 @@ impl Actor for EioWebSocket {
             ctx.run_later(self.probe_timeout, |act, ctx| {
                 if act.upgrading {
                     crate::metrics::METRICS.preauth_timeouts.inc();
-                    ctx.close(Some(ws::CloseReason {
-                        code: ws::CloseCode::from(close_code::POLICY),
-                        description: Some("upgrade not completed in time".into()),
-                    }));
-                    ctx.stop();
+                    wsframe::close(ctx, close_code::POLICY, "upgrade not completed in time");
                 }
             });
         } else {
@@ -97,8 +93,8 @@ impl Handler<EioOut> for EioWebSocket {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for EioWebSocket {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
-        match self.frames.push(msg) {
-            Incoming::Text(t) => {
+        match wsframe::answer_control(self.frames.push(msg), ctx) {
+            Some(Incoming::Text(t)) => {
                 if self.upgrading {
                     match t.as_str() {
                         "2probe" => {
@@ -115,20 +111,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for EioWebSocket {
                     self.session.do_send(EioPackets { packets: vec![t] });
                 }
             }
-            Incoming::Ping(p) => ctx.pong(&p),
-            Incoming::Close(r) => {
-                ctx.close(r);
-                ctx.stop();
-            }
-            Incoming::Binary(_) => ctx.text(crate::socketio::event(
+            Some(Incoming::Binary(_)) => ctx.text(crate::socketio::event(
                 "error",
                 &serde_json::json!({"ok": false, "code": "binary_unsupported", "error": "binary attachments are not supported"}),
             )),
-            Incoming::Pong | Incoming::Nothing => {}
-            Incoming::Violation { code, reason } => {
-                ctx.close(Some(ws::CloseReason { code: ws::CloseCode::from(code), description: Some(reason.into()) }));
-                ctx.stop();
-            }
+            _ => {}
         }
     }
 

@@ -23,6 +23,7 @@ pub mod inflight;
 pub mod notification_center;
 pub mod notification_socket;
 pub mod presence_registry;
+pub mod requests;
 pub mod room;
 pub mod room_supervisor;
 pub mod session;

@@ -36,7 +36,7 @@ use crate::rate::{RateClass, RequestLimiter, Verdict};
 
 use super::room_supervisor::AdmissionTicket;
 use crate::unread::UnreadCounts;
-use crate::wsframe::{FrameAssembler, Incoming};
+use crate::wsframe::{self, FrameAssembler, Incoming};
 
 pub struct NotificationSocket {
     id: SessionId,
@@ -114,11 +114,7 @@ impl NotificationSocket {
             Verdict::Limited => return ctx.text(error_frame("Too many requests; slow down")),
             Verdict::Abusive => {
                 ctx.text(error_frame("Rate limit exceeded repeatedly"));
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::from(close_code::POLICY),
-                    description: Some("rate limit exceeded repeatedly".into()),
-                }));
-                return ctx.stop();
+                return wsframe::close(ctx, close_code::POLICY, "rate limit exceeded repeatedly");
             }
         }
         let frame: Value = match parsed {
@@ -204,11 +200,7 @@ impl ClientSession for NotificationSocket {
         )));
     }
     fn end_expired(&mut self, ctx: &mut Self::Ctx) {
-        ctx.close(Some(ws::CloseReason {
-            code: ws::CloseCode::from(close_code::AUTH_FAILED),
-            description: Some("token expired".into()),
-        }));
-        ctx.stop();
+        wsframe::close(ctx, close_code::AUTH_FAILED, "token expired");
     }
     fn unread(&mut self) -> &mut UnreadCounts {
         &mut self.no_room_unread
@@ -222,23 +214,13 @@ impl Actor for NotificationSocket {
     fn started(&mut self, ctx: &mut Self::Context) {
         let Some(auth) = &self.auth else {
             ctx.text(error_frame("Authentication failed"));
-            ctx.close(Some(ws::CloseReason {
-                code: ws::CloseCode::from(close_code::AUTH_FAILED),
-                description: Some("Authentication failed".into()),
-            }));
-            ctx.stop();
+            wsframe::close(ctx, close_code::AUTH_FAILED, "Authentication failed");
             return;
         };
         ctx.set_mailbox_capacity(self.engine.settings.outbox_frames);
         ctx.text(json!({"type": "connection_ack"}).to_string());
         let interval = self.engine.settings.heartbeat_interval;
-        ctx.run_interval(interval, move |act, ctx| {
-            if act.last_heard.elapsed() > interval * 2 {
-                ctx.stop();
-                return;
-            }
-            ctx.ping(b"");
-        });
+        wsframe::heartbeat(ctx, interval, |act| act.last_heard, |_| {});
         let handle = SessionHandle::new(SessionInfo {
             id: self.id,
             user: auth.user_id.clone(),
@@ -282,11 +264,7 @@ impl Handler<Deliver> for NotificationSocket {
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         self.slow.taken(msg.frame.len());
         if self.slow.is_slow() {
-            ctx.close(Some(ws::CloseReason {
-                code: ws::CloseCode::from(close_code::SLOW_CONSUMER),
-                description: Some("slow consumer".into()),
-            }));
-            ctx.stop();
+            wsframe::close(ctx, close_code::SLOW_CONSUMER, "slow consumer");
             return;
         }
         if !msg.frame.is_empty() {
@@ -299,11 +277,7 @@ impl Handler<SessionControl> for NotificationSocket {
     type Result = ();
     fn handle(&mut self, msg: SessionControl, ctx: &mut Self::Context) {
         if let SessionControl::Close { code, reason } = msg {
-            ctx.close(Some(ws::CloseReason {
-                code: ws::CloseCode::from(code),
-                description: Some(reason),
-            }));
-            ctx.stop();
+            wsframe::close(ctx, code, reason);
         }
     }
 }
@@ -312,22 +286,10 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for NotificationSocke
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
         self.heard.heard();
-        match self.frames.push(msg) {
-            Incoming::Text(t) => self.on_text(&t, ctx),
-            Incoming::Ping(p) => ctx.pong(&p),
-            Incoming::Close(r) => {
-                ctx.close(r);
-                ctx.stop();
-            }
-            Incoming::Binary(_) => ctx.text(error_frame("Binary frames are not supported")),
-            Incoming::Pong | Incoming::Nothing => {}
-            Incoming::Violation { code, reason } => {
-                ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::from(code),
-                    description: Some(reason.into()),
-                }));
-                ctx.stop();
-            }
+        match wsframe::answer_control(self.frames.push(msg), ctx) {
+            Some(Incoming::Text(t)) => self.on_text(&t, ctx),
+            Some(Incoming::Binary(_)) => ctx.text(error_frame("Binary frames are not supported")),
+            _ => {}
         }
     }
 

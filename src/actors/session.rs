@@ -20,23 +20,25 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use actix_web_actors::ws;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::auth::AuthenticatedUser;
 use crate::domain::{now_millis, rfc3339, ReceiptStatus, RoomId, SessionId, UserId};
 use crate::engine::Engine;
-use crate::error::{EngineError, ErrorCode};
+use crate::error::ErrorCode;
 use crate::metrics::METRICS;
 use crate::protocol::{
-    self, close_code, ClientRequest, ConnectionAck, EncodedFrame, ParseLimits, ServerFrame,
+    self, close_code, ClientRequest, ConnectionAck, EncodedFrame, ErrorBody, ParseLimits,
+    ServerFrame,
 };
-use crate::rate::{Admission, RequestLimiter, ABUSE_MESSAGE};
+use crate::rate::{RequestLimiter, ABUSE_MESSAGE};
 use crate::unread::UnreadCounts;
-use crate::wsframe::{FrameAssembler, Incoming};
+use crate::wsframe::{self, FrameAssembler, Incoming};
 
 use super::client_session::ClientSession;
 use super::continuity::{new_streams, StreamSession};
 use super::inflight::InFlight;
+use super::requests::{RequestParts, RequestSession};
 use super::room_supervisor::AdmissionTicket;
 use crate::engine::Resume;
 use crate::stream::RoomStreams;
@@ -397,28 +399,23 @@ impl WsSession {
     }
 
     fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
-        ctx.close(Some(ws::CloseReason {
-            code: ws::CloseCode::from(code),
-            description: Some(reason.to_owned()),
-        }));
-        ctx.stop();
+        wsframe::close(ctx, code, reason);
     }
 
     fn heartbeat(&self, ctx: &mut ws::WebsocketContext<Self>) {
         let interval = self.engine.settings.heartbeat_interval;
-        ctx.run_interval(interval, move |act, ctx| {
-            // Two missed pongs (and no other traffic) mean the peer is gone.
-            if act.last_heard.elapsed() > interval * 2 {
+        wsframe::heartbeat(
+            ctx,
+            interval,
+            |act| act.last_heard,
+            |act| {
                 log::info!(
                     "session {} of {}: heartbeat timeout",
                     act.id,
                     act.auth.user_id
-                );
-                ctx.stop();
-                return;
-            }
-            ctx.ping(b"");
-        });
+                )
+            },
+        );
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
@@ -428,139 +425,9 @@ impl WsSession {
                 if !matches!(frame.request, ClientRequest::Ping) {
                     self.touch();
                 }
-                self.dispatch(frame.reference, frame.request, ctx)
+                self.handle_request(frame.reference, frame.request, ctx)
             }
             Err(e) => send_error(ctx, e.reference.as_ref(), e.code, &e.message),
-        }
-    }
-
-    /// Runs a request future and writes its ack or its error frame when it resolves, without
-    /// blocking the session's mailbox meanwhile; then runs `after` with the ack's data.
-    fn reply_and<F>(
-        &self,
-        kind: &'static str,
-        reference: Option<Value>,
-        fut: F,
-        after: impl FnOnce(&mut Self, &mut ws::WebsocketContext<Self>, Option<&Value>) + 'static,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) where
-        F: std::future::Future<Output = Result<Value, EngineError>> + 'static,
-    {
-        let started = Instant::now();
-        self.inflight.run(
-            fut,
-            move |res, act, ctx| {
-                METRICS
-                    .request_seconds
-                    .with_label_values(&[kind])
-                    .observe(started.elapsed().as_secs_f64());
-                match res {
-                    Ok(data) => {
-                        // The ack first: for a join, the replay that follows continues it.
-                        let ack = ServerFrame::Ack {
-                            reference: reference.as_ref(),
-                            data: &data,
-                        };
-                        ctx.text(ack.encode().into_native());
-                        after(act, ctx, Some(&data));
-                    }
-                    Err(e) => {
-                        METRICS.errors.with_label_values(&[e.code().as_str()]).inc();
-                        let error = ServerFrame::engine_error(reference.as_ref(), &e);
-                        ctx.text(error.encode().into_native());
-                        after(act, ctx, None);
-                    }
-                }
-            },
-            ctx,
-        );
-    }
-
-    fn dispatch(
-        &mut self,
-        reference: Option<Value>,
-        request: ClientRequest,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        let kind = request.kind();
-        let max_inflight = self.engine.settings.limits.max_inflight;
-        let (gate, user) = (&self.engine.gate, &self.auth.user_id);
-        let per_user = |class| gate.check_user_class(user, class);
-        match self
-            .limiter
-            .admit(&request, self.inflight.len(), max_inflight, per_user)
-        {
-            Admission::Allowed => {}
-            Admission::Refused(msg) => {
-                return send_error(ctx, reference.as_ref(), ErrorCode::RateLimited, &msg);
-            }
-            Admission::Abusive => {
-                send_error(
-                    ctx,
-                    reference.as_ref(),
-                    ErrorCode::RateLimited,
-                    ABUSE_MESSAGE,
-                );
-                return self.close(ctx, close_code::POLICY, ABUSE_MESSAGE);
-            }
-        }
-        match request {
-            ClientRequest::Ping => {
-                let pong = ServerFrame::Pong {
-                    reference: reference.as_ref(),
-                };
-                ctx.text(pong.encode().into_native())
-            }
-            ClientRequest::Auth { token } => match self.engine.refresh_auth(&self.auth, &token) {
-                Ok(fresh) => {
-                    self.auth = fresh;
-                    self.arm_expiry(ctx);
-                    let data = json!({ "expires_at": rfc3339(self.auth.expires_at) });
-                    let ack = ServerFrame::Ack {
-                        reference: reference.as_ref(),
-                        data: &data,
-                    };
-                    ctx.text(ack.encode().into_native());
-                }
-                Err(e) => send_error(ctx, reference.as_ref(), e.code, &e.message),
-            },
-            request => {
-                // Our own read receipt is not echoed back to us; count it here.
-                let read = match &request {
-                    ClientRequest::Receipt {
-                        room,
-                        seq,
-                        status: ReceiptStatus::Read,
-                    } => Some((room.clone(), *seq)),
-                    _ => None,
-                };
-                let joining = match &request {
-                    ClientRequest::Join { room, since_seq } => {
-                        self.join_sent(room);
-                        Some((room.clone(), *since_seq))
-                    }
-                    _ => None,
-                };
-                let engine = self.engine.clone();
-                let handle = self.session_handle(ctx);
-                let admin = self.auth.is_admin() || self.auth.is_service();
-                self.reply_and(
-                    kind,
-                    reference,
-                    async move { engine.execute(handle, admin, request).await },
-                    move |act, ctx, answer| {
-                        if let Some((room, seq)) = read {
-                            if act.unread.read_up_to(&room, seq) {
-                                act.schedule_unread(ctx);
-                            }
-                        }
-                        if let Some((room, since)) = joining {
-                            act.join_answered(&room, since, answer, ctx);
-                        }
-                    },
-                    ctx,
-                )
-            }
         }
     }
 }
@@ -578,6 +445,60 @@ fn send_error(
             .encode()
             .into_native(),
     );
+}
+
+impl RequestSession for WsSession {
+    type Reference = Option<Value>;
+
+    fn request_parts(&mut self) -> Option<RequestParts<'_, Self>> {
+        Some(RequestParts {
+            engine: &self.engine,
+            auth: &self.auth,
+            limiter: &mut self.limiter,
+            inflight: &self.inflight,
+        })
+    }
+    fn set_auth(&mut self, fresh: AuthenticatedUser) {
+        self.auth = fresh;
+    }
+    fn request_handle(&mut self, ctx: &mut Self::Ctx) -> Option<SessionHandle> {
+        Some(self.session_handle(ctx))
+    }
+    fn write_ack(&mut self, reference: &Option<Value>, data: &Value, ctx: &mut Self::Ctx) {
+        let ack = ServerFrame::Ack {
+            reference: reference.as_ref(),
+            data,
+        };
+        ctx.text(ack.encode().into_native());
+    }
+    fn write_error(
+        &mut self,
+        reference: &Option<Value>,
+        code: ErrorCode,
+        message: &str,
+        retry_after_ms: Option<u64>,
+        ctx: &mut Self::Ctx,
+    ) {
+        let error = ServerFrame::Error {
+            reference: reference.as_ref(),
+            body: ErrorBody {
+                code: code.as_str(),
+                error: message.into(),
+                retry_after_ms,
+                room: None,
+            },
+        };
+        ctx.text(error.encode().into_native());
+    }
+    fn write_pong(&mut self, reference: &Option<Value>, ctx: &mut Self::Ctx) {
+        let pong = ServerFrame::Pong {
+            reference: reference.as_ref(),
+        };
+        ctx.text(pong.encode().into_native());
+    }
+    fn close_abusive(&mut self, ctx: &mut Self::Ctx) {
+        self.close(ctx, close_code::POLICY, ABUSE_MESSAGE);
+    }
 }
 
 impl ClientSession for WsSession {
@@ -730,24 +651,15 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
         if let Some(h) = &self.handle {
             h.last_heard.heard();
         }
-        match self.frames.push(msg) {
-            Incoming::Text(text) => self.on_text(&text, ctx),
-            Incoming::Binary(_) => send_error(
+        match wsframe::answer_control(self.frames.push(msg), ctx) {
+            Some(Incoming::Text(text)) => self.on_text(&text, ctx),
+            Some(Incoming::Binary(_)) => send_error(
                 ctx,
                 None,
                 ErrorCode::BinaryUnsupported,
                 "binary frames are not part of the protocol; send JSON text frames",
             ),
-            Incoming::Ping(p) => ctx.pong(&p),
-            Incoming::Pong | Incoming::Nothing => {}
-            Incoming::Close(reason) => {
-                ctx.close(reason);
-                ctx.stop();
-            }
-            Incoming::Violation { code, reason } => {
-                log::debug!("session {}: closing with {code}: {reason}", self.id);
-                self.close(ctx, code, reason)
-            }
+            _ => {}
         }
     }
 

@@ -19,6 +19,7 @@
 use super::client_session::ClientSession;
 use super::continuity::{new_streams, StreamSession};
 use super::inflight::InFlight;
+use super::requests::{RequestParts, RequestSession};
 use crate::engine::Resume;
 use crate::stream::RoomStreams;
 use std::collections::VecDeque;
@@ -33,12 +34,12 @@ use super::eio_registry::{EioAuthenticated, EioRegistry, RemoveEio, SaveRecovery
 use super::room_supervisor::AdmissionTicket;
 use super::session::{Deliver, LastHeard, OutboxGauge, SessionControl, SessionHandle, SessionInfo};
 use crate::auth::AuthenticatedUser;
-use crate::domain::{now_millis, rfc3339, ReceiptStatus, SessionId};
+use crate::domain::{now_millis, SessionId};
 use crate::engine::Engine;
 use crate::error::ErrorCode;
 use crate::metrics::METRICS;
-use crate::protocol::{self, ClientRequest, EncodedFrame, ParseLimits};
-use crate::rate::{Admission, RequestLimiter, ABUSE_MESSAGE};
+use crate::protocol::{self, EncodedFrame, ParseLimits};
+use crate::rate::RequestLimiter;
 use crate::recovery::RecoveryLog;
 use crate::socketio::{self as sio, eio, SioType};
 use crate::unread::UnreadCounts;
@@ -417,56 +418,31 @@ impl SocketIoSession {
         }));
     }
 
-    fn reply(
-        &mut self,
-        ack_id: Option<u64>,
-        result: Result<Value, (ErrorCode, String)>,
-        ctx: &mut Context<Self>,
-    ) {
-        let payload = match result {
-            Ok(Value::Object(mut m)) => {
-                m.insert("ok".into(), Value::Bool(true));
-                Value::Object(m)
-            }
-            Ok(other) => json!({"ok": true, "data": other}),
-            Err((code, error)) => {
-                METRICS.errors.with_label_values(&[code.as_str()]).inc();
-                json!({"ok": false, "code": code.as_str(), "error": error})
-            }
-        };
-        match ack_id {
-            Some(id) => self.emit(sio::ack(id, &payload), ctx),
-            // Without an acknowledgement callback, only failures are worth telling.
-            None if payload["ok"] == false => self.emit(sio::event("error", &payload), ctx),
-            None => {}
-        }
-    }
-
     fn on_event(&mut self, ack_id: Option<u64>, data: Option<Value>, ctx: &mut Context<Self>) {
         let Some(auth) = self.auth.clone() else {
-            return self.reply(
-                ack_id,
-                Err((ErrorCode::InvalidToken, "connect with a token first".into())),
+            return self.fail(
+                &ack_id,
+                ErrorCode::InvalidToken,
+                "connect with a token first",
                 ctx,
             );
         };
         let args = match data {
             Some(Value::Array(a)) if !a.is_empty() => a,
             _ => {
-                return self.reply(
-                    ack_id,
-                    Err((ErrorCode::InvalidData, "an event needs a name".into())),
+                return self.fail(
+                    &ack_id,
+                    ErrorCode::InvalidData,
+                    "an event needs a name",
                     ctx,
                 )
             }
         };
         let Some(name) = args[0].as_str().map(str::to_owned) else {
-            return self.reply(
-                ack_id,
-                Err((
-                    ErrorCode::InvalidData,
-                    "the event name must be a string".into(),
-                )),
+            return self.fail(
+                &ack_id,
+                ErrorCode::InvalidData,
+                "the event name must be a string",
                 ctx,
             );
         };
@@ -482,97 +458,69 @@ impl SocketIoSession {
         let limits = ParseLimits::from_settings(&self.engine.settings);
         let request = match protocol::parse_request_data(&name, payload, limits) {
             Ok(r) => r,
-            Err(e) => return self.reply(ack_id, Err(e), ctx),
+            Err((code, message)) => return self.fail(&ack_id, code, &message, ctx),
         };
-        let max_inflight = self.engine.settings.limits.max_inflight;
-        let (gate, user) = (&self.engine.gate, &auth.user_id);
-        let per_user = |class| gate.check_user_class(user, class);
-        match self
-            .limiter
-            .admit(&request, self.inflight.len(), max_inflight, per_user)
-        {
-            Admission::Allowed => {}
-            Admission::Refused(msg) => {
-                return self.reply(ack_id, Err((ErrorCode::RateLimited, msg)), ctx);
+        self.handle_request(ack_id, request, ctx);
+    }
+}
+
+impl RequestSession for SocketIoSession {
+    type Reference = Option<u64>;
+
+    fn request_parts(&mut self) -> Option<RequestParts<'_, Self>> {
+        Some(RequestParts {
+            engine: &self.engine,
+            auth: self.auth.as_ref()?,
+            limiter: &mut self.limiter,
+            inflight: &self.inflight,
+        })
+    }
+    fn set_auth(&mut self, fresh: AuthenticatedUser) {
+        self.auth = Some(fresh);
+    }
+    fn request_handle(&mut self, ctx: &mut Context<Self>) -> Option<SessionHandle> {
+        self.handle_handle(ctx)
+    }
+    /// The acknowledgement gets the ack's data with `"ok": true` (an object's fields, else
+    /// as `data`); without a callback nothing is sent.
+    fn write_ack(&mut self, ack_id: &Option<u64>, data: &Value, ctx: &mut Context<Self>) {
+        let Some(id) = *ack_id else {
+            return;
+        };
+        let payload = match data {
+            Value::Object(m) => {
+                let mut m = m.clone();
+                m.insert("ok".into(), Value::Bool(true));
+                Value::Object(m)
             }
-            Admission::Abusive => {
-                self.reply(
-                    ack_id,
-                    Err((ErrorCode::RateLimited, ABUSE_MESSAGE.into())),
-                    ctx,
-                );
-                return self.shutdown(ctx);
-            }
+            other => json!({"ok": true, "data": other}),
+        };
+        self.emit(sio::ack(id, &payload), ctx);
+    }
+    /// `{"ok":false,"code","error"[,"retry_after_ms"]}` to the acknowledgement callback, or
+    /// as an `error` event without one.
+    fn write_error(
+        &mut self,
+        ack_id: &Option<u64>,
+        code: ErrorCode,
+        message: &str,
+        retry_after_ms: Option<u64>,
+        ctx: &mut Context<Self>,
+    ) {
+        let mut payload = json!({"ok": false, "code": code.as_str(), "error": message});
+        if let Some(ms) = retry_after_ms {
+            payload["retry_after_ms"] = json!(ms);
         }
-        match request {
-            ClientRequest::Ping => self.reply(ack_id, Ok(json!({})), ctx),
-            ClientRequest::Auth { token } => {
-                let res = self.engine.refresh_auth(&auth, &token).map(|fresh| {
-                    let expires = rfc3339(fresh.expires_at);
-                    self.auth = Some(fresh);
-                    json!({ "expires_at": expires })
-                });
-                if res.is_ok() {
-                    self.arm_expiry(ctx);
-                }
-                self.reply(ack_id, res.map_err(|e| (e.code, e.message)), ctx)
-            }
-            request => {
-                let read = match &request {
-                    ClientRequest::Receipt {
-                        room,
-                        seq,
-                        status: ReceiptStatus::Read,
-                    } => Some((room.clone(), *seq)),
-                    _ => None,
-                };
-                let Some(handle) = self.handle_handle(ctx) else {
-                    return;
-                };
-                let joining = match &request {
-                    ClientRequest::Join { room, since_seq } => {
-                        self.join_sent(room);
-                        Some((room.clone(), *since_seq))
-                    }
-                    _ => None,
-                };
-                let engine = self.engine.clone();
-                let admin = auth.is_admin() || auth.is_service();
-                self.inflight.run(
-                    async move { engine.execute(handle, admin, request).await },
-                    move |res, act, ctx| {
-                        if res.is_ok() {
-                            if let Some((room, seq)) = read {
-                                if act.unread.read_up_to(&room, seq) {
-                                    act.schedule_unread(ctx);
-                                }
-                            }
-                        }
-                        // The ack first: for a join, the replay that follows continues it.
-                        let joined = joining.map(|j| (j, res.as_ref().ok().cloned()));
-                        match res {
-                            Err(e) if e.retry_after_ms().is_some() => {
-                                // Overload: the client is told when to retry, as on /v1/ws.
-                                METRICS.errors.with_label_values(&[e.code().as_str()]).inc();
-                                let payload = json!({"ok": false, "code": e.code().as_str(),
-                                    "error": e.to_string(), "retry_after_ms": e.retry_after_ms()});
-                                match ack_id {
-                                    Some(id) => act.emit(sio::ack(id, &payload), ctx),
-                                    None => act.emit(sio::event("error", &payload), ctx),
-                                }
-                            }
-                            res => {
-                                act.reply(ack_id, res.map_err(|e| (e.code(), e.to_string())), ctx)
-                            }
-                        }
-                        if let Some(((room, since), data)) = joined {
-                            act.join_answered(&room, since, data.as_ref(), ctx);
-                        }
-                    },
-                    ctx,
-                );
-            }
+        match ack_id {
+            Some(id) => self.emit(sio::ack(*id, &payload), ctx),
+            None => self.emit(sio::event("error", &payload), ctx),
         }
+    }
+    fn write_pong(&mut self, ack_id: &Option<u64>, ctx: &mut Context<Self>) {
+        self.write_ack(ack_id, &json!({}), ctx);
+    }
+    fn close_abusive(&mut self, ctx: &mut Context<Self>) {
+        self.shutdown(ctx);
     }
 }
 
