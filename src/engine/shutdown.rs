@@ -1,13 +1,23 @@
 //! Graceful shutdown: close every session, record last-seen, and drain the queued writes.
 
+use std::time::Duration;
+
+use actix::MailboxError;
+
 use super::Engine;
 use crate::actors::notification_center::*;
 use crate::actors::presence_registry::*;
 use crate::protocol;
 
+/// How long shutdown waits for the closed sessions to unregister before it drains the
+/// writes anyway (a session stuck mid-registration must not hold the process); the HTTP
+/// server's own graceful timeout is as long.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
 impl Engine {
     /// Graceful shutdown of the engine: close every session with 1001, record last-seen for
-    /// everyone still online, and wait until every queued write is committed.
+    /// everyone still online, wait until every closed session has unregistered (its last
+    /// writes queued), then until every queued write is committed.
     pub async fn shutdown(&self) {
         let closed = self
             .presence
@@ -26,8 +36,21 @@ impl Engine {
             })
             .await;
         let flushed = self.presence.send(FlushLastSeen).await.unwrap_or(0);
-        // Sessions close asynchronously; give their last frames and writes a moment to queue.
-        actix::clock::sleep(std::time::Duration::from_millis(100)).await;
+        // Sessions close asynchronously: each queues its close frame, stops, and unregisters
+        // (the registry's `SessionClosed` queues its last-seen write). Once the registry has
+        // handled them all, every such write is in the commit queue ahead of the drain.
+        match self
+            .presence
+            .send(AwaitSessionsClosed)
+            .timeout(CLOSE_WAIT)
+            .await
+        {
+            Ok(()) => {}
+            Err(MailboxError::Timeout) => log::warn!(
+                "shutdown: sessions still registered after {CLOSE_WAIT:?}; draining anyway"
+            ),
+            Err(e) => log::error!("shutdown: presence registry unreachable: {e}"),
+        }
         if let Err(e) = self
             .store
             .commits
