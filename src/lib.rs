@@ -10,7 +10,11 @@
 //! - [`config`]: settings from `HERALD_*` variables and flags.
 //! - [`clock`]: the time source of presence decisions (manual in tests).
 //! - [`startup`]: `Application::build` wires database, actors and HTTP server.
-//! - [`engine`]: the actor handles and the operations on them, shared by sessions, REST and tests.
+//! - [`engine`]: the actor handles and the operations on them, shared by sessions, REST and tests:
+//!   `engine/mod.rs` (the `Engine` handle, `Store`, `Engine::start`), then one file per concern:
+//!   `session_start`, `admission`, `requests` (`execute`), `messaging`, `presence`, `policy`
+//!   (who may see whom), `queries` (REST/admin reads, stats), `notifications`, `shutdown`,
+//!   `device_expiry`.
 //! - [`actors`]: `WsSession`, `RoomSupervisor`, `Room`, `PresenceRegistry`, `CommitQueue`, `Database`.
 //! - [`protocol`]: wire frames of the native protocol: client frames parsed into requests,
 //!   and the typed server frames (`protocol/frames.rs`), each encoded once for both wires.

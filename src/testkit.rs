@@ -157,6 +157,10 @@ pub struct ProbeSession {
     heard: Arc<LastHeard>,
     /// Cleared by [`Probe::stop_answering`].
     answering: Arc<AtomicBool>,
+    /// To unregister when stopped, as a `WsSession` does (shutdown waits for it).
+    engine: Engine,
+    id: SessionId,
+    user: UserId,
 }
 
 /// How often a probe "answers" (refreshes its last-heard time) while it is answering.
@@ -171,6 +175,11 @@ impl Actor for ProbeSession {
                 act.heard.heard();
             }
         });
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        self.engine.close_session(self.id, &self.user);
+        Running::Stop
     }
 }
 
@@ -269,15 +278,19 @@ pub async fn connect_probe_with_capacity(engine: &Engine, user: &str, capacity: 
     let (tx, rx) = mpsc::unbounded_channel();
     let heard = LastHeard::now();
     let answering = Arc::new(AtomicBool::new(true));
+    let id = SessionId::next();
     let actor = ProbeSession {
         events: tx.clone(),
         capacity,
         heard: heard.clone(),
         answering: answering.clone(),
+        engine: engine.clone(),
+        id,
+        user: user.clone(),
     };
     let addr = actor.start();
     let handle = SessionHandle::new(SessionInfo {
-        id: SessionId::next(),
+        id,
         user,
         deliver: addr.clone().recipient(),
         control: addr.clone().recipient(),

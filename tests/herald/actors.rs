@@ -567,3 +567,39 @@ async fn a_user_with_three_sessions_leaving_a_room_is_announced_once() {
         .unwrap();
     assert!(rooms.values().all(|r| r.is_empty()), "{rooms:?}");
 }
+
+#[actix_web::test]
+async fn shutdown_returns_once_every_closed_session_has_unregistered() {
+    // Arrange
+    let db = TestDatabase::new();
+    let engine = engine(&db).await;
+    let mut probes = Vec::new();
+    for user in ["alice", "alice", "bob"] {
+        probes.push(connect_probe(&engine, user).await);
+    }
+
+    // Act
+    engine.shutdown().await;
+
+    // Assert: every session was told 1001, and none is registered any more (each one's
+    // unregistration, and the last-seen write it queues, came before the drain).
+    for p in &mut probes {
+        let closed = p
+            .drain(Duration::from_millis(50))
+            .await
+            .into_iter()
+            .find_map(|e| match e {
+                ProbeEvent::Closed { code, .. } => Some(code),
+                ProbeEvent::Frame(_) => None,
+            });
+        assert_eq!(closed, Some(1001));
+    }
+    let views = engine
+        .presence_of(vec![uid("alice"), uid("bob")])
+        .await
+        .expect("presence");
+    for v in views {
+        assert_eq!(v.devices, 0, "{} still has sessions", v.user);
+        assert!(v.last_seen.is_some(), "{} has no last-seen", v.user);
+    }
+}

@@ -223,3 +223,35 @@ impl Handler<CloseAllSessions> for PresenceRegistry {
         n
     }
 }
+
+/// Sent at shutdown, after `CloseAllSessions`: answers once no session is registered any
+/// more, that is once the `SessionClosed` of every closed session (and the last-seen write it
+/// queues) has been handled.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AwaitSessionsClosed;
+
+impl Handler<AwaitSessionsClosed> for PresenceRegistry {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: AwaitSessionsClosed, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.closed_waiters.push(tx);
+        self.wake_closed_waiters();
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+impl PresenceRegistry {
+    /// Answers the `AwaitSessionsClosed` waiters once no session is registered (checked
+    /// after every `SessionClosed`, and only while someone waits).
+    pub(super) fn wake_closed_waiters(&mut self) {
+        if self.closed_waiters.is_empty() || self.users.values().any(|e| !e.sessions.is_empty()) {
+            return;
+        }
+        for tx in self.closed_waiters.drain(..) {
+            let _ = tx.send(());
+        }
+    }
+}

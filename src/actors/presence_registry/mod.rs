@@ -152,6 +152,8 @@ pub struct PresenceRegistry {
     watchers: HashMap<UserId, HashMap<SessionId, SessionHandle>>,
     /// watching session → watched users, for cleanup
     watching: HashMap<SessionId, HashSet<UserId>>,
+    /// Replies owed to `AwaitSessionsClosed` (shutdown): sent once no session is registered.
+    closed_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl PresenceRegistry {
@@ -163,6 +165,7 @@ impl PresenceRegistry {
             users: HashMap::new(),
             watchers: HashMap::new(),
             watching: HashMap::new(),
+            closed_waiters: Vec::new(),
         }
     }
 
@@ -348,6 +351,13 @@ pub struct SessionClosed {
 impl Handler<SessionClosed> for PresenceRegistry {
     type Result = ();
     fn handle(&mut self, msg: SessionClosed, _: &mut Context<Self>) {
+        self.session_closed(msg);
+        self.wake_closed_waiters();
+    }
+}
+
+impl PresenceRegistry {
+    fn session_closed(&mut self, msg: SessionClosed) {
         for watched in self.watching.remove(&msg.session).unwrap_or_default() {
             if let Some(w) = self.watchers.get_mut(&watched) {
                 w.remove(&msg.session);

@@ -1,0 +1,190 @@
+//! `Engine`: the handles of the running actors, and the operations sessions, REST routes and
+//! tests perform with them.
+//!
+//! Each operation turns a validated request into actor messages and maps the replies to
+//! typed results, so the WebSocket session, the REST handlers and the testkit share one code
+//! path. `Engine::start` wires the actors: the database readers and single writer on
+//! `SyncArbiter`s, the commit queue, the room supervisor and the presence registry.
+//!
+//! The operations live in one file per concern, each an `impl Engine` block:
+//! - `session_start`: `open_session`, the replay plan and the `sync` frame;
+//! - `admission`: `admit`, `close_session`, `disconnect_user`;
+//! - `requests`: `execute` (the client request dispatch) and `refresh_auth`;
+//! - `messaging`: join, leave, membership, send, system messages, typing, receipts, history;
+//! - `presence`: status, watch, unwatch, presence lookups;
+//! - `policy`: who may see whose presence;
+//! - `queries`: REST and admin reads, stats;
+//! - `notifications`: notify, mark read, delete, list, preferences;
+//! - `shutdown`: the graceful shutdown;
+//! - `device_expiry`: the periodic expiry of device positions.
+
+mod admission;
+mod device_expiry;
+mod messaging;
+mod notifications;
+mod policy;
+mod presence;
+mod queries;
+mod requests;
+mod session_start;
+mod shutdown;
+
+pub use session_start::{sync_frame, Resume, RoomReplay, SessionStart};
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use crate::actors::commit_queue::CommitQueue;
+use crate::actors::database::Database;
+use crate::actors::notification_center::*;
+use crate::actors::presence_registry::*;
+use crate::actors::room_supervisor::*;
+use crate::auth::JwtKeys;
+use crate::config::Settings;
+use crate::db::DbPool;
+use crate::error::{EngineError, PersistError};
+
+/// The persistence actors as the rest of the engine sees them.
+#[derive(Clone)]
+pub struct Store {
+    /// Reader threads (reads only).
+    pub reader: Addr<Database>,
+    /// The group-commit front of the single writer thread.
+    pub commits: Addr<CommitQueue>,
+    /// How long a client waits for a commit before it is told `unavailable` (the write
+    /// itself stays queued and may still complete; retries are idempotent).
+    pub write_timeout: std::time::Duration,
+}
+
+/// Handles to the running engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub rooms: Addr<RoomSupervisor>,
+    pub presence: Addr<PresenceRegistry>,
+    pub notifications: Addr<NotificationCenter>,
+    /// Engine.IO session ids of Socket.IO clients.
+    pub eio: Addr<crate::actors::eio_registry::EioRegistry>,
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    pub keys: Arc<JwtKeys>,
+    /// Rates of new connections per client address and per user.
+    pub gate: Arc<crate::admission::ConnectGate>,
+    pub started_at: Instant,
+    /// The cached `/readyz` answer, shared by all HTTP workers.
+    pub readiness: Arc<crate::readiness::Readiness>,
+}
+
+/// A persistence actor's reply (mailbox and persistence errors alike) as an engine result.
+fn persist<T>(r: Result<Result<T, PersistError>, MailboxError>) -> Result<T, EngineError> {
+    Ok(r.map_err(PersistError::from).and_then(|r| r)?)
+}
+
+impl Engine {
+    /// Starts every actor in the current actix system.
+    pub fn start(settings: Settings, pool: DbPool, keys: JwtKeys) -> Engine {
+        let readers = settings.db_pool_size.max(1) as usize;
+        let read_pool = pool.clone();
+        let reader = SyncArbiter::start(readers, move || Database::new(read_pool.clone()));
+        let writer = SyncArbiter::start(1, move || Database::new(pool.clone()));
+        let commits = CommitQueue::new(
+            writer,
+            settings.commit_max_batch,
+            settings.costs.commit_queue_max,
+        )
+        .start();
+        let store = Store {
+            reader,
+            commits,
+            write_timeout: settings.db_write_timeout,
+        };
+        let notifications = NotificationCenter::new(
+            store.clone(),
+            settings.clock.clone(),
+            settings.notification_sweep,
+        )
+        .start();
+        let rooms = RoomSupervisor::new(
+            store.clone(),
+            crate::actors::room::RoomPolicy {
+                typing_timeout: settings.typing_timeout,
+                typing_rate: settings.typing_rate,
+                presence_coalesce: settings.presence_coalesce,
+                max_room_members: settings.limits.max_room_members,
+                max_rooms_per_user: settings.limits.max_rooms_per_user,
+                load_retry: settings.room_load_retry,
+                max_devices_per_user: settings.limits.max_devices_per_user as i64,
+            },
+            settings.room_idle,
+            crate::actors::room::MessageNotifier {
+                center: notifications.clone().recipient(),
+                mentions: settings.notify_mentions,
+                offline_direct: settings.notify_offline_direct,
+                max_mentions: settings.costs.max_mentions,
+                answering_window: settings.answering_window(),
+            },
+            settings.outbox_sweep,
+        )
+        .start();
+        let presence = PresenceRegistry::new(
+            store.clone(),
+            rooms.clone(),
+            PresencePolicy {
+                grace: settings.presence_grace,
+                sweep: settings.presence_sweep,
+                auto_away: settings.auto_away,
+                max_watch: settings.limits.max_watch,
+                clock: settings.clock.clone(),
+            },
+        )
+        .start();
+        // The supervisor reports users' room changes to the registry; given now that both
+        // run (the registry already holds the supervisor's address: no cycle at start).
+        rooms.do_send(AttachPresence {
+            presence: presence.clone().recipient(),
+        });
+        device_expiry::expire_device_positions(store.commits.clone(), settings.device_ttl);
+        actix::spawn(async {
+            let mut tick = actix::clock::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                crate::metrics::RATES.sample();
+            }
+        });
+        Engine {
+            rooms,
+            presence,
+            notifications,
+            eio: crate::actors::eio_registry::EioRegistry::new(
+                settings.limits.max_unauthenticated,
+                settings.limits.max_unauthenticated_per_ip,
+                settings.sio_recovery_window,
+            )
+            .start(),
+            gate: Arc::new(crate::admission::ConnectGate::new(
+                crate::admission::ConnectRates {
+                    per_ip: settings.limits.connect_rate_per_ip,
+                    per_ip_burst: settings.limits.connect_burst_per_ip,
+                    per_user: settings.limits.connect_rate_per_user,
+                    per_user_burst: settings.limits.connect_burst_per_user,
+                    history_per_user: settings.limits.history_rate,
+                    history_per_user_burst: settings.limits.history_burst,
+                },
+            )),
+            store,
+            settings: Arc::new(settings),
+            keys: Arc::new(keys),
+            started_at: Instant::now(),
+            readiness: Arc::default(),
+        }
+    }
+
+    /// Re-processes the notifications a previous process left unsettled (its outbox rows),
+    /// without waiting for the first periodic sweep.
+    pub fn sweep_outbox_at_start(&self) {
+        self.rooms.do_send(SweepOutbox {
+            min_age: self.settings.outbox_sweep,
+        });
+    }
+}

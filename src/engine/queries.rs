@@ -1,0 +1,125 @@
+//! REST and admin reads: online listings, a user's sessions, a room's presence, a user's
+//! rooms, a message's delivery status and the server-wide stats.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::{persist, Engine};
+use crate::actors::database::ListUserRooms;
+use crate::actors::presence_registry::*;
+use crate::actors::room::RoomOnline;
+use crate::actors::room_supervisor::*;
+use crate::db::models::RoomSummary;
+use crate::domain::{RoomId, UserId};
+use crate::error::EngineError;
+
+impl Engine {
+    /// Admin listing of online users (see `ListOnline` for the filters).
+    pub async fn list_online(&self, filter: ListOnline) -> Result<Vec<AdminPresence>, EngineError> {
+        Ok(self.presence.send(filter).await?)
+    }
+
+    /// Admin view of one online user with every session and its subscribed rooms.
+    pub async fn admin_presence(&self, user: UserId) -> Result<Option<AdminPresence>, EngineError> {
+        let Some(mut p) = self.presence.send(GetAdminPresence { user }).await? else {
+            return Ok(None);
+        };
+        let ids = p.sessions.iter().map(|s| s.id).collect();
+        let mut rooms = self.rooms.send(GetSessionRooms { sessions: ids }).await?;
+        for s in &mut p.sessions {
+            s.subscribed_rooms = rooms.remove(&s.id).unwrap_or_default();
+        }
+        Ok(Some(p))
+    }
+
+    /// Server-wide counters for `/v1/admin/stats`.
+    pub async fn stats(&self) -> Result<Value, EngineError> {
+        let rooms = self.rooms.send(GetRoomStats).await?;
+        let presence = self.presence.send(GetPresenceStats).await?;
+        let commits = self
+            .store
+            .commits
+            .send(crate::actors::commit_queue::GetCommitStats)
+            .await?;
+        let started = Instant::now();
+        let db = self
+            .store
+            .reader
+            .send(crate::actors::database::CheckReady)
+            .await;
+        let db_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let db_ok = matches!(db, Ok(Ok(())));
+        let eio = self.eio.send(crate::actors::eio_registry::CountEio).await?;
+        let m = &crate::metrics::METRICS;
+        let refused = |reason: &str| m.refused.with_label_values(&[reason]).get();
+        Ok(json!({
+            "connections": m.connections.get(),
+            "sessions": rooms.sessions,
+            "users_online": presence.users_online,
+            "users_visible": presence.users_visible,
+            "active_rooms": rooms.active_rooms,
+            "messages_in_per_s": crate::metrics::RATES.messages_in_per_s(),
+            "frames_out_per_s": crate::metrics::RATES.frames_out_per_s(),
+            "messages_in_total": m.messages_in.get(),
+            "frames_out_total": m.frames_out.get(),
+            "slow_consumers_total": m.slow_consumers.get(),
+            "socketio_sessions": eio.sessions,
+            "hostile": {
+                "unauthenticated_sessions": eio.unauthenticated,
+                "refused": {
+                    "ip_rate": refused("ip_rate"),
+                    "user_rate": refused("user_rate"),
+                    "ip_unauthenticated": refused("ip_unauthenticated"),
+                    "unauthenticated": refused("unauthenticated"),
+                },
+                "write_timeouts_total": m.write_timeouts.get(),
+                "handshake_timeouts_total": m.handshake_timeouts.get(),
+                "preauth_timeouts_total": m.preauth_timeouts.get(),
+            },
+            "persistence": commits,
+            "database": {"reachable": db_ok, "latency_ms": db_ms},
+            "uptime_s": self.started_at.elapsed().as_secs(),
+            "resident_memory_bytes": crate::metrics::resident_bytes(),
+        }))
+    }
+
+    pub async fn room_presence(&self, room: RoomId) -> Result<RoomOnline, EngineError> {
+        self.rooms.send(GetRoomPresence { room }).await?
+    }
+
+    pub async fn user_rooms(
+        &self,
+        user: &UserId,
+        after: Option<String>,
+        limit: i64,
+    ) -> Result<Vec<RoomSummary>, EngineError> {
+        persist(
+            self.store
+                .reader
+                .send(ListUserRooms {
+                    user: user.clone(),
+                    after,
+                    limit,
+                })
+                .await,
+        )
+    }
+
+    /// Each recipient's state of a message (room members and admins).
+    pub async fn message_status(
+        &self,
+        user: &UserId,
+        admin: bool,
+        room: RoomId,
+        message_id: String,
+    ) -> Result<crate::actors::room::MessageStatus, EngineError> {
+        let addr = self.rooms.send(GetRoom { room }).await?;
+        addr.send(crate::actors::room::GetMessageStatus {
+            user: user.clone(),
+            admin,
+            message_id,
+        })
+        .await?
+    }
+}

@@ -1,0 +1,96 @@
+//! Request execution: the dispatch of a client request (any session kind) to the engine's
+//! operations, and the `auth` token refresh.
+
+use serde_json::{json, Value};
+
+use super::Engine;
+use crate::actors::session::SessionHandle;
+use crate::error::EngineError;
+use crate::protocol;
+
+/// Requests of any kind of session.
+impl Engine {
+    /// Carries out a client request for the session `handle` and answers the ack's data.
+    /// `ping` and `auth` concern the connection itself and are handled by the session.
+    pub async fn execute(
+        &self,
+        handle: SessionHandle,
+        admin: bool,
+        request: crate::protocol::ClientRequest,
+    ) -> Result<Value, EngineError> {
+        use crate::protocol::ClientRequest as R;
+        let user = handle.user.clone();
+        let session = handle.id;
+        match request {
+            R::Join { room, since_seq } => self.join(&user, session, room, since_seq).await,
+            R::Leave { room } => self.leave(&user, room).await.map(|_| json!({})),
+            R::Send(req) => {
+                let ack = self.send_message(&user, Some(session), req).await?;
+                serde_json::to_value(ack).map_err(|e| EngineError::Internal(e.to_string()))
+            }
+            R::Typing { room, state } => self
+                .typing(&user, session, room, state)
+                .await
+                .map(|_| json!({})),
+            R::Receipt { room, seq, status } => self
+                .device_receipt(
+                    &user,
+                    Some(session),
+                    handle.device.clone(),
+                    room,
+                    seq,
+                    status,
+                )
+                .await
+                .map(|_| json!({})),
+            R::Presence {
+                status,
+                custom_message,
+                custom_expires_at,
+                metadata,
+            } => self
+                .set_status(&user, status, custom_message, custom_expires_at, metadata)
+                .await
+                .map(|_| json!({})),
+            R::History {
+                room,
+                before_seq,
+                after_seq,
+                limit,
+            } => {
+                let (messages, has_more) = self
+                    .history(&user, false, room, before_seq, after_seq, limit)
+                    .await?;
+                Ok(json!({"messages": protocol::message_objects(&messages), "has_more": has_more}))
+            }
+            R::Watch { users } => self
+                .watch(handle, admin, users)
+                .await
+                .map(|p| json!({ "presence": p })),
+            R::Unwatch { users } => self
+                .unwatch(session, users)
+                .await
+                .map(|_| json!({ "presence": [] })),
+            R::Ping => Ok(json!({})),
+            R::Auth { .. } => Err(EngineError::Internal(
+                "auth is handled by the session".into(),
+            )),
+        }
+    }
+
+    /// Verifies a fresh token for the same user (the `auth` request).
+    pub fn refresh_auth(
+        &self,
+        current: &crate::auth::AuthenticatedUser,
+        token: &str,
+    ) -> Result<crate::auth::AuthenticatedUser, crate::error::AppError> {
+        let fresh = self.keys.verify(token)?;
+        if fresh.user_id != current.user_id {
+            return Err(crate::error::AppError::new(
+                crate::error::ErrorCode::Forbidden,
+                "the new token names another user; reconnect to switch users",
+            ));
+        }
+        Ok(fresh)
+    }
+}
