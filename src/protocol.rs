@@ -548,12 +548,12 @@ impl<'a> MessageObject<'a> {
         let body: &RawValue = serde_json::from_str(&m.body).unwrap_or_else(|_| null_raw());
         MessageObject {
             message_id: &m.id,
-            room: &m.room,
+            room: m.room.as_str(),
             seq: m.seq,
-            from: &m.from,
-            kind: &m.kind,
+            from: m.from.as_str(),
+            kind: m.kind.as_str(),
             body,
-            priority: &m.priority,
+            priority: m.priority.as_str(),
             client_msg_id: m.client_msg_id.as_deref(),
             created_at: rfc3339(m.created_at),
         }
@@ -586,7 +586,7 @@ impl SendAck {
     pub fn of(m: &StoredMessage, duplicate: bool) -> Self {
         SendAck {
             message_id: m.id.clone(),
-            room: m.room.clone(),
+            room: m.room.as_str().to_owned(),
             seq: m.seq,
             created_at: rfc3339(m.created_at),
             status: "sent",

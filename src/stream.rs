@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use crate::actors::session::FrameMeta;
 use crate::db::models::StoredMessage;
-use crate::domain::{RoomId, UserId};
+use crate::domain::RoomId;
 use crate::protocol::{EncodedFrame, MessageObject, ReplayTruncated, ServerFrame};
 
 /// What the session writes to its client, in this order.
@@ -501,7 +501,7 @@ pub fn message_emit(room: &RoomId, m: &StoredMessage) -> Emit {
     let meta = Arc::new(FrameMeta::Message {
         room: room.clone(),
         seq: m.seq,
-        from: UserId::parse(&m.from).ok(),
+        from: m.from.clone(),
     });
     Emit::Message(frame, meta)
 }
@@ -509,6 +509,7 @@ pub fn message_emit(room: &RoomId, m: &StoredMessage) -> Emit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{MessageKind, Priority, UserId};
 
     fn room() -> RoomId {
         RoomId::parse("public:t").unwrap()
@@ -524,12 +525,12 @@ mod tests {
     fn stored(seq: i64) -> StoredMessage {
         StoredMessage {
             id: format!("id{seq}"),
-            room: "public:t".into(),
+            room: room(),
             seq,
-            from: "u".into(),
-            kind: "text".into(),
+            from: UserId::parse("u").unwrap(),
+            kind: MessageKind::Text,
             body: "{}".into(),
-            priority: "normal".into(),
+            priority: Priority::Normal,
             client_msg_id: None,
             created_at: 0,
         }

@@ -49,7 +49,7 @@ impl UnreadCounts {
                     None => self.rooms.entry(room.clone()).or_insert((seq - 1, seq - 1)),
                 };
                 entry.0 = entry.0.max(*seq);
-                if from.as_ref() == Some(me) {
+                if from == me {
                     entry.1 = entry.1.max(*seq);
                 }
                 self.mark(room);

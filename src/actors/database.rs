@@ -363,17 +363,18 @@ impl Handler<LoadPendingOutbox> for Database {
 mod page_tests {
     use super::cap_page_bytes;
     use crate::db::models::StoredMessage;
+    use crate::domain::{MessageKind, Priority, RoomId, UserId};
 
     fn page(n: i64, body: usize) -> Vec<StoredMessage> {
         (1..=n)
             .map(|seq| StoredMessage {
                 id: format!("m{seq}"),
-                room: "public:r".into(),
+                room: RoomId::parse("public:r").unwrap(),
                 seq,
-                from: "u".into(),
-                kind: "text".into(),
+                from: UserId::parse("u").unwrap(),
+                kind: MessageKind::Text,
                 body: "x".repeat(body),
-                priority: "normal".into(),
+                priority: Priority::Normal,
                 client_msg_id: None,
                 created_at: 0,
             })

@@ -59,8 +59,8 @@ pub enum FrameMeta {
     Message {
         room: RoomId,
         seq: i64,
-        /// The sender (`None` only for a sender id that no longer parses).
-        from: Option<UserId>,
+        /// The sender.
+        from: UserId,
     },
     Receipt {
         room: RoomId,

@@ -84,12 +84,12 @@ impl NewMessage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredMessage {
     pub id: String,
-    pub room: String,
+    pub room: RoomId,
     pub seq: i64,
-    pub from: String,
-    pub kind: String,
+    pub from: UserId,
+    pub kind: MessageKind,
     pub body: String,
-    pub priority: String,
+    pub priority: Priority,
     pub client_msg_id: Option<String>,
     pub created_at: Millis,
 }
@@ -205,9 +205,9 @@ pub struct OutboxPolicy {
 impl OutboxPolicy {
     /// Whether a message of `kind` with this body (JSON text) in `room` may cause a
     /// notification.
-    pub fn may_notify(&self, room: &RoomId, kind: &str, body_json: &str) -> bool {
+    pub fn may_notify(&self, room: &RoomId, kind: MessageKind, body_json: &str) -> bool {
         (self.offline_direct && room.direct_users().is_some())
-            || (self.mentions && kind == MessageKind::Text.as_str() && body_json.contains('@'))
+            || (self.mentions && kind == MessageKind::Text && body_json.contains('@'))
     }
 }
 
@@ -316,18 +316,49 @@ pub struct MessageRow {
     pub created_at: i64,
 }
 
-impl From<MessageRow> for StoredMessage {
-    fn from(r: MessageRow) -> Self {
-        StoredMessage {
+/// A stored row is parsed once, here: a value that does not parse is an error (the row was
+/// written by something other than this server, or the schema drifted), never a default.
+impl TryFrom<MessageRow> for StoredMessage {
+    type Error = diesel::result::Error;
+
+    fn try_from(r: MessageRow) -> Result<Self, Self::Error> {
+        fn bad(id: &str, what: &str, value: &str) -> diesel::result::Error {
+            diesel::result::Error::DeserializationError(
+                format!("message {id}: invalid {what} {value:?}").into(),
+            )
+        }
+        let room = RoomId::parse(&r.room_id).map_err(|_| bad(&r.id, "room", &r.room_id))?;
+        let from = UserId::parse(&r.sender).map_err(|_| bad(&r.id, "sender", &r.sender))?;
+        let kind = MessageKind::parse(&r.kind).ok_or_else(|| bad(&r.id, "kind", &r.kind))?;
+        let priority =
+            Priority::parse(&r.priority).ok_or_else(|| bad(&r.id, "priority", &r.priority))?;
+        Ok(StoredMessage {
             id: r.id,
-            room: r.room_id,
+            room,
             seq: r.seq,
-            from: r.sender,
-            kind: r.kind,
+            from,
+            kind,
             body: r.body,
-            priority: r.priority,
+            priority,
             client_msg_id: r.client_msg_id,
             created_at: r.created_at,
+        })
+    }
+}
+
+impl StoredMessage {
+    /// `m` as stored in `room` at `seq` (the append path: already typed, nothing to parse).
+    pub fn appended(m: &NewMessage, room: &RoomId, seq: i64) -> Self {
+        StoredMessage {
+            id: m.id.clone(),
+            room: room.clone(),
+            seq,
+            from: m.sender.clone(),
+            kind: m.kind,
+            body: m.body.as_json().to_owned(),
+            priority: m.priority,
+            client_msg_id: m.client_msg_id.clone(),
+            created_at: m.created_at,
         }
     }
 }
@@ -345,22 +376,6 @@ impl<'a> NewMessageRow<'a> {
             priority: m.priority.as_str(),
             client_msg_id: m.client_msg_id.as_deref(),
             created_at: m.created_at,
-        }
-    }
-}
-
-impl From<&NewMessageRow<'_>> for StoredMessage {
-    fn from(r: &NewMessageRow<'_>) -> Self {
-        StoredMessage {
-            id: r.id.to_owned(),
-            room: r.room_id.to_owned(),
-            seq: r.seq,
-            from: r.sender.to_owned(),
-            kind: r.kind.to_owned(),
-            body: r.body.to_owned(),
-            priority: r.priority.to_owned(),
-            client_msg_id: r.client_msg_id.map(str::to_owned),
-            created_at: r.created_at,
         }
     }
 }
@@ -459,8 +474,56 @@ pub struct NotificationQuery<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::OutboxPolicy;
-    use crate::domain::RoomId;
+    use super::{MessageRow, OutboxPolicy, StoredMessage};
+    use crate::domain::{MessageKind, Priority, RoomId, UserId};
+
+    fn row() -> MessageRow {
+        MessageRow {
+            id: "m1".into(),
+            room_id: "public:g".into(),
+            seq: 7,
+            sender: "alice".into(),
+            kind: "text".into(),
+            body: r#"{"text":"hi"}"#.into(),
+            priority: "high".into(),
+            client_msg_id: Some("c1".into()),
+            created_at: 42,
+        }
+    }
+
+    #[test]
+    fn a_stored_row_is_parsed_into_typed_fields() {
+        let m = StoredMessage::try_from(row()).unwrap();
+        assert_eq!(m.room, RoomId::parse("public:g").unwrap());
+        assert_eq!(m.from, UserId::parse("alice").unwrap());
+        assert_eq!(m.kind, MessageKind::Text);
+        assert_eq!(m.priority, Priority::High);
+        assert_eq!((m.seq, m.created_at), (7, 42));
+    }
+
+    #[test]
+    fn a_stored_row_that_does_not_parse_is_an_error() {
+        let bad: [fn(&mut MessageRow); 4] = [
+            |r| r.kind = "sticker".into(),
+            |r| r.sender = "not a user!".into(),
+            |r| r.room_id = "lobby".into(),
+            |r| r.priority = "meh".into(),
+        ];
+        for spoil in bad {
+            let mut r = row();
+            spoil(&mut r);
+            let err = StoredMessage::try_from(r.clone()).expect_err(&format!("{r:?}"));
+            assert!(
+                matches!(err, diesel::result::Error::DeserializationError(_)),
+                "{err:?}"
+            );
+            // And as the loading sites report it: a failed load, not a dropped row.
+            assert!(matches!(
+                crate::error::PersistError::from(err),
+                crate::error::PersistError::Unavailable(_)
+            ));
+        }
+    }
 
     #[test]
     fn only_direct_messages_and_texts_with_an_at_sign_get_an_outbox_row() {
@@ -470,15 +533,19 @@ mod tests {
         };
         let group = RoomId::parse("public:g").unwrap();
         let direct = RoomId::parse("direct:a:b").unwrap();
-        assert!(!on.may_notify(&group, "text", r#"{"text":"hello"}"#));
-        assert!(on.may_notify(&group, "text", r#"{"text":"hi @bob"}"#));
-        assert!(!on.may_notify(&group, "image", r#"{"url":"x@y"}"#));
-        assert!(on.may_notify(&direct, "image", r#"{"url":"x"}"#));
+        assert!(!on.may_notify(&group, MessageKind::Text, r#"{"text":"hello"}"#));
+        assert!(on.may_notify(&group, MessageKind::Text, r#"{"text":"hi @bob"}"#));
+        assert!(!on.may_notify(&group, MessageKind::Image, r#"{"url":"x@y"}"#));
+        assert!(on.may_notify(&direct, MessageKind::Image, r#"{"url":"x"}"#));
         let mentions_only = OutboxPolicy {
             offline_direct: false,
             ..on
         };
-        assert!(!mentions_only.may_notify(&direct, "text", r#"{"text":"hi"}"#));
-        assert!(!OutboxPolicy::default().may_notify(&direct, "text", r#"{"text":"@a"}"#));
+        assert!(!mentions_only.may_notify(&direct, MessageKind::Text, r#"{"text":"hi"}"#));
+        assert!(!OutboxPolicy::default().may_notify(
+            &direct,
+            MessageKind::Text,
+            r#"{"text":"@a"}"#
+        ));
     }
 }

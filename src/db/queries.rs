@@ -169,7 +169,7 @@ fn append_merged(
                 }
                 fresh_keys.insert(key, fresh.len());
             }
-            if outbox.may_notify(room, m.kind.as_str(), m.body.as_json()) {
+            if outbox.may_notify(room, m.kind, m.body.as_json()) {
                 outboxed.push(fresh.len());
             }
             p.push(Ok(fresh.len()));
@@ -276,13 +276,15 @@ fn append_merged(
         for entry in p {
             let a = match entry {
                 Ok(i) => AppendedMessage {
-                    message: StoredMessage::from(&rows[i]),
+                    message: StoredMessage::appended(fresh[i].1, fresh[i].0, rows[i].seq),
                     duplicate: false,
                 },
                 Err(key) => {
                     let message = match (originals.get(&key), fresh_keys.get(&key)) {
                         (Some(orig), _) => orig.clone(),
-                        (None, Some(&i)) => StoredMessage::from(&rows[i]),
+                        (None, Some(&i)) => {
+                            StoredMessage::appended(fresh[i].1, fresh[i].0, rows[i].seq)
+                        }
                         (None, None) => return Err(diesel::result::Error::NotFound),
                     };
                     AppendedMessage {
@@ -344,7 +346,7 @@ fn stored_originals<'k>(
                 by_sender
                     .entry(r.sender.clone())
                     .or_default()
-                    .insert(cmid, r.into());
+                    .insert(cmid, r.try_into()?);
             }
         }
         for &(s, id) in chunk {
@@ -676,7 +678,7 @@ fn append_messages(
             .load(c)?;
         for r in rows {
             if let Some(cmid) = r.client_msg_id.clone() {
-                originals.insert((r.sender.clone(), cmid), r.into());
+                originals.insert((r.sender.clone(), cmid), r.try_into()?);
             }
         }
     }
@@ -716,8 +718,11 @@ fn append_messages(
         }
         insert_outbox(
             c,
-            rows.iter()
-                .filter(|r| outbox.may_notify(room, r.kind, r.body)),
+            fresh
+                .iter()
+                .zip(&rows)
+                .filter(|(m, _)| outbox.may_notify(room, m.kind, m.body.as_json()))
+                .map(|(_, r)| r),
         )?;
         // Sending implies having read the room up to one's own message, so a member's
         // unread count is simply last_seq - read_seq.
@@ -734,13 +739,18 @@ fn append_messages(
                 .set(members::delivered_seq.eq(seq))
                 .execute(c)?;
         }
-        stored.extend(rows.iter().map(StoredMessage::from));
+        stored.extend(
+            fresh
+                .iter()
+                .zip(&rows)
+                .map(|(m, r)| StoredMessage::appended(m, room, r.seq)),
+        );
     }
     let mut by_key: HashMap<(String, String), StoredMessage> = originals;
     for s in &stored {
         if let Some(cmid) = &s.client_msg_id {
             by_key
-                .entry((s.from.clone(), cmid.clone()))
+                .entry((s.from.as_str().to_owned(), cmid.clone()))
                 .or_insert_with(|| s.clone());
         }
     }
@@ -947,13 +957,13 @@ pub fn history(
         let mut rows: Vec<MessageRow> = q.load(c)?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        return Ok((rows.into_iter().map(Into::into).collect(), more));
+        return Ok((stored_messages(rows)?, more));
     }
     let mut rows: Vec<MessageRow> = q.order(messages::seq.desc()).load(c)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     rows.reverse();
-    Ok((rows.into_iter().map(Into::into).collect(), more))
+    Ok((stored_messages(rows)?, more))
 }
 
 /// A message's seq and sender, and every other member's watermarks, for the status route.
@@ -1123,7 +1133,15 @@ pub fn pending_outbox(
         .limit(limit)
         .select(MessageRow::as_select())
         .load(c)?;
-    Ok(rows.into_iter().map(Into::into).collect())
+    stored_messages(rows)
+}
+
+/// Loaded rows parsed into messages; a row that does not parse fails the load.
+fn stored_messages(rows: Vec<MessageRow>) -> Result<Vec<StoredMessage>, PersistError> {
+    Ok(rows
+        .into_iter()
+        .map(StoredMessage::try_from)
+        .collect::<QueryResult<_>>()?)
 }
 
 /// A cheap round trip, for readiness.

@@ -170,7 +170,7 @@ impl Engine {
         let rank = |r: &RoomReplay| {
             r.first_page
                 .iter()
-                .filter_map(|m| crate::domain::Priority::parse(&m.priority))
+                .map(|m| m.priority)
                 .max()
                 .map(|p| p.max(crate::domain::Priority::Normal))
                 .unwrap_or_default()

@@ -201,7 +201,7 @@ impl Room {
         let meta = Arc::new(FrameMeta::Message {
             room: self.id.clone(),
             seq: m.seq,
-            from: UserId::parse(&m.from).ok(),
+            from: m.from.clone(),
         });
         self.broadcast_with(&frame, Some(meta.clone()), |s| Some(s.id) != origin);
         // The sending session gets the ack instead of the frame, but its stream must still

@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::actors::notification_center::Notify;
 use crate::actors::session::SessionHandle;
 use crate::db::models::{MemberRole, OutboxPolicy, StoredMessage};
-use crate::domain::{RoomId, SessionId, UserId};
+use crate::domain::{MessageKind, RoomId, SessionId, UserId};
 use crate::notification::{NotificationSource, NotificationSpec};
 
 /// Notifications a stored message may cause (mentions, direct messages to offline users).
@@ -57,7 +57,7 @@ impl MessageNotifier {
 
     /// Whether `m` was stored with an outbox row under the current policy.
     pub fn has_outbox(&self, room: &RoomId, m: &StoredMessage) -> bool {
-        self.outbox_policy().may_notify(room, &m.kind, &m.body)
+        self.outbox_policy().may_notify(room, m.kind, &m.body)
     }
 
     /// Decides what `m` calls for, given the room's members and live subscribers.
@@ -81,13 +81,11 @@ impl MessageNotifier {
                 Followup::Nothing
             }
         };
-        let Ok(from) = UserId::parse(&m.from) else {
-            return nothing();
-        };
+        let from = m.from.clone();
         let direct_to = room
             .direct_users()
             .map(|(a, b)| if a == from { b } else { a });
-        let text = if m.kind == "text" {
+        let text = if m.kind == MessageKind::Text {
             serde_json::from_str::<serde_json::Value>(&m.body)
                 .ok()
                 .and_then(|b| b["text"].as_str().map(str::to_owned))
@@ -119,7 +117,7 @@ impl MessageNotifier {
             return nothing();
         };
         let preview = text
-            .unwrap_or_else(|| format!("[{}]", m.kind))
+            .unwrap_or_else(|| format!("[{}]", m.kind.as_str()))
             .chars()
             .take(200)
             .collect::<String>();
@@ -137,7 +135,7 @@ impl MessageNotifier {
                 image_url: None,
                 actions: Vec::new(),
                 data: json!({"room": room, "message_id": m.id, "seq": m.seq, "from": m.from}),
-                priority: crate::domain::Priority::parse(&m.priority).unwrap_or_default(),
+                priority: m.priority,
                 expires_at: None,
             },
             idempotency_key: Some(format!("{kind}:{}", m.id)),
