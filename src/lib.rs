@@ -15,7 +15,9 @@
 //!   `session_start`, `admission`, `requests` (`execute`), `messaging`, `presence`, `policy`
 //!   (who may see whom), `queries` (REST/admin reads, stats), `notifications`, `shutdown`,
 //!   `device_expiry`.
-//! - [`actors`]: `WsSession`, `RoomSupervisor`, `Room`, `PresenceRegistry`, `CommitQueue`, `Database`.
+//! - [`actors`]: `WsSession`, `RoomSupervisor`, `Room`, `PresenceRegistry`, `CommitQueue`, `Database`;
+//!   the larger actors are directories with one file per concern (`room_supervisor/`: `admission`,
+//!   `sessions`, `routing`, `outbox_sweep`, `queries`; `room/`; `presence_registry/`).
 //! - [`protocol`]: wire frames of the native protocol: client frames parsed into requests,
 //!   and the typed server frames (`protocol/frames.rs`), each encoded once for both wires.
 //! - [`domain`]: validated ids and values.
