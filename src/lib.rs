@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: settings from `HERALD_*` variables and flags.
+//! - [`config`]: settings from `HERALD_*` variables, flags and the config file: `config/mod.rs`
+//!   (`Settings` and defaults), `args`, `file`, `show` (`herald config`), `secret`, `hooks`.
 //! - [`clock`]: the time source of presence decisions (manual in tests).
 //! - [`startup`]: `Application::build` wires database, actors and HTTP server.
 //! - [`engine`]: the actor handles and the operations on them, shared by sessions, REST and tests:
