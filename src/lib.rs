@@ -19,8 +19,9 @@
 //! - [`actors`]: `WsSession`, `RoomSupervisor`, `Room`, `PresenceRegistry`, `CommitQueue`, `Database`;
 //!   the larger actors are directories with one file per concern (`room_supervisor/`: `admission`,
 //!   `sessions`, `routing`, `outbox_sweep`, `queries`; `room/`; `presence_registry/`).
-//! - [`protocol`]: wire frames of the native protocol: client frames parsed into requests,
-//!   and the typed server frames (`protocol/frames.rs`), each encoded once for both wires.
+//! - [`protocol`]: wire frames of the native protocol: client frames parsed into requests
+//!   (`protocol/client.rs`), the typed server frames (`protocol/frames.rs`), each encoded once
+//!   for both wires, and the objects inside them (`protocol.rs`).
 //! - [`domain`]: validated ids and values.
 //! - [`rate`]: token buckets and per-session request limits.
 //! - [`recovery`]: Socket.IO connection-state recovery (`pid`, offsets) over the room streams.
