@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: settings from `HERALD_*` variables and flags.
+//! - [`config`]: settings from `HERALD_*` variables, flags and the config file: `config/mod.rs`
+//!   (`Settings` and defaults), `args`, `file`, `show` (`herald config`), `secret`, `hooks`.
 //! - [`clock`]: the time source of presence decisions (manual in tests).
 //! - [`startup`]: `Application::build` wires database, actors and HTTP server.
 //! - [`engine`]: the actor handles and the operations on them, shared by sessions, REST and tests:
@@ -15,9 +16,12 @@
 //!   `session_start`, `admission`, `requests` (`execute`), `messaging`, `presence`, `policy`
 //!   (who may see whom), `queries` (REST/admin reads, stats), `notifications`, `shutdown`,
 //!   `device_expiry`.
-//! - [`actors`]: `WsSession`, `RoomSupervisor`, `Room`, `PresenceRegistry`, `CommitQueue`, `Database`.
-//! - [`protocol`]: wire frames of the native protocol: client frames parsed into requests,
-//!   and the typed server frames (`protocol/frames.rs`), each encoded once for both wires.
+//! - [`actors`]: `WsSession`, `RoomSupervisor`, `Room`, `PresenceRegistry`, `CommitQueue`, `Database`;
+//!   the larger actors are directories with one file per concern (`room_supervisor/`: `admission`,
+//!   `sessions`, `routing`, `outbox_sweep`, `queries`; `room/`; `presence_registry/`).
+//! - [`protocol`]: wire frames of the native protocol: client frames parsed into requests
+//!   (`protocol/client.rs`), the typed server frames (`protocol/frames.rs`), each encoded once
+//!   for both wires, and the objects inside them (`protocol.rs`).
 //! - [`domain`]: validated ids and values.
 //! - [`rate`]: token buckets and per-session request limits.
 //! - [`recovery`]: Socket.IO connection-state recovery (`pid`, offsets) over the room streams.

@@ -432,7 +432,7 @@ impl Handler<Sweep> for PresenceRegistry {
     }
 }
 
-/// The supervisor's report of a user's rooms (defined in `room_supervisor.rs`): the derived
+/// The supervisor's report of a user's rooms (defined in `room_supervisor/sessions.rs`): the derived
 /// copy in `rooms` follows it, and the user, if visible, is announced as joining the added
 /// rooms and leaving the removed ones. Rooms already known are ignored, so a repeated report
 /// announces nothing twice.

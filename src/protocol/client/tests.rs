@@ -1,0 +1,82 @@
+//! Tests of client-frame parsing and of the `since` resume point.
+
+use super::*;
+use serde_json::json;
+
+const L: ParseLimits = ParseLimits {
+    max_text_bytes: 1000,
+    max_json_depth: 32,
+};
+
+#[test]
+fn deep_frames_are_refused_before_parsing() {
+    let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+    assert_eq!(
+        parse_client_frame(&deep, L).unwrap_err().code,
+        ErrorCode::TooLarge
+    );
+    let nested_in_string = format!("{{\"type\":\"ping\",\"ref\":\"{}\"}}", "[".repeat(40));
+    assert!(parse_client_frame(&nested_in_string, L).is_ok());
+}
+
+#[test]
+fn garbage_and_unknown_frames_are_classified() {
+    assert_eq!(
+        parse_client_frame("nope", L).unwrap_err().code,
+        ErrorCode::InvalidJson
+    );
+    assert_eq!(
+        parse_client_frame("[1]", L).unwrap_err().code,
+        ErrorCode::InvalidJson
+    );
+    let e = parse_client_frame(r#"{"type":"fly","ref":"a"}"#, L).unwrap_err();
+    assert_eq!(
+        (e.code, e.reference),
+        (ErrorCode::UnknownType, Some(json!("a")))
+    );
+    let e = parse_client_frame(r#"{"type":"join","ref":"b","data":{}}"#, L).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidData);
+    let e = parse_client_frame(
+        r#"{"type":"send","data":{"room":"public:a","kind":"text","body":{"text":""}}}"#,
+        L,
+    )
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidData);
+}
+
+#[test]
+fn valid_frames_parse() {
+    let f = parse_client_frame(r#"{"type":"ping"}"#, L).unwrap();
+    assert!(matches!(f.request, ClientRequest::Ping));
+    let f = parse_client_frame(
+        r#"{"type":"send","ref":1,"data":{"to":"bob","kind":"location","body":{"lat":1,"lng":2},"priority":"high"}}"#,
+        L,
+    )
+    .unwrap();
+    match f.request {
+        ClientRequest::Send(s) => {
+            assert!(matches!(s.target, SendTarget::User(_)));
+            assert_eq!(s.priority, Priority::High);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let f = parse_client_frame(
+        r#"{"type":"history","data":{"room":"public:a","limit":1000}}"#,
+        L,
+    )
+    .unwrap();
+    assert!(matches!(
+        f.request,
+        ClientRequest::History { limit: 100, .. }
+    ));
+}
+
+#[test]
+fn since_pairs_split_at_the_last_colon_and_are_bounded() {
+    let since = super::parse_since("public:a:12,direct:al:bo:3", 10).unwrap();
+    assert_eq!(since[&RoomId::parse("public:a").unwrap()], 12);
+    assert_eq!(since[&RoomId::parse("direct:al:bo").unwrap()], 3);
+    assert!(super::parse_since("public:a", 10).is_err());
+    assert!(super::parse_since("public:a:-1", 10).is_err());
+    assert!(super::parse_since("public:a:1,public:b:2", 1).is_err());
+}
