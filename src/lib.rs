@@ -50,6 +50,7 @@ pub mod actors;
 pub mod admission;
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod domain;

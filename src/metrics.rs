@@ -24,6 +24,16 @@ pub struct Metrics {
     pub frames_out: IntCounter,
     /// Sessions closed as slow consumers.
     pub slow_consumers: IntCounter,
+    /// 1 while the cluster backplane (Redis) is connected.
+    pub cluster_connected: IntGauge,
+    /// Events published to the backplane.
+    pub cluster_published: IntCounter,
+    /// Events received from other nodes.
+    pub cluster_received: IntCounter,
+    /// Events not published (backplane down or its queue full).
+    pub cluster_dropped: IntCounter,
+    /// Holes in a room's seqs filled from the database instead of the backplane.
+    pub cluster_gap_fills: IntCounter,
     /// Error replies by code.
     pub errors: IntCounterVec,
     /// Write groups per commit batch.
@@ -156,6 +166,31 @@ impl Metrics {
                 &registry,
                 "slow_consumers_total",
                 "Sessions closed for not reading fast enough",
+            ),
+            cluster_connected: gauge(
+                &registry,
+                "cluster_backplane_connected",
+                "1 while the Redis backplane is connected (cluster mode)",
+            ),
+            cluster_published: counter(
+                &registry,
+                "cluster_events_published_total",
+                "Events published to the backplane",
+            ),
+            cluster_received: counter(
+                &registry,
+                "cluster_events_received_total",
+                "Events received from other nodes",
+            ),
+            cluster_dropped: counter(
+                &registry,
+                "cluster_events_dropped_total",
+                "Events not published: backplane down or its queue full",
+            ),
+            cluster_gap_fills: counter(
+                &registry,
+                "cluster_gap_fills_total",
+                "Holes in a room's seqs read from the database",
             ),
             commit_failures: counter(
                 &registry,

@@ -58,6 +58,8 @@ pub enum StartupError {
     Origin(String),
     #[error("database: {0}")]
     Database(#[from] PersistError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -87,8 +89,9 @@ pub struct Application {
 impl Application {
     /// Builds and starts everything; the server serves once `run_until_stopped` is awaited
     /// (or the returned server is polled).
-    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+    pub async fn build(mut settings: Settings) -> Result<Self, StartupError> {
         // Everything that can be misconfigured is checked before any actor starts.
+        let redis = crate::cluster::client_for(&mut settings)?;
         let algorithm = parse_algorithm(&settings.auth.algorithm)?;
         let tls = tls_config(settings.tls_cert.as_deref(), settings.tls_key.as_deref())?;
         let origins = allowed_origins(&settings.allowed_origins)?;
@@ -104,6 +107,7 @@ impl Application {
             settings.db_timeout,
         )?;
         let bind = settings.bind.clone();
+        let reuse_port = settings.reuse_port;
         let workers = settings.workers;
         let limits = settings.limits.clone();
         let transport = crate::ws_transport::TransportLimits {
@@ -127,7 +131,10 @@ impl Application {
                 .map(|a| format!(", aud {a:?}"))
                 .unwrap_or_default(),
         );
-        let engine = Engine::start(settings, pool, keys);
+        if let Some(node) = redis.as_ref().map(|_| settings.cluster.node_id.clone()) {
+            log::info!("cluster mode: node {node}");
+        }
+        let engine = Engine::start_with(settings, pool, keys, redis);
         // A database that is down at start-up does not stop the server: /readyz says why,
         // and migrations are retried with backoff until they succeed.
         if let Err(e) = engine
@@ -143,7 +150,7 @@ impl Application {
         } else {
             engine.sweep_outbox_at_start();
         }
-        let listener = bind_listener(&bind).map_err(|source| StartupError::Bind {
+        let listener = bind_listener(&bind, reuse_port).map_err(|source| StartupError::Bind {
             addr: bind.clone(),
             source,
         })?;
@@ -606,7 +613,9 @@ const LISTEN_BACKLOG: i32 = 4096;
 
 /// Binds the listener with a deep accept queue and `TCP_NODELAY` (inherited by accepted
 /// sockets on Linux; TLS connections rely on that, plain ones also set it on connect).
-fn bind_listener(bind: &str) -> std::io::Result<TcpListener> {
+/// `reuse_port`: SO_REUSEPORT, so several nodes on one machine share the port and the
+/// kernel spreads connections over them (cluster mode only; checked at start).
+fn bind_listener(bind: &str, reuse_port: bool) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     use std::net::ToSocketAddrs;
     let addr = bind.to_socket_addrs()?.next().ok_or_else(|| {
@@ -614,6 +623,10 @@ fn bind_listener(bind: &str) -> std::io::Result<TcpListener> {
     })?;
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;

@@ -291,6 +291,38 @@ pub struct ServeArgs {
     /// Write groups waiting in the commit queue before writes are refused (unavailable).
     #[arg(long, global = true, env = "HERALD_COMMIT_QUEUE_MAX")]
     pub commit_queue_max: Option<usize>,
+    /// Redis URL of the cluster backplane (redis://HOST:PORT/DB); set: cluster mode, which
+    /// needs a PostgreSQL database_url.
+    #[arg(long, global = true, env = "HERALD_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// This node's id in the cluster (unset: generated at start).
+    #[arg(long, global = true, env = "HERALD_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Prefix of the cluster's Redis keys and channels.
+    #[arg(long, global = true, env = "HERALD_CLUSTER_PREFIX")]
+    pub cluster_prefix: Option<String>,
+    /// Milliseconds after its last heartbeat at which a node counts as dead (its users go
+    /// offline everywhere).
+    #[arg(long, global = true, env = "HERALD_NODE_TIMEOUT_MS")]
+    pub node_timeout_ms: Option<u64>,
+    /// Milliseconds between a node's heartbeats.
+    #[arg(long, global = true, env = "HERALD_CLUSTER_HEARTBEAT_MS")]
+    pub cluster_heartbeat_ms: Option<u64>,
+    /// Milliseconds a room waits for a missing message from the backplane before reading it
+    /// from the database.
+    #[arg(long, global = true, env = "HERALD_CLUSTER_GAP_MS")]
+    pub cluster_gap_ms: Option<u64>,
+    /// Let several nodes listen on the same port (SO_REUSEPORT); cluster mode only.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_REUSE_PORT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub reuse_port: Option<bool>,
 }
 
 impl Settings {
@@ -443,6 +475,26 @@ impl Settings {
         s.costs.commit_queue_max = a
             .commit_queue_max
             .map_or(s.costs.commit_queue_max, |v| v.max(1));
+        s.redis_url = a
+            .redis_url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .map(Secret::new);
+        let c = &mut s.cluster;
+        if let Some(id) = &a.node_id {
+            c.node_id = id.clone();
+        }
+        if let Some(p) = &a.cluster_prefix {
+            c.prefix = p.clone();
+        }
+        c.node_timeout = a
+            .node_timeout_ms
+            .map_or(c.node_timeout, |v| ms(v.max(1000)));
+        c.heartbeat = a
+            .cluster_heartbeat_ms
+            .map_or(c.heartbeat, |v| ms(v.max(100)));
+        c.gap_timeout = a.cluster_gap_ms.map_or(c.gap_timeout, ms);
+        s.reuse_port = a.reuse_port.unwrap_or(s.reuse_port);
         s
     }
 

@@ -113,10 +113,12 @@ impl ConfigFile {
             values.push((key.clone(), raw));
         }
         let has_secret = table.contains_key("jwt_secret")
-            || table
-                .get("database_url")
-                .and_then(|v| v.as_str())
-                .is_some_and(|url| redact_url(url) != url);
+            || ["database_url", "redis_url"].iter().any(|k| {
+                table
+                    .get(*k)
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|url| redact_url(url) != url)
+            });
         Ok(ConfigFile {
             path: path.to_owned(),
             values,
@@ -133,7 +135,7 @@ impl ConfigFile {
     fn apply(&self, mut cmd: clap::Command) -> clap::Command {
         for (key, raw) in &self.values {
             // A secret is never shown as a default, should clap print the argument.
-            let hide = matches!(key.as_str(), "database_url" | "jwt_secret");
+            let hide = matches!(key.as_str(), "database_url" | "jwt_secret" | "redis_url");
             let raw = raw.clone();
             cmd = cmd.mut_arg(key, move |arg| {
                 arg.default_values(raw).hide_default_value(hide)

@@ -137,6 +137,12 @@ pub struct Settings {
     /// holding the requests and subscriptions sent to it, then gives up: its sessions are
     /// unsubscribed and told (`unavailable` naming the room).
     pub room_load_retry: Duration,
+    /// Cluster mode's Redis backplane; `None`: a single node.
+    pub redis_url: Option<Secret>,
+    /// Cluster mode's node identity and timings (used only with `redis_url`).
+    pub cluster: crate::cluster::ClusterSettings,
+    /// Listen with SO_REUSEPORT so several nodes share a port (cluster mode only).
+    pub reuse_port: bool,
     /// HTTP worker threads (0 = one per core).
     pub workers: usize,
     /// Bounds on the work one request can cause (mentions per message, queued writes).
@@ -338,6 +344,9 @@ impl Default for Settings {
             room_idle: Duration::from_secs(60),
             room_load_retry: Duration::from_secs(30),
             workers: 0,
+            redis_url: None,
+            cluster: crate::cluster::ClusterSettings::default(),
+            reuse_port: false,
             costs: CostLimits::default(),
         }
     }

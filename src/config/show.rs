@@ -150,6 +150,22 @@ pub(super) fn shown(s: &Settings, key: &str) -> Option<Shown> {
         "workers" => int(s.workers as u64),
         "max_mentions" => int(s.costs.max_mentions as u64),
         "commit_queue_max" => int(s.costs.commit_queue_max as u64),
+        "redis_url" => s
+            .redis_url
+            .as_ref()
+            .map_or(Shown::Unset, |u| Shown::Str(redact_url(u.expose()))),
+        "node_id" => {
+            if s.cluster.node_id.is_empty() {
+                Shown::Unset
+            } else {
+                Shown::Str(s.cluster.node_id.clone())
+            }
+        }
+        "cluster_prefix" => Shown::Str(s.cluster.prefix.clone()),
+        "node_timeout_ms" => Shown::millis(s.cluster.node_timeout),
+        "cluster_heartbeat_ms" => Shown::millis(s.cluster.heartbeat),
+        "cluster_gap_ms" => Shown::millis(s.cluster.gap_timeout),
+        "reuse_port" => Shown::Bool(s.reuse_port),
         _ => return None,
     })
 }

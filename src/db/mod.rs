@@ -70,6 +70,9 @@ mod pg {
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
+/// Key of the PostgreSQL advisory lock held while migrations run ("herald" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6865_7261_6c64;
+
 /// Which backend a database URL names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
@@ -165,10 +168,24 @@ impl DbConnection {
         }
     }
 
+    /// Applies pending migrations. On PostgreSQL under a session advisory lock: nodes of a
+    /// cluster starting together take turns, and each later one finds nothing pending.
     pub fn run_migrations(&mut self) -> Result<(), PersistError> {
         let r = match self {
             DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
-            DbConnection::Postgres(c) => c.run_pending_migrations(PG_MIGRATIONS).map(|_| ()),
+            DbConnection::Postgres(c) => {
+                let lock = format!("SELECT pg_advisory_lock({MIGRATION_LOCK})");
+                diesel::sql_query(lock).execute(c).map_err(|e| {
+                    PersistError::Unavailable(format!("migration lock not taken: {e}"))
+                })?;
+                let r = c.run_pending_migrations(PG_MIGRATIONS).map(|_| ());
+                let unlock = format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})");
+                if let Err(e) = diesel::sql_query(unlock).execute(c) {
+                    // The lock ends with the session anyway; r2d2 may keep it a while.
+                    log::warn!("migration lock not released: {e}");
+                }
+                r
+            }
         };
         r.map_err(|e| PersistError::Unavailable(format!("migrations failed: {e}")))
     }

@@ -42,6 +42,8 @@ use crate::actors::notification_center::*;
 use crate::actors::presence_registry::*;
 use crate::actors::room_supervisor::*;
 use crate::auth::JwtKeys;
+use crate::cluster::backplane::AttachCluster;
+use crate::cluster::{Backplane, Cluster};
 use crate::config::Settings;
 use crate::db::DbPool;
 use crate::error::{EngineError, PersistError};
@@ -61,6 +63,8 @@ pub struct Store {
 /// Handles to the running engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
+    /// Cluster mode's backplane handle (`Cluster::single()` on one node).
+    pub cluster: Cluster,
     pub rooms: Addr<RoomSupervisor>,
     pub presence: Addr<PresenceRegistry>,
     pub notifications: Addr<NotificationCenter>,
@@ -83,7 +87,25 @@ fn persist<T>(r: Result<Result<T, PersistError>, MailboxError>) -> Result<T, Eng
 
 impl Engine {
     /// Starts every actor in the current actix system.
+    /// A single node (no backplane).
     pub fn start(settings: Settings, pool: DbPool, keys: JwtKeys) -> Engine {
+        Engine::start_with(settings, pool, keys, None)
+    }
+
+    /// With `redis` (cluster mode), the node joins the backplane (see [`crate::cluster`]).
+    pub fn start_with(
+        settings: Settings,
+        pool: DbPool,
+        keys: JwtKeys,
+        redis: Option<redis::Client>,
+    ) -> Engine {
+        let cluster = match redis {
+            Some(client) => {
+                let backplane = Backplane::new(settings.cluster.clone(), client).start();
+                Cluster::new(settings.cluster.clone(), backplane)
+            }
+            None => Cluster::single(),
+        };
         let readers = settings.db_pool_size.max(1) as usize;
         let read_pool = pool.clone();
         let reader = SyncArbiter::start(readers, move || Database::new(read_pool.clone()));
@@ -125,11 +147,13 @@ impl Engine {
                 answering_window: settings.answering_window(),
             },
             settings.outbox_sweep,
+            cluster.clone(),
         )
         .start();
         let presence = PresenceRegistry::new(
             store.clone(),
             rooms.clone(),
+            cluster.clone(),
             PresencePolicy {
                 grace: settings.presence_grace,
                 sweep: settings.presence_sweep,
@@ -144,6 +168,14 @@ impl Engine {
         rooms.do_send(AttachPresence {
             presence: presence.clone().recipient(),
         });
+        if let Some(backplane) = cluster.backplane() {
+            backplane.do_send(AttachCluster {
+                presence: presence.clone().recipient(),
+                supervisor: rooms.clone().recipient(),
+                resumed: vec![rooms.clone().recipient(), presence.clone().recipient()],
+                live: presence.clone().recipient(),
+            });
+        }
         device_expiry::expire_device_positions(store.commits.clone(), settings.device_ttl);
         actix::spawn(async {
             let mut tick = actix::clock::interval(std::time::Duration::from_secs(1));
@@ -153,6 +185,7 @@ impl Engine {
             }
         });
         Engine {
+            cluster,
             rooms,
             presence,
             notifications,

@@ -161,6 +161,22 @@ pub struct UnreadCount {
 
 impl<'a> ServerFrame<'a> {
     /// The frame's `type` (and Socket.IO event name).
+    /// The types whose frame is `{"type","data"}` and nothing else: the ones that can
+    /// cross the cluster backplane (never `ack`, `error` or `pong`, which answer a request).
+    pub const DATA_FRAME_NAMES: [&'static str; 11] = [
+        "connection_ack",
+        "sync",
+        "message",
+        "replay_truncated",
+        "receipt",
+        "typing",
+        "room_presence",
+        "presence",
+        "room_unread",
+        "notification",
+        "unread_count",
+    ];
+
     pub fn name(&self) -> &'static str {
         match self {
             ServerFrame::ConnectionAck(_) => "connection_ack",
@@ -321,6 +337,30 @@ pub struct EncodedFrame {
 }
 
 impl EncodedFrame {
+    /// The frame `{"type":<name>,"data":<data>}` rebuilt from its parts (a frame another
+    /// node encoded); `None` for a type this build does not send, or one without data.
+    pub fn from_data(name: &str, data: &str) -> Option<EncodedFrame> {
+        let name = ServerFrame::DATA_FRAME_NAMES
+            .iter()
+            .copied()
+            .find(|n| *n == name)?;
+        let mut out = String::with_capacity(data.len() + name.len() + 20);
+        out.push_str("{\"type\":\"");
+        out.push_str(name);
+        out.push_str("\",\"data\":");
+        let start = out.len();
+        out.push_str(data);
+        let end = out.len();
+        out.push('}');
+        let native = ByteString::from(out);
+        let data = native.slice_ref(&native[start..end]);
+        Some(EncodedFrame {
+            name,
+            native,
+            data: Some(data),
+        })
+    }
+
     /// The frame's `type`.
     pub fn name(&self) -> &'static str {
         self.name

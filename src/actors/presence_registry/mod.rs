@@ -20,6 +20,7 @@
 //! commit queue (last-seen and status) and the database readers (offline users' last-seen).
 
 mod admin;
+mod cluster;
 mod queries;
 
 pub use admin::*;
@@ -36,6 +37,8 @@ use super::commit_queue::Commit;
 use super::room_supervisor::{PresenceChanged, RoomSupervisor, UserRoomsChanged};
 use super::session::{DeliverOutcome, SessionHandle};
 use crate::clock::Clock;
+use crate::cluster::presence::{NodeEntry, RemotePresence};
+use crate::cluster::Cluster;
 use crate::db::models::{UserRecord, WriteOp};
 use crate::domain::{rfc3339, ChosenStatus, Millis, RoomId, SessionId, UserId, VisibleStatus};
 use crate::engine::Store;
@@ -81,6 +84,13 @@ struct UserPresence {
     announced: bool,
     /// Set by an admin disconnect: go offline at once when the last session closes.
     skip_grace: bool,
+    /// When the chosen status was last set (Unix ms), on whichever node: the latest wins.
+    status_at: Millis,
+    /// Cluster mode: the user's sessions on other nodes, and whether all of them are idle.
+    remote_devices: usize,
+    remote_idle: bool,
+    /// The user's rooms on other nodes (where their presence is announced too).
+    remote_rooms: HashSet<RoomId>,
 }
 
 impl UserPresence {
@@ -108,11 +118,33 @@ impl UserPresence {
             offline_at: None,
             announced: false,
             skip_grace: false,
+            status_at: 0,
+            remote_devices: 0,
+            remote_idle: true,
+            remote_rooms: HashSet::new(),
         }
     }
 
+    /// Whether the user has a session anywhere (this node or another).
+    fn connected(&self) -> bool {
+        !self.sessions.is_empty() || self.remote_devices > 0
+    }
+
     fn visible(&self) -> bool {
-        !self.sessions.is_empty() && self.status != ChosenStatus::Invisible
+        self.connected() && self.status != ChosenStatus::Invisible
+    }
+
+    /// Auto-away: every device, here and on other nodes, idle.
+    fn away(&self) -> bool {
+        (self.sessions.is_empty() || self.auto_away)
+            && (self.remote_devices == 0 || self.remote_idle)
+    }
+
+    /// Rooms where the user's presence is announced.
+    fn all_rooms(&self) -> Vec<RoomId> {
+        let mut rooms: Vec<RoomId> = self.rooms.union(&self.remote_rooms).cloned().collect();
+        rooms.sort();
+        rooms
     }
 
     fn seen(&mut self, now: Millis) {
@@ -132,13 +164,13 @@ impl UserPresence {
             status: match self.status {
                 ChosenStatus::Away => VisibleStatus::Away,
                 ChosenStatus::Busy => VisibleStatus::Busy,
-                _ if self.auto_away => VisibleStatus::Away,
+                _ if self.away() => VisibleStatus::Away,
                 _ => VisibleStatus::Online,
             },
             custom_message: self.custom_message.clone(),
             metadata: self.metadata.clone(),
             last_seen: self.visible_last_seen.map(rfc3339),
-            devices: self.sessions.len(),
+            devices: self.sessions.len() + self.remote_devices,
         }
     }
 }
@@ -154,11 +186,27 @@ pub struct PresenceRegistry {
     watching: HashMap<SessionId, HashSet<UserId>>,
     /// Replies owed to `AwaitSessionsClosed` (shutdown): sent once no session is registered.
     closed_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Cluster mode: the backplane, and what the other nodes say about their users.
+    cluster: Cluster,
+    remote: RemotePresence,
+    /// What this node last published per user, and its version counter (see `cluster.rs`).
+    published: HashMap<UserId, NodeEntry>,
+    version: u64,
 }
 
 impl PresenceRegistry {
-    pub fn new(store: Store, rooms: Addr<RoomSupervisor>, policy: PresencePolicy) -> Self {
+    pub fn new(
+        store: Store,
+        rooms: Addr<RoomSupervisor>,
+        cluster: Cluster,
+        policy: PresencePolicy,
+    ) -> Self {
         PresenceRegistry {
+            cluster,
+            remote: RemotePresence::default(),
+            published: HashMap::new(),
+            // Above anything an earlier run of this node published (versions order deltas).
+            version: crate::domain::now_millis().max(0) as u64 * 1000,
             store,
             rooms,
             policy,
@@ -181,7 +229,7 @@ impl PresenceRegistry {
         let view = entry.view(user);
         let online = entry.visible();
         entry.announced = online;
-        let rooms: Vec<RoomId> = entry.rooms.iter().cloned().collect();
+        let rooms = entry.all_rooms();
         let (joins, leaves) = if online {
             (vec![view.clone()], vec![])
         } else {
@@ -244,10 +292,19 @@ impl PresenceRegistry {
         if !entry.sessions.is_empty() {
             return;
         }
+        // Still connected on another node: this node just has no session left.
+        if entry.remote_devices > 0 {
+            if let Some(e) = self.users.get_mut(user) {
+                e.offline_at = None;
+            }
+            self.publish_local(user);
+            return;
+        }
         if entry.announced {
             self.announce(user);
         }
         self.users.remove(user);
+        self.publish_local(user);
     }
 
     /// Applies every deadline that has passed: grace periods, idleness, status expiry.
@@ -257,6 +314,7 @@ impl PresenceRegistry {
         let mut changed = Vec::new();
         for (user, e) in self.users.iter_mut() {
             if e.sessions.is_empty() {
+                // Remote-only users have no offline_at: their nodes keep their deadlines.
                 if e.offline_at.is_some_and(|t| t <= now) {
                     offline.push(user.clone());
                 }
@@ -291,6 +349,7 @@ impl PresenceRegistry {
                 self.persist_status(&u);
             }
             self.announce_if_changed(&u, &before);
+            self.publish_local(&u);
         }
     }
 }
@@ -337,6 +396,7 @@ impl Handler<SessionOpened> for PresenceRegistry {
         if (!entry.announced && entry.visible()) || before_auto_away {
             self.announce(&user);
         }
+        self.publish_local(&user);
     }
 }
 
@@ -386,6 +446,9 @@ impl PresenceRegistry {
         }
         if grace.is_zero() || skip_grace {
             self.go_offline(&msg.user);
+        } else {
+            // The sessions this node lists go; the entry itself stays until the grace ends.
+            self.publish_local(&msg.user);
         }
     }
 }
@@ -415,6 +478,7 @@ impl Handler<Touch> for PresenceRegistry {
             let before = entry.view(&msg.user);
             entry.auto_away = false;
             self.announce_if_changed(&msg.user, &before);
+            self.publish_local(&msg.user);
         }
     }
 }
@@ -439,18 +503,27 @@ impl Handler<Sweep> for PresenceRegistry {
 impl Handler<UserRoomsChanged> for PresenceRegistry {
     type Result = ();
     fn handle(&mut self, msg: UserRoomsChanged, _: &mut Context<Self>) {
+        let user = msg.user.clone();
+        self.rooms_changed(msg);
+        self.publish_local(&user);
+    }
+}
+
+impl PresenceRegistry {
+    fn rooms_changed(&mut self, msg: UserRoomsChanged) {
         let Some(entry) = self.users.get_mut(&msg.user) else {
             return;
         };
+        // A room the user also has on another node was announced already (and stays).
         let added: Vec<RoomId> = msg
             .added
             .into_iter()
-            .filter(|r| entry.rooms.insert(r.clone()))
+            .filter(|r| entry.rooms.insert(r.clone()) && !entry.remote_rooms.contains(r))
             .collect();
         let removed: Vec<RoomId> = msg
             .removed
             .into_iter()
-            .filter(|r| entry.rooms.remove(r))
+            .filter(|r| entry.rooms.remove(r) && !entry.remote_rooms.contains(r))
             .collect();
         if !entry.visible() {
             return;
@@ -520,7 +593,9 @@ impl Handler<SetStatus> for PresenceRegistry {
             .filter(|_| entry.custom_message.is_some());
         entry.metadata = msg.metadata;
         entry.last_activity = now;
+        entry.status_at = now;
         self.persist_status(&msg.user);
+        self.share_status(&msg.user);
         if was_announced || self.users.get(&msg.user).is_some_and(|e| e.visible()) {
             self.announce_if_changed(&msg.user, &before);
         }

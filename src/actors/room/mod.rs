@@ -24,10 +24,12 @@
 mod events;
 mod membership;
 mod notifier;
+mod remote;
 
 pub use events::*;
 pub use membership::*;
 pub use notifier::{Followup, MessageNotifier};
+pub use remote::{MemberChanged, Resync};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -41,12 +43,14 @@ use super::database::LoadRoom;
 use super::inflight::InFlight;
 use super::room_supervisor::RoomFailed;
 use super::session::{DeliverOutcome, FrameMeta, SessionHandle};
+use crate::cluster::reorder::Reorder;
+use crate::cluster::Cluster;
 use crate::db::models::{MemberRole, NewMessage, StoredMessage, WriteOp, WriteOutcome};
 use crate::domain::{RoomId, SessionId, UserId};
 use crate::engine::Store;
 use crate::error::{EngineError, PersistError};
 use crate::metrics::METRICS;
-use crate::protocol::{EncodedFrame, MessageObject, PresenceView, ServerFrame, TypingState};
+use crate::protocol::{EncodedFrame, PresenceView, ServerFrame, TypingState};
 
 /// Per-room policy, from `Settings`.
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +119,24 @@ pub struct Room {
     /// a member slot from the capacity check until the write answers, so parallel joins
     /// cannot all pass the check before any of them is recorded.
     joining: HashMap<UserId, usize>,
+    /// Cluster mode: the backplane this room publishes to and receives from.
+    cluster: Cluster,
+    /// Messages go out in seq order through it (see `remote.rs`).
+    reorder: Reorder<remote::Outgoing>,
+    /// The pending check of a hole in the seqs.
+    gap_check: Option<SpawnHandle>,
+    /// A read of missing seqs is in flight.
+    filling: bool,
+    /// This actor's number, for its backplane subscription.
+    instance: u64,
+}
+
+/// What a room shares with the one who started it (the supervisor) and with other nodes.
+pub struct RoomLinks {
+    pub subscriber_count: Arc<AtomicUsize>,
+    pub loaded: Arc<AtomicBool>,
+    pub supervisor: Option<actix::WeakRecipient<RoomFailed>>,
+    pub cluster: Cluster,
 }
 
 impl Room {
@@ -123,10 +145,14 @@ impl Room {
         store: Store,
         policy: RoomPolicy,
         notifier: MessageNotifier,
-        subscriber_count: Arc<AtomicUsize>,
-        loaded: Arc<AtomicBool>,
-        supervisor: Option<actix::WeakRecipient<RoomFailed>>,
+        links: RoomLinks,
     ) -> Self {
+        let RoomLinks {
+            subscriber_count,
+            loaded,
+            supervisor,
+            cluster,
+        } = links;
         Room {
             id,
             store,
@@ -149,6 +175,11 @@ impl Room {
             inflight: InFlight::default(),
             stopping: false,
             joining: HashMap::new(),
+            cluster,
+            reorder: Reorder::new(0, remote::MAX_HELD),
+            gap_check: None,
+            filling: false,
+            instance: remote::next_instance(),
         }
     }
 
@@ -195,22 +226,6 @@ impl Room {
             .store(self.subscribers.len(), Ordering::Relaxed);
     }
 
-    fn fan_out_message(&mut self, m: &StoredMessage, origin: Option<SessionId>) {
-        let frame = ServerFrame::Message(MessageObject::new(m)).encode();
-        // Every message frame carries its meta: sessions keep their streams by it.
-        let meta = Arc::new(FrameMeta::Message {
-            room: self.id.clone(),
-            seq: m.seq,
-            from: m.from.clone(),
-        });
-        self.broadcast_with(&frame, Some(meta.clone()), |s| Some(s.id) != origin);
-        // The sending session gets the ack instead of the frame, but its stream must still
-        // move past this seq in order: an empty frame with the meta says so.
-        if let Some(s) = origin.and_then(|o| self.subscribers.get(&o)) {
-            s.deliver(&EncodedFrame::default(), Some(&meta));
-        }
-    }
-
     fn flush_pending(&mut self, ctx: &mut Context<Self>) {
         if self.writing || self.pending.is_empty() {
             return;
@@ -252,8 +267,7 @@ impl Room {
                             if !a.duplicate {
                                 METRICS.messages_in.inc();
                                 act.after_message(&a.message, &mut clears);
-                                act.last_seq = act.last_seq.max(a.message.seq);
-                                act.fan_out_message(&a.message, origin);
+                                act.committed(&a.message, origin, ctx);
                             }
                             let _ = reply.send(Ok(Published {
                                 message: a.message,
@@ -375,6 +389,7 @@ impl Room {
     fn broadcast_typing(&mut self, user: &UserId, state: TypingState) {
         let frame = ServerFrame::typing(&self.id, user, state);
         self.broadcast(&frame, |s| &s.user != user);
+        self.publish_frame(&frame, Some(user));
     }
 }
 
@@ -403,6 +418,10 @@ fn write_timed_out() -> EngineError {
 impl Actor for Room {
     type Context = Context<Self>;
 
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.leave_backplane();
+    }
+
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Nothing may be handled before membership and last_seq are known: the mailbox is
         // held (`wait`) through every retry, so the subscriptions and requests queued
@@ -419,12 +438,14 @@ impl Actor for Room {
                         act.exists = true;
                         act.name = record.name;
                         act.last_seq = record.last_seq;
+                        act.reorder = Reorder::new(record.last_seq, remote::MAX_HELD);
                         act.members = record.members.into_iter().collect();
                     }
                     Ok(None) => act.exists = false,
                     Err(e) => return act.give_up(e, ctx),
                 }
                 act.loaded.store(true, Ordering::Relaxed);
+                act.join_backplane(ctx);
                 Box::pin(fut::ready(()))
             })
             .wait(ctx);

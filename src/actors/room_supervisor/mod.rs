@@ -59,6 +59,7 @@ use super::database::LoadPendingOutbox;
 use super::inflight::InFlight;
 use super::room::*;
 use super::session::{SessionControl, SessionHandle};
+use crate::cluster::Cluster;
 use crate::domain::{RoomId, RoomKind, SessionId, UserId};
 use crate::engine::Store;
 use crate::error::{EngineError, PersistError};
@@ -66,6 +67,7 @@ use crate::metrics::METRICS;
 use crate::protocol::PresenceView;
 
 mod admission;
+mod cluster;
 mod outbox_sweep;
 mod queries;
 mod routing;
@@ -124,6 +126,8 @@ pub struct RoomSupervisor {
     /// Where changes of a user's rooms are reported (the presence registry); set by
     /// [`AttachPresence`]. Changes before that are not reported (nobody is online yet).
     presence: Option<Recipient<UserRoomsChanged>>,
+    /// Cluster mode: rooms publish through it; membership changes are announced on it.
+    cluster: Cluster,
 }
 
 impl RoomSupervisor {
@@ -133,8 +137,10 @@ impl RoomSupervisor {
         room_idle: Duration,
         notifier: MessageNotifier,
         outbox_sweep: Duration,
+        cluster: Cluster,
     ) -> Self {
         RoomSupervisor {
+            cluster,
             outbox_sweep,
             outbox_sweeping: false,
             started_ms: crate::domain::now_millis(),
@@ -168,9 +174,12 @@ impl RoomSupervisor {
             self.store.clone(),
             self.policy,
             self.notifier.clone(),
-            subscribers.clone(),
-            loaded.clone(),
-            self.me.clone(),
+            RoomLinks {
+                subscriber_count: subscribers.clone(),
+                loaded: loaded.clone(),
+                supervisor: self.me.clone(),
+                cluster: self.cluster.clone(),
+            },
         )
         .start();
         let replaced = self.rooms.insert(

@@ -3,6 +3,7 @@
 //! `PresenceChanged` and `GetRoom`, with the refusals it answers without starting a room.
 
 use super::*;
+use crate::db::models::MemberRole;
 
 /// Sent for a `join`.
 #[derive(Message)]
@@ -56,6 +57,7 @@ impl Handler<Join> for RoomSupervisor {
                     Err(e) => return Err(e.into()),
                 };
                 act.subscribe_user(&msg.user, &msg.room, false);
+                act.announce_member(&msg.user, &msg.room, Some(MemberRole::Member));
                 Ok(joined)
             },
             ctx,
@@ -86,6 +88,7 @@ impl Handler<Leave> for RoomSupervisor {
             move |res, act: &mut Self, _| {
                 res??;
                 act.unsubscribe_user(&msg.user, &msg.room);
+                act.announce_member(&msg.user, &msg.room, None);
                 Ok(())
             },
             ctx,
@@ -343,8 +346,10 @@ impl Handler<ChangeMember> for RoomSupervisor {
             let changed = res?;
             if add {
                 act.subscribe_user(&user, &room, true);
+                act.announce_member(&user, &room, Some(MemberRole::Member));
             } else {
                 act.unsubscribe_user(&user, &room);
+                act.announce_member(&user, &room, None);
             }
             Ok(changed)
         }))

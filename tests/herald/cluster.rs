@@ -1,0 +1,218 @@
+//! Cluster mode end to end: three nodes in this process (each a full `Application` on its
+//! own port) sharing one fresh PostgreSQL database and the real Redis, with a key prefix of
+//! their own so tests can run side by side. Needs `HERALD_TEST_DATABASE_URL` (PostgreSQL)
+//! and `HERALD_TEST_REDIS_URL`; `.ci/run` runs them in its cluster pass. Without them each
+//! test fails (never passes without running): they are `#[ignore]`d for a plain `cargo test`.
+
+use std::time::Duration;
+
+use herald::cluster::backplane::IsConnected;
+use herald::testkit::TestDatabase;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app_on, TestApp, WsClient};
+
+const NEEDS: &str = "needs PostgreSQL and Redis: HERALD_TEST_DATABASE_URL=postgres://… and HERALD_TEST_REDIS_URL=redis://…";
+
+#[allow(dead_code)] // db: dropped with the cluster; prefix: for tests that read Redis
+pub struct TestCluster {
+    pub nodes: Vec<TestApp>,
+    pub db: TestDatabase,
+    pub prefix: String,
+}
+
+/// `n` nodes on one fresh PostgreSQL database and the test Redis.
+pub async fn spawn_cluster(n: usize, tweak: impl Fn(&mut herald::config::Settings)) -> TestCluster {
+    let redis = std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| panic!("{NEEDS}"));
+    let pg = std::env::var("HERALD_TEST_DATABASE_URL").unwrap_or_default();
+    assert!(pg.starts_with("postgres"), "{NEEDS}");
+    let db = TestDatabase::new();
+    let prefix = format!("herald-test-{}", uuid::Uuid::new_v4().simple());
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let app = spawn_app_on(&db.url, |s| {
+            s.redis_url = Some(herald::config::Secret::new(redis.clone()));
+            s.cluster.node_id = format!("n{}", i + 1);
+            s.cluster.prefix = prefix.clone();
+            s.cluster.node_timeout = Duration::from_secs(3);
+            s.cluster.heartbeat = Duration::from_millis(200);
+            tweak(s);
+        })
+        .await;
+        nodes.push(app);
+    }
+    for app in &nodes {
+        wait_connected(app).await;
+    }
+    TestCluster { nodes, db, prefix }
+}
+
+async fn wait_connected(app: &TestApp) {
+    let backplane = app
+        .engine
+        .cluster
+        .backplane()
+        .expect("cluster mode")
+        .clone();
+    for _ in 0..100 {
+        if backplane.send(IsConnected).await.unwrap_or(false) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("node did not connect to Redis");
+}
+
+fn send(room: &str, text: &str, id: &str) -> Value {
+    json!({"room": room, "kind": "text", "body": {"text": text}, "client_msg_id": id})
+}
+
+/// Reads `message` frames of `room` until `count` arrived; asserts consecutive seqs from
+/// `first` and returns them.
+async fn read_messages(c: &mut WsClient, room: &str, first: i64, count: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut next = first;
+    while out.len() < count {
+        let v = match c.recv_or_other(Duration::from_secs(10)).await {
+            Ok(v) => v,
+            Err(o) => panic!("after {} of {count} messages: {o:?}", out.len()),
+        };
+        if v["type"] != "message" || v["data"]["room"] != room {
+            continue;
+        }
+        let seq = v["data"]["seq"].as_i64().expect("seq");
+        assert_eq!(seq, next, "messages out of order or missing: {v}");
+        next += 1;
+        out.push(v);
+    }
+    out
+}
+
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and Redis (cluster pass of .ci/run)"]
+async fn cluster_chat_reaches_every_node_in_seq_order() {
+    let cluster = spawn_cluster(3, |_| {}).await;
+    let [n1, n2, n3] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let room = "public:across";
+    let mut a = n1.ws("alice").await;
+    let mut b = n2.ws("bob").await;
+    let mut c = n3.ws("carol").await;
+    for cl in [&mut a, &mut b, &mut c] {
+        cl.ok("join", json!({"room": room})).await;
+    }
+    // Each node accepts sends for the same room; seqs are unique and gap-free.
+    let s1 = a.ok("send", send(room, "from n1", "a1")).await;
+    let s2 = b.ok("send", send(room, "from n2", "b1")).await;
+    let s3 = c.ok("send", send(room, "from n3", "c1")).await;
+    let mut seqs = vec![
+        s1["seq"].as_i64().unwrap(),
+        s2["seq"].as_i64().unwrap(),
+        s3["seq"].as_i64().unwrap(),
+    ];
+    seqs.sort();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    // Everyone sees the others' messages (their own come as acks).
+    let from_b = read_messages(&mut a, room, 2, 1).await;
+    assert_eq!(from_b[0]["data"]["from"], "bob");
+    let got = read_messages(&mut a, room, 3, 1).await;
+    assert_eq!(got[0]["data"]["from"], "carol");
+    let got = read_messages(&mut c, room, 1, 2).await;
+    assert_eq!(got[0]["data"]["from"], "alice");
+    assert_eq!(got[1]["data"]["from"], "bob");
+    // Typing and receipts cross nodes too.
+    a.ok("typing", json!({"room": room, "state": "start"}))
+        .await;
+    let t = b.recv_type("typing").await;
+    assert_eq!(t["data"]["user"], "alice");
+    // (A sender has read its own message: carol's watermark is at 3 already.)
+    let s4 = b.ok("send", send(room, "more from n2", "b2")).await;
+    assert_eq!(s4["seq"], 4);
+    read_messages(&mut c, room, 3, 0).await;
+    c.ok("receipt", json!({"room": room, "seq": 4, "status": "read"}))
+        .await;
+    let r = a.recv_type("receipt").await;
+    assert_eq!(r["data"]["user"], "carol");
+    assert_eq!(r["data"]["seq"], 4);
+}
+
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and Redis (cluster pass of .ci/run)"]
+async fn cluster_concurrent_senders_on_three_nodes_are_seen_consecutively_everywhere() {
+    let cluster = spawn_cluster(3, |_| {}).await;
+    let room = "public:busy";
+    const EACH: usize = 60;
+    let mut readers = Vec::new();
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let mut r = node.ws(&format!("reader{i}")).await;
+        r.ok("join", json!({"room": room})).await;
+        readers.push(r);
+    }
+    let mut writers = Vec::new();
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let mut w = node.ws(&format!("writer{i}")).await;
+        w.ok("join", json!({"room": room})).await;
+        writers.push(w);
+    }
+    let sends = writers
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut w)| async move {
+            for k in 0..EACH {
+                w.ok(
+                    "send",
+                    send(room, &format!("w{i} m{k}"), &format!("w{i}-{k}")),
+                )
+                .await;
+            }
+            w
+        });
+    let _writers = futures_util::future::join_all(sends).await;
+    for r in &mut readers {
+        let got = read_messages(r, room, 1, EACH * 3).await;
+        assert_eq!(got.len(), EACH * 3);
+    }
+}
+
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and Redis (cluster pass of .ci/run)"]
+async fn cluster_presence_one_user_on_two_nodes_is_one_user_and_never_flaps() {
+    let cluster = spawn_cluster(3, |_| {}).await;
+    let [n1, n2, n3] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let room = "public:presence";
+    let mut watcher = n3.ws("watcher").await;
+    watcher.ok("join", json!({"room": room})).await;
+    let mut d1 = n1.ws("dana").await;
+    d1.ok("join", json!({"room": room})).await;
+    let p = watcher.recv_type("room_presence").await;
+    assert_eq!(p["data"]["joins"][0]["user"], "dana", "{p}");
+    let d2 = n2.ws("dana").await;
+    // Admin view on any node: one user, two devices, each session named with its node.
+    let admin = n3.admin_token("root");
+    let mut devices = 0;
+    for _ in 0..50 {
+        let (status, body) = n3.get("/v1/presence/dana", Some(&admin)).await;
+        assert_eq!(status, 200, "{body}");
+        devices = body["devices"].as_i64().unwrap_or(0);
+        if devices == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(devices, 2, "dana's two devices on two nodes");
+    // One device leaves: no offline anywhere.
+    d1.close().await;
+    watcher
+        .assert_no("room_presence", Duration::from_millis(1500))
+        .await;
+    // The last one leaves: offline once, after the grace period.
+    d2.close().await;
+    let p = watcher.recv_type("room_presence").await;
+    assert_eq!(p["data"]["leaves"][0]["user"], "dana", "{p}");
+    watcher
+        .assert_no("room_presence", Duration::from_millis(800))
+        .await;
+}
