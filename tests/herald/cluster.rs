@@ -216,3 +216,189 @@ async fn cluster_presence_one_user_on_two_nodes_is_one_user_and_never_flaps() {
         .assert_no("room_presence", Duration::from_millis(800))
         .await;
 }
+
+/// Records the seq of a `message` frame.
+fn note_message(v: &Value, seen: &mut Vec<i64>) {
+    if v["type"] == "message" {
+        seen.push(v["data"]["seq"].as_i64().expect("seq"));
+    }
+}
+
+/// A node in its own process, for the SIGKILL test.
+struct NodeProcess {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl NodeProcess {
+    fn start(cluster: &TestCluster, node: &str) -> NodeProcess {
+        use std::io::{BufRead, BufReader};
+        let redis = std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| panic!("{NEEDS}"));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .env("HERALD_DATABASE_URL", &cluster.db.url)
+            .env("HERALD_REDIS_URL", redis)
+            .env("HERALD_NODE_ID", node)
+            .env("HERALD_CLUSTER_PREFIX", &cluster.prefix)
+            .env("HERALD_NODE_TIMEOUT_MS", "3000")
+            .env("HERALD_CLUSTER_HEARTBEAT_MS", "200")
+            .env("HERALD_PRESENCE_GRACE_MS", "300")
+            .env("HERALD_JWT_SECRET", herald::testkit::TEST_SECRET)
+            .env("HERALD_BIND", "127.0.0.1:0")
+            .env("HERALD_CONNECT_RATE_PER_IP", "0")
+            .env("HERALD_CONNECT_RATE_PER_USER", "0")
+            .env("HERALD_LOG", "info")
+            .env("HERALD_WORKERS", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("herald binary starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut connected = false;
+            let mut port = None;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("herald listening on ").nth(1) {
+                    port = addr
+                        .trim()
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse::<u16>().ok());
+                }
+                connected |= line.contains("connected to Redis");
+                if let (true, Some(p)) = (connected, port) {
+                    let _ = tx.send(p);
+                    connected = false;
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the node logs its port and its Redis connection");
+        NodeProcess { child, port }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+fn token(user: &str) -> String {
+    let keys =
+        herald::auth::JwtKeys::hs256(&herald::config::Secret::new(herald::testkit::TEST_SECRET));
+    keys.mint(user, None, &[], Duration::from_secs(3600))
+        .expect("mint")
+}
+
+async fn ws_on(port: u16, user: &str) -> WsClient {
+    let mut c = crate::helpers::connect_ws(port, &token(user))
+        .await
+        .expect("ws connects");
+    assert_eq!(c.recv().await["type"], "connection_ack");
+    assert_eq!(c.recv().await["type"], "sync");
+    c
+}
+
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and Redis (cluster pass of .ci/run)"]
+async fn cluster_a_killed_node_loses_nothing_acked_and_its_users_go_offline_once() {
+    let cluster = spawn_cluster(2, |_| {}).await;
+    let [n1, n2] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let n3 = NodeProcess::start(&cluster, "n3");
+    let room = "public:kill";
+    let mut observer = n1.ws("observer").await;
+    observer.ok("join", json!({"room": room})).await;
+    // multi has a device on n2 and one on n3; victim only on n3.
+    let mut multi2 = n2.ws("multi").await;
+    multi2.ok("join", json!({"room": room})).await;
+    let mut victim = ws_on(n3.port, "victim").await;
+    victim.ok("join", json!({"room": room})).await;
+    let _multi3 = ws_on(n3.port, "multi").await;
+    let mut joined = std::collections::HashSet::new();
+    while joined.len() < 2 {
+        let p = observer.recv_type("room_presence").await;
+        for j in p["data"]["joins"].as_array().into_iter().flatten() {
+            joined.insert(j["user"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    // The victim sends while the node is killed; every acked message must survive.
+    let mut acked = Vec::new();
+    let mut seen = Vec::new();
+    for k in 0..30 {
+        let v = victim
+            .try_request("send", send(room, &format!("v{k}"), &format!("v-{k}")))
+            .await;
+        match v {
+            Ok(v) if v["type"] == "ack" => acked.push(v["data"]["seq"].as_i64().unwrap()),
+            _ => break,
+        }
+        if k == 20 {
+            let victim_node = n3;
+            let killed_at = tokio::time::Instant::now();
+            victim_node.kill();
+            // The victim goes offline on n1 within the bound; multi (still on n2) never.
+            let mut left = None;
+            while left.is_none() {
+                let p = match observer.recv_or_other(Duration::from_secs(8)).await {
+                    Ok(p) => p,
+                    Err(o) => panic!("no offline within the bound: {o:?}"),
+                };
+                note_message(&p, &mut seen);
+                if p["type"] != "room_presence" {
+                    continue;
+                }
+                for l in p["data"]["leaves"].as_array().into_iter().flatten() {
+                    assert_ne!(l["user"], "multi", "multi still has a device on n2: {p}");
+                    if l["user"] == "victim" {
+                        left = Some(killed_at.elapsed());
+                    }
+                }
+            }
+            let left = left.unwrap();
+            assert!(left <= Duration::from_secs(5), "offline after {left:?}");
+            // Exactly once.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while let Ok(p) = observer
+                .recv_or_other(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                .await
+            {
+                note_message(&p, &mut seen);
+                if p["type"] == "room_presence" {
+                    for l in p["data"]["leaves"].as_array().into_iter().flatten() {
+                        assert_ne!(l["user"], "victim", "a second offline: {p}");
+                        assert_ne!(l["user"], "multi", "multi flapped: {p}");
+                    }
+                }
+            }
+            break;
+        }
+    }
+    assert!(acked.len() >= 21, "the victim sent before the kill");
+    // The observer has every acked message, consecutively (so nothing in between either).
+    let rest = acked.len().saturating_sub(seen.len());
+    let next = seen.last().map_or(1, |s| s + 1);
+    for m in read_messages(&mut observer, room, next, rest).await {
+        note_message(&m, &mut seen);
+    }
+    let expected: Vec<i64> = (1..=seen.len() as i64).collect();
+    assert_eq!(
+        seen, expected,
+        "the observer's stream has a hole or a repeat"
+    );
+    for seq in &acked {
+        assert!(
+            seen.contains(seq),
+            "acked seq {seq} never reached the observer"
+        );
+    }
+    // The victim reconnects to another node and resumes from its last seq: nothing missing.
+    let last = *acked.last().unwrap();
+    let mut back = n2
+        .ws_query("victim", &format!("since={room}:{}", last - 5))
+        .await;
+    let replayed = read_messages(&mut back, room, last - 4, 5).await;
+    assert_eq!(replayed.len(), 5);
+}

@@ -146,7 +146,7 @@ impl PresenceRegistry {
         let old_rooms: HashSet<RoomId> = entry.rooms.union(&entry.remote_rooms).cloned().collect();
         entry.remote_devices = devices;
         entry.remote_idle = idle;
-        entry.remote_rooms = rooms;
+        let old_remote_rooms = std::mem::replace(&mut entry.remote_rooms, rooms);
         if let Some(s) = status {
             adopt_status(entry, s);
         }
@@ -157,8 +157,10 @@ impl PresenceRegistry {
         let visible = entry.visible();
         let view = entry.view(user);
         if !entry.connected() && entry.offline_at.is_none() {
-            // Gone from every node (its own grace period was applied there).
+            // Gone from every node (its own grace period was applied there): announced in
+            // the rooms it was in.
             if was_announced {
+                entry.remote_rooms = old_remote_rooms;
                 self.announce(user);
             }
             self.users.remove(user);
