@@ -152,6 +152,10 @@ pub struct Backplane {
     sending: bool,
     /// A heartbeat is in flight (they never overlap).
     beating: bool,
+    /// When the current connection was made. For one node timeout after it, no node is
+    /// declared dead: after an outage every node needs a heartbeat to re-register, and a
+    /// node judged in that window would flap all its users.
+    connected_at: Option<std::time::Instant>,
     stats: serde_json::Value,
     live: HashMap<String, serde_json::Value>,
     cluster_channel: String,
@@ -174,6 +178,7 @@ impl Backplane {
             queue: VecDeque::new(),
             sending: false,
             beating: false,
+            connected_at: None,
             stats: serde_json::Value::Null,
             live: HashMap::new(),
             cluster_channel,
@@ -299,6 +304,7 @@ impl Backplane {
                     act.backoff = Duration::from_millis(100);
                     act.conn = Some(conn);
                     act.sink = Some(sink);
+                    act.connected_at = Some(std::time::Instant::now());
                     METRICS.cluster_connected.set(1);
                     ctx.add_stream(stream);
                     act.heartbeat(ctx);
@@ -348,6 +354,9 @@ impl Backplane {
         let ttl = self.settings.node_timeout.as_millis() as u64;
         let stats = self.stats.to_string();
         let prefix = self.settings.prefix.clone();
+        let settled = self
+            .connected_at
+            .is_some_and(|t| t.elapsed() >= self.settings.node_timeout);
         async move {
             let members: Vec<String> = redis::pipe()
                 .cmd("SET")
@@ -381,6 +390,9 @@ impl Backplane {
                     None => dead.push(n),
                 }
             }
+            if !settled {
+                return Ok((live, false));
+            }
             // One node cleans up after each dead one: the holder of its reap lock.
             for d in dead {
                 let won: Option<String> = redis::cmd("SET")
@@ -408,13 +420,13 @@ impl Backplane {
                         .await?;
                 }
             }
-            Ok::<_, redis::RedisError>(live)
+            Ok::<_, redis::RedisError>((live, true))
         }
         .into_actor(self)
         .map(|res, act, _| match res {
-            Ok(live) if act.sink.is_some() => {
+            Ok((live, settled)) if act.sink.is_some() => {
                 act.live = live.clone();
-                if let Some(a) = &act.attach {
+                if let (true, Some(a)) = (settled, &act.attach) {
                     a.live.do_send(LiveNodes { nodes: live });
                 }
             }
@@ -588,14 +600,19 @@ impl Handler<ReadPresenceSnapshot> for Backplane {
     fn handle(&mut self, _: ReadPresenceSnapshot, _: &mut Context<Self>) -> Self::Result {
         let conn = self.conn.clone();
         let me = self.settings.node_id.clone();
-        let nodes: Vec<String> = self.live.keys().filter(|n| **n != me).cloned().collect();
         let prefix = self.settings.prefix.clone();
         Box::pin(async move {
             let Some(mut conn) = conn else {
                 return Err("backplane not connected".to_owned());
             };
+            // Every registered node but this one; a dead one's hash is gone or soon reaped.
+            let nodes: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(format!("{prefix}:nodes"))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut out = Vec::new();
-            for node in nodes {
+            for node in nodes.into_iter().filter(|n| *n != me) {
                 let all: HashMap<String, String> = redis::cmd("HGETALL")
                     .arg(format!("{prefix}:presence:{node}"))
                     .query_async(&mut conn)
