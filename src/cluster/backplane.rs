@@ -119,6 +119,48 @@ pub struct SetNodeStats(pub serde_json::Value);
 #[rtype(result = "HashMap<String, serde_json::Value>")]
 pub struct ClusterStats;
 
+/// Claims one more session of `user` cluster-wide, unless the sum over the live nodes is
+/// at `max` already: `Ok(false)` refused, `Err` when Redis cannot answer (the caller fails
+/// open to its own per-node cap).
+#[derive(Message)]
+#[rtype(result = "Result<bool, String>")]
+pub struct ClaimSession {
+    pub user: UserId,
+    pub max: usize,
+}
+
+/// Gives back a session claimed with [`ClaimSession`] (never below zero).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReleaseSession {
+    pub user: UserId,
+}
+
+/// Rewrites this node's session counts (after a reconnect: sessions admitted while Redis
+/// was away are counted again, closed ones forgotten).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetSessionCounts(pub Vec<(UserId, usize)>);
+
+/// Sums a user's sessions over every registered node and claims one more on this node
+/// unless the cap is reached: one step, so nodes admitting at once cannot overshoot. (It
+/// reads keys it is not given, which a single Redis or Sentinel allows; Redis Cluster does
+/// not, and is not supported: docs/cluster.md.)
+const CLAIM_SESSION: &str = r#"
+local total = 0
+for _, n in ipairs(redis.call('SMEMBERS', ARGV[1] .. ':nodes')) do
+  total = total + tonumber(redis.call('HGET', ARGV[1] .. ':sessions:' .. n, ARGV[3]) or '0')
+end
+if total >= tonumber(ARGV[4]) then return -1 end
+return redis.call('HINCRBY', ARGV[1] .. ':sessions:' .. ARGV[2], ARGV[3], 1)
+"#;
+
+const RELEASE_SESSION: &str = r#"
+local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return left
+"#;
+
 /// Whether the backplane is connected now.
 #[derive(Message)]
 #[rtype(result = "bool")]
@@ -702,6 +744,84 @@ impl Handler<ClusterStats> for Backplane {
     type Result = MessageResult<ClusterStats>;
     fn handle(&mut self, _: ClusterStats, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.live.clone())
+    }
+}
+
+impl Handler<ClaimSession> for Backplane {
+    type Result = ResponseFuture<Result<bool, String>>;
+    fn handle(&mut self, msg: ClaimSession, _: &mut Context<Self>) -> Self::Result {
+        let conn = self.conn.clone().filter(|_| self.sink.is_some());
+        let (prefix, node) = (self.settings.prefix.clone(), self.settings.node_id.clone());
+        Box::pin(async move {
+            let Some(mut conn) = conn else {
+                return Err("backplane not connected".to_owned());
+            };
+            let n: i64 = redis::cmd("EVAL")
+                .arg(CLAIM_SESSION)
+                .arg(0)
+                .arg(prefix)
+                .arg(node)
+                .arg(msg.user.as_str())
+                .arg(msg.max)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(n >= 0)
+        })
+    }
+}
+
+impl Handler<ReleaseSession> for Backplane {
+    type Result = ();
+    fn handle(&mut self, msg: ReleaseSession, ctx: &mut Context<Self>) {
+        let Some(mut conn) = self.conn.clone() else {
+            return;
+        };
+        let key = self.key(&format!("sessions:{}", self.settings.node_id));
+        async move {
+            redis::cmd("EVAL")
+                .arg(RELEASE_SESSION)
+                .arg(1)
+                .arg(key)
+                .arg(msg.user.as_str())
+                .query_async::<i64>(&mut conn)
+                .await
+        }
+        .into_actor(self)
+        .map(|res, _, _| {
+            if let Err(e) = res {
+                log::warn!("backplane: releasing a session count failed: {e}");
+            }
+        })
+        .spawn(ctx);
+    }
+}
+
+impl Handler<SetSessionCounts> for Backplane {
+    type Result = ();
+    fn handle(&mut self, msg: SetSessionCounts, ctx: &mut Context<Self>) {
+        let Some(mut conn) = self.conn.clone() else {
+            return;
+        };
+        let key = self.key(&format!("sessions:{}", self.settings.node_id));
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("DEL").arg(&key).ignore();
+        for chunk in msg.0.chunks(1000) {
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(&key);
+            for (user, n) in chunk {
+                cmd.arg(user.as_str()).arg(*n);
+            }
+            pipe.add_command(cmd).ignore();
+        }
+        async move { pipe.query_async::<()>(&mut conn).await }
+            .into_actor(self)
+            .map(|res, _, _| {
+                if let Err(e) = res {
+                    log::warn!("backplane: rewriting session counts failed: {e}");
+                }
+            })
+            .spawn(ctx);
     }
 }
 

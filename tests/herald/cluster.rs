@@ -469,3 +469,36 @@ async fn cluster_a_redis_outage_keeps_nodes_serving_and_cross_node_clients_catch
     let m = bob.recv_type("message").await;
     assert_eq!(m["data"]["body"]["text"], "after");
 }
+
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and Redis (cluster pass of .ci/run)"]
+async fn cluster_the_sessions_per_user_cap_holds_across_nodes() {
+    let cluster = spawn_cluster(2, |s| s.limits.max_sessions_per_user = 2).await;
+    let [n1, n2] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let a1 = n1.ws("alice").await;
+    let _a2 = n2.ws("alice").await;
+    let err = crate::helpers::connect_ws(n1.port, &n1.token("alice"))
+        .await
+        .err()
+        .expect("a third session on any node is refused");
+    assert!(err.contains("429"), "{err}");
+    let err = crate::helpers::connect_ws(n2.port, &n2.token("alice"))
+        .await
+        .err()
+        .expect("a third session on any node is refused");
+    assert!(err.contains("429"), "{err}");
+    // A closed session gives its place back, to whichever node asks next.
+    a1.close().await;
+    let mut admitted = false;
+    for _ in 0..50 {
+        if let Ok(c) = crate::helpers::connect_ws(n2.port, &n2.token("alice")).await {
+            drop(c);
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(admitted, "the place of the closed session came back");
+}

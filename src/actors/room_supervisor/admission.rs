@@ -2,6 +2,7 @@
 //! `AdmissionTicket` that holds a place, and `ReleaseAdmission` when it drops.
 
 use super::*;
+use crate::cluster::backplane::{ClaimSession, ReleaseSession};
 
 /// Asked before a session starts: admits it, or refuses it when its user already has
 /// `max_sessions` sessions or its client address `max_per_ip` (0: unlimited). The check and
@@ -21,6 +22,10 @@ pub struct AdmissionTicket {
     user: UserId,
     ip: Option<IpAddr>,
     supervisor: Addr<RoomSupervisor>,
+    /// Counted in the cluster's session counts (cluster mode): given back there too. A
+    /// place claimed while Redis was away counts as claimed: the node rewrites its counts
+    /// when Redis is back.
+    counted: bool,
 }
 
 impl Drop for AdmissionTicket {
@@ -28,6 +33,7 @@ impl Drop for AdmissionTicket {
         self.supervisor.do_send(ReleaseAdmission {
             user: self.user.clone(),
             ip: self.ip,
+            counted: self.counted,
         });
     }
 }
@@ -39,8 +45,52 @@ impl std::fmt::Debug for AdmissionTicket {
 }
 
 impl Handler<AdmitSession> for RoomSupervisor {
-    type Result = Result<AdmissionTicket, EngineError>;
+    type Result = ResponseActFuture<Self, Result<AdmissionTicket, EngineError>>;
     fn handle(&mut self, msg: AdmitSession, ctx: &mut Context<Self>) -> Self::Result {
+        let max = msg.max_sessions;
+        let user = msg.user.clone();
+        let ticket = self.admit_here(msg, ctx);
+        let backplane = match (&ticket, self.cluster.backplane()) {
+            (Ok(_), Some(b)) => b.clone(),
+            _ => return Box::pin(fut::ready(ticket)),
+        };
+        // Cluster mode: the cap holds over every node (Redis counts); while Redis cannot
+        // answer, each node's own count is the cap (fail open, docs/cluster.md).
+        Box::pin(
+            backplane
+                .send(ClaimSession {
+                    user: user.clone(),
+                    max,
+                })
+                .into_actor(self)
+                .map(move |res, _, _| match res {
+                    Ok(Ok(false)) => {
+                        // Refused by the cluster: only this node's place goes back.
+                        if let Ok(mut t) = ticket {
+                            t.counted = false;
+                        }
+                        Err(EngineError::LimitExceeded(format!(
+                            "{user} already has {max} sessions in the cluster, the limit"
+                        )))
+                    }
+                    Ok(Ok(true)) => ticket,
+                    Ok(Err(e)) => {
+                        log::warn!("session cap checked on this node only: {e}");
+                        ticket
+                    }
+                    Err(_) => ticket,
+                }),
+        )
+    }
+}
+
+impl RoomSupervisor {
+    /// This node's caps: one step, check and count.
+    fn admit_here(
+        &mut self,
+        msg: AdmitSession,
+        ctx: &mut Context<Self>,
+    ) -> Result<AdmissionTicket, EngineError> {
         let sessions = self.admitted.get(&msg.user).copied().unwrap_or(0);
         if sessions >= msg.max_sessions {
             return Err(EngineError::LimitExceeded(format!(
@@ -65,6 +115,7 @@ impl Handler<AdmitSession> for RoomSupervisor {
             user: msg.user,
             ip,
             supervisor: ctx.address(),
+            counted: true,
         })
     }
 }
@@ -75,6 +126,7 @@ impl Handler<AdmitSession> for RoomSupervisor {
 struct ReleaseAdmission {
     user: UserId,
     ip: Option<IpAddr>,
+    counted: bool,
 }
 
 impl Handler<ReleaseAdmission> for RoomSupervisor {
@@ -91,6 +143,9 @@ impl Handler<ReleaseAdmission> for RoomSupervisor {
         release(&mut self.admitted, &msg.user);
         if let Some(ip) = msg.ip {
             release(&mut self.admitted_ips, &ip);
+        }
+        if let (true, Some(backplane)) = (msg.counted, self.cluster.backplane()) {
+            backplane.do_send(ReleaseSession { user: msg.user });
         }
     }
 }

@@ -3,7 +3,7 @@
 //! room when the backplane comes back.
 
 use super::*;
-use crate::cluster::backplane::{BackplaneResumed, RemoteClusterEvent};
+use crate::cluster::backplane::{BackplaneResumed, RemoteClusterEvent, SetSessionCounts};
 use crate::cluster::wire::{ClusterEvent, WireRole};
 use crate::db::models::MemberRole;
 
@@ -42,6 +42,11 @@ impl Handler<RemoteClusterEvent> for RoomSupervisor {
 impl Handler<BackplaneResumed> for RoomSupervisor {
     type Result = ();
     fn handle(&mut self, msg: BackplaneResumed, _: &mut Context<Self>) {
+        // Session counts as this node has them (admitted while Redis was away included).
+        if let Some(backplane) = self.cluster.backplane() {
+            let counts = self.admitted.iter().map(|(u, n)| (u.clone(), *n)).collect();
+            backplane.do_send(SetSessionCounts(counts));
+        }
         if msg.first {
             return;
         }
