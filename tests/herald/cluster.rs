@@ -502,3 +502,127 @@ async fn cluster_the_sessions_per_user_cap_holds_across_nodes() {
     }
     assert!(admitted, "the place of the closed session came back");
 }
+
+/// HAProxy running the shipped deploy/haproxy.cfg with the test's ports.
+struct Haproxy {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempdir::Dir,
+}
+
+mod tempdir {
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Haproxy {
+    fn start(node_ports: &[u16]) -> Haproxy {
+        let shipped = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg"),
+        )
+        .expect("deploy/haproxy.cfg");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut cfg = shipped.replace("bind 127.0.0.1:8080", &format!("bind 127.0.0.1:{port}"));
+        for (i, p) in node_ports.iter().enumerate() {
+            cfg = cfg.replace(
+                &format!("127.0.0.1:{}", 8081 + i),
+                &format!("127.0.0.1:{p}"),
+            );
+        }
+        let dir =
+            std::env::temp_dir().join(format!("herald-haproxy-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("haproxy.cfg");
+        std::fs::write(&path, cfg).expect("write config");
+        let child = std::process::Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("haproxy cannot start (apt-get install haproxy): {e}"));
+        Haproxy {
+            child,
+            port,
+            _dir: tempdir::Dir(dir),
+        }
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[actix_web::test]
+#[ignore = "needs PostgreSQL, Redis, HAProxy and the Python Socket.IO client (cluster pass of .ci/run)"]
+async fn cluster_socketio_polling_is_sticky_through_the_shipped_haproxy_config() {
+    let cluster = spawn_cluster(3, |_| {}).await;
+    let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port).collect();
+    let proxy = Haproxy::start(&ports);
+    // Wait until HAProxy answers and sees its servers up.
+    let client = awc::Client::default();
+    let mut ready = false;
+    for _ in 0..100 {
+        let r = client
+            .get(format!("http://127.0.0.1:{}/readyz", proxy.port))
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status().is_success()) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "haproxy did not come up");
+    let room = "public:lb";
+    let n1 = &cluster.nodes[0];
+    // Long-polling only: every exchange is its own request through the balancer, which
+    // spreads requests over three nodes; only the cookie keeps a session's on its node.
+    let url = format!("http://127.0.0.1:{}", proxy.port);
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let user = format!("poller{i}");
+        let mut c = crate::socketio::start_at("python", &url, &n1.token(&user), "polling", None);
+        c.expect("connect", |v| v["event"] == "connect").await;
+        let joined = c.call("join", json!({"room": room})).await;
+        assert_eq!(joined["ok"], true, "{joined}");
+        clients.push(c);
+    }
+    // A native client on one node chats with all of them, wherever the balancer put them.
+    let mut alice = cluster.nodes[2].ws("alice").await;
+    alice.ok("join", json!({"room": room})).await;
+    for k in 0..5 {
+        alice
+            .ok(
+                "send",
+                send(room, &format!("hello {k}"), &format!("al-{k}")),
+            )
+            .await;
+    }
+    for c in &mut clients {
+        for k in 0..5 {
+            let text = format!("hello {k}");
+            c.server_event("message", |d| d["body"]["text"] == text.as_str())
+                .await;
+        }
+    }
+    let reply = clients[0]
+        .call(
+            "send",
+            json!({"room": room, "kind": "text", "body": {"text": "from a poller"}}),
+        )
+        .await;
+    assert!(reply["seq"].as_i64().is_some(), "{reply}");
+    let m = alice.recv_type("message").await;
+    assert_eq!(m["data"]["body"]["text"], "from a poller");
+}

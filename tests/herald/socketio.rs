@@ -41,7 +41,23 @@ pub(crate) fn start_with_auth(
     mode: &str,
     auth: Option<&Value>,
 ) -> OfficialClient {
-    let url = format!("http://127.0.0.1:{}", app.port);
+    start_at(
+        lang,
+        &format!("http://127.0.0.1:{}", app.port),
+        token,
+        mode,
+        auth,
+    )
+}
+
+/// Like `start_with_auth`, against any URL (a load balancer in front of a cluster).
+pub(crate) fn start_at(
+    lang: &str,
+    url: &str,
+    token: &str,
+    mode: &str,
+    auth: Option<&Value>,
+) -> OfficialClient {
     let (program, script) = match lang {
         "node" => {
             if !dir().join("node_modules/socket.io-client").exists() {
@@ -59,7 +75,7 @@ pub(crate) fn start_with_auth(
     };
     let mut child = Command::new(&program)
         .arg(dir().join(script))
-        .args([url.as_str(), token, mode])
+        .args([url, token, mode])
         .args(auth.map(|a| a.to_string()))
         .current_dir(dir())
         .stdin(Stdio::piped())
@@ -115,7 +131,7 @@ impl OfficialClient {
         }
     }
 
-    async fn call(&mut self, name: &str, data: Value) -> Value {
+    pub(crate) async fn call(&mut self, name: &str, data: Value) -> Value {
         self.command(json!({"emit": name, "data": data}));
         let v = self
             .expect(&format!("ack of {name}"), |v| {

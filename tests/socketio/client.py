@@ -1,6 +1,6 @@
 """Drives the official python-socketio client for Herald's compatibility tests.
 
-Usage: python3 client.py URL TOKEN [websocket|default]
+Usage: python3 client.py URL TOKEN [websocket|polling|default]
 Same line protocol as client.mjs: JSON events on stdout, JSON commands on stdin.
 """
 import json
@@ -43,7 +43,7 @@ def any_event(name, data=None):
 
 
 def connect_now():
-    transports = ["websocket"] if mode == "websocket" else ["polling", "websocket"]
+    transports = {"websocket": ["websocket"], "polling": ["polling"]}.get(mode, ["polling", "websocket"])
     try:
         sio.connect(url, auth={"token": token}, transports=transports, wait_timeout=20)
     except socketio.exceptions.ConnectionError as e:
