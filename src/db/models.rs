@@ -7,8 +7,8 @@ use super::schema::{
     members, messages, notification_outbox, notification_prefs, notifications, rooms, users,
 };
 use crate::domain::{
-    ChosenStatus, DeviceId, MessageBody, MessageKind, Millis, Priority, ReceiptStatus, RoomId,
-    RoomKind, UserId,
+    ChosenStatus, CustomMessage, DeviceId, MessageBody, MessageKind, Millis, Priority,
+    ReceiptStatus, RoomId, RoomKind, UserId,
 };
 use crate::error::PersistError;
 
@@ -184,7 +184,7 @@ pub enum WriteOp {
     SaveStatus {
         user: UserId,
         status: ChosenStatus,
-        custom_message: Option<String>,
+        custom_message: Option<CustomMessage>,
         custom_expires_at: Option<Millis>,
         at: Millis,
     },
@@ -291,15 +291,58 @@ pub struct MessageStatusRecord {
 }
 
 /// What is stored about a user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub status: ChosenStatus,
+    pub custom_message: Option<CustomMessage>,
+    pub last_seen: Option<Millis>,
+    pub updated_at: Millis,
+    pub custom_expires_at: Option<Millis>,
+}
+
+/// A `users` row as stored; parsed into a [`UserRecord`].
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
-pub struct UserRecord {
+pub struct UserRow {
     pub id: String,
     pub status: String,
     pub custom_message: Option<String>,
     pub last_seen: Option<i64>,
     pub updated_at: i64,
     pub custom_expires_at: Option<i64>,
+}
+
+impl TryFrom<UserRow> for UserRecord {
+    type Error = diesel::result::Error;
+
+    fn try_from(r: UserRow) -> Result<Self, Self::Error> {
+        let row = || format!("user {}", r.id);
+        let id = UserId::parse(&r.id).map_err(|_| bad_column(&row(), "id", &r.id))?;
+        let status =
+            ChosenStatus::parse(&r.status).map_err(|_| bad_column(&row(), "status", &r.status))?;
+        let custom_message = match &r.custom_message {
+            Some(m) => {
+                Some(CustomMessage::parse(m).map_err(|_| bad_column(&row(), "custom_message", m))?)
+            }
+            None => None,
+        };
+        Ok(UserRecord {
+            id,
+            status,
+            custom_message,
+            last_seen: r.last_seen,
+            updated_at: r.updated_at,
+            custom_expires_at: r.custom_expires_at,
+        })
+    }
+}
+
+/// The error of a stored value that does not parse: the row was written by something other
+/// than this server, or the schema drifted. Loading fails (`unavailable`) rather than
+/// dropping the row or defaulting the value.
+pub fn bad_column(row: &str, column: &str, value: &str) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(format!("{row}: invalid {column} {value:?}").into())
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -323,9 +366,7 @@ impl TryFrom<MessageRow> for StoredMessage {
 
     fn try_from(r: MessageRow) -> Result<Self, Self::Error> {
         fn bad(id: &str, what: &str, value: &str) -> diesel::result::Error {
-            diesel::result::Error::DeserializationError(
-                format!("message {id}: invalid {what} {value:?}").into(),
-            )
+            bad_column(&format!("message {id}"), what, value)
         }
         let room = RoomId::parse(&r.room_id).map_err(|_| bad(&r.id, "room", &r.room_id))?;
         let from = UserId::parse(&r.sender).map_err(|_| bad(&r.id, "sender", &r.sender))?;
@@ -474,8 +515,8 @@ pub struct NotificationQuery<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{MessageRow, OutboxPolicy, StoredMessage};
-    use crate::domain::{MessageKind, Priority, RoomId, UserId};
+    use super::{MessageRow, OutboxPolicy, StoredMessage, UserRecord, UserRow};
+    use crate::domain::{ChosenStatus, MessageKind, Priority, RoomId, UserId};
 
     fn row() -> MessageRow {
         MessageRow {
@@ -513,16 +554,59 @@ mod tests {
             let mut r = row();
             spoil(&mut r);
             let err = StoredMessage::try_from(r.clone()).expect_err(&format!("{r:?}"));
-            assert!(
-                matches!(err, diesel::result::Error::DeserializationError(_)),
-                "{err:?}"
-            );
-            // And as the loading sites report it: a failed load, not a dropped row.
-            assert!(matches!(
-                crate::error::PersistError::from(err),
-                crate::error::PersistError::Unavailable(_)
-            ));
+            assert_unavailable(err);
         }
+    }
+
+    fn user_row() -> UserRow {
+        UserRow {
+            id: "alice".into(),
+            status: "busy".into(),
+            custom_message: Some("lunch".into()),
+            last_seen: Some(5),
+            updated_at: 6,
+            custom_expires_at: Some(7),
+        }
+    }
+
+    #[test]
+    fn a_stored_user_is_parsed_into_typed_fields() {
+        let u = UserRecord::try_from(user_row()).unwrap();
+        assert_eq!(u.id, UserId::parse("alice").unwrap());
+        assert_eq!(u.status, ChosenStatus::Busy);
+        assert_eq!(u.custom_message.as_ref().map(|m| m.as_str()), Some("lunch"));
+        assert_eq!(
+            (u.last_seen, u.updated_at, u.custom_expires_at),
+            (Some(5), 6, Some(7))
+        );
+    }
+
+    #[test]
+    fn a_stored_user_that_does_not_parse_is_an_error() {
+        let bad: [fn(&mut UserRow); 3] = [
+            |r| r.status = "offline".into(),
+            |r| r.id = "not a user!".into(),
+            |r| r.custom_message = Some("x".repeat(300)),
+        ];
+        for spoil in bad {
+            let mut r = user_row();
+            spoil(&mut r);
+            let err = UserRecord::try_from(r.clone()).expect_err(&format!("{r:?}"));
+            assert_unavailable(err);
+        }
+    }
+
+    /// A row that does not parse is a deserialization error, which the loading sites report
+    /// as a failed load (`unavailable`), not a dropped row.
+    fn assert_unavailable(err: diesel::result::Error) {
+        assert!(
+            matches!(err, diesel::result::Error::DeserializationError(_)),
+            "{err:?}"
+        );
+        assert!(matches!(
+            crate::error::PersistError::from(err),
+            crate::error::PersistError::Unavailable(_)
+        ));
     }
 
     #[test]

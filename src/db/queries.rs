@@ -12,7 +12,7 @@ use crate::db::schema::{
     device_positions, members, messages, notification_outbox, notification_prefs, notifications,
     rooms, users,
 };
-use crate::domain::{DeviceId, ReceiptStatus, RoomId, RoomKind, UserId};
+use crate::domain::{ChosenStatus, DeviceId, ReceiptStatus, RoomId, RoomKind, UserId};
 use crate::error::PersistError;
 
 /// Writes a batch of groups in one transaction (one commit, one fsync).
@@ -519,7 +519,7 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
             diesel::insert_into(users::table)
                 .values(NewUserRow {
                     id: user.as_str(),
-                    status: "online",
+                    status: ChosenStatus::Online.as_str(),
                     custom_message: None,
                     last_seen: Some(*at),
                     updated_at: *at,
@@ -632,7 +632,7 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
                 .values(NewUserRow {
                     id: user.as_str(),
                     status: status.as_str(),
-                    custom_message: custom_message.as_deref(),
+                    custom_message: custom_message.as_ref().map(|m| m.as_str()),
                     last_seen: None,
                     updated_at: *at,
                     custom_expires_at: *custom_expires_at,
@@ -641,7 +641,7 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
                 .do_update()
                 .set((
                     users::status.eq(status.as_str()),
-                    users::custom_message.eq(custom_message.as_deref()),
+                    users::custom_message.eq(custom_message.as_ref().map(|m| m.as_str())),
                     users::custom_expires_at.eq(*custom_expires_at),
                     users::updated_at.eq(*at),
                 ))
@@ -957,13 +957,13 @@ pub fn history(
         let mut rows: Vec<MessageRow> = q.load(c)?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        return Ok((stored_messages(rows)?, more));
+        return Ok((parsed(rows)?, more));
     }
     let mut rows: Vec<MessageRow> = q.order(messages::seq.desc()).load(c)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     rows.reverse();
-    Ok((stored_messages(rows)?, more))
+    Ok((parsed(rows)?, more))
 }
 
 /// A message's seq and sender, and every other member's watermarks, for the status route.
@@ -1110,10 +1110,11 @@ pub fn count_user_rooms(c: &mut Conn, user: &UserId) -> Result<i64, PersistError
 
 /// Stored records of these users (missing users are simply absent).
 pub fn users(c: &mut Conn, ids: &[&str]) -> Result<Vec<UserRecord>, PersistError> {
-    Ok(users::table
+    let rows: Vec<UserRow> = users::table
         .filter(users::id.eq_any(ids))
-        .select(UserRecord::as_select())
-        .load(c)?)
+        .select(UserRow::as_select())
+        .load(c)?;
+    parsed(rows)
 }
 
 /// Outbox rows written before `created_before` (oldest first, at most `limit`), with their
@@ -1133,14 +1134,16 @@ pub fn pending_outbox(
         .limit(limit)
         .select(MessageRow::as_select())
         .load(c)?;
-    stored_messages(rows)
+    parsed(rows)
 }
 
-/// Loaded rows parsed into messages; a row that does not parse fails the load.
-fn stored_messages(rows: Vec<MessageRow>) -> Result<Vec<StoredMessage>, PersistError> {
+/// Loaded rows parsed into their typed values; a row that does not parse fails the load.
+fn parsed<R, T: TryFrom<R, Error = diesel::result::Error>>(
+    rows: Vec<R>,
+) -> Result<Vec<T>, PersistError> {
     Ok(rows
         .into_iter()
-        .map(StoredMessage::try_from)
+        .map(T::try_from)
         .collect::<QueryResult<_>>()?)
 }
 

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use ids::{DeviceId, RoomId, RoomKind, SessionId, UserId, MAX_DEVICE_ID_LEN, MAX_ID_LEN};
 pub use messages::{MessageBody, MessageKind, Priority, ReceiptStatus, SystemBodyError};
-pub use presence::{ChosenStatus, VisibleStatus};
+pub use presence::{ChosenStatus, CustomMessage, StatusError, VisibleStatus, MAX_CUSTOM_MESSAGE};
 
 /// Why a wire value was refused; the text becomes the `error` of an `invalid_data` reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

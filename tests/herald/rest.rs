@@ -496,3 +496,43 @@ async fn an_app_backend_posts_a_system_message_that_members_receive_and_history_
         .await;
     assert_eq!(status, 404);
 }
+
+#[actix_web::test]
+async fn admin_presence_routes_refuse_a_bad_status_or_custom_message_with_the_documented_texts() {
+    let (app, _db) = spawn_app().await;
+    let admin = app.admin_token("root");
+    for (body, text) in [
+        (
+            json!({"status": "offline"}),
+            "status must be online, away, busy or invisible",
+        ),
+        (
+            json!({"status": "busy", "custom_message": "x".repeat(257)}),
+            "custom_message is too long",
+        ),
+    ] {
+        let (status, answer) = app
+            .send_json("PUT", "/v1/admin/presence/bob", Some(&admin), Some(body))
+            .await;
+        assert_eq!(
+            (status, &answer["error"]),
+            (422, &json!({"code": "invalid_data", "message": text}))
+        );
+    }
+    let (status, answer) = app
+        .get("/v1/admin/presence?status=gone", Some(&admin))
+        .await;
+    assert_eq!(
+        (status, answer["error"]["message"].as_str()),
+        (422, Some("status must be online, away, busy or invisible"))
+    );
+    let (status, _) = app
+        .send_json(
+            "PUT",
+            "/v1/admin/presence/bob",
+            Some(&admin),
+            Some(json!({"status": "busy", "custom_message": "x".repeat(256)})),
+        )
+        .await;
+    assert_eq!(status, 200, "256 bytes is the limit, not past it");
+}
