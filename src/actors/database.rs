@@ -150,14 +150,14 @@ impl Handler<FetchMessageStatus> for Database {
 
 /// Asked by the engine before showing presence: which of `others` share a room with `user`.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<String>, PersistError>")]
+#[rtype(result = "Result<Vec<UserId>, PersistError>")]
 pub struct FindCoMembers {
     pub user: UserId,
     pub others: Vec<UserId>,
 }
 
 impl Handler<FindCoMembers> for Database {
-    type Result = Result<Vec<String>, PersistError>;
+    type Result = Result<Vec<UserId>, PersistError>;
     fn handle(&mut self, msg: FindCoMembers, _: &mut SyncContext<Self>) -> Self::Result {
         let others: Vec<&str> = msg.others.iter().map(|u| u.as_str()).collect();
         self.with_conn(|c| c.co_members(&msg.user, &others))
@@ -260,7 +260,7 @@ pub struct SessionStartRecord {
     /// The unread notification count; `None` when it could not be read.
     pub unread_notifications: Option<i64>,
     /// The device's positions (room id → last seq it reported); empty without a device.
-    pub device_positions: std::collections::HashMap<String, i64>,
+    pub device_positions: std::collections::HashMap<RoomId, i64>,
 }
 
 impl Handler<LoadSessionStart> for Database {

@@ -211,7 +211,7 @@ impl DbConnection {
         &mut self,
         user: &UserId,
         device: &crate::domain::DeviceId,
-    ) -> Result<std::collections::HashMap<String, i64>, PersistError> {
+    ) -> Result<std::collections::HashMap<RoomId, i64>, PersistError> {
         Ok(dispatch!(self, device_positions(user, device))?)
     }
     pub fn user_rooms(
@@ -242,7 +242,7 @@ impl DbConnection {
         &mut self,
         user: &UserId,
         others: &[&str],
-    ) -> Result<Vec<String>, PersistError> {
+    ) -> Result<Vec<UserId>, PersistError> {
         dispatch!(self, co_members(user, others))
     }
     pub fn notifications(

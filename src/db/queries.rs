@@ -12,7 +12,7 @@ use crate::db::schema::{
     device_positions, members, messages, notification_outbox, notification_prefs, notifications,
     rooms, users,
 };
-use crate::domain::{ChosenStatus, DeviceId, ReceiptStatus, RoomId, RoomKind, UserId};
+use crate::domain::{ChosenStatus, DeviceId, ReceiptStatus, RoomId, UserId};
 use crate::error::PersistError;
 
 /// Writes a batch of groups in one transaction (one commit, one fsync).
@@ -840,49 +840,37 @@ pub fn device_positions(
     c: &mut Conn,
     user: &UserId,
     device: &DeviceId,
-) -> QueryResult<HashMap<String, i64>> {
-    Ok(device_positions::table
+) -> QueryResult<HashMap<RoomId, i64>> {
+    device_positions::table
         .filter(device_positions::user_id.eq(user.as_str()))
         .filter(device_positions::device_id.eq(device.as_str()))
         .select((device_positions::room_id, device_positions::seq))
         .load::<(String, i64)>(c)?
         .into_iter()
-        .collect())
+        .map(|(room, seq)| {
+            let id = RoomId::parse(&room)
+                .map_err(|_| bad_column(&format!("device {device} of {user}"), "room", &room))?;
+            Ok((id, seq))
+        })
+        .collect()
 }
 
 /// The room and its members, or `None` if it was never created.
 pub fn load_room(c: &mut Conn, room: &RoomId) -> Result<Option<RoomRecord>, PersistError> {
-    let row: Option<(String, Option<String>, i64)> = rooms::table
+    let row: Option<RoomRow> = rooms::table
         .find(room.as_str())
-        .select((rooms::kind, rooms::name, rooms::last_seq))
+        .select(RoomRow::as_select())
         .first(c)
         .optional()?;
-    let Some((kind, name, last_seq)) = row else {
+    let Some(row) = row else {
         return Ok(None);
     };
-    let kind = match kind.as_str() {
-        "public" => RoomKind::Public,
-        "private" => RoomKind::Private,
-        _ => RoomKind::Direct,
-    };
-    let rows: Vec<(String, String)> = members::table
+    let members: Vec<MemberRow> = members::table
         .filter(members::room_id.eq(room.as_str()))
-        .select((members::user_id, members::role))
+        .select(MemberRow::as_select())
         .load(c)?;
-    let members = rows
-        .into_iter()
-        .filter_map(|(u, r)| UserId::parse(&u).ok().map(|u| (u, MemberRole::parse(&r))))
-        .collect();
-    Ok(Some(RoomRecord {
-        kind,
-        name,
-        last_seq,
-        members,
-    }))
+    Ok(Some(RoomRecord::try_from((row, members))?))
 }
-
-/// (room, kind, name, role, last_seq, delivered_seq, read_seq)
-type MembershipRow = (String, String, Option<String>, String, i64, i64, i64);
 
 /// The user's rooms ordered by id, after `after` (cursor), at most `limit`.
 pub fn user_rooms(
@@ -910,28 +898,16 @@ pub fn user_rooms(
         q = q.filter(rooms::id.gt(a.to_owned()));
     }
     let rows: Vec<MembershipRow> = q.load(c)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (room, kind, name, role, last_seq, delivered_seq, read_seq) in rows {
-        let unread = if last_seq > read_seq {
-            messages::table
-                .filter(messages::room_id.eq(&room))
-                .filter(messages::seq.gt(read_seq))
+    let mut out: Vec<RoomSummary> = parsed(rows)?;
+    for r in &mut out {
+        if r.last_seq > r.read_seq {
+            r.unread = messages::table
+                .filter(messages::room_id.eq(r.room.as_str()))
+                .filter(messages::seq.gt(r.read_seq))
                 .filter(messages::sender.ne(user.as_str()))
                 .count()
-                .get_result(c)?
-        } else {
-            0
-        };
-        out.push(RoomSummary {
-            room,
-            kind,
-            name,
-            role,
-            last_seq,
-            delivered_seq,
-            read_seq,
-            unread,
-        });
+                .get_result(c)?;
+        }
     }
     Ok(out)
 }
@@ -981,12 +957,21 @@ pub fn message_status(
     let Some((seq, sender)) = msg else {
         return Ok(None);
     };
-    let recipients: Vec<(String, i64, i64)> = members::table
+    let rows: Vec<(String, i64, i64)> = members::table
         .filter(members::room_id.eq(room.as_str()))
         .filter(members::user_id.ne(&sender))
         .select((members::user_id, members::delivered_seq, members::read_seq))
         .order(members::user_id.asc())
         .load(c)?;
+    let row = format!("message {message_id}");
+    let sender = UserId::parse(&sender).map_err(|_| bad_column(&row, "sender", &sender))?;
+    let recipients = rows
+        .into_iter()
+        .map(|(u, delivered, read)| {
+            let user = UserId::parse(&u).map_err(|_| bad_column(&row, "recipient", &u))?;
+            Ok((user, delivered, read))
+        })
+        .collect::<QueryResult<_>>()?;
     Ok(Some(MessageStatusRecord {
         seq,
         sender,
@@ -999,17 +984,21 @@ pub fn co_members(
     c: &mut Conn,
     user: &UserId,
     others: &[&str],
-) -> Result<Vec<String>, PersistError> {
+) -> Result<Vec<UserId>, PersistError> {
     let my_rooms: Vec<String> = members::table
         .filter(members::user_id.eq(user.as_str()))
         .select(members::room_id)
         .load(c)?;
-    Ok(members::table
+    let shared: Vec<String> = members::table
         .filter(members::user_id.eq_any(others))
         .filter(members::room_id.eq_any(my_rooms))
         .select(members::user_id)
         .distinct()
-        .load(c)?)
+        .load(c)?;
+    Ok(shared
+        .into_iter()
+        .map(|u| UserId::parse(&u).map_err(|_| bad_column("member", "user_id", &u)))
+        .collect::<QueryResult<_>>()?)
 }
 
 /// A user's live (unexpired) notifications, newest first.

@@ -1,11 +1,11 @@
-//! Identifiers: user and device ids, session ids, and room ids with the kind of room they
-//! name. Each is parsed once from wire input and compared as is afterwards.
+//! Identifiers: user and device ids, session ids, and room ids (whose prefix says the
+//! [`RoomKind`]). Each is parsed once from wire input and compared as is afterwards.
 
 use std::fmt;
 
 use serde::Serialize;
 
-use super::{invalid, InvalidInput};
+use super::{invalid, InvalidInput, RoomKind};
 
 /// Longest accepted user id or room name, in bytes.
 pub const MAX_ID_LEN: usize = 64;
@@ -37,27 +37,6 @@ impl UserId {
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// What kind of room an id names; the prefix of the id says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RoomKind {
-    /// `public:<name>`: anyone may join.
-    Public,
-    /// `private:<id>`: created over REST; members are invited by the owner or an admin.
-    Private,
-    /// `direct:<a>:<b>` (a < b): the conversation of two users, created by the first `send` with `to`.
-    Direct,
-}
-
-impl RoomKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RoomKind::Public => "public",
-            RoomKind::Private => "private",
-            RoomKind::Direct => "direct",
-        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! Domain values parsed at the edges: user and room ids, message kinds and bodies,
-//! priorities, presence statuses and timestamps.
+//! Domain values parsed at the edges: user and room ids, room kinds and member roles,
+//! message kinds and bodies, priorities, presence statuses and timestamps.
 //!
 //! Wire input becomes one of these types in the session (or REST handler) before it is
 //! sent to any actor, so actors never see unvalidated strings.
@@ -7,12 +7,14 @@
 mod ids;
 mod messages;
 mod presence;
+mod rooms;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use ids::{DeviceId, RoomId, RoomKind, SessionId, UserId, MAX_DEVICE_ID_LEN, MAX_ID_LEN};
+pub use ids::{DeviceId, RoomId, SessionId, UserId, MAX_DEVICE_ID_LEN, MAX_ID_LEN};
 pub use messages::{MessageBody, MessageKind, Priority, ReceiptStatus, SystemBodyError};
 pub use presence::{ChosenStatus, CustomMessage, StatusError, VisibleStatus, MAX_CUSTOM_MESSAGE};
+pub use rooms::{MemberRole, RoomKind};
 
 /// Why a wire value was refused; the text becomes the `error` of an `invalid_data` reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

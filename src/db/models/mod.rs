@@ -18,7 +18,8 @@ pub use messages::{
 };
 pub use notifications::{NotificationQuery, NotificationRow, PrefsRow};
 pub use rooms::{
-    MemberRole, MessageStatusRecord, NewMemberRow, NewRoomRow, RoomRecord, RoomSummary,
+    MemberRole, MemberRow, MembershipRow, MessageStatusRecord, NewMemberRow, NewRoomRow,
+    RoomRecord, RoomRow, RoomSummary,
 };
 pub use users::{NewUserRow, UserRecord, UserRow};
 pub use writes::{BatchWrite, WriteOp, WriteOutcome};

@@ -1,37 +1,18 @@
 //! Rooms and memberships: what a room actor loads, a user's room list, a message's
-//! delivery state, and the rows that create rooms and members.
+//! delivery state, and the rows that create rooms and members. Loaded rows (`RoomRow`,
+//! `MemberRow`, `MembershipRow`) are parsed once, here, into typed values.
 
 use diesel::prelude::*;
 
+use super::bad_column;
 use crate::db::schema::{members, rooms};
-use crate::domain::{RoomKind, UserId};
+use crate::domain::{RoomId, RoomKind, UserId};
 
-/// A member's role in a room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MemberRole {
-    Owner,
-    Member,
-}
-
-impl MemberRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MemberRole::Owner => "owner",
-            MemberRole::Member => "member",
-        }
-    }
-    pub fn parse(s: &str) -> Self {
-        if s == "owner" {
-            MemberRole::Owner
-        } else {
-            MemberRole::Member
-        }
-    }
-}
+/// The old path of [`MemberRole`](crate::domain::MemberRole).
+pub use crate::domain::MemberRole;
 
 /// A room with its members, as a room actor loads it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RoomRecord {
     pub kind: RoomKind,
     pub name: Option<String>,
@@ -39,9 +20,70 @@ pub struct RoomRecord {
     pub members: Vec<(UserId, MemberRole)>,
 }
 
-/// One of a user's rooms with the user's watermarks and unread count.
-#[derive(Debug, Clone, serde::Serialize)]
+/// A `rooms` row as loaded for a room actor.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = rooms)]
+pub struct RoomRow {
+    pub id: String,
+    pub kind: String,
+    pub name: Option<String>,
+    pub last_seq: i64,
+}
+
+/// A `members` row's user and role, as loaded for a room actor.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = members)]
+pub struct MemberRow {
+    pub user_id: String,
+    pub role: String,
+}
+
+/// A room and its member rows; the stored kind must be the one its id names.
+impl TryFrom<(RoomRow, Vec<MemberRow>)> for RoomRecord {
+    type Error = diesel::result::Error;
+
+    fn try_from((room, members): (RoomRow, Vec<MemberRow>)) -> Result<Self, Self::Error> {
+        let row = format!("room {}", room.id);
+        let id = RoomId::parse(&room.id).map_err(|_| bad_column(&row, "id", &room.id))?;
+        let kind = RoomKind::parse(&room.kind)
+            .filter(|k| *k == id.kind())
+            .ok_or_else(|| bad_column(&row, "kind", &room.kind))?;
+        let members = members
+            .into_iter()
+            .map(|m| {
+                let user = UserId::parse(&m.user_id)
+                    .map_err(|_| bad_column(&row, "member", &m.user_id))?;
+                let role =
+                    MemberRole::parse(&m.role).ok_or_else(|| bad_column(&row, "role", &m.role))?;
+                Ok((user, role))
+            })
+            .collect::<QueryResult<_>>()?;
+        Ok(RoomRecord {
+            kind,
+            name: room.name,
+            last_seq: room.last_seq,
+            members,
+        })
+    }
+}
+
+/// One of a user's rooms with the user's watermarks and unread count (the objects of
+/// `GET /v1/rooms`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RoomSummary {
+    pub room: RoomId,
+    pub kind: RoomKind,
+    pub name: Option<String>,
+    pub role: MemberRole,
+    pub last_seq: i64,
+    pub delivered_seq: i64,
+    pub read_seq: i64,
+    pub unread: i64,
+}
+
+/// A membership joined with its room, as loaded for a user's room list.
+#[derive(Debug, Clone, Queryable)]
+pub struct MembershipRow {
     pub room: String,
     pub kind: String,
     pub name: Option<String>,
@@ -49,16 +91,39 @@ pub struct RoomSummary {
     pub last_seq: i64,
     pub delivered_seq: i64,
     pub read_seq: i64,
-    pub unread: i64,
+}
+
+/// The membership with `unread` at 0; the loader counts it afterwards.
+impl TryFrom<MembershipRow> for RoomSummary {
+    type Error = diesel::result::Error;
+
+    fn try_from(r: MembershipRow) -> Result<Self, Self::Error> {
+        let row = format!("room {}", r.room);
+        let room = RoomId::parse(&r.room).map_err(|_| bad_column(&row, "id", &r.room))?;
+        let kind = RoomKind::parse(&r.kind)
+            .filter(|k| *k == room.kind())
+            .ok_or_else(|| bad_column(&row, "kind", &r.kind))?;
+        let role = MemberRole::parse(&r.role).ok_or_else(|| bad_column(&row, "role", &r.role))?;
+        Ok(RoomSummary {
+            room,
+            kind,
+            name: r.name,
+            role,
+            last_seq: r.last_seq,
+            delivered_seq: r.delivered_seq,
+            read_seq: r.read_seq,
+            unread: 0,
+        })
+    }
 }
 
 /// A message and where each other member's watermarks stand.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MessageStatusRecord {
     pub seq: i64,
-    pub sender: String,
+    pub sender: UserId,
     /// (user, delivered_seq, read_seq)
-    pub recipients: Vec<(String, i64, i64)>,
+    pub recipients: Vec<(UserId, i64, i64)>,
 }
 
 #[derive(Debug, Insertable)]
@@ -81,4 +146,110 @@ pub struct NewMemberRow<'a> {
     pub joined_at: i64,
     pub delivered_seq: i64,
     pub read_seq: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::assert_unavailable;
+    use super::*;
+
+    fn room_row() -> RoomRow {
+        RoomRow {
+            id: "private:abc".into(),
+            kind: "private".into(),
+            name: Some("ops".into()),
+            last_seq: 9,
+        }
+    }
+
+    fn member_rows() -> Vec<MemberRow> {
+        vec![
+            MemberRow {
+                user_id: "alice".into(),
+                role: "owner".into(),
+            },
+            MemberRow {
+                user_id: "bob".into(),
+                role: "member".into(),
+            },
+        ]
+    }
+
+    fn membership_row() -> MembershipRow {
+        MembershipRow {
+            room: "public:lobby".into(),
+            kind: "public".into(),
+            name: None,
+            role: "member".into(),
+            last_seq: 5,
+            delivered_seq: 4,
+            read_seq: 3,
+        }
+    }
+
+    #[test]
+    fn a_stored_room_is_parsed_with_its_members() {
+        let r = RoomRecord::try_from((room_row(), member_rows())).unwrap();
+        assert_eq!(
+            r,
+            RoomRecord {
+                kind: RoomKind::Private,
+                name: Some("ops".into()),
+                last_seq: 9,
+                members: vec![
+                    (UserId::parse("alice").unwrap(), MemberRole::Owner),
+                    (UserId::parse("bob").unwrap(), MemberRole::Member),
+                ],
+            }
+        );
+    }
+
+    #[test]
+    fn a_stored_room_that_does_not_parse_is_an_error() {
+        let bad: [fn(&mut RoomRow, &mut Vec<MemberRow>); 5] = [
+            |r, _| r.kind = "group".into(),
+            |r, _| r.kind = "public".into(), // not the kind its id names
+            |r, _| r.id = "lobby".into(),
+            |_, m| m[1].role = "admin".into(),
+            |_, m| m[0].user_id = "not a user!".into(),
+        ];
+        for spoil in bad {
+            let (mut r, mut m) = (room_row(), member_rows());
+            spoil(&mut r, &mut m);
+            let err =
+                RoomRecord::try_from((r.clone(), m.clone())).expect_err(&format!("{r:?} {m:?}"));
+            assert_unavailable(err);
+        }
+    }
+
+    #[test]
+    fn a_stored_membership_is_parsed_and_serialized_as_before() {
+        let s = RoomSummary::try_from(membership_row()).unwrap();
+        assert_eq!(
+            (s.room.as_str(), s.kind, s.role),
+            ("public:lobby", RoomKind::Public, MemberRole::Member)
+        );
+        // The objects of GET /v1/rooms keep their shape.
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            serde_json::json!({"room": "public:lobby", "kind": "public", "name": null,
+                "role": "member", "last_seq": 5, "delivered_seq": 4, "read_seq": 3, "unread": 0})
+        );
+    }
+
+    #[test]
+    fn a_stored_membership_that_does_not_parse_is_an_error() {
+        let bad: [fn(&mut MembershipRow); 4] = [
+            |r| r.role = "guest".into(),
+            |r| r.kind = "direct".into(),
+            |r| r.kind = "".into(),
+            |r| r.room = "public:".into(),
+        ];
+        for spoil in bad {
+            let mut r = membership_row();
+            spoil(&mut r);
+            let err = RoomSummary::try_from(r.clone()).expect_err(&format!("{r:?}"));
+            assert_unavailable(err);
+        }
+    }
 }
