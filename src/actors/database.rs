@@ -9,12 +9,13 @@
 use actix::prelude::*;
 
 use crate::db::models::{
-    BatchWrite, MessageStatusRecord, NotificationQuery, NotificationRow, RoomRecord, RoomSummary,
-    StoredMessage, UserRecord, WriteOp,
+    BatchWrite, MessageStatusRecord, NotificationQuery, RoomRecord, RoomSummary, StoredMessage,
+    StoredNotification, UserRecord, WriteOp,
 };
 use crate::db::{DbConnection, DbPool};
 use crate::domain::{RoomId, UserId};
 use crate::error::PersistError;
+use crate::notification::Preferences;
 
 pub struct Database {
     pool: DbPool,
@@ -214,7 +215,7 @@ impl Handler<RunMigrations> for Database {
 
 /// Sent by the notification routes: a page of a user's notifications, newest first.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<NotificationRow>, PersistError>")]
+#[rtype(result = "Result<Vec<StoredNotification>, PersistError>")]
 pub struct ListNotifications {
     pub user: UserId,
     pub unread_only: bool,
@@ -225,7 +226,7 @@ pub struct ListNotifications {
 }
 
 impl Handler<ListNotifications> for Database {
-    type Result = Result<Vec<NotificationRow>, PersistError>;
+    type Result = Result<Vec<StoredNotification>, PersistError>;
     fn handle(&mut self, msg: ListNotifications, _: &mut SyncContext<Self>) -> Self::Result {
         let q = NotificationQuery {
             user: &msg.user,
@@ -276,7 +277,7 @@ impl Handler<LoadSessionStart> for Database {
                 .ok()
                 .and_then(|v| v.into_iter().next());
             let unread_notifications = c
-                .notification_unread(&[msg.user.as_str()], msg.now)
+                .notification_unread(std::slice::from_ref(&msg.user), msg.now)
                 .map_err(|e| log::warn!("unread notification count unavailable at connect: {e}"))
                 .ok()
                 .map(|v| v.first().map_or(0, |x| x.1));
@@ -296,23 +297,22 @@ impl Handler<LoadSessionStart> for Database {
 
 /// Sent by the notification center: unread notification counts of these users.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<(String, i64)>, PersistError>")]
+#[rtype(result = "Result<Vec<(UserId, i64)>, PersistError>")]
 pub struct CountUnreadNotifications {
     pub users: Vec<UserId>,
     pub now: i64,
 }
 
 impl Handler<CountUnreadNotifications> for Database {
-    type Result = Result<Vec<(String, i64)>, PersistError>;
+    type Result = Result<Vec<(UserId, i64)>, PersistError>;
     fn handle(&mut self, msg: CountUnreadNotifications, _: &mut SyncContext<Self>) -> Self::Result {
-        let users: Vec<&str> = msg.users.iter().map(|u| u.as_str()).collect();
-        self.with_conn(|c| c.notification_unread(&users, msg.now))
+        self.with_conn(|c| c.notification_unread(&msg.users, msg.now))
     }
 }
 
 /// Sent by the notification center's sweep: notifications held back by quiet hours or DND.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<NotificationRow>, PersistError>")]
+#[rtype(result = "Result<Vec<StoredNotification>, PersistError>")]
 pub struct LoadHeldNotifications {
     /// Only these users' (the ones with live sessions).
     pub users: Vec<UserId>,
@@ -321,22 +321,23 @@ pub struct LoadHeldNotifications {
 }
 
 impl Handler<LoadHeldNotifications> for Database {
-    type Result = Result<Vec<NotificationRow>, PersistError>;
+    type Result = Result<Vec<StoredNotification>, PersistError>;
     fn handle(&mut self, msg: LoadHeldNotifications, _: &mut SyncContext<Self>) -> Self::Result {
         let users: Vec<&str> = msg.users.iter().map(|u| u.as_str()).collect();
         self.with_conn(|c| c.held_notifications(&users, msg.now, msg.limit))
     }
 }
 
-/// Sent by the notification center and routes: stored preference documents.
+/// Sent by the notification center and routes: stored preferences (users without any are
+/// left out).
 #[derive(Message)]
-#[rtype(result = "Result<Vec<(String, String)>, PersistError>")]
+#[rtype(result = "Result<Vec<(UserId, Preferences)>, PersistError>")]
 pub struct LoadPreferences {
     pub users: Vec<UserId>,
 }
 
 impl Handler<LoadPreferences> for Database {
-    type Result = Result<Vec<(String, String)>, PersistError>;
+    type Result = Result<Vec<(UserId, Preferences)>, PersistError>;
     fn handle(&mut self, msg: LoadPreferences, _: &mut SyncContext<Self>) -> Self::Result {
         let users: Vec<&str> = msg.users.iter().map(|u| u.as_str()).collect();
         self.with_conn(|c| c.preferences(&users))

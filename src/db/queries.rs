@@ -14,6 +14,7 @@ use crate::db::schema::{
 };
 use crate::domain::{ChosenStatus, DeviceId, ReceiptStatus, RoomId, UserId};
 use crate::error::PersistError;
+use crate::notification::Preferences;
 
 /// Writes a batch of groups in one transaction (one commit, one fsync).
 ///
@@ -535,7 +536,7 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
             let mut out = Vec::with_capacity(rows.len());
             for r in rows {
                 let n = diesel::insert_into(notifications::table)
-                    .values(r)
+                    .values(NotificationRow::of(r)?)
                     .on_conflict_do_nothing()
                     .execute(c)?;
                 if n > 0 {
@@ -544,11 +545,11 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
                 }
                 // An idempotent repeat: answer the stored original.
                 let existing: NotificationRow = notifications::table
-                    .filter(notifications::user_id.eq(&r.user_id))
+                    .filter(notifications::user_id.eq(r.user.as_str()))
                     .filter(notifications::idempotency_key.eq(&r.idempotency_key))
                     .select(NotificationRow::as_select())
                     .first(c)?;
-                out.push((existing, false));
+                out.push((existing.try_into()?, false));
             }
             Ok(WriteOutcome::Notifications(out))
         }
@@ -598,8 +599,11 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
         }
         WriteOp::DeleteExpiredNotifications { now } => {
             let expired = notifications::table.filter(notifications::expires_at.le(*now));
-            let mut users: Vec<String> =
-                expired.select(notifications::user_id).distinct().load(c)?;
+            let users: Vec<String> = expired.select(notifications::user_id).distinct().load(c)?;
+            let mut users = users
+                .into_iter()
+                .map(|u| UserId::parse(&u).map_err(|_| bad_column("notification", "user_id", &u)))
+                .collect::<QueryResult<Vec<_>>>()?;
             users.sort();
             diesel::delete(notifications::table.filter(notifications::expires_at.le(*now)))
                 .execute(c)?;
@@ -1005,7 +1009,7 @@ pub fn co_members(
 pub fn notifications(
     c: &mut Conn,
     q: &NotificationQuery,
-) -> Result<Vec<NotificationRow>, PersistError> {
+) -> Result<Vec<StoredNotification>, PersistError> {
     let mut sql = notifications::table
         .filter(notifications::user_id.eq(q.user.as_str()))
         .filter(
@@ -1032,19 +1036,20 @@ pub fn notifications(
                     .and(notifications::id.lt(id.to_owned()))),
         );
     }
-    Ok(sql.load(c)?)
+    let rows: Vec<NotificationRow> = sql.load(c)?;
+    parsed(rows)
 }
 
 /// Unread, unexpired notifications of each user.
 pub fn notification_unread(
     c: &mut Conn,
-    users: &[&str],
+    users: &[UserId],
     now: i64,
-) -> Result<Vec<(String, i64)>, PersistError> {
+) -> Result<Vec<(UserId, i64)>, PersistError> {
     let mut out = Vec::with_capacity(users.len());
     for u in users {
         let n: i64 = notifications::table
-            .filter(notifications::user_id.eq(*u))
+            .filter(notifications::user_id.eq(u.as_str()))
             .filter(notifications::read_at.is_null())
             .filter(
                 notifications::expires_at
@@ -1053,7 +1058,7 @@ pub fn notification_unread(
             )
             .count()
             .get_result(c)?;
-        out.push(((*u).to_owned(), n));
+        out.push((u.clone(), n));
     }
     Ok(out)
 }
@@ -1064,11 +1069,12 @@ pub fn held_notifications(
     users: &[&str],
     now: i64,
     limit: i64,
-) -> Result<Vec<NotificationRow>, PersistError> {
+) -> Result<Vec<StoredNotification>, PersistError> {
     let q = notifications::table
         .filter(notifications::user_id.eq_any(users))
         .into_boxed();
-    Ok(q.filter(notifications::delivered_at.is_null())
+    let rows: Vec<NotificationRow> = q
+        .filter(notifications::delivered_at.is_null())
         .filter(notifications::read_at.is_null())
         .filter(
             notifications::expires_at
@@ -1078,15 +1084,23 @@ pub fn held_notifications(
         .select(NotificationRow::as_select())
         .order(notifications::created_at.asc())
         .limit(limit)
-        .load(c)?)
+        .load(c)?;
+    parsed(rows)
 }
 
 /// Stored preference documents of these users.
-pub fn preferences(c: &mut Conn, users: &[&str]) -> Result<Vec<(String, String)>, PersistError> {
-    Ok(notification_prefs::table
+pub fn preferences(
+    c: &mut Conn,
+    users: &[&str],
+) -> Result<Vec<(UserId, Preferences)>, PersistError> {
+    let docs: Vec<(String, String)> = notification_prefs::table
         .filter(notification_prefs::user_id.eq_any(users))
         .select((notification_prefs::user_id, notification_prefs::prefs))
-        .load(c)?)
+        .load(c)?;
+    Ok(docs
+        .iter()
+        .map(|(user, doc)| parse_preferences(user, doc))
+        .collect::<QueryResult<_>>()?)
 }
 
 /// How many rooms `user` is a member of.

@@ -16,7 +16,9 @@ pub use messages::{
     AppendedMessage, MessageRow, NewMessage, NewMessageRow, NewOutboxRow, OutboxPolicy,
     RoomLastSeq, StoredMessage,
 };
-pub use notifications::{NotificationQuery, NotificationRow, PrefsRow};
+pub use notifications::{
+    parse_preferences, NotificationQuery, NotificationRow, PrefsRow, StoredNotification,
+};
 pub use rooms::{
     MemberRole, MemberRow, MembershipRow, MessageStatusRecord, NewMemberRow, NewRoomRow,
     RoomRecord, RoomRow, RoomSummary,

@@ -1,6 +1,6 @@
 //! Writes: the `WriteOp`s the commit queue batches, and what writing them gives back.
 
-use super::{AppendedMessage, MemberRole, NewMessage, NotificationRow, OutboxPolicy};
+use super::{AppendedMessage, MemberRole, NewMessage, OutboxPolicy, StoredNotification};
 use crate::domain::{ChosenStatus, CustomMessage, DeviceId, Millis, ReceiptStatus, RoomId, UserId};
 use crate::error::PersistError;
 
@@ -70,7 +70,7 @@ pub enum WriteOp {
     SaveLastSeen { user: UserId, at: Millis },
     /// Stores notifications; one with an `idempotency_key` its user already has is not
     /// stored again (the existing one is returned).
-    InsertNotifications { rows: Vec<NotificationRow> },
+    InsertNotifications { rows: Vec<StoredNotification> },
     /// Marks one (`id`) or all of a user's notifications read: `Count` of rows changed, or
     /// `Changed(false)` when the user has no notification `id`.
     MarkNotificationsRead {
@@ -110,9 +110,9 @@ pub enum WriteOutcome {
     /// How many rows the op changed.
     Count(i64),
     /// Per inserted notification: the stored row and whether it is new.
-    Notifications(Vec<(NotificationRow, bool)>),
+    Notifications(Vec<(StoredNotification, bool)>),
     /// Users touched by the op.
-    Users(Vec<String>),
+    Users(Vec<UserId>),
     /// Whether a [`WriteOp::ClaimRoomSlot`] admitted the user.
     RoomSlot { user: UserId, admitted: bool },
     /// The member's watermarks after the op, and whether the reported one moved.
