@@ -602,7 +602,7 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
             let users: Vec<String> = expired.select(notifications::user_id).distinct().load(c)?;
             let mut users = users
                 .into_iter()
-                .map(|u| UserId::parse(&u).map_err(|_| bad_column("notification", "user_id", &u)))
+                .map(|u| parse_user_column("notification", "user_id", &u))
                 .collect::<QueryResult<Vec<_>>>()?;
             users.sort();
             diesel::delete(notifications::table.filter(notifications::expires_at.le(*now)))
@@ -849,13 +849,9 @@ pub fn device_positions(
         .filter(device_positions::user_id.eq(user.as_str()))
         .filter(device_positions::device_id.eq(device.as_str()))
         .select((device_positions::room_id, device_positions::seq))
-        .load::<(String, i64)>(c)?
+        .load::<PositionRow>(c)?
         .into_iter()
-        .map(|(room, seq)| {
-            let id = RoomId::parse(&room)
-                .map_err(|_| bad_column(&format!("device {device} of {user}"), "room", &room))?;
-            Ok((id, seq))
-        })
+        .map(<(RoomId, i64)>::try_from)
         .collect()
 }
 
@@ -961,26 +957,19 @@ pub fn message_status(
     let Some((seq, sender)) = msg else {
         return Ok(None);
     };
-    let rows: Vec<(String, i64, i64)> = members::table
+    let recipients: Vec<(String, i64, i64)> = members::table
         .filter(members::room_id.eq(room.as_str()))
         .filter(members::user_id.ne(&sender))
         .select((members::user_id, members::delivered_seq, members::read_seq))
         .order(members::user_id.asc())
         .load(c)?;
-    let row = format!("message {message_id}");
-    let sender = UserId::parse(&sender).map_err(|_| bad_column(&row, "sender", &sender))?;
-    let recipients = rows
-        .into_iter()
-        .map(|(u, delivered, read)| {
-            let user = UserId::parse(&u).map_err(|_| bad_column(&row, "recipient", &u))?;
-            Ok((user, delivered, read))
-        })
-        .collect::<QueryResult<_>>()?;
-    Ok(Some(MessageStatusRecord {
+    let rows = MessageStatusRows {
+        message_id: message_id.to_owned(),
         seq,
         sender,
         recipients,
-    }))
+    };
+    Ok(Some(rows.try_into()?))
 }
 
 /// Which of `others` share at least one room with `user`.
@@ -1001,7 +990,7 @@ pub fn co_members(
         .load(c)?;
     Ok(shared
         .into_iter()
-        .map(|u| UserId::parse(&u).map_err(|_| bad_column("member", "user_id", &u)))
+        .map(|u| parse_user_column("member", "user_id", &u))
         .collect::<QueryResult<_>>()?)
 }
 

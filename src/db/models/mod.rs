@@ -12,6 +12,8 @@ mod rooms;
 mod users;
 mod writes;
 
+use crate::domain::UserId;
+
 pub use messages::{
     AppendedMessage, MessageRow, NewMessage, NewMessageRow, NewOutboxRow, OutboxPolicy,
     RoomLastSeq, StoredMessage,
@@ -20,11 +22,16 @@ pub use notifications::{
     parse_preferences, NotificationQuery, NotificationRow, PrefsRow, StoredNotification,
 };
 pub use rooms::{
-    MemberRole, MemberRow, MembershipRow, MessageStatusRecord, NewMemberRow, NewRoomRow,
-    RoomRecord, RoomRow, RoomSummary,
+    MemberRole, MemberRow, MembershipRow, MessageStatusRecord, MessageStatusRows, NewMemberRow,
+    NewRoomRow, PositionRow, RoomRecord, RoomRow, RoomSummary,
 };
 pub use users::{NewUserRow, UserRecord, UserRow};
 pub use writes::{BatchWrite, WriteOp, WriteOutcome};
+
+/// A stored user id (`column` of `row`), parsed.
+pub fn parse_user_column(row: &str, column: &str, value: &str) -> diesel::QueryResult<UserId> {
+    UserId::parse(value).map_err(|_| bad_column(row, column, value))
+}
 
 /// The error of a stored value that does not parse: the row was written by something other
 /// than this server, or the schema drifted. Loading fails (`unavailable`) rather than
@@ -35,6 +42,15 @@ pub fn bad_column(row: &str, column: &str, value: &str) -> diesel::result::Error
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_stored_user_id_is_parsed_or_refused() {
+        assert_eq!(
+            super::parse_user_column("member", "user_id", "bob").unwrap(),
+            crate::domain::UserId::parse("bob").unwrap()
+        );
+        assert_unavailable(super::parse_user_column("member", "user_id", "b b").unwrap_err());
+    }
+
     /// A row that does not parse is a deserialization error, which the loading sites report
     /// as a failed load (`unavailable`), not a dropped row.
     pub(super) fn assert_unavailable(err: diesel::result::Error) {

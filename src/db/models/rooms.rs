@@ -126,6 +126,55 @@ pub struct MessageStatusRecord {
     pub recipients: Vec<(UserId, i64, i64)>,
 }
 
+/// A message's seq and sender and the other members' watermark rows, as loaded.
+#[derive(Debug, Clone)]
+pub struct MessageStatusRows {
+    pub message_id: String,
+    pub seq: i64,
+    pub sender: String,
+    /// (user_id, delivered_seq, read_seq)
+    pub recipients: Vec<(String, i64, i64)>,
+}
+
+impl TryFrom<MessageStatusRows> for MessageStatusRecord {
+    type Error = diesel::result::Error;
+
+    fn try_from(r: MessageStatusRows) -> Result<Self, Self::Error> {
+        let row = format!("message {}", r.message_id);
+        let sender = UserId::parse(&r.sender).map_err(|_| bad_column(&row, "sender", &r.sender))?;
+        let recipients = r
+            .recipients
+            .into_iter()
+            .map(|(u, delivered, read)| {
+                let user = UserId::parse(&u).map_err(|_| bad_column(&row, "recipient", &u))?;
+                Ok((user, delivered, read))
+            })
+            .collect::<QueryResult<_>>()?;
+        Ok(MessageStatusRecord {
+            seq: r.seq,
+            sender,
+            recipients,
+        })
+    }
+}
+
+/// A device's position in one room (`device_positions.room_id`, `seq`), as loaded.
+#[derive(Debug, Clone, Queryable)]
+pub struct PositionRow {
+    pub room_id: String,
+    pub seq: i64,
+}
+
+impl TryFrom<PositionRow> for (RoomId, i64) {
+    type Error = diesel::result::Error;
+
+    fn try_from(r: PositionRow) -> Result<Self, Self::Error> {
+        let room = RoomId::parse(&r.room_id)
+            .map_err(|_| bad_column("device position", "room_id", &r.room_id))?;
+        Ok((room, r.seq))
+    }
+}
+
 #[derive(Debug, Insertable)]
 #[diesel(table_name = rooms)]
 pub struct NewRoomRow<'a> {
@@ -235,6 +284,40 @@ mod tests {
             serde_json::json!({"room": "public:lobby", "kind": "public", "name": null,
                 "role": "member", "last_seq": 5, "delivered_seq": 4, "read_seq": 3, "unread": 0})
         );
+    }
+
+    #[test]
+    fn watermark_and_position_rows_are_parsed_or_refused() {
+        let status = || MessageStatusRows {
+            message_id: "m1".into(),
+            seq: 3,
+            sender: "alice".into(),
+            recipients: vec![("bob".into(), 3, 2)],
+        };
+        assert_eq!(
+            MessageStatusRecord::try_from(status()).unwrap(),
+            MessageStatusRecord {
+                seq: 3,
+                sender: UserId::parse("alice").unwrap(),
+                recipients: vec![(UserId::parse("bob").unwrap(), 3, 2)],
+            }
+        );
+        let mut bad_sender = status();
+        bad_sender.sender = "a b".into();
+        assert_unavailable(MessageStatusRecord::try_from(bad_sender).unwrap_err());
+        let mut bad_recipient = status();
+        bad_recipient.recipients[0].0 = "".into();
+        assert_unavailable(MessageStatusRecord::try_from(bad_recipient).unwrap_err());
+
+        let position = |room: &str| PositionRow {
+            room_id: room.into(),
+            seq: 7,
+        };
+        assert_eq!(
+            <(RoomId, i64)>::try_from(position("public:g")).unwrap(),
+            (RoomId::parse("public:g").unwrap(), 7)
+        );
+        assert_unavailable(<(RoomId, i64)>::try_from(position("g")).unwrap_err());
     }
 
     #[test]
