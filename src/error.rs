@@ -84,6 +84,18 @@ impl ErrorCode {
     }
 }
 
+/// Which kind of constraint refused a write, so a caller can tell a duplicate from a
+/// missing parent without reading the database's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConstraintKind {
+    /// A unique index or primary key: the row exists already.
+    Unique,
+    /// A foreign key: the row it points at does not exist (or is still referenced).
+    ForeignKey,
+    NotNull,
+    Check,
+}
+
 /// Failures of the persistence layer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PersistError {
@@ -91,8 +103,12 @@ pub enum PersistError {
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// A constraint refused the write (a bug in the caller's checks, or a race it lost).
-    #[error("constraint violated: {0}")]
-    Constraint(String),
+    #[error("constraint violated: {message}")]
+    Constraint {
+        kind: ConstraintKind,
+        /// The database's own text.
+        message: String,
+    },
     /// The commit queue is full: the write was refused before queueing; nothing was stored.
     #[error("the write queue is full; retry in {retry_after_ms} ms")]
     Overloaded { retry_after_ms: u64 },
@@ -102,13 +118,19 @@ impl From<diesel::result::Error> for PersistError {
     fn from(e: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error};
         match e {
-            Error::DatabaseError(
-                DatabaseErrorKind::UniqueViolation
-                | DatabaseErrorKind::ForeignKeyViolation
-                | DatabaseErrorKind::NotNullViolation
-                | DatabaseErrorKind::CheckViolation,
-                info,
-            ) => PersistError::Constraint(info.message().to_owned()),
+            Error::DatabaseError(kind, info) => {
+                let kind = match kind {
+                    DatabaseErrorKind::UniqueViolation => ConstraintKind::Unique,
+                    DatabaseErrorKind::ForeignKeyViolation => ConstraintKind::ForeignKey,
+                    DatabaseErrorKind::NotNullViolation => ConstraintKind::NotNull,
+                    DatabaseErrorKind::CheckViolation => ConstraintKind::Check,
+                    _ => return PersistError::Unavailable(info.message().to_owned()),
+                };
+                PersistError::Constraint {
+                    kind,
+                    message: info.message().to_owned(),
+                }
+            }
             other => PersistError::Unavailable(other.to_string()),
         }
     }
@@ -186,13 +208,12 @@ impl EngineError {
 impl From<PersistError> for EngineError {
     fn from(e: PersistError) -> Self {
         match e {
-            PersistError::Unavailable(m) => {
-                log::warn!("persistence unavailable: {m}");
-                EngineError::Unavailable(
-                    "storage is unavailable, nothing was stored; retry later".into(),
-                )
-            }
-            PersistError::Constraint(m) => EngineError::Conflict(m),
+            // Not logged here: one failure reaches every waiter of its batch. The database
+            // actor logs it once where it happens.
+            PersistError::Unavailable(_) => EngineError::Unavailable(
+                "storage is unavailable, nothing was stored; retry later".into(),
+            ),
+            PersistError::Constraint { message, .. } => EngineError::Conflict(message),
             PersistError::Overloaded { retry_after_ms } => {
                 EngineError::Overloaded { retry_after_ms }
             }
@@ -332,6 +353,64 @@ mod tests {
                 "code": "unavailable",
                 "message": "the server is busy, nothing was stored; retry in 1500 ms"
             }})
+        );
+    }
+
+    #[test]
+    fn persistence_failures_map_to_engine_errors_by_kind() {
+        use diesel::result::{DatabaseErrorKind, Error};
+
+        // Arrange
+        let db_error = |kind| Error::DatabaseError(kind, Box::new("refused".to_owned()));
+        let cases = [
+            (
+                db_error(DatabaseErrorKind::UniqueViolation),
+                Some(ConstraintKind::Unique),
+            ),
+            (
+                db_error(DatabaseErrorKind::ForeignKeyViolation),
+                Some(ConstraintKind::ForeignKey),
+            ),
+            (
+                db_error(DatabaseErrorKind::NotNullViolation),
+                Some(ConstraintKind::NotNull),
+            ),
+            (
+                db_error(DatabaseErrorKind::CheckViolation),
+                Some(ConstraintKind::Check),
+            ),
+            (db_error(DatabaseErrorKind::ClosedConnection), None),
+            (Error::DeserializationError("bad row".into()), None),
+            (Error::NotFound, None),
+        ];
+
+        for (diesel_error, constraint) in cases {
+            // Act
+            let persist = PersistError::from(diesel_error);
+            let engine = EngineError::from(persist.clone());
+
+            // Assert
+            match (constraint, &persist) {
+                (Some(kind), PersistError::Constraint { kind: k, message }) => {
+                    assert_eq!((*k, message.as_str()), (kind, "refused"));
+                    assert_eq!(engine.code(), ErrorCode::Conflict);
+                    assert_eq!(engine.to_string(), "refused");
+                }
+                (None, PersistError::Unavailable(_)) => {
+                    assert_eq!(engine.code(), ErrorCode::Unavailable);
+                    assert_eq!(
+                        engine.to_string(),
+                        "storage is unavailable, nothing was stored; retry later",
+                        "the cause stays in the log, not on the wire"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let overloaded = EngineError::from(PersistError::Overloaded { retry_after_ms: 20 });
+        assert_eq!(
+            (overloaded.code(), overloaded.retry_after_ms()),
+            (ErrorCode::Unavailable, Some(20))
         );
     }
 

@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use crate::db::models::StoredMessage;
 use crate::domain::{
-    rfc3339, ChosenStatus, InvalidInput, MessageBody, MessageKind, Millis, Priority, ReceiptStatus,
-    RoomId, UserId, VisibleStatus,
+    rfc3339, ChosenStatus, CustomMessage, InvalidInput, MessageBody, MessageKind, Millis, Priority,
+    ReceiptStatus, RoomId, StatusError, UserId, VisibleStatus,
 };
 use crate::error::ErrorCode;
 
@@ -124,7 +124,7 @@ impl SendAck {
 pub struct PresenceView {
     pub user: String,
     pub status: VisibleStatus,
-    pub custom_message: Option<String>,
+    pub custom_message: Option<CustomMessage>,
     pub metadata: Option<Value>,
     pub last_seen: Option<String>,
     pub devices: usize,

@@ -99,9 +99,7 @@ impl UnreadCounts {
     /// Seeds the counts from the user's rooms at connect.
     pub fn seed(&mut self, rooms: &[crate::db::models::RoomSummary]) {
         for r in rooms {
-            if let Ok(room) = RoomId::parse(&r.room) {
-                self.rooms.insert(room, (r.last_seq, r.read_seq));
-            }
+            self.rooms.insert(r.room.clone(), (r.last_seq, r.read_seq));
         }
     }
 }

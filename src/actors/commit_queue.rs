@@ -100,6 +100,10 @@ impl CommitQueue {
                 METRICS
                     .commit_seconds
                     .observe(started.elapsed().as_secs_f64());
+                if let Err(e) = &res {
+                    // A persistence failure is logged by the writer; this is the writer gone.
+                    log::warn!("commit batch of {size} groups not written: {e}");
+                }
                 match res.map_err(PersistError::from).and_then(|r| r) {
                     Ok(batch) => {
                         if batch.per_group {
@@ -114,7 +118,6 @@ impl CommitQueue {
                     Err(e) => {
                         act.stats.failed_batches += 1;
                         METRICS.commit_failures.inc();
-                        log::warn!("commit batch of {size} groups failed: {e}");
                         for tx in replies {
                             let _ = tx.send(Err(e.clone()));
                         }

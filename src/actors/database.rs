@@ -4,17 +4,20 @@
 //! contention and makes seq assignment trivially ordered), and a pool of reader threads
 //! answers reads from rooms, the presence registry and REST handlers.
 //!
-//! It never sends to another actor: it only answers.
+//! It never sends to another actor: it only answers. It logs a failed read or write batch
+//! itself, once; callers map the error without logging it again (readiness checks and
+//! migrations excepted: their callers report the database's state).
 
 use actix::prelude::*;
 
 use crate::db::models::{
-    BatchWrite, MessageStatusRecord, NotificationQuery, NotificationRow, RoomRecord, RoomSummary,
-    StoredMessage, UserRecord, WriteOp,
+    BatchWrite, MessageStatusRecord, NotificationQuery, RoomRecord, RoomSummary, StoredMessage,
+    StoredNotification, UserRecord, WriteOp,
 };
 use crate::db::{DbConnection, DbPool};
 use crate::domain::{RoomId, UserId};
 use crate::error::PersistError;
+use crate::notification::Preferences;
 
 pub struct Database {
     pool: DbPool,
@@ -32,6 +35,17 @@ impl Database {
         let mut conn = self.pool.get()?;
         f(&mut conn)
     }
+
+    /// [`with_conn`](Self::with_conn) for a read, logging its failure: here, once, rather
+    /// than by each asker the error is handed to (they only map it to `unavailable`).
+    fn read<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, PersistError>,
+    ) -> Result<T, PersistError> {
+        self.with_conn(f)
+            .inspect_err(|e| log::warn!("database read failed ({what}): {e}"))
+    }
 }
 
 impl Actor for Database {
@@ -48,7 +62,18 @@ pub struct WriteBatch {
 impl Handler<WriteBatch> for Database {
     type Result = Result<BatchWrite, PersistError>;
     fn handle(&mut self, msg: WriteBatch, _: &mut SyncContext<Self>) -> Self::Result {
-        self.with_conn(|c| c.write_batch_report(&msg.groups))
+        // Logged here, once per batch or refused group: the commit queue hands the error to
+        // every waiter of the batch, and they only map it.
+        let n = msg.groups.len();
+        let batch = self
+            .with_conn(|c| c.write_batch_report(&msg.groups))
+            .inspect_err(|e| log::warn!("commit batch of {n} groups failed: {e}"))?;
+        for (i, r) in batch.results.iter().enumerate() {
+            if let Err(e) = r {
+                log::warn!("commit group {} of {n} refused: {e}", i + 1);
+            }
+        }
+        Ok(batch)
     }
 }
 
@@ -62,7 +87,7 @@ pub struct LoadRoom {
 impl Handler<LoadRoom> for Database {
     type Result = Result<Option<RoomRecord>, PersistError>;
     fn handle(&mut self, msg: LoadRoom, _: &mut SyncContext<Self>) -> Self::Result {
-        self.with_conn(|c| c.load_room(&msg.room))
+        self.read("load room", |c| c.load_room(&msg.room))
     }
 }
 
@@ -78,7 +103,9 @@ pub struct ListUserRooms {
 impl Handler<ListUserRooms> for Database {
     type Result = Result<Vec<RoomSummary>, PersistError>;
     fn handle(&mut self, msg: ListUserRooms, _: &mut SyncContext<Self>) -> Self::Result {
-        self.with_conn(|c| c.user_rooms(&msg.user, msg.after.as_deref(), msg.limit))
+        self.read("list user rooms", |c| {
+            c.user_rooms(&msg.user, msg.after.as_deref(), msg.limit)
+        })
     }
 }
 
@@ -97,8 +124,9 @@ pub struct FetchHistory {
 impl Handler<FetchHistory> for Database {
     type Result = Result<(Vec<StoredMessage>, bool), PersistError>;
     fn handle(&mut self, msg: FetchHistory, _: &mut SyncContext<Self>) -> Self::Result {
-        let (mut messages, more) =
-            self.with_conn(|c| c.history(&msg.room, msg.before_seq, msg.after_seq, msg.limit))?;
+        let (mut messages, more) = self.read("history", |c| {
+            c.history(&msg.room, msg.before_seq, msg.after_seq, msg.limit)
+        })?;
         // Cut here, on the reader thread: what leaves it is at most `max_bytes`, however
         // many pages are in flight. Forward pages keep their oldest messages, the others
         // their newest.
@@ -144,23 +172,25 @@ pub struct FetchMessageStatus {
 impl Handler<FetchMessageStatus> for Database {
     type Result = Result<Option<MessageStatusRecord>, PersistError>;
     fn handle(&mut self, msg: FetchMessageStatus, _: &mut SyncContext<Self>) -> Self::Result {
-        self.with_conn(|c| c.message_status(&msg.room, &msg.message_id))
+        self.read("message status", |c| {
+            c.message_status(&msg.room, &msg.message_id)
+        })
     }
 }
 
 /// Asked by the engine before showing presence: which of `others` share a room with `user`.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<String>, PersistError>")]
+#[rtype(result = "Result<Vec<UserId>, PersistError>")]
 pub struct FindCoMembers {
     pub user: UserId,
     pub others: Vec<UserId>,
 }
 
 impl Handler<FindCoMembers> for Database {
-    type Result = Result<Vec<String>, PersistError>;
+    type Result = Result<Vec<UserId>, PersistError>;
     fn handle(&mut self, msg: FindCoMembers, _: &mut SyncContext<Self>) -> Self::Result {
         let others: Vec<&str> = msg.others.iter().map(|u| u.as_str()).collect();
-        self.with_conn(|c| c.co_members(&msg.user, &others))
+        self.read("co-members", |c| c.co_members(&msg.user, &others))
     }
 }
 
@@ -175,7 +205,7 @@ impl Handler<LoadUsers> for Database {
     type Result = Result<Vec<UserRecord>, PersistError>;
     fn handle(&mut self, msg: LoadUsers, _: &mut SyncContext<Self>) -> Self::Result {
         let ids: Vec<&str> = msg.users.iter().map(|u| u.as_str()).collect();
-        self.with_conn(|c| c.users(&ids))
+        self.read("load users", |c| c.users(&ids))
     }
 }
 
@@ -214,7 +244,7 @@ impl Handler<RunMigrations> for Database {
 
 /// Sent by the notification routes: a page of a user's notifications, newest first.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<NotificationRow>, PersistError>")]
+#[rtype(result = "Result<Vec<StoredNotification>, PersistError>")]
 pub struct ListNotifications {
     pub user: UserId,
     pub unread_only: bool,
@@ -225,7 +255,7 @@ pub struct ListNotifications {
 }
 
 impl Handler<ListNotifications> for Database {
-    type Result = Result<Vec<NotificationRow>, PersistError>;
+    type Result = Result<Vec<StoredNotification>, PersistError>;
     fn handle(&mut self, msg: ListNotifications, _: &mut SyncContext<Self>) -> Self::Result {
         let q = NotificationQuery {
             user: &msg.user,
@@ -235,7 +265,7 @@ impl Handler<ListNotifications> for Database {
             limit: msg.limit,
             now: msg.now,
         };
-        self.with_conn(|c| c.notifications(&q))
+        self.read("list notifications", |c| c.notifications(&q))
     }
 }
 
@@ -260,13 +290,13 @@ pub struct SessionStartRecord {
     /// The unread notification count; `None` when it could not be read.
     pub unread_notifications: Option<i64>,
     /// The device's positions (room id → last seq it reported); empty without a device.
-    pub device_positions: std::collections::HashMap<String, i64>,
+    pub device_positions: std::collections::HashMap<RoomId, i64>,
 }
 
 impl Handler<LoadSessionStart> for Database {
     type Result = Result<SessionStartRecord, PersistError>;
     fn handle(&mut self, msg: LoadSessionStart, _: &mut SyncContext<Self>) -> Self::Result {
-        self.with_conn(|c| {
+        self.read("session start", |c| {
             let rooms = c.user_rooms(&msg.user, None, msg.rooms_limit)?;
             // The status and the badge are niceties: a failure here must not refuse the
             // connection.
@@ -276,7 +306,7 @@ impl Handler<LoadSessionStart> for Database {
                 .ok()
                 .and_then(|v| v.into_iter().next());
             let unread_notifications = c
-                .notification_unread(&[msg.user.as_str()], msg.now)
+                .notification_unread(std::slice::from_ref(&msg.user), msg.now)
                 .map_err(|e| log::warn!("unread notification count unavailable at connect: {e}"))
                 .ok()
                 .map(|v| v.first().map_or(0, |x| x.1));
@@ -296,23 +326,24 @@ impl Handler<LoadSessionStart> for Database {
 
 /// Sent by the notification center: unread notification counts of these users.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<(String, i64)>, PersistError>")]
+#[rtype(result = "Result<Vec<(UserId, i64)>, PersistError>")]
 pub struct CountUnreadNotifications {
     pub users: Vec<UserId>,
     pub now: i64,
 }
 
 impl Handler<CountUnreadNotifications> for Database {
-    type Result = Result<Vec<(String, i64)>, PersistError>;
+    type Result = Result<Vec<(UserId, i64)>, PersistError>;
     fn handle(&mut self, msg: CountUnreadNotifications, _: &mut SyncContext<Self>) -> Self::Result {
-        let users: Vec<&str> = msg.users.iter().map(|u| u.as_str()).collect();
-        self.with_conn(|c| c.notification_unread(&users, msg.now))
+        self.read("unread notifications", |c| {
+            c.notification_unread(&msg.users, msg.now)
+        })
     }
 }
 
 /// Sent by the notification center's sweep: notifications held back by quiet hours or DND.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<NotificationRow>, PersistError>")]
+#[rtype(result = "Result<Vec<StoredNotification>, PersistError>")]
 pub struct LoadHeldNotifications {
     /// Only these users' (the ones with live sessions).
     pub users: Vec<UserId>,
@@ -321,25 +352,28 @@ pub struct LoadHeldNotifications {
 }
 
 impl Handler<LoadHeldNotifications> for Database {
-    type Result = Result<Vec<NotificationRow>, PersistError>;
+    type Result = Result<Vec<StoredNotification>, PersistError>;
     fn handle(&mut self, msg: LoadHeldNotifications, _: &mut SyncContext<Self>) -> Self::Result {
         let users: Vec<&str> = msg.users.iter().map(|u| u.as_str()).collect();
-        self.with_conn(|c| c.held_notifications(&users, msg.now, msg.limit))
+        self.read("held notifications", |c| {
+            c.held_notifications(&users, msg.now, msg.limit)
+        })
     }
 }
 
-/// Sent by the notification center and routes: stored preference documents.
+/// Sent by the notification center and routes: stored preferences (users without any are
+/// left out).
 #[derive(Message)]
-#[rtype(result = "Result<Vec<(String, String)>, PersistError>")]
+#[rtype(result = "Result<Vec<(UserId, Preferences)>, PersistError>")]
 pub struct LoadPreferences {
     pub users: Vec<UserId>,
 }
 
 impl Handler<LoadPreferences> for Database {
-    type Result = Result<Vec<(String, String)>, PersistError>;
+    type Result = Result<Vec<(UserId, Preferences)>, PersistError>;
     fn handle(&mut self, msg: LoadPreferences, _: &mut SyncContext<Self>) -> Self::Result {
         let users: Vec<&str> = msg.users.iter().map(|u| u.as_str()).collect();
-        self.with_conn(|c| c.preferences(&users))
+        self.read("notification preferences", |c| c.preferences(&users))
     }
 }
 
@@ -355,7 +389,9 @@ pub struct LoadPendingOutbox {
 impl Handler<LoadPendingOutbox> for Database {
     type Result = Result<Vec<StoredMessage>, PersistError>;
     fn handle(&mut self, msg: LoadPendingOutbox, _: &mut SyncContext<Self>) -> Self::Result {
-        self.with_conn(|c| c.pending_outbox(msg.created_before, msg.limit))
+        self.read("pending outbox", |c| {
+            c.pending_outbox(msg.created_before, msg.limit)
+        })
     }
 }
 

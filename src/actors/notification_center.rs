@@ -21,7 +21,7 @@ use super::commit_queue::Commit;
 use super::database::{CountUnreadNotifications, LoadHeldNotifications, LoadPreferences};
 use super::session::SessionHandle;
 use crate::clock::Clock;
-use crate::db::models::{NotificationRow, WriteOp, WriteOutcome};
+use crate::db::models::{StoredNotification, WriteOp, WriteOutcome};
 use crate::domain::{rfc3339, SessionId, UserId};
 use crate::engine::Store;
 use crate::error::{EngineError, PersistError};
@@ -43,7 +43,7 @@ pub struct NotificationCenter {
 }
 
 /// `{"type":"notification","data":{"id","title","message","is_read","created_at","notification_type"}}`.
-pub fn notification_frame(n: &NotificationRow) -> EncodedFrame {
+pub fn notification_frame(n: &StoredNotification) -> EncodedFrame {
     ServerFrame::Notification(Notification {
         created_at: rfc3339(n.created_at),
         id: &n.id,
@@ -58,11 +58,6 @@ pub fn notification_frame(n: &NotificationRow) -> EncodedFrame {
 /// `{"type":"unread_count","data":{"unread_count":N}}`.
 pub fn unread_frame(n: i64) -> EncodedFrame {
     ServerFrame::UnreadCount(UnreadCount { unread_count: n }).encode()
-}
-
-fn parse_prefs(doc: Option<&String>) -> Preferences {
-    doc.and_then(|d| serde_json::from_str(d).ok())
-        .unwrap_or_default()
 }
 
 impl NotificationCenter {
@@ -116,9 +111,7 @@ impl NotificationCenter {
                 |res, act, _| match res.map_err(PersistError::from).and_then(|r| r) {
                     Ok(counts) => {
                         for (u, n) in counts {
-                            if let Ok(u) = UserId::parse(&u) {
-                                act.push(&u, &unread_frame(n));
-                            }
+                            act.push(&u, &unread_frame(n));
                         }
                     }
                     Err(e) => log::warn!("unread counts unavailable: {e}"),
@@ -142,10 +135,7 @@ impl NotificationCenter {
                 .await
                 .map_err(PersistError::from)
                 .and_then(|r| r)?;
-            let mut users: Vec<UserId> = rows
-                .iter()
-                .filter_map(|r| UserId::parse(&r.user_id).ok())
-                .collect();
+            let mut users: Vec<UserId> = rows.iter().map(|r| r.user.clone()).collect();
             users.sort();
             users.dedup();
             let prefs = reader
@@ -155,7 +145,7 @@ impl NotificationCenter {
                 .and_then(|r| r)?;
             Ok::<_, PersistError>((
                 rows,
-                prefs.into_iter().collect::<HashMap<String, String>>(),
+                prefs.into_iter().collect::<HashMap<UserId, Preferences>>(),
                 commits,
             ))
         };
@@ -166,22 +156,19 @@ impl NotificationCenter {
             };
             let mut delivered = Vec::new();
             let mut touched = Vec::new();
+            let defaults = Preferences::default();
             for r in rows {
-                let Ok(user) = UserId::parse(&r.user_id) else {
-                    continue;
-                };
-                let p = parse_prefs(prefs.get(&r.user_id));
-                let priority = crate::domain::Priority::parse(&r.priority).unwrap_or_default();
-                if !act.online(&user) || p.holds(priority, now) {
+                let p = prefs.get(&r.user).unwrap_or(&defaults);
+                if !act.online(&r.user) || p.holds(r.priority, now) {
                     continue;
                 }
                 if !act.mark_pushed(&r.id) {
                     continue;
                 }
-                act.push(&user, &notification_frame(&r));
+                act.push(&r.user, &notification_frame(&r));
                 delivered.push(r.id);
-                if !touched.contains(&user) {
-                    touched.push(user);
+                if !touched.contains(&r.user) {
+                    touched.push(r.user);
                 }
             }
             if !delivered.is_empty() {
@@ -214,7 +201,6 @@ impl NotificationCenter {
             match res {
                 Ok(mut out) => {
                     if let Some(WriteOutcome::Users(users)) = out.pop() {
-                        let users = users.iter().filter_map(|u| UserId::parse(u).ok()).collect();
                         act.push_counts(users, ctx);
                     }
                 }
@@ -319,16 +305,17 @@ impl Handler<Notify> for NotificationCenter {
             load.into_actor(self)
                 .then(move |prefs, act, _| {
                     let now = act.clock.now();
-                    let prefs: HashMap<String, String> =
+                    let prefs: HashMap<UserId, Preferences> =
                         prefs.map(|p| p.into_iter().collect()).unwrap_or_else(|e| {
                             log::warn!("notification preferences unavailable, using defaults: {e}");
                             HashMap::new()
                         });
+                    let defaults = Preferences::default();
                     let mut rows = Vec::new();
                     let mut results = Vec::new();
                     let s = &msg.spec;
                     for user in msg.users {
-                        let p = parse_prefs(prefs.get(user.as_str()));
+                        let p = prefs.get(&user).unwrap_or(&defaults);
                         if p.mutes(s, &msg.source) {
                             results.push(Notified {
                                 user,
@@ -340,24 +327,23 @@ impl Handler<Notify> for NotificationCenter {
                         }
                         let held = p.holds(s.priority, now);
                         let live = !held && act.online(&user);
-                        rows.push(NotificationRow {
+                        rows.push(StoredNotification {
                             // Time-ordered, like message ids: index-friendly inserts.
                             id: uuid::Uuid::now_v7().simple().to_string(),
-                            user_id: user.to_string(),
+                            user: user.clone(),
                             notification_type: s.notification_type.clone(),
                             title: s.title.clone(),
                             message: s.message.clone(),
                             image_url: s.image_url.clone(),
-                            actions: serde_json::to_string(&s.actions)
-                                .unwrap_or_else(|_| "[]".into()),
+                            actions: s.actions.clone(),
                             data: if s.data.is_null() {
-                                "{}".into()
+                                serde_json::json!({})
                             } else {
-                                s.data.to_string()
+                                s.data.clone()
                             },
-                            priority: s.priority.as_str().into(),
-                            source_user: msg.source.user.as_ref().map(|u| u.to_string()),
-                            source_room: msg.source.room.as_ref().map(|r| r.to_string()),
+                            priority: s.priority,
+                            source_user: msg.source.user.clone(),
+                            source_room: msg.source.room.clone(),
                             idempotency_key: msg.idempotency_key.clone(),
                             created_at: now,
                             expires_at: s.expires_at,

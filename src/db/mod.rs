@@ -228,7 +228,7 @@ impl DbConnection {
         &mut self,
         user: &UserId,
         device: &crate::domain::DeviceId,
-    ) -> Result<std::collections::HashMap<String, i64>, PersistError> {
+    ) -> Result<std::collections::HashMap<RoomId, i64>, PersistError> {
         Ok(dispatch!(self, device_positions(user, device))?)
     }
     pub fn user_rooms(
@@ -259,20 +259,20 @@ impl DbConnection {
         &mut self,
         user: &UserId,
         others: &[&str],
-    ) -> Result<Vec<String>, PersistError> {
+    ) -> Result<Vec<UserId>, PersistError> {
         dispatch!(self, co_members(user, others))
     }
     pub fn notifications(
         &mut self,
         q: &NotificationQuery,
-    ) -> Result<Vec<NotificationRow>, PersistError> {
+    ) -> Result<Vec<StoredNotification>, PersistError> {
         dispatch!(self, notifications(q))
     }
     pub fn notification_unread(
         &mut self,
-        users: &[&str],
+        users: &[UserId],
         now: i64,
-    ) -> Result<Vec<(String, i64)>, PersistError> {
+    ) -> Result<Vec<(UserId, i64)>, PersistError> {
         dispatch!(self, notification_unread(users, now))
     }
     pub fn held_notifications(
@@ -280,10 +280,13 @@ impl DbConnection {
         users: &[&str],
         now: i64,
         limit: i64,
-    ) -> Result<Vec<NotificationRow>, PersistError> {
+    ) -> Result<Vec<StoredNotification>, PersistError> {
         dispatch!(self, held_notifications(users, now, limit))
     }
-    pub fn preferences(&mut self, users: &[&str]) -> Result<Vec<(String, String)>, PersistError> {
+    pub fn preferences(
+        &mut self,
+        users: &[&str],
+    ) -> Result<Vec<(UserId, crate::notification::Preferences)>, PersistError> {
         dispatch!(self, preferences(users))
     }
     pub fn count_user_rooms(&mut self, user: &UserId) -> Result<i64, PersistError> {

@@ -12,8 +12,9 @@ use crate::db::schema::{
     device_positions, members, messages, notification_outbox, notification_prefs, notifications,
     rooms, users,
 };
-use crate::domain::{DeviceId, ReceiptStatus, RoomId, RoomKind, UserId};
+use crate::domain::{ChosenStatus, DeviceId, ReceiptStatus, RoomId, UserId};
 use crate::error::PersistError;
+use crate::notification::Preferences;
 
 /// Writes a batch of groups in one transaction (one commit, one fsync).
 ///
@@ -519,7 +520,7 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
             diesel::insert_into(users::table)
                 .values(NewUserRow {
                     id: user.as_str(),
-                    status: "online",
+                    status: ChosenStatus::Online.as_str(),
                     custom_message: None,
                     last_seen: Some(*at),
                     updated_at: *at,
@@ -535,7 +536,7 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
             let mut out = Vec::with_capacity(rows.len());
             for r in rows {
                 let n = diesel::insert_into(notifications::table)
-                    .values(r)
+                    .values(NotificationRow::of(r)?)
                     .on_conflict_do_nothing()
                     .execute(c)?;
                 if n > 0 {
@@ -544,11 +545,11 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
                 }
                 // An idempotent repeat: answer the stored original.
                 let existing: NotificationRow = notifications::table
-                    .filter(notifications::user_id.eq(&r.user_id))
+                    .filter(notifications::user_id.eq(r.user.as_str()))
                     .filter(notifications::idempotency_key.eq(&r.idempotency_key))
                     .select(NotificationRow::as_select())
                     .first(c)?;
-                out.push((existing, false));
+                out.push((existing.try_into()?, false));
             }
             Ok(WriteOutcome::Notifications(out))
         }
@@ -598,8 +599,11 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
         }
         WriteOp::DeleteExpiredNotifications { now } => {
             let expired = notifications::table.filter(notifications::expires_at.le(*now));
-            let mut users: Vec<String> =
-                expired.select(notifications::user_id).distinct().load(c)?;
+            let users: Vec<String> = expired.select(notifications::user_id).distinct().load(c)?;
+            let mut users = users
+                .into_iter()
+                .map(|u| parse_user_column("notification", "user_id", &u))
+                .collect::<QueryResult<Vec<_>>>()?;
             users.sort();
             diesel::delete(notifications::table.filter(notifications::expires_at.le(*now)))
                 .execute(c)?;
@@ -632,7 +636,7 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
                 .values(NewUserRow {
                     id: user.as_str(),
                     status: status.as_str(),
-                    custom_message: custom_message.as_deref(),
+                    custom_message: custom_message.as_ref().map(|m| m.as_str()),
                     last_seen: None,
                     updated_at: *at,
                     custom_expires_at: *custom_expires_at,
@@ -641,7 +645,7 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
                 .do_update()
                 .set((
                     users::status.eq(status.as_str()),
-                    users::custom_message.eq(custom_message.as_deref()),
+                    users::custom_message.eq(custom_message.as_ref().map(|m| m.as_str())),
                     users::custom_expires_at.eq(*custom_expires_at),
                     users::updated_at.eq(*at),
                 ))
@@ -840,49 +844,33 @@ pub fn device_positions(
     c: &mut Conn,
     user: &UserId,
     device: &DeviceId,
-) -> QueryResult<HashMap<String, i64>> {
-    Ok(device_positions::table
+) -> QueryResult<HashMap<RoomId, i64>> {
+    device_positions::table
         .filter(device_positions::user_id.eq(user.as_str()))
         .filter(device_positions::device_id.eq(device.as_str()))
         .select((device_positions::room_id, device_positions::seq))
-        .load::<(String, i64)>(c)?
+        .load::<PositionRow>(c)?
         .into_iter()
-        .collect())
+        .map(<(RoomId, i64)>::try_from)
+        .collect()
 }
 
 /// The room and its members, or `None` if it was never created.
 pub fn load_room(c: &mut Conn, room: &RoomId) -> Result<Option<RoomRecord>, PersistError> {
-    let row: Option<(String, Option<String>, i64)> = rooms::table
+    let row: Option<RoomRow> = rooms::table
         .find(room.as_str())
-        .select((rooms::kind, rooms::name, rooms::last_seq))
+        .select(RoomRow::as_select())
         .first(c)
         .optional()?;
-    let Some((kind, name, last_seq)) = row else {
+    let Some(row) = row else {
         return Ok(None);
     };
-    let kind = match kind.as_str() {
-        "public" => RoomKind::Public,
-        "private" => RoomKind::Private,
-        _ => RoomKind::Direct,
-    };
-    let rows: Vec<(String, String)> = members::table
+    let members: Vec<MemberRow> = members::table
         .filter(members::room_id.eq(room.as_str()))
-        .select((members::user_id, members::role))
+        .select(MemberRow::as_select())
         .load(c)?;
-    let members = rows
-        .into_iter()
-        .filter_map(|(u, r)| UserId::parse(&u).ok().map(|u| (u, MemberRole::parse(&r))))
-        .collect();
-    Ok(Some(RoomRecord {
-        kind,
-        name,
-        last_seq,
-        members,
-    }))
+    Ok(Some(RoomRecord::try_from((row, members))?))
 }
-
-/// (room, kind, name, role, last_seq, delivered_seq, read_seq)
-type MembershipRow = (String, String, Option<String>, String, i64, i64, i64);
 
 /// The user's rooms ordered by id, after `after` (cursor), at most `limit`.
 pub fn user_rooms(
@@ -910,28 +898,16 @@ pub fn user_rooms(
         q = q.filter(rooms::id.gt(a.to_owned()));
     }
     let rows: Vec<MembershipRow> = q.load(c)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (room, kind, name, role, last_seq, delivered_seq, read_seq) in rows {
-        let unread = if last_seq > read_seq {
-            messages::table
-                .filter(messages::room_id.eq(&room))
-                .filter(messages::seq.gt(read_seq))
+    let mut out: Vec<RoomSummary> = parsed(rows)?;
+    for r in &mut out {
+        if r.last_seq > r.read_seq {
+            r.unread = messages::table
+                .filter(messages::room_id.eq(r.room.as_str()))
+                .filter(messages::seq.gt(r.read_seq))
                 .filter(messages::sender.ne(user.as_str()))
                 .count()
-                .get_result(c)?
-        } else {
-            0
-        };
-        out.push(RoomSummary {
-            room,
-            kind,
-            name,
-            role,
-            last_seq,
-            delivered_seq,
-            read_seq,
-            unread,
-        });
+                .get_result(c)?;
+        }
     }
     Ok(out)
 }
@@ -957,13 +933,13 @@ pub fn history(
         let mut rows: Vec<MessageRow> = q.load(c)?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        return Ok((stored_messages(rows)?, more));
+        return Ok((parsed(rows)?, more));
     }
     let mut rows: Vec<MessageRow> = q.order(messages::seq.desc()).load(c)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     rows.reverse();
-    Ok((stored_messages(rows)?, more))
+    Ok((parsed(rows)?, more))
 }
 
 /// A message's seq and sender, and every other member's watermarks, for the status route.
@@ -987,11 +963,13 @@ pub fn message_status(
         .select((members::user_id, members::delivered_seq, members::read_seq))
         .order(members::user_id.asc())
         .load(c)?;
-    Ok(Some(MessageStatusRecord {
+    let rows = MessageStatusRows {
+        message_id: message_id.to_owned(),
         seq,
         sender,
         recipients,
-    }))
+    };
+    Ok(Some(rows.try_into()?))
 }
 
 /// Which of `others` share at least one room with `user`.
@@ -999,24 +977,28 @@ pub fn co_members(
     c: &mut Conn,
     user: &UserId,
     others: &[&str],
-) -> Result<Vec<String>, PersistError> {
+) -> Result<Vec<UserId>, PersistError> {
     let my_rooms: Vec<String> = members::table
         .filter(members::user_id.eq(user.as_str()))
         .select(members::room_id)
         .load(c)?;
-    Ok(members::table
+    let shared: Vec<String> = members::table
         .filter(members::user_id.eq_any(others))
         .filter(members::room_id.eq_any(my_rooms))
         .select(members::user_id)
         .distinct()
-        .load(c)?)
+        .load(c)?;
+    Ok(shared
+        .into_iter()
+        .map(|u| parse_user_column("member", "user_id", &u))
+        .collect::<QueryResult<_>>()?)
 }
 
 /// A user's live (unexpired) notifications, newest first.
 pub fn notifications(
     c: &mut Conn,
     q: &NotificationQuery,
-) -> Result<Vec<NotificationRow>, PersistError> {
+) -> Result<Vec<StoredNotification>, PersistError> {
     let mut sql = notifications::table
         .filter(notifications::user_id.eq(q.user.as_str()))
         .filter(
@@ -1043,19 +1025,20 @@ pub fn notifications(
                     .and(notifications::id.lt(id.to_owned()))),
         );
     }
-    Ok(sql.load(c)?)
+    let rows: Vec<NotificationRow> = sql.load(c)?;
+    parsed(rows)
 }
 
 /// Unread, unexpired notifications of each user.
 pub fn notification_unread(
     c: &mut Conn,
-    users: &[&str],
+    users: &[UserId],
     now: i64,
-) -> Result<Vec<(String, i64)>, PersistError> {
+) -> Result<Vec<(UserId, i64)>, PersistError> {
     let mut out = Vec::with_capacity(users.len());
     for u in users {
         let n: i64 = notifications::table
-            .filter(notifications::user_id.eq(*u))
+            .filter(notifications::user_id.eq(u.as_str()))
             .filter(notifications::read_at.is_null())
             .filter(
                 notifications::expires_at
@@ -1064,7 +1047,7 @@ pub fn notification_unread(
             )
             .count()
             .get_result(c)?;
-        out.push(((*u).to_owned(), n));
+        out.push((u.clone(), n));
     }
     Ok(out)
 }
@@ -1075,11 +1058,12 @@ pub fn held_notifications(
     users: &[&str],
     now: i64,
     limit: i64,
-) -> Result<Vec<NotificationRow>, PersistError> {
+) -> Result<Vec<StoredNotification>, PersistError> {
     let q = notifications::table
         .filter(notifications::user_id.eq_any(users))
         .into_boxed();
-    Ok(q.filter(notifications::delivered_at.is_null())
+    let rows: Vec<NotificationRow> = q
+        .filter(notifications::delivered_at.is_null())
         .filter(notifications::read_at.is_null())
         .filter(
             notifications::expires_at
@@ -1089,15 +1073,23 @@ pub fn held_notifications(
         .select(NotificationRow::as_select())
         .order(notifications::created_at.asc())
         .limit(limit)
-        .load(c)?)
+        .load(c)?;
+    parsed(rows)
 }
 
 /// Stored preference documents of these users.
-pub fn preferences(c: &mut Conn, users: &[&str]) -> Result<Vec<(String, String)>, PersistError> {
-    Ok(notification_prefs::table
+pub fn preferences(
+    c: &mut Conn,
+    users: &[&str],
+) -> Result<Vec<(UserId, Preferences)>, PersistError> {
+    let docs: Vec<(String, String)> = notification_prefs::table
         .filter(notification_prefs::user_id.eq_any(users))
         .select((notification_prefs::user_id, notification_prefs::prefs))
-        .load(c)?)
+        .load(c)?;
+    Ok(docs
+        .iter()
+        .map(|(user, doc)| parse_preferences(user, doc))
+        .collect::<QueryResult<_>>()?)
 }
 
 /// How many rooms `user` is a member of.
@@ -1110,10 +1102,11 @@ pub fn count_user_rooms(c: &mut Conn, user: &UserId) -> Result<i64, PersistError
 
 /// Stored records of these users (missing users are simply absent).
 pub fn users(c: &mut Conn, ids: &[&str]) -> Result<Vec<UserRecord>, PersistError> {
-    Ok(users::table
+    let rows: Vec<UserRow> = users::table
         .filter(users::id.eq_any(ids))
-        .select(UserRecord::as_select())
-        .load(c)?)
+        .select(UserRow::as_select())
+        .load(c)?;
+    parsed(rows)
 }
 
 /// Outbox rows written before `created_before` (oldest first, at most `limit`), with their
@@ -1133,14 +1126,16 @@ pub fn pending_outbox(
         .limit(limit)
         .select(MessageRow::as_select())
         .load(c)?;
-    stored_messages(rows)
+    parsed(rows)
 }
 
-/// Loaded rows parsed into messages; a row that does not parse fails the load.
-fn stored_messages(rows: Vec<MessageRow>) -> Result<Vec<StoredMessage>, PersistError> {
+/// Loaded rows parsed into their typed values; a row that does not parse fails the load.
+fn parsed<R, T: TryFrom<R, Error = diesel::result::Error>>(
+    rows: Vec<R>,
+) -> Result<Vec<T>, PersistError> {
     Ok(rows
         .into_iter()
-        .map(StoredMessage::try_from)
+        .map(T::try_from)
         .collect::<QueryResult<_>>()?)
 }
 

@@ -82,6 +82,9 @@ pub struct Engine {
 
 /// A persistence actor's reply (mailbox and persistence errors alike) as an engine result.
 fn persist<T>(r: Result<Result<T, PersistError>, MailboxError>) -> Result<T, EngineError> {
+    // A persistence failure was logged by the database actor; a mailbox error means the
+    // actor itself is gone, which nothing else reports.
+    let r = r.inspect_err(|e| log::warn!("persistence actor unavailable: {e}"));
     Ok(r.map_err(PersistError::from).and_then(|r| r)?)
 }
 

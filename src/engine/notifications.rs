@@ -72,7 +72,7 @@ impl Engine {
         kind: Option<String>,
         before: Option<(i64, String)>,
         limit: i64,
-    ) -> Result<Vec<crate::db::models::NotificationRow>, EngineError> {
+    ) -> Result<Vec<crate::db::models::StoredNotification>, EngineError> {
         let q = crate::actors::database::ListNotifications {
             user: user.clone(),
             unread_only,
@@ -91,10 +91,12 @@ impl Engine {
         let q = crate::actors::database::LoadPreferences {
             users: vec![user.clone()],
         };
-        let docs = persist(self.store.reader.send(q).await)?;
-        Ok(docs
-            .first()
-            .and_then(|(_, d)| serde_json::from_str(d).ok())
+        let stored = persist(self.store.reader.send(q).await)?;
+        // None stored: the defaults.
+        Ok(stored
+            .into_iter()
+            .next()
+            .map(|(_, p)| p)
             .unwrap_or_default())
     }
 

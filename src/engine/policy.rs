@@ -24,13 +24,13 @@ impl Engine {
             user: viewer.clone(),
             others: others.clone(),
         };
-        let shared: std::collections::HashSet<String> = persist(self.store.reader.send(q).await)?
+        let shared: std::collections::HashSet<UserId> = persist(self.store.reader.send(q).await)?
             .into_iter()
             .collect();
         let denied: Vec<&str> = others
             .iter()
-            .map(|u| u.as_str())
             .filter(|u| !shared.contains(*u))
+            .map(|u| u.as_str())
             .collect();
         if denied.is_empty() {
             Ok(())

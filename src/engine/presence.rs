@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::Engine;
 use crate::actors::presence_registry::*;
 use crate::actors::session::SessionHandle;
-use crate::domain::{ChosenStatus, SessionId, UserId};
+use crate::domain::{ChosenStatus, CustomMessage, SessionId, UserId};
 use crate::error::EngineError;
 use crate::protocol::PresenceView;
 
@@ -15,7 +15,7 @@ impl Engine {
         &self,
         user: &UserId,
         status: ChosenStatus,
-        custom_message: Option<String>,
+        custom_message: Option<CustomMessage>,
         custom_expires_at: Option<i64>,
         metadata: Option<Value>,
     ) -> Result<(), EngineError> {

@@ -82,16 +82,9 @@ impl Engine {
         )?;
         let rooms = start.rooms;
         // Resume points: what the client says, else what its device last reported.
-        let mut points: std::collections::HashMap<RoomId, i64> = start
-            .device_positions
-            .iter()
-            .filter_map(|(r, seq)| Some((RoomId::parse(r).ok()?, *seq)))
-            .collect();
+        let mut points = start.device_positions;
         points.extend(resume.since.iter().map(|(r, s)| (r.clone(), *s)));
-        let ids: Vec<RoomId> = rooms
-            .iter()
-            .filter_map(|r| RoomId::parse(&r.room).ok())
-            .collect();
+        let ids: Vec<RoomId> = rooms.iter().map(|r| r.room.clone()).collect();
         let complete = ids.len() <= self.settings.limits.max_rooms_per_user;
         // Presence first: the supervisor reports the user's rooms to the registry while
         // subscribing, and the registry must know the user by then.
@@ -115,17 +108,16 @@ impl Engine {
         self.settings.hooks.run(Hook::BeforeReplay).await;
         let plans: Vec<(RoomId, RoomPlan)> = rooms
             .iter()
-            .filter_map(|r| {
-                let room = RoomId::parse(&r.room).ok()?;
+            .map(|r| {
                 // A room that did not answer (still loading) falls back to the snapshot.
-                let room_seq = seqs.get(&room).copied().unwrap_or(r.last_seq);
+                let room_seq = seqs.get(&r.room).copied().unwrap_or(r.last_seq);
                 let plan = RoomPlan::new(
                     r,
                     room_seq,
-                    points.get(&room).copied(),
+                    points.get(&r.room).copied(),
                     self.settings.replay_max,
                 );
-                Some((room, plan))
+                (r.room.clone(), plan)
             })
             .collect();
         let replay = self.first_pages(plans).await?;
@@ -247,7 +239,7 @@ pub fn sync_frame(
                 position: None,
                 read_seq: r.read_seq,
                 recovered: None,
-                room: &r.room,
+                room: r.room.as_str(),
                 seq: r.last_seq,
                 unread: r.unread,
             };

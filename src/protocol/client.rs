@@ -112,7 +112,7 @@ pub enum ClientRequest {
     },
     Presence {
         status: ChosenStatus,
-        custom_message: Option<String>,
+        custom_message: Option<CustomMessage>,
         /// Epoch milliseconds at which the server clears `custom_message`.
         custom_expires_at: Option<Millis>,
         metadata: Option<Value>,
@@ -233,9 +233,10 @@ struct AuthData {
     token: String,
 }
 
-/// Longest accepted `client_msg_id` and custom status message.
+/// Longest accepted `client_msg_id`.
 pub const MAX_CLIENT_MSG_ID: usize = 128;
-pub const MAX_CUSTOM_MESSAGE: usize = 256;
+/// Longest custom status message (the rule is [`CustomMessage::parse`]'s).
+pub use crate::domain::MAX_CUSTOM_MESSAGE;
 /// Most users one `watch` may name.
 pub const MAX_WATCH_BATCH: usize = 1000;
 
@@ -312,6 +313,12 @@ enum RequestError {
 impl From<InvalidInput> for RequestError {
     fn from(e: InvalidInput) -> Self {
         RequestError::Invalid(e.0)
+    }
+}
+
+impl From<StatusError> for RequestError {
+    fn from(e: StatusError) -> Self {
+        RequestError::Invalid(e.to_string())
     }
 }
 
@@ -415,20 +422,12 @@ fn parse_request(kind: &str, v: Value, limits: ParseLimits) -> Result<ClientRequ
         }
         "presence" => {
             let d: PresenceData = data(kind, v)?;
-            let status = ChosenStatus::parse(&d.status).ok_or_else(|| {
-                RequestError::Invalid(format!(
-                    "status must be online, away, busy or invisible, not {:?}",
-                    d.status
-                ))
-            })?;
-            if d.custom_message
-                .as_ref()
-                .is_some_and(|m| m.len() > MAX_CUSTOM_MESSAGE)
-            {
-                return Err(RequestError::Invalid(format!(
-                    "custom_message is longer than {MAX_CUSTOM_MESSAGE} bytes"
-                )));
-            }
+            let status = ChosenStatus::parse(&d.status)?;
+            let custom_message = d
+                .custom_message
+                .as_deref()
+                .map(CustomMessage::parse)
+                .transpose()?;
             if d.metadata
                 .as_ref()
                 .is_some_and(|m| m.to_string().len() > 4096)
@@ -451,7 +450,7 @@ fn parse_request(kind: &str, v: Value, limits: ParseLimits) -> Result<ClientRequ
             };
             ClientRequest::Presence {
                 status,
-                custom_message: d.custom_message,
+                custom_message,
                 custom_expires_at,
                 metadata: d.metadata,
             }

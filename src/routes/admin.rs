@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::actors::presence_registry::ListOnline;
 use crate::auth::AuthenticatedUser;
-use crate::domain::{ChosenStatus, RoomId, UserId};
+use crate::domain::{ChosenStatus, CustomMessage, RoomId, StatusError, UserId};
 use crate::engine::Engine;
 use crate::error::{AppError, ErrorCode};
 use crate::protocol::close_code;
@@ -27,15 +27,12 @@ pub async fn presence_list(
     q: web::Query<PresenceQuery>,
 ) -> Result<HttpResponse, AppError> {
     auth.require_admin()?;
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(s) => Some(ChosenStatus::parse(s).ok_or_else(|| {
-            AppError::new(
-                ErrorCode::InvalidData,
-                "status must be online, away, busy or invisible",
-            )
-        })?),
-    };
+    let status = q
+        .status
+        .as_deref()
+        .map(ChosenStatus::parse)
+        .transpose()
+        .map_err(refused_status)?;
     let room = q.room.as_deref().map(RoomId::parse).transpose()?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let users = engine
@@ -164,25 +161,26 @@ pub async fn set_presence(
 ) -> Result<HttpResponse, AppError> {
     auth.require_admin()?;
     let user = UserId::parse(&path)?;
-    let status = ChosenStatus::parse(&body.status).ok_or_else(|| {
-        AppError::new(
-            ErrorCode::InvalidData,
-            "status must be online, away, busy or invisible",
-        )
-    })?;
-    if body
+    let status = ChosenStatus::parse(&body.status).map_err(refused_status)?;
+    let custom_message = body
         .custom_message
-        .as_ref()
-        .is_some_and(|m| m.len() > crate::protocol::MAX_CUSTOM_MESSAGE)
-    {
-        return Err(AppError::new(
-            ErrorCode::InvalidData,
-            "custom_message is too long",
-        ));
-    }
+        .as_deref()
+        .map(CustomMessage::parse)
+        .transpose()
+        .map_err(refused_status)?;
     engine
-        .set_status(&user, status, body.custom_message.clone(), None, None)
+        .set_status(&user, status, custom_message, None, None)
         .await?;
     let view = engine.presence_of(vec![user.clone()]).await?.pop();
     Ok(HttpResponse::Ok().json(json!({"user": user, "status": status, "presence": view})))
+}
+
+/// A refused status or custom message with the texts docs/rest.md documents for the admin
+/// routes (shorter than the `presence` frame's); the rules are the domain types'.
+fn refused_status(e: StatusError) -> AppError {
+    let text = match e {
+        StatusError::UnknownStatus(_) => "status must be online, away, busy or invisible",
+        StatusError::CustomMessageTooLong => "custom_message is too long",
+    };
+    AppError::new(ErrorCode::InvalidData, text)
 }

@@ -6,22 +6,22 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::AuthenticatedUser;
-use crate::db::models::NotificationRow;
+use crate::db::models::StoredNotification;
 use crate::domain::{rfc3339, Priority, UserId};
 use crate::engine::Engine;
 use crate::error::{AppError, ErrorCode};
 use crate::notification::{NotificationAction, NotificationSource, NotificationSpec, Preferences};
 
 /// The full notification object of the REST API.
-pub fn notification_json(n: &NotificationRow) -> Value {
+pub fn notification_json(n: &StoredNotification) -> Value {
     json!({
         "id": n.id,
         "notification_type": n.notification_type,
         "title": n.title,
         "message": n.message,
         "image_url": n.image_url,
-        "actions": serde_json::from_str::<Value>(&n.actions).unwrap_or(Value::Array(vec![])),
-        "data": serde_json::from_str::<Value>(&n.data).unwrap_or(Value::Null),
+        "actions": n.actions,
+        "data": n.data,
         "priority": n.priority,
         "is_read": n.read_at.is_some(),
         "created_at": rfc3339(n.created_at),

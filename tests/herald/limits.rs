@@ -70,6 +70,70 @@ async fn presence_changes_are_rate_limited() {
 }
 
 #[actix_web::test]
+async fn a_bad_status_or_a_custom_message_over_256_bytes_is_refused_with_the_documented_texts() {
+    let (app, _db) = spawn_app().await;
+    // The presence frame (docs/protocol.md).
+    let mut c = app.ws("alice").await;
+    for (data, text) in [
+        (
+            json!({"status": "offline"}),
+            r#"status must be online, away, busy or invisible, not "offline""#,
+        ),
+        (
+            json!({"status": "busy", "custom_message": "x".repeat(257)}),
+            "custom_message is longer than 256 bytes",
+        ),
+    ] {
+        let e = c.request("presence", data).await;
+        assert_eq!(
+            (e["code"].as_str(), e["error"].as_str()),
+            (Some("invalid_data"), Some(text))
+        );
+    }
+    c.ok(
+        "presence",
+        json!({"status": "busy", "custom_message": "x".repeat(256)}),
+    )
+    .await;
+    // The admin routes (docs/rest.md).
+    let admin = app.admin_token("root");
+    for (body, text) in [
+        (
+            json!({"status": "offline"}),
+            "status must be online, away, busy or invisible",
+        ),
+        (
+            json!({"status": "busy", "custom_message": "x".repeat(257)}),
+            "custom_message is too long",
+        ),
+    ] {
+        let (status, answer) = app
+            .send_json("PUT", "/v1/admin/presence/bob", Some(&admin), Some(body))
+            .await;
+        assert_eq!(
+            (status, &answer["error"]),
+            (422, &json!({"code": "invalid_data", "message": text}))
+        );
+    }
+    let (status, answer) = app
+        .get("/v1/admin/presence?status=gone", Some(&admin))
+        .await;
+    assert_eq!(
+        (status, answer["error"]["message"].as_str()),
+        (422, Some("status must be online, away, busy or invisible"))
+    );
+    let (status, _) = app
+        .send_json(
+            "PUT",
+            "/v1/admin/presence/bob",
+            Some(&admin),
+            Some(json!({"status": "busy", "custom_message": "x".repeat(256)})),
+        )
+        .await;
+    assert_eq!(status, 200, "256 bytes is the limit, not past it");
+}
+
+#[actix_web::test]
 async fn deep_and_oversized_input_gets_too_large() {
     let db = TestDatabase::new();
     let app = spawn_app_on(&db.url, |s| s.max_text_bytes = 100).await;

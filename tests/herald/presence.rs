@@ -9,7 +9,7 @@ use std::time::Duration;
 use herald::actors::presence_registry::{Sweep, Touch};
 use herald::clock::{Clock, ManualClock};
 use herald::config::Settings;
-use herald::domain::{ChosenStatus, RoomId, SessionId, UserId};
+use herald::domain::{ChosenStatus, CustomMessage, RoomId, SessionId, UserId};
 use herald::engine::Engine;
 use herald::protocol::TypingState;
 use herald::testkit::{
@@ -197,7 +197,7 @@ async fn a_custom_status_is_cleared_when_it_expires() {
         .set_status(
             &uid("bob"),
             ChosenStatus::Busy,
-            Some("lunch".into()),
+            Some(CustomMessage::parse("lunch").unwrap()),
             Some(expires),
             None,
         )
@@ -479,7 +479,7 @@ async fn a_custom_status_expiry_survives_going_offline_and_reconnecting() {
         .set_status(
             &uid("bob"),
             ChosenStatus::Busy,
-            Some("lunch".into()),
+            Some(CustomMessage::parse("lunch").unwrap()),
             Some(expires),
             None,
         )
@@ -498,7 +498,7 @@ async fn a_custom_status_expiry_survives_going_offline_and_reconnecting() {
         .unwrap();
     let _again = connect_probe(&engine, "bob").await;
     let p = engine.presence_of(vec![uid("bob")]).await.unwrap();
-    assert_eq!(p[0].custom_message.as_deref(), Some("lunch"));
+    assert_eq!(p[0].custom_message, CustomMessage::parse("lunch").ok());
     clock.advance(Duration::from_secs(51));
     sweep(&engine).await;
     let p = engine.presence_of(vec![uid("bob")]).await.unwrap();

@@ -132,13 +132,19 @@ fn merged_appends_assign_gap_free_seqs_across_rooms_in_arrival_order() {
 
     // Sending marks the room read up to one's own newest message.
     let rooms = c.user_rooms(&user("alice"), None, 10).expect("rooms");
-    let a = rooms.iter().find(|r| r.room == "public:a").expect("member");
+    let a = rooms
+        .iter()
+        .find(|r| r.room.as_str() == "public:a")
+        .expect("member");
     assert_eq!(
         (a.last_seq, a.read_seq, a.delivered_seq, a.unread),
         (3, 3, 3, 0)
     );
     let rooms = c.user_rooms(&user("bob"), None, 10).expect("rooms");
-    let a = rooms.iter().find(|r| r.room == "public:a").expect("member");
+    let a = rooms
+        .iter()
+        .find(|r| r.room.as_str() == "public:a")
+        .expect("member");
     assert_eq!((a.read_seq, a.unread), (2, 1));
 }
 

@@ -6,14 +6,14 @@ use actix::prelude::*;
 use super::{PresenceRegistry, UserPresence};
 use crate::actors::session::SessionControl;
 use crate::db::models::WriteOp;
-use crate::domain::{rfc3339, ChosenStatus, RoomId, SessionId, UserId};
+use crate::domain::{rfc3339, ChosenStatus, CustomMessage, RoomId, SessionId, UserId};
 
 /// One online user as admins see it (invisible users included, with their real status).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AdminPresence {
     pub user: String,
     pub status: ChosenStatus,
-    pub custom_message: Option<String>,
+    pub custom_message: Option<CustomMessage>,
     pub devices: usize,
     /// Last client activity on any device.
     pub last_activity: String,

@@ -40,7 +40,9 @@ use crate::clock::Clock;
 use crate::cluster::presence::{NodeEntry, RemotePresence};
 use crate::cluster::Cluster;
 use crate::db::models::{UserRecord, WriteOp};
-use crate::domain::{rfc3339, ChosenStatus, Millis, RoomId, SessionId, UserId, VisibleStatus};
+use crate::domain::{
+    rfc3339, ChosenStatus, CustomMessage, Millis, RoomId, SessionId, UserId, VisibleStatus,
+};
 use crate::engine::Store;
 use crate::metrics::METRICS;
 use crate::protocol::{PresenceView, ServerFrame};
@@ -66,7 +68,7 @@ struct UserPresence {
     status: ChosenStatus,
     /// Set by the server after `auto_away` of inactivity; shows `online` as `away`.
     auto_away: bool,
-    custom_message: Option<String>,
+    custom_message: Option<CustomMessage>,
     custom_expires_at: Option<Millis>,
     metadata: Option<Value>,
     /// Last time the user was seen: activity while online, or when the last session ended.
@@ -97,7 +99,7 @@ impl UserPresence {
     fn new(stored: Option<&UserRecord>, now: Millis) -> Self {
         let (status, custom_message, custom_expires_at, last_seen) = match stored {
             Some(r) => (
-                ChosenStatus::parse(&r.status).unwrap_or_default(),
+                r.status,
                 r.custom_message.clone(),
                 r.custom_expires_at,
                 r.last_seen,
@@ -560,7 +562,7 @@ impl PresenceRegistry {
 pub struct SetStatus {
     pub user: UserId,
     pub status: ChosenStatus,
-    pub custom_message: Option<String>,
+    pub custom_message: Option<CustomMessage>,
     /// When the custom message is cleared by the server.
     pub custom_expires_at: Option<Millis>,
     pub metadata: Option<Value>,

@@ -105,7 +105,7 @@ impl Handler<GetPresence> for PresenceRegistry {
             .map(move |stored, act, _| {
                 // Offline users' last-seen comes from the database; if it is down, presence
                 // still answers (with last_seen unknown) rather than fail.
-                let stored: HashMap<String, Option<Millis>> = match stored {
+                let stored: HashMap<UserId, Option<Millis>> = match stored {
                     Ok(rows) => rows.into_iter().map(|r| (r.id, r.last_seen)).collect(),
                     Err(e) => {
                         log::warn!("presence: last_seen lookup failed: {e}");
@@ -117,10 +117,7 @@ impl Handler<GetPresence> for PresenceRegistry {
                     .iter()
                     .map(|u| match act.users.get(u) {
                         Some(e) => e.view(u),
-                        None => PresenceView::offline(
-                            u.as_str(),
-                            stored.get(u.as_str()).copied().flatten(),
-                        ),
+                        None => PresenceView::offline(u.as_str(), stored.get(u).copied().flatten()),
                     })
                     .collect())
             }),

@@ -344,7 +344,7 @@ impl Handler<GetRoomOnline> for Room {
 /// One recipient's state of a message.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RecipientStatus {
-    pub user: String,
+    pub user: UserId,
     /// `sent`, `delivered` or `read`.
     pub status: &'static str,
 }
@@ -355,7 +355,7 @@ pub struct MessageStatus {
     pub message_id: String,
     pub room: RoomId,
     pub seq: i64,
-    pub from: String,
+    pub from: UserId,
     pub recipients: Vec<RecipientStatus>,
 }
 

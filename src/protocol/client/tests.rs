@@ -80,3 +80,37 @@ fn since_pairs_split_at_the_last_colon_and_are_bounded() {
     assert!(super::parse_since("public:a:-1", 10).is_err());
     assert!(super::parse_since("public:a:1,public:b:2", 1).is_err());
 }
+
+#[test]
+fn a_bad_status_or_custom_message_is_refused_with_its_text() {
+    let presence = |data: serde_json::Value| {
+        let e = parse_client_frame(&json!({"type": "presence", "data": data}).to_string(), L)
+            .unwrap_err();
+        (e.code, e.message)
+    };
+    assert_eq!(
+        presence(json!({"status": "offline"})),
+        (
+            ErrorCode::InvalidData,
+            r#"status must be online, away, busy or invisible, not "offline""#.to_owned()
+        )
+    );
+    assert_eq!(
+        presence(json!({"status": "busy", "custom_message": "x".repeat(257)})),
+        (
+            ErrorCode::InvalidData,
+            "custom_message is longer than 256 bytes".to_owned()
+        )
+    );
+    let ok = parse_client_frame(
+        &json!({"type": "presence", "data": {"status": "busy", "custom_message": "x".repeat(256)}})
+            .to_string(),
+        L,
+    )
+    .unwrap();
+    assert!(matches!(
+        ok.request,
+        ClientRequest::Presence { status: ChosenStatus::Busy, custom_message: Some(ref m), .. }
+            if m.as_str().len() == 256
+    ));
+}
