@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::domain::{ChosenStatus, Millis, RoomId, UserId};
+use crate::domain::{ChosenStatus, CustomMessage, Millis, RoomId, UserId};
 
 /// One session of a user on another node, for the admin views.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub struct NodeEntry {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SharedStatus {
     pub status: ChosenStatus,
-    pub custom_message: Option<String>,
+    pub custom_message: Option<CustomMessage>,
     pub custom_expires_at: Option<Millis>,
     pub metadata: Option<Value>,
     /// When it was chosen (Unix ms; 0: never, the stored default).

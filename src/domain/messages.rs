@@ -256,16 +256,3 @@ mod tests {
         assert!(MessageBody::parse(MessageKind::Image, &json!("x"), 10).is_err());
     }
 }
-
-/// Ids read back from the cluster backplane are validated like any other input.
-macro_rules! deserialize_by_parse {
-    ($($t:ty),*) => {$(
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
-                <$t>::parse(&s).map_err(serde::de::Error::custom)
-            }
-        }
-    )*};
-}
-deserialize_by_parse!(UserId, RoomId);
