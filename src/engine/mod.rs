@@ -187,7 +187,7 @@ impl Engine {
                 crate::metrics::RATES.sample();
             }
         });
-        Engine {
+        let engine = Engine {
             cluster,
             rooms,
             presence,
@@ -213,7 +213,32 @@ impl Engine {
             keys: Arc::new(keys),
             started_at: Instant::now(),
             readiness: Arc::default(),
-        }
+        };
+        engine.publish_node_stats();
+        engine
+    }
+
+    /// Cluster mode: this node's figures go to the backplane every heartbeat, for the
+    /// cluster view of `/v1/admin/stats` on any node.
+    fn publish_node_stats(&self) {
+        let (Some(backplane), Some(every)) = (
+            self.cluster.backplane().cloned(),
+            self.cluster.settings().map(|s| s.heartbeat),
+        ) else {
+            return;
+        };
+        let engine = self.clone();
+        actix::spawn(async move {
+            let mut tick = actix::clock::interval(every);
+            loop {
+                tick.tick().await;
+                match engine.node_stats().await {
+                    Ok(v) => backplane.do_send(crate::cluster::backplane::SetNodeStats(v)),
+                    // The engine is stopping.
+                    Err(_) => return,
+                }
+            }
+        });
     }
 
     /// Re-processes the notifications a previous process left unsettled (its outbox rows),

@@ -25,10 +25,14 @@ impl Engine {
         let Some(mut p) = self.presence.send(GetAdminPresence { user }).await? else {
             return Ok(None);
         };
-        let ids = p.sessions.iter().map(|s| s.id).collect();
+        // This node's sessions: their rooms from the supervisor (other nodes' sessions came
+        // with the rooms their node reported).
+        let ids = p.sessions.iter().filter_map(|s| s.id).collect();
         let mut rooms = self.rooms.send(GetSessionRooms { sessions: ids }).await?;
         for s in &mut p.sessions {
-            s.subscribed_rooms = rooms.remove(&s.id).unwrap_or_default();
+            if let Some(id) = s.id {
+                s.subscribed_rooms = rooms.remove(&id).unwrap_or_default();
+            }
         }
         Ok(Some(p))
     }
@@ -81,11 +85,71 @@ impl Engine {
             "database": {"reachable": db_ok, "latency_ms": db_ms},
             "uptime_s": self.started_at.elapsed().as_secs(),
             "resident_memory_bytes": crate::metrics::resident_bytes(),
+            "cluster": self.cluster_stats().await,
         }))
     }
 
+    /// This node's figures that the cluster view adds up (published every heartbeat).
+    pub async fn node_stats(&self) -> Result<Value, EngineError> {
+        let rooms = self.rooms.send(GetRoomStats).await?;
+        let eio = self.eio.send(crate::actors::eio_registry::CountEio).await?;
+        let m = &crate::metrics::METRICS;
+        Ok(json!({
+            "connections": m.connections.get(),
+            "sessions": rooms.sessions,
+            "socketio_sessions": eio.sessions,
+            "active_rooms": rooms.active_rooms,
+            "messages_in_per_s": crate::metrics::RATES.messages_in_per_s(),
+            "frames_out_per_s": crate::metrics::RATES.frames_out_per_s(),
+            "messages_in_total": m.messages_in.get(),
+            "frames_out_total": m.frames_out.get(),
+            "resident_memory_bytes": crate::metrics::resident_bytes(),
+        }))
+    }
+
+    /// Cluster mode: this node's id, every live node's last published figures, and their
+    /// sums; `null` on a single node.
+    async fn cluster_stats(&self) -> Value {
+        let Some(backplane) = self.cluster.backplane() else {
+            return Value::Null;
+        };
+        let nodes = backplane
+            .send(crate::cluster::backplane::ClusterStats)
+            .await
+            .unwrap_or_default();
+        let mut total = serde_json::Map::new();
+        for stats in nodes.values() {
+            for (k, v) in stats.as_object().into_iter().flatten() {
+                let sum =
+                    total.get(k).and_then(Value::as_f64).unwrap_or(0.0) + v.as_f64().unwrap_or(0.0);
+                total.insert(k.clone(), json!(sum));
+            }
+        }
+        json!({
+            "node": self.cluster.node_id(),
+            "nodes": nodes,
+            "total": total,
+        })
+    }
+
+    /// Who is in the room now: this node's subscribers, plus (cluster mode) the users the
+    /// other nodes report in it, with their session counts there.
     pub async fn room_presence(&self, room: RoomId) -> Result<RoomOnline, EngineError> {
-        self.rooms.send(GetRoomPresence { room }).await?
+        let mut online = self
+            .rooms
+            .send(GetRoomPresence { room: room.clone() })
+            .await??;
+        if self.cluster.enabled() {
+            let remote = self.presence.send(RemoteRoomSessions { room }).await?;
+            for (user, n) in remote {
+                match online.online.iter_mut().find(|(u, _)| *u == user) {
+                    Some((_, count)) => *count += n,
+                    None => online.online.push((user, n)),
+                }
+            }
+            online.online.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        Ok(online)
     }
 
     pub async fn user_rooms(

@@ -626,3 +626,100 @@ async fn cluster_socketio_polling_is_sticky_through_the_shipped_haproxy_config()
     let m = alice.recv_type("message").await;
     assert_eq!(m["data"]["body"]["text"], "from a poller");
 }
+
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and Redis (cluster pass of .ci/run)"]
+async fn cluster_rest_on_any_node_sees_the_cluster() {
+    let cluster = spawn_cluster(3, |_| {}).await;
+    let [n1, n2, n3] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let room = "public:rest";
+    let mut a1 = n1.ws("alice").await;
+    a1.ok("join", json!({"room": room})).await;
+    let mut a2 = n2.ws("alice").await;
+    let mut b = n2.ws("bob").await;
+    b.ok("join", json!({"room": room})).await;
+    let admin = n3.admin_token("root");
+    // A user's sessions, each with its node, seen from a node that has none of them.
+    let mut sessions = Vec::new();
+    for _ in 0..50 {
+        let (status, body) = n3.get("/v1/admin/presence/alice", Some(&admin)).await;
+        if status == 200 && body["sessions"].as_array().is_some_and(|s| s.len() == 2) {
+            sessions = body["sessions"].as_array().unwrap().clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut nodes: Vec<&str> = sessions
+        .iter()
+        .map(|s| s["node"].as_str().unwrap())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, vec!["n1", "n2"], "{sessions:?}");
+    for s in &sessions {
+        let id = s["session_id"].as_str().unwrap();
+        assert!(
+            id.starts_with(&format!("{}:", s["node"].as_str().unwrap())),
+            "{s}"
+        );
+    }
+    // Presence lists and room presence include the other nodes' users.
+    let (_, list) = n3.get("/v1/admin/presence", Some(&admin)).await;
+    let users: Vec<&str> = list["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, vec!["alice", "bob"], "{list}");
+    let (status, rp) = n3
+        .get(&format!("/v1/admin/rooms/{room}/presence"), Some(&admin))
+        .await;
+    assert_eq!(status, 200, "{rp}");
+    let online: Vec<(String, i64)> = rp["online"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["presence"]["user"].as_str().unwrap().to_owned(),
+                o["sessions"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    // alice's n2 session is not in the room (only her n1 one joined... and the room
+    // subscribes every session of a member: both count).
+    assert!(online.iter().any(|(u, _)| u == "alice"), "{rp}");
+    assert!(online.iter().any(|(u, n)| u == "bob" && *n == 1), "{rp}");
+    // Stats: per node and in total.
+    let mut total = 0.0;
+    for _ in 0..50 {
+        let (_, stats) = n3.get("/v1/admin/stats", Some(&admin)).await;
+        assert_eq!(stats["cluster"]["node"], "n3");
+        total = stats["cluster"]["total"]["sessions"]
+            .as_f64()
+            .unwrap_or(0.0);
+        if total == 3.0
+            && stats["cluster"]["nodes"]
+                .as_object()
+                .is_some_and(|n| n.len() == 3)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(total, 3.0, "three sessions in the cluster");
+    // Disconnecting a user from n3 closes their sessions on n1 and n2.
+    let (status, _) = n3
+        .send_json(
+            "POST",
+            "/v1/admin/users/alice/disconnect",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert!(status == 200 || status == 204, "{status}");
+    assert!(a1.expect_close().await.is_some());
+    assert!(a2.expect_close().await.is_some());
+}

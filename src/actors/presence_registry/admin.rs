@@ -5,6 +5,7 @@ use actix::prelude::*;
 
 use super::{PresenceRegistry, UserPresence};
 use crate::actors::session::SessionControl;
+use crate::cluster::wire::ClusterEvent;
 use crate::db::models::WriteOp;
 use crate::domain::{rfc3339, ChosenStatus, CustomMessage, RoomId, SessionId, UserId};
 
@@ -37,33 +38,68 @@ pub struct AdminSession {
     pub last_activity: String,
     /// Filled in from the room supervisor, which owns subscriptions.
     pub subscribed_rooms: Vec<RoomId>,
+    /// Cluster mode: the node the session is on (its id is then `<node>:<n>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// This node's session (`None`: a session on another node).
     #[serde(skip)]
-    pub id: SessionId,
+    pub id: Option<SessionId>,
 }
 
-fn admin_view(u: &UserId, e: &UserPresence) -> AdminPresence {
-    let mut sessions: Vec<AdminSession> = e
-        .sessions
-        .values()
-        .map(|d| AdminSession {
-            session_id: d.handle.id.to_string(),
-            connected_at: rfc3339(d.handle.connected_at),
-            remote_addr: d.handle.remote_addr.clone(),
-            user_agent: d.handle.user_agent.clone(),
-            device_id: d.handle.device.clone(),
-            last_activity: rfc3339(d.last_activity),
-            subscribed_rooms: Vec::new(),
-            id: d.handle.id,
-        })
-        .collect();
-    sessions.sort_by_key(|s| s.id);
-    let mut rooms: Vec<RoomId> = e.rooms.iter().cloned().collect();
+impl PresenceRegistry {
+    /// The admin view of `u`: its sessions here and, in cluster mode, on the other nodes.
+    fn admin_view(&self, u: &UserId, e: &UserPresence) -> AdminPresence {
+        let node = self.cluster.node_id();
+        let mut sessions: Vec<AdminSession> = e
+            .sessions
+            .values()
+            .map(|d| AdminSession {
+                session_id: match node {
+                    Some(n) => format!("{n}:{}", d.handle.id),
+                    None => d.handle.id.to_string(),
+                },
+                connected_at: rfc3339(d.handle.connected_at),
+                remote_addr: d.handle.remote_addr.clone(),
+                user_agent: d.handle.user_agent.clone(),
+                device_id: d.handle.device.clone(),
+                last_activity: rfc3339(d.last_activity),
+                subscribed_rooms: Vec::new(),
+                node: node.map(str::to_owned),
+                id: Some(d.handle.id),
+            })
+            .collect();
+        for (n, entry) in self.remote.entries(u) {
+            for r in &entry.sessions {
+                sessions.push(AdminSession {
+                    session_id: r.id.clone(),
+                    connected_at: rfc3339(r.connected_at),
+                    remote_addr: None,
+                    user_agent: None,
+                    device_id: r
+                        .device_id
+                        .as_deref()
+                        .and_then(|d| crate::domain::DeviceId::parse(d).ok()),
+                    last_activity: rfc3339(r.last_activity),
+                    subscribed_rooms: entry.rooms.clone(),
+                    node: Some(n.clone()),
+                    id: None,
+                });
+            }
+        }
+        sessions
+            .sort_by(|a, b| (&a.node, a.id, &a.session_id).cmp(&(&b.node, b.id, &b.session_id)));
+        admin_view(u, e, sessions)
+    }
+}
+
+fn admin_view(u: &UserId, e: &UserPresence, sessions: Vec<AdminSession>) -> AdminPresence {
+    let mut rooms: Vec<RoomId> = e.rooms.union(&e.remote_rooms).cloned().collect();
     rooms.sort();
     AdminPresence {
         user: u.to_string(),
         status: e.status,
         custom_message: e.custom_message.clone(),
-        devices: e.sessions.len(),
+        devices: e.sessions.len() + e.remote_devices,
         last_activity: rfc3339(e.last_activity),
         auto_away: e.auto_away,
         custom_expires_at: e.custom_expires_at.map(rfc3339),
@@ -90,14 +126,23 @@ impl Handler<ListOnline> for PresenceRegistry {
         let mut users: Vec<(&UserId, &UserPresence)> = self
             .users
             .iter()
-            .filter(|(_, e)| !e.sessions.is_empty())
+            .filter(|(_, e)| e.connected())
             .filter(|(_, e)| msg.status.is_none_or(|s| s == e.status))
-            .filter(|(_, e)| msg.room.as_ref().is_none_or(|r| e.rooms.contains(r)))
+            .filter(|(_, e)| {
+                msg.room
+                    .as_ref()
+                    .is_none_or(|r| e.rooms.contains(r) || e.remote_rooms.contains(r))
+            })
             .filter(|(u, _)| msg.after.as_deref().is_none_or(|a| u.as_str() > a))
             .collect();
         users.sort_by(|a, b| a.0.cmp(b.0));
         users.truncate(msg.limit);
-        MessageResult(users.into_iter().map(|(u, e)| admin_view(u, e)).collect())
+        MessageResult(
+            users
+                .into_iter()
+                .map(|(u, e)| self.admin_view(u, e))
+                .collect(),
+        )
     }
 }
 
@@ -114,8 +159,8 @@ impl Handler<GetAdminPresence> for PresenceRegistry {
         MessageResult(
             self.users
                 .get(&msg.user)
-                .filter(|e| !e.sessions.is_empty())
-                .map(|e| admin_view(&msg.user, e)),
+                .filter(|e| e.connected())
+                .map(|e| self.admin_view(&msg.user, e)),
         )
     }
 }
@@ -133,6 +178,12 @@ pub struct DisconnectUser {
 impl Handler<DisconnectUser> for PresenceRegistry {
     type Result = usize;
     fn handle(&mut self, msg: DisconnectUser, _: &mut Context<Self>) -> usize {
+        // Every node closes its own sessions of the user.
+        self.cluster.publish(ClusterEvent::Disconnect {
+            user: msg.user.clone(),
+            code: msg.code,
+            reason: msg.reason.clone(),
+        });
         let Some(e) = self.users.get_mut(&msg.user) else {
             return 0;
         };
@@ -143,7 +194,7 @@ impl Handler<DisconnectUser> for PresenceRegistry {
                 reason: msg.reason.clone(),
             });
         }
-        e.sessions.len()
+        e.sessions.len() + e.remote_devices
     }
 }
 
@@ -163,11 +214,7 @@ impl Handler<GetPresenceStats> for PresenceRegistry {
     type Result = MessageResult<GetPresenceStats>;
     fn handle(&mut self, _: GetPresenceStats, _: &mut Context<Self>) -> Self::Result {
         MessageResult(PresenceStats {
-            users_online: self
-                .users
-                .values()
-                .filter(|e| !e.sessions.is_empty())
-                .count(),
+            users_online: self.users.values().filter(|e| e.connected()).count(),
             users_visible: self.users.values().filter(|e| e.visible()).count(),
             watchers: self.watching.len(),
         })

@@ -334,3 +334,30 @@ impl Handler<BackplaneResumed> for PresenceRegistry {
         self.republish_all(ctx);
     }
 }
+
+/// The users other nodes report in `room`, with their session counts there (cluster mode's
+/// part of the admin room presence).
+#[derive(Message)]
+#[rtype(result = "Vec<(UserId, usize)>")]
+pub struct RemoteRoomSessions {
+    pub room: RoomId,
+}
+
+impl Handler<RemoteRoomSessions> for PresenceRegistry {
+    type Result = MessageResult<RemoteRoomSessions>;
+    fn handle(&mut self, msg: RemoteRoomSessions, _: &mut Context<Self>) -> Self::Result {
+        let mut out = Vec::new();
+        for user in self.remote.users() {
+            let n: usize = self
+                .remote
+                .entries(user)
+                .filter(|(_, e)| e.rooms.contains(&msg.room))
+                .map(|(_, e)| e.sessions.len())
+                .sum();
+            if n > 0 {
+                out.push((user.clone(), n));
+            }
+        }
+        MessageResult(out)
+    }
+}

@@ -24,6 +24,7 @@ mod cluster;
 mod queries;
 
 pub use admin::*;
+pub use cluster::RemoteRoomSessions;
 pub use queries::*;
 
 use std::collections::{HashMap, HashSet};
