@@ -40,6 +40,8 @@ pub struct NotificationCenter {
     /// Ids pushed live recently: a notification stored while its user was connecting can be
     /// found both by the creator and by the connect-time release; it is pushed once.
     pushed: std::collections::HashSet<String>,
+    /// Cluster mode: pushes reach the user's sessions on the other nodes too.
+    cluster: crate::cluster::Cluster,
 }
 
 /// `{"type":"notification","data":{"id","title","message","is_read","created_at","notification_type"}}`.
@@ -61,8 +63,14 @@ pub fn unread_frame(n: i64) -> EncodedFrame {
 }
 
 impl NotificationCenter {
-    pub fn new(store: Store, clock: Arc<dyn Clock>, sweep_every: Duration) -> Self {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        sweep_every: Duration,
+        cluster: crate::cluster::Cluster,
+    ) -> Self {
         NotificationCenter {
+            cluster,
             store,
             clock,
             sweep_every,
@@ -79,11 +87,28 @@ impl NotificationCenter {
         self.pushed.insert(id.to_owned())
     }
 
+    /// Whether `user` may have a session to push to. In cluster mode that may be on another
+    /// node, which this one does not know: always (counts are read and published).
     fn online(&self, user: &UserId) -> bool {
-        self.sessions.get(user).is_some_and(|s| !s.is_empty())
+        self.cluster.enabled() || self.sessions.get(user).is_some_and(|s| !s.is_empty())
     }
 
+    /// Delivers `frame` to this node's sessions of `user` and, in cluster mode, to the
+    /// other nodes' (`user_frame` on the backplane).
     fn push(&self, user: &UserId, frame: &EncodedFrame) {
+        if self.cluster.enabled() {
+            if let Some(wire) = crate::cluster::wire::WireFrame::from_encoded(frame) {
+                self.cluster
+                    .publish(crate::cluster::wire::ClusterEvent::UserFrame {
+                        user: user.clone(),
+                        frame: wire,
+                    });
+            }
+        }
+        self.push_here(user, frame);
+    }
+
+    fn push_here(&self, user: &UserId, frame: &EncodedFrame) {
         if let Some(sessions) = self.sessions.get(user) {
             for h in sessions.values() {
                 if h.deliver(frame, None) == super::session::DeliverOutcome::Queued {
@@ -559,5 +584,18 @@ impl Handler<CloseNotificationSessions> for NotificationCenter {
             }
         }
         n
+    }
+}
+
+/// A notification or unread count another node pushed for a user: delivered to this
+/// node's sessions of the user.
+impl Handler<crate::cluster::backplane::RemoteClusterEvent> for NotificationCenter {
+    type Result = ();
+    fn handle(&mut self, msg: crate::cluster::backplane::RemoteClusterEvent, _: &mut Context<Self>) {
+        if let crate::cluster::wire::ClusterEvent::UserFrame { user, frame } = msg.0.event {
+            if let Some(frame) = frame.to_encoded() {
+                self.push_here(&user, &frame);
+            }
+        }
     }
 }

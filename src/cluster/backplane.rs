@@ -105,6 +105,8 @@ pub struct SubscribeRoom {
 pub struct AttachCluster {
     pub presence: Recipient<RemoteClusterEvent>,
     pub supervisor: Recipient<RemoteClusterEvent>,
+    /// Notifications and unread counts for a user's sessions (`user_frame`).
+    pub notifications: Recipient<RemoteClusterEvent>,
     pub resumed: Vec<Recipient<BackplaneResumed>>,
     pub live: Recipient<LiveNodes>,
 }
@@ -509,6 +511,7 @@ impl StreamHandler<Msg> for Backplane {
             let Some(a) = &self.attach else { return };
             let to = match env.event {
                 ClusterEvent::UserRoom { .. } => &a.supervisor,
+                ClusterEvent::UserFrame { .. } => &a.notifications,
                 _ => &a.presence,
             };
             to.do_send(RemoteClusterEvent(env));

@@ -128,6 +128,7 @@ impl Engine {
             store.clone(),
             settings.clock.clone(),
             settings.notification_sweep,
+            cluster.clone(),
         )
         .start();
         let rooms = RoomSupervisor::new(
@@ -175,6 +176,7 @@ impl Engine {
             backplane.do_send(AttachCluster {
                 presence: presence.clone().recipient(),
                 supervisor: rooms.clone().recipient(),
+                notifications: notifications.clone().recipient(),
                 resumed: vec![rooms.clone().recipient(), presence.clone().recipient()],
                 live: presence.clone().recipient(),
             });

@@ -18,7 +18,6 @@ use crate::cluster::backplane::{
 };
 use crate::cluster::presence::{RemoteChange, RemoteSession, SharedStatus};
 use crate::cluster::wire::ClusterEvent;
-use crate::protocol::EncodedFrame;
 
 impl PresenceRegistry {
     /// This node's entry for `user`: `None` when it has no session of the user (or the
@@ -196,17 +195,6 @@ impl PresenceRegistry {
         }
     }
 
-    /// Delivers a frame another node sent for every session of `user` here.
-    fn deliver_to_user(&self, user: &UserId, frame: &EncodedFrame) {
-        if let Some(e) = self.users.get(user) {
-            for d in e.sessions.values() {
-                if d.handle.deliver(frame, None) == DeliverOutcome::Queued {
-                    METRICS.frames_out.inc();
-                }
-            }
-        }
-    }
-
     fn republish_all(&mut self, ctx: &mut Context<Self>) {
         let Some(backplane) = self.cluster.backplane().cloned() else {
             return;
@@ -289,11 +277,8 @@ impl Handler<RemoteClusterEvent> for PresenceRegistry {
                     self.apply_remote(&node, &user, None, u64::MAX);
                 }
             }
-            ClusterEvent::UserFrame { user, frame } => {
-                if let Some(frame) = frame.to_encoded() {
-                    self.deliver_to_user(&user, &frame);
-                }
-            }
+            // Routed to the notification center by the backplane.
+            ClusterEvent::UserFrame { .. } => {}
             ClusterEvent::Disconnect { user, code, reason } => {
                 if let Some(e) = self.users.get_mut(&user) {
                     e.skip_grace = true;
