@@ -1,7 +1,6 @@
-//! Database faults: start-up with the database down, outages and stalls while clients are
-//! connected. Outages are injected with a TCP proxy between Herald and PostgreSQL, never by
-//! stopping the shared server; on SQLite (no network) only the start-up case applies (the
-//! room-load tests return early there).
+//! Database faults on PostgreSQL: start-up with the database down, an outage and a stall
+//! while clients are connected, and rooms that cannot load. A TCP proxy between Herald and
+//! PostgreSQL injects them (`fault_proxy.rs`), never by stopping the shared server.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,25 +41,6 @@ async fn send_until_acked(c: &mut WsClient, room: &str, text: &str, cmid: &str) 
         actix::clock::sleep(Duration::from_millis(250)).await;
     }
     panic!("{cmid} was never acked");
-}
-
-#[actix_web::test]
-async fn readyz_is_503_with_a_reason_while_the_database_cannot_be_opened() {
-    let dir =
-        std::env::temp_dir().join(format!("herald-missing-{}", uuid::Uuid::new_v4().simple()));
-    let url = format!("sqlite://{}/no/such/dir/herald.db", dir.display());
-    let app = spawn_app_on(&url, |s| s.db_timeout = Duration::from_millis(300)).await;
-    let (status, body) = app.get("/readyz", None).await;
-    assert_eq!(status, 503);
-    assert!(
-        body["reason"].as_str().is_some_and(|r| !r.is_empty()),
-        "{body}"
-    );
-    assert_eq!(
-        app.get("/healthz", None).await.0,
-        200,
-        "the process itself is up"
-    );
 }
 
 #[actix_web::test]
