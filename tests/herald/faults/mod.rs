@@ -1,10 +1,9 @@
 //! Database faults: start-up with the database down, outages and stalls while clients are
 //! connected. Outages are injected with a TCP proxy between Herald and PostgreSQL, never by
-//! stopping the shared server; on SQLite (no network) only the start-up case applies (the
-//! room-load tests return early there).
+//! stopping the shared server, so on SQLite (no network) only the start-up case applies.
 //!
-//! `postgres.rs` holds the tests that need PostgreSQL (the fault proxy sits on its TCP
-//! connection); this file the start-up case that applies to SQLite too.
+//! This file holds that start-up case; `postgres.rs` the tests that need PostgreSQL, each
+//! `#[ignore]`d and failing when run without it.
 
 use std::time::Duration;
 
