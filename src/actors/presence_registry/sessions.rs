@@ -10,7 +10,7 @@ use crate::domain::{SessionId, UserId};
 
 use super::{DevicePresence, PresenceRegistry, UserPresence};
 /// Sent when a session has registered with the room supervisor, before it is subscribed to
-/// its rooms (the supervisor reports those with [`UserRoomsChanged`]).
+/// its rooms (the supervisor reports those with [`UserRoomsChanged`](crate::actors::room_supervisor::UserRoomsChanged)).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SessionOpened {

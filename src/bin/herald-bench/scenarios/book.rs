@@ -20,7 +20,7 @@ pub fn frame_type(text: &str) -> &str {
 /// The marker every bench message body starts with.
 pub(super) const TAG: &str = "hb1 t=";
 
-/// Reads `(sent_at_nanos, id)` from a `message` frame written by [`Publisher::publish`].
+/// Reads `(sent_at_nanos, id)` from a `message` frame written by [`Publisher::publish`](super::Publisher::publish).
 pub fn parse_tag(text: &str) -> Option<(u64, u64)> {
     let rest = &text[text.find(TAG)? + TAG.len()..];
     let (t, rest) = rest.split_once(' ')?;
