@@ -57,7 +57,7 @@ use actix::prelude::*;
 
 use super::database::LoadPendingOutbox;
 use super::inflight::InFlight;
-use super::room::*;
+use super::room::{MessageNotifier, Room, RoomPolicy, Shutdown};
 use super::session::{SessionControl, SessionHandle};
 use crate::domain::{RoomId, RoomKind, SessionId, UserId};
 use crate::engine::Store;
