@@ -10,7 +10,9 @@
 //! - [`config`]: settings from `HERALD_*` variables, flags and the config file: `config/mod.rs`
 //!   (`Settings` and defaults), `args`, `file`, `show` (`herald config`), `secret`, `hooks`.
 //! - [`clock`]: the time source of presence decisions (manual in tests).
-//! - [`startup`]: `Application::build` wires database, actors and HTTP server.
+//! - [`startup`]: `Application::build` wires database, actors and HTTP server: `startup/mod.rs`
+//!   (`Application`, start-up errors, listener, signals), `tls`, `server` (the per-worker `App`
+//!   and the upgrade hook), `cors`, `rest_limit`.
 //! - [`engine`]: the actor handles and the operations on them, shared by sessions, REST and tests:
 //!   `engine/mod.rs` (the `Engine` handle, `Store`, `Engine::start`), then one file per concern:
 //!   `session_start`, `admission`, `requests` (`execute`), `messaging`, `presence`, `policy`
@@ -18,15 +20,21 @@
 //!   `device_expiry`.
 //! - [`actors`]: `WsSession`, `RoomSupervisor`, `Room`, `PresenceRegistry`, `CommitQueue`, `Database`;
 //!   the larger actors are directories with one file per concern (`room_supervisor/`: `admission`,
-//!   `sessions`, `routing`, `outbox_sweep`, `queries`; `room/`; `presence_registry/`).
+//!   `sessions`, `routing`, `outbox_sweep`, `queries`; `room/`: `publish`, `lifecycle`,
+//!   `membership`, `events`, `notifier`; `presence_registry/`: `sessions`, `queries`, `admin`;
+//!   `notification_center/`: `notify`, `read`, `sweep`; `socketio_session/`: `connect`,
+//!   `transport`, `wire`; `session/`: `WsSession`, and `handle` for what reaches every session).
 //! - [`protocol`]: wire frames of the native protocol: client frames parsed into requests
 //!   (`protocol/client.rs`), the typed server frames (`protocol/frames.rs`), each encoded once
 //!   for both wires, and the objects inside them (`protocol.rs`).
 //! - [`domain`]: validated ids and values.
 //! - [`rate`]: token buckets and per-session request limits.
+//! - [`admission`]: client addresses (through trusted proxies), connection rates, and the
+//!   ticket holding a session's place under the per-user and per-address caps.
 //! - [`recovery`]: Socket.IO connection-state recovery (`pid`, offsets) over the room streams.
 //! - [`readiness`]: the briefly cached, single-flight `/readyz` check.
-//! - [`auth`]: JWT verification and minting.
+//! - [`auth`]: JWT verification and minting: `auth/mod.rs` (claims, refusals, the caller),
+//!   `keys`, `secret` (the secret file, key warnings), `extractor` (where a token is read).
 //! - [`db`]: Diesel schema, models, queries and migrations (SQLite and PostgreSQL).
 //! - [`routes`]: HTTP handlers.
 //! - [`socketio`]: Engine.IO v4 / Socket.IO v5 wire formats.
@@ -36,6 +44,7 @@
 //! - [`stream`]: per-room continuity of a session's `message` frames (replay, live, catch-up).
 //! - [`unread`]: per-session unread counts and `room_unread` frames.
 //! - [`wsframe`]: RFC 6455 message reassembly and close codes.
+//! - [`ws_transport`]: upgraded WebSocket connections served without actix-http's buffers.
 //! - [`testkit`]: drive the engine from tests without sockets.
 //!
 //! ```text

@@ -2,9 +2,9 @@
 //! and the admin disconnect of a user's sessions.
 
 use super::Engine;
-use crate::actors::notification_center::*;
-use crate::actors::presence_registry::*;
-use crate::actors::room_supervisor::*;
+use crate::actors::notification_center::{CloseNotificationSessions, NotificationUnsubscribe};
+use crate::actors::presence_registry::{DisconnectUser, SessionClosed};
+use crate::actors::room_supervisor::{AdmissionTicket, AdmitSession, Disconnect};
 use crate::domain::{SessionId, UserId};
 use crate::error::EngineError;
 use crate::metrics::METRICS;

@@ -4,9 +4,11 @@
 use serde_json::{json, Value};
 
 use super::Engine;
-use crate::actors::presence_registry::*;
+use crate::actors::presence_registry::GetPresence;
 use crate::actors::room::{Caller, History, Publish, Receipt, Typing};
-use crate::actors::room_supervisor::*;
+use crate::actors::room_supervisor::{
+    ChangeMember, CreateRoom, Join, Leave, RouteHistory, RoutePublish, RouteReceipt, RouteTyping,
+};
 use crate::db::models::{NewMessage, StoredMessage};
 use crate::domain::{ReceiptStatus, RoomId, SessionId, UserId};
 use crate::error::EngineError;

@@ -38,9 +38,9 @@ use actix::prelude::*;
 
 use crate::actors::commit_queue::CommitQueue;
 use crate::actors::database::Database;
-use crate::actors::notification_center::*;
-use crate::actors::presence_registry::*;
-use crate::actors::room_supervisor::*;
+use crate::actors::notification_center::NotificationCenter;
+use crate::actors::presence_registry::{PresencePolicy, PresenceRegistry};
+use crate::actors::room_supervisor::{AttachPresence, RoomSupervisor, SweepOutbox};
 use crate::auth::JwtKeys;
 use crate::cluster::backplane::AttachCluster;
 use crate::cluster::{Backplane, Cluster};

@@ -1,7 +1,7 @@
 //! Notification operations: notify, mark read, delete, list, unread count and preferences.
 
 use super::{persist, Engine};
-use crate::actors::notification_center::*;
+use crate::actors::notification_center::{DeleteNotification, MarkRead, Notified, Notify};
 use crate::domain::UserId;
 use crate::error::EngineError;
 

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::Engine;
-use crate::actors::presence_registry::*;
+use crate::actors::presence_registry::{GetPresence, SetStatus, Unwatch, Watch};
 use crate::actors::session::SessionHandle;
 use crate::domain::{ChosenStatus, CustomMessage, SessionId, UserId};
 use crate::error::EngineError;

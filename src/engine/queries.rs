@@ -7,9 +7,11 @@ use serde_json::{json, Value};
 
 use super::{persist, Engine};
 use crate::actors::database::ListUserRooms;
-use crate::actors::presence_registry::*;
+use crate::actors::presence_registry::{
+    AdminPresence, GetAdminPresence, GetPresenceStats, ListOnline, RemoteRoomSessions,
+};
 use crate::actors::room::RoomOnline;
-use crate::actors::room_supervisor::*;
+use crate::actors::room_supervisor::{GetRoom, GetRoomPresence, GetRoomStats, GetSessionRooms};
 use crate::db::models::RoomSummary;
 use crate::domain::{RoomId, UserId};
 use crate::error::EngineError;

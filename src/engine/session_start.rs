@@ -2,9 +2,9 @@
 //! resumes, the first replay pages and the `sync` frame.
 
 use super::{persist, Engine};
-use crate::actors::notification_center::*;
-use crate::actors::presence_registry::*;
-use crate::actors::room_supervisor::*;
+use crate::actors::notification_center::{unread_frame, NotificationSubscribe};
+use crate::actors::presence_registry::SessionOpened;
+use crate::actors::room_supervisor::{Connect, SubscribeSession};
 use crate::actors::session::SessionHandle;
 use crate::config::Hook;
 use crate::db::models::{RoomSummary, StoredMessage};

@@ -5,8 +5,8 @@ use std::time::Duration;
 use actix::MailboxError;
 
 use super::Engine;
-use crate::actors::notification_center::*;
-use crate::actors::presence_registry::*;
+use crate::actors::notification_center::CloseNotificationSessions;
+use crate::actors::presence_registry::{AwaitSessionsClosed, CloseAllSessions, FlushLastSeen};
 use crate::protocol;
 
 /// How long shutdown waits for the closed sessions to unregister before it drains the

@@ -8,9 +8,11 @@
 //! that also releases the sender's ack — so no client ever sees a seq that could be reused.
 //! Every broadcast frame is encoded once and shared by all recipients.
 //!
-//! Files: `mod.rs` (state, the publish pipeline, subscriptions, lifecycle), `membership.rs`
-//! (join, leave, invitations, creation), `events.rs` (typing, receipts, history, presence
-//! diffs, message status), `notifier.rs` (notifications caused by messages).
+//! Files: `mod.rs` (state, the helpers the other files share, subscriptions), `publish.rs`
+//! (the publish pipeline: pending queue, batch commit, fan-out, notification redo),
+//! `lifecycle.rs` (loading with retry, giving up, idle shutdown), `membership.rs` (join,
+//! leave, invitations, creation), `events.rs` (typing, receipts, history, presence diffs,
+//! message status), `notifier.rs` (notifications caused by messages).
 //!
 //! Loading: the room reads itself (`LoadRoom`) before it handles anything. A failed read is
 //! retried with backoff while the mailbox waits, so subscriptions and requests queued during
@@ -22,13 +24,17 @@
 //! docs/architecture.md).
 
 mod events;
+mod lifecycle;
 mod membership;
 mod notifier;
+mod publish;
 mod remote;
 
 pub use events::*;
+pub use lifecycle::{Shutdown, LOAD_RETRY_FIRST_DELAY, LOAD_RETRY_MAX_DELAY};
 pub use membership::*;
 pub use notifier::{Followup, MessageNotifier};
+pub use publish::{Publish, Published, RedoNotifications};
 pub use remote::{MemberChanged, Resync};
 
 use std::collections::HashMap;
@@ -39,13 +45,12 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::commit_queue::Commit;
-use super::database::LoadRoom;
 use super::inflight::InFlight;
 use super::room_supervisor::RoomFailed;
 use super::session::{DeliverOutcome, FrameMeta, SessionHandle};
 use crate::cluster::reorder::Reorder;
 use crate::cluster::Cluster;
-use crate::db::models::{MemberRole, NewMessage, StoredMessage, WriteOp, WriteOutcome};
+use crate::db::models::{MemberRole, NewMessage, WriteOp, WriteOutcome};
 use crate::domain::{RoomId, SessionId, UserId};
 use crate::engine::Store;
 use crate::error::{EngineError, PersistError};
@@ -226,98 +231,6 @@ impl Room {
             .store(self.subscribers.len(), Ordering::Relaxed);
     }
 
-    fn flush_pending(&mut self, ctx: &mut Context<Self>) {
-        if self.writing || self.pending.is_empty() {
-            return;
-        }
-        let batch = std::mem::take(&mut self.pending);
-        let mut messages = Vec::with_capacity(batch.len());
-        let mut waiters = Vec::with_capacity(batch.len());
-        for p in batch {
-            messages.push(p.message);
-            waiters.push((p.origin, p.reply));
-        }
-        self.writing = true;
-        let ops = vec![WriteOp::AppendMessages {
-            room: self.id.clone(),
-            messages,
-            outbox: self.notifier.outbox_policy(),
-        }];
-        self.store
-            .commits
-            .send(Commit { ops })
-            .into_actor(self)
-            .map(move |res, act, ctx| {
-                act.writing = false;
-                let appended = match res.map_err(PersistError::from).and_then(|r| r) {
-                    Ok(mut outcomes) => match outcomes.pop() {
-                        Some(WriteOutcome::Appended(list)) if list.len() == waiters.len() => {
-                            Ok(list)
-                        }
-                        other => Err(EngineError::Internal(format!(
-                            "unexpected append outcome {other:?}"
-                        ))),
-                    },
-                    Err(e) => Err(EngineError::from(e)),
-                };
-                match appended {
-                    Ok(list) => {
-                        let mut clears = Vec::new();
-                        for ((origin, reply), a) in waiters.into_iter().zip(list) {
-                            if !a.duplicate {
-                                METRICS.messages_in.inc();
-                                act.after_message(&a.message, &mut clears);
-                                act.committed(&a.message, origin, ctx);
-                            }
-                            let _ = reply.send(Ok(Published {
-                                message: a.message,
-                                duplicate: a.duplicate,
-                            }));
-                        }
-                        act.clear_outbox(clears);
-                    }
-                    Err(e) => {
-                        for (_, reply) in waiters {
-                            let _ = reply.send(Err(e.clone()));
-                        }
-                    }
-                }
-                act.flush_pending(ctx);
-                if act.stopping && !act.writing {
-                    ctx.stop();
-                }
-            })
-            .spawn(ctx);
-    }
-
-    /// Sends the notifications a just-committed message causes. Fire and forget on purpose:
-    /// if this process dies or the notification commit fails, the message's outbox row stays
-    /// and the sweep processes it again. Outbox rows of messages that need no notification
-    /// are collected in `clears`, for one delete per batch.
-    fn after_message(&self, m: &StoredMessage, clears: &mut Vec<String>) {
-        let has_outbox = self.notifier.has_outbox(&self.id, m);
-        match self
-            .notifier
-            .plan(&self.id, m, has_outbox, &self.members, &self.subscribers)
-        {
-            Followup::Nothing => {}
-            Followup::Notify(n) => self.notifier.center.do_send(*n),
-            Followup::Clear(id) => clears.push(id),
-        }
-    }
-
-    /// Deletes the outbox rows of messages that needed no notification, in one write. Fire
-    /// and forget: a row whose delete is lost is re-processed by the sweep, which again
-    /// finds nothing due and deletes it.
-    fn clear_outbox(&self, message_ids: Vec<String>) {
-        if message_ids.is_empty() {
-            return;
-        }
-        self.store.commits.do_send(Commit {
-            ops: vec![WriteOp::ClearOutbox { message_ids }],
-        });
-    }
-
     fn commit(
         &self,
         ops: Vec<WriteOp>,
@@ -415,120 +328,6 @@ fn write_timed_out() -> EngineError {
     )
 }
 
-impl Actor for Room {
-    type Context = Context<Self>;
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        self.leave_backplane();
-    }
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        // Nothing may be handled before membership and last_seq are known: the mailbox is
-        // held (`wait`) through every retry, so the subscriptions and requests queued
-        // meanwhile are served once the database answers, or dropped (and their senders
-        // told by the supervisor) when the room gives up.
-        let reader = self.store.reader.clone();
-        let room = self.id.clone();
-        let window = self.policy.load_retry;
-        async move { load_with_retry(reader, room, window).await }
-            .into_actor(self)
-            .then(|res, act, ctx| {
-                match res {
-                    Ok(Some(record)) => {
-                        act.exists = true;
-                        act.name = record.name;
-                        act.last_seq = record.last_seq;
-                        act.reorder = Reorder::new(record.last_seq, remote::MAX_HELD);
-                        act.members = record.members.into_iter().collect();
-                    }
-                    Ok(None) => act.exists = false,
-                    Err(e) => return act.give_up(e, ctx),
-                }
-                act.loaded.store(true, Ordering::Relaxed);
-                act.join_backplane(ctx);
-                Box::pin(fut::ready(()))
-            })
-            .wait(ctx);
-    }
-}
-
-/// Delay before the second attempt to load a room; doubled after each failure.
-pub const LOAD_RETRY_FIRST_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// Longest delay between two attempts to load a room.
-pub const LOAD_RETRY_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// Reads the room, retrying with backoff ([`LOAD_RETRY_FIRST_DELAY`] doubling up to
-/// [`LOAD_RETRY_MAX_DELAY`]) until it succeeds or `window` has passed since the first try.
-async fn load_with_retry(
-    reader: Addr<super::database::Database>,
-    room: RoomId,
-    window: std::time::Duration,
-) -> Result<Option<crate::db::models::RoomRecord>, PersistError> {
-    let deadline = std::time::Instant::now() + window;
-    let mut delay = LOAD_RETRY_FIRST_DELAY;
-    let mut attempt = 1u32;
-    loop {
-        let res = reader
-            .send(LoadRoom { room: room.clone() })
-            .await
-            .map_err(PersistError::from)
-            .and_then(|r| r);
-        let e = match res {
-            Ok(r) => {
-                if attempt > 1 {
-                    log::info!("room {room} loaded after {attempt} attempts");
-                }
-                return Ok(r);
-            }
-            Err(e) => e,
-        };
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return Err(e);
-        }
-        log::warn!("room {room} could not load (attempt {attempt}, retrying in {delay:?}): {e}");
-        actix::clock::sleep(delay.min(left)).await;
-        delay = (delay * 2).min(LOAD_RETRY_MAX_DELAY);
-        attempt += 1;
-    }
-}
-
-impl Room {
-    /// The room could not be loaded within `load_retry`: tells the supervisor, which forgets
-    /// the room and tells every session it counted as subscribed, and stops. The mailbox is
-    /// held until the supervisor has answered, so no request can reach a fresh room for the
-    /// same id in between; what is still queued is dropped (its senders get `unavailable`).
-    fn give_up(
-        &mut self,
-        e: PersistError,
-        ctx: &mut Context<Self>,
-    ) -> std::pin::Pin<Box<dyn ActorFuture<Self, Output = ()>>> {
-        log::error!(
-            "room {} could not load within {:?}, giving up: {e}",
-            self.id,
-            self.policy.load_retry
-        );
-        let report = self.supervisor.as_ref().and_then(|s| s.upgrade()).map(|s| {
-            s.send(RoomFailed {
-                room: self.id.clone(),
-                addr: ctx.address(),
-                reason: format!("room {} is unavailable: storage cannot be reached", self.id),
-            })
-        });
-        Box::pin(
-            async move {
-                if let Some(r) = report {
-                    // The supervisor gone means the whole engine is stopping.
-                    let _ = r.await;
-                }
-            }
-            .into_actor(self)
-            .map(|_, _, ctx: &mut Context<Self>| ctx.stop()),
-        )
-    }
-}
-
 /// Sent by the supervisor: route this session's traffic of the room to it. Answers the
 /// room's seq at that moment (`None` when the user is not a member): every later message
 /// reaches the session live, every earlier one is committed and can be read.
@@ -567,142 +366,6 @@ impl Handler<Unsubscribe> for Room {
             if !self.subscribers.values().any(|s| s.user == h.user) {
                 self.end_typing(&h.user);
             }
-        }
-    }
-}
-
-/// A stored message and whether it was stored earlier (an idempotent retry).
-#[derive(Debug, Clone)]
-pub struct Published {
-    pub message: StoredMessage,
-    pub duplicate: bool,
-}
-
-/// Sent by the supervisor for a `send`: store and, once committed, fan out.
-#[derive(Message)]
-#[rtype(result = "Result<Published, EngineError>")]
-pub struct Publish {
-    pub message: NewMessage,
-    /// The sending session, which gets the ack instead of the `message` frame.
-    pub origin: Option<SessionId>,
-    /// A system message from an app backend or admin (REST): the sender need not be a
-    /// member, but the room must exist.
-    pub system: bool,
-}
-
-impl Handler<Publish> for Room {
-    type Result = ResponseFuture<Result<Published, EngineError>>;
-    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) -> Self::Result {
-        let allowed = if msg.system {
-            if self.exists {
-                Ok(())
-            } else {
-                Err(EngineError::NotFound(format!("no room {}", self.id)))
-            }
-        } else {
-            self.require_member(&msg.message.sender)
-        };
-        if let Err(e) = allowed {
-            return Box::pin(async move { Err(e) });
-        }
-        // A message ends the sender's typing indicator, as in every chat client.
-        self.typing.remove(&msg.message.sender);
-        let (tx, rx) = oneshot::channel();
-        self.pending.push(PendingPublish {
-            message: msg.message,
-            origin: msg.origin,
-            reply: tx,
-        });
-        self.flush_pending(ctx);
-        let timeout = self.store.write_timeout;
-        Box::pin(async move {
-            match actix::clock::timeout(timeout, rx).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(_)) => Err(EngineError::Unavailable(
-                    "room stopped before the message was stored".into(),
-                )),
-                // The batch stays in flight: if it commits later it is fanned out then, and
-                // a retry with the same client_msg_id gets the original ack.
-                Err(_) => Err(write_timed_out()),
-            }
-        })
-    }
-}
-
-/// Sent by the supervisor's outbox sweep: these stored messages of the room still have
-/// `notification_outbox` rows (their notifications were never settled); plan them again
-/// with today's members and subscribers. Answers once every resulting write answered (or
-/// the write timeout passed), so the sweep does not hand out the same rows again meanwhile.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RedoNotifications {
-    pub messages: Vec<StoredMessage>,
-}
-
-impl Handler<RedoNotifications> for Room {
-    type Result = ResponseFuture<()>;
-    fn handle(&mut self, msg: RedoNotifications, _: &mut Context<Self>) -> Self::Result {
-        let mut notifies = Vec::new();
-        let mut clears = Vec::new();
-        for m in &msg.messages {
-            match self
-                .notifier
-                .plan(&self.id, m, true, &self.members, &self.subscribers)
-            {
-                Followup::Nothing => {}
-                Followup::Notify(n) => notifies.push(*n),
-                Followup::Clear(id) => clears.push(id),
-            }
-        }
-        let room = self.id.clone();
-        let center = self.notifier.center.clone();
-        let commits = self.store.commits.clone();
-        let timeout = self.store.write_timeout;
-        Box::pin(async move {
-            let sends =
-                futures_util::future::join_all(notifies.into_iter().map(|n| center.send(n)));
-            let clear = async {
-                if clears.is_empty() {
-                    return Ok(Vec::new());
-                }
-                commits
-                    .send(Commit {
-                        ops: vec![WriteOp::ClearOutbox {
-                            message_ids: clears,
-                        }],
-                    })
-                    .await
-                    .map_err(PersistError::from)
-                    .and_then(|r| r)
-            };
-            match actix::clock::timeout(timeout, futures_util::future::join(sends, clear)).await {
-                Ok((sent, cleared)) => {
-                    // What failed keeps its outbox row: the next sweep tries again.
-                    let failed = sent.into_iter().filter(|r| !matches!(r, Ok(Ok(_)))).count();
-                    if failed > 0 {
-                        log::warn!("room {room}: {failed} re-processed notifications failed");
-                    }
-                    if let Err(e) = cleared {
-                        log::warn!("room {room}: outbox rows not cleared: {e}");
-                    }
-                }
-                Err(_) => log::warn!("room {room}: re-processed notifications timed out"),
-            }
-        })
-    }
-}
-
-/// Sent by the supervisor's idle sweep: stop once nothing is in flight.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
-
-impl Handler<Shutdown> for Room {
-    type Result = ();
-    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
-        self.stopping = true;
-        if !self.writing && self.pending.is_empty() {
-            ctx.stop();
         }
     }
 }

@@ -3,6 +3,7 @@
 //! room when the backplane comes back.
 
 use super::*;
+use crate::actors::room::{MemberChanged, Resync};
 use crate::cluster::backplane::{BackplaneResumed, RemoteClusterEvent, SetSessionCounts};
 use crate::cluster::wire::{ClusterEvent, WireRole};
 use crate::db::models::MemberRole;

@@ -57,7 +57,7 @@ use actix::prelude::*;
 
 use super::database::LoadPendingOutbox;
 use super::inflight::InFlight;
-use super::room::*;
+use super::room::{MessageNotifier, Room, RoomLinks, RoomPolicy, Shutdown};
 use super::session::{SessionControl, SessionHandle};
 use crate::cluster::Cluster;
 use crate::domain::{RoomId, RoomKind, SessionId, UserId};

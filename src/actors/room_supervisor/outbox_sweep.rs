@@ -2,6 +2,7 @@
 //! them back to their rooms (`RedoNotifications`); `SweepOutbox` runs one now.
 
 use super::*;
+use crate::actors::room::RedoNotifications;
 
 /// Most outbox rows one sweep takes (oldest first); the rest wait for the next sweep.
 pub const OUTBOX_BATCH: i64 = 500;

@@ -3,6 +3,7 @@
 
 use super::routing::within;
 use super::*;
+use crate::actors::room::{GetRoomOnline, RoomOnline};
 
 /// Sent by the admin room presence route.
 #[derive(Message)]

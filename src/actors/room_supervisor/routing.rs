@@ -3,6 +3,10 @@
 //! `PresenceChanged` and `GetRoom`, with the refusals it answers without starting a room.
 
 use super::*;
+use crate::actors::room::{
+    AddMember, BroadcastPresence, Caller, CreatePrivate, EnsureDirect, History, JoinMember, Joined,
+    LeaveMember, Publish, Published, Receipt, RemoveMember, Room, Typing,
+};
 use crate::db::models::MemberRole;
 
 /// Sent for a `join`.

@@ -3,6 +3,7 @@
 //! rooms to the presence registry (`UserRoomsChanged`, `AttachPresence`).
 
 use super::*;
+use crate::actors::room::{Subscribe, Unsubscribe};
 
 impl RoomSupervisor {
     /// The live sessions of `user`, for a room to subscribe in the same turn that makes

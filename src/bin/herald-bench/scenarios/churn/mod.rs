@@ -12,8 +12,10 @@
 //! member). A disconnected user rests for `--cool` before it is used again: a reconnect
 //! within the server's presence grace period (3 s) would produce no diff at all. Leaves are
 //! timed too (disconnect → diff naming the user); they include that grace period.
+//!
+//! Files: this one holds the arguments and the run; `observer.rs` the observers' handler,
+//! which times each join and leave by the `room_presence` diff naming the user.
 
-use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
@@ -22,16 +24,18 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
-use serde::Deserialize;
 use serde_json::json;
 use tokio::time::{interval, MissedTickBehavior};
 
 use super::{
-    close_all, connect_many, connect_one, frame_type, join, pause, report_resources, BenchResult,
-    Ctx, Progress,
+    close_all, connect_many, connect_one, join, pause, report_resources, BenchResult, Ctx, Progress,
 };
-use crate::client::{self, Conn, Event, Handler};
+use crate::client::{self, Conn};
 use crate::stats::{fmt_int, fmt_loss, unix_nanos, CpuMeter, Lat, Report};
+
+mod observer;
+
+use observer::observer;
 
 #[derive(Args, Clone, Debug)]
 pub struct ChurnArgs {
@@ -66,26 +70,6 @@ pub struct ChurnArgs {
     pub drain: Duration,
 }
 
-#[derive(Deserialize)]
-struct Diff<'a> {
-    #[serde(borrow)]
-    data: DiffData<'a>,
-}
-
-#[derive(Deserialize)]
-struct DiffData<'a> {
-    #[serde(default, borrow)]
-    joins: Vec<Who<'a>>,
-    #[serde(default, borrow)]
-    leaves: Vec<Who<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Who<'a> {
-    #[serde(borrow)]
-    user: Cow<'a, str>,
-}
-
 /// Presence timing shared by the observers and the churn loop.
 #[derive(Default)]
 struct Watch {
@@ -101,54 +85,6 @@ struct Watch {
     max_diff_joins: usize,
     parse_errors: u64,
     observer_closes: BTreeMap<String, u64>,
-}
-
-fn observer(watch: Rc<RefCell<Watch>>) -> Handler {
-    Box::new(move |ev| match ev {
-        Event::Text(t, rx_ns) if frame_type(t) == "room_presence" => {
-            // When the diff reached the socket (kernel timestamp), else now.
-            let now = rx_ns.unwrap_or_else(unix_nanos);
-            let mut w = watch.borrow_mut();
-            w.diffs += 1;
-            w.diff_bytes += t.len() as u64;
-            let diff: Diff = match serde_json::from_str(t) {
-                Ok(d) => d,
-                Err(_) => {
-                    w.parse_errors += 1;
-                    return;
-                }
-            };
-            w.max_diff_joins = w.max_diff_joins.max(diff.data.joins.len());
-            let observers = w.observers;
-            for j in &diff.data.joins {
-                if let Some((t0, seen)) = w.joins.get_mut(j.user.as_ref()) {
-                    let t0 = *t0;
-                    *seen += 1;
-                    let done = *seen >= observers;
-                    w.join_lat.record_nanos(now.saturating_sub(t0));
-                    if done {
-                        w.joins.remove(j.user.as_ref());
-                    }
-                }
-            }
-            for l in &diff.data.leaves {
-                if let Some((t0, seen)) = w.leaves.get_mut(l.user.as_ref()) {
-                    let t0 = *t0;
-                    *seen += 1;
-                    let done = *seen >= observers;
-                    w.leave_lat.record_nanos(now.saturating_sub(t0));
-                    if done {
-                        w.leaves.remove(l.user.as_ref());
-                    }
-                }
-            }
-        }
-        Event::Closed(info) if !info.by_us => {
-            let key = info.code.map_or("error".into(), |c| c.to_string());
-            *watch.borrow_mut().observer_closes.entry(key).or_default() += 1;
-        }
-        _ => {}
-    })
 }
 
 pub async fn run(ctx: &Ctx, a: &ChurnArgs) -> BenchResult<Report> {

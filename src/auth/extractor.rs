@@ -1,0 +1,63 @@
+//! Where a request's token is read (the `Authorization` header; `?token=` on WebSocket
+//! handshakes only) and the `AuthenticatedUser` extractor of REST routes.
+
+use std::future::{ready, Ready};
+
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use serde::Deserialize;
+
+use super::{AuthError, AuthenticatedUser, JwtKeys};
+use crate::error::{AppError, ErrorCode};
+/// The token of an `Authorization: Bearer <JWT>` header, if the request has one.
+pub fn bearer_token(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
+}
+
+/// The token of a WebSocket handshake: `Authorization: Bearer`, else the `token` query
+/// parameter (browsers cannot set headers on an upgrade). REST must use [`bearer_token`].
+pub fn token_from_request(req: &HttpRequest) -> Option<String> {
+    bearer_token(req).or_else(|| {
+        web::Query::<TokenQuery>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.into_inner().token)
+    })
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+fn engine_keys(req: &HttpRequest) -> Result<&JwtKeys, AppError> {
+    req.app_data::<web::Data<crate::engine::Engine>>()
+        .map(|e| e.keys.as_ref())
+        .ok_or_else(|| AppError::new(ErrorCode::Internal, "engine not configured"))
+}
+
+/// Verifies a REST request's token, taken only from the `Authorization` header: `?token=` is
+/// refused (401) because query strings are logged by proxies and servers.
+pub fn authenticate(req: &HttpRequest) -> Result<AuthenticatedUser, AppError> {
+    let keys = engine_keys(req)?;
+    let token = bearer_token(req).ok_or(AuthError::MissingHeader)?;
+    Ok(keys.verify(&token)?)
+}
+
+/// Verifies a WebSocket handshake's token: the `Authorization` header or `?token=`.
+pub fn authenticate_socket(req: &HttpRequest) -> Result<AuthenticatedUser, AppError> {
+    let keys = engine_keys(req)?;
+    let token = token_from_request(req).ok_or(AuthError::Missing)?;
+    Ok(keys.verify(&token)?)
+}
+
+impl FromRequest for AuthenticatedUser {
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req))
+    }
+}
