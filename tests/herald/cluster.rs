@@ -723,3 +723,30 @@ async fn cluster_rest_on_any_node_sees_the_cluster() {
     assert!(a1.expect_close().await.is_some());
     assert!(a2.expect_close().await.is_some());
 }
+
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and Redis (cluster pass of .ci/run)"]
+async fn cluster_a_backend_notification_reaches_the_users_sockets_on_every_node() {
+    let cluster = spawn_cluster(3, |_| {}).await;
+    let [n1, n2, n3] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let mut on1 = n1.ws("nina").await;
+    let mut on2 = n2.ws("nina").await;
+    // A backend posts through the third node, where nina has no session.
+    let (status, out) = n3
+        .send_json(
+            "POST",
+            "/v1/admin/notifications",
+            Some(&n3.service_token()),
+            Some(json!({"users": ["nina"], "notification_type": "alert", "title": "hello"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{out}");
+    for c in [&mut on1, &mut on2] {
+        let n = c.recv_type("notification").await;
+        assert_eq!(n["data"]["title"], "hello");
+        let u = c.recv_type("unread_count").await;
+        assert_eq!(u["data"]["unread_count"], 1);
+    }
+}
