@@ -10,6 +10,9 @@
 //! - [`config`]: settings from `HERALD_*` variables, flags and the config file: `config/mod.rs`
 //!   (`Settings` and defaults), `args`, `file`, `show` (`herald config`), `secret`, `hooks`.
 //! - [`clock`]: the time source of presence decisions (manual in tests).
+//! - [`cluster`]: cluster mode (`HERALD_REDIS_URL`): the `Backplane` actor (the only code
+//!   that talks to Redis), the wire events between nodes, a room's seq reorder buffer, and the
+//!   other nodes' presence entries (docs/cluster.md).
 //! - [`startup`]: `Application::build` wires database, actors and HTTP server: `startup/mod.rs`
 //!   (`Application`, start-up errors, listener, signals), `tls`, `server` (the per-worker `App`
 //!   and the upgrade hook), `cors`, `rest_limit`.

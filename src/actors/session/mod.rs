@@ -302,7 +302,11 @@ impl Actor for WsSession {
             protocol: protocol::PROTOCOL_VERSION,
             server_time: rfc3339(now_millis()),
             server_version: env!("CARGO_PKG_VERSION"),
-            session_id: self.id.to_string(),
+            // Unique in the cluster: `<node>:<n>` in cluster mode, as admin views show it.
+            session_id: match self.engine.cluster.node_id() {
+                Some(node) => format!("{node}:{}", self.id),
+                None => self.id.to_string(),
+            },
             user_id: &self.auth.user_id,
         });
         ctx.text(ack.encode().into_native());
