@@ -180,7 +180,7 @@ impl Handler<Receipt> for Room {
                     status: msg.status,
                 });
                 act.broadcast_with(&frame, Some(meta), |s| Some(s.id) != msg.origin);
-                act.publish_receipt(&frame, &msg.user, msg.seq, msg.status);
+                act.publish_frame(&frame, None, Some((msg.user.clone(), msg.seq, msg.status)));
             }
             Ok(())
         }))

@@ -302,7 +302,7 @@ impl Room {
     fn broadcast_typing(&mut self, user: &UserId, state: TypingState) {
         let frame = ServerFrame::typing(&self.id, user, state);
         self.broadcast(&frame, |s| &s.user != user);
-        self.publish_frame(&frame, Some(user));
+        self.publish_frame(&frame, Some(user), None);
     }
 }
 

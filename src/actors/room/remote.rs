@@ -229,31 +229,14 @@ impl Room {
         }
     }
 
-    /// Tells the other nodes' subscribers of this room about `frame` (typing, receipts).
-    pub(super) fn publish_frame(&self, frame: &EncodedFrame, except: Option<&UserId>) {
-        if !self.cluster.enabled() {
-            return;
-        }
-        if let Some(wire) = WireFrame::from_encoded(frame) {
-            self.cluster.publish_room(
-                &self.id,
-                RoomEvent::Frame {
-                    frame: wire,
-                    except: except.cloned(),
-                    receipt: None,
-                },
-            );
-        }
-    }
-
-    /// As [`publish_frame`](Self::publish_frame) for a receipt, whose meta moves unread
-    /// counts on the receiving sessions.
-    pub(super) fn publish_receipt(
+    /// Tells the other nodes' subscribers of this room about `frame` (typing, receipts):
+    /// `except` a user whose sessions skip it, `receipt` the (user, seq, status) whose meta
+    /// moves unread counts on the receiving sessions.
+    pub(super) fn publish_frame(
         &self,
         frame: &EncodedFrame,
-        user: &UserId,
-        seq: i64,
-        status: ReceiptStatus,
+        except: Option<&UserId>,
+        receipt: Option<(UserId, i64, ReceiptStatus)>,
     ) {
         if !self.cluster.enabled() {
             return;
@@ -263,8 +246,8 @@ impl Room {
                 &self.id,
                 RoomEvent::Frame {
                     frame: wire,
-                    except: None,
-                    receipt: Some((user.clone(), seq, status)),
+                    except: except.cloned(),
+                    receipt,
                 },
             );
         }
