@@ -179,3 +179,58 @@ impl Cluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn settings(db: &str, redis: Option<&str>) -> Settings {
+        Settings {
+            database_url: Secret::new(db),
+            redis_url: redis.map(Secret::new),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn sqlite_with_redis_is_refused() {
+        let mut s = settings("sqlite://herald.db", Some("redis://127.0.0.1:6379"));
+        let e = client_for(&mut s).unwrap_err();
+        assert!(matches!(e, ClusterError::NeedsPostgres), "{e}");
+        assert!(e.to_string().contains("PostgreSQL"), "{e}");
+    }
+
+    #[test]
+    fn reuse_port_without_cluster_mode_is_refused() {
+        let mut s = settings("sqlite://herald.db", None);
+        s.reuse_port = true;
+        assert!(matches!(
+            client_for(&mut s),
+            Err(ClusterError::ReusePortWithoutCluster)
+        ));
+    }
+
+    #[test]
+    fn a_single_node_has_no_client_and_a_cluster_node_gets_an_id() {
+        let mut s = settings("sqlite://herald.db", None);
+        assert!(client_for(&mut s).unwrap().is_none());
+        let mut s = settings("postgres://u@h/db", Some("redis://127.0.0.1:6379"));
+        assert!(client_for(&mut s).unwrap().is_some());
+        assert!(
+            s.cluster.node_id.starts_with("node-"),
+            "{}",
+            s.cluster.node_id
+        );
+        let mut s = settings("postgres://u@h/db", Some("redis://127.0.0.1:6379"));
+        s.cluster.node_id = "bad id!".into();
+        assert!(matches!(client_for(&mut s), Err(ClusterError::NodeId(_))));
+    }
+
+    #[test]
+    fn a_bad_redis_url_is_refused_without_its_password() {
+        let mut s = settings("postgres://u@h/db", Some("nope://:s3cretpw@h"));
+        let e = client_for(&mut s).unwrap_err().to_string();
+        assert!(!e.contains("s3cretpw"), "{e}");
+    }
+}

@@ -750,3 +750,122 @@ async fn cluster_a_backend_notification_reaches_the_users_sockets_on_every_node(
         assert_eq!(u["data"]["unread_count"], 1);
     }
 }
+
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and Redis (cluster pass of .ci/run)"]
+async fn cluster_status_invisibility_and_unread_counts_follow_the_user_across_nodes() {
+    let cluster = spawn_cluster(2, |_| {}).await;
+    let [n1, n2] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let room = "public:status";
+    let mut watcher = n2.ws("watcher").await;
+    watcher.ok("join", json!({"room": room})).await;
+    let mut phone = n1.ws("eve").await;
+    phone.ok("join", json!({"room": room})).await;
+    let mut laptop = n2.ws("eve").await;
+    let p = watcher.recv_type("room_presence").await;
+    assert_eq!(p["data"]["joins"][0]["user"], "eve", "{p}");
+    // A status chosen on one node is what everyone sees, from every node.
+    phone
+        .ok(
+            "presence",
+            json!({"status": "busy", "custom_message": "lunch"}),
+        )
+        .await;
+    let p = watcher.recv_type("room_presence").await;
+    let j = &p["data"]["joins"][0];
+    assert_eq!(
+        (j["user"].as_str(), j["status"].as_str()),
+        (Some("eve"), Some("busy")),
+        "{p}"
+    );
+    assert_eq!(j["custom_message"], "lunch");
+    // Invisible on n1: offline to the watcher on n2, although eve still has two devices.
+    phone.ok("presence", json!({"status": "invisible"})).await;
+    let p = watcher.recv_type("room_presence").await;
+    assert_eq!(p["data"]["leaves"][0]["user"], "eve", "{p}");
+    assert_eq!(p["data"]["leaves"][0]["status"], "offline");
+    phone.ok("presence", json!({"status": "online"})).await;
+    let p = watcher.recv_type("room_presence").await;
+    assert_eq!(p["data"]["joins"][0]["status"], "online", "{p}");
+    // Unread counts: messages raise them on both devices; reading on the phone (n1)
+    // clears them on the laptop (n2).
+    for k in 0..3 {
+        watcher
+            .ok("send", send(room, &format!("m{k}"), &format!("w{k}")))
+            .await;
+    }
+    for c in [&mut phone, &mut laptop] {
+        loop {
+            let f = c.recv_type("room_unread").await;
+            if f["data"]["unread"] == 3 {
+                break;
+            }
+        }
+    }
+    phone
+        .ok("receipt", json!({"room": room, "seq": 3, "status": "read"}))
+        .await;
+    loop {
+        let f = laptop.recv_type("room_unread").await;
+        if f["data"]["unread"] == 0 {
+            assert_eq!(f["data"]["unread_total"], 0);
+            break;
+        }
+    }
+}
+
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and Redis (cluster pass of .ci/run)"]
+async fn cluster_nodes_with_reuse_port_share_one_port() {
+    // Two nodes bind the same address with SO_REUSEPORT; both serve.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let cluster = spawn_cluster(2, |s| {
+        s.bind = format!("127.0.0.1:{port}");
+        s.reuse_port = true;
+    })
+    .await;
+    assert!(cluster.nodes.iter().all(|n| n.port == port));
+    // Connections to the shared port land on either node, and they chat as one.
+    let mut clients = Vec::new();
+    for i in 0..24 {
+        let mut c = cluster.nodes[0].ws(&format!("u{i}")).await;
+        c.ok("join", json!({"room": "public:shared"})).await;
+        clients.push(c);
+    }
+    // The kernel spread them over both nodes (all 24 on one: odds 2 in 16 million).
+    let n = &cluster.nodes[0];
+    let admin = n.admin_token("root");
+    let mut per_node = Vec::new();
+    for _ in 0..50 {
+        let (_, stats) = n.get("/v1/admin/stats", Some(&admin)).await;
+        per_node = ["n1", "n2"]
+            .iter()
+            .map(|id| {
+                stats["cluster"]["nodes"][id]["sessions"]
+                    .as_i64()
+                    .unwrap_or(0)
+            })
+            .collect();
+        if per_node.iter().sum::<i64>() == 24 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(per_node.iter().sum::<i64>(), 24, "{per_node:?}");
+    assert!(
+        per_node.iter().all(|n| *n > 0),
+        "one node got everything: {per_node:?}"
+    );
+    clients[0]
+        .ok("send", send("public:shared", "to all", "s0"))
+        .await;
+    for c in &mut clients[1..] {
+        let m = c.recv_type("message").await;
+        assert_eq!(m["data"]["body"]["text"], "to all");
+    }
+}
