@@ -196,6 +196,8 @@ pub struct Backplane {
     sending: bool,
     /// A heartbeat is in flight (they never overlap).
     beating: bool,
+    /// Message events seen by the test fault injection.
+    injected: u64,
     /// When the current connection was made. For one node timeout after it, no node is
     /// declared dead: after an outage every node needs a heartbeat to re-register, and a
     /// node judged in that window would flap all its users.
@@ -222,6 +224,7 @@ impl Backplane {
             queue: VecDeque::new(),
             sending: false,
             beating: false,
+            injected: 0,
             connected_at: None,
             stats: serde_json::Value::Null,
             live: HashMap::new(),
@@ -541,6 +544,14 @@ impl StreamHandler<Msg> for Backplane {
 impl Handler<PublishRoom> for Backplane {
     type Result = ();
     fn handle(&mut self, msg: PublishRoom, ctx: &mut Context<Self>) {
+        let every = self.settings.drop_message_events_every;
+        if every > 0 && matches!(msg.0.event, super::wire::RoomEvent::Message { .. }) {
+            self.injected += 1;
+            if self.injected % u64::from(every) == 0 {
+                METRICS.cluster_dropped.inc();
+                return;
+            }
+        }
         let channel = room_channel(&self.settings.prefix, &msg.0.room);
         match serde_json::to_string(&msg.0) {
             Ok(payload) => self.enqueue(Out::Publish { channel, payload }, ctx),

@@ -96,6 +96,9 @@ pub struct ClusterSettings {
     pub publish_queue: usize,
     /// Connect and response timeout of Redis commands.
     pub redis_timeout: Duration,
+    /// Fault injection for tests (no flag, no variable): drop every Nth message event this
+    /// node publishes, as a lossy backplane would; 0 drops nothing.
+    pub drop_message_events_every: u32,
 }
 
 impl Default for ClusterSettings {
@@ -108,6 +111,7 @@ impl Default for ClusterSettings {
             gap_timeout: Duration::from_millis(100),
             publish_queue: 100_000,
             redis_timeout: Duration::from_secs(2),
+            drop_message_events_every: 0,
         }
     }
 }

@@ -130,6 +130,9 @@ pub struct Room {
     reorder: Reorder<remote::Outgoing>,
     /// The pending check of a hole in the seqs.
     gap_check: Option<SpawnHandle>,
+    /// Cluster mode: a read of the room's tail a while after the last release, which finds
+    /// a last message whose backplane event was lost (no later seq reveals that hole).
+    tail_check: Option<SpawnHandle>,
     /// A read of missing seqs is in flight.
     filling: bool,
     /// This actor's number, for its backplane subscription.
@@ -183,6 +186,7 @@ impl Room {
             cluster,
             reorder: Reorder::new(0, remote::MAX_HELD),
             gap_check: None,
+            tail_check: None,
             filling: false,
             instance: remote::next_instance(),
         }

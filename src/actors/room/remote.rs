@@ -31,6 +31,10 @@ use crate::protocol::{EncodedFrame, MessageObject, ServerFrame};
 /// Most messages a room holds behind a hole before it reads the hole at once.
 pub const MAX_HELD: usize = 10_000;
 
+/// The tail of a room is read this many gap timeouts after its last release (1 s by
+/// default).
+const TAIL_CHECKS: u32 = 10;
+
 /// Most messages read from the database per gap-fill page.
 const FILL_PAGE: i64 = 500;
 
@@ -84,8 +88,31 @@ impl Room {
 
     fn offer(&mut self, seq: i64, out: Outgoing, ctx: &mut Context<Self>) {
         let ready = self.reorder.offer(seq, out, Instant::now());
+        let released = !ready.is_empty();
         self.release(ready);
         self.watch_gap(ctx);
+        if released {
+            self.watch_tail(ctx);
+        }
+    }
+
+    /// Cluster mode: once traffic pauses, reads past the last released seq once. A hole is
+    /// noticed when a later seq arrives; a lost event of the room's last message has no
+    /// later seq, and would wait for the next message otherwise. One read per burst of
+    /// traffic, [`TAIL_CHECKS`] gap timeouts after its last release.
+    fn watch_tail(&mut self, ctx: &mut Context<Self>) {
+        if !self.cluster.enabled() {
+            return;
+        }
+        if let Some(h) = self.tail_check.take() {
+            ctx.cancel_future(h);
+        }
+        let wait = self.gap_timeout() * TAIL_CHECKS;
+        self.tail_check = Some(ctx.run_later(wait, |act, ctx| {
+            act.tail_check = None;
+            let from = act.reorder.released() + 1;
+            act.fill(from, None, ctx);
+        }));
     }
 
     fn release(&mut self, ready: Vec<(i64, Outgoing)>) {
@@ -159,8 +186,10 @@ impl Room {
                     }
                     Err(_) => return,
                 };
-                METRICS.cluster_gap_fills.inc();
                 let got = messages.len() as i64;
+                if got > 0 {
+                    METRICS.cluster_gap_fills.inc();
+                }
                 let last = messages.last().map(|m| m.seq);
                 for m in messages {
                     if to.is_some_and(|t| m.seq > t) {
