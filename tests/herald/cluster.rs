@@ -901,3 +901,51 @@ async fn cluster_lost_backplane_messages_are_filled_from_the_database_in_order()
         assert_eq!(got[29]["data"]["body"]["text"], "m29");
     }
 }
+
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and Redis (cluster pass of .ci/run)"]
+async fn cluster_auto_away_needs_every_device_on_every_node_idle() {
+    let cluster = spawn_cluster(2, |s| s.auto_away = Some(Duration::from_millis(1500))).await;
+    let [n1, n2] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let room = "public:idle";
+    let mut watcher = n1.ws("watcher").await;
+    watcher.ok("join", json!({"room": room})).await;
+    let mut phone = n1.ws("ivy").await;
+    phone.ok("join", json!({"room": room})).await;
+    let mut laptop = n2.ws("ivy").await;
+    let p = watcher.recv_type("room_presence").await;
+    assert_eq!(p["data"]["joins"][0]["user"], "ivy", "{p}");
+    // The laptop (n2) stays active past the auto-away time: ivy is not away, although
+    // her phone (n1, the watcher's node) is idle.
+    let until = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while tokio::time::Instant::now() < until {
+        laptop
+            .ok("typing", json!({"room": room, "state": "stop"}))
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+    while let Ok(v) = watcher
+        .recv_or_other(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        if v["type"] == "room_presence" {
+            assert_ne!(
+                v["data"]["joins"][0]["status"], "away",
+                "away too early: {v}"
+            );
+        }
+    }
+    // Both idle: away, seen from n1.
+    let p = watcher.recv_type("room_presence").await;
+    assert_eq!(p["data"]["joins"][0]["status"], "away", "{p}");
+    // Activity on n2 brings her back everywhere.
+    laptop
+        .ok("typing", json!({"room": room, "state": "stop"}))
+        .await;
+    let p = watcher.recv_type("room_presence").await;
+    assert_eq!(p["data"]["joins"][0]["status"], "online", "{p}");
+    drop(phone);
+}
