@@ -57,8 +57,7 @@ impl SessionPort {
         self.engine.keys.verify(token)
     }
 
-    /// Verifies a fresh token for the same user (the `auth` request); see
-    /// [`Engine::refresh_auth`].
+    /// Verifies a fresh token for the same user (the `auth` request): [`Engine::refresh_auth`].
     pub fn refresh_auth(
         &self,
         current: &AuthenticatedUser,
@@ -67,14 +66,12 @@ impl SessionPort {
         self.engine.refresh_auth(current, token)
     }
 
-    /// Takes one token of `class` from `user`'s buckets shared by all their sessions; false
-    /// when empty (see [`crate::admission::ConnectGate::check_user_class`]).
+    /// Takes one token of `class` from the buckets `user`'s sessions share; false when empty.
     pub fn check_user_class(&self, user: &UserId, class: RateClass) -> bool {
         self.engine.gate.check_user_class(user, class)
     }
 
-    /// Admits one more session of `user` from `ip` (the Socket.IO `CONNECT`); see
-    /// [`Engine::admit`].
+    /// Admits one more session of `user` from `ip` (Socket.IO `CONNECT`): [`Engine::admit`].
     pub async fn admit(
         &self,
         user: &UserId,
@@ -83,7 +80,7 @@ impl SessionPort {
         self.engine.admit(user, ip).await
     }
 
-    /// Registers the session everywhere and plans its replay; see [`Engine::open_session`].
+    /// Registers the session everywhere and plans its replay: [`Engine::open_session`].
     pub async fn open_session(
         &self,
         handle: SessionHandle,
@@ -92,7 +89,7 @@ impl SessionPort {
         self.engine.open_session(handle, resume).await
     }
 
-    /// Carries out a client request and answers the ack's data; see [`Engine::execute`].
+    /// Carries out a client request and answers the ack's data: [`Engine::execute`].
     pub async fn execute(
         &self,
         handle: SessionHandle,
@@ -102,7 +99,7 @@ impl SessionPort {
         self.engine.execute(handle, admin, request).await
     }
 
-    /// One page of a room's stream after `after`; see [`Engine::replay_page`].
+    /// One page of a room's stream after `after`: [`Engine::replay_page`].
     pub async fn replay_page(
         &self,
         room: RoomId,
@@ -113,22 +110,21 @@ impl SessionPort {
 
     /// Reports client activity to the presence registry (auto-away, last-seen).
     pub fn touch(&self, session: SessionId, user: &UserId) {
-        // do_send: the registry's mailbox is unbounded, and a lost touch only delays
-        // auto-away's end until the next one.
+        // do_send: our own actor's mailbox is unbounded, and no answer is awaited.
         self.engine.presence.do_send(Touch {
             session,
             user: user.clone(),
         });
     }
 
-    /// Unregisters a closed session everywhere (idempotent); see [`Engine::close_session`].
+    /// Unregisters a closed session everywhere (idempotent): [`Engine::close_session`].
     pub fn close_session(&self, session: SessionId, user: &UserId) {
         self.engine.close_session(session, user)
     }
 
     /// Subscribes a notification socket to its user's notifications.
     pub fn subscribe_notifications(&self, handle: SessionHandle) {
-        // do_send: the center's mailbox is unbounded and this must not be lost.
+        // do_send: our own actor's mailbox is unbounded, and no answer is awaited.
         self.engine
             .notifications
             .do_send(NotificationSubscribe { handle });
@@ -142,12 +138,12 @@ impl SessionPort {
         });
     }
 
-    /// The user's unread notification count; see [`Engine::notification_unread`].
+    /// The user's unread notification count: [`Engine::notification_unread`].
     pub async fn notification_unread(&self, user: &UserId) -> Result<i64, EngineError> {
         self.engine.notification_unread(user).await
     }
 
-    /// Marks one notification (or all with `None`) read; answers the new unread count.
+    /// Marks one notification (all with `None`) read; answers the new unread count.
     pub async fn mark_notifications_read(
         &self,
         user: &UserId,
