@@ -17,10 +17,11 @@
 //!   (`Application`, start-up errors, listener, signals), `tls`, `server` (the per-worker `App`
 //!   and the upgrade hook), `cors`, `rest_limit`.
 //! - [`engine`]: the actor handles and the operations on them, shared by sessions, REST and tests:
-//!   `engine/mod.rs` (the `Engine` handle, `Store`, `Engine::start`), then one file per concern:
-//!   `session_start`, `admission`, `requests` (`execute`), `messaging`, `presence`, `policy`
-//!   (who may see whom), `queries` (REST/admin reads, stats), `notifications`, `shutdown`,
-//!   `device_expiry`.
+//!   `engine/mod.rs` (the `Engine` handle, `Store`, `Engine::start`), `session_port` (the
+//!   `SessionPort`: everything a client session may ask of the engine; sessions hold it, not the
+//!   `Engine`), then one file per concern: `session_start`, `admission`, `requests`
+//!   (`execute`), `messaging`, `presence`, `policy` (who may see whom), `queries` (REST/admin
+//!   reads, stats), `notifications`, `shutdown`, `device_expiry`.
 //! - [`actors`]: `WsSession`, `RoomSupervisor`, `Room`, `PresenceRegistry`, `CommitQueue`, `Database`;
 //!   the larger actors are directories with one file per concern (`room_supervisor/`: `admission`,
 //!   `sessions`, `routing`, `outbox_sweep`, `queries`; `room/`: `publish`, `lifecycle`,

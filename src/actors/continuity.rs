@@ -14,8 +14,9 @@ use actix::prelude::*;
 
 use super::client_session::ClientSession;
 use super::session::{Deliver, FrameMeta, OutboxGauge};
+use crate::config::Settings;
 use crate::domain::RoomId;
-use crate::engine::{Engine, RoomReplay};
+use crate::engine::{RoomReplay, SessionPort};
 use crate::metrics::METRICS;
 use crate::protocol::EncodedFrame;
 use crate::stream::{Advance, Emit, RoomStreams};
@@ -24,13 +25,14 @@ use crate::stream::{Advance, Emit, RoomStreams};
 const PAGE_RETRY: Duration = Duration::from_millis(500);
 
 /// The streams of a new session: held frames are bounded by the outbox's byte bound.
-pub fn new_streams(engine: &Engine) -> RoomStreams {
-    RoomStreams::new(engine.settings.outbox_bytes, engine.settings.replay_max)
+pub fn new_streams(settings: &Settings) -> RoomStreams {
+    RoomStreams::new(settings.outbox_bytes, settings.replay_max)
 }
 
 pub trait StreamSession: ClientSession {
     fn streams(&mut self) -> &mut RoomStreams;
-    fn engine(&self) -> &Engine;
+    /// What the session may ask of the engine (here: replay pages).
+    fn port(&self) -> &SessionPort;
     fn outbox(&self) -> &Arc<OutboxGauge>;
     /// Counts a frame the client got in the session's unread numbers (its user's own
     /// messages and read receipts lower them); true when a count may have changed. A method of
@@ -208,10 +210,10 @@ pub trait StreamSession: ClientSession {
         let Some(fetch) = self.streams().next_fetch() else {
             return;
         };
-        let engine = self.engine().clone();
+        let port = self.port().clone();
         let room = fetch.room.clone();
         ctx.spawn(
-            async move { engine.replay_page(fetch.room, fetch.after).await }
+            async move { port.replay_page(fetch.room, fetch.after).await }
                 .into_actor(self)
                 .map(move |res, act, ctx| {
                     let mut out = Vec::new();

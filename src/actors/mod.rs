@@ -8,7 +8,8 @@
 //!      └──────► PresenceRegistry ──► CommitQueue / Database (readers)
 //! ```
 //!
-//! Sessions talk to the supervisor (rooms) and the registry (presence); rooms and the
+//! Sessions talk to the supervisor (rooms) and the registry (presence) through their
+//! `SessionPort` (`engine/session_port.rs`), never the whole `Engine`; rooms and the
 //! registry push encoded frames back to sessions with `Deliver`. The persistence actors only
 //! answer: they never call back into the engine.
 

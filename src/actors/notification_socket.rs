@@ -26,11 +26,11 @@ use actix_web_actors::ws;
 use serde_json::{json, Value};
 
 use super::client_session::ClientSession;
-use super::notification_center::{unread_frame, NotificationSubscribe, NotificationUnsubscribe};
+use super::notification_center::unread_frame;
 use super::session::{Deliver, LastHeard, OutboxGauge, SessionControl, SessionHandle, SessionInfo};
 use crate::auth::AuthenticatedUser;
 use crate::domain::{now_millis, rfc3339, SessionId};
-use crate::engine::Engine;
+use crate::engine::SessionPort;
 use crate::protocol::close_code;
 use crate::rate::{RateClass, RequestLimiter, Verdict};
 
@@ -42,7 +42,8 @@ pub struct NotificationSocket {
     id: SessionId,
     /// `None` when the token was refused: the socket reports it and closes.
     auth: Option<AuthenticatedUser>,
-    engine: Engine,
+    /// Everything this socket may ask of the engine.
+    port: SessionPort,
     last_heard: Instant,
     /// The same, shared with the session's handle (see [`LastHeard`]).
     heard: Arc<LastHeard>,
@@ -67,19 +68,19 @@ fn error_frame(message: &str) -> String {
 }
 
 impl NotificationSocket {
-    pub fn new(auth: Option<AuthenticatedUser>, engine: Engine) -> Self {
+    pub fn new(auth: Option<AuthenticatedUser>, port: SessionPort) -> Self {
         NotificationSocket {
             id: SessionId::next(),
             auth,
             last_heard: Instant::now(),
             heard: LastHeard::now(),
             device: None,
-            slow: Arc::new(OutboxGauge::new(engine.settings.outbox_bytes)),
+            slow: Arc::new(OutboxGauge::new(port.settings().outbox_bytes)),
             frames: FrameAssembler::new(64 * 1024),
-            limiter: RequestLimiter::new(&engine.settings.limits),
+            limiter: RequestLimiter::new(&port.settings().limits),
             pending: 0,
             _ticket: None,
-            engine,
+            port,
             expiry_timers: Vec::new(),
             no_room_unread: UnreadCounts::default(),
         }
@@ -104,7 +105,7 @@ impl NotificationSocket {
             Ok(v) if v["type"] == "auth" => RateClass::Auth,
             _ => RateClass::Other,
         };
-        let max_inflight = self.engine.settings.limits.max_inflight;
+        let max_inflight = self.port.settings().limits.max_inflight;
         let mut verdict = self.limiter.check_class(class);
         if verdict == Verdict::Allowed && self.pending >= max_inflight {
             verdict = self.limiter.refused();
@@ -135,11 +136,11 @@ impl NotificationSocket {
             Some("auth") => return self.refresh(&frame, ctx),
             _ => return ctx.text(error_frame("Unknown message type")),
         };
-        let engine = self.engine.clone();
+        let port = self.port.clone();
         let user = auth.user_id.clone();
         // The new count reaches this socket (and the user's other devices) as `unread_count`.
         self.pending += 1;
-        async move { engine.mark_notifications_read(&user, id).await }
+        async move { port.mark_notifications_read(&user, id).await }
             .into_actor(self)
             .map(|res, act, ctx| {
                 act.pending -= 1;
@@ -157,7 +158,7 @@ impl NotificationSocket {
         let Some(token) = frame["data"]["token"].as_str() else {
             return ctx.text(error_frame("auth needs data.token"));
         };
-        match self.engine.refresh_auth(current, token) {
+        match self.port.refresh_auth(current, token) {
             Ok(fresh) => {
                 let expires_at = rfc3339(fresh.expires_at);
                 self.auth = Some(fresh);
@@ -187,7 +188,7 @@ impl ClientSession for NotificationSocket {
         self.auth.as_ref().map(|a| a.expires_at)
     }
     fn leeway_and_grace(&self) -> (std::time::Duration, std::time::Duration) {
-        let auth = &self.engine.settings.auth;
+        let auth = &self.port.settings().auth;
         (auth.leeway, auth.refresh_grace)
     }
     fn expiry_timers(&mut self) -> &mut Vec<SpawnHandle> {
@@ -217,9 +218,9 @@ impl Actor for NotificationSocket {
             wsframe::close(ctx, close_code::AUTH_FAILED, "Authentication failed");
             return;
         };
-        ctx.set_mailbox_capacity(self.engine.settings.outbox_frames);
+        ctx.set_mailbox_capacity(self.port.settings().outbox_frames);
         ctx.text(json!({"type": "connection_ack"}).to_string());
-        let interval = self.engine.settings.heartbeat_interval;
+        let interval = self.port.settings().heartbeat_interval;
         wsframe::heartbeat(ctx, interval, |act| act.last_heard, |_| {});
         let handle = SessionHandle::new(SessionInfo {
             id: self.id,
@@ -233,12 +234,10 @@ impl Actor for NotificationSocket {
             last_heard: self.heard.clone(),
             device: self.device.clone(),
         });
-        self.engine
-            .notifications
-            .do_send(NotificationSubscribe { handle });
-        let engine = self.engine.clone();
+        self.port.subscribe_notifications(handle);
+        let port = self.port.clone();
         let user = auth.user_id.clone();
-        async move { engine.notification_unread(&user).await }
+        async move { port.notification_unread(&user).await }
             .into_actor(self)
             .map(|res, _, ctx| match res {
                 Ok(n) => ctx.text(unread_frame(n).into_native()),
@@ -250,10 +249,7 @@ impl Actor for NotificationSocket {
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         if let Some(auth) = &self.auth {
-            self.engine.notifications.do_send(NotificationUnsubscribe {
-                session: self.id,
-                user: auth.user_id.clone(),
-            });
+            self.port.unsubscribe_notifications(self.id, &auth.user_id);
         }
         Running::Stop
     }

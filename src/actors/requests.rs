@@ -4,10 +4,11 @@
 //! A parsed request gets the rate verdict (the session's buckets, its in-flight cap and the
 //! user's shared buckets; abuse ends the session), `ping` and `auth` are answered by the
 //! session itself (an accepted token re-arms the expiry timers), and every other request is
-//! carried out by `Engine::execute` through the session's `InFlight`, with the continuity
-//! hooks of a `join` ([`StreamSession::join_sent`] / [`StreamSession::join_answered`]), the
-//! session's own read receipt lowering its unread counts, and the request metrics. Each
-//! session says only how an ack, an error, a pong and an abuse close look on its wire.
+//! carried out by the engine (`SessionPort::execute`) through the session's `InFlight`, with
+//! the continuity hooks of a `join` ([`StreamSession::join_sent`] /
+//! [`StreamSession::join_answered`]), the session's own read receipt lowering its unread
+//! counts, and the request metrics. Each session says only how an ack, an error, a pong and
+//! an abuse close look on its wire.
 
 use actix::prelude::*;
 use serde_json::{json, Value};
@@ -18,7 +19,7 @@ use super::inflight::InFlight;
 use super::session::SessionHandle;
 use crate::auth::AuthenticatedUser;
 use crate::domain::{rfc3339, ReceiptStatus};
-use crate::engine::Engine;
+use crate::engine::SessionPort;
 use crate::error::ErrorCode;
 use crate::metrics::METRICS;
 use crate::protocol::ClientRequest;
@@ -26,7 +27,7 @@ use crate::rate::{Admission, RequestLimiter, ABUSE_MESSAGE};
 
 /// The parts of a session the pipeline reads at once (split borrows of its fields).
 pub struct RequestParts<'a, S: Actor> {
-    pub engine: &'a Engine,
+    pub port: &'a SessionPort,
     pub auth: &'a AuthenticatedUser,
     pub limiter: &'a mut RequestLimiter,
     pub inflight: &'a InFlight<S>,
@@ -36,7 +37,7 @@ pub trait RequestSession: StreamSession {
     /// What a reply is addressed to on the wire: the native `ref`, the Socket.IO ack id.
     type Reference: 'static;
 
-    /// The session's engine, user, limiter and requests in flight; `None` before the session
+    /// The session's port to the engine, user, limiter and requests in flight; `None` before the session
     /// is authenticated (no request is carried out then).
     fn request_parts(&mut self) -> Option<RequestParts<'_, Self>>;
     /// Takes a fresh token accepted by `auth`.
@@ -82,9 +83,9 @@ pub trait RequestSession: StreamSession {
         let Some(parts) = self.request_parts() else {
             return;
         };
-        let max_inflight = parts.engine.settings.limits.max_inflight;
-        let (gate, user) = (&parts.engine.gate, &parts.auth.user_id);
-        let per_user = |class| gate.check_user_class(user, class);
+        let max_inflight = parts.port.settings().limits.max_inflight;
+        let (port, user) = (parts.port, &parts.auth.user_id);
+        let per_user = |class| port.check_user_class(user, class);
         match parts
             .limiter
             .admit(&request, parts.inflight.len(), max_inflight, per_user)
@@ -103,7 +104,7 @@ pub trait RequestSession: StreamSession {
             ClientRequest::Auth { token } => {
                 let refreshed = self
                     .request_parts()
-                    .map(|p| p.engine.refresh_auth(p.auth, &token));
+                    .map(|p| p.port.refresh_auth(p.auth, &token));
                 match refreshed {
                     Some(Ok(fresh)) => {
                         let data = json!({ "expires_at": rfc3339(fresh.expires_at) });
@@ -119,7 +120,7 @@ pub trait RequestSession: StreamSession {
         }
     }
 
-    /// Hands a request to `Engine::execute` and answers it when it resolves, without
+    /// Hands a request to `SessionPort::execute` and answers it when it resolves, without
     /// blocking the session's mailbox meanwhile.
     fn execute(&mut self, reference: Self::Reference, request: ClientRequest, ctx: &mut Self::Ctx) {
         let Some(handle) = self.request_handle(ctx) else {
@@ -144,12 +145,12 @@ pub trait RequestSession: StreamSession {
         let Some(parts) = self.request_parts() else {
             return;
         };
-        let engine = parts.engine.clone();
+        let port = parts.port.clone();
         let admin = parts.auth.is_admin() || parts.auth.is_service();
         let kind = request.kind();
         let started = Instant::now();
         parts.inflight.run(
-            async move { engine.execute(handle, admin, request).await },
+            async move { port.execute(handle, admin, request).await },
             move |res, act: &mut Self, ctx| {
                 METRICS
                     .request_seconds

@@ -6,6 +6,9 @@
 //! path. `Engine::start` wires the actors: the database readers and single writer on
 //! `SyncArbiter`s, the commit queue, the room supervisor and the presence registry.
 //!
+//! Client sessions do not hold the `Engine`: they hold a [`SessionPort`] (`session_port`),
+//! which offers only what a session may ask of it.
+//!
 //! The operations live in one file per concern, each an `impl Engine` block:
 //! - `session_start`: `open_session`, the replay plan and the `sync` frame;
 //! - `admission`: `admit`, `close_session`, `disconnect_user`;
@@ -26,9 +29,11 @@ mod policy;
 mod presence;
 mod queries;
 mod requests;
+mod session_port;
 mod session_start;
 mod shutdown;
 
+pub use session_port::SessionPort;
 pub use session_start::{sync_frame, Resume, RoomReplay, SessionStart};
 
 use std::sync::Arc;

@@ -62,7 +62,7 @@ async fn new_session(
     }
     let session = SocketIoSession::new(
         sid.clone(),
-        engine.clone(),
+        engine.session_port(),
         engine.eio.clone(),
         websocket,
         super::ws::remote_address(req, ip),
@@ -105,7 +105,7 @@ pub async fn get(
                 Err(refused) => return Ok(refused),
             };
             Ok(text(SocketIoSession::open_packet(
-                &engine,
+                &engine.settings,
                 &sid,
                 &["websocket"],
             )))

@@ -28,7 +28,7 @@ pub async fn native(
         .map_err(AppError::from)?;
     let session = WsSession::new(
         user,
-        engine.get_ref().clone(),
+        engine.session_port(),
         remote_address(&req, ip),
         user_agent(&req),
         ticket,
@@ -123,7 +123,7 @@ pub async fn notifications(
         None => None,
     };
     let socket =
-        crate::actors::notification_socket::NotificationSocket::new(user, engine.get_ref().clone())
+        crate::actors::notification_socket::NotificationSocket::new(user, engine.session_port())
             .with_ticket(ticket)
             .with_device(device);
     ws::WsResponseBuilder::new(socket, &req, stream)

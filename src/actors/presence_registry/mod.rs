@@ -12,8 +12,8 @@
 //! lifecycle and activity: `SessionOpened`, `SessionClosed`, `Touch`), `queries.rs` (presence
 //! lookups and watching), `admin.rs` (admin and shutdown messages).
 //!
-//! Sent to by: sessions through the `Engine` (session lifecycle, activity, status,
-//! watching), REST handlers, and the room supervisor (`UserRoomsChanged`, once per user when
+//! Sent to by: sessions through their `SessionPort` and the `Engine` operations behind it
+//! (session lifecycle, activity, status, watching), REST handlers, and the room supervisor (`UserRoomsChanged`, once per user when
 //! the user's rooms change; the supervisor owns subscriptions, the registry keeps a copy of
 //! each online user's rooms to announce presence there and for the admin views).
 //!

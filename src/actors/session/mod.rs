@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use crate::auth::AuthenticatedUser;
 use crate::domain::{now_millis, rfc3339, RoomId, SessionId};
-use crate::engine::Engine;
+use crate::engine::SessionPort;
 use crate::error::ErrorCode;
 use crate::metrics::METRICS;
 use crate::protocol::{
@@ -56,7 +56,8 @@ pub use handle::{
 pub struct WsSession {
     id: SessionId,
     auth: AuthenticatedUser,
-    engine: Engine,
+    /// Everything this session may ask of the engine.
+    port: SessionPort,
     last_heard: Instant,
     /// Reassembles fragmented messages.
     frames: FrameAssembler,
@@ -88,20 +89,21 @@ pub const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 impl WsSession {
     pub fn new(
         auth: AuthenticatedUser,
-        engine: Engine,
+        port: SessionPort,
         remote_addr: Option<String>,
         user_agent: Option<String>,
         ticket: AdmissionTicket,
         resume: Resume,
     ) -> Self {
-        let engine_limits = engine.settings.limits.clone();
-        let streams = new_streams(&engine);
-        let frames = FrameAssembler::new(engine.settings.max_frame_bytes);
-        let outbox = Arc::new(OutboxGauge::new(engine.settings.outbox_bytes));
+        let settings = port.settings();
+        let limiter = RequestLimiter::new(&settings.limits);
+        let streams = new_streams(settings);
+        let frames = FrameAssembler::new(settings.max_frame_bytes);
+        let outbox = Arc::new(OutboxGauge::new(settings.outbox_bytes));
         WsSession {
             id: SessionId::next(),
             auth,
-            engine,
+            port,
             last_heard: Instant::now(),
             frames,
             slow: outbox,
@@ -110,7 +112,7 @@ impl WsSession {
             connected_at: now_millis(),
             unread: UnreadCounts::default(),
             last_touch: None,
-            limiter: RequestLimiter::new(&engine_limits),
+            limiter,
             expiry_timers: Vec::new(),
             inflight: InFlight::default(),
             handle: None,
@@ -127,12 +129,7 @@ impl WsSession {
             return;
         }
         self.last_touch = Some(Instant::now());
-        self.engine
-            .presence
-            .do_send(crate::actors::presence_registry::Touch {
-                session: self.id,
-                user: self.auth.user_id.clone(),
-            });
+        self.port.touch(self.id, &self.auth.user_id);
     }
 
     /// The handle other actors reach this session by: made once, then shared.
@@ -161,7 +158,7 @@ impl WsSession {
     }
 
     fn heartbeat(&self, ctx: &mut ws::WebsocketContext<Self>) {
-        let interval = self.engine.settings.heartbeat_interval;
+        let interval = self.port.settings().heartbeat_interval;
         wsframe::heartbeat(
             ctx,
             interval,
@@ -177,7 +174,7 @@ impl WsSession {
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let limits = ParseLimits::from_settings(&self.engine.settings);
+        let limits = ParseLimits::from_settings(self.port.settings());
         match protocol::parse_client_frame(text, limits) {
             Ok(frame) => {
                 if !matches!(frame.request, ClientRequest::Ping) {
@@ -210,7 +207,7 @@ impl RequestSession for WsSession {
 
     fn request_parts(&mut self) -> Option<RequestParts<'_, Self>> {
         Some(RequestParts {
-            engine: &self.engine,
+            port: &self.port,
             auth: &self.auth,
             limiter: &mut self.limiter,
             inflight: &self.inflight,
@@ -266,7 +263,7 @@ impl ClientSession for WsSession {
         Some(self.auth.expires_at)
     }
     fn leeway_and_grace(&self) -> (std::time::Duration, std::time::Duration) {
-        let auth = &self.engine.settings.auth;
+        let auth = &self.port.settings().auth;
         (auth.leeway, auth.refresh_grace)
     }
     fn expiry_timers(&mut self) -> &mut Vec<SpawnHandle> {
@@ -296,14 +293,14 @@ impl Actor for WsSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         METRICS.connections.inc();
         METRICS.connections_total.inc();
-        ctx.set_mailbox_capacity(self.engine.settings.outbox_frames);
+        ctx.set_mailbox_capacity(self.port.settings().outbox_frames);
         let ack = ServerFrame::ConnectionAck(ConnectionAck {
-            heartbeat_interval_ms: self.engine.settings.heartbeat_interval.as_millis() as u64,
+            heartbeat_interval_ms: self.port.settings().heartbeat_interval.as_millis() as u64,
             protocol: protocol::PROTOCOL_VERSION,
             server_time: rfc3339(now_millis()),
             server_version: env!("CARGO_PKG_VERSION"),
             // Unique in the cluster: `<node>:<n>` in cluster mode, as admin views show it.
-            session_id: match self.engine.cluster.node_id() {
+            session_id: match self.port.node_id() {
                 Some(node) => format!("{node}:{}", self.id),
                 None => self.id.to_string(),
             },
@@ -313,13 +310,13 @@ impl Actor for WsSession {
         self.heartbeat(ctx);
         self.arm_expiry(ctx);
         let handle = self.session_handle(ctx);
-        let engine = self.engine.clone();
+        let port = self.port.clone();
         let resume = self.resume.take().unwrap_or_default();
         // Registration is the one place the session waits: requests and room frames that
         // arrive meanwhile are processed only once the session knows where each room's
         // stream starts.
         ctx.wait(
-            async move { engine.open_session(handle, resume).await }
+            async move { port.open_session(handle, resume).await }
                 .into_actor(self)
                 .map(|res, act, ctx| match res {
                     Ok(start) => {
@@ -348,7 +345,7 @@ impl Actor for WsSession {
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         METRICS.connections.dec();
-        self.engine.close_session(self.id, &self.auth.user_id);
+        self.port.close_session(self.id, &self.auth.user_id);
         // The handle holds this session's own address.
         self.handle = None;
         Running::Stop
@@ -366,8 +363,8 @@ impl StreamSession for WsSession {
     fn streams(&mut self) -> &mut RoomStreams {
         &mut self.streams
     }
-    fn engine(&self) -> &Engine {
-        &self.engine
+    fn port(&self) -> &SessionPort {
+        &self.port
     }
     fn outbox(&self) -> &Arc<OutboxGauge> {
         &self.slow

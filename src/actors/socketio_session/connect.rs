@@ -8,7 +8,7 @@ use super::SocketIoSession;
 use crate::actors::client_session::ClientSession;
 use crate::actors::continuity::StreamSession;
 use crate::actors::eio_registry::{EioAuthenticated, TakeRecovery};
-use crate::engine::{Engine, Resume};
+use crate::engine::Resume;
 use crate::metrics::METRICS;
 use crate::recovery::RecoveryLog;
 use crate::socketio as sio;
@@ -22,7 +22,7 @@ impl SocketIoSession {
             .as_ref()
             .and_then(|d| d["token"].as_str())
             .unwrap_or("");
-        let auth = match self.engine.keys.verify(token) {
+        let auth = match self.port.verify_token(token) {
             Ok(a) => a,
             Err(e) => {
                 return self.emit(
@@ -31,7 +31,8 @@ impl SocketIoSession {
                 )
             }
         };
-        let mut resume = match resume_of(data.as_ref(), &self.engine) {
+        let max_rooms = self.port.settings().limits.max_rooms_per_user;
+        let mut resume = match resume_of(data.as_ref(), max_rooms) {
             Ok(r) => r,
             Err(e) => return self.emit(sio::connect_error("/", &e), ctx),
         };
@@ -54,12 +55,12 @@ impl SocketIoSession {
         let Some(handle) = self.handle_handle(ctx) else {
             return;
         };
-        let engine = self.engine.clone();
+        let port = self.port.clone();
         let ip = self.ip;
         let registry = self.registry.clone();
         // Like a native session, requests wait until the session is registered everywhere.
         let open = async move {
-            let ticket = engine.admit(&handle.user, ip).await?;
+            let ticket = port.admit(&handle.user, ip).await?;
             let taken = match &pid {
                 Some(p) => registry
                     .send(TakeRecovery {
@@ -81,8 +82,7 @@ impl SocketIoSession {
                     resume.since.entry(room.clone()).or_insert(*seq);
                 }
             }
-            engine
-                .open_session(handle, resume)
+            port.open_session(handle, resume)
                 .await
                 .map(|s| (ticket, s, recovered))
         };
@@ -123,8 +123,8 @@ impl SocketIoSession {
 }
 
 /// Where the client left off, from its CONNECT payload (`auth`): `since` as an object of
-/// room → last seq held.
-fn resume_of(auth: Option<&Value>, engine: &Engine) -> Result<Resume, String> {
+/// room → last seq held, naming at most `max_rooms` rooms.
+fn resume_of(auth: Option<&Value>, max_rooms: usize) -> Result<Resume, String> {
     let mut resume = Resume::default();
     if let Some(d) = auth.and_then(|a| a.get("device_id")) {
         let d = d.as_str().ok_or("auth.device_id must be a string")?;
@@ -136,11 +136,8 @@ fn resume_of(auth: Option<&Value>, engine: &Engine) -> Result<Resume, String> {
     let Some(map) = since.as_object() else {
         return Err("auth.since must be an object of room ids to seqs".into());
     };
-    if map.len() > engine.settings.limits.max_rooms_per_user {
-        return Err(format!(
-            "auth.since names more than {} rooms",
-            engine.settings.limits.max_rooms_per_user
-        ));
+    if map.len() > max_rooms {
+        return Err(format!("auth.since names more than {max_rooms} rooms"));
     }
     for (room, seq) in map {
         let room = crate::domain::RoomId::parse(room).map_err(|e| e.to_string())?;

@@ -13,7 +13,8 @@
 //! acknowledgement callback as `{"ok":true,...}` or `{"ok":false,"code","error"}`. Native
 //! server frames are emitted as events of the same name.
 //!
-//! Sends to: the engine's actors (as a native session does), its WebSocket transport, the
+//! Sends to: the engine through its `SessionPort` (as a native session does), its WebSocket
+//! transport, the
 //! `EioRegistry` (on stop).
 //!
 //! Files: this one holds the actor, its state, packet handling, events, its lifecycle and
@@ -38,8 +39,9 @@ use super::eio_registry::{EioRegistry, RemoveEio, SaveRecovery};
 use super::room_supervisor::AdmissionTicket;
 use super::session::{Deliver, LastHeard, OutboxGauge, SessionControl, SessionHandle, SessionInfo};
 use crate::auth::AuthenticatedUser;
+use crate::config::Settings;
 use crate::domain::{now_millis, SessionId};
-use crate::engine::Engine;
+use crate::engine::SessionPort;
 use crate::error::ErrorCode;
 use crate::metrics::METRICS;
 use crate::protocol::{self, ParseLimits};
@@ -83,7 +85,8 @@ enum Transport {
 pub struct SocketIoSession {
     sid: String,
     id: SessionId,
-    engine: Engine,
+    /// Everything this session may ask of the engine.
+    port: SessionPort,
     registry: Addr<EioRegistry>,
     transport: Transport,
     /// Set after a successful Socket.IO CONNECT.
@@ -125,20 +128,21 @@ pub struct SocketIoSession {
 impl SocketIoSession {
     pub fn new(
         sid: String,
-        engine: Engine,
+        port: SessionPort,
         registry: Addr<EioRegistry>,
         websocket: bool,
         remote_addr: Option<String>,
         user_agent: Option<String>,
         ip: Option<std::net::IpAddr>,
     ) -> Self {
-        let limiter = RequestLimiter::new(&engine.settings.limits);
-        let outbox = Arc::new(OutboxGauge::new(engine.settings.outbox_bytes));
-        let engine_for_streams = engine.clone();
+        let settings = port.settings();
+        let limiter = RequestLimiter::new(&settings.limits);
+        let outbox = Arc::new(OutboxGauge::new(settings.outbox_bytes));
+        let streams = new_streams(settings);
         SocketIoSession {
             sid,
             id: SessionId::next(),
-            engine,
+            port,
             registry,
             transport: if websocket {
                 Transport::Pending
@@ -165,7 +169,7 @@ impl SocketIoSession {
             ticket: None,
             queued_bytes: 0,
             upgrade_claimed: false,
-            streams: new_streams(&engine_for_streams),
+            streams,
             transport_full: false,
             device: None,
             recovery: None,
@@ -173,8 +177,7 @@ impl SocketIoSession {
     }
 
     /// The Engine.IO `open` packet for this session.
-    pub fn open_packet(engine: &Engine, sid: &str, upgrades: &[&str]) -> String {
-        let s = &engine.settings;
+    pub fn open_packet(s: &Settings, sid: &str, upgrades: &[&str]) -> String {
         sio::open_packet(
             sid,
             upgrades,
@@ -189,7 +192,7 @@ impl SocketIoSession {
     /// [`StreamSession`]). A client that stops taking packets altogether is ended by the ping
     /// timeout (polling) or the socket's write deadline (WebSocket).
     fn send_packet(&mut self, packet: String, ctx: &mut Context<Self>) -> bool {
-        let cap = self.engine.settings.outbox_frames;
+        let cap = self.port.settings().outbox_frames;
         match &mut self.transport {
             Transport::WebSocket { out } => match out.try_send(EioOut { packet }) {
                 Ok(()) => true,
@@ -225,7 +228,7 @@ impl SocketIoSession {
                     return true;
                 }
                 if queue.len() >= cap
-                    || self.queued_bytes + packet.len() > self.engine.settings.outbox_bytes
+                    || self.queued_bytes + packet.len() > self.port.settings().outbox_bytes
                 {
                     // The client is not polling fast enough: bounded like any outbox.
                     METRICS.slow_consumers.inc();
@@ -297,7 +300,7 @@ impl SocketIoSession {
     }
 
     fn on_message(&mut self, data: &str, ctx: &mut Context<Self>) {
-        let depth = self.engine.settings.limits.max_json_depth;
+        let depth = self.port.settings().limits.max_json_depth;
         if protocol::json_depth_exceeds(data, depth) {
             let err = json!({"ok": false, "code": ErrorCode::TooLarge.as_str(), "error": format!("JSON nested deeper than {depth}")});
             return self.emit(sio::event("error", &err), ctx);
@@ -354,14 +357,9 @@ impl SocketIoSession {
         };
         let payload = args.get(1).cloned().unwrap_or_else(|| json!({}));
         if !matches!(name.as_str(), "ping") {
-            self.engine
-                .presence
-                .do_send(crate::actors::presence_registry::Touch {
-                    session: self.id,
-                    user: auth.user_id.clone(),
-                });
+            self.port.touch(self.id, &auth.user_id);
         }
-        let limits = ParseLimits::from_settings(&self.engine.settings);
+        let limits = ParseLimits::from_settings(self.port.settings());
         let request = match protocol::parse_request_data(&name, payload, limits) {
             Ok(r) => r,
             Err((code, message)) => return self.fail(&ack_id, code, &message, ctx),
@@ -374,18 +372,18 @@ impl Actor for SocketIoSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(self.engine.settings.outbox_frames);
+        ctx.set_mailbox_capacity(self.port.settings().outbox_frames);
         // An Engine.IO handshake needs no token: a session that has not sent its Socket.IO
         // CONNECT within the handshake deadline holds nothing for longer.
-        ctx.run_later(self.engine.settings.handshake_timeout, |act, ctx| {
+        ctx.run_later(self.port.settings().handshake_timeout, |act, ctx| {
             if act.auth.is_none() && !act.connecting {
                 log::info!("socket.io {}: no CONNECT in time", act.sid);
                 METRICS.preauth_timeouts.inc();
                 act.shutdown(ctx);
             }
         });
-        let interval = self.engine.settings.sio_ping_interval;
-        let timeout = self.engine.settings.sio_ping_timeout;
+        let interval = self.port.settings().sio_ping_interval;
+        let timeout = self.port.settings().sio_ping_timeout;
         ctx.run_interval(interval, move |act, ctx| {
             if act.last_pong.elapsed() > interval + timeout {
                 log::info!("socket.io {}: ping timeout", act.sid);
@@ -408,7 +406,7 @@ impl Actor for SocketIoSession {
         }
         if let Some(auth) = &self.auth {
             METRICS.connections.dec();
-            self.engine.close_session(self.id, &auth.user_id);
+            self.port.close_session(self.id, &auth.user_id);
         }
         if let Transport::WebSocket { out } = &self.transport {
             out.do_send(EioOut {

@@ -115,7 +115,7 @@ impl Handler<AttachWebSocket> for SocketIoSession {
             std::mem::replace(&mut self.transport, Transport::WebSocket { out: msg.out });
         match previous {
             Transport::Pending => {
-                let open = Self::open_packet(&self.engine, &self.sid, &[]);
+                let open = Self::open_packet(self.port.settings(), &self.sid, &[]);
                 self.send_packet(open, ctx);
             }
             Transport::Polling { mut queue, waiting } => {

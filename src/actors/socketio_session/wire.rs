@@ -13,7 +13,7 @@ use crate::actors::continuity::StreamSession;
 use crate::actors::requests::{RequestParts, RequestSession};
 use crate::actors::session::{FrameMeta, OutboxGauge, SessionHandle};
 use crate::auth::AuthenticatedUser;
-use crate::engine::Engine;
+use crate::engine::SessionPort;
 use crate::error::ErrorCode;
 use crate::protocol::EncodedFrame;
 use crate::socketio as sio;
@@ -24,7 +24,7 @@ impl RequestSession for SocketIoSession {
 
     fn request_parts(&mut self) -> Option<RequestParts<'_, Self>> {
         Some(RequestParts {
-            engine: &self.engine,
+            port: &self.port,
             auth: self.auth.as_ref()?,
             limiter: &mut self.limiter,
             inflight: &self.inflight,
@@ -86,7 +86,7 @@ impl ClientSession for SocketIoSession {
         self.auth.as_ref().map(|a| a.expires_at)
     }
     fn leeway_and_grace(&self) -> (std::time::Duration, std::time::Duration) {
-        let auth = &self.engine.settings.auth;
+        let auth = &self.port.settings().auth;
         (auth.leeway, auth.refresh_grace)
     }
     fn expiry_timers(&mut self) -> &mut Vec<SpawnHandle> {
@@ -120,8 +120,8 @@ impl StreamSession for SocketIoSession {
     fn streams(&mut self) -> &mut RoomStreams {
         &mut self.streams
     }
-    fn engine(&self) -> &Engine {
-        &self.engine
+    fn port(&self) -> &SessionPort {
+        &self.port
     }
     fn outbox(&self) -> &Arc<OutboxGauge> {
         &self.slow
@@ -167,7 +167,7 @@ impl StreamSession for SocketIoSession {
         match &self.transport {
             Transport::WebSocket { .. } => !self.transport_full,
             // Half the bound: a page never finds the queue nearly full.
-            Transport::Polling { .. } => self.queued_bytes < self.engine.settings.outbox_bytes / 2,
+            Transport::Polling { .. } => self.queued_bytes < self.port.settings().outbox_bytes / 2,
             Transport::Pending => false,
         }
     }
