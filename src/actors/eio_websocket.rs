@@ -13,8 +13,7 @@ use crate::protocol::close_code;
 use crate::wsframe::{self, FrameAssembler, Incoming};
 
 use super::socketio_session::{
-    AttachWebSocket, EioOut, EioPackets, ProbeAbandoned, ProbeReceived, SocketIoSession,
-    TransportClosed,
+    AttachWebSocket, EioPackets, ProbeAbandoned, ProbeReceived, SocketIoSession, TransportClosed,
 };
 
 pub struct EioWebSocket {
@@ -75,6 +74,13 @@ impl Actor for EioWebSocket {
         }
         Running::Stop
     }
+}
+
+/// Sent by the session to its WebSocket transport: one Engine.IO packet.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct EioOut {
+    pub packet: String,
 }
 
 impl Handler<EioOut> for EioWebSocket {

@@ -62,12 +62,8 @@ pub use transport::{
 /// How soon a session whose WebSocket transport was full looks again.
 const TRANSPORT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Sent by the session to its WebSocket transport: one Engine.IO packet.
-#[derive(Message, Clone)]
-#[rtype(result = "()")]
-pub struct EioOut {
-    pub packet: String,
-}
+// The transport's message lives with its handler (`EioWebSocket`).
+pub use super::eio_websocket::EioOut;
 
 enum Transport {
     /// Long-polling: packets wait in `queue` for the next GET; `waiting` is a GET in progress.
