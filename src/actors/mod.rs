@@ -12,6 +12,13 @@
 //! `SessionPort` (`engine/session_port.rs`), never the whole `Engine`; rooms and the
 //! registry push encoded frames back to sessions with `Deliver`. The persistence actors only
 //! answer: they never call back into the engine.
+//!
+//! Imports go one way. The core actors (rooms, supervisor, presence, notifications,
+//! persistence, and the session handle they deliver to, `session/handle.rs`) import no
+//! engine module: their persistence handles are [`store::Store`]. The engine imports them
+//! and wires them. The client sessions (`session/mod.rs`, `socketio_session/`,
+//! `notification_socket.rs`, `requests.rs`, `continuity.rs`) sit above the engine and
+//! reach it through its `SessionPort`.
 
 pub mod client_session;
 pub mod commit_queue;
@@ -29,3 +36,4 @@ pub mod room;
 pub mod room_supervisor;
 pub mod session;
 pub mod socketio_session;
+pub mod store;

@@ -53,17 +53,8 @@ use crate::config::Settings;
 use crate::db::DbPool;
 use crate::error::{EngineError, PersistError};
 
-/// The persistence actors as the rest of the engine sees them.
-#[derive(Clone)]
-pub struct Store {
-    /// Reader threads (reads only).
-    pub reader: Addr<Database>,
-    /// The group-commit front of the single writer thread.
-    pub commits: Addr<CommitQueue>,
-    /// How long a client waits for a commit before it is told `unavailable` (the write
-    /// itself stays queued and may still complete; retries are idempotent).
-    pub write_timeout: std::time::Duration,
-}
+// Defined beside the actors (core actors must not import the engine); re-exported here.
+pub use crate::actors::store::Store;
 
 /// Handles to the running engine; cheap to clone.
 #[derive(Clone)]

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::Engine;
 use crate::actors::presence_registry::{GetPresence, SetStatus, Unwatch, Watch};
-use crate::actors::session::SessionHandle;
+use crate::actors::session::handle::SessionHandle;
 use crate::domain::{ChosenStatus, CustomMessage, SessionId, UserId};
 use crate::error::EngineError;
 use crate::protocol::PresenceView;

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::Engine;
-use crate::actors::session::SessionHandle;
+use crate::actors::session::handle::SessionHandle;
 use crate::error::EngineError;
 use crate::protocol;
 

@@ -14,7 +14,7 @@
 use crate::actors::notification_center::{NotificationSubscribe, NotificationUnsubscribe};
 use crate::actors::presence_registry::Touch;
 use crate::actors::room_supervisor::AdmissionTicket;
-use crate::actors::session::SessionHandle;
+use crate::actors::session::handle::SessionHandle;
 use crate::auth::{AuthError, AuthenticatedUser};
 use crate::config::Settings;
 use crate::db::models::StoredMessage;

@@ -5,7 +5,7 @@ use super::{persist, Engine};
 use crate::actors::notification_center::{unread_frame, NotificationSubscribe};
 use crate::actors::presence_registry::SessionOpened;
 use crate::actors::room_supervisor::{Connect, SubscribeSession};
-use crate::actors::session::SessionHandle;
+use crate::actors::session::handle::SessionHandle;
 use crate::config::Hook;
 use crate::db::models::{RoomSummary, StoredMessage};
 use crate::domain::RoomId;

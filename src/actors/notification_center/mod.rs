@@ -22,11 +22,11 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::database::CountUnreadNotifications;
-use super::session::SessionHandle;
+use super::session::handle::SessionHandle;
+use crate::actors::store::Store;
 use crate::clock::Clock;
 use crate::db::models::StoredNotification;
 use crate::domain::{rfc3339, SessionId, UserId};
-use crate::engine::Store;
 use crate::error::PersistError;
 use crate::metrics::METRICS;
 use crate::protocol::{EncodedFrame, Notification, ServerFrame, UnreadCount};
@@ -118,7 +118,7 @@ impl NotificationCenter {
     fn push_here(&self, user: &UserId, frame: &EncodedFrame) {
         if let Some(sessions) = self.sessions.get(user) {
             for h in sessions.values() {
-                if h.deliver(frame, None) == super::session::DeliverOutcome::Queued {
+                if h.deliver(frame, None) == super::session::handle::DeliverOutcome::Queued {
                     METRICS.frames_out.inc();
                 }
             }
@@ -222,7 +222,7 @@ impl Handler<CloseNotificationSessions> for NotificationCenter {
                 continue;
             }
             for h in sessions.values() {
-                h.send_control(super::session::SessionControl::Close {
+                h.send_control(super::session::handle::SessionControl::Close {
                     code: msg.code,
                     reason: msg.reason.clone(),
                 });

@@ -4,7 +4,7 @@
 use actix::prelude::*;
 
 use super::{PresenceRegistry, UserPresence};
-use crate::actors::session::SessionControl;
+use crate::actors::session::handle::SessionControl;
 use crate::cluster::wire::ClusterEvent;
 use crate::db::models::WriteOp;
 use crate::domain::{rfc3339, ChosenStatus, CustomMessage, RoomId, SessionId, UserId};

@@ -11,7 +11,7 @@
 //! - `BackplaneResumed`: republish everything, then read the other nodes' hashes.
 
 use super::*;
-use crate::actors::session::SessionControl;
+use crate::actors::session::handle::SessionControl;
 use crate::cluster::backplane::{
     BackplaneResumed, LiveNodes, PublishAllPresence, PublishPresence, ReadPresenceSnapshot,
     RemoteClusterEvent,

@@ -39,7 +39,8 @@ use serde_json::Value;
 
 use super::commit_queue::Commit;
 use super::room_supervisor::{PresenceChanged, RoomSupervisor, UserRoomsChanged};
-use super::session::{DeliverOutcome, SessionHandle};
+use super::session::handle::{DeliverOutcome, SessionHandle};
+use crate::actors::store::Store;
 use crate::clock::Clock;
 use crate::cluster::presence::{NodeEntry, RemotePresence};
 use crate::cluster::Cluster;
@@ -47,7 +48,6 @@ use crate::db::models::{UserRecord, WriteOp};
 use crate::domain::{
     rfc3339, ChosenStatus, CustomMessage, Millis, RoomId, SessionId, UserId, VisibleStatus,
 };
-use crate::engine::Store;
 use crate::metrics::METRICS;
 use crate::protocol::{PresenceView, ServerFrame};
 

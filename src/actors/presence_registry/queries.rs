@@ -7,7 +7,7 @@ use actix::prelude::*;
 
 use super::PresenceRegistry;
 use crate::actors::database::LoadUsers;
-use crate::actors::session::SessionHandle;
+use crate::actors::session::handle::SessionHandle;
 use crate::domain::{Millis, SessionId, UserId};
 use crate::error::{EngineError, PersistError};
 use crate::protocol::PresenceView;

@@ -4,7 +4,7 @@
 
 use actix::prelude::*;
 
-use crate::actors::session::SessionHandle;
+use crate::actors::session::handle::SessionHandle;
 use crate::db::models::{UserRecord, WriteOp};
 use crate::domain::{SessionId, UserId};
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::actors::database::{FetchHistory, FetchMessageStatus};
-use crate::actors::session::FrameMeta;
+use crate::actors::session::handle::FrameMeta;
 use crate::db::models::{StoredMessage, WriteOp, WriteOutcome};
 use crate::domain::{now_millis, rfc3339, ReceiptStatus, RoomId, SessionId, UserId};
 use crate::error::{EngineError, PersistError};

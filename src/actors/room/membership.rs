@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use actix::prelude::*;
 
 use crate::actors::database::FetchHistory;
-use crate::actors::session::SessionHandle;
+use crate::actors::session::handle::SessionHandle;
 use crate::db::models::{MemberRole, StoredMessage, WriteOp};
 use crate::domain::{now_millis, RoomKind, UserId};
 use crate::error::{EngineError, PersistError};

@@ -16,7 +16,7 @@ use actix::prelude::*;
 use serde_json::json;
 
 use crate::actors::notification_center::Notify;
-use crate::actors::session::SessionHandle;
+use crate::actors::session::handle::SessionHandle;
 use crate::db::models::{MemberRole, OutboxPolicy, StoredMessage};
 use crate::domain::{MessageKind, RoomId, SessionId, UserId};
 use crate::notification::{NotificationSource, NotificationSpec};

@@ -20,7 +20,7 @@ use actix::prelude::*;
 
 use super::Room;
 use crate::actors::database::FetchHistory;
-use crate::actors::session::FrameMeta;
+use crate::actors::session::handle::FrameMeta;
 use crate::cluster::backplane::{RemoteRoomEvent, SubscribeRoom};
 use crate::cluster::wire::{RoomEvent, WireFrame};
 use crate::db::models::{MemberRole, StoredMessage};

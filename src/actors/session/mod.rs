@@ -45,7 +45,7 @@ use super::room_supervisor::AdmissionTicket;
 use crate::engine::Resume;
 use crate::stream::RoomStreams;
 
-mod handle;
+pub mod handle;
 
 pub use handle::{
     Deliver, DeliverOutcome, FrameMeta, LastHeard, OutboxGauge, SessionControl, SessionHandle,
