@@ -3,6 +3,8 @@
 //! their own so tests can run side by side. Needs `HERALD_TEST_DATABASE_URL` (PostgreSQL)
 //! and `HERALD_TEST_REDIS_URL`; `.ci/run` runs them in its cluster pass. Without them each
 //! test fails (never passes without running): they are `#[ignore]`d for a plain `cargo test`.
+//! Every test here is named `cluster_*` (so `cluster::cluster_` selects exactly these, not
+//! the unit tests of `src/cluster/`).
 
 use std::time::Duration;
 
