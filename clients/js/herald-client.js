@@ -445,10 +445,11 @@ export class HeraldClient {
   acceptMessage(message) {
     if (!this.positionsTracker.accept(message.room, message.seq)) return;
     if (message.from === this.userId && message.client_msg_id && this.outbox.get(message.client_msg_id)) {
-      // Our own send, stored although its ack was lost (the other copy of it came to this device).
-      this.positionsTracker.ownAcked(message.room, message.seq);
+      // Our own send, stored although its ack was lost with the socket: the replay brings it back.
+      // It settles the send like its ack would (the app learns of it there, not as a `message`).
       const { message_id, room, seq, created_at } = message;
       this.outbox.settle(message.client_msg_id, { message_id, room, seq, created_at, status: 'sent', duplicate: true });
+      return;
     }
     this.events.emit('message', message);
     if (this.options.autoDelivered) this.queueDelivered(message.room, message.seq);

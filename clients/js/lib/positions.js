@@ -43,9 +43,11 @@ export class Positions {
   accept(room, seq) {
     const held = this.seq.get(room);
     if (held !== undefined && seq <= held) return false;
+    // A replay of our own acked message (the app has it from the ack): held, not new.
+    const own = this.ownAhead.get(room)?.has(seq) ?? false;
     this.seq.set(room, seq);
     this.absorbOwn(room);
-    return true;
+    return !own;
   }
 
   /** The server's stream of `room` continues after `seq` (sync `position`, join ack, replay_truncated). */
