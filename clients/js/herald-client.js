@@ -35,7 +35,7 @@ const MIN_REFRESH_GAP_MS = 1000;
 const DELIVERED_FLUSH_MS = 200;
 
 export class HeraldClient {
-  /** @param {import('./herald-client.js').HeraldClientOptions} options (see herald-client.d.ts) */
+  /** @param {object} options `HeraldClientOptions` in herald-client.d.ts (url, getToken, WebSocket, ...) */
   constructor(options) {
     if (!options || typeof options.url !== 'string') throw new TypeError('HeraldClient needs options.url');
     if (typeof options.getToken !== 'function') throw new TypeError('HeraldClient needs options.getToken');
