@@ -6,16 +6,19 @@
 // refresh, reconnecting with backoff, and turning server frames into events.
 // The pieces with state of their own live in lib/: the backoff arithmetic
 // (backoff.js), the outbox of unacked sends (outbox.js), the per-room resume
-// positions (positions.js), the emitter (emitter.js), errors (errors.js) and
-// token timing (token.js). Protocol reference: docs/protocol.md; the client's
+// positions (positions.js), the heartbeat clocks (heartbeat.js), batched
+// `delivered` receipts (delivered.js), the emitter (emitter.js), errors
+// (errors.js) and token timing (token.js). Protocol reference: docs/protocol.md; the client's
 // guide: docs/client-js.md.
 //
 // No runtime dependency: it runs in browsers (global `WebSocket`) and in
 // Node >= 20 with a WebSocket implementation passed in (`ws`, or Node 22's global).
 
 import { Backoff } from './lib/backoff.js';
+import { DeliveredReporter } from './lib/delivered.js';
 import { Emitter } from './lib/emitter.js';
 import { HeraldError, RETRYABLE_SEND_CODES } from './lib/errors.js';
+import { Heartbeat } from './lib/heartbeat.js';
 import { Outbox } from './lib/outbox.js';
 import { Positions } from './lib/positions.js';
 import { refreshDelayMs, tokenExpiryMs } from './lib/token.js';
@@ -65,11 +68,14 @@ export class HeraldClient {
     this.nextRef = 0;
     /** @type {Map<string, {resolve: Function, reject: Function, timer: any, onAck?: Function, clientMsgId?: string}>} */
     this.pending = new Map();
-    this.timers = { reconnect: undefined, heartbeat: undefined, refresh: undefined, handshake: undefined, delivered: undefined };
-    this.lastReceived = 0;
-    this.lastSent = 0;
-    /** @type {Map<string, number>} room -> highest seq to report `delivered` */
-    this.deliveredDue = new Map();
+    this.timers = { reconnect: undefined, refresh: undefined, handshake: undefined };
+    /** @type {Heartbeat | undefined} the current socket's */
+    this.heartbeat = undefined;
+    this.delivered = new DeliveredReporter(DELIVERED_FLUSH_MS, (room, seq) =>
+      this.receipt(room, seq, 'delivered').catch((err) => {
+        if (err.code !== 'disconnected' && err.code !== 'not_connected') this.events.emit('error', err);
+      }),
+    );
     /** @type {Array<{resolve: Function, reject: Function}>} */
     this.readyWaiters = [];
   }
@@ -114,7 +120,7 @@ export class HeraldClient {
   close() {
     if (this.state === 'closed') return;
     const err = new HeraldError('closed', 'the client was closed');
-    this.teardownSocket(1000, 'client closed');
+    this.teardownSocket(1000, 'client closed', err);
     clearTimeout(this.timers.reconnect);
     this.setState('closed');
     this.outbox.rejectAll(err);
@@ -264,15 +270,17 @@ export class HeraldClient {
     return url.toString();
   }
 
-  /** Detach from the current socket and close it (best effort: a dead peer will not answer). */
-  teardownSocket(code, reason) {
+  /**
+   * Detach from the current socket and close it (best effort: a dead peer will
+   * not answer). Pending requests reject with `err`; unacked sends stay queued.
+   */
+  teardownSocket(code, reason, err = new HeraldError('disconnected', `the connection was lost (${reason})`)) {
     this.generation += 1;
-    for (const name of ['heartbeat', 'refresh', 'handshake', 'delivered']) {
-      clearTimeout(this.timers[name]);
-      clearInterval(this.timers[name]);
-      this.timers[name] = undefined;
-    }
-    this.deliveredDue.clear();
+    clearTimeout(this.timers.refresh);
+    clearTimeout(this.timers.handshake);
+    this.heartbeat?.stop();
+    this.heartbeat = undefined;
+    this.delivered.clear();
     const socket = this.socket;
     this.socket = undefined;
     if (socket) {
@@ -283,10 +291,9 @@ export class HeraldClient {
         /* already closing */
       }
     }
-    const lost = new HeraldError('disconnected', `the connection was lost (${reason})`);
     for (const [ref, p] of this.pending) {
       clearTimeout(p.timer);
-      if (p.clientMsgId === undefined) p.reject(lost);
+      if (p.clientMsgId === undefined) p.reject(err);
       this.pending.delete(ref);
     }
     this.outbox.requeueAll();
@@ -311,31 +318,21 @@ export class HeraldClient {
   }
 
   write(frame) {
-    this.lastSent = Date.now();
+    this.heartbeat?.sent();
     this.socket.send(JSON.stringify(frame));
   }
 
   // ---- heartbeat and token refresh -----------------------------------------
 
-  /**
-   * The server pings every `heartbeat_interval_ms` and drops a client silent for
-   * two intervals; a browser cannot see WebSocket pings, so the client sends an
-   * application `ping` each interval and counts any frame received as life. A
-   * connection silent for `heartbeatTimeoutMs` (two intervals) is dropped and
-   * reconnected.
-   */
+  /** Ping when idle, and drop a socket silent for `heartbeatTimeoutMs` (lib/heartbeat.js). */
   startHeartbeat(serverIntervalMs) {
-    const interval = this.options.heartbeatIntervalMs ?? serverIntervalMs ?? DEFAULT_HEARTBEAT_MS;
-    const deadline = this.options.heartbeatTimeoutMs ?? 2 * interval;
-    const tick = Math.max(10, Math.min(interval, deadline) / 2);
-    this.timers.heartbeat = setInterval(() => {
-      const now = Date.now();
-      if (now - this.lastReceived > deadline) {
-        this.onSocketLost(undefined, `heartbeat timeout: nothing received for ${now - this.lastReceived} ms`);
-      } else if (now - this.lastSent >= interval) {
-        this.write({ type: 'ping' });
-      }
-    }, tick);
+    const intervalMs = this.options.heartbeatIntervalMs ?? serverIntervalMs ?? DEFAULT_HEARTBEAT_MS;
+    this.heartbeat = new Heartbeat({
+      intervalMs,
+      timeoutMs: this.options.heartbeatTimeoutMs ?? 2 * intervalMs,
+      ping: () => this.write({ type: 'ping' }),
+      dead: (silentMs) => this.onSocketLost(undefined, `heartbeat timeout: nothing received for ${silentMs} ms`),
+    });
   }
 
   scheduleRefresh(minDelayMs = 0) {
@@ -367,7 +364,7 @@ export class HeraldClient {
   // ---- incoming frames ------------------------------------------------------
 
   onFrame(raw) {
-    this.lastReceived = Date.now();
+    this.heartbeat?.received();
     let frame;
     try {
       frame = JSON.parse(typeof raw === 'string' ? raw : new TextDecoder().decode(raw));
@@ -403,7 +400,6 @@ export class HeraldClient {
     clearTimeout(this.timers.handshake);
     this.userId = data.user_id;
     this.sessionId = data.session_id;
-    this.lastReceived = Date.now();
     this.setState('open');
     this.startHeartbeat(data.heartbeat_interval_ms);
     this.scheduleRefresh();
@@ -452,7 +448,7 @@ export class HeraldClient {
       return;
     }
     this.events.emit('message', message);
-    if (this.options.autoDelivered) this.queueDelivered(message.room, message.seq);
+    if (this.options.autoDelivered) this.delivered.add(message.room, message.seq);
   }
 
   // ---- outbox transmission --------------------------------------------------
@@ -495,24 +491,6 @@ export class HeraldClient {
       entry.timer = undefined;
       if (this.state === 'ready' && entry.state === 'queued' && this.outbox.get(clientMsgId)) this.transmit(entry);
     }, delay);
-  }
-
-  // ---- delivered receipts ---------------------------------------------------
-
-  /** Report `delivered` (batched, one receipt per room) so the user's watermark and message status move. */
-  queueDelivered(room, seq) {
-    if (seq > (this.deliveredDue.get(room) ?? 0)) this.deliveredDue.set(room, seq);
-    if (this.timers.delivered !== undefined) return;
-    this.timers.delivered = setTimeout(() => {
-      this.timers.delivered = undefined;
-      const due = [...this.deliveredDue];
-      this.deliveredDue.clear();
-      for (const [r, s] of due) {
-        this.receipt(r, s, 'delivered').catch((err) => {
-          if (err.code !== 'disconnected' && err.code !== 'not_connected') this.events.emit('error', err);
-        });
-      }
-    }, DELIVERED_FLUSH_MS);
   }
 }
 
