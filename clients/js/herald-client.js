@@ -416,8 +416,12 @@ export class HeraldClient {
         // Past what we hold: the server could not resume there (see `recovered`); the app may page `history`.
         if (held !== undefined) this.events.emit('gap', { room: r.room, from: held + 1, to: start });
         this.positionsTracker.startAt(r.room, start);
+      } else if (start < held && r.recovered === false) {
+        // Our point lies past the room's end (saved positions of a server whose data was reset):
+        // the server's stream is the truth, or every message up to the stale point would be dropped.
+        this.positionsTracker.startAt(r.room, start);
       }
-      // start <= held: the stream repeats what we hold; those frames are dropped as duplicates.
+      // Otherwise start <= held: the stream repeats what we hold; those frames are dropped as duplicates.
     }
     this.lastSync = data;
     this.backoff.reset();

@@ -154,3 +154,79 @@ test('token timing: refresh refreshBeforeMs ahead, or half-way for short tokens'
   assert.equal(refreshDelayMs(10_000, 0, 60_000), 5_000);
   assert.equal(refreshDelayMs(0, 10, 60_000), 0);
 });
+
+/** A WebSocket stand-in that plays a script of server frames and records what the client sends. */
+function scriptedSocket(frames) {
+  return class ScriptedSocket {
+    static last;
+    constructor(url) {
+      this.url = url;
+      this.sent = [];
+      ScriptedSocket.last = this;
+      setTimeout(() => frames.forEach((f) => this.onmessage?.({ data: JSON.stringify(f) })), 0);
+    }
+    send(data) {
+      this.sent.push(JSON.parse(data));
+    }
+    close() {}
+  };
+}
+
+const ack = { type: 'connection_ack', data: { session_id: '1', user_id: 'alice', heartbeat_interval_ms: 25000 } };
+const msg = (room, seq) => ({ type: 'message', data: { room, seq, from: 'bob', message_id: `m${seq}`, client_msg_id: null } });
+
+test('sync: a start past the held position is a gap; a stale point past the room end is reset', async () => {
+  // Arrange: alice held 3 in public:a and 50 in public:b (whose data the server no longer has)
+  const Socket = scriptedSocket([
+    ack,
+    {
+      type: 'sync',
+      data: {
+        rooms: [
+          { room: 'public:a', seq: 9, position: 6, recovered: false },
+          { room: 'public:b', seq: 2, position: 0, recovered: false },
+        ],
+        unread_total: 0,
+      },
+    },
+    msg('public:a', 7),
+    msg('public:b', 1),
+    msg('public:b', 2),
+  ]);
+  const client = new HeraldClient({ url: 'ws://x/v1/ws', WebSocket: Socket, getToken: () => 't', positions: { 'public:a': 3, 'public:b': 50 }, autoDelivered: false });
+  const gaps = [];
+  const seen = [];
+  client.on('gap', (g) => gaps.push(g));
+  client.on('message', (m) => seen.push(`${m.room}#${m.seq}`));
+
+  // Act
+  await client.connect();
+  await new Promise((r) => setTimeout(r, 10));
+  client.close();
+
+  // Assert
+  assert.match(Socket.last.url, /since=public%3Aa%3A3%2Cpublic%3Ab%3A50/);
+  assert.deepEqual(gaps, [{ room: 'public:a', from: 4, to: 6 }]);
+  assert.deepEqual(seen, ['public:a#7', 'public:b#1', 'public:b#2']);
+});
+
+test('frames repeated by the server are dropped, and the send of a lost ack is settled by its replayed copy', async () => {
+  // Arrange: the replay repeats seq 2, and brings back alice's own message (seq 3) before any ack
+  const own = { type: 'message', data: { room: 'public:a', seq: 3, from: 'alice', message_id: 'm3', client_msg_id: 'c-1', created_at: 't' } };
+  const Socket = scriptedSocket([ack, { type: 'sync', data: { rooms: [{ room: 'public:a', seq: 3, position: 1 }], unread_total: 0 } }, msg('public:a', 2), msg('public:a', 2), own]);
+  const client = new HeraldClient({ url: 'ws://x/v1/ws', WebSocket: Socket, getToken: () => 't', autoDelivered: false });
+  const seen = [];
+  client.on('message', (m) => seen.push(m.seq));
+  const sent = client.send({ room: 'public:a', body: { text: 'x' }, clientMsgId: 'c-1' });
+
+  // Act
+  await client.connect();
+  const result = await sent;
+  client.close();
+
+  // Assert
+  assert.deepEqual(seen, [2]);
+  assert.deepEqual(result, { message_id: 'm3', room: 'public:a', seq: 3, created_at: 't', status: 'sent', duplicate: true });
+  assert.equal(Socket.last.sent[0].data.client_msg_id, 'c-1', 'the outbox sent it after sync');
+  assert.equal(client.positions['public:a'], 3);
+});
