@@ -34,6 +34,9 @@ const DEFAULT_HEARTBEAT_MS = 25000;
 /** Shortest wait between two token refresh attempts, so a `getToken()` that keeps returning an old token cannot spin. */
 const MIN_REFRESH_GAP_MS = 1000;
 
+/** Longest wait between two failed token refresh attempts. */
+const MAX_REFRESH_RETRY_MS = 30000;
+
 /** How long `delivered` receipts are collected before one per room is sent. */
 const DELIVERED_FLUSH_MS = 200;
 
@@ -62,6 +65,8 @@ export class HeraldClient {
     this.userId = undefined;
     this.sessionId = undefined;
     this.token = undefined;
+    /** Failed in-band refreshes in a row (their retries back off). */
+    this.refreshFailures = 0;
     this.socket = undefined;
     /** Bumped for every socket; handlers of an older socket do nothing. */
     this.generation = 0;
@@ -78,6 +83,8 @@ export class HeraldClient {
     );
     /** @type {Array<{resolve: Function, reject: Function}>} */
     this.readyWaiters = [];
+    /** The last `sync` data, for `connect()` calls on a ready client. */
+    this.lastSync = undefined;
   }
 
   // ---- public API ---------------------------------------------------------
@@ -140,8 +147,9 @@ export class HeraldClient {
     if (room !== undefined) data.room = room;
     if (to !== undefined) data.to = to;
     if (priority !== undefined) data.priority = priority;
-    const size = JSON.stringify({ type: 'send', ref: 'o0000000000', data }).length;
+    const size = new TextEncoder().encode(JSON.stringify({ type: 'send', ref: 'o0000000000', data })).length;
     if (size > this.options.maxFrameBytes) return Promise.reject(new HeraldError('too_large', `the send frame is ${size} bytes, over maxFrameBytes`));
+    if (this.outbox.get(id)) return Promise.reject(new HeraldError('invalid_data', `client_msg_id ${id} is already waiting in the outbox`));
     const { entry, promise } = this.outbox.add(id, data);
     if (this.state === 'ready') this.transmit(entry);
     return promise;
@@ -255,7 +263,7 @@ export class HeraldClient {
     // A socket that never gets to `connection_ack` counts as lost.
     this.timers.handshake = setTimeout(() => {
       if (current() && this.state === 'connecting') {
-        this.teardownSocket(4000, 'handshake timeout');
+        this.teardownSocket(1000, 'handshake timeout');
         this.onSocketLost(undefined, 'no connection_ack in time');
       }
     }, this.options.requestTimeoutMs);
@@ -352,12 +360,16 @@ export class HeraldClient {
       if (generation !== this.generation) return;
       const ack = await this.request('auth', { token }, { allowBeforeSync: true });
       this.token = token;
+      this.refreshFailures = 0;
       this.events.emit('token_refreshed', { expiresAt: ack.expires_at });
       this.scheduleRefresh(MIN_REFRESH_GAP_MS);
     } catch (err) {
       if (generation !== this.generation) return;
       this.events.emit('error', new HeraldError('token_refresh_failed', `token refresh failed: ${err?.message ?? err}`));
-      this.timers.refresh = setTimeout(() => this.refreshToken(), MIN_REFRESH_GAP_MS);
+      // 1 s, 2 s, 4 s ... (several tries within the server's 10 s grace), at most every 30 s.
+      const delay = Math.min(MAX_REFRESH_RETRY_MS, MIN_REFRESH_GAP_MS * 2 ** this.refreshFailures);
+      this.refreshFailures += 1;
+      this.timers.refresh = setTimeout(() => this.refreshToken(), delay);
     }
   }
 

@@ -108,3 +108,30 @@ test('a token the server refuses at reconnect is retried with backoff until getT
   assert.equal(drops[0].code, 4000);
   assert.equal(n, 3);
 });
+
+test('a failing getToken() during a session is reported and retried; the session survives once it recovers', async () => {
+  // Arrange: tokens live 6 s; the first refresh (half-way, 2.5-3 s in) fails, the retry 1 s later works
+  let n = 0;
+  const client = makeClient(server, 't-erin', {
+    getToken: () => {
+      n += 1;
+      if (n === 2) throw new Error('identity provider down');
+      return mintToken('t-erin', { ttlSec: 6 });
+    },
+  });
+  clients.push(client);
+  const failures = [];
+  client.on('error', (e) => failures.push(e.code));
+  const drops = [];
+  client.on('disconnected', (d) => drops.push(d));
+  await client.connect();
+  const refreshed = nextEvent(client, 'token_refreshed', () => true, 8000);
+
+  // Act
+  await refreshed;
+
+  // Assert: one reported failure, then a refresh on the same session, before the token expired
+  assert.deepEqual(failures, ['token_refresh_failed']);
+  assert.equal(n, 3);
+  assert.deepEqual(drops, []);
+});
