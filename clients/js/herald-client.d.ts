@@ -184,6 +184,8 @@ export class HeraldClient {
   /** Start (re)connecting until `close()`; resolves with the first `sync`. */
   connect(): Promise<SyncData>;
   close(): void;
+  /** Drop the connection and reconnect at once (resuming; the outbox is kept). */
+  reconnect(): void;
 
   send(message: {
     room?: string;

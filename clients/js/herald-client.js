@@ -135,6 +135,20 @@ export class HeraldClient {
   }
 
   /**
+   * Drop the current connection and open a new one at once (resuming every room
+   * where it stands, the outbox kept). For example after a room `unavailable`
+   * error, which unsubscribes the connection from that room until it reconnects.
+   */
+  reconnect() {
+    if (this.state === 'closed' || this.state === 'idle') return;
+    this.teardownSocket(1000, 'reconnect requested');
+    clearTimeout(this.timers.reconnect);
+    this.backoff.reset();
+    this.events.emit('disconnected', { code: undefined, reason: 'reconnect requested', willReconnect: true, delayMs: 0 });
+    this.openSocket();
+  }
+
+  /**
    * Send a message. It is kept in the outbox and (re)sent with the same
    * `client_msg_id` until the server acks it, across reconnects.
    * @returns {Promise<object>} the ack data (`message_id`, `room`, `seq`, `created_at`, `status`, `duplicate`?)

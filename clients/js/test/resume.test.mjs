@@ -186,3 +186,29 @@ test('a silent link is detected by the heartbeat deadline and the client reconne
   assert.ok(detectedAfter >= 300 && detectedAfter < 2000, `detected after ${detectedAfter} ms`);
   assert.equal((await got).body.text, 'still there?');
 });
+
+test('reconnect() opens a new session at once and resumes where the old one stood', async () => {
+  // Arrange
+  const room = 'public:manual';
+  const alice = await connected('m-alice');
+  const bob = await connected('m-bob');
+  await alice.join(room);
+  await bob.join(room);
+  const seqs = [];
+  alice.on('message', (m) => m.room === room && seqs.push(m.seq));
+  await bob.send({ room, body: { text: '1' } });
+  await waitFor(() => seqs.length === 1, 'message 1');
+  const before = alice.sessionId;
+  const back = nextEvent(alice, 'sync');
+
+  // Act: messages sent around the reconnect
+  alice.reconnect();
+  const sends = [bob.send({ room, body: { text: '2' } }), bob.send({ room, body: { text: '3' } })];
+  await back;
+  await Promise.all(sends);
+
+  // Assert
+  assert.notEqual(alice.sessionId, before);
+  await waitFor(() => seqs.length === 3, 'messages 2 and 3');
+  assert.deepEqual(seqs, [1, 2, 3]);
+});
