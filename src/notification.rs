@@ -22,7 +22,7 @@ pub const BUILTIN_TYPES: [&str; 7] = [
 ];
 
 /// One button of a notification.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NotificationAction {
     pub id: String,
     pub label: String,
@@ -95,7 +95,7 @@ pub struct NotificationSource {
 }
 
 /// Quiet hours: local `start`..`end` ("HH:MM") in `time_zone`; a window may cross midnight.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QuietHours {
     pub start: String,
     pub end: String,
@@ -103,7 +103,7 @@ pub struct QuietHours {
 }
 
 /// A user's notification preferences (`GET`/`PUT /v1/notifications/preferences`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Preferences {
     #[serde(default)]

@@ -12,15 +12,34 @@ use crate::engine::Engine;
 use crate::error::{AppError, ErrorCode};
 use crate::protocol::close_code;
 
-#[derive(Deserialize)]
+use super::openapi::ErrorBody;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PresenceQuery {
+    /// Only users with this status: `online`, `away`, `busy` or `invisible`.
     status: Option<String>,
+    /// Only members of this room.
     room: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Page size, clamped to 1..=1000 (default 100).
     limit: Option<usize>,
 }
 
 /// `GET /v1/admin/presence?status=&room=&cursor=&limit=`: online users by id.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/presence",
+    tag = "admin",
+    params(PresenceQuery),
+    responses(
+        (status = 200, description = "`{users: [...], count, next_cursor}`: online users by id.", body = Object),
+        (status = 403, description = "Not an admin (forbidden).", body = ErrorBody),
+        (status = 422, description = "Bad status, room or ill-typed query value (invalid_data).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn presence_list(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -53,6 +72,17 @@ pub async fn presence_list(
 }
 
 /// `GET /v1/admin/presence/{user}`: presence with every session, or the offline presence.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/presence/{user}",
+    tag = "admin",
+    params(("user" = String, Path, description = "User id.")),
+    responses(
+        (status = 200, description = "The presence with every session and room, or the offline presence.", body = Object),
+        (status = 403, description = "Not an admin (forbidden).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn presence_user(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -77,6 +107,18 @@ pub async fn presence_user(
 }
 
 /// `GET /v1/admin/rooms/{room}/presence`: the room's online members with their presence.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/rooms/{room}/presence",
+    tag = "admin",
+    params(("room" = String, Path, description = "Room id.")),
+    responses(
+        (status = 200, description = "`{room, members, last_seq, online: [{presence, sessions}]}`.", body = Object),
+        (status = 403, description = "Not an admin (forbidden).", body = ErrorBody),
+        (status = 404, description = "No such room (not_found).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn room_presence(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -109,6 +151,17 @@ pub async fn room_presence(
 
 /// `POST /v1/admin/users/{user}/disconnect`: close every session with 4000; the user goes
 /// offline at once (no grace period).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/users/{user}/disconnect",
+    tag = "admin",
+    params(("user" = String, Path, description = "User id.")),
+    responses(
+        (status = 200, description = "`{user, sessions_closed}`.", body = Object),
+        (status = 403, description = "Not an admin (forbidden).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn disconnect_user(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -127,6 +180,16 @@ pub async fn disconnect_user(
 }
 
 /// `GET /v1/admin/stats`.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/stats",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Server counters (docs/rest.md).", body = Object),
+        (status = 403, description = "Not an admin (forbidden).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn stats(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -138,6 +201,17 @@ pub async fn stats(
 /// `GET /metrics`: Prometheus text format, for an admin or service token (a scraper sends
 /// it as `Authorization: Bearer`): the figures say how to hurt the server, so they are not
 /// for the open internet.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format.", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 401, description = "No valid token (invalid_token, token_expired).", body = ErrorBody),
+        (status = 403, description = "Neither admin nor service role (forbidden).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn metrics(auth: AuthenticatedUser) -> Result<HttpResponse, AppError> {
     auth.require_service_or_admin()?;
     Ok(HttpResponse::Ok()
@@ -145,14 +219,30 @@ pub async fn metrics(auth: AuthenticatedUser) -> Result<HttpResponse, AppError> 
         .body(crate::metrics::METRICS.render()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SetPresenceBody {
+    /// `online`, `away`, `busy` or `invisible`.
     status: String,
+    /// Shown with the status; `null` or absent clears it.
     custom_message: Option<String>,
 }
 
 /// `PUT /v1/admin/presence/{user}` `{"status", "custom_message"}`: sets a user's status on all
 /// their devices (kept for their next connection if they are offline).
+#[utoipa::path(
+    put,
+    path = "/v1/admin/presence/{user}",
+    tag = "admin",
+    params(("user" = String, Path, description = "User id.")),
+    request_body = SetPresenceBody,
+    responses(
+        (status = 200, description = "`{user, status, presence}`.", body = Object),
+        (status = 400, description = "Malformed JSON (invalid_json).", body = ErrorBody),
+        (status = 403, description = "Not an admin (forbidden).", body = ErrorBody),
+        (status = 422, description = "Unknown status, custom_message too long, missing field (invalid_data).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn set_presence(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,

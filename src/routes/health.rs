@@ -11,10 +11,27 @@ use crate::actors::database::CheckReady;
 use crate::engine::Engine;
 use crate::error::PersistError;
 
+/// `GET /healthz`.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "`{\"status\":\"ok\"}`: the process is up.", body = Object)),
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+/// `GET /readyz`.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`{\"status\":\"ready\"}`: the database is reachable and migrated.", body = Object),
+        (status = 503, description = "`{\"status\":\"unavailable\",\"reason\"}` (not the error body).", body = Object),
+    ),
+)]
 pub async fn readyz(engine: web::Data<Engine>) -> HttpResponse {
     let reader = engine.store.reader.clone();
     let probe = || async move {

@@ -4,101 +4,150 @@
 pub mod admin;
 pub mod health;
 pub mod notifications;
+pub mod openapi;
 pub mod presence;
 pub mod rooms;
 pub mod socketio;
 pub mod ws;
 
-use actix_web::web;
+use actix_web::http::Method;
+use actix_web::{guard, web};
 
 use crate::error::{AppError, ErrorCode};
 
-/// Registers every route.
+/// The HTTP method of a [`RouteSpec`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Verb {
+    /// The method's name as HTTP spells it (`GET`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Post => "POST",
+            Verb::Put => "PUT",
+            Verb::Delete => "DELETE",
+        }
+    }
+
+    fn method(self) -> Method {
+        match self {
+            Verb::Get => Method::GET,
+            Verb::Post => Method::POST,
+            Verb::Put => Method::PUT,
+            Verb::Delete => Method::DELETE,
+        }
+    }
+}
+
+/// One route of the router. [`ROUTES`] is the route table: [`configure`] registers exactly
+/// these and nothing else, so the OpenAPI drift test (tests/herald/openapi.rs) reads what the
+/// router really serves rather than a second list kept by hand.
+pub struct RouteSpec {
+    pub verb: Verb,
+    /// The path template, `{room}` style, as the OpenAPI document writes it.
+    pub path: &'static str,
+    /// Other paths the same handler answers (the slash-less twins of `/socket.io/` and
+    /// `/ws/notifications/`). The OpenAPI document describes `path` and names these in its
+    /// description.
+    pub aliases: &'static [&'static str],
+    /// A request body limit other than actix's default (Socket.IO long polling).
+    pub payload_limit: Option<usize>,
+    /// Attaches the handler.
+    to: fn(actix_web::Route) -> actix_web::Route,
+}
+
+impl RouteSpec {
+    /// `path` and its aliases.
+    pub fn paths(&self) -> impl Iterator<Item = &'static str> {
+        std::iter::once(self.path).chain(self.aliases.iter().copied())
+    }
+}
+
+/// A [`RouteSpec`]: `route!(Get "/path" => handler)`, with `aliases [..]` and
+/// `payload_limit N` when needed.
+macro_rules! route {
+    ($verb:ident $path:literal => $handler:path) => {
+        route!($verb $path, aliases [], payload_limit None => $handler)
+    };
+    ($verb:ident $path:literal, aliases [$($alias:literal),*], payload_limit $limit:expr => $handler:path) => {
+        RouteSpec {
+            verb: Verb::$verb,
+            path: $path,
+            aliases: &[$($alias),*],
+            payload_limit: $limit,
+            to: |r| r.to($handler),
+        }
+    };
+}
+
+/// Every route, in registration order (the order matters where patterns overlap: the literal
+/// `/v1/notifications/preferences` before `/v1/notifications/{id}`).
+pub static ROUTES: &[RouteSpec] = &[
+    route!(Get "/healthz" => health::healthz),
+    route!(Get "/readyz" => health::readyz),
+    route!(Get "/v1/openapi.json" => openapi::document),
+    route!(Get "/v1/ws" => ws::native),
+    route!(Get "/v1/ws/echo" => ws::echo),
+    route!(Post "/v1/rooms" => rooms::create),
+    route!(Get "/v1/rooms" => rooms::list),
+    route!(Post "/v1/rooms/{room}/members/{user}" => rooms::add_member),
+    route!(Delete "/v1/rooms/{room}/members/{user}" => rooms::remove_member),
+    route!(Get "/v1/rooms/{room}/messages" => rooms::messages),
+    route!(Post "/v1/rooms/{room}/messages" => rooms::post_system_message),
+    route!(Get "/v1/rooms/{room}/messages/{message_id}/status" => rooms::message_status),
+    route!(Get "/v1/presence/{user}" => presence::get_one),
+    route!(Get "/metrics" => admin::metrics),
+    route!(Get "/v1/admin/presence" => admin::presence_list),
+    route!(Get "/v1/admin/presence/{user}" => admin::presence_user),
+    route!(Get "/v1/admin/rooms/{room}/presence" => admin::room_presence),
+    route!(Post "/v1/admin/users/{user}/disconnect" => admin::disconnect_user),
+    route!(Get "/v1/admin/stats" => admin::stats),
+    route!(Post "/v1/admin/notifications" => notifications::send),
+    route!(Get "/v1/notifications" => notifications::list),
+    route!(Get "/v1/notifications/unread_count" => notifications::unread_count),
+    route!(Post "/v1/notifications/read_all" => notifications::mark_all_read),
+    route!(Get "/v1/notifications/preferences" => notifications::get_preferences),
+    route!(Put "/v1/notifications/preferences" => notifications::put_preferences),
+    route!(Post "/v1/notifications/{id}/read" => notifications::mark_read),
+    route!(Delete "/v1/notifications/{id}" => notifications::delete),
+    route!(Get "/ws/notifications/", aliases ["/ws/notifications"], payload_limit None => ws::notifications),
+    route!(Get "/socket.io/", aliases ["/socket.io"], payload_limit Some(SOCKET_IO_PAYLOAD) => socketio::get),
+    route!(Post "/socket.io/", aliases ["/socket.io"], payload_limit Some(SOCKET_IO_PAYLOAD) => socketio::post),
+    route!(Put "/v1/admin/presence/{user}" => admin::set_presence),
+];
+
+/// The request body limit of Socket.IO long polling (a batch of packets).
+const SOCKET_IO_PAYLOAD: usize = 16 * 1024 * 1024;
+
+/// Every (method, path template) the router registers, aliases included.
+pub fn registered_routes() -> impl Iterator<Item = (&'static str, &'static str)> {
+    ROUTES
+        .iter()
+        .flat_map(|r| r.paths().map(move |p| (r.verb.as_str(), p)))
+}
+
+/// Registers every route of [`ROUTES`]; anything else is 404 `not_found`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(json_config())
         .app_data(query_config())
-        .app_data(path_config())
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/v1/ws", web::get().to(ws::native))
-        .route("/v1/ws/echo", web::get().to(ws::echo))
-        .route("/v1/rooms", web::post().to(rooms::create))
-        .route("/v1/rooms", web::get().to(rooms::list))
-        .route(
-            "/v1/rooms/{room}/members/{user}",
-            web::post().to(rooms::add_member),
-        )
-        .route(
-            "/v1/rooms/{room}/members/{user}",
-            web::delete().to(rooms::remove_member),
-        )
-        .route("/v1/rooms/{room}/messages", web::get().to(rooms::messages))
-        .route(
-            "/v1/rooms/{room}/messages",
-            web::post().to(rooms::post_system_message),
-        )
-        .route(
-            "/v1/rooms/{room}/messages/{message_id}/status",
-            web::get().to(rooms::message_status),
-        )
-        .route("/v1/presence/{user}", web::get().to(presence::get_one))
-        .route("/metrics", web::get().to(admin::metrics))
-        .route("/v1/admin/presence", web::get().to(admin::presence_list))
-        .route(
-            "/v1/admin/presence/{user}",
-            web::get().to(admin::presence_user),
-        )
-        .route(
-            "/v1/admin/rooms/{room}/presence",
-            web::get().to(admin::room_presence),
-        )
-        .route(
-            "/v1/admin/users/{user}/disconnect",
-            web::post().to(admin::disconnect_user),
-        )
-        .route("/v1/admin/stats", web::get().to(admin::stats))
-        .route(
-            "/v1/admin/notifications",
-            web::post().to(notifications::send),
-        )
-        .route("/v1/notifications", web::get().to(notifications::list))
-        .route(
-            "/v1/notifications/unread_count",
-            web::get().to(notifications::unread_count),
-        )
-        .route(
-            "/v1/notifications/read_all",
-            web::post().to(notifications::mark_all_read),
-        )
-        .route(
-            "/v1/notifications/preferences",
-            web::get().to(notifications::get_preferences),
-        )
-        .route(
-            "/v1/notifications/preferences",
-            web::put().to(notifications::put_preferences),
-        )
-        .route(
-            "/v1/notifications/{id}/read",
-            web::post().to(notifications::mark_read),
-        )
-        .route(
-            "/v1/notifications/{id}",
-            web::delete().to(notifications::delete),
-        )
-        .route("/ws/notifications/", web::get().to(ws::notifications))
-        .route("/ws/notifications", web::get().to(ws::notifications))
-        .service(
-            web::resource(["/socket.io/", "/socket.io"])
-                .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
-                .route(web::get().to(socketio::get))
-                .route(web::post().to(socketio::post)),
-        )
-        .route(
-            "/v1/admin/presence/{user}",
-            web::put().to(admin::set_presence),
-        )
-        .default_service(web::to(not_found));
+        .app_data(path_config());
+    for spec in ROUTES {
+        // One resource per (method, paths), guarded by the method, as `ServiceConfig::route`
+        // does: another method falls through to the next resource and finally to 404.
+        let mut resource = web::resource(spec.paths().collect::<Vec<_>>())
+            .guard(guard::Method(spec.verb.method()));
+        if let Some(limit) = spec.payload_limit {
+            resource = resource.app_data(web::PayloadConfig::new(limit));
+        }
+        cfg.service(resource.route((spec.to)(web::route())));
+    }
+    cfg.default_service(web::to(not_found));
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, AppError> {

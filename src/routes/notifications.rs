@@ -12,6 +12,8 @@ use crate::engine::Engine;
 use crate::error::{AppError, ErrorCode};
 use crate::notification::{NotificationAction, NotificationSource, NotificationSpec, Preferences};
 
+use super::openapi::ErrorBody;
+
 /// The full notification object of the REST API.
 pub fn notification_json(n: &StoredNotification) -> Value {
     json!({
@@ -31,11 +33,16 @@ pub fn notification_json(n: &StoredNotification) -> Value {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Page size, clamped to 1..=100 (default 50).
     limit: Option<i64>,
+    /// Only unread notifications.
     unread: Option<bool>,
+    /// Only this `notification_type`.
     #[serde(rename = "type")]
     kind: Option<String>,
 }
@@ -47,6 +54,17 @@ fn parse_cursor(c: &str) -> Result<(i64, String), AppError> {
 }
 
 /// `GET /v1/notifications?cursor=&limit=&unread=true&type=`: newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/notifications",
+    tag = "notifications",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "`{notifications: [...], next_cursor}`, newest first.", body = Object),
+        (status = 422, description = "Bad cursor or ill-typed query value (invalid_data).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -73,6 +91,15 @@ pub async fn list(
 }
 
 /// `GET /v1/notifications/unread_count` → `{"unread_count": N}`.
+#[utoipa::path(
+    get,
+    path = "/v1/notifications/unread_count",
+    tag = "notifications",
+    responses(
+        (status = 200, description = "`{unread_count}`.", body = Object),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn unread_count(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -93,6 +120,17 @@ fn notification_id(id: &str) -> Result<String, AppError> {
 }
 
 /// `POST /v1/notifications/{id}/read` → `{"unread_count": N}` (idempotent).
+#[utoipa::path(
+    post,
+    path = "/v1/notifications/{id}/read",
+    tag = "notifications",
+    params(("id" = String, Path, description = "Notification id.")),
+    responses(
+        (status = 200, description = "`{unread_count}` after the change.", body = Object),
+        (status = 404, description = "The caller has no such notification (not_found).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn mark_read(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -105,6 +143,15 @@ pub async fn mark_read(
 }
 
 /// `POST /v1/notifications/read_all` → `{"unread_count": 0}`.
+#[utoipa::path(
+    post,
+    path = "/v1/notifications/read_all",
+    tag = "notifications",
+    responses(
+        (status = 200, description = "`{unread_count}`.", body = Object),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn mark_all_read(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -114,6 +161,17 @@ pub async fn mark_all_read(
 }
 
 /// `DELETE /v1/notifications/{id}`: 204, or 404 if the caller has no such notification.
+#[utoipa::path(
+    delete,
+    path = "/v1/notifications/{id}",
+    tag = "notifications",
+    params(("id" = String, Path, description = "Notification id.")),
+    responses(
+        (status = 204, description = "Deleted; no body."),
+        (status = 404, description = "The caller has no such notification (not_found).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -130,6 +188,15 @@ pub async fn delete(
 }
 
 /// `GET /v1/notifications/preferences`.
+#[utoipa::path(
+    get,
+    path = "/v1/notifications/preferences",
+    tag = "notifications",
+    responses(
+        (status = 200, description = "The preferences (the defaults if never set).", body = Preferences),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get_preferences(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -138,6 +205,18 @@ pub async fn get_preferences(
 }
 
 /// `PUT /v1/notifications/preferences` (the whole document).
+#[utoipa::path(
+    put,
+    path = "/v1/notifications/preferences",
+    tag = "notifications",
+    request_body = Preferences,
+    responses(
+        (status = 200, description = "The stored preferences.", body = Preferences),
+        (status = 400, description = "Malformed JSON (invalid_json).", body = ErrorBody),
+        (status = 422, description = "Unknown field, bad HH:MM, time zone or dnd_until, too many mutes (invalid_data).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn put_preferences(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -147,8 +226,9 @@ pub async fn put_preferences(
     Ok(HttpResponse::Ok().json(body.into_inner()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SendBody {
+    /// Recipients: 1..=10,000 user ids.
     users: Vec<String>,
     notification_type: String,
     title: String,
@@ -158,9 +238,12 @@ pub struct SendBody {
     #[serde(default)]
     actions: Vec<NotificationAction>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     data: Value,
     priority: Option<Priority>,
+    /// RFC 3339.
     expires_at: Option<String>,
+    /// 1..=128 bytes: a retry with the same key creates nothing new.
     idempotency_key: Option<String>,
 }
 
@@ -168,6 +251,20 @@ pub struct SendBody {
 pub const MAX_RECIPIENTS: usize = 10_000;
 
 /// `POST /v1/admin/notifications` (roles `admin` or `service`): one request, fan-out inside.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/notifications",
+    tag = "admin",
+    request_body = SendBody,
+    responses(
+        (status = 201, description = "`{results: [...], created}`: one result per recipient.", body = Object),
+        (status = 400, description = "Malformed JSON (invalid_json).", body = ErrorBody),
+        (status = 403, description = "Neither admin nor service role (forbidden).", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB (too_large).", body = ErrorBody),
+        (status = 422, description = "Bad users, expires_at or idempotency_key, missing field (invalid_data).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn send(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,

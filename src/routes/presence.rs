@@ -8,6 +8,20 @@ use crate::domain::UserId;
 use crate::engine::Engine;
 use crate::error::{AppError, ErrorCode};
 
+use super::openapi::ErrorBody;
+
+/// `GET /v1/presence/{user}`.
+#[utoipa::path(
+    get,
+    path = "/v1/presence/{user}",
+    tag = "presence",
+    params(("user" = String, Path, description = "User id.")),
+    responses(
+        (status = 200, description = "The presence object (docs/protocol.md, Presence object).", body = Object),
+        (status = 403, description = "No shared room with the user, and neither admin nor service (forbidden).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get_one(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,

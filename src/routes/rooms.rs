@@ -12,12 +12,29 @@ use crate::engine::Engine;
 use crate::error::{AppError, ErrorCode};
 use crate::protocol::{self, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT};
 
-#[derive(Deserialize)]
+use super::openapi::ErrorBody;
+
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateRoomBody {
+    /// 1..=128 bytes after trimming.
     name: String,
 }
 
 /// `POST /v1/rooms` `{"name"}`: a private room owned by the caller.
+#[utoipa::path(
+    post,
+    path = "/v1/rooms",
+    tag = "rooms",
+    request_body = CreateRoomBody,
+    responses(
+        (status = 201, description = "Created: `{room, name, kind: \"private\", role: \"owner\"}`.", body = Object),
+        (status = 400, description = "Malformed JSON (invalid_json).", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB (too_large).", body = ErrorBody),
+        (status = 422, description = "Missing name or not 1..=128 bytes (invalid_data).", body = ErrorBody),
+        (status = 429, description = "The caller's HERALD_MAX_ROOMS_PER_USER is reached (limit_exceeded).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -35,13 +52,27 @@ pub async fn create(
         .json(json!({"room": room, "name": name, "kind": "private", "role": "owner"})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Page size, clamped to 1..=500 (default 100).
     limit: Option<i64>,
 }
 
 /// `GET /v1/rooms?cursor=&limit=`: my rooms with last seq and my unread count.
+#[utoipa::path(
+    get,
+    path = "/v1/rooms",
+    tag = "rooms",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "`{rooms: [...], next_cursor}`: my rooms with watermarks and unread counts.", body = Object),
+        (status = 422, description = "Ill-typed query value (invalid_data).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -71,6 +102,22 @@ fn room_and_user(path: &(String, String)) -> Result<(RoomId, UserId), AppError> 
 }
 
 /// `POST /v1/rooms/{room}/members/{user}` (room owner or admin).
+#[utoipa::path(
+    post,
+    path = "/v1/rooms/{room}/members/{user}",
+    tag = "rooms",
+    params(
+        ("room" = String, Path, description = "Room id."),
+        ("user" = String, Path, description = "User id."),
+    ),
+    responses(
+        (status = 200, description = "`{room, user, added}`; `added` is false if already a member.", body = Object),
+        (status = 403, description = "Not the room owner or an admin (forbidden).", body = ErrorBody),
+        (status = 404, description = "No such room (not_found).", body = ErrorBody),
+        (status = 429, description = "HERALD_MAX_ROOM_MEMBERS or the user's HERALD_MAX_ROOMS_PER_USER reached (limit_exceeded).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn add_member(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -84,6 +131,21 @@ pub async fn add_member(
 }
 
 /// `DELETE /v1/rooms/{room}/members/{user}` (room owner, admin, or the member themself).
+#[utoipa::path(
+    delete,
+    path = "/v1/rooms/{room}/members/{user}",
+    tag = "rooms",
+    params(
+        ("room" = String, Path, description = "Room id."),
+        ("user" = String, Path, description = "User id."),
+    ),
+    responses(
+        (status = 200, description = "`{room, user, removed}`; `removed` is false if not a member.", body = Object),
+        (status = 403, description = "Not the room owner, an admin or the member (forbidden).", body = ErrorBody),
+        (status = 404, description = "No such room (not_found).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn remove_member(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -96,16 +158,36 @@ pub async fn remove_member(
     Ok(HttpResponse::Ok().json(json!({"room": room, "user": user, "removed": removed})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SystemMessageBody {
+    /// The message body, a JSON object.
+    #[schema(value_type = Object)]
     body: serde_json::Value,
+    /// `low`, `normal` (default), `high` or `urgent`.
     priority: Option<String>,
+    /// At most `MAX_CLIENT_MSG_ID` bytes; a retry with the same id is answered 200 with `"duplicate": true`.
     client_msg_id: Option<String>,
 }
 
 /// `POST /v1/rooms/{room}/messages` (service or admin role): a `system` message from an app
 /// backend, stored and delivered like any message; 201 with the ack (200 and
 /// `"duplicate": true` for a retry with the same `client_msg_id`).
+#[utoipa::path(
+    post,
+    path = "/v1/rooms/{room}/messages",
+    tag = "rooms",
+    params(("room" = String, Path, description = "Room id.")),
+    request_body = SystemMessageBody,
+    responses(
+        (status = 201, description = "Stored and delivered: the ack (`id`, `seq`, ...).", body = Object),
+        (status = 200, description = "A retry with the same `client_msg_id`: the first ack with `\"duplicate\": true`.", body = Object),
+        (status = 403, description = "Neither service nor admin role (forbidden).", body = ErrorBody),
+        (status = 404, description = "No such room (not_found).", body = ErrorBody),
+        (status = 409, description = "A storage constraint refused the write (conflict).", body = ErrorBody),
+        (status = 422, description = "Body not as described, bad priority or client_msg_id (invalid_data).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn post_system_message(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -154,16 +236,33 @@ pub async fn post_system_message(
     Ok(HttpResponse::build(status).json(ack))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
+    /// Messages older than this seq (paging backwards; the default is the newest).
     before_seq: Option<i64>,
+    /// Messages newer than this seq (paging forwards).
     after_seq: Option<i64>,
+    /// Page size, at least 1, capped at the history maximum.
     limit: Option<i64>,
 }
 
 /// `GET /v1/rooms/{room}/messages?before_seq=&after_seq=&limit=`: oldest first; `next_cursor`
 /// is the `before_seq` of the previous (older) page, or the `after_seq` of the next page when
 /// paging forwards.
+#[utoipa::path(
+    get,
+    path = "/v1/rooms/{room}/messages",
+    tag = "rooms",
+    params(("room" = String, Path, description = "Room id."), MessagesQuery),
+    responses(
+        (status = 200, description = "`{room, messages: [...], has_more, next_cursor}`, oldest first.", body = Object),
+        (status = 403, description = "Not a member or an admin (forbidden).", body = ErrorBody),
+        (status = 404, description = "No such room (not_found).", body = ErrorBody),
+        (status = 422, description = "Bad limit or ill-typed query value (invalid_data).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn messages(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,
@@ -201,6 +300,21 @@ pub async fn messages(
 
 /// `GET /v1/rooms/{room}/messages/{message_id}/status`: each recipient's state (`sent`,
 /// `delivered`, `read`), from the members' watermarks.
+#[utoipa::path(
+    get,
+    path = "/v1/rooms/{room}/messages/{message_id}/status",
+    tag = "rooms",
+    params(
+        ("room" = String, Path, description = "Room id."),
+        ("message_id" = String, Path, description = "Message id (1..=64 bytes)."),
+    ),
+    responses(
+        (status = 200, description = "Each recipient's state: `sent`, `delivered` or `read`.", body = Object),
+        (status = 403, description = "Not a member or an admin (forbidden).", body = ErrorBody),
+        (status = 404, description = "No such room or message (not_found).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn message_status(
     auth: AuthenticatedUser,
     engine: web::Data<Engine>,

@@ -13,12 +13,25 @@ use crate::actors::socketio_session::{ClaimUpgrade, EioPackets, Poll, PollError,
 use crate::engine::Engine;
 use crate::socketio;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EioQuery {
+    /// The Engine.IO protocol version; only `4`.
     #[serde(rename = "EIO")]
     eio: Option<String>,
+    /// `polling` or `websocket`.
     transport: Option<String>,
+    /// The Engine.IO session id (after the handshake).
     sid: Option<String>,
+}
+
+/// Engine.IO's error body, `{"code","message"}`.
+#[derive(utoipa::ToSchema)]
+pub struct EioErrorBody {
+    /// Engine.IO error code: 0 unknown transport, 1 unknown session id, 3 bad request,
+    /// 4 forbidden, 5 unsupported protocol version.
+    pub code: u8,
+    pub message: String,
 }
 
 fn eio_error(code: u8, message: &str) -> HttpResponse {
@@ -84,6 +97,22 @@ fn refusal(e: crate::error::AppError) -> HttpResponse {
 }
 
 /// `GET /socket.io/?EIO=4&transport=...[&sid=...]`.
+#[utoipa::path(
+    get,
+    path = "/socket.io/",
+    tag = "sockets",
+    description = "Socket.IO (Engine.IO v4, docs/socketio.md): the handshake, a long poll, or \
+        the WebSocket upgrade. The token comes in the Socket.IO CONNECT packet. Also served at \
+        `/socket.io` (no trailing slash).",
+    params(EioQuery),
+    responses(
+        (status = 101, description = "Switching Protocols: the Engine.IO WebSocket."),
+        (status = 200, description = "Engine.IO packets (text/plain).", body = String, content_type = "text/plain; charset=UTF-8"),
+        (status = 400, description = "Engine.IO error (bad version, transport or sid).", body = EioErrorBody),
+        (status = 403, description = "Origin not allowed.", body = EioErrorBody),
+        (status = 429, description = "Too many sessions or connections.", body = EioErrorBody),
+    ),
+)]
 pub async fn get(
     req: HttpRequest,
     stream: web::Payload,
@@ -167,6 +196,20 @@ pub async fn get(
 }
 
 /// `POST /socket.io/?EIO=4&transport=polling&sid=...`: packets from the client.
+#[utoipa::path(
+    post,
+    path = "/socket.io/",
+    tag = "sockets",
+    description = "Socket.IO long polling: packets from the client (docs/socketio.md). Also \
+        served at `/socket.io` (no trailing slash).",
+    params(EioQuery),
+    request_body(content = String, description = "Engine.IO payload.", content_type = "text/plain"),
+    responses(
+        (status = 200, description = "`ok` (text/html, as Engine.IO servers answer).", body = String, content_type = "text/html"),
+        (status = 400, description = "Engine.IO error (bad version, transport, sid or payload).", body = EioErrorBody),
+        (status = 413, description = "Payload too large.", body = EioErrorBody),
+    ),
+)]
 pub async fn post(
     q: web::Query<EioQuery>,
     body: web::Bytes,

@@ -13,6 +13,25 @@ use crate::engine::{Engine, Resume};
 use crate::error::AppError;
 use crate::metrics::METRICS;
 
+use super::openapi::ErrorBody;
+
+/// `GET /v1/ws`.
+#[utoipa::path(
+    get,
+    path = "/v1/ws",
+    tag = "sockets",
+    description = "The WebSocket upgrade to the native protocol (docs/protocol.md). The token \
+        comes as `?token=` or in the Authorization header.",
+    params(("token" = Option<String>, Query, description = "The JWT (browsers cannot set headers on an upgrade).")),
+    responses(
+        (status = 101, description = "Switching Protocols: the WebSocket."),
+        (status = 401, description = "No valid token (invalid_token, token_expired).", body = ErrorBody),
+        (status = 403, description = "Origin not allowed (forbidden).", body = ErrorBody),
+        (status = 422, description = "Not a WebSocket upgrade, or a bad resume parameter (invalid_data).", body = ErrorBody),
+        (status = 429, description = "Session or connection limit reached (limit_exceeded).", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (unavailable).", body = ErrorBody),
+    ),
+)]
 pub async fn native(
     req: HttpRequest,
     stream: web::Payload,
@@ -107,6 +126,20 @@ pub fn user_agent(req: &HttpRequest) -> Option<String> {
 
 /// `GET /ws/notifications/?token=`: the seed-compatible notification socket. The upgrade
 /// completes even with a bad token; the socket itself reports the failure (SPEC section 3).
+#[utoipa::path(
+    get,
+    path = "/ws/notifications/",
+    tag = "sockets",
+    description = "The seed-compatible notification socket (docs/notifications.md). Also served \
+        at `/ws/notifications` (no trailing slash).",
+    params(("token" = Option<String>, Query, description = "The JWT; a bad one is reported on the socket.")),
+    responses(
+        (status = 101, description = "Switching Protocols: the WebSocket."),
+        (status = 403, description = "Origin not allowed (forbidden).", body = ErrorBody),
+        (status = 422, description = "Not a WebSocket upgrade (invalid_data).", body = ErrorBody),
+        (status = 429, description = "Session or connection limit reached (limit_exceeded).", body = ErrorBody),
+    ),
+)]
 pub async fn notifications(
     req: HttpRequest,
     stream: web::Payload,
@@ -161,6 +194,16 @@ pub fn check_origin(req: &HttpRequest, engine: &Engine) -> Result<(), AppError> 
 
 /// `GET /v1/ws/echo` (only with `HERALD_DIAGNOSTICS=1`): echoes messages back, for RFC 6455
 /// conformance suites; 404 otherwise.
+#[utoipa::path(
+    get,
+    path = "/v1/ws/echo",
+    tag = "sockets",
+    description = "Diagnostic WebSocket echo, only with HERALD_DIAGNOSTICS=1; no token.",
+    responses(
+        (status = 101, description = "Switching Protocols: the echo WebSocket."),
+        (status = 404, description = "Diagnostics are off (not_found).", body = ErrorBody),
+    ),
+)]
 pub async fn echo(
     req: HttpRequest,
     stream: web::Payload,

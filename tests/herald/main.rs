@@ -18,6 +18,7 @@ mod hostile;
 mod limits;
 mod notification_socket;
 mod notifications;
+mod openapi;
 mod presence;
 mod raw_ws;
 mod rest;
