@@ -57,6 +57,7 @@ fn parse_cursor(c: &str) -> Result<(i64, String), AppError> {
 #[utoipa::path(
     get,
     path = "/v1/notifications",
+    operation_id = "list_notifications",
     tag = "notifications",
     params(ListQuery),
     responses(
@@ -164,6 +165,7 @@ pub async fn mark_all_read(
 #[utoipa::path(
     delete,
     path = "/v1/notifications/{id}",
+    operation_id = "delete_notification",
     tag = "notifications",
     params(("id" = String, Path, description = "Notification id.")),
     responses(
@@ -254,6 +256,7 @@ pub const MAX_RECIPIENTS: usize = 10_000;
 #[utoipa::path(
     post,
     path = "/v1/admin/notifications",
+    operation_id = "send_notification",
     tag = "admin",
     request_body = SendBody,
     responses(

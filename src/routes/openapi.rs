@@ -159,6 +159,7 @@ static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
 #[utoipa::path(
     get,
     path = "/v1/openapi.json",
+    operation_id = "openapi_document",
     tag = "operations",
     responses((status = 200, description = "This OpenAPI document.", body = Object)),
 )]

@@ -14,6 +14,7 @@ use super::openapi::ErrorBody;
 #[utoipa::path(
     get,
     path = "/v1/presence/{user}",
+    operation_id = "get_presence",
     tag = "presence",
     params(("user" = String, Path, description = "User id.")),
     responses(

@@ -24,6 +24,7 @@ pub struct CreateRoomBody {
 #[utoipa::path(
     post,
     path = "/v1/rooms",
+    operation_id = "create_room",
     tag = "rooms",
     request_body = CreateRoomBody,
     responses(
@@ -65,6 +66,7 @@ pub struct ListQuery {
 #[utoipa::path(
     get,
     path = "/v1/rooms",
+    operation_id = "list_rooms",
     tag = "rooms",
     params(ListQuery),
     responses(
@@ -253,6 +255,7 @@ pub struct MessagesQuery {
 #[utoipa::path(
     get,
     path = "/v1/rooms/{room}/messages",
+    operation_id = "room_messages",
     tag = "rooms",
     params(("room" = String, Path, description = "Room id."), MessagesQuery),
     responses(

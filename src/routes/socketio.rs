@@ -100,6 +100,7 @@ fn refusal(e: crate::error::AppError) -> HttpResponse {
 #[utoipa::path(
     get,
     path = "/socket.io/",
+    operation_id = "socketio_get",
     tag = "sockets",
     description = "Socket.IO (Engine.IO v4, docs/socketio.md): the handshake, a long poll, or \
         the WebSocket upgrade. The token comes in the Socket.IO CONNECT packet. Also served at \
@@ -199,6 +200,7 @@ pub async fn get(
 #[utoipa::path(
     post,
     path = "/socket.io/",
+    operation_id = "socketio_post",
     tag = "sockets",
     description = "Socket.IO long polling: packets from the client (docs/socketio.md). Also \
         served at `/socket.io` (no trailing slash).",

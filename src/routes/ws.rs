@@ -19,6 +19,7 @@ use super::openapi::ErrorBody;
 #[utoipa::path(
     get,
     path = "/v1/ws",
+    operation_id = "websocket",
     tag = "sockets",
     description = "The WebSocket upgrade to the native protocol (docs/protocol.md). The token \
         comes as `?token=` or in the Authorization header.",
@@ -129,6 +130,7 @@ pub fn user_agent(req: &HttpRequest) -> Option<String> {
 #[utoipa::path(
     get,
     path = "/ws/notifications/",
+    operation_id = "notification_socket",
     tag = "sockets",
     description = "The seed-compatible notification socket (docs/notifications.md). Also served \
         at `/ws/notifications` (no trailing slash).",
@@ -197,6 +199,7 @@ pub fn check_origin(req: &HttpRequest, engine: &Engine) -> Result<(), AppError> 
 #[utoipa::path(
     get,
     path = "/v1/ws/echo",
+    operation_id = "websocket_echo",
     tag = "sockets",
     description = "Diagnostic WebSocket echo, only with HERALD_DIAGNOSTICS=1; no token.",
     responses(

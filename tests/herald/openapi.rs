@@ -71,6 +71,15 @@ async fn openapi_document_lists_exactly_the_routes_the_router_registers() {
             );
         }
     }
+    // operationIds are unique (clients generate method names from them).
+    let mut ids = BTreeSet::new();
+    for (method, path) in &in_doc {
+        let id = doc["paths"][path][method.to_lowercase()]["operationId"].clone();
+        assert!(
+            ids.insert(id.to_string()),
+            "{method} {path}: operationId {id} repeats"
+        );
+    }
     // Every operation that takes a token documents the 401 it can answer.
     for (method, path) in &in_doc {
         let op = &doc["paths"][path][method.to_lowercase()];
