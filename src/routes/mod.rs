@@ -2,8 +2,10 @@
 //! shape the JSON. Errors leave as `{"error":{"code","message"}}` through `AppError`.
 
 pub mod admin;
+pub mod dev;
 pub mod health;
 pub mod notifications;
+pub mod page;
 pub mod presence;
 pub mod rooms;
 pub mod socketio;
@@ -18,6 +20,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(json_config())
         .app_data(query_config())
         .app_data(path_config())
+        .route("/", web::get().to(page::index))
+        .route("/web/{file:.*}", web::get().to(page::asset))
+        .route("/v1/dev/login", web::post().to(dev::login))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/v1/ws", web::get().to(ws::native))
