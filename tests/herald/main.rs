@@ -25,4 +25,5 @@ mod secrets;
 mod security;
 mod socketio;
 mod storage;
+mod web;
 mod ws;
