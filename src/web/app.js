@@ -21,11 +21,17 @@ async function authFetch(path, init = {}) {
   return fetch(path, { ...init, headers: { ...(init.headers ?? {}), Authorization: `Bearer ${token}` } });
 }
 
-/** A dev login token for `user`, asked afresh each time (they live 15 minutes). */
+/** Dev login tokens live 15 minutes; one is reused for this long before a new one is asked for. */
+const DEV_TOKEN_REUSE_MS = 5 * 60 * 1000;
+let devCache = { user: undefined, token: undefined, at: 0 };
+
+/** A dev login token for `user` (`POST /v1/dev/login`), reused for a few minutes. */
 async function devToken(user) {
+  if (devCache.user === user && Date.now() - devCache.at < DEV_TOKEN_REUSE_MS) return devCache.token;
   const res = await fetch('/v1/dev/login', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ user }) });
   const body = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(body.error?.message ?? `dev login failed (HTTP ${res.status})`);
+  devCache = { user, token: body.token, at: Date.now() };
   return body.token;
 }
 
@@ -36,9 +42,15 @@ function currentToken() {
 
 /** Why the server refuses a token, in words for the user; undefined if it is accepted. */
 async function tokenProblem() {
+  let token;
+  try {
+    token = await currentToken();
+  } catch (err) {
+    return `Cannot sign in: ${err.message}`;
+  }
   let res;
   try {
-    res = await authFetch('/v1/rooms?limit=1');
+    res = await fetch('/v1/rooms?limit=1', { headers: { Authorization: `Bearer ${token}` } });
   } catch (err) {
     return `Cannot reach the server (${err.message}).`;
   }
@@ -94,7 +106,7 @@ async function start(source) {
     banner(`Connection lost. Reconnecting in ${Math.max(1, Math.round(delayMs / 1000))} s…`);
     // A token that expired or was revoked will not come back by retrying: say so.
     const why = await tokenProblem();
-    if (why && !why.startsWith('Cannot reach')) stop(why);
+    if (why && !why.startsWith('Cannot')) stop(why);
   });
   client.on('reconnecting', ({ attempt }) => banner(`Connection lost. Reconnecting (attempt ${attempt + 1})…`));
   client.on('error', (err) => { if (err.code === 'token_refresh_failed') banner(`Could not renew the session: ${err.message}`); });
@@ -109,6 +121,7 @@ async function start(source) {
 
 /** Closes the connection and goes back to the sign-in form (with `message`, if any). */
 function stop(message) {
+  devCache = { user: undefined, token: undefined, at: 0 };
   chat?.stop();
   client?.close();
   chat = undefined;
