@@ -45,7 +45,7 @@ export class Chat {
   room(id) {
     let room = this.rooms.get(id);
     if (!room) {
-      room = { id, name: null, unread: 0, lastSeq: 0, messages: [], loaded: false, members: new Map(), typing: new Map(), seen: { delivered: 0, read: 0 } };
+      room = { id, name: null, unread: 0, lastSeq: 0, messages: [], nodes: new Map(), loaded: false, members: new Map(), typing: new Map(), seen: { delivered: 0, read: 0 } };
       this.rooms.set(id, room);
     }
     return room;
@@ -237,7 +237,9 @@ export class Chat {
   renderRooms() {
     const list = $('room-list');
     const items = [...this.rooms.values()].sort((a, b) => a.id.localeCompare(b.id)).map((room) => {
-      const unread = room.unread > 0 ? el('span', { class: 'badge', 'aria-label': `${room.unread} unread` }, String(room.unread)) : null;
+      const unread = room.unread > 0
+        ? el('span', { class: 'badge', 'data-count': room.unread }, String(room.unread), el('span', { class: 'visually-hidden' }, ' unread'))
+        : null;
       const button = el('button', { type: 'button', 'aria-current': room.id === this.active ? 'true' : 'false', 'data-room': room.id, onclick: () => this.open(room.id).catch((e) => toast(e.message)) },
         el('span', { class: 'room-name' }, roomLabel(room)), unread);
       return el('li', {}, button);
@@ -252,17 +254,42 @@ export class Chat {
     $('send-button').disabled = !room;
     const list = $('messages');
     const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
-    list.replaceChildren(...(room ? room.messages : []).map((m) => {
-      const mine = m.from === this.me;
-      const state = mine ? this.receiptState(room, m) : undefined;
-      return el('li', { class: mine ? 'msg mine' : 'msg', 'data-seq': m.seq },
-        el('div', { class: 'msg-meta' }, el('strong', {}, mine ? 'You' : m.from), el('time', { datetime: m.created_at }, clock(m.created_at))),
-        el('div', { class: 'msg-text' }, bodyText(m)),
-        mine ? el('div', { class: 'msg-meta' }, el('span', { class: 'msg-status', 'data-state': state }, RECEIPT_LABELS[state])) : null);
-    }));
+    // Nodes are kept per message and only new ones appended, so the log (role=log) announces
+    // new messages to screen readers instead of re-reading the whole room.
+    const wanted = (room ? room.messages : []).map((m) => this.messageNode(room, m));
+    const current = [...list.children];
+    if (current.length <= wanted.length && current.every((node, i) => node === wanted[i])) {
+      list.append(...wanted.slice(current.length));
+    } else {
+      list.replaceChildren(...wanted);
+    }
     if (nearBottom) list.scrollTop = list.scrollHeight;
     this.renderMembers();
     this.renderTyping();
+  }
+
+  /** The list item of message `m`, made once and then only its receipt word updated. */
+  messageNode(room, m) {
+    const key = m.client_msg_id ? `${m.from}/${m.client_msg_id}` : `seq:${m.seq}`;
+    const mine = m.from === this.me;
+    let node = room.nodes.get(key);
+    if (!node) {
+      node = el('li', { class: mine ? 'msg mine' : 'msg' },
+        el('div', { class: 'msg-meta' }, el('strong', {}, mine ? 'You' : m.from), el('time', { datetime: m.created_at }, clock(m.created_at))),
+        el('div', { class: 'msg-text' }, bodyText(m)),
+        mine ? el('div', { class: 'msg-meta' }, el('span', { class: 'msg-status' })) : null);
+      room.nodes.set(key, node);
+    }
+    if (m.seq !== undefined) node.dataset.seq = m.seq;
+    const status = node.querySelector('.msg-status');
+    if (status) {
+      const state = this.receiptState(room, m);
+      if (status.dataset.state !== state) {
+        status.dataset.state = state;
+        status.textContent = RECEIPT_LABELS[state];
+      }
+    }
+    return node;
   }
 
   renderMembers() {
