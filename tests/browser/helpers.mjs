@@ -114,11 +114,16 @@ export async function devSignIn(page, user) {
   await page.waitForFunction((u) => document.getElementById('me').textContent === u, { timeout: 10000 }, user);
 }
 
-/** Joins (or creates) the public room `name` from the page's form and waits until it is open. */
+/** Joins (or creates) the public room `name` from the page's form and waits until the join is acked. */
 export async function joinRoom(page, name) {
   await page.type('#join-input', name);
   await page.click('#join-form button[type=submit]');
-  await page.waitForFunction((n) => document.getElementById('room-title').textContent === `# ${n}`, { timeout: 10000 }, name);
+  // Joined: the title shows the room, the form was cleared, and the join ack's snapshot
+  // lists the user themself.
+  await page.waitForFunction((n) => document.getElementById('room-title').textContent === `# ${n}`
+    && document.getElementById('join-input').value === ''
+    && document.querySelector(`#member-list li[data-user="${document.getElementById('me').textContent}"]`) !== null,
+  { timeout: 10000 }, name);
 }
 
 /** Waits until `fn` (run in the page) returns something truthy; `what` names it in the failure. */
