@@ -152,7 +152,7 @@ describe('connection and layout', () => {
     await context.close();
   });
 
-  test('the page fits a phone-sized screen and is usable from the keyboard', async () => {
+  test('the page fits a phone-sized screen, is usable from the keyboard, and shows notifications', async () => {
     const { page, context, problems } = await openPage(browser, server.http, { width: 390, height: 844 });
     // Keyboard only: the name field has focus at start, Enter submits.
     await page.waitForSelector('#name-form:not([hidden])');
@@ -165,6 +165,15 @@ describe('connection and layout', () => {
     await page.keyboard.press('Enter');
     await waitInPage(page, 'the message sent', () =>
       [...document.querySelectorAll('#messages .msg-text')].some((n) => n.textContent === 'from my phone'));
+    // A notification from an app backend shows as a toast.
+    const res = await fetch(`${server.http}/v1/admin/notifications`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${mintToken('backend', { roles: ['service'] })}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ users: ['frank'], notification_type: 'assignment', title: 'New task', message: 'Review PR 42' }),
+    });
+    assert.equal(res.status, 201, await res.text());
+    await waitInPage(page, 'the notification toast', () =>
+      [...document.querySelectorAll('#toasts .toast')].some((t) => t.textContent === 'New task: Review PR 42'));
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `no horizontal scrolling (${overflow} px too wide)`);
     await screenshot(page, 'phone');
