@@ -33,6 +33,12 @@ export interface HeraldClientOptions {
   WebSocket?: WebSocketConstructor;
   /** Sent as `device_id`: the server keeps this device's position per room. */
   deviceId?: string;
+  /**
+   * How the token reaches the server: `'query'` (default, `?token=`) or `'protocol'`
+   * (subprotocols `herald.v1` and `herald.bearer.<JWT>`: the token stays out of the URL and
+   * so out of access logs; for browsers, which cannot set `Authorization`).
+   */
+  tokenTransport?: 'query' | 'protocol';
   /** Positions saved from an earlier run (`client.positions`): the first connection resumes after them. */
   positions?: Record<string, number>;
   backoff?: BackoffOptions;

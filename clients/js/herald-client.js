@@ -28,6 +28,10 @@ export { Backoff, HeraldError, Positions };
 /** Server frames passed through as events of the same name, `data` as the payload. */
 const EVENT_FRAMES = new Set(['receipt', 'typing', 'room_presence', 'presence', 'room_unread', 'notification', 'unread_count']);
 
+/** The subprotocol the server answers when the token travels as `herald.bearer.<JWT>`. */
+const WS_PROTOCOL = 'herald.v1';
+const BEARER_PROTOCOL_PREFIX = 'herald.bearer.';
+
 /** Default ping period when the server did not say (its own default, `HERALD_HEARTBEAT_MS`). */
 const DEFAULT_HEARTBEAT_MS = 25000;
 
@@ -263,7 +267,9 @@ export class HeraldClient {
     this.token = token;
     let socket;
     try {
-      socket = new this.WebSocketImpl(this.socketUrl(token));
+      socket = this.options.tokenTransport === 'protocol'
+        ? new this.WebSocketImpl(this.socketUrl(undefined), [WS_PROTOCOL, `${BEARER_PROTOCOL_PREFIX}${token}`])
+        : new this.WebSocketImpl(this.socketUrl(token));
     } catch (err) {
       this.events.emit('error', new HeraldError('not_connected', `cannot open a WebSocket: ${err?.message ?? err}`));
       this.scheduleReconnect(undefined, 'WebSocket constructor failed');
@@ -283,9 +289,10 @@ export class HeraldClient {
     }, this.options.requestTimeoutMs);
   }
 
+  /** The handshake URL: `device_id`, `since`, and `token` unless it travels as a subprotocol. */
   socketUrl(token) {
     const url = new URL(this.options.url);
-    url.searchParams.set('token', token);
+    if (token !== undefined) url.searchParams.set('token', token);
     if (this.options.deviceId) url.searchParams.set('device_id', this.options.deviceId);
     const since = this.positionsTracker.sinceParam();
     if (since) url.searchParams.set('since', since);

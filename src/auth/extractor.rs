@@ -1,5 +1,5 @@
-//! Where a request's token is read (the `Authorization` header; `?token=` on WebSocket
-//! handshakes only) and the `AuthenticatedUser` extractor of REST routes.
+//! Where a request's token is read (the `Authorization` header; a `herald.bearer.` subprotocol
+//! or `?token=` on WebSocket handshakes only) and the `AuthenticatedUser` extractor of REST routes.
 
 use std::future::{ready, Ready};
 
@@ -17,14 +17,37 @@ pub fn bearer_token(req: &HttpRequest) -> Option<String> {
         .map(|t| t.trim().to_owned())
 }
 
-/// The token of a WebSocket handshake: `Authorization: Bearer`, else the `token` query
-/// parameter (browsers cannot set headers on an upgrade). REST must use [`bearer_token`].
+/// The WebSocket subprotocol a server answers when a browser offers its token as
+/// [`BEARER_PROTOCOL_PREFIX`]`<JWT>` (browsers must get one of the offered protocols back).
+pub const WS_PROTOCOL: &str = "herald.v1";
+
+/// Prefix of the `Sec-WebSocket-Protocol` entry that carries a token: browsers cannot set
+/// `Authorization` on an upgrade, and this keeps the token out of the URL (and so out of
+/// access logs).
+pub const BEARER_PROTOCOL_PREFIX: &str = "herald.bearer.";
+
+/// The token of a WebSocket handshake: `Authorization: Bearer`, else a
+/// `Sec-WebSocket-Protocol` entry `herald.bearer.<JWT>`, else the `token` query parameter.
+/// REST must use [`bearer_token`].
 pub fn token_from_request(req: &HttpRequest) -> Option<String> {
-    bearer_token(req).or_else(|| {
-        web::Query::<TokenQuery>::from_query(req.query_string())
-            .ok()
-            .and_then(|q| q.into_inner().token)
-    })
+    bearer_token(req)
+        .or_else(|| protocol_token(req))
+        .or_else(|| {
+            web::Query::<TokenQuery>::from_query(req.query_string())
+                .ok()
+                .and_then(|q| q.into_inner().token)
+        })
+}
+
+/// The token offered as a `herald.bearer.<JWT>` WebSocket subprotocol, if any.
+fn protocol_token(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get_all(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(BEARER_PROTOCOL_PREFIX))
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
 }
 
 #[derive(Deserialize)]

@@ -34,7 +34,10 @@ mod secret;
 #[cfg(test)]
 mod tests;
 
-pub use extractor::{authenticate, authenticate_socket, bearer_token, token_from_request};
+pub use extractor::{
+    authenticate, authenticate_socket, bearer_token, token_from_request, BEARER_PROTOCOL_PREFIX,
+    WS_PROTOCOL,
+};
 pub use keys::{JwtKeys, TokenSigner};
 pub use secret::{file_mode, key_warnings, load_or_create_secret, SecretError};
 

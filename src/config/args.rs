@@ -73,6 +73,18 @@ pub struct ServeArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub diagnostics: Option<bool>,
+    /// Development only: POST /v1/dev/login mints a short-lived token for any user name.
+    /// Refused (turned off, with a warning) unless the server binds a loopback address.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_DEV_LOGIN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub dev_login: Option<bool>,
     /// Deepest JSON nesting in a frame.
     #[arg(long, global = true, env = "HERALD_MAX_JSON_DEPTH")]
     pub max_json_depth: Option<usize>,
@@ -363,6 +375,7 @@ impl Settings {
         s.tls_cert = a.tls_cert.clone();
         s.tls_key = a.tls_key.clone();
         s.diagnostics = a.diagnostics.unwrap_or(s.diagnostics);
+        s.dev_login = a.dev_login.unwrap_or(s.dev_login);
 
         let l = &mut s.limits;
         l.max_json_depth = a.max_json_depth.map_or(l.max_json_depth, |v| v.max(2));

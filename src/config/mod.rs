@@ -95,6 +95,10 @@ pub struct Settings {
     pub tls_key: Option<PathBuf>,
     /// Expose diagnostic endpoints (`GET /v1/ws/echo`, for RFC 6455 conformance suites).
     pub diagnostics: bool,
+    /// Development only: `POST /v1/dev/login` mints a token for any user name, so the demo
+    /// page at `/` can be tried without a token issuer. Start-up turns it off (with a
+    /// warning) unless `bind` is a loopback address.
+    pub dev_login: bool,
     /// Time source for presence decisions (tests substitute a manual clock).
     pub clock: Arc<dyn Clock>,
     /// A `typing` `start` without `stop` ends by itself after this long.
@@ -326,6 +330,7 @@ impl Default for Settings {
             tls_cert: None,
             tls_key: None,
             diagnostics: false,
+            dev_login: false,
             clock: Arc::new(SystemClock),
             typing_timeout: Duration::from_secs(5),
             outbox_frames: 1024,

@@ -84,6 +84,7 @@ pub(super) fn shown(s: &Settings, key: &str) -> Option<Shown> {
         "tls_cert" => Shown::path(&s.tls_cert),
         "tls_key" => Shown::path(&s.tls_key),
         "diagnostics" => Shown::Bool(s.diagnostics),
+        "dev_login" => Shown::Bool(s.dev_login),
         "max_json_depth" => int(l.max_json_depth as u64),
         "send_rate" => int(l.send_rate.into()),
         "send_burst" => int(l.send_burst.into()),

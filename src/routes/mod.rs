@@ -2,9 +2,11 @@
 //! shape the JSON. Errors leave as `{"error":{"code","message"}}` through `AppError`.
 
 pub mod admin;
+pub mod dev;
 pub mod health;
 pub mod notifications;
 pub mod openapi;
+pub mod page;
 pub mod presence;
 pub mod rooms;
 pub mod socketio;
@@ -89,6 +91,10 @@ macro_rules! route {
 /// Every route, in registration order (the order matters where patterns overlap: the literal
 /// `/v1/notifications/preferences` before `/v1/notifications/{id}`).
 pub static ROUTES: &[RouteSpec] = &[
+    route!(Get "/" => page::index),
+    route!(Get "/web/{file}" => page::asset),
+    route!(Get "/web/lib/{file}" => page::lib_asset),
+    route!(Post "/v1/dev/login" => dev::login),
     route!(Get "/healthz" => health::healthz),
     route!(Get "/readyz" => health::readyz),
     route!(Get "/v1/openapi.json" => openapi::document),

@@ -47,6 +47,10 @@ pub struct ErrorDetail {
             one with path parameters 422 (invalid_data) for an invalid path segment."
     ),
     paths(
+        super::page::index,
+        super::page::asset,
+        super::page::lib_asset,
+        super::dev::login,
         super::health::healthz,
         super::health::readyz,
         document,

@@ -56,6 +56,8 @@ pub async fn native(
     );
     ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(engine.settings.max_frame_bytes)
+        // Answered only when offered (with the token as `herald.bearer.<JWT>`).
+        .protocols(&[crate::auth::WS_PROTOCOL])
         .start()
         .map_err(|e| {
             AppError::new(

@@ -89,6 +89,7 @@ impl Application {
         let algorithm = parse_algorithm(&settings.auth.algorithm)?;
         let tls = tls_config(settings.tls_cert.as_deref(), settings.tls_key.as_deref())?;
         let origins = allowed_origins(&settings.allowed_origins)?;
+        crate::routes::dev::refuse_off_loopback(&mut settings);
         let secret = if uses_secret(algorithm) {
             Some(load_or_create_secret(&settings)?)
         } else {

@@ -26,4 +26,5 @@ mod secrets;
 mod security;
 mod socketio;
 mod storage;
+mod web;
 mod ws;

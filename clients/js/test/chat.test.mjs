@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import WebSocket from 'ws';
 import { makeClient, mintToken, nextEvent, rest, startServer } from './helpers.mjs';
 
 let server;
@@ -38,6 +39,31 @@ test('connect resolves with sync and reports the session', async () => {
   assert.equal(alice.state, 'ready');
   assert.equal(alice.userId, 'alice');
   assert.equal(typeof alice.sessionId, 'string');
+});
+
+test("tokenTransport 'protocol' sends the token as a subprotocol, not in the URL", async () => {
+  // Arrange: record what the client hands the WebSocket constructor.
+  const opened = [];
+  const client = makeClient(server, 'proto', {
+    tokenTransport: 'protocol',
+    WebSocket: class extends WebSocket {
+      constructor(url, protocols) {
+        opened.push({ url, protocols });
+        super(url, protocols);
+      }
+    },
+  });
+  clients.push(client);
+
+  // Act
+  await client.connect();
+
+  // Assert
+  assert.equal(client.userId, 'proto');
+  assert.equal(opened.length, 1);
+  assert.ok(!opened[0].url.includes('token'), opened[0].url);
+  assert.equal(opened[0].protocols[0], 'herald.v1');
+  assert.match(opened[0].protocols[1], /^herald\.bearer\.ey/);
 });
 
 test('two clients chat in a room: ack with seq, message event on the other side', async () => {
