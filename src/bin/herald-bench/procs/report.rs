@@ -26,6 +26,12 @@ pub(super) fn parent_report(
     let to = at.get(DONE);
     let g = |k: &str| merged.get(k).cloned().unwrap_or(Value::Null);
     let gu = |k: &str| merged.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let gi = |k: &str| {
+        merged
+            .get(k)
+            .and_then(Value::as_f64)
+            .map_or("n/a".into(), fmt_int)
+    };
     let lat = |p: &str| lats.iter().find(|(q, _)| q == p).map(|(_, l)| l.summary());
 
     r.row(
@@ -52,7 +58,7 @@ pub(super) fn parent_report(
                 "connect rate",
                 format!(
                     "{} conn/s (all children, over the slowest child's {} s)",
-                    g("connect_per_s"),
+                    gi("connect_per_s"),
                     g("connect_secs")
                 ),
             );
@@ -64,7 +70,7 @@ pub(super) fn parent_report(
                     "{} / {} ({} acked/s over the common span)",
                     fmt_int(gu("sent") as f64),
                     fmt_int(gu("acked") as f64),
-                    g("acked_per_s")
+                    gi("acked_per_s")
                 ),
             );
             r.row(
@@ -74,11 +80,11 @@ pub(super) fn parent_report(
                     fmt_int(gu("received_deliveries") as f64),
                     fmt_int(gu("expected_deliveries") as f64),
                     g("receivers_per_message"),
-                    g("deliveries_per_s")
+                    gi("deliveries_per_s")
                 ),
             );
             r.row("loss", fmt_loss(merged.get("loss").and_then(Value::as_f64)));
-            if let Some(s) = lat("ack_") {
+            if let Some(s) = lat("ack_").filter(|_| o.scenario != "persist") {
                 r.row("ack latency", s);
             }
             if let Some(s) = lat("app_") {
@@ -87,7 +93,12 @@ pub(super) fn parent_report(
         }
     }
     if let Some(s) = lat("") {
-        r.row("headline latency (merged)", s);
+        let what = match o.scenario {
+            "idle" => "connect latency",
+            "persist" => "ack latency",
+            _ => "delivery latency (socket)",
+        };
+        r.row(format!("{what} (merged)"), s);
     }
     for (k, v) in merged {
         r.set(&k, v);

@@ -215,13 +215,7 @@ pub async fn report_resources(
     r.set("bytes_in", bytes);
     r.set("unsolicited_closes", json!(closes));
     r.set("connection_errors", json!(errors));
-    if ctx.servers() > 1 {
-        let mut all = Vec::new();
-        for i in 0..ctx.servers() {
-            all.push(ctx.server_stats(i).await.unwrap_or(Value::Null));
-        }
-        r.set("server_stats_per_url", Value::Array(all));
-    }
+    // In cluster mode the first node's stats include every node's (`cluster.nodes`).
     if let Some(s) = ctx.server_stats(0).await {
         let pick = |k: &str| s.get(k).cloned().unwrap_or(Value::Null);
         r.row(
