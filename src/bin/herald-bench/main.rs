@@ -14,22 +14,34 @@
 //! - `hostile`: a mix of hostile clients in loops, from their own loopback addresses, with
 //!   the server's RSS and open descriptors sampled once a second (run it next to a normal
 //!   workload for a soak).
+//! - `nodekill`: cluster mode; users on one node, an observer on another, the users' node
+//!   killed (SIGKILL): how long until the observer has seen every user go offline.
+//!
+//! Several `--url`s (cluster nodes) take the connections round-robin, and several
+//! `--server-pid`s are read and summed. With `--procs N` the run is spread over N bench
+//! processes (`procs/`), each with its share of the connections (`shard.rs`), and their
+//! results are merged.
 //!
 //! Every run is bounded in count and time. A progress line goes to stderr once per second, a
 //! table to stdout at the end, and with `--json` one single-line JSON object as the last
 //! stdout line. See docs/benchmarks.md.
 
 mod client;
+mod procs;
 mod scenarios;
+mod servers;
+mod shard;
 mod stats;
+mod targets;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use scenarios::{BenchResult, Ctx, Progress};
+use shard::Shard;
 
 /// Sockets kept free of the file-descriptor budget (stdio, timers, HTTP, /proc reads).
 const FD_RESERVE: u64 = 10;
@@ -51,23 +63,33 @@ struct Cli {
 #[derive(Args, Clone)]
 #[command(next_help_heading = "Common options")]
 struct Common {
-    /// The server's base URL.
+    /// The server's base URL; several (repeated or comma-separated): cluster nodes, which
+    /// take the connections round-robin.
     #[arg(
         long,
         global = true,
         env = "HERALD_BENCH_URL",
+        value_delimiter = ',',
         default_value = "ws://127.0.0.1:8080"
     )]
-    url: String,
+    url: Vec<String>,
     /// The server's HS256 JWT secret (at least 32 bytes).
     #[arg(long, global = true, env = "HERALD_JWT_SECRET", hide_env_values = true)]
     secret: Option<String>,
     /// Print one single-line JSON object as the last line of stdout.
     #[arg(long, global = true)]
     json: bool,
-    /// The server's process id: its RSS and CPU are read from /proc.
-    #[arg(long, global = true)]
-    server_pid: Option<u32>,
+    /// The server's process id: its RSS and CPU are read from /proc. Several (repeated or
+    /// comma-separated): summed, and reported per process.
+    #[arg(long, global = true, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// Spread the run over N bench processes (each with its share of the connections and its
+    /// own source addresses); the results are merged.
+    #[arg(long, global = true, default_value_t = 1)]
+    procs: usize,
+    /// Set by a `--procs` parent in its children: `INDEX/COUNT`.
+    #[arg(long, global = true, hide = true, env = procs::SHARD_ENV)]
+    shard: Option<String>,
     /// Loopback source addresses to spread sockets over (127.0.0.2 ...); 0: let the kernel pick.
     #[arg(long, global = true, default_value_t = 8)]
     source_addrs: u8,
@@ -84,7 +106,7 @@ struct Common {
     #[arg(long, global = true, default_value_t = 12_288)]
     max_server_rss_mib: u64,
     /// Id put in user and room names (default: random), so runs never share state.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = procs::RUN_ID_ENV)]
     run_id: Option<String>,
     /// No progress line.
     #[arg(long, global = true)]
@@ -105,6 +127,22 @@ enum Scenario {
     Persist(scenarios::persist::PersistArgs),
     /// Hostile clients in loops (run next to a normal workload): what the server refused and closed, its RSS and fds.
     Hostile(scenarios::hostile::HostileArgs),
+    /// Cluster: kill the node of N users (SIGKILL) and time until an observer on another node saw them all offline.
+    Nodekill(scenarios::nodekill::NodekillArgs),
+}
+
+impl Scenario {
+    fn name(&self) -> &'static str {
+        match self {
+            Scenario::Idle(_) => "idle",
+            Scenario::Fanout(_) => "fanout",
+            Scenario::Direct(_) => "direct",
+            Scenario::Churn(_) => "churn",
+            Scenario::Persist(_) => "persist",
+            Scenario::Hostile(_) => "hostile",
+            Scenario::Nodekill(_) => "nodekill",
+        }
+    }
 }
 
 fn main() {
@@ -133,43 +171,72 @@ fn run(cli: Cli) -> BenchResult<()> {
             secret.len()
         ));
     }
-    let (host, port) = parse_url(&c.url)?;
-    let fd_limit = raise_fd_limit();
-    let max_conns = fd_limit.saturating_sub(FD_RESERVE) as usize;
-
-    let loopback = host == "localhost" || host.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback());
-    let addrs: Vec<IpAddr> = if loopback {
-        (0..c.source_addrs)
-            .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2u8.saturating_add(i))))
-            .collect()
-    } else {
-        Vec::new()
+    let targets = targets::parse_urls(&c.url)?;
+    let shard = match &c.shard {
+        Some(s) => Shard::parse(s)?,
+        None => Shard::SOLO,
     };
     let run_id = c
         .run_id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
+    for &pid in &c.server_pid {
+        if stats::rss_kib(pid).is_none() {
+            return Err(format!(
+                "--server-pid {pid}: no such process (or /proc unreadable)"
+            ));
+        }
+    }
+    if c.procs > 1 && !shard.is_child() {
+        spawn_watchdog(c.deadline);
+        return procs::run_parent(procs::ParentOptions {
+            procs: c.procs,
+            scenario: cli.scenario.name(),
+            server_pids: c.server_pid.clone(),
+            run_id,
+            json: c.json,
+            quiet: c.quiet,
+            max_server_rss_kib: c.max_server_rss_mib.saturating_mul(1024),
+        });
+    }
+    let fd_limit = raise_fd_limit();
+    let max_conns = fd_limit.saturating_sub(FD_RESERVE) as usize;
+    let addrs: Vec<IpAddr> = if targets::all_loopback(&targets) {
+        shard.source_addrs(c.source_addrs)?
+    } else {
+        Vec::new()
+    };
+    // A child's server readings are taken by its parent.
+    let server_pids = if shard.is_child() {
+        Vec::new()
+    } else {
+        c.server_pid.clone()
+    };
+    let barrier = shard.is_child().then(procs::Barrier::from_stdin);
 
-    // Whatever happens inside the runtime, the process ends shortly after the deadline.
     let deadline = c.deadline;
-    std::thread::spawn(move || {
-        std::thread::sleep(deadline + Duration::from_secs(30));
-        eprintln!("herald-bench: deadline passed and the run did not stop; exiting");
-        std::process::exit(3);
-    });
-
-    let json = c.json;
+    spawn_watchdog(deadline);
+    // A child always hands its parent a JSON line.
+    let json = c.json || shard.is_child();
     actix_web::rt::System::new().block_on(async move {
-        let server = resolve(&host, port).await?;
+        let servers = targets::resolve_all(&targets).await?;
         let progress = Rc::new(Progress::default());
         progress.quiet.set(c.quiet);
         let ctx = Ctx {
-            ws_url: format!("ws://{host}:{port}/v1/ws"),
-            http_url: format!("http://{host}:{port}"),
+            ws_urls: targets
+                .iter()
+                .map(|(h, p)| format!("ws://{h}:{p}/v1/ws"))
+                .collect(),
+            http_urls: targets
+                .iter()
+                .map(|(h, p)| format!("http://{h}:{p}"))
+                .collect(),
             keys: herald::auth::JwtKeys::hs256(&herald::config::Secret::new(secret)),
-            pool: client::ClientPool::new(server, format!("{host}:{port}"), addrs, c.timeout),
+            pool: client::ClientPool::new(servers, addrs, c.timeout),
             run_id,
-            server_pid: c.server_pid,
+            server_pids,
+            shard,
+            barrier,
             timeout: c.timeout,
             concurrency: c.connect_concurrency.max(1),
             max_conns,
@@ -178,16 +245,12 @@ fn run(cli: Cli) -> BenchResult<()> {
             machine_cpu: std::cell::RefCell::new(stats::MachineCpu::start()),
             cores: std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
         };
-        if let Some(pid) = ctx.server_pid {
-            if stats::rss_kib(pid).is_none() {
-                return Err(format!("--server-pid {pid}: no such process (or /proc unreadable)"));
-            }
-        }
         if !c.quiet {
             eprintln!(
-                "herald-bench: run {} against {} (fd limit {}, at most {} sockets, {} source address(es))",
+                "herald-bench: run {}{} against {} (fd limit {}, at most {} sockets, {} source address(es))",
                 ctx.run_id,
-                ctx.ws_url,
+                if shard.is_child() { format!(" shard {}/{}", shard.index, shard.count) } else { String::new() },
+                ctx.ws_urls.join(", "),
                 fd_limit,
                 max_conns,
                 ctx.pool.addrs.len()
@@ -210,6 +273,7 @@ fn run(cli: Cli) -> BenchResult<()> {
                 Scenario::Churn(a) => scenarios::churn::run(&ctx, a).await,
                 Scenario::Persist(a) => scenarios::persist::run(&ctx, a).await,
                 Scenario::Hostile(a) => scenarios::hostile::run(&ctx, a).await,
+                Scenario::Nodekill(a) => scenarios::nodekill::run(&ctx, a).await,
             }
         };
         let mut report = match tokio::time::timeout(deadline, fut).await {
@@ -219,45 +283,24 @@ fn run(cli: Cli) -> BenchResult<()> {
         report.set("run_id", ctx.run_id.as_str());
         report.set("fd_limit", fd_limit);
         report.set("source_addrs", ctx.pool.addrs.len() as u64);
+        report.set("servers_urls", serde_json::json!(ctx.ws_urls));
+        if shard.is_child() {
+            report.set("shard", format!("{}/{}", shard.index, shard.count));
+            report.keep_private = true;
+        }
         report.set("date", chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         report.print(json);
         Ok(())
     })
 }
 
-/// `ws://host:port` (a path, if any, is ignored) → (host, port).
-fn parse_url(url: &str) -> BenchResult<(String, u16)> {
-    let rest = url
-        .strip_prefix("ws://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("--url {url}: expected ws://HOST:PORT (TLS is not supported)"))?;
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (
-            h.to_owned(),
-            p.parse::<u16>()
-                .map_err(|_| format!("--url {url}: bad port {p:?}"))?,
-        ),
-        None => (authority.to_owned(), 80),
-    };
-    if host.is_empty() {
-        return Err(format!("--url {url}: no host"));
-    }
-    Ok((host, port))
-}
-
-/// The server's socket address (IPv4: the sockets are IPv4 and bound to 127.0.0.x).
-async fn resolve(host: &str, port: u16) -> BenchResult<std::net::SocketAddr> {
-    let addrs = actix_web::rt::net::TcpStream::connect((host, port))
-        .await
-        .and_then(|s| s.peer_addr())
-        .map_err(|e| format!("cannot reach {host}:{port}: {e}"))?;
-    if !addrs.is_ipv4() {
-        return Err(format!(
-            "{host}:{port} resolved to {addrs}; only IPv4 is supported"
-        ));
-    }
-    Ok(addrs)
+/// Whatever happens inside the runtime, the process ends shortly after the deadline.
+fn spawn_watchdog(deadline: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(deadline + Duration::from_secs(30));
+        eprintln!("herald-bench: deadline passed and the run did not stop; exiting");
+        std::process::exit(3);
+    });
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the limit now in force.
@@ -294,22 +337,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls() {
-        assert_eq!(
-            parse_url("ws://127.0.0.1:8080").ok(),
-            Some(("127.0.0.1".into(), 8080))
-        );
-        assert_eq!(
-            parse_url("ws://localhost:9/v1/ws").ok(),
-            Some(("localhost".into(), 9))
-        );
-        assert!(parse_url("wss://x:1").is_err());
+    fn several_urls_and_pids_parse() {
+        let cli = Cli::try_parse_from([
+            "herald-bench",
+            "--url",
+            "ws://127.0.0.1:1,ws://127.0.0.1:2",
+            "--url=ws://127.0.0.1:3",
+            "--server-pid",
+            "10,11",
+            "--server-pid",
+            "12",
+            "idle",
+            "--procs",
+            "3",
+        ]);
+        let c = cli.map(|c| c.common);
+        assert!(c.is_ok());
+        if let Ok(c) = c {
+            assert_eq!(c.url.len(), 3);
+            assert_eq!(c.server_pid, vec![10, 11, 12]);
+            assert_eq!(c.procs, 3);
+        }
     }
 
     #[test]
     fn tags() {
         let f = r#"{"type":"message","data":{"body":{"text":"hb1 t=123 id=7 xxx"}}}"#;
-        assert_eq!(scenarios::parse_tag(f), Some((123, 7)));
+        assert_eq!(scenarios::parse_tag(f), Some((123, 7, None)));
+        let g = r#"{"type":"message","data":{"body":{"text":"hb1 t=123 id=7 s=2 xxx"}}}"#;
+        assert_eq!(scenarios::parse_tag(g), Some((123, 7, Some(2))));
         assert_eq!(scenarios::frame_type(f), "message");
         assert_eq!(scenarios::parse_tag(r#"{"type":"message"}"#), None);
     }

@@ -15,6 +15,11 @@ pub fn unix_nanos() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// The unix time (ns) of an `Instant` in the past.
+pub fn unix_ns_of(i: Instant) -> u64 {
+    unix_nanos().saturating_sub(u64::try_from(i.elapsed().as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// A latency histogram in microseconds (1 µs .. 1 h, 3 significant digits).
 pub struct Lat {
     h: Histogram<u64>,
@@ -62,6 +67,22 @@ impl Lat {
 
     pub fn mean_ms(&self) -> Option<f64> {
         (self.count() > 0).then(|| self.h.mean() / 1000.0)
+    }
+
+    /// The recorded values as `[value_us, count]` pairs (bucket values; recording them again
+    /// rebuilds the same histogram), so another process can merge them.
+    pub fn buckets(&self) -> Vec<[u64; 2]> {
+        self.h
+            .iter_recorded()
+            .map(|v| [v.value_iterated_to(), v.count_at_value()])
+            .collect()
+    }
+
+    /// Adds `[value_us, count]` pairs written by [`Lat::buckets`].
+    pub fn add_buckets(&mut self, buckets: &[[u64; 2]]) {
+        for [v, n] in buckets {
+            self.h.saturating_record_n((*v).max(1), *n);
+        }
     }
 
     /// "p50 / p90 / p99 / max" in ms, for the table.
@@ -182,7 +203,7 @@ impl CpuMeter {
 }
 
 /// Busy and total CPU time of the whole machine, in clock ticks (`/proc/stat`).
-fn machine_ticks() -> Option<(u64, u64)> {
+pub fn machine_ticks() -> Option<(u64, u64)> {
     let s = std::fs::read_to_string("/proc/stat").ok()?;
     let line = s.lines().next()?.strip_prefix("cpu ")?;
     let v: Vec<u64> = line
@@ -221,14 +242,17 @@ impl MachineCpu {
 
 /// The outcome of one scenario: table rows, notes, and the JSON object.
 pub struct Report {
-    pub scenario: &'static str,
+    pub scenario: String,
     rows: Vec<(String, String)>,
     notes: Vec<String>,
     json: Map<String, Value>,
+    /// Keep the `_`-prefixed fields (histogram buckets, unix times) in the JSON: a child of
+    /// `--procs` hands them to its parent for the merge.
+    pub keep_private: bool,
 }
 
 impl Report {
-    pub fn new(scenario: &'static str) -> Self {
+    pub fn new(scenario: &str) -> Self {
         let mut json = Map::new();
         json.insert("scenario".into(), Value::from(scenario));
         // The headline fields are always present (null where they do not apply).
@@ -243,10 +267,11 @@ impl Report {
             json.insert(k.into(), Value::Null);
         }
         Report {
-            scenario,
+            scenario: scenario.to_owned(),
             rows: Vec::new(),
             notes: Vec::new(),
             json,
+            keep_private: false,
         }
     }
 
@@ -272,6 +297,19 @@ impl Report {
         &mut self.json
     }
 
+    /// Adds a latency histogram's `<prefix>p50_ms` … fields, and its buckets under
+    /// `_hist.<prefix>` (for a `--procs` parent to merge).
+    pub fn lat(&mut self, prefix: &str, lat: &Lat) {
+        lat.to_json(prefix, &mut self.json);
+        let hist = self
+            .json
+            .entry("_hist")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(h) = hist {
+            h.insert(prefix.to_owned(), serde_json::json!(lat.buckets()));
+        }
+    }
+
     /// Prints the table, the notes and (when asked) the JSON line, in that order.
     pub fn print(mut self, json: bool) {
         let width = self.rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
@@ -286,6 +324,9 @@ impl Report {
             println!("note: {n}");
         }
         if json {
+            if !self.keep_private {
+                self.json.retain(|k, _| !k.starts_with('_'));
+            }
             self.json.insert(
                 "notes".into(),
                 Value::from(
@@ -351,6 +392,26 @@ mod tests {
         let p50 = l.q_ms(0.5).unwrap_or(0.0);
         assert!((49.0..=51.0).contains(&p50), "{p50}");
         assert!(l.max_ms().unwrap_or(0.0) >= 99.0);
+    }
+
+    #[test]
+    fn buckets_merge() {
+        let mut a = Lat::new();
+        let mut b = Lat::new();
+        for i in 1..=50u64 {
+            a.record_us(i * 1000);
+        }
+        for i in 51..=100u64 {
+            b.record_us(i * 1000);
+        }
+        let mut m = Lat::new();
+        m.add_buckets(&a.buckets());
+        m.add_buckets(&b.buckets());
+        assert_eq!(m.count(), 100);
+        let p50 = m.q_ms(0.5).unwrap_or(0.0);
+        assert!((49.0..=51.0).contains(&p50), "{p50}");
+        let max = m.max_ms().unwrap_or(0.0);
+        assert!((99.0..=100.1).contains(&max), "{max}");
     }
 
     #[test]

@@ -19,12 +19,13 @@
 //! Network-level counters (open sockets, close codes sent by the server, protocol errors) are
 //! kept in a thread-local [`NetStats`].
 //!
-//! Files: this one holds the pool, the connection handle and connecting; `handshake.rs` the
+//! Files: this one holds the connection handle and connecting; `pool.rs` the servers (one or
+//! several nodes), the source addresses and the network counters; `handshake.rs` the
 //! hand-written HTTP/1.1 upgrade; `driver.rs` the task that owns a socket (frames, pings,
 //! acks by `ref`, receive timestamps).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -40,12 +41,15 @@ use tokio::sync::{mpsc, oneshot};
 
 mod driver;
 mod handshake;
+mod pool;
 #[cfg(test)]
 mod tests;
 
 pub use driver::{close_code, parse};
 use driver::{describe_close, drive, enable_rx_timestamps};
 use handshake::upgrade;
+use pool::bump;
+pub use pool::{net, ClientPool, Server};
 /// Largest frame the client accepts (join acks and presence diffs of big rooms are large).
 pub const MAX_FRAME: usize = 64 << 20;
 
@@ -57,84 +61,6 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Largest HTTP response head accepted during the upgrade.
 const MAX_HEAD: usize = 16 * 1024;
-
-/// Network-level counters of this process (one thread).
-#[derive(Default)]
-pub struct NetStats {
-    /// Sockets whose driver is running.
-    pub live: Cell<usize>,
-    /// Text frames received (all connections).
-    pub frames_in: Cell<u64>,
-    /// Bytes of text frames received.
-    pub bytes_in: Cell<u64>,
-    /// Close codes the server sent without being asked (e.g. 4008 slow consumer).
-    pub server_closes: RefCell<BTreeMap<String, u64>>,
-    /// Connections that ended on a protocol or I/O error, by kind.
-    pub errors: RefCell<BTreeMap<String, u64>>,
-}
-
-thread_local! {
-    static NET: NetStats = NetStats::default();
-}
-
-/// Runs `f` with this thread's network counters.
-pub fn net<R>(f: impl FnOnce(&NetStats) -> R) -> R {
-    NET.with(f)
-}
-
-fn bump(map: &RefCell<BTreeMap<String, u64>>, key: String) {
-    *map.borrow_mut().entry(key).or_default() += 1;
-}
-
-/// Where and how sockets connect: the server address, the source addresses (round-robin)
-/// and an awc client for REST calls.
-pub struct ClientPool {
-    pub server: SocketAddr,
-    /// `host:port` for the `Host` header.
-    pub authority: String,
-    pub addrs: Vec<Option<IpAddr>>,
-    next: Cell<usize>,
-    http: awc::Client,
-}
-
-impl ClientPool {
-    /// `addrs` empty: let the kernel choose the source address.
-    pub fn new(
-        server: SocketAddr,
-        authority: String,
-        addrs: Vec<IpAddr>,
-        timeout: Duration,
-    ) -> Self {
-        let addrs: Vec<Option<IpAddr>> = if addrs.is_empty() {
-            vec![None]
-        } else {
-            addrs.into_iter().map(Some).collect()
-        };
-        let http = awc::Client::builder()
-            .connector(awc::Connector::new().limit(256).timeout(timeout))
-            .timeout(timeout)
-            .finish();
-        ClientPool {
-            server,
-            authority,
-            addrs,
-            next: Cell::new(0),
-            http,
-        }
-    }
-
-    /// The next source address.
-    fn next_addr(&self) -> Option<IpAddr> {
-        let i = self.next.get();
-        self.next.set((i + 1) % self.addrs.len());
-        self.addrs[i]
-    }
-
-    /// The awc client for REST calls.
-    pub fn http(&self) -> &awc::Client {
-        &self.http
-    }
-}
 
 /// What a connection hands to its handler.
 pub enum Event<'a> {
@@ -354,21 +280,33 @@ impl Conn {
     }
 }
 
-/// Connects `user` with `token`, waits for `connection_ack` and `sync`, and starts the driver.
-/// Frames that arrive before `sync` go to the handler first.
+/// Connects `user` with `token` to server `server` (an index into `pool.servers`), waits for
+/// `connection_ack` and `sync`, and starts the driver. Frames that arrive before `sync` go to
+/// the handler first.
 pub async fn connect(
     pool: &ClientPool,
+    server: usize,
     user: &str,
     token: &str,
     timeout: Duration,
     handler: Handler,
 ) -> Result<Conn, ConnectError> {
-    connect_from(pool, pool.next_addr(), user, token, timeout, handler).await
+    connect_from(
+        pool,
+        server,
+        pool.next_addr(),
+        user,
+        token,
+        timeout,
+        handler,
+    )
+    .await
 }
 
 /// [`connect`] from a given source address (`None`: the kernel picks).
 pub async fn connect_from(
     pool: &ClientPool,
+    server: usize,
     local: Option<IpAddr>,
     user: &str,
     token: &str,
@@ -380,10 +318,11 @@ pub async fn connect_from(
         if let Some(a) = local {
             socket.bind(SocketAddr::new(a, 0))?;
         }
-        let mut stream = socket.connect(pool.server).await?;
+        let target = pool.server(server);
+        let mut stream = socket.connect(target.addr).await?;
         stream.set_nodelay(true)?;
         enable_rx_timestamps(&stream);
-        let mut rbuf = upgrade(&mut stream, &pool.authority, token).await?;
+        let mut rbuf = upgrade(&mut stream, &target.authority, token).await?;
         let mut early: Vec<String> = Vec::new();
         loop {
             while let Some((fin, op, payload)) = parse(&mut rbuf)? {

@@ -20,13 +20,19 @@ pub fn frame_type(text: &str) -> &str {
 /// The marker every bench message body starts with.
 pub(super) const TAG: &str = "hb1 t=";
 
-/// Reads `(sent_at_nanos, id)` from a `message` frame written by [`Publisher::publish`](super::Publisher::publish).
-pub fn parse_tag(text: &str) -> Option<(u64, u64)> {
+/// Reads `(sent_at_nanos, id, origin)` from a `message` frame written by
+/// [`Publisher::publish`](super::Publisher::publish); `origin` is the sending child's shard
+/// (` s=<k>` after the id, only written by children of `--procs`).
+pub fn parse_tag(text: &str) -> Option<(u64, u64, Option<u32>)> {
     let rest = &text[text.find(TAG)? + TAG.len()..];
     let (t, rest) = rest.split_once(' ')?;
     let rest = rest.strip_prefix("id=")?;
     let id = rest.split(|c: char| !c.is_ascii_digit()).next()?;
-    Some((t.parse().ok()?, id.parse().ok()?))
+    let origin = rest[id.len()..]
+        .strip_prefix(" s=")
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok());
+    Some((t.parse().ok()?, id.parse().ok()?, origin))
 }
 
 /// Everything known about the messages of one run, indexed by message id.
@@ -47,6 +53,10 @@ pub struct Book {
     /// Sends skipped because every publisher had `max_inflight` unacked messages.
     pub throttled: u64,
     pub deliveries: u64,
+    /// This process's shard with `--procs` (written into every tag), else `None`.
+    pub origin: Option<u32>,
+    /// Deliveries of messages sent by other children of `--procs` (counted in `deliveries`).
+    pub foreign: u64,
     /// Bench-tagged deliveries whose id was never sent (should stay 0).
     pub unknown: u64,
     /// Send → the message's bytes reached the receiving socket (kernel timestamp).
@@ -68,8 +78,12 @@ pub struct Book {
 pub type SharedBook = Rc<RefCell<Book>>;
 
 impl Book {
-    pub fn new_shared() -> SharedBook {
-        Rc::new(RefCell::new(Book::default()))
+    /// A book for a process that is shard `origin` of a `--procs` run (`None`: alone).
+    pub fn new_shared(origin: Option<u32>) -> SharedBook {
+        Rc::new(RefCell::new(Book {
+            origin,
+            ..Book::default()
+        }))
     }
 
     /// Forgets everything measured so far (warm-up); ids keep counting up, so ids (and
@@ -78,6 +92,7 @@ impl Book {
         let base = self.acked.len();
         *self = Book {
             base,
+            origin: self.origin,
             acked: std::mem::take(&mut self.acked),
             received: std::mem::take(&mut self.received),
             ..Book::default()
@@ -131,9 +146,21 @@ pub fn receiver(book: SharedBook, progress: Rc<Progress>) -> Handler {
         Event::Text(text, rx_ns) => {
             let kind = frame_type(text);
             if kind == "message" {
-                if let Some((t, id)) = parse_tag(text) {
+                if let Some((t, id, origin)) = parse_tag(text) {
                     let now = unix_nanos();
                     let mut b = book.borrow_mut();
+                    if origin != b.origin {
+                        // Another child's message: counted and timed, checked by the parent.
+                        b.foreign += 1;
+                        b.deliveries += 1;
+                        b.delivery_app_lat.record_nanos(now.saturating_sub(t));
+                        if let Some(rx) = rx_ns {
+                            b.delivery_lat.record_nanos(rx.saturating_sub(t));
+                        }
+                        b.last_delivery = Some(Instant::now());
+                        Progress::add(&progress.received, 1);
+                        return;
+                    }
                     if (id as usize) < b.base {
                         return;
                     }

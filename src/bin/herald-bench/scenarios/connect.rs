@@ -47,11 +47,12 @@ impl Connects {
     }
 }
 
-/// Connects `users[i]` with `handlers(i)`, joining `rooms(i)` when it returns a room, with at
-/// most `ctx.concurrency` attempts in flight.
+/// Connects `users[i]` to server `servers(i)` with `handlers(i)`, joining `rooms(i)` when it
+/// returns a room, with at most `ctx.concurrency` attempts in flight.
 pub async fn connect_many(
     ctx: &Ctx,
     users: &[String],
+    servers: &dyn Fn(usize) -> usize,
     handlers: &dyn Fn(usize) -> Handler,
     rooms: &dyn Fn(usize) -> Option<String>,
 ) -> Connects {
@@ -67,7 +68,7 @@ pub async fn connect_many(
         .take_while(|_| std::future::ready(ctx.aborted().is_none()))
         .map(|i| async move {
             let t0 = Instant::now();
-            let res = connect_one(ctx, &users[i], handlers(i), rooms(i)).await;
+            let res = connect_one(ctx, servers(i), &users[i], handlers(i), rooms(i)).await;
             (i, res, t0.elapsed())
         })
         .buffer_unordered(ctx.concurrency.max(1));
@@ -90,15 +91,16 @@ pub async fn connect_many(
     out
 }
 
-/// Connects one user and joins a room; errors are (kind, message).
+/// Connects one user to server `server` and joins a room; errors are (kind, message).
 pub async fn connect_one(
     ctx: &Ctx,
+    server: usize,
     user: &str,
     handler: Handler,
     room: Option<String>,
 ) -> Result<Conn, (String, String)> {
     let token = ctx.token(user).map_err(|e| ("token".to_owned(), e))?;
-    let conn = client::connect(&ctx.pool, user, &token, ctx.timeout, handler)
+    let conn = client::connect(&ctx.pool, server, user, &token, ctx.timeout, handler)
         .await
         .map_err(|e| (e.kind(), format!("{user}: {e}")))?;
     if let Some(room) = room {

@@ -1,5 +1,6 @@
-//! The run context every scenario gets ([`Ctx`]: server, tokens, limits, the stop flag) and
-//! pausing that ends early when the run is stopped.
+//! The run context every scenario gets ([`Ctx`]: servers, tokens, limits, the stop flag, this
+//! process's shard of the run and its barriers) and pausing that ends early when the run is
+//! stopped.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -9,20 +10,28 @@ use serde_json::Value;
 use tokio::time::sleep;
 
 use crate::client::ClientPool;
+use crate::procs::Barrier;
+use crate::servers::ServerMeter;
+use crate::shard::{self, Shard};
 use crate::stats::{self, Report};
 
 use super::{BenchResult, Progress};
 /// Everything a scenario needs to reach the server and to report.
 pub struct Ctx {
-    /// `ws://host:port/v1/ws` (for display; sockets use `pool.server`).
-    pub ws_url: String,
-    /// `http://host:port`.
-    pub http_url: String,
+    /// `ws://host:port/v1/ws` of every server (for display; sockets use `pool.servers`).
+    pub ws_urls: Vec<String>,
+    /// `http://host:port` of every server (REST calls go to the first).
+    pub http_urls: Vec<String>,
     pub keys: herald::auth::JwtKeys,
     pub pool: ClientPool,
     /// Short random id put in user and room names so runs never share state.
     pub run_id: String,
-    pub server_pid: Option<u32>,
+    /// The server processes (`--server-pid`; empty in a child of `--procs`).
+    pub server_pids: Vec<u32>,
+    /// This process's share of the run (`--procs`).
+    pub shard: Shard,
+    /// In a child of `--procs`: the barriers shared with the other children.
+    pub barrier: Option<Barrier>,
     /// Per-operation timeout (connect, join, ack).
     pub timeout: Duration,
     /// Connection attempts in flight at once.
@@ -80,18 +89,55 @@ impl Ctx {
         }
     }
 
+    /// RSS of all server processes, summed.
     pub fn server_rss_kib(&self) -> Option<u64> {
-        self.server_pid.and_then(stats::rss_kib)
+        let v: Vec<u64> = self
+            .server_pids
+            .iter()
+            .filter_map(|&p| stats::rss_kib(p))
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum())
     }
 
-    /// `GET /v1/admin/stats`, best effort.
-    pub async fn server_stats(&self) -> Option<Value> {
+    /// Starts measuring the server processes' CPU.
+    pub fn server_meter(&self) -> ServerMeter {
+        ServerMeter::start(&self.server_pids)
+    }
+
+    /// The number of servers (`--url`s).
+    pub fn servers(&self) -> usize {
+        self.pool.servers.len()
+    }
+
+    /// The server of global connection `i` (round-robin).
+    pub fn server_of(&self, i: usize) -> usize {
+        shard::server_of(i, self.servers())
+    }
+
+    /// The REST base URL (the first server).
+    pub fn http_url(&self) -> &str {
+        &self.http_urls[0]
+    }
+
+    /// Waits until every child of `--procs` has reached barrier `name` (and the parent has
+    /// taken its readings); returns at once in a single process.
+    pub async fn barrier(&self, name: &str) {
+        if let Some(b) = &self.barrier {
+            if let Err(e) = b.wait(name).await {
+                self.progress.stop(e);
+            }
+        }
+    }
+
+    /// `GET /v1/admin/stats` of server `i`, best effort.
+    pub async fn server_stats(&self, i: usize) -> Option<Value> {
         let token = self.admin_token().ok()?;
+        let url = self.http_urls.get(i)?;
         let fut = async {
             let mut res = self
                 .pool
                 .http()
-                .get(format!("{}/v1/admin/stats", self.http_url))
+                .get(format!("{url}/v1/admin/stats"))
                 .bearer_auth(token)
                 .send()
                 .await
@@ -108,7 +154,10 @@ impl Ctx {
             let mut res = self
                 .pool
                 .http()
-                .post(format!("{}/v1/rooms/{room}/members/{user}", self.http_url))
+                .post(format!(
+                    "{}/v1/rooms/{room}/members/{user}",
+                    self.http_url()
+                ))
                 .bearer_auth(admin)
                 .send()
                 .await

@@ -13,6 +13,8 @@ use super::{
     MAX_PAD,
 };
 use crate::client::Handler;
+use crate::procs::{DONE, MEASURE, PUBLISHED};
+use crate::shard::Shard;
 use crate::stats::{CpuMeter, Report};
 
 #[derive(Args, Clone, Debug)]
@@ -42,23 +44,34 @@ pub struct DirectArgs {
 
 pub async fn run(ctx: &Ctx, a: &DirectArgs) -> BenchResult<Report> {
     let mut r = Report::new("direct");
-    let total = ctx.cap(a.pairs * 2, "direct --pairs x 2", &mut r);
-    let pairs = total / 2;
+    // Pairs are the units of --procs (both sides in one process); global user 2p and 2p+1
+    // are pair p's, on servers (2p) % servers and (2p+1) % servers.
+    let mut mine = ctx.shard.units(a.pairs, ctx.servers());
+    let total = ctx.cap(
+        mine.len() * 2,
+        "direct --pairs x 2 (this process's share)",
+        &mut r,
+    );
+    mine.truncate(total / 2);
+    let pairs = mine.len();
+    let global = |i: usize| 2 * mine[i / 2] + i % 2;
     let users: Vec<String> = (0..pairs * 2)
         .map(|i| {
             format!(
                 "dm-{}-{}{}",
                 ctx.run_id,
                 if i % 2 == 0 { 'a' } else { 'b' },
-                i / 2
+                mine[i / 2]
             )
         })
         .collect();
-    let book = Book::new_shared();
+    let rate = Shard::rate_share(a.rate, pairs, a.pairs);
+    let book = Book::new_shared(ctx.shard.is_child().then_some(ctx.shard.index as u32));
     let handlers = |_: usize| -> Handler { receiver(book.clone(), ctx.progress.clone()) };
     let rooms = |_: usize| None;
+    let servers = |i: usize| ctx.server_of(global(i));
     ctx.progress.phase("connect");
-    let c = connect_many(ctx, &users, &handlers, &rooms).await;
+    let c = connect_many(ctx, &users, &servers, &handlers, &rooms).await;
     r.row(
         "connections",
         format!(
@@ -125,17 +138,20 @@ pub async fn run(ctx: &Ctx, a: &DirectArgs) -> BenchResult<Report> {
     pause(ctx, Duration::from_millis(500)).await;
     book.borrow_mut().begin_measurement();
 
-    let server_cpu = CpuMeter::start(ctx.server_pid);
+    ctx.barrier(MEASURE).await;
+    let server_cpu = ctx.server_meter();
     ctx.measure_from_now();
     let self_cpu = CpuMeter::start(None);
     ctx.progress.phase("publish");
     let secs = Duration::from_secs_f64(a.secs.max(0.0));
-    let pub_time = publish_for(ctx, &publishers, a.rate, secs, opts, &book).await;
+    let pub_time = publish_for(ctx, &publishers, rate, secs, opts, &book).await;
+    ctx.barrier(PUBLISHED).await;
     ctx.progress.phase("drain");
     drain(ctx, &book, 1, a.drain).await;
+    ctx.barrier(DONE).await;
     {
         let b = book.borrow();
-        report_publishing(&mut r, &b, a.rate, pub_time);
+        report_publishing(&mut r, &b, rate, pub_time);
         report_deliveries(&mut r, &b, 1);
     }
     r.set("pairs", pairs as u64);
@@ -148,7 +164,7 @@ pub async fn run(ctx: &Ctx, a: &DirectArgs) -> BenchResult<Report> {
     );
     r.row(
         "per sender",
-        format!("{:.2} msg/s", a.rate / publishers.len() as f64),
+        format!("{:.2} msg/s", rate / publishers.len() as f64),
     );
     report_resources(ctx, &mut r, &server_cpu, &self_cpu).await;
     ctx.progress.phase("close");

@@ -8,11 +8,13 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{
-    close_all, connect_many, drain, pause, publish_for, receiver, report_deliveries,
-    report_publishing, report_resources, BenchResult, Book, Ctx, PubOptions, Publisher, Target,
-    MAX_PAD,
+    close_all, connect_many, drain, pause, publish_for, quiet_deliveries, receiver,
+    report_deliveries, report_publishing, report_resources, BenchResult, Book, Ctx, PubOptions,
+    Publisher, Target, MAX_PAD,
 };
 use crate::client::Handler;
+use crate::procs::{DONE, MEASURE, PUBLISHED};
+use crate::shard::Shard;
 use crate::stats::{fmt_int, CpuMeter, Report};
 
 #[derive(Args, Clone, Debug)]
@@ -48,25 +50,36 @@ pub async fn run(ctx: &Ctx, a: &FanoutArgs) -> BenchResult<Report> {
     if a.pubs == 0 {
         return Err("fanout needs --pubs >= 1".into());
     }
-    let total = ctx.cap(a.subs + a.pubs, "fanout --subs + --pubs", &mut r);
-    let pubs = a.pubs.min(total);
-    let subs = total - pubs;
+    // Global member numbers: 0..pubs are the publishers. This process opens its share.
+    let total = a.subs + a.pubs;
+    let mut mine = ctx.shard.units(total, ctx.servers());
+    let n = ctx.cap(
+        mine.len(),
+        "fanout --subs + --pubs (this process's share)",
+        &mut r,
+    );
+    mine.truncate(n);
+    let pubs = mine.iter().filter(|&&g| g < a.pubs).count();
+    let subs = n - pubs;
+    let rate = Shard::rate_share(a.rate, pubs, a.pubs);
     let room = format!("public:fanout-{}", ctx.run_id);
-    let users: Vec<String> = (0..total)
-        .map(|i| {
-            if i < pubs {
-                format!("fo-{}-p{i}", ctx.run_id)
+    let users: Vec<String> = mine
+        .iter()
+        .map(|&g| {
+            if g < a.pubs {
+                format!("fo-{}-p{g}", ctx.run_id)
             } else {
-                format!("fo-{}-s{}", ctx.run_id, i - pubs)
+                format!("fo-{}-s{}", ctx.run_id, g - a.pubs)
             }
         })
         .collect();
-    let book = Book::new_shared();
+    let book = Book::new_shared(ctx.shard.is_child().then_some(ctx.shard.index as u32));
     let handlers = |_: usize| -> Handler { receiver(book.clone(), ctx.progress.clone()) };
     let rooms = |_: usize| Some(room.clone());
+    let servers = |i: usize| ctx.server_of(mine[i]);
 
     ctx.progress.phase("connect");
-    let c = connect_many(ctx, &users, &handlers, &rooms).await;
+    let c = connect_many(ctx, &users, &servers, &handlers, &rooms).await;
     let ok = c.ok();
     r.row(
         "members",
@@ -90,15 +103,17 @@ pub async fn run(ctx: &Ctx, a: &FanoutArgs) -> BenchResult<Report> {
             target: Target::Room(room.clone()),
         })
         .collect();
-    if publishers.is_empty() {
+    if publishers.is_empty() && !ctx.shard.is_child() {
         return Err(format!("no publisher could connect: {}", c.failures_text()));
     }
-    // Every acked message should reach every other connected member.
+    // Every acked message should reach every other connected member (of this process: the
+    // parent of --procs checks the whole room).
     let receivers = ok.saturating_sub(1) as u64;
 
     ctx.progress.phase("settle");
     pause(ctx, a.settle).await;
-    let server_cpu = CpuMeter::start(ctx.server_pid);
+    ctx.barrier(MEASURE).await;
+    let server_cpu = ctx.server_meter();
     ctx.measure_from_now();
     let self_cpu = CpuMeter::start(None);
     ctx.progress.phase("publish");
@@ -108,13 +123,16 @@ pub async fn run(ctx: &Ctx, a: &FanoutArgs) -> BenchResult<Report> {
         ack_timeout: ctx.timeout,
     };
     let secs = Duration::from_secs_f64(a.secs.max(0.0));
-    let pub_time = publish_for(ctx, &publishers, a.rate, secs, opts, &book).await;
+    let pub_time = publish_for(ctx, &publishers, rate, secs, opts, &book).await;
+    ctx.barrier(PUBLISHED).await;
     ctx.progress.phase("drain");
     let drained = drain(ctx, &book, receivers, a.drain).await;
+    quiet_deliveries(ctx, &book, Duration::from_secs(1), a.drain).await;
+    ctx.barrier(DONE).await;
 
     {
         let b = book.borrow();
-        report_publishing(&mut r, &b, a.rate, pub_time);
+        report_publishing(&mut r, &b, rate, pub_time);
         report_deliveries(&mut r, &b, receivers);
         r.row(
             "drain",

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::{close_all, connect_many, frame_type, pause, report_resources, BenchResult, Ctx};
 use crate::client::{self, Event, Handler};
+use crate::procs::{DONE, MEASURE};
 use crate::stats::{self, fmt_int, CpuMeter, Report};
 
 #[derive(Args, Clone, Debug)]
@@ -33,14 +34,21 @@ pub struct IdleArgs {
 
 pub async fn run(ctx: &Ctx, a: &IdleArgs) -> BenchResult<Report> {
     let mut r = Report::new("idle");
-    let n = ctx.cap(a.conns, "idle --conns", &mut r);
-    let server_cpu = CpuMeter::start(ctx.server_pid);
+    // Global connection numbers this process opens (all of them without --procs).
+    let mut mine = ctx.shard.units(a.conns, ctx.servers());
+    let n = ctx.cap(mine.len(), "idle --conns (this process's share)", &mut r);
+    mine.truncate(n);
+    ctx.barrier(MEASURE).await;
+    let server_cpu = ctx.server_meter();
     ctx.measure_from_now();
     let self_cpu = CpuMeter::start(None);
     let rss_before = ctx.server_rss_kib();
     let self_before = stats::self_rss_kib();
 
-    let users: Vec<String> = (0..n).map(|i| format!("idle-{}-{i}", ctx.run_id)).collect();
+    let users: Vec<String> = mine
+        .iter()
+        .map(|g| format!("idle-{}-{g}", ctx.run_id))
+        .collect();
     let frames: Rc<RefCell<BTreeMap<String, u64>>> = Rc::default();
     let handlers = |_: usize| -> Handler {
         let frames = frames.clone();
@@ -55,18 +63,20 @@ pub async fn run(ctx: &Ctx, a: &IdleArgs) -> BenchResult<Report> {
     };
     let room_size = a.room_size;
     let run_id = ctx.run_id.clone();
-    let rooms = move |i: usize| -> Option<String> {
-        (room_size > 0).then(|| format!("public:idle-{run_id}-{}", i / room_size))
+    let rooms = |i: usize| -> Option<String> {
+        (room_size > 0).then(|| format!("public:idle-{run_id}-{}", mine[i] / room_size))
     };
+    let servers = |i: usize| ctx.server_of(mine[i]);
     ctx.progress.phase("connect");
-    let connect_cpu = (CpuMeter::start(ctx.server_pid), CpuMeter::start(None));
-    let c = connect_many(ctx, &users, &handlers, &rooms).await;
+    let connect_cpu = (ctx.server_meter(), CpuMeter::start(None));
+    let c = connect_many(ctx, &users, &servers, &handlers, &rooms).await;
     let connect_cpu = (connect_cpu.0.percent(), connect_cpu.1.percent());
     let ok = c.ok();
     let connect_per_s = ok as f64 / c.elapsed.as_secs_f64().max(1e-9);
 
     ctx.progress.phase("settle");
     pause(ctx, a.settle).await;
+    ctx.barrier(DONE).await;
     let rss_after = ctx.server_rss_kib();
     let self_after = stats::self_rss_kib();
     let open_after_settle = client::net(|n| n.live.get());
@@ -176,8 +186,8 @@ pub async fn run(ctx: &Ctx, a: &IdleArgs) -> BenchResult<Report> {
     r.set("open_at_end", open_at_end as u64);
     r.set("frame_types", json!(*frames.borrow()));
     // For idle the headline latency is the connect latency.
-    c.lat.to_json("", r.json_mut());
-    c.lat.to_json("connect_", r.json_mut());
+    r.lat("", &c.lat);
+    r.lat("connect_", &c.lat);
 
     report_resources(ctx, &mut r, &server_cpu, &self_cpu).await;
     ctx.progress.phase("close");

@@ -7,16 +7,21 @@
 //! a receiver measures publish→receive latency with the same process clock the publisher
 //! used, and loss is counted per acked message.
 //!
-//! The scenarios are `churn`, `direct`, `fanout`, `hostile`, `idle` and `persist`; what they
-//! share is in `ctx.rs` (the run context and pausing), `progress.rs` (the progress line),
-//! `connect.rs` (connecting many clients), `book.rs` (message tags, the book, the receiver),
-//! `publish.rs` (rate-paced publishers, draining) and `report.rs` (report sections).
+//! The scenarios are `churn`, `direct`, `fanout`, `hostile`, `idle`, `nodekill` and
+//! `persist`; what they share is in `ctx.rs` (the run context, pausing, barriers),
+//! `progress.rs` (the progress line), `connect.rs` (connecting many clients), `book.rs`
+//! (message tags, the book, the receiver), `publish.rs` (rate-paced publishers, draining) and
+//! `report.rs` (report sections).
+//!
+//! Connections are numbered globally: connection `i` goes to server `i % servers`, and with
+//! `--procs` each child opens only its share (`ctx.shard`, see `shard.rs`).
 
 pub mod churn;
 pub mod direct;
 pub mod fanout;
 pub mod hostile;
 pub mod idle;
+pub mod nodekill;
 pub mod persist;
 
 mod book;
@@ -32,7 +37,7 @@ pub use book::{frame_type, receiver, Book, SharedBook};
 pub use connect::{close_all, connect_many, connect_one, join};
 pub use ctx::{pause, Ctx};
 pub use progress::{spawn_progress, Progress};
-pub use publish::{drain, publish_for, PubOptions, Publisher, Target, MAX_PAD};
+pub use publish::{drain, publish_for, quiet_deliveries, PubOptions, Publisher, Target, MAX_PAD};
 pub use report::{acked_per_s, report_deliveries, report_publishing, report_resources};
 
 pub type BenchResult<T> = Result<T, String>;

@@ -9,11 +9,13 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{
-    acked_per_s, close_all, connect_many, drain, pause, publish_for, receiver, report_deliveries,
-    report_publishing, report_resources, BenchResult, Book, Ctx, PubOptions, Publisher, Target,
-    MAX_PAD,
+    acked_per_s, close_all, connect_many, drain, pause, publish_for, quiet_deliveries, receiver,
+    report_deliveries, report_publishing, report_resources, BenchResult, Book, Ctx, PubOptions,
+    Publisher, Target, MAX_PAD,
 };
 use crate::client::Handler;
+use crate::procs::{DONE, MEASURE, PUBLISHED};
+use crate::shard::Shard;
 use crate::stats::{fmt_int, CpuMeter, Report};
 
 #[derive(Args, Clone, Debug)]
@@ -43,17 +45,28 @@ pub struct PersistArgs {
 
 pub async fn run(ctx: &Ctx, a: &PersistArgs) -> BenchResult<Report> {
     let mut r = Report::new("persist");
-    let senders = ctx.cap(a.senders.max(1), "persist --senders", &mut r);
-    let rooms = a.rooms.unwrap_or(senders).clamp(1, senders);
-    let users: Vec<String> = (0..senders)
-        .map(|i| format!("ps-{}-{i}", ctx.run_id))
+    // Global sender numbers; this process opens its share (all without --procs).
+    let all_senders = a.senders.max(1);
+    let rooms = a.rooms.unwrap_or(all_senders).clamp(1, all_senders);
+    let mut mine = ctx.shard.units(all_senders, ctx.servers());
+    let senders = ctx.cap(
+        mine.len(),
+        "persist --senders (this process's share)",
+        &mut r,
+    );
+    mine.truncate(senders);
+    let rate = Shard::rate_share(a.rate, senders, all_senders);
+    let users: Vec<String> = mine
+        .iter()
+        .map(|g| format!("ps-{}-{g}", ctx.run_id))
         .collect();
-    let room_of = |i: usize| format!("public:persist-{}-{}", ctx.run_id, i % rooms);
-    let book = Book::new_shared();
+    let room_of = |i: usize| format!("public:persist-{}-{}", ctx.run_id, mine[i] % rooms);
+    let book = Book::new_shared(ctx.shard.is_child().then_some(ctx.shard.index as u32));
     let handlers = |_: usize| -> Handler { receiver(book.clone(), ctx.progress.clone()) };
     let join = |i: usize| Some(room_of(i));
+    let servers = |i: usize| ctx.server_of(mine[i]);
     ctx.progress.phase("connect");
-    let c = connect_many(ctx, &users, &handlers, &join).await;
+    let c = connect_many(ctx, &users, &servers, &handlers, &join).await;
     r.row(
         "senders",
         format!(
@@ -61,7 +74,7 @@ pub async fn run(ctx: &Ctx, a: &PersistArgs) -> BenchResult<Report> {
             senders,
             c.ok(),
             rooms,
-            senders.div_ceil(rooms)
+            all_senders.div_ceil(rooms)
         ),
     );
     if c.failed() > 0 {
@@ -82,7 +95,8 @@ pub async fn run(ctx: &Ctx, a: &PersistArgs) -> BenchResult<Report> {
         return Err(format!("no sender could connect: {}", c.failures_text()));
     }
     pause(ctx, Duration::from_secs(1)).await;
-    let server_cpu = CpuMeter::start(ctx.server_pid);
+    ctx.barrier(MEASURE).await;
+    let server_cpu = ctx.server_meter();
     ctx.measure_from_now();
     let self_cpu = CpuMeter::start(None);
     ctx.progress.phase("publish");
@@ -92,19 +106,29 @@ pub async fn run(ctx: &Ctx, a: &PersistArgs) -> BenchResult<Report> {
         ack_timeout: ctx.timeout,
     };
     let secs = Duration::from_secs_f64(a.secs.max(0.0));
-    let pub_time = publish_for(ctx, &publishers, a.rate, secs, opts, &book).await;
+    let pub_time = publish_for(ctx, &publishers, rate, secs, opts, &book).await;
+    ctx.barrier(PUBLISHED).await;
     ctx.progress.phase("drain");
-    // Deliveries are only checked when every room has the same number of senders.
-    let uniform = senders % rooms == 0 && c.failed() == 0;
-    let receivers = if uniform {
-        (senders / rooms - 1) as u64
+    // Deliveries are only checked when every room has the same number of senders (with
+    // --procs, by the parent: a room's senders may be in several children).
+    let uniform = all_senders % rooms == 0 && c.failed() == 0;
+    let receivers_global = if uniform {
+        (all_senders / rooms - 1) as u64
     } else {
         0
     };
+    let receivers = if ctx.shard.is_child() {
+        0
+    } else {
+        receivers_global
+    };
     drain(ctx, &book, receivers, a.drain).await;
+    quiet_deliveries(ctx, &book, Duration::from_secs(1), a.drain).await;
+    ctx.barrier(DONE).await;
+    r.set("_receivers_global", receivers_global);
     {
         let b = book.borrow();
-        report_publishing(&mut r, &b, a.rate, pub_time);
+        report_publishing(&mut r, &b, rate, pub_time);
         let stored_per_s = acked_per_s(&b);
         r.row(
             "stored messages/s",
@@ -114,12 +138,12 @@ pub async fn run(ctx: &Ctx, a: &PersistArgs) -> BenchResult<Report> {
         );
         r.set_f("stored_per_s", stored_per_s);
         // The headline latency of persist is the (durable) ack latency.
-        b.ack_lat.to_json("", r.json_mut());
-        if receivers > 0 {
+        r.lat("", &b.ack_lat);
+        if receivers > 0 || (ctx.shard.is_child() && receivers_global > 0) {
             report_deliveries(&mut r, &b, receivers);
             // report_deliveries overwrote the headline latency with delivery latency.
-            b.ack_lat.to_json("", r.json_mut());
-            b.delivery_lat.to_json("delivery_", r.json_mut());
+            r.lat("", &b.ack_lat);
+            r.lat("delivery_", &b.delivery_lat);
         } else {
             r.set("loss", serde_json::Value::Null);
         }

@@ -49,11 +49,11 @@ impl Progress {
 /// Prints the progress line every second and enforces the server memory guard.
 pub fn spawn_progress(ctx: &Ctx, max_server_rss_kib: u64) {
     let progress = ctx.progress.clone();
-    let pid = ctx.server_pid;
+    let pids = ctx.server_pids.clone();
     actix_web::rt::spawn(async move {
         let started = Instant::now();
         let mut last = (0u64, 0u64, 0u64);
-        let mut server_cpu = stats::cpu_time(pid);
+        let mut server_cpu = sum_cpu(&pids);
         let mut self_cpu = stats::cpu_time(None);
         let mut machine = stats::MachineCpu::start();
         let mut tick = interval(Duration::from_secs(1));
@@ -66,8 +66,7 @@ pub fn spawn_progress(ctx: &Ctx, max_server_rss_kib: u64) {
                 progress.received.get(),
                 progress.connected.get(),
             );
-            let cpu_pct = |prev: &mut Option<Duration>, p: Option<u32>| {
-                let now = stats::cpu_time(p);
+            let cpu_pct = |prev: &mut Option<Duration>, now: Option<Duration>| {
                 let pct = match (now, *prev) {
                     (Some(n), Some(b)) => n.checked_sub(b).map(|d| d.as_secs_f64() * 100.0),
                     _ => None,
@@ -77,10 +76,12 @@ pub fn spawn_progress(ctx: &Ctx, max_server_rss_kib: u64) {
             };
             let mut server = String::new();
             let mut srv_cpu = None;
-            if let Some(pid) = pid {
-                match stats::rss_kib(pid) {
-                    Some(rss) => {
-                        srv_cpu = cpu_pct(&mut server_cpu, Some(pid));
+            if !pids.is_empty() {
+                let gone = pids.iter().find(|&&p| stats::rss_kib(p).is_none());
+                let rss: u64 = pids.iter().filter_map(|&p| stats::rss_kib(p)).sum();
+                match gone {
+                    None => {
+                        srv_cpu = cpu_pct(&mut server_cpu, sum_cpu(&pids));
                         server = format!(
                             "  server {} MiB {}%cpu",
                             rss / 1024,
@@ -94,10 +95,10 @@ pub fn spawn_progress(ctx: &Ctx, max_server_rss_kib: u64) {
                             ));
                         }
                     }
-                    None => progress.stop(format!("server process {pid} is gone")),
+                    Some(pid) => progress.stop(format!("server process {pid} is gone")),
                 }
             }
-            let me = cpu_pct(&mut self_cpu, None);
+            let me = cpu_pct(&mut self_cpu, stats::cpu_time(None));
             let others = machine
                 .percent()
                 .map(|m| (m - me.unwrap_or(0.0) - srv_cpu.unwrap_or(0.0)).max(0.0));
@@ -133,4 +134,9 @@ pub fn spawn_progress(ctx: &Ctx, max_server_rss_kib: u64) {
             last = (sent, recv, conns);
         }
     });
+}
+
+/// CPU time of several processes, summed (`None` when one cannot be read).
+fn sum_cpu(pids: &[u32]) -> Option<Duration> {
+    pids.iter().map(|&p| stats::cpu_time(Some(p))).sum()
 }

@@ -45,12 +45,17 @@ impl Publisher {
         run: &str,
         opts: PubOptions,
     ) -> bool {
-        let id = {
+        let (id, origin) = {
             let mut b = book.borrow_mut();
             let id = b.acked.len();
             b.acked.push(false);
             b.received.push(0);
-            id
+            (id, b.origin)
+        };
+        // Children of --procs say who sent (` s=<k>`) and keep client_msg_ids apart.
+        let (tag_origin, cmid) = match origin {
+            Some(k) => (format!(" s={k}"), format!("{run}-{k}-{id}")),
+            None => (String::new(), format!("{run}-{id}")),
         };
         let target = match &self.target {
             Target::Room(r) => format!(r#""room":"{r}""#),
@@ -62,7 +67,7 @@ impl Publisher {
         // The driver writes the send time over the zeros as the frame goes to the socket.
         let zeros = "0".repeat(STAMP_DIGITS);
         let frame = format!(
-            r#"{{"type":"send","ref":{r},"data":{{{target},"kind":"text","body":{{"text":"{TAG}{zeros} id={id} {pad}"}},"client_msg_id":"{run}-{id}"}}}}"#
+            r#"{{"type":"send","ref":{r},"data":{{{target},"kind":"text","body":{{"text":"{TAG}{zeros} id={id}{tag_origin} {pad}"}},"client_msg_id":"{cmid}"}}}}"#
         );
         let stamp = Stamp {
             offset: frame.find(TAG).map_or(0, |i| i + TAG.len()),
@@ -209,4 +214,23 @@ pub async fn drain(ctx: &Ctx, book: &SharedBook, receivers: u64, limit: Duration
         sleep(Duration::from_millis(20)).await;
     }
     started.elapsed()
+}
+
+/// With `--procs`: waits until no delivery has arrived for `quiet` (the other children's last
+/// messages still on their way), or `limit` passes. Returns at once in a single process.
+pub async fn quiet_deliveries(ctx: &Ctx, book: &SharedBook, quiet: Duration, limit: Duration) {
+    if !ctx.shard.is_child() {
+        return;
+    }
+    let started = Instant::now();
+    let mut last = book.borrow().deliveries;
+    let mut since = Instant::now();
+    while started.elapsed() < limit && ctx.aborted().is_none() && since.elapsed() < quiet {
+        sleep(Duration::from_millis(20)).await;
+        let now = book.borrow().deliveries;
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
 }

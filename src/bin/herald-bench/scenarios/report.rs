@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::client::{self};
-use crate::stats::{self, fmt_int, Report};
+use crate::servers::ServerMeter;
+use crate::stats::{self, fmt_int, unix_ns_of, Report};
 
 use super::{Book, Ctx};
 /// Acked messages per second from the first send to the last ack (acks that arrive after
@@ -70,7 +71,11 @@ pub fn report_publishing(r: &mut Report, b: &Book, rate: f64, pub_time: Duration
     r.set("throttled", b.throttled);
     r.set("ack_timeouts", b.ack_timeouts);
     r.set("ack_errors", json!(b.ack_errors));
-    b.ack_lat.to_json("ack_", r.json_mut());
+    r.lat("ack_", &b.ack_lat);
+    // For a --procs parent: the span of this child's sends and acks in unix time.
+    r.set_f("_pub_secs", Some(secs));
+    r.set("_t_first_send_ns", json!(b.first_send.map(unix_ns_of)));
+    r.set("_t_last_ack_ns", json!(b.last_ack.map(unix_ns_of)));
 }
 
 /// Adds delivery figures (rate, loss, latency) to a report.
@@ -115,33 +120,48 @@ pub fn report_deliveries(r: &mut Report, b: &Book, receivers: u64) {
     r.set("received_deliveries", got);
     r.set("duplicates", dup);
     r.set("receivers_per_message", receivers);
+    // Every bench delivery, this process's messages and (with --procs) the other children's.
+    r.set("deliveries_all", b.deliveries);
+    r.set("foreign_deliveries", b.foreign);
+    r.set(
+        "_t_last_delivery_ns",
+        json!(b.last_delivery.map(unix_ns_of)),
+    );
     r.set("server_closes", json!(b.closes));
     r.set("other_frames", json!(b.other_frames));
     // Headline: send → bytes at the receiving socket (kernel receive timestamp); the `app_`
     // figures add the time the single-threaded bench took to get to the frame.
     if b.delivery_lat.count() > 0 {
-        b.delivery_lat.to_json("", r.json_mut());
+        r.lat("", &b.delivery_lat);
     } else {
-        b.delivery_app_lat.to_json("", r.json_mut());
+        r.lat("", &b.delivery_app_lat);
     }
-    b.delivery_app_lat.to_json("app_", r.json_mut());
+    r.lat("app_", &b.delivery_app_lat);
 }
 
-/// Shared tail of every report: resources of the server and of the bench process.
+/// Shared tail of every report: resources of the server(s) and of the bench process.
 pub async fn report_resources(
     ctx: &Ctx,
     r: &mut Report,
-    server_cpu: &stats::CpuMeter,
+    server_cpu: &ServerMeter,
     self_cpu: &stats::CpuMeter,
 ) {
     let machine = ctx.machine_cpu.borrow().percent();
-    if let Some(p) = server_cpu.percent() {
+    let window = server_cpu.window();
+    let server_pct = window.cpu_pct();
+    if let Some(p) = server_pct {
         r.row("server CPU (run)", format!("{p:.0}% of one core"));
         r.set_f("server_cpu_pct", Some(p));
     }
     if let Some(rss) = ctx.server_rss_kib() {
         r.row("server RSS (end)", format!("{} MiB", rss / 1024));
         r.set("server_rss_kib", rss);
+    }
+    if window.per_pid.len() > 1 {
+        r.row("servers (run)", window.summary());
+    }
+    if !window.per_pid.is_empty() {
+        r.set("servers", window.to_json());
     }
     if let Some(p) = self_cpu.percent() {
         r.row(
@@ -156,7 +176,7 @@ pub async fn report_resources(
         }
     }
     if let Some(m) = machine {
-        let own = server_cpu.percent().unwrap_or(0.0) + self_cpu.percent().unwrap_or(0.0);
+        let own = server_pct.unwrap_or(0.0) + self_cpu.percent().unwrap_or(0.0);
         let other = (m - own).max(0.0);
         r.row(
             "machine CPU (run)",
@@ -195,7 +215,8 @@ pub async fn report_resources(
     r.set("bytes_in", bytes);
     r.set("unsolicited_closes", json!(closes));
     r.set("connection_errors", json!(errors));
-    if let Some(s) = ctx.server_stats().await {
+    // In cluster mode the first node's stats include every node's (`cluster.nodes`).
+    if let Some(s) = ctx.server_stats(0).await {
         let pick = |k: &str| s.get(k).cloned().unwrap_or(Value::Null);
         r.row(
             "server /v1/admin/stats",

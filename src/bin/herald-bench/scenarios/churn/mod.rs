@@ -128,7 +128,14 @@ pub async fn run(ctx: &Ctx, a: &ChurnArgs) -> BenchResult<Report> {
     ctx.progress.phase("observe");
     let obs_users: Vec<String> = (0..observers).map(user).collect();
     let obs_handlers = |_: usize| observer(watch.clone());
-    let obs = connect_many(ctx, &obs_users, &obs_handlers, &|_| Some(rooms[0].clone())).await;
+    let obs = connect_many(
+        ctx,
+        &obs_users,
+        &|i| ctx.server_of(i),
+        &obs_handlers,
+        &|_| Some(rooms[0].clone()),
+    )
+    .await;
     if obs.ok() < observers {
         return Err(format!(
             "observers could not connect: {}",
@@ -215,7 +222,14 @@ pub async fn run(ctx: &Ctx, a: &ChurnArgs) -> BenchResult<Report> {
         .collect();
     let held_users: Vec<String> = held_idx.iter().map(|&i| user(i)).collect();
     let held_handlers = |_: usize| client::ignore();
-    let h = connect_many(ctx, &held_users, &held_handlers, &|_| None).await;
+    let h = connect_many(
+        ctx,
+        &held_users,
+        &|k| ctx.server_of(held_idx[k]),
+        &held_handlers,
+        &|_| None,
+    )
+    .await;
     r.row(
         "held connections",
         format!(
@@ -256,7 +270,7 @@ pub async fn run(ctx: &Ctx, a: &ChurnArgs) -> BenchResult<Report> {
     pause(ctx, a.cool).await;
 
     // 4. Churn.
-    let server_cpu = CpuMeter::start(ctx.server_pid);
+    let server_cpu = ctx.server_meter();
     ctx.measure_from_now();
     let self_cpu = CpuMeter::start(None);
     ctx.progress.phase("churn");
@@ -311,7 +325,7 @@ pub async fn run(ctx: &Ctx, a: &ChurnArgs) -> BenchResult<Report> {
                     watch.borrow_mut().joins.insert(u.clone(), (unix_nanos(), 0));
                     in_flight.push(async move {
                         let t0 = Instant::now();
-                        let res = connect_one(ctx, &u, client::ignore(), None).await;
+                        let res = connect_one(ctx, ctx.server_of(i), &u, client::ignore(), None).await;
                         (i, u, res, t0.elapsed())
                     });
                 }
@@ -452,10 +466,10 @@ pub async fn run(ctx: &Ctx, a: &ChurnArgs) -> BenchResult<Report> {
     r.set("max_diff_joins", w.max_diff_joins as u64);
     r.set("bytes_in_during_churn", frames_during.1);
     // The headline latency of churn is the presence join latency.
-    w.join_lat.to_json("", r.json_mut());
-    w.join_lat.to_json("join_", r.json_mut());
-    w.leave_lat.to_json("leave_", r.json_mut());
-    connect_lat.to_json("connect_", r.json_mut());
+    r.lat("", &w.join_lat);
+    r.lat("join_", &w.join_lat);
+    r.lat("leave_", &w.leave_lat);
+    r.lat("connect_", &connect_lat);
     report_resources(ctx, &mut r, &server_cpu, &self_cpu).await;
     ctx.progress.phase("close");
     let all: Vec<Conn> = held

@@ -16,7 +16,9 @@ use tokio::time::{interval, MissedTickBehavior};
 use crate::client::{self, Event, Handler, Reply};
 use crate::scenarios::{frame_type, join, pause, Ctx};
 
-use super::raw::{drain, exchange, io_kind, open, sid_in, until_closed, upgrade_request};
+use super::raw::{
+    drain, exchange, io_kind, open, open_same, sid_in, until_closed, upgrade_request,
+};
 use super::{Tally, Target, FLOOD_USERS, ZOMBIE_RCVBUF};
 /// (a) One token-less Engine.IO polling handshake; every `probe_every`th sid handed out is
 /// followed by a WebSocket upgrade probe that never speaks.
@@ -30,13 +32,12 @@ pub(super) async fn tokenless(
 ) {
     eio.add("attempts");
     let Some(held) = eio.hold() else { return };
-    let mut s = match open(&t, from, None).await {
+    let (mut s, host) = match open(&t, from, None).await {
         Ok(s) => s,
         Err(e) => return eio.add(&e),
     };
     let req = format!(
-        "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        t.authority
+        "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     );
     let sid = match exchange(&mut s, req.as_bytes(), t.timeout, true).await {
         Ok((200, body)) => match sid_in(&body) {
@@ -56,12 +57,13 @@ pub(super) async fn tokenless(
     }
     probe.add("attempts");
     let Some(_held) = probe.hold() else { return };
-    let mut s = match open(&t, probe_from, None).await {
+    // The probe must reach the node that handed out the sid.
+    let (mut s, _) = match open_same(&t, probe_from, &host).await {
         Ok(s) => s,
         Err(e) => return probe.add(&e),
     };
     let path = format!("/socket.io/?EIO=4&transport=websocket&sid={sid}");
-    let req = upgrade_request(&path, &t.authority);
+    let req = upgrade_request(&path, &host);
     match exchange(&mut s, req.as_bytes(), t.timeout, false).await {
         Ok((101, _)) => {
             probe.add("upgraded");
@@ -77,7 +79,7 @@ pub(super) async fn silent(t: Rc<Target>, from: Ipv4Addr, tally: Rc<Tally>) {
     tally.add("attempts");
     let Some(_held) = tally.hold() else { return };
     match open(&t, from, None).await {
-        Ok(mut s) => tally.closed(until_closed(&mut s).await.0),
+        Ok((mut s, _)) => tally.closed(until_closed(&mut s).await.0),
         Err(e) => tally.add(&e),
     }
 }
@@ -86,15 +88,14 @@ pub(super) async fn silent(t: Rc<Target>, from: Ipv4Addr, tally: Rc<Tally>) {
 pub(super) async fn stall(t: Rc<Target>, from: Ipv4Addr, token: String, tally: Rc<Tally>) {
     tally.add("attempts");
     let Some(_held) = tally.hold() else { return };
-    let mut s = match open(&t, from, None).await {
+    let (mut s, host) = match open(&t, from, None).await {
         Ok(s) => s,
         Err(e) => return tally.add(&e),
     };
     let req = format!(
-        "POST /v1/rooms HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+        "POST /v1/rooms HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\
          Upgrade: websocket\r\nConnection: Upgrade\r\nContent-Type: application/json\r\n\
-         Content-Length: 1000\r\n\r\n{{\"na",
-        t.authority
+         Content-Length: 1000\r\n\r\n{{\"na"
     );
     if let Err(e) = s.write_all(req.as_bytes()).await {
         return tally.add(&io_kind(&e));
@@ -113,11 +114,11 @@ pub(super) async fn stall(t: Rc<Target>, from: Ipv4Addr, token: String, tally: R
 pub(super) async fn storm(t: Rc<Target>, from: Ipv4Addr, token: String, tally: Rc<Tally>) {
     tally.add("attempts");
     let Some(_held) = tally.hold() else { return };
-    let mut s = match open(&t, from, None).await {
+    let (mut s, host) = match open(&t, from, None).await {
         Ok(s) => s,
         Err(e) => return tally.add(&e),
     };
-    let req = upgrade_request(&format!("/v1/ws?token={token}"), &t.authority);
+    let req = upgrade_request(&format!("/v1/ws?token={token}"), &host);
     match exchange(&mut s, req.as_bytes(), t.timeout, false).await {
         Ok((101, _)) => tally.add("upgraded"),
         Ok((status, _)) => tally.add(&format!("refused_http_{status}")),
@@ -148,7 +149,7 @@ pub(super) async fn zombie(
             tally.add("token_error");
             return;
         };
-        let mut s = match open(t, from, Some(ZOMBIE_RCVBUF)).await {
+        let (mut s, host) = match open(t, from, Some(ZOMBIE_RCVBUF)).await {
             Ok(s) => s,
             Err(e) => {
                 tally.add(&e);
@@ -156,7 +157,7 @@ pub(super) async fn zombie(
                 continue;
             }
         };
-        let req = upgrade_request(&format!("/v1/ws?token={token}"), &t.authority);
+        let req = upgrade_request(&format!("/v1/ws?token={token}"), &host);
         // The bytes read after the head (the first frames) are where the stream continues.
         let early = match exchange(&mut s, req.as_bytes(), t.timeout, false).await {
             Ok((101, answer)) => {
@@ -245,6 +246,7 @@ pub(super) async fn flooder(
         };
         let conn = match client::connect_from(
             &ctx.pool,
+            ctx.pool.next_server(),
             Some(IpAddr::V4(from)),
             &user,
             &token,
@@ -322,6 +324,7 @@ pub(super) async fn feeder(
         };
         let connect = client::connect_from(
             &ctx.pool,
+            ctx.pool.next_server(),
             Some(IpAddr::V4(from)),
             &user,
             &token,

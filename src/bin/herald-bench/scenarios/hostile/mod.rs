@@ -26,7 +26,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,7 @@ use serde_json::{json, Map, Value};
 use tokio::time::{interval, MissedTickBehavior};
 
 use super::{pause, report_resources, BenchResult, Ctx};
+use crate::client::Server;
 use crate::stats::{fmt_int, CpuMeter, Lat, Report};
 
 mod attacks;
@@ -217,25 +218,34 @@ impl Attacks {
     }
 }
 
-/// Where raw attacker sockets connect (owned, so spawned attempts can keep it).
+/// Where raw attacker sockets connect (owned, so spawned attempts can keep it): the servers,
+/// taken round-robin, one per attempt.
 struct Target {
-    server: SocketAddr,
-    /// `host:port` for the `Host` header.
-    authority: String,
+    servers: Vec<Server>,
+    next: Cell<usize>,
     timeout: Duration,
+}
+
+impl Target {
+    /// The server of the next attempt.
+    fn pick(&self) -> Server {
+        let i = self.next.get();
+        self.next.set((i + 1) % self.servers.len());
+        self.servers[i].clone()
+    }
 }
 
 pub async fn run(ctx: &Ctx, a: &HostileArgs) -> BenchResult<Report> {
     let mut r = Report::new("hostile");
-    let server_cpu = CpuMeter::start(ctx.server_pid);
+    let server_cpu = ctx.server_meter();
     ctx.measure_from_now();
     let self_cpu = CpuMeter::start(None);
     let attacks = Attacks::new();
     let own_room = format!("public:hostile-{}", ctx.run_id);
     let zombie_room = a.zombie_room.clone().unwrap_or_else(|| own_room.clone());
     let target = Rc::new(Target {
-        server: ctx.pool.server,
-        authority: ctx.pool.authority.clone(),
+        servers: ctx.pool.servers.clone(),
+        next: Cell::new(0),
         timeout: ctx.timeout,
     });
     let from = |offset: u8| Ipv4Addr::new(127, 0, 0, a.attack_from + offset);
@@ -363,7 +373,7 @@ pub async fn run(ctx: &Ctx, a: &HostileArgs) -> BenchResult<Report> {
     r.set("secs", attack_time.as_secs_f64());
     r.set("attack_from", a.attack_from);
     r.set("zombie_room", zombie_room.as_str());
-    if let Some(s) = ctx.server_stats().await {
+    if let Some(s) = ctx.server_stats(0).await {
         r.row(
             "server hostile counters",
             format!(

@@ -9,7 +9,7 @@ use actix_web::rt::net::{TcpSocket, TcpStream};
 use actix_web::web::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::client::{self, ConnectError};
+use crate::client::{self, ConnectError, Server};
 
 use super::{Target, DRAIN_WAIT, HOLD_LIMIT, MAX_ANSWER};
 /// An I/O error as an outcome name (`error_refused`, `error_reset`...).
@@ -17,12 +17,37 @@ pub(super) fn io_kind(e: &std::io::Error) -> String {
     format!("error_{}", ConnectError::Io(e.to_string()).kind())
 }
 
-/// A TCP connection to the server from `from`, with a small receive buffer when asked.
+/// A TCP connection to the next server (round-robin) from `from`, with a small receive buffer
+/// when asked; the stream and the server's `host:port` (for the `Host` header).
 pub(super) async fn open(
     t: &Target,
     from: Ipv4Addr,
     rcvbuf: Option<u32>,
-) -> Result<TcpStream, String> {
+) -> Result<(TcpStream, String), String> {
+    open_to(t, t.pick(), from, rcvbuf).await
+}
+
+/// [`open`] to the server whose `host:port` is `authority` (the first if none is).
+pub(super) async fn open_same(
+    t: &Target,
+    from: Ipv4Addr,
+    authority: &str,
+) -> Result<(TcpStream, String), String> {
+    let server = t
+        .servers
+        .iter()
+        .find(|s| s.authority == authority)
+        .unwrap_or(&t.servers[0])
+        .clone();
+    open_to(t, server, from, None).await
+}
+
+async fn open_to(
+    t: &Target,
+    server: Server,
+    from: Ipv4Addr,
+    rcvbuf: Option<u32>,
+) -> Result<(TcpStream, String), String> {
     let socket = TcpSocket::new_v4().map_err(|e| io_kind(&e))?;
     socket
         .bind(SocketAddr::new(IpAddr::V4(from), 0))
@@ -30,8 +55,8 @@ pub(super) async fn open(
     if let Some(size) = rcvbuf {
         socket.set_recv_buffer_size(size).map_err(|e| io_kind(&e))?;
     }
-    match tokio::time::timeout(t.timeout, socket.connect(t.server)).await {
-        Ok(Ok(s)) => Ok(s),
+    match tokio::time::timeout(t.timeout, socket.connect(server.addr)).await {
+        Ok(Ok(s)) => Ok((s, server.authority)),
         Ok(Err(e)) => Err(io_kind(&e)),
         Err(_) => Err("error_connect_timeout".into()),
     }

@@ -8,7 +8,8 @@ use serde_json::json;
 use tokio::time::{interval, MissedTickBehavior};
 
 use crate::scenarios::Ctx;
-use crate::stats::{self, Report};
+use crate::servers;
+use crate::stats::Report;
 
 use super::Attacks;
 /// Server RSS (KiB) and open descriptors, sampled once a second.
@@ -22,22 +23,25 @@ pub(super) struct Samples {
     /// (seconds, KiB, descriptors) every 10 s.
     timeline: Vec<(u64, u64, usize)>,
 }
-/// The server's RSS (KiB) and open descriptors now.
+/// The servers' RSS (KiB) and open descriptors now, summed over the `--server-pid`s.
 pub(super) fn server_reading(ctx: &Ctx) -> Option<(u64, usize)> {
-    let pid = ctx.server_pid?;
-    Some((stats::rss_kib(pid)?, open_fds(pid)?))
-}
-
-fn open_fds(pid: u32) -> Option<usize> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .ok()
-        .map(|d| d.count())
+    let all: Vec<servers::Reading> = ctx
+        .server_pids
+        .iter()
+        .filter_map(|&p| servers::read(p))
+        .collect();
+    (!all.is_empty()).then(|| {
+        (
+            all.iter().map(|r| r.rss_kib).sum(),
+            all.iter().map(|r| r.fds as usize).sum(),
+        )
+    })
 }
 
 /// Samples the server once a second until `done`; a line on stderr every 30 s.
 pub(super) async fn sample(ctx: &Ctx, attacks: &Attacks, done: &Cell<bool>) -> Samples {
     let mut s = Samples::default();
-    if ctx.server_pid.is_none() {
+    if ctx.server_pids.is_empty() {
         return s;
     }
     let started = Instant::now();
