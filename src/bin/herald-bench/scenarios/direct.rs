@@ -40,6 +40,9 @@ pub struct DirectArgs {
     /// Longest wait for outstanding acks and deliveries after publishing stops.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain: Duration,
+    /// Send messages without a `client_msg_id` (no retry check in the server's commit).
+    #[arg(long)]
+    pub no_client_msg_id: bool,
 }
 
 pub async fn run(ctx: &Ctx, a: &DirectArgs) -> BenchResult<Report> {
@@ -108,6 +111,7 @@ pub async fn run(ctx: &Ctx, a: &DirectArgs) -> BenchResult<Report> {
         max_inflight: a.max_inflight.max(1),
         pad: a.pad as usize,
         ack_timeout: ctx.timeout,
+        client_msg_id: !a.no_client_msg_id,
     };
 
     // Warm-up: the first message of each pair creates its direct room.
@@ -156,6 +160,7 @@ pub async fn run(ctx: &Ctx, a: &DirectArgs) -> BenchResult<Report> {
     }
     r.set("pairs", pairs as u64);
     r.set("one_way", a.one_way);
+    r.set("client_msg_id", !a.no_client_msg_id);
     r.set("senders", publishers.len() as u64);
     r.set("connect_failed", c.failed());
     r.set_f(

@@ -43,6 +43,9 @@ pub struct FanoutArgs {
     /// Longest wait for outstanding acks and deliveries after publishing stops.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain: Duration,
+    /// Send messages without a `client_msg_id` (no retry check in the server's commit).
+    #[arg(long)]
+    pub no_client_msg_id: bool,
 }
 
 pub async fn run(ctx: &Ctx, a: &FanoutArgs) -> BenchResult<Report> {
@@ -121,6 +124,7 @@ pub async fn run(ctx: &Ctx, a: &FanoutArgs) -> BenchResult<Report> {
         max_inflight: a.max_inflight.max(1),
         pad: a.pad as usize,
         ack_timeout: ctx.timeout,
+        client_msg_id: !a.no_client_msg_id,
     };
     let secs = Duration::from_secs_f64(a.secs.max(0.0));
     let pub_time = publish_for(ctx, &publishers, rate, secs, opts, &book).await;
@@ -148,6 +152,7 @@ pub async fn run(ctx: &Ctx, a: &FanoutArgs) -> BenchResult<Report> {
         Some(ok as f64 / c.elapsed.as_secs_f64().max(1e-9)),
     );
     r.set("pad", a.pad);
+    r.set("client_msg_id", !a.no_client_msg_id);
     report_resources(ctx, &mut r, &server_cpu, &self_cpu).await;
     ctx.progress.phase("close");
     close_all(c.conns.iter().flatten()).await;

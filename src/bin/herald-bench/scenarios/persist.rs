@@ -41,6 +41,9 @@ pub struct PersistArgs {
     /// Longest wait for outstanding acks after publishing stops.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain: Duration,
+    /// Send messages without a `client_msg_id` (no retry check in the server's commit).
+    #[arg(long)]
+    pub no_client_msg_id: bool,
 }
 
 pub async fn run(ctx: &Ctx, a: &PersistArgs) -> BenchResult<Report> {
@@ -104,6 +107,7 @@ pub async fn run(ctx: &Ctx, a: &PersistArgs) -> BenchResult<Report> {
         max_inflight: a.max_inflight.max(1),
         pad: a.pad as usize,
         ack_timeout: ctx.timeout,
+        client_msg_id: !a.no_client_msg_id,
     };
     let secs = Duration::from_secs_f64(a.secs.max(0.0));
     let pub_time = publish_for(ctx, &publishers, rate, secs, opts, &book).await;
@@ -150,6 +154,7 @@ pub async fn run(ctx: &Ctx, a: &PersistArgs) -> BenchResult<Report> {
     }
     r.set("senders", publishers.len() as u64);
     r.set("rooms", rooms as u64);
+    r.set("client_msg_id", !a.no_client_msg_id);
     r.set("connect_failed", c.failed());
     report_resources(ctx, &mut r, &server_cpu, &self_cpu).await;
     ctx.progress.phase("close");

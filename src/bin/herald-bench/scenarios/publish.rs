@@ -33,6 +33,8 @@ pub struct PubOptions {
     /// Extra bytes of body text.
     pub pad: usize,
     pub ack_timeout: Duration,
+    /// Send a `client_msg_id` (the server then checks it for retries in the commit).
+    pub client_msg_id: bool,
 }
 
 impl Publisher {
@@ -57,6 +59,11 @@ impl Publisher {
             Some(k) => (format!(" s={k}"), format!("{run}-{k}-{id}")),
             None => (String::new(), format!("{run}-{id}")),
         };
+        let cmid = if opts.client_msg_id {
+            format!(r#","client_msg_id":"{cmid}""#)
+        } else {
+            String::new()
+        };
         let target = match &self.target {
             Target::Room(r) => format!(r#""room":"{r}""#),
             Target::To(u) => format!(r#""to":"{u}""#),
@@ -67,7 +74,7 @@ impl Publisher {
         // The driver writes the send time over the zeros as the frame goes to the socket.
         let zeros = "0".repeat(STAMP_DIGITS);
         let frame = format!(
-            r#"{{"type":"send","ref":{r},"data":{{{target},"kind":"text","body":{{"text":"{TAG}{zeros} id={id}{tag_origin} {pad}"}},"client_msg_id":"{cmid}"}}}}"#
+            r#"{{"type":"send","ref":{r},"data":{{{target},"kind":"text","body":{{"text":"{TAG}{zeros} id={id}{tag_origin} {pad}"}}{cmid}}}}}"#
         );
         let stamp = Stamp {
             offset: frame.find(TAG).map_or(0, |i| i + TAG.len()),
