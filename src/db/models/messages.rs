@@ -103,7 +103,7 @@ pub struct AppendedMessage {
     pub duplicate: bool,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = messages)]
 pub struct MessageRow {
     pub id: String,
