@@ -56,6 +56,8 @@ pub enum RateClass {
     Watch,
     /// `auth`: token verification.
     Auth,
+    /// `event`: custom events relayed to a room.
+    Event,
     /// Everything else: `typing`, `receipt`, `ping`, and the notification socket's frames.
     Other,
 }
@@ -69,6 +71,7 @@ impl RateClass {
             ClientRequest::History { .. } => RateClass::History,
             ClientRequest::Watch { .. } | ClientRequest::Unwatch { .. } => RateClass::Watch,
             ClientRequest::Auth { .. } => RateClass::Auth,
+            ClientRequest::Event { .. } => RateClass::Event,
             ClientRequest::Typing { .. } | ClientRequest::Receipt { .. } | ClientRequest::Ping => {
                 RateClass::Other
             }
@@ -95,6 +98,7 @@ where
     history: Bucket<C>,
     watch: Bucket<C>,
     auth: Bucket<C>,
+    event: Bucket<C>,
     other: Bucket<C>,
     abuse: Bucket<C>,
 }
@@ -122,6 +126,7 @@ where
             history: bucket(l.history_rate, l.history_burst, clock),
             watch: bucket(l.watch_rate, l.watch_burst, clock),
             auth: bucket(l.auth_rate, l.auth_burst, clock),
+            event: bucket(l.event_rate, l.event_burst, clock),
             other: bucket(l.frame_rate, l.frame_burst, clock),
             abuse: RateLimiter::direct_with_clock(abuse_quota, clock.clone()),
         }
@@ -141,6 +146,7 @@ where
             RateClass::History => &self.history,
             RateClass::Watch => &self.watch,
             RateClass::Auth => &self.auth,
+            RateClass::Event => &self.event,
             RateClass::Other => &self.other,
         };
         if bucket.check().is_ok() {
@@ -245,6 +251,8 @@ mod tests {
             auth_burst: 1,
             frame_rate: 1,
             frame_burst: 1,
+            event_rate: 1,
+            event_burst: 1,
             ..Limits::default()
         };
         let l = RequestLimiter::with_clock(&limits, &clock);
@@ -253,6 +261,7 @@ mod tests {
             RateClass::History,
             RateClass::Watch,
             RateClass::Auth,
+            RateClass::Event,
             RateClass::Other,
         ] {
             assert_eq!(l.check_class(class), Verdict::Allowed, "{class:?}");

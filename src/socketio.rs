@@ -147,18 +147,21 @@ pub const DISCONNECT: &str = "41";
 /// The Socket.IO event of a server frame: `42["<name>",<data>]` (`42["<name>"]` without
 /// data), concatenated from the frame's one encoding.
 pub fn frame_event(frame: &EncodedFrame) -> String {
-    event_packet(frame, None)
+    event_packet(frame, Vocabulary::Herald, None)
 }
 
 /// Like [`frame_event`], with the recovery `offset` as the event's last argument (the
 /// official client remembers the last one it received and presents it on reconnect).
 pub fn frame_event_with_offset(frame: &EncodedFrame, offset: u64) -> String {
-    event_packet(frame, Some(offset))
+    event_packet(frame, Vocabulary::Herald, Some(offset))
 }
 
-fn event_packet(frame: &EncodedFrame, offset: Option<u64>) -> String {
-    let (name, data) = (frame.name(), frame.data());
-    // Frame names are static snake_case identifiers: nothing to escape.
+/// The Socket.IO event of a server frame for a client speaking `vocabulary`, with the
+/// recovery offset when the client tracks them.
+pub fn event_packet(frame: &EncodedFrame, vocabulary: Vocabulary, offset: Option<u64>) -> String {
+    let (name, data) = (vocabulary.outgoing(frame.sio_name()), frame.data());
+    // Frame names are static snake_case identifiers and custom event names are checked
+    // against a JSON-safe charset: nothing to escape.
     let mut out = String::with_capacity(8 + name.len() + data.map_or(0, str::len) + 24);
     out.push_str("42[\"");
     out.push_str(name);
@@ -173,6 +176,69 @@ fn event_packet(frame: &EncodedFrame, offset: Option<u64>) -> String {
     }
     out.push(']');
     out
+}
+
+/// The event names a Socket.IO client speaks (docs/socketio.md, "Event names"): Herald's
+/// own, or the seed application's (`send_message` in, `new_message` out), chosen per
+/// deployment (`HERALD_SIO_EVENTS`) or per client (`auth.events`). Only clients that ask
+/// for the seed's names get them: nobody receives an event twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Vocabulary {
+    #[default]
+    Herald,
+    Seed,
+}
+
+impl Vocabulary {
+    pub fn parse(s: &str) -> Option<Vocabulary> {
+        match s {
+            "herald" => Some(Vocabulary::Herald),
+            "seed" => Some(Vocabulary::Seed),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Vocabulary::Herald => "herald",
+            Vocabulary::Seed => "seed",
+        }
+    }
+
+    /// The name a server frame goes out under.
+    pub fn outgoing(self, name: &str) -> &str {
+        match (self, name) {
+            (Vocabulary::Seed, "message") => "new_message",
+            _ => name,
+        }
+    }
+
+    /// A seed event as Herald's request type and data: `send_message` {room | to, text,
+    /// client_msg_id?, priority?} is a text `send` (a `kind` and `body` given instead of
+    /// `text` pass through), `join_room`/`leave_room` {room} are `join`/`leave`. `None`: not
+    /// an alias in this vocabulary (the payload comes back untouched).
+    pub fn incoming(self, name: &str, payload: Value) -> Result<(&'static str, Value), Value> {
+        if self != Vocabulary::Seed {
+            return Err(payload);
+        }
+        match name {
+            "send_message" => {
+                let mut data = match payload {
+                    Value::Object(m) => m,
+                    other => return Ok(("send", other)),
+                };
+                if let Some(text) = data.remove("text") {
+                    data.entry("kind").or_insert_with(|| json!("text"));
+                    data.entry("body")
+                        .or_insert_with(|| json!({ "text": text }));
+                }
+                Ok(("send", Value::Object(data)))
+            }
+            "join_room" => Ok(("join", payload)),
+            "leave_room" => Ok(("leave", payload)),
+            _ => Err(payload),
+        }
+    }
 }
 
 /// The Engine.IO `open` packet.
@@ -215,6 +281,44 @@ pub fn join_payload(packets: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_seed_vocabulary_maps_its_events_and_nothing_else() {
+        let seed = Vocabulary::Seed;
+        assert_eq!(
+            seed.incoming("send_message", json!({"room": "public:a", "text": "hi"})),
+            Ok((
+                "send",
+                json!({"room": "public:a", "kind": "text", "body": {"text": "hi"}})
+            ))
+        );
+        assert_eq!(
+            seed.incoming("join_room", json!({"room": "public:a"})),
+            Ok(("join", json!({"room": "public:a"})))
+        );
+        assert_eq!(seed.incoming("send", json!({})), Err(json!({})));
+        assert_eq!(
+            Vocabulary::Herald.incoming("send_message", json!({})),
+            Err(json!({}))
+        );
+        assert_eq!(seed.outgoing("message"), "new_message");
+        assert_eq!(seed.outgoing("receipt"), "receipt");
+        assert_eq!(Vocabulary::Herald.outgoing("message"), "message");
+        let f = crate::protocol::EncodedFrame::from_data("message", r#"{"seq":1}"#).unwrap();
+        assert_eq!(
+            event_packet(&f, seed, Some(3)),
+            r#"42["new_message",{"seq":1},"3"]"#
+        );
+        let e = crate::protocol::EncodedFrame::from_data(
+            "event",
+            r#"{"data":{"x":1},"from":"bob","name":"cursor","room":"public:a"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            frame_event(&e),
+            r#"42["cursor",{"data":{"x":1},"from":"bob","name":"cursor","room":"public:a"}]"#
+        );
+    }
 
     #[test]
     fn decodes_connect_event_ack_and_namespaces() {

@@ -157,6 +157,15 @@ pub struct ServeArgs {
     /// Other frames burst per session.
     #[arg(long, global = true, env = "HERALD_FRAME_BURST")]
     pub frame_burst: Option<u32>,
+    /// Custom `event` frames per second per session.
+    #[arg(long, global = true, env = "HERALD_EVENT_RATE")]
+    pub event_rate: Option<u32>,
+    /// Custom `event` frames burst per session.
+    #[arg(long, global = true, env = "HERALD_EVENT_BURST")]
+    pub event_burst: Option<u32>,
+    /// Largest `data` of a custom `event`, in bytes of JSON.
+    #[arg(long, global = true, env = "HERALD_MAX_EVENT_BYTES")]
+    pub max_event_bytes: Option<usize>,
     /// Requests of one session waiting for their answer at once.
     #[arg(long, global = true, env = "HERALD_MAX_INFLIGHT")]
     pub max_inflight: Option<usize>,
@@ -237,6 +246,10 @@ pub struct ServeArgs {
     /// notifications a crash interrupted), in milliseconds.
     #[arg(long, global = true, env = "HERALD_OUTBOX_SWEEP_MS")]
     pub outbox_sweep_ms: Option<u64>,
+    /// Socket.IO event names for clients that do not choose (`auth.events`): `herald`, or
+    /// `seed` (`send_message` in, `new_message` out).
+    #[arg(long, global = true, env = "HERALD_SIO_EVENTS", value_parser = ["herald", "seed"])]
+    pub sio_events: Option<String>,
     /// Socket.IO (Engine.IO) ping interval in milliseconds.
     #[arg(long, global = true, env = "HERALD_SIO_PING_INTERVAL_MS")]
     pub sio_ping_interval_ms: Option<u64>,
@@ -408,6 +421,9 @@ impl Settings {
         l.auth_burst = a.auth_burst.map_or(l.auth_burst, |v| v.max(1));
         l.frame_rate = a.frame_rate.map_or(l.frame_rate, |v| v.max(1));
         l.frame_burst = a.frame_burst.map_or(l.frame_burst, |v| v.max(1));
+        l.event_rate = a.event_rate.map_or(l.event_rate, |v| v.max(1));
+        l.event_burst = a.event_burst.map_or(l.event_burst, |v| v.max(1));
+        l.max_event_bytes = a.max_event_bytes.map_or(l.max_event_bytes, |v| v.max(2));
         l.max_inflight = a.max_inflight.map_or(l.max_inflight, |v| v.max(1));
         l.connect_rate_per_ip = a.connect_rate_per_ip.unwrap_or(l.connect_rate_per_ip);
         l.connect_burst_per_ip = a
@@ -441,6 +457,13 @@ impl Settings {
         s.open_watch = a.open_watch.unwrap_or(s.open_watch);
         s.presence_coalesce = a.presence_coalesce_ms.map_or(s.presence_coalesce, ms);
         s.typing_rate = a.typing_rate.map_or(s.typing_rate, |v| v.max(1));
+        if let Some(v) = a
+            .sio_events
+            .as_deref()
+            .and_then(crate::socketio::Vocabulary::parse)
+        {
+            s.sio_events = v;
+        }
         s.sio_ping_interval = a
             .sio_ping_interval_ms
             .map_or(s.sio_ping_interval, |v| ms(v.max(100)));

@@ -78,6 +78,8 @@ pub struct Settings {
     pub outbox_sweep: Duration,
     /// Engine.IO `pingInterval` of Socket.IO connections.
     pub sio_ping_interval: Duration,
+    /// The Socket.IO event names clients speak unless their CONNECT `auth.events` says.
+    pub sio_events: crate::socketio::Vocabulary,
     /// Engine.IO `pingTimeout`: a client that does not answer a ping within it is dropped.
     pub sio_ping_timeout: Duration,
     /// Engine.IO `maxPayload`: largest polling request body / WebSocket message, in bytes.
@@ -218,6 +220,11 @@ pub struct Limits {
     /// second per session, and burst.
     pub frame_rate: u32,
     pub frame_burst: u32,
+    /// Custom `event` frames per second per session, and burst.
+    pub event_rate: u32,
+    pub event_burst: u32,
+    /// Largest `data` of a custom `event` (bytes of JSON).
+    pub max_event_bytes: usize,
     /// Requests of one session waiting for their answer at once.
     pub max_inflight: usize,
     /// New connections per second per client address (IPv6 per /64), and burst (0: unlimited).
@@ -258,6 +265,9 @@ impl Default for Limits {
             auth_burst: 5,
             frame_rate: 100,
             frame_burst: 400,
+            event_rate: 20,
+            event_burst: 40,
+            max_event_bytes: 4096,
             max_inflight: 256,
             connect_rate_per_ip: 100,
             connect_burst_per_ip: 500,
@@ -321,6 +331,7 @@ impl Default for Settings {
             notification_sweep: Duration::from_secs(30),
             outbox_sweep: Duration::from_secs(5),
             sio_ping_interval: Duration::from_secs(25),
+            sio_events: crate::socketio::Vocabulary::Herald,
             sio_ping_timeout: Duration::from_secs(20),
             sio_max_payload: 1_000_000,
             limits: Limits::default(),

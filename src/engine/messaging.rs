@@ -7,7 +7,8 @@ use super::Engine;
 use crate::actors::presence_registry::GetPresence;
 use crate::actors::room::{Caller, History, Publish, Receipt, Typing};
 use crate::actors::room_supervisor::{
-    ChangeMember, CreateRoom, Join, Leave, RouteHistory, RoutePublish, RouteReceipt, RouteTyping,
+    ChangeMember, CreateRoom, Join, Leave, RouteEvent, RouteHistory, RoutePublish, RouteReceipt,
+    RouteTyping,
 };
 use crate::db::models::{NewMessage, StoredMessage};
 use crate::domain::{ReceiptStatus, RoomId, SessionId, UserId};
@@ -152,6 +153,27 @@ impl Engine {
                 typing: Typing {
                     user: user.clone(),
                     state,
+                },
+            })
+            .await?
+    }
+
+    /// A custom event to the room's other members: the room checks membership and relays
+    /// it; nothing is stored.
+    pub async fn custom_event(
+        &self,
+        user: &UserId,
+        room: RoomId,
+        name: crate::protocol::EventName,
+        data: serde_json::Value,
+    ) -> Result<(), EngineError> {
+        self.rooms
+            .send(RouteEvent {
+                room,
+                event: crate::actors::room::RelayEvent {
+                    user: user.clone(),
+                    name,
+                    data,
                 },
             })
             .await?

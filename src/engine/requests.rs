@@ -71,6 +71,10 @@ impl Engine {
                 .unwatch(session, users)
                 .await
                 .map(|_| json!({ "presence": [] })),
+            R::Event { room, name, data } => self
+                .custom_event(&user, room, name, data)
+                .await
+                .map(|_| json!({})),
             R::Ping => Ok(json!({})),
             R::Auth { .. } => Err(EngineError::Internal(
                 "auth is handled by the session".into(),

@@ -10,6 +10,8 @@ pub struct ParseLimits {
     pub max_text_bytes: usize,
     /// Deepest JSON nesting accepted.
     pub max_json_depth: usize,
+    /// Largest `data` of a custom `event`, as JSON text.
+    pub max_event_bytes: usize,
 }
 
 impl ParseLimits {
@@ -17,6 +19,7 @@ impl ParseLimits {
         ParseLimits {
             max_text_bytes: s.max_text_bytes,
             max_json_depth: s.limits.max_json_depth,
+            max_event_bytes: s.limits.max_event_bytes,
         }
     }
 }
@@ -133,6 +136,12 @@ pub enum ClientRequest {
         token: String,
     },
     Ping,
+    /// A custom event relayed to the room's other members, never stored.
+    Event {
+        room: RoomId,
+        name: EventName,
+        data: Value,
+    },
 }
 
 impl ClientRequest {
@@ -150,6 +159,7 @@ impl ClientRequest {
             ClientRequest::Unwatch { .. } => "unwatch",
             ClientRequest::Auth { .. } => "auth",
             ClientRequest::Ping => "ping",
+            ClientRequest::Event { .. } => "event",
         }
     }
 }
@@ -162,13 +172,11 @@ pub fn parse_request_data(
     limits: ParseLimits,
 ) -> Result<ClientRequest, (ErrorCode, String)> {
     match parse_request(kind, data, limits) {
-        Ok(r) => Ok(r),
         Err(RequestError::Unknown) => Err((
             ErrorCode::UnknownType,
             format!("unknown frame type {kind:?}"),
         )),
-        Err(RequestError::Invalid(m)) => Err((ErrorCode::InvalidData, m)),
-        Err(RequestError::TooLarge(m)) => Err((ErrorCode::TooLarge, m)),
+        other => other.map_err(RequestError::coded),
     }
 }
 
@@ -232,6 +240,19 @@ struct UsersData {
 struct AuthData {
     token: String,
 }
+#[derive(Deserialize)]
+struct EventData {
+    room: String,
+    name: String,
+    #[serde(default)]
+    data: Value,
+}
+
+/// Every client frame type (on Socket.IO, event names that are requests).
+pub const REQUEST_TYPES: &[&str] = &[
+    "join", "leave", "send", "typing", "receipt", "presence", "history", "watch", "unwatch",
+    "auth", "ping", "event",
+];
 
 /// Longest accepted `client_msg_id`.
 pub const MAX_CLIENT_MSG_ID: usize = 128;
@@ -304,10 +325,20 @@ pub fn parse_client_frame(text: &str, limits: ParseLimits) -> Result<ClientFrame
     }
 }
 
-enum RequestError {
+pub enum RequestError {
     Unknown,
     Invalid(String),
     TooLarge(String),
+}
+
+impl RequestError {
+    fn coded(self) -> (ErrorCode, String) {
+        match self {
+            RequestError::Unknown => (ErrorCode::UnknownType, "unknown frame type".into()),
+            RequestError::Invalid(m) => (ErrorCode::InvalidData, m),
+            RequestError::TooLarge(m) => (ErrorCode::TooLarge, m),
+        }
+    }
 }
 
 impl From<InvalidInput> for RequestError {
@@ -477,8 +508,129 @@ fn parse_request(kind: &str, v: Value, limits: ParseLimits) -> Result<ClientRequ
         "auth" => ClientRequest::Auth {
             token: data::<AuthData>(kind, v)?.token,
         },
+        "event" => {
+            let d: EventData = data(kind, v)?;
+            custom_event(&d.room, &d.name, d.data, limits)?
+        }
         _ => return Err(RequestError::Unknown),
     })
+}
+
+/// The names a custom event may not take: every frame and event name of Herald's own
+/// vocabulary (client and server, native and Socket.IO, and the seed aliases), so that a
+/// Socket.IO client listening for one of them never receives another client's event.
+pub const RESERVED_EVENT_NAMES: &[&str] = &[
+    "ack",
+    "auth",
+    "connect",
+    "connect_error",
+    "connection_ack",
+    "disconnect",
+    "disconnecting",
+    "error",
+    "event",
+    "history",
+    "join",
+    "join_room",
+    "leave",
+    "leave_room",
+    "message",
+    "new_message",
+    "newListener",
+    "notification",
+    "ping",
+    "pong",
+    "presence",
+    "receipt",
+    "removeListener",
+    "replay_truncated",
+    "room_presence",
+    "room_unread",
+    "send",
+    "send_message",
+    "sync",
+    "typing",
+    "unread_count",
+    "unwatch",
+    "watch",
+];
+
+/// Longest custom event name.
+pub const MAX_EVENT_NAME: usize = 64;
+
+/// The name of a custom event: 1 to [`MAX_EVENT_NAME`] bytes of ASCII letters, digits and
+/// `_ . : -`, not one of [`RESERVED_EVENT_NAMES`]. The charset keeps it safe to splice into
+/// JSON and Socket.IO packets as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventName(String);
+
+impl EventName {
+    pub fn parse(name: &str) -> Result<EventName, InvalidInput> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-');
+        if name.is_empty() || name.len() > MAX_EVENT_NAME || !name.chars().all(ok_char) {
+            return Err(InvalidInput(format!(
+                "event name must be 1..={MAX_EVENT_NAME} characters of A-Z a-z 0-9 _ . : -, not {name:?}"
+            )));
+        }
+        if RESERVED_EVENT_NAMES.contains(&name) {
+            return Err(InvalidInput(format!(
+                "event name {name:?} is reserved by Herald"
+            )));
+        }
+        Ok(EventName(name.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A custom event request from its parts (the native `event` frame, or a Socket.IO event
+/// under its own name): a valid name, a room, and `data` within the size limit.
+pub fn custom_event(
+    room: &str,
+    name: &str,
+    data: Value,
+    limits: ParseLimits,
+) -> Result<ClientRequest, RequestError> {
+    let name = EventName::parse(name)?;
+    let room = RoomId::parse(room)?;
+    let size = serde_json::to_string(&data).map_or(usize::MAX, |t| t.len());
+    if size > limits.max_event_bytes {
+        return Err(RequestError::TooLarge(format!(
+            "event data is larger than {} bytes",
+            limits.max_event_bytes
+        )));
+    }
+    Ok(ClientRequest::Event { room, name, data })
+}
+
+/// A custom event named by a Socket.IO client: the event's own name, and its payload, an
+/// object naming the `room`; the rest of the object is the event's data.
+pub fn parse_socketio_custom_event(
+    name: &str,
+    payload: Value,
+    limits: ParseLimits,
+) -> Result<ClientRequest, (ErrorCode, String)> {
+    let Value::Object(mut fields) = payload else {
+        return Err((
+            ErrorCode::InvalidData,
+            format!(
+                "event {name:?} is not Herald's: a custom event needs an object naming its room"
+            ),
+        ));
+    };
+    let room = match fields.remove("room") {
+        Some(Value::String(r)) => r,
+        _ => {
+            return Err((
+                ErrorCode::InvalidData,
+                format!(
+                    "event {name:?} is not Herald's: a custom event needs `room` (a room id) in its payload"
+                ),
+            ))
+        }
+    };
+    custom_event(&room, name, Value::Object(fields), limits).map_err(RequestError::coded)
 }
 
 /// A resume point as a client gives it at connect: `<room>:<seq>` pairs separated by commas

@@ -51,6 +51,8 @@ pub enum ServerFrame<'a> {
     RoomUnread(RoomUnread<'a>),
     Notification(Notification<'a>),
     UnreadCount(UnreadCount),
+    /// A custom event of a room member, relayed as it came (never stored).
+    Event(CustomEvent<'a>),
 }
 
 /// `connection_ack` data.
@@ -153,6 +155,15 @@ pub struct Notification<'a> {
     pub title: &'a str,
 }
 
+/// `event` data: a custom event `name` that `from` sent to `room`.
+#[derive(Serialize)]
+pub struct CustomEvent<'a> {
+    pub data: &'a Value,
+    pub from: &'a UserId,
+    pub name: &'a str,
+    pub room: &'a RoomId,
+}
+
 /// `unread_count` data.
 #[derive(Serialize)]
 pub struct UnreadCount {
@@ -163,7 +174,7 @@ impl<'a> ServerFrame<'a> {
     /// The frame's `type` (and Socket.IO event name).
     /// The types whose frame is `{"type","data"}` and nothing else: the ones that can
     /// cross the cluster backplane (never `ack`, `error` or `pong`, which answer a request).
-    pub const DATA_FRAME_NAMES: [&'static str; 11] = [
+    pub const DATA_FRAME_NAMES: [&'static str; 12] = [
         "connection_ack",
         "sync",
         "message",
@@ -175,6 +186,7 @@ impl<'a> ServerFrame<'a> {
         "room_unread",
         "notification",
         "unread_count",
+        "event",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -193,6 +205,7 @@ impl<'a> ServerFrame<'a> {
             ServerFrame::RoomUnread(_) => "room_unread",
             ServerFrame::Notification(_) => "notification",
             ServerFrame::UnreadCount(_) => "unread_count",
+            ServerFrame::Event(_) => "event",
         }
     }
 
@@ -257,6 +270,7 @@ impl<'a> ServerFrame<'a> {
                         r#"{"type":"error","code":"internal","error":"encoding failed"}"#,
                     ),
                     data: None,
+                    sio_name: None,
                 }
             }
         }
@@ -289,6 +303,7 @@ impl<'a> ServerFrame<'a> {
                     name,
                     native: utf8(out),
                     data: Some(data.into()),
+                    sio_name: None,
                 });
             }
             ServerFrame::Ack { data, .. } => Some(write_data(&mut out, data)?),
@@ -303,11 +318,28 @@ impl<'a> ServerFrame<'a> {
             ServerFrame::RoomUnread(d) => Some(write_data(&mut out, d)?),
             ServerFrame::Notification(d) => Some(write_data(&mut out, d)?),
             ServerFrame::UnreadCount(d) => Some(write_data(&mut out, d)?),
+            ServerFrame::Event(d) => {
+                let span = write_data(&mut out, d)?;
+                out.push(b'}');
+                let native = utf8(out);
+                let data = native.slice_ref(&native[span.0..span.1]);
+                return Ok(EncodedFrame {
+                    name,
+                    sio_name: Some(d.name.into()),
+                    native,
+                    data: Some(data),
+                });
+            }
         };
         out.push(b'}');
         let native = utf8(out);
         let data = span.map(|(a, b)| native.slice_ref(&native[a..b]));
-        Ok(EncodedFrame { name, native, data })
+        Ok(EncodedFrame {
+            name,
+            native,
+            data,
+            sio_name: None,
+        })
     }
 }
 
@@ -334,6 +366,9 @@ pub struct EncodedFrame {
     native: ByteString,
     /// The JSON of `data` (for `error`, the object of its fields); `None` for `pong`.
     data: Option<ByteString>,
+    /// A custom `event` goes out on Socket.IO under its own name (`emit(name)` on one
+    /// client is `on(name)` on the others); validated names need no escaping.
+    sio_name: Option<ByteString>,
 }
 
 impl EncodedFrame {
@@ -354,11 +389,35 @@ impl EncodedFrame {
         out.push('}');
         let native = ByteString::from(out);
         let data = native.slice_ref(&native[start..end]);
+        // A custom event's name, read once per frame and node (it came from another node).
+        let sio_name = match name {
+            "event" => {
+                #[derive(serde::Deserialize)]
+                struct Named<'a> {
+                    #[serde(borrow)]
+                    name: std::borrow::Cow<'a, str>,
+                }
+                let named: Named = serde_json::from_str(&data).ok()?;
+                Some(
+                    crate::protocol::EventName::parse(&named.name)
+                        .ok()?
+                        .as_str()
+                        .into(),
+                )
+            }
+            _ => None,
+        };
         Some(EncodedFrame {
             name,
             native,
             data: Some(data),
+            sio_name,
         })
+    }
+
+    /// The Socket.IO event name: the frame's type, or a custom event's own name.
+    pub fn sio_name(&self) -> &str {
+        self.sio_name.as_deref().unwrap_or(self.name)
     }
 
     /// The frame's `type`.

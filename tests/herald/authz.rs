@@ -75,6 +75,7 @@ async fn nobody_reaches_what_they_have_no_right_to() {
                 json!({"room": r, "kind": "text", "body": {"text": "x"}}),
             ),
             ("typing", json!({"room": r, "state": "start"})),
+            ("event", json!({"room": r, "name": "poke", "data": {}})),
             ("receipt", json!({"room": r, "seq": 1, "status": "read"})),
             ("history", json!({"room": r})),
             ("join", json!({"room": r})),

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 const LIMITS: ParseLimits = ParseLimits {
+    max_event_bytes: 4096,
     max_text_bytes: 1024,
     max_json_depth: 32,
 };

@@ -10,6 +10,7 @@ mod costs;
 mod crash;
 mod delivery;
 mod devices;
+mod events;
 mod fault_proxy;
 mod faults;
 mod fuzz;

@@ -268,8 +268,13 @@ async fn chat_with_a_native_client(lang: &str, mode: &str) {
         (err["ok"].as_bool(), err["code"].as_str()),
         (Some(false), Some("forbidden"))
     );
+    // Not Herald's, not an alias, no room: a custom event without a room, refused.
     let err = bob.call("teleport", json!({})).await;
-    assert_eq!(err["code"], "unknown_type");
+    assert_eq!(err["code"], "invalid_data");
+    assert!(
+        err["error"].as_str().unwrap().contains("not Herald's"),
+        "{err}"
+    );
 
     // shared history
     let h = bob.call("history", json!({"room": "public:sio"})).await;

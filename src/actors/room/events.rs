@@ -13,7 +13,8 @@ use crate::db::models::{StoredMessage, WriteOp, WriteOutcome};
 use crate::domain::{now_millis, rfc3339, ReceiptStatus, RoomId, SessionId, UserId};
 use crate::error::{EngineError, PersistError};
 use crate::protocol::{
-    PresenceView, Receipt as ReceiptFrame, RoomPresence, ServerFrame, TypingState,
+    CustomEvent, EventName, PresenceView, Receipt as ReceiptFrame, RoomPresence, ServerFrame,
+    TypingState,
 };
 
 use super::{Room, TypingEntry};
@@ -92,6 +93,33 @@ impl Room {
             }
             act.arm_typing_sweep(ctx);
         }));
+    }
+}
+
+/// Sent by the supervisor for a custom `event`: relayed to the room's other members as it
+/// came, never stored (docs/protocol.md, "event").
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct RelayEvent {
+    pub user: UserId,
+    pub name: EventName,
+    pub data: serde_json::Value,
+}
+
+impl Handler<RelayEvent> for Room {
+    type Result = Result<(), EngineError>;
+    fn handle(&mut self, msg: RelayEvent, _: &mut Context<Self>) -> Self::Result {
+        self.require_member(&msg.user)?;
+        let frame = ServerFrame::Event(CustomEvent {
+            data: &msg.data,
+            from: &msg.user,
+            name: msg.name.as_str(),
+            room: &self.id,
+        })
+        .encode();
+        self.broadcast(&frame, |s| s.user != msg.user);
+        self.publish_frame(&frame, Some(&msg.user), None);
+        Ok(())
     }
 }
 

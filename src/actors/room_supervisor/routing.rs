@@ -1,11 +1,11 @@
 //! Requests the room supervisor routes to a room: `Join`, `Leave`, `RoutePublish`,
-//! `RouteTyping`, `RouteReceipt`, `RouteHistory`, `CreateRoom`, `ChangeMember`,
+//! `RouteTyping`, `RouteEvent`, `RouteReceipt`, `RouteHistory`, `CreateRoom`, `ChangeMember`,
 //! `PresenceChanged` and `GetRoom`, with the refusals it answers without starting a room.
 
 use super::*;
 use crate::actors::room::{
     AddMember, BroadcastPresence, Caller, CreatePrivate, EnsureDirect, History, JoinMember, Joined,
-    LeaveMember, Publish, Published, Receipt, RemoveMember, Room, Typing,
+    LeaveMember, Publish, Published, Receipt, RelayEvent, RemoveMember, Room, Typing,
 };
 use crate::db::models::MemberRole;
 
@@ -210,6 +210,28 @@ impl Handler<RouteTyping> for RoomSupervisor {
         let deadline = self.load_deadline(&msg.room);
         Box::pin(within(deadline, msg.room, async move {
             addr.send(msg.typing).await?
+        }))
+    }
+}
+
+/// Sent for a custom `event`: relayed by the room to its other members.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct RouteEvent {
+    pub room: RoomId,
+    pub event: RelayEvent,
+}
+
+impl Handler<RouteEvent> for RoomSupervisor {
+    type Result = ResponseFuture<Result<(), EngineError>>;
+    fn handle(&mut self, msg: RouteEvent, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.refuse_stranger(&msg.event.user, &msg.room) {
+            return Box::pin(async move { Err(e) });
+        }
+        let addr = self.room(&msg.room);
+        let deadline = self.load_deadline(&msg.room);
+        Box::pin(within(deadline, msg.room, async move {
+            addr.send(msg.event).await?
         }))
     }
 }

@@ -37,6 +37,18 @@ impl SocketIoSession {
             Err(e) => return self.emit(sio::connect_error("/", &e), ctx),
         };
         self.device = resume.device.clone();
+        match data.as_ref().and_then(|d| d.get("events")) {
+            None => {}
+            Some(v) => match v.as_str().and_then(sio::Vocabulary::parse) {
+                Some(vocabulary) => self.vocabulary = vocabulary,
+                None => {
+                    return self.emit(
+                        sio::connect_error("/", "auth.events must be \"herald\" or \"seed\""),
+                        ctx,
+                    )
+                }
+            },
+        }
         // Connection-state recovery: the official client presents the `pid` we gave it and
         // the offset of the last event it received.
         let field = |k: &str| data.as_ref().and_then(|d| d.get(k));
@@ -109,7 +121,7 @@ impl SocketIoSession {
                     act.arm_expiry(ctx);
                     act.unread.seed(&start.rooms);
                     for f in start.frames {
-                        act.emit(sio::frame_event(&f), ctx);
+                        act.emit(sio::event_packet(&f, act.vocabulary, None), ctx);
                     }
                     act.start_streams(start.replay, ctx);
                 }

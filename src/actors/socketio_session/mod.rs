@@ -119,6 +119,8 @@ pub struct SocketIoSession {
     device: Option<crate::domain::DeviceId>,
     /// The recovery `pid` given to the client and the log of its message events.
     recovery: Option<(String, RecoveryLog)>,
+    /// The event names the client speaks (`HERALD_SIO_EVENTS`, or its CONNECT `auth.events`).
+    vocabulary: sio::Vocabulary,
 }
 
 impl SocketIoSession {
@@ -135,6 +137,7 @@ impl SocketIoSession {
         let limiter = RequestLimiter::new(&settings.limits);
         let outbox = Arc::new(OutboxGauge::new(settings.outbox_bytes));
         let streams = new_streams(settings);
+        let vocabulary = settings.sio_events;
         SocketIoSession {
             sid,
             id: SessionId::next(),
@@ -158,6 +161,7 @@ impl SocketIoSession {
             expiry_timers: Vec::new(),
             inflight: InFlight::default(),
             unread: UnreadCounts::default(),
+            vocabulary,
             remote_addr,
             user_agent,
             connected_at: now_millis(),
@@ -356,7 +360,16 @@ impl SocketIoSession {
             self.port.touch(self.id, &auth.user_id);
         }
         let limits = ParseLimits::from_settings(self.port.settings());
-        let request = match protocol::parse_request_data(&name, payload, limits) {
+        // The client's aliases, then Herald's own events, then a custom event for the room
+        // its payload names: nothing is dropped unanswered.
+        let request = match self.vocabulary.incoming(&name, payload) {
+            Ok((kind, data)) => protocol::parse_request_data(kind, data, limits),
+            Err(payload) if protocol::REQUEST_TYPES.contains(&name.as_str()) => {
+                protocol::parse_request_data(&name, payload, limits)
+            }
+            Err(payload) => protocol::parse_socketio_custom_event(&name, payload, limits),
+        };
+        let request = match request {
             Ok(r) => r,
             Err((code, message)) => return self.fail(&ack_id, code, &message, ctx),
         };

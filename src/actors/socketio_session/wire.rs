@@ -112,7 +112,7 @@ impl ClientSession for SocketIoSession {
         &mut self.unread
     }
     fn send_unread(&mut self, frame: EncodedFrame, ctx: &mut Context<Self>) {
-        self.emit(sio::frame_event(&frame), ctx);
+        self.emit(sio::event_packet(&frame, self.vocabulary, None), ctx);
     }
 }
 
@@ -143,11 +143,7 @@ impl StreamSession for SocketIoSession {
             return self.write_native(frame, ctx);
         };
         let offset = log.sent(room, seq);
-        let packet = if log.offsets {
-            sio::frame_event_with_offset(&frame, offset)
-        } else {
-            sio::frame_event(&frame)
-        };
+        let packet = sio::event_packet(&frame, self.vocabulary, log.offsets.then_some(offset));
         let written = self.send_packet(packet, ctx);
         if !written {
             // Not sent after all: a later offset must not claim it was received.
@@ -161,7 +157,7 @@ impl StreamSession for SocketIoSession {
     fn write_native(&mut self, frame: EncodedFrame, ctx: &mut Context<Self>) -> bool {
         // The event is the shared encoding plus its name: one small allocation per
         // Socket.IO recipient, no re-parse.
-        self.send_packet(sio::frame_event(&frame), ctx)
+        self.send_packet(sio::event_packet(&frame, self.vocabulary, None), ctx)
     }
     fn ready_for_page(&self) -> bool {
         match &self.transport {

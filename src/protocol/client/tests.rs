@@ -6,6 +6,7 @@ use serde_json::json;
 const L: ParseLimits = ParseLimits {
     max_text_bytes: 1000,
     max_json_depth: 32,
+    max_event_bytes: 100,
 };
 
 #[test]
@@ -113,4 +114,46 @@ fn a_bad_status_or_custom_message_is_refused_with_its_text() {
         ClientRequest::Presence { status: ChosenStatus::Busy, custom_message: Some(ref m), .. }
             if m.as_str().len() == 256
     ));
+}
+
+#[test]
+fn custom_events_need_a_good_name_a_room_and_small_data() {
+    let event = |data: serde_json::Value| {
+        parse_client_frame(&json!({"type": "event", "data": data}).to_string(), L)
+            .map(|f| f.request)
+            .map_err(|e| (e.code, e.message))
+    };
+    assert!(matches!(
+        event(json!({"room": "public:a", "name": "cursor.moved", "data": {"x": 1}})),
+        Ok(ClientRequest::Event { ref name, .. }) if name.as_str() == "cursor.moved"
+    ));
+    for bad in [
+        "",
+        "has space",
+        "quote\"",
+        "message",
+        "new_message",
+        &"x".repeat(65),
+    ] {
+        let e = event(json!({"room": "public:a", "name": bad})).unwrap_err();
+        assert_eq!(e.0, ErrorCode::InvalidData, "{bad:?}: {}", e.1);
+    }
+    let e = event(json!({"room": "public:a", "name": "big", "data": "x".repeat(200)})).unwrap_err();
+    assert_eq!(
+        e,
+        (
+            ErrorCode::TooLarge,
+            "event data is larger than 100 bytes".to_owned()
+        )
+    );
+    assert_eq!(
+        event(json!({"name": "x"})).unwrap_err().0,
+        ErrorCode::InvalidData
+    );
+    // On Socket.IO the event's own name, and the room inside the payload.
+    let r = super::parse_socketio_custom_event("cursor", json!({"room": "public:a", "x": 1}), L);
+    assert!(matches!(r, Ok(ClientRequest::Event { ref data, .. }) if data == &json!({"x": 1})));
+    let r = super::parse_socketio_custom_event("cursor", json!({"x": 1}), L).unwrap_err();
+    assert_eq!(r.0, ErrorCode::InvalidData);
+    assert!(r.1.contains("needs `room`"), "{}", r.1);
 }
