@@ -128,6 +128,19 @@ async fn cluster_chat_reaches_every_node_in_seq_order() {
         .await;
     let t = b.recv_type("typing").await;
     assert_eq!(t["data"]["user"], "alice");
+    // So do custom events (rebuilt from the backplane with their name).
+    c.ok(
+        "event",
+        json!({"room": room, "name": "cursor", "data": {"x": 1}}),
+    )
+    .await;
+    for cl in [&mut a, &mut b] {
+        let e = cl.recv_type("event").await;
+        assert_eq!(
+            e["data"],
+            json!({"room": room, "from": "carol", "name": "cursor", "data": {"x": 1}})
+        );
+    }
     // (A sender has read its own message: carol's watermark is at 3 already.)
     let s4 = b.ok("send", send(room, "more from n2", "b2")).await;
     assert_eq!(s4["seq"], 4);
