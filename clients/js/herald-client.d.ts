@@ -137,6 +137,8 @@ export interface HeraldEvents {
   gap: { room: string; from: number; to: number };
   receipt: { room: string; user: string; seq: number; status: 'delivered' | 'read'; at: string };
   typing: { room: string; user: string; state: 'start' | 'stop' };
+  /** A custom event another member sent with `sendEvent` (never stored: only live sessions get it). */
+  event: { room: string; from: string; name: string; data: unknown };
   room_presence: { room: string; joins: Presence[]; leaves: Presence[] };
   presence: Presence;
   room_unread: { room: string; unread: number; unread_total: number };
@@ -204,6 +206,8 @@ export class HeraldClient {
   join(room: string, options?: { sinceSeq?: number }): Promise<JoinAck>;
   leave(room: string): Promise<Record<string, never>>;
   typing(room: string, state?: 'start' | 'stop'): Promise<Record<string, never>>;
+  /** Relays `{room, name, data}` to the room's other members; names: 1-64 of `A-Z a-z 0-9 _ . : -`, Herald's own reserved. */
+  sendEvent(room: string, name: string, data?: unknown): Promise<Record<string, never>>;
   receipt(room: string, seq: number, status?: 'delivered' | 'read'): Promise<Record<string, never>>;
   setPresence(
     status: 'online' | 'away' | 'busy' | 'invisible',

@@ -26,7 +26,7 @@ import { refreshDelayMs, tokenExpiryMs } from './lib/token.js';
 export { Backoff, HeraldError, Positions };
 
 /** Server frames passed through as events of the same name, `data` as the payload. */
-const EVENT_FRAMES = new Set(['receipt', 'typing', 'room_presence', 'presence', 'room_unread', 'notification', 'unread_count']);
+const EVENT_FRAMES = new Set(['receipt', 'typing', 'room_presence', 'presence', 'room_unread', 'notification', 'unread_count', 'event']);
 
 /** The subprotocol the server answers when the token travels as `herald.bearer.<JWT>`. */
 const WS_PROTOCOL = 'herald.v1';
@@ -189,6 +189,11 @@ export class HeraldClient {
 
   typing(room, state = 'start') {
     return this.request('typing', { room, state });
+  }
+
+  /** A custom event to the room's other members (relayed, never stored). */
+  sendEvent(room, name, data = null) {
+    return this.request('event', { room, name, data });
   }
 
   receipt(room, seq, status = 'read') {

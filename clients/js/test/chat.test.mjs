@@ -110,7 +110,7 @@ test('a server error rejects the send with its code and leaves the outbox empty'
   assert.equal(erin.outboxSize, 0);
 });
 
-test('typed events: room_presence, typing, receipt, room_unread, presence', async () => {
+test('typed events: room_presence, typing, event, receipt, room_unread, presence', async () => {
   // Arrange
   const alice = await connected('alice3');
   await alice.join('public:events');
@@ -126,6 +126,11 @@ test('typed events: room_presence, typing, receipt, room_unread, presence', asyn
   const typing = nextEvent(bob, 'typing', (d) => d.user === 'alice3');
   await alice.typing('public:events', 'start');
   assert.deepEqual(await typing, { room: 'public:events', user: 'alice3', state: 'start' });
+
+  // custom event
+  const custom = nextEvent(bob, 'event', (d) => d.name === 'cursor');
+  assert.deepEqual(await alice.sendEvent('public:events', 'cursor', { x: 1 }), {});
+  assert.deepEqual(await custom, { room: 'public:events', from: 'alice3', name: 'cursor', data: { x: 1 } });
 
   // room_unread: a live message raises bob's unread count
   const unread = nextEvent(bob, 'room_unread', (d) => d.room === 'public:events');
