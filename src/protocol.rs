@@ -64,6 +64,15 @@ pub struct MessageObject<'a> {
     pub priority: &'a str,
     pub client_msg_id: Option<&'a str>,
     pub created_at: String,
+    /// Set once the body was edited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
+    /// Set on a deleted message's tombstone (its `body` is `null`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+    /// Reaction counts with `me` (in `history` pages; absent when there are none).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub reactions: &'a [crate::db::models::ReactionCount],
 }
 
 impl<'a> MessageObject<'a> {
@@ -80,11 +89,14 @@ impl<'a> MessageObject<'a> {
             priority: m.priority.as_str(),
             client_msg_id: m.client_msg_id.as_deref(),
             created_at: rfc3339(m.created_at),
+            edited_at: m.edited_at.map(rfc3339),
+            deleted_at: m.deleted_at.map(rfc3339),
+            reactions: &m.reactions,
         }
     }
 }
 
-fn null_raw() -> &'static RawValue {
+pub(crate) fn null_raw() -> &'static RawValue {
     static NULL: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
     NULL.get_or_init(|| RawValue::from_string("null".into()).unwrap_or_default())
 }

@@ -44,13 +44,13 @@ pub const ABUSE_MESSAGE: &str = "rate limit exceeded repeatedly";
 /// Classes of client frames, each with its own bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateClass {
-    /// `send`.
+    /// `send`, `edit`, `delete`, `react`.
     Send,
     /// `presence`.
     Presence,
     /// `join`, `leave`: membership writes.
     Membership,
-    /// `history`: database reads.
+    /// `history`, `changes`: database reads.
     History,
     /// `watch`, `unwatch`.
     Watch,
@@ -65,10 +65,14 @@ pub enum RateClass {
 impl RateClass {
     pub fn of(request: &ClientRequest) -> RateClass {
         match request {
-            ClientRequest::Send(_) => RateClass::Send,
+            // Edits, deletes and reactions are writes like a send, and share its bucket.
+            ClientRequest::Send(_)
+            | ClientRequest::Edit { .. }
+            | ClientRequest::Delete { .. }
+            | ClientRequest::React { .. } => RateClass::Send,
             ClientRequest::Presence { .. } => RateClass::Presence,
             ClientRequest::Join { .. } | ClientRequest::Leave { .. } => RateClass::Membership,
-            ClientRequest::History { .. } => RateClass::History,
+            ClientRequest::History { .. } | ClientRequest::Changes { .. } => RateClass::History,
             ClientRequest::Watch { .. } | ClientRequest::Unwatch { .. } => RateClass::Watch,
             ClientRequest::Auth { .. } => RateClass::Auth,
             ClientRequest::Event { .. } => RateClass::Event,

@@ -11,8 +11,8 @@
 use actix::prelude::*;
 
 use crate::db::models::{
-    BatchWrite, MessageStatusRecord, NotificationQuery, RoomRecord, RoomSummary, StoredMessage,
-    StoredNotification, UserRecord, WriteOp,
+    BatchWrite, MessageStatusRecord, NotificationQuery, RoomRecord, RoomSummary, StoredChange,
+    StoredMessage, StoredNotification, UserRecord, WriteOp,
 };
 use crate::db::{DbConnection, DbPool};
 use crate::domain::{RoomId, UserId};
@@ -119,6 +119,8 @@ pub struct FetchHistory {
     pub limit: i64,
     /// Most bytes of bodies in the answer (see [`cap_page_bytes`]).
     pub max_bytes: usize,
+    /// Load reaction counts, with `me` for this reader (a `history` page; replays carry none).
+    pub reactions_for: Option<UserId>,
 }
 
 impl Handler<FetchHistory> for Database {
@@ -131,7 +133,28 @@ impl Handler<FetchHistory> for Database {
         // many pages are in flight. Forward pages keep their oldest messages, the others
         // their newest.
         let cut = cap_page_bytes(&mut messages, msg.max_bytes, msg.after_seq.is_none());
+        if let Some(viewer) = &msg.reactions_for {
+            self.read("reactions", |c| {
+                c.attach_reactions(&msg.room, &mut messages, viewer)
+            })?;
+        }
         Ok((messages, more || cut))
+    }
+}
+
+/// A room's change log after `after` (edits, deletes, reactions), oldest first.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<StoredChange>, bool), PersistError>")]
+pub struct FetchChanges {
+    pub room: RoomId,
+    pub after: i64,
+    pub limit: i64,
+}
+
+impl Handler<FetchChanges> for Database {
+    type Result = Result<(Vec<StoredChange>, bool), PersistError>;
+    fn handle(&mut self, msg: FetchChanges, _: &mut SyncContext<Self>) -> Self::Result {
+        self.read("changes", |c| c.changes(&msg.room, msg.after, msg.limit))
     }
 }
 
@@ -413,6 +436,9 @@ mod page_tests {
                 priority: Priority::Normal,
                 client_msg_id: None,
                 created_at: 0,
+                edited_at: None,
+                deleted_at: None,
+                reactions: Vec::new(),
             })
             .collect()
     }

@@ -166,6 +166,15 @@ pub struct ServeArgs {
     /// Largest `data` of a custom `event`, in bytes of JSON.
     #[arg(long, global = true, env = "HERALD_MAX_EVENT_BYTES")]
     pub max_event_bytes: Option<usize>,
+    /// Seconds after sending during which a sender may edit or delete a message.
+    #[arg(long, global = true, env = "HERALD_EDIT_WINDOW_SECS")]
+    pub edit_window_secs: Option<u64>,
+    /// Most distinct emoji on one message.
+    #[arg(long, global = true, env = "HERALD_MAX_REACTIONS_PER_MESSAGE")]
+    pub max_reactions_per_message: Option<usize>,
+    /// Longest reaction emoji, in bytes.
+    #[arg(long, global = true, env = "HERALD_MAX_EMOJI_BYTES")]
+    pub max_emoji_bytes: Option<usize>,
     /// Requests of one session waiting for their answer at once.
     #[arg(long, global = true, env = "HERALD_MAX_INFLIGHT")]
     pub max_inflight: Option<usize>,
@@ -424,6 +433,13 @@ impl Settings {
         l.event_rate = a.event_rate.map_or(l.event_rate, |v| v.max(1));
         l.event_burst = a.event_burst.map_or(l.event_burst, |v| v.max(1));
         l.max_event_bytes = a.max_event_bytes.map_or(l.max_event_bytes, |v| v.max(2));
+        l.edit_window = a
+            .edit_window_secs
+            .map_or(l.edit_window, std::time::Duration::from_secs);
+        l.max_reactions_per_message = a
+            .max_reactions_per_message
+            .map_or(l.max_reactions_per_message, |v| v.max(1));
+        l.max_emoji_bytes = a.max_emoji_bytes.map_or(l.max_emoji_bytes, |v| v.max(1));
         l.max_inflight = a.max_inflight.map_or(l.max_inflight, |v| v.max(1));
         l.connect_rate_per_ip = a.connect_rate_per_ip.unwrap_or(l.connect_rate_per_ip);
         l.connect_burst_per_ip = a

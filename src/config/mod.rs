@@ -225,6 +225,11 @@ pub struct Limits {
     pub event_burst: u32,
     /// Largest `data` of a custom `event` (bytes of JSON).
     pub max_event_bytes: usize,
+    /// How long after sending a sender may edit or delete their message.
+    pub edit_window: Duration,
+    /// Most distinct emoji on one message, and the longest emoji.
+    pub max_reactions_per_message: usize,
+    pub max_emoji_bytes: usize,
     /// Requests of one session waiting for their answer at once.
     pub max_inflight: usize,
     /// New connections per second per client address (IPv6 per /64), and burst (0: unlimited).
@@ -268,6 +273,9 @@ impl Default for Limits {
             event_rate: 20,
             event_burst: 40,
             max_event_bytes: 4096,
+            edit_window: Duration::from_secs(48 * 3600),
+            max_reactions_per_message: 20,
+            max_emoji_bytes: 32,
             max_inflight: 256,
             connect_rate_per_ip: 100,
             connect_burst_per_ip: 500,

@@ -248,6 +248,22 @@ impl DbConnection {
     ) -> Result<(Vec<StoredMessage>, bool), PersistError> {
         dispatch!(self, history(room, before, after, limit))
     }
+    pub fn changes(
+        &mut self,
+        room: &RoomId,
+        after: i64,
+        limit: i64,
+    ) -> Result<(Vec<StoredChange>, bool), PersistError> {
+        dispatch!(self, changes(room, after, limit))
+    }
+    pub fn attach_reactions(
+        &mut self,
+        room: &RoomId,
+        page: &mut [StoredMessage],
+        viewer: &UserId,
+    ) -> Result<(), PersistError> {
+        dispatch!(self, attach_reactions(room, page, viewer))
+    }
     pub fn message_status(
         &mut self,
         room: &RoomId,

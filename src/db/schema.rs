@@ -32,6 +32,31 @@ diesel::table! {
         priority -> Text,
         client_msg_id -> Nullable<Text>,
         created_at -> BigInt,
+        edited_at -> Nullable<BigInt>,
+        deleted_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    message_changes (room_id, change_seq) {
+        room_id -> Text,
+        change_seq -> BigInt,
+        seq -> BigInt,
+        kind -> Text,
+        actor -> Text,
+        body -> Nullable<Text>,
+        emoji -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    reactions (room_id, seq, user_id, emoji) {
+        room_id -> Text,
+        seq -> BigInt,
+        user_id -> Text,
+        emoji -> Text,
+        created_at -> BigInt,
     }
 }
 
@@ -80,6 +105,7 @@ diesel::table! {
         created_by -> Nullable<Text>,
         created_at -> BigInt,
         last_seq -> BigInt,
+        last_change -> BigInt,
     }
 }
 
@@ -96,15 +122,19 @@ diesel::table! {
 
 diesel::joinable!(members -> rooms (room_id));
 diesel::joinable!(messages -> rooms (room_id));
+diesel::joinable!(message_changes -> rooms (room_id));
+diesel::joinable!(reactions -> rooms (room_id));
 diesel::joinable!(notification_outbox -> messages (message_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     device_positions,
     members,
+    message_changes,
     messages,
     notification_outbox,
     notification_prefs,
     notifications,
+    reactions,
     rooms,
     users,
 );

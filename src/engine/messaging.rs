@@ -158,6 +158,51 @@ impl Engine {
             .await?
     }
 
+    /// An edit, delete or reaction by `by`; answers the ack's data: the announced event's
+    /// data, or `{room, seq, unchanged: true}` when it was already so.
+    pub async fn change_message(
+        &self,
+        by: crate::actors::room::Caller,
+        room: RoomId,
+        seq: i64,
+        change: crate::db::models::MessageChange,
+    ) -> Result<serde_json::Value, EngineError> {
+        let done = self
+            .rooms
+            .send(crate::actors::room_supervisor::RouteChange {
+                room: room.clone(),
+                change: crate::actors::room::ChangeMessage { by, seq, change },
+            })
+            .await??;
+        Ok(match done {
+            Some(c) => change_event(&c)?.1,
+            None => serde_json::json!({"room": room, "seq": seq, "unchanged": true}),
+        })
+    }
+
+    /// A page of the room's change log after `after`: `{changes: [{type, data}], has_more}`.
+    pub async fn room_changes(
+        &self,
+        by: crate::actors::room::Caller,
+        room: RoomId,
+        after: i64,
+        limit: i64,
+    ) -> Result<serde_json::Value, EngineError> {
+        let (changes, more) = self
+            .rooms
+            .send(crate::actors::room_supervisor::RouteChanges {
+                room,
+                query: crate::actors::room::RoomChanges { by, after, limit },
+            })
+            .await??;
+        let mut list = Vec::with_capacity(changes.len());
+        for c in &changes {
+            let (kind, data) = change_event(c)?;
+            list.push(serde_json::json!({"type": kind, "data": data}));
+        }
+        Ok(serde_json::json!({"changes": list, "has_more": more}))
+    }
+
     /// A custom event to the room's other members: the room checks membership and relays
     /// it; nothing is stored.
     pub async fn custom_event(
@@ -261,4 +306,14 @@ impl Engine {
             })
             .await?
     }
+}
+
+/// The frame type and data of a change-log entry, as the live event carries them.
+fn change_event(
+    c: &crate::db::models::StoredChange,
+) -> Result<(&'static str, serde_json::Value), EngineError> {
+    let frame = crate::protocol::ServerFrame::change(c);
+    let data = serde_json::from_str(frame.data().unwrap_or("null"))
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
+    Ok((frame.name(), data))
 }

@@ -137,6 +137,8 @@ impl Engine {
                 max_rooms_per_user: settings.limits.max_rooms_per_user,
                 load_retry: settings.room_load_retry,
                 max_devices_per_user: settings.limits.max_devices_per_user as i64,
+                edit_window: settings.limits.edit_window,
+                max_reactions_per_message: settings.limits.max_reactions_per_message,
             },
             settings.room_idle,
             crate::actors::room::MessageNotifier {

@@ -71,6 +71,33 @@ impl Engine {
                 .unwatch(session, users)
                 .await
                 .map(|_| json!({ "presence": [] })),
+            R::Edit { room, seq, body } => {
+                let change = crate::db::models::MessageChange::Edit {
+                    body,
+                    max_text_bytes: self.settings.max_text_bytes,
+                };
+                self.change_message(on_socket(&user), room, seq, change)
+                    .await
+            }
+            R::Delete { room, seq } => {
+                let change = crate::db::models::MessageChange::Delete;
+                self.change_message(on_socket(&user), room, seq, change)
+                    .await
+            }
+            R::React {
+                room,
+                seq,
+                emoji,
+                on,
+            } => {
+                let change = crate::db::models::MessageChange::React { emoji, on };
+                self.change_message(on_socket(&user), room, seq, change)
+                    .await
+            }
+            R::Changes { room, after, limit } => {
+                self.room_changes(on_socket(&user), room, after, limit)
+                    .await
+            }
             R::Event { room, name, data } => self
                 .custom_event(&user, room, name, data)
                 .await
@@ -96,5 +123,13 @@ impl Engine {
             ));
         }
         Ok(fresh)
+    }
+}
+
+/// On sockets an admin is a plain user (docs/protocol.md): moderation goes through REST.
+fn on_socket(user: &crate::domain::UserId) -> crate::actors::room::Caller {
+    crate::actors::room::Caller {
+        user: user.clone(),
+        admin: false,
     }
 }

@@ -185,6 +185,7 @@ impl Engine {
             after_seq: Some(after),
             limit: self.settings.join_missed_limit.max(1),
             max_bytes: self.settings.history_max_bytes,
+            reactions_for: None,
         };
         persist(self.store.reader.send(q).await)
     }
@@ -235,6 +236,7 @@ pub fn sync_frame(
         .iter()
         .map(|r| {
             let mut entry = protocol::SyncRoom {
+                change_seq: r.change_seq,
                 delivered_seq: r.delivered_seq,
                 position: None,
                 read_seq: r.read_seq,

@@ -12,6 +12,8 @@ pub struct ParseLimits {
     pub max_json_depth: usize,
     /// Largest `data` of a custom `event`, as JSON text.
     pub max_event_bytes: usize,
+    /// Longest reaction `emoji`.
+    pub max_emoji_bytes: usize,
 }
 
 impl ParseLimits {
@@ -20,6 +22,7 @@ impl ParseLimits {
             max_text_bytes: s.max_text_bytes,
             max_json_depth: s.limits.max_json_depth,
             max_event_bytes: s.limits.max_event_bytes,
+            max_emoji_bytes: s.limits.max_emoji_bytes,
         }
     }
 }
@@ -136,6 +139,30 @@ pub enum ClientRequest {
         token: String,
     },
     Ping,
+    /// Replace the body of one's own message.
+    Edit {
+        room: RoomId,
+        seq: i64,
+        body: Value,
+    },
+    /// Delete a message (one's own, or any as the room's owner), leaving a tombstone.
+    Delete {
+        room: RoomId,
+        seq: i64,
+    },
+    /// Add or take back a reaction.
+    React {
+        room: RoomId,
+        seq: i64,
+        emoji: String,
+        on: bool,
+    },
+    /// A page of the room's change log after `after`.
+    Changes {
+        room: RoomId,
+        after: i64,
+        limit: i64,
+    },
     /// A custom event relayed to the room's other members, never stored.
     Event {
         room: RoomId,
@@ -160,6 +187,10 @@ impl ClientRequest {
             ClientRequest::Auth { .. } => "auth",
             ClientRequest::Ping => "ping",
             ClientRequest::Event { .. } => "event",
+            ClientRequest::Edit { .. } => "edit",
+            ClientRequest::Delete { .. } => "delete",
+            ClientRequest::React { .. } => "react",
+            ClientRequest::Changes { .. } => "changes",
         }
     }
 }
@@ -241,6 +272,34 @@ struct AuthData {
     token: String,
 }
 #[derive(Deserialize)]
+struct EditData {
+    room: String,
+    seq: i64,
+    body: Value,
+}
+#[derive(Deserialize)]
+struct MessageRef {
+    room: String,
+    seq: i64,
+}
+#[derive(Deserialize)]
+struct ReactData {
+    room: String,
+    seq: i64,
+    emoji: String,
+    #[serde(default = "yes")]
+    on: bool,
+}
+fn yes() -> bool {
+    true
+}
+#[derive(Deserialize)]
+struct ChangesData {
+    room: String,
+    after_change_seq: Option<i64>,
+    limit: Option<i64>,
+}
+#[derive(Deserialize)]
 struct EventData {
     room: String,
     name: String,
@@ -251,7 +310,7 @@ struct EventData {
 /// Every client frame type (on Socket.IO, event names that are requests).
 pub const REQUEST_TYPES: &[&str] = &[
     "join", "leave", "send", "typing", "receipt", "presence", "history", "watch", "unwatch",
-    "auth", "ping", "event",
+    "auth", "ping", "event", "edit", "delete", "react", "changes",
 ];
 
 /// Longest accepted `client_msg_id`.
@@ -512,8 +571,83 @@ fn parse_request(kind: &str, v: Value, limits: ParseLimits) -> Result<ClientRequ
             let d: EventData = data(kind, v)?;
             custom_event(&d.room, &d.name, d.data, limits)?
         }
+        "edit" => {
+            let d: EditData = data(kind, v)?;
+            if d.body
+                .get("text")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.len() > limits.max_text_bytes)
+            {
+                return Err(RequestError::TooLarge(format!(
+                    "body.text is longer than {} bytes",
+                    limits.max_text_bytes
+                )));
+            }
+            ClientRequest::Edit {
+                room: RoomId::parse(&d.room)?,
+                seq: message_seq(d.seq)?,
+                body: d.body,
+            }
+        }
+        "delete" => {
+            let d: MessageRef = data(kind, v)?;
+            ClientRequest::Delete {
+                room: RoomId::parse(&d.room)?,
+                seq: message_seq(d.seq)?,
+            }
+        }
+        "react" => {
+            let d: ReactData = data(kind, v)?;
+            ClientRequest::React {
+                room: RoomId::parse(&d.room)?,
+                seq: message_seq(d.seq)?,
+                emoji: emoji(&d.emoji, limits.max_emoji_bytes)?,
+                on: d.on,
+            }
+        }
+        "changes" => {
+            let d: ChangesData = data(kind, v)?;
+            let after = d.after_change_seq.unwrap_or(0);
+            if after < 0 {
+                return Err(RequestError::Invalid(
+                    "after_change_seq must be >= 0".into(),
+                ));
+            }
+            let limit = d.limit.unwrap_or(HISTORY_MAX_LIMIT);
+            if limit < 1 {
+                return Err(RequestError::Invalid("limit must be >= 1".into()));
+            }
+            ClientRequest::Changes {
+                room: RoomId::parse(&d.room)?,
+                after,
+                limit: limit.min(HISTORY_MAX_LIMIT),
+            }
+        }
         _ => return Err(RequestError::Unknown),
     })
+}
+
+fn message_seq(seq: i64) -> Result<i64, RequestError> {
+    if seq < 1 {
+        return Err(RequestError::Invalid("seq must be >= 1".into()));
+    }
+    Ok(seq)
+}
+
+/// A reaction: 1 to `max` bytes, no whitespace or control characters (an emoji, or a short
+/// code such as `:thumbsup:`).
+pub fn emoji(s: &str, max: usize) -> Result<String, RequestError> {
+    if s.is_empty() || s.len() > max {
+        return Err(RequestError::Invalid(format!(
+            "emoji must be 1..={max} bytes"
+        )));
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(RequestError::Invalid(
+            "emoji must not contain spaces or control characters".into(),
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 /// The names a custom event may not take: every frame and event name of Herald's own
@@ -522,11 +656,14 @@ fn parse_request(kind: &str, v: Value, limits: ParseLimits) -> Result<ClientRequ
 pub const RESERVED_EVENT_NAMES: &[&str] = &[
     "ack",
     "auth",
+    "changes",
     "connect",
     "connect_error",
     "connection_ack",
+    "delete",
     "disconnect",
     "disconnecting",
+    "edit",
     "error",
     "event",
     "history",
@@ -535,12 +672,16 @@ pub const RESERVED_EVENT_NAMES: &[&str] = &[
     "leave",
     "leave_room",
     "message",
+    "message_deleted",
+    "message_edited",
     "new_message",
     "newListener",
     "notification",
     "ping",
     "pong",
     "presence",
+    "react",
+    "reaction",
     "receipt",
     "removeListener",
     "replay_truncated",

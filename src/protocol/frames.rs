@@ -15,6 +15,7 @@ use std::borrow::Cow;
 
 use bytestring::ByteString;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::{MessageObject, PresenceView, TypingState};
@@ -53,6 +54,10 @@ pub enum ServerFrame<'a> {
     UnreadCount(UnreadCount),
     /// A custom event of a room member, relayed as it came (never stored).
     Event(CustomEvent<'a>),
+    /// An entry of a room's change log: an edit, a delete, a reaction.
+    MessageEdited(MessageEdited<'a>),
+    MessageDeleted(MessageDeleted<'a>),
+    Reaction(Reaction<'a>),
 }
 
 /// `connection_ack` data.
@@ -76,6 +81,8 @@ pub struct Sync<'a> {
 /// One room of `sync`.
 #[derive(Serialize)]
 pub struct SyncRoom<'a> {
+    /// The room's latest change seq: fetch what changed since the one you hold (`changes`).
+    pub change_seq: i64,
     pub delivered_seq: i64,
     /// Where the room's stream continues (rooms with a replay only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -164,6 +171,38 @@ pub struct CustomEvent<'a> {
     pub room: &'a RoomId,
 }
 
+/// `message_edited` data.
+#[derive(Serialize)]
+pub struct MessageEdited<'a> {
+    pub body: &'a RawValue,
+    pub by: &'a UserId,
+    pub change_seq: i64,
+    pub edited_at: String,
+    pub room: &'a RoomId,
+    pub seq: i64,
+}
+
+/// `message_deleted` data.
+#[derive(Serialize)]
+pub struct MessageDeleted<'a> {
+    pub by: &'a UserId,
+    pub change_seq: i64,
+    pub deleted_at: String,
+    pub room: &'a RoomId,
+    pub seq: i64,
+}
+
+/// `reaction` data.
+#[derive(Serialize)]
+pub struct Reaction<'a> {
+    pub change_seq: i64,
+    pub emoji: &'a str,
+    pub on: bool,
+    pub room: &'a RoomId,
+    pub seq: i64,
+    pub user: &'a UserId,
+}
+
 /// `unread_count` data.
 #[derive(Serialize)]
 pub struct UnreadCount {
@@ -174,7 +213,7 @@ impl<'a> ServerFrame<'a> {
     /// The frame's `type` (and Socket.IO event name).
     /// The types whose frame is `{"type","data"}` and nothing else: the ones that can
     /// cross the cluster backplane (never `ack`, `error` or `pong`, which answer a request).
-    pub const DATA_FRAME_NAMES: [&'static str; 12] = [
+    pub const DATA_FRAME_NAMES: [&'static str; 15] = [
         "connection_ack",
         "sync",
         "message",
@@ -187,6 +226,9 @@ impl<'a> ServerFrame<'a> {
         "notification",
         "unread_count",
         "event",
+        "message_edited",
+        "message_deleted",
+        "reaction",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -206,6 +248,9 @@ impl<'a> ServerFrame<'a> {
             ServerFrame::Notification(_) => "notification",
             ServerFrame::UnreadCount(_) => "unread_count",
             ServerFrame::Event(_) => "event",
+            ServerFrame::MessageEdited(_) => "message_edited",
+            ServerFrame::MessageDeleted(_) => "message_deleted",
+            ServerFrame::Reaction(_) => "reaction",
         }
     }
 
@@ -254,6 +299,47 @@ impl<'a> ServerFrame<'a> {
     /// the expiry sweep).
     pub fn typing(room: &'a RoomId, user: &'a UserId, state: TypingState) -> EncodedFrame {
         ServerFrame::Typing(Typing { room, state, user }).encode()
+    }
+
+    /// The event of an entry of a room's change log: `message_edited`, `message_deleted` or
+    /// `reaction` (live, and in a `changes` page).
+    pub fn change(c: &crate::db::models::StoredChange) -> EncodedFrame {
+        use crate::db::models::ChangeKind;
+        let at = crate::domain::rfc3339(c.at);
+        match c.kind {
+            ChangeKind::Edit => {
+                let body = c.body.as_deref().unwrap_or("null");
+                // Stored bodies are validated JSON.
+                let body: &RawValue =
+                    serde_json::from_str(body).unwrap_or_else(|_| super::null_raw());
+                ServerFrame::MessageEdited(MessageEdited {
+                    body,
+                    by: &c.actor,
+                    change_seq: c.change_seq,
+                    edited_at: at,
+                    room: &c.room,
+                    seq: c.seq,
+                })
+                .encode()
+            }
+            ChangeKind::Delete => ServerFrame::MessageDeleted(MessageDeleted {
+                by: &c.actor,
+                change_seq: c.change_seq,
+                deleted_at: at,
+                room: &c.room,
+                seq: c.seq,
+            })
+            .encode(),
+            ChangeKind::React | ChangeKind::Unreact => ServerFrame::Reaction(Reaction {
+                change_seq: c.change_seq,
+                emoji: c.emoji.as_deref().unwrap_or(""),
+                on: c.kind == ChangeKind::React,
+                room: &c.room,
+                seq: c.seq,
+                user: &c.actor,
+            })
+            .encode(),
+        }
     }
 
     /// Serializes the frame once; see [`EncodedFrame`].
@@ -318,6 +404,9 @@ impl<'a> ServerFrame<'a> {
             ServerFrame::RoomUnread(d) => Some(write_data(&mut out, d)?),
             ServerFrame::Notification(d) => Some(write_data(&mut out, d)?),
             ServerFrame::UnreadCount(d) => Some(write_data(&mut out, d)?),
+            ServerFrame::MessageEdited(d) => Some(write_data(&mut out, d)?),
+            ServerFrame::MessageDeleted(d) => Some(write_data(&mut out, d)?),
+            ServerFrame::Reaction(d) => Some(write_data(&mut out, d)?),
             ServerFrame::Event(d) => {
                 let span = write_data(&mut out, d)?;
                 out.push(b'}');

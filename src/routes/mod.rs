@@ -2,6 +2,7 @@
 //! shape the JSON. Errors leave as `{"error":{"code","message"}}` through `AppError`.
 
 pub mod admin;
+pub mod changes;
 pub mod dev;
 pub mod health;
 pub mod notifications;
@@ -23,6 +24,7 @@ pub enum Verb {
     Get,
     Post,
     Put,
+    Patch,
     Delete,
 }
 
@@ -33,6 +35,7 @@ impl Verb {
             Verb::Get => "GET",
             Verb::Post => "POST",
             Verb::Put => "PUT",
+            Verb::Patch => "PATCH",
             Verb::Delete => "DELETE",
         }
     }
@@ -42,6 +45,7 @@ impl Verb {
             Verb::Get => Method::GET,
             Verb::Post => Method::POST,
             Verb::Put => Method::PUT,
+            Verb::Patch => Method::PATCH,
             Verb::Delete => Method::DELETE,
         }
     }
@@ -107,6 +111,9 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(Get "/v1/rooms/{room}/messages" => rooms::messages),
     route!(Post "/v1/rooms/{room}/messages" => rooms::post_system_message),
     route!(Get "/v1/rooms/{room}/messages/{message_id}/status" => rooms::message_status),
+    route!(Patch "/v1/rooms/{room}/messages/{seq}" => changes::edit),
+    route!(Delete "/v1/rooms/{room}/messages/{seq}" => changes::delete),
+    route!(Get "/v1/rooms/{room}/changes" => changes::list),
     route!(Get "/v1/presence/{user}" => presence::get_one),
     route!(Get "/metrics" => admin::metrics),
     route!(Get "/v1/admin/presence" => admin::presence_list),

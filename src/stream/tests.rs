@@ -24,6 +24,9 @@ fn stored(seq: i64) -> StoredMessage {
         priority: Priority::Normal,
         client_msg_id: None,
         created_at: 0,
+        edited_at: None,
+        deleted_at: None,
+        reactions: Vec::new(),
     }
 }
 

@@ -76,6 +76,8 @@ async fn nobody_reaches_what_they_have_no_right_to() {
             ),
             ("typing", json!({"room": r, "state": "start"})),
             ("event", json!({"room": r, "name": "poke", "data": {}})),
+            ("react", json!({"room": r, "seq": 1, "emoji": "👍"})),
+            ("changes", json!({"room": r})),
             ("receipt", json!({"room": r, "seq": 1, "status": "read"})),
             ("history", json!({"room": r})),
             ("join", json!({"room": r})),

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 const LIMITS: ParseLimits = ParseLimits {
     max_event_bytes: 4096,
+    max_emoji_bytes: 32,
     max_text_bytes: 1024,
     max_json_depth: 32,
 };

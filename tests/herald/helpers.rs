@@ -136,6 +136,7 @@ impl TestApp {
             "POST" => self.client.post(url).timeout(Duration::from_secs(60)),
             "PUT" => self.client.put(url),
             "DELETE" => self.client.delete(url),
+            "PATCH" => self.client.patch(url),
             _ => self.client.get(url),
         };
         if let Some(t) = token {

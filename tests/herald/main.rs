@@ -4,6 +4,7 @@
 
 mod actors;
 mod authz;
+mod changes;
 mod cluster;
 mod continuity;
 mod costs;

@@ -546,6 +546,7 @@ async fn an_outbox_row_left_pending_is_processed_by_the_sweep_exactly_once() {
             after_seq: Some(0),
             limit: 10,
             max_bytes: 1 << 20,
+            reactions_for: None,
         })
         .await
         .unwrap()

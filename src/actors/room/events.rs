@@ -248,6 +248,7 @@ impl Handler<History> for Room {
             after_seq: msg.after_seq,
             limit: msg.limit,
             max_bytes: msg.max_bytes,
+            reactions_for: Some(msg.user.clone()),
         };
         Box::pin(async move {
             Ok(reader

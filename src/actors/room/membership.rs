@@ -144,6 +144,7 @@ impl Handler<JoinMember> for Room {
                         after_seq: Some(since),
                         limit: msg.missed_limit,
                         max_bytes: msg.missed_max_bytes,
+                        reactions_for: None,
                     })
                     .await
                     .map_err(PersistError::from)

@@ -23,6 +23,7 @@
 //! the supervisor only once, when it gives up loading (a weak recipient, see
 //! docs/architecture.md).
 
+mod changes;
 mod events;
 mod lifecycle;
 mod membership;
@@ -30,6 +31,7 @@ mod notifier;
 mod publish;
 mod remote;
 
+pub use changes::{ChangeMessage, RoomChanges};
 pub use events::*;
 pub use lifecycle::{Shutdown, LOAD_RETRY_FIRST_DELAY, LOAD_RETRY_MAX_DELAY};
 pub use membership::*;
@@ -74,6 +76,10 @@ pub struct RoomPolicy {
     pub load_retry: std::time::Duration,
     /// Most devices whose positions are kept per user (the least recently moved go first).
     pub max_devices_per_user: i64,
+    /// How long after sending a sender may edit or delete a message.
+    pub edit_window: std::time::Duration,
+    /// Most distinct emoji on one message.
+    pub max_reactions_per_message: usize,
 }
 
 struct TypingEntry {

@@ -173,6 +173,7 @@ impl Room {
             after_seq: Some(from - 1),
             limit,
             max_bytes: FILL_PAGE_BYTES,
+            reactions_for: None,
         });
         read.into_actor(self)
             .map(move |res, act, ctx| {

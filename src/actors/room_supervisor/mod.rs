@@ -77,8 +77,8 @@ pub use admission::{AdmissionTicket, AdmitSession};
 pub use outbox_sweep::{SweepOutbox, OUTBOX_BATCH, OUTBOX_MIN_AGE};
 pub use queries::{GetRoomPresence, GetRoomStats, GetSessionRooms, RoomStats};
 pub use routing::{
-    ChangeMember, CreateRoom, GetRoom, Join, Leave, PresenceChanged, RouteEvent, RouteHistory,
-    RoutePublish, RouteReceipt, RouteTyping,
+    ChangeMember, CreateRoom, GetRoom, Join, Leave, PresenceChanged, RouteChange, RouteChanges,
+    RouteEvent, RouteHistory, RoutePublish, RouteReceipt, RouteTyping,
 };
 pub use sessions::{
     AttachPresence, Connect, Disconnect, RoomFailed, SubscribeSession, UserRoomsChanged,

@@ -1,13 +1,15 @@
 //! Requests the room supervisor routes to a room: `Join`, `Leave`, `RoutePublish`,
-//! `RouteTyping`, `RouteEvent`, `RouteReceipt`, `RouteHistory`, `CreateRoom`, `ChangeMember`,
+//! `RouteTyping`, `RouteEvent`, `RouteChange`, `RouteChanges`, `RouteReceipt`, `RouteHistory`, `CreateRoom`, `ChangeMember`,
 //! `PresenceChanged` and `GetRoom`, with the refusals it answers without starting a room.
 
 use super::*;
 use crate::actors::room::{
-    AddMember, BroadcastPresence, Caller, CreatePrivate, EnsureDirect, History, JoinMember, Joined,
-    LeaveMember, Publish, Published, Receipt, RelayEvent, RemoveMember, Room, Typing,
+    AddMember, BroadcastPresence, Caller, ChangeMessage, CreatePrivate, EnsureDirect, History,
+    JoinMember, Joined, LeaveMember, Publish, Published, Receipt, RelayEvent, RemoveMember, Room,
+    RoomChanges, Typing,
 };
 use crate::db::models::MemberRole;
+use crate::db::models::StoredChange;
 
 /// Sent for a `join`.
 #[derive(Message)]
@@ -210,6 +212,54 @@ impl Handler<RouteTyping> for RoomSupervisor {
         let deadline = self.load_deadline(&msg.room);
         Box::pin(within(deadline, msg.room, async move {
             addr.send(msg.typing).await?
+        }))
+    }
+}
+
+/// Sent for `edit`, `delete`, `react` (socket and REST): the room checks and writes it.
+#[derive(Message)]
+#[rtype(result = "Result<Option<StoredChange>, EngineError>")]
+pub struct RouteChange {
+    pub room: RoomId,
+    pub change: ChangeMessage,
+}
+
+impl Handler<RouteChange> for RoomSupervisor {
+    type Result = ResponseFuture<Result<Option<StoredChange>, EngineError>>;
+    fn handle(&mut self, msg: RouteChange, _: &mut Context<Self>) -> Self::Result {
+        if !msg.change.by.admin {
+            if let Err(e) = self.refuse_stranger(&msg.change.by.user, &msg.room) {
+                return Box::pin(async move { Err(e) });
+            }
+        }
+        let addr = self.room(&msg.room);
+        let deadline = self.load_deadline(&msg.room);
+        Box::pin(within(deadline, msg.room, async move {
+            addr.send(msg.change).await?
+        }))
+    }
+}
+
+/// Sent for `changes`: a page of the room's change log.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<StoredChange>, bool), EngineError>")]
+pub struct RouteChanges {
+    pub room: RoomId,
+    pub query: RoomChanges,
+}
+
+impl Handler<RouteChanges> for RoomSupervisor {
+    type Result = ResponseFuture<Result<(Vec<StoredChange>, bool), EngineError>>;
+    fn handle(&mut self, msg: RouteChanges, _: &mut Context<Self>) -> Self::Result {
+        if !msg.query.by.admin {
+            if let Err(e) = self.refuse_stranger(&msg.query.by.user, &msg.room) {
+                return Box::pin(async move { Err(e) });
+            }
+        }
+        let addr = self.room(&msg.room);
+        let deadline = self.load_deadline(&msg.room);
+        Box::pin(within(deadline, msg.room, async move {
+            addr.send(msg.query).await?
         }))
     }
 }

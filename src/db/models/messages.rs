@@ -64,6 +64,12 @@ pub struct StoredMessage {
     pub priority: Priority,
     pub client_msg_id: Option<String>,
     pub created_at: Millis,
+    /// When the body was last edited.
+    pub edited_at: Option<Millis>,
+    /// When the message was deleted: the tombstone's body is `null`.
+    pub deleted_at: Option<Millis>,
+    /// Reaction counts, loaded for `history` pages only (empty elsewhere).
+    pub reactions: Vec<super::ReactionCount>,
 }
 
 /// Which messages may cause a derived notification and so get a `notification_outbox` row
@@ -115,6 +121,8 @@ pub struct MessageRow {
     pub priority: String,
     pub client_msg_id: Option<String>,
     pub created_at: i64,
+    pub edited_at: Option<i64>,
+    pub deleted_at: Option<i64>,
 }
 
 /// A stored row is parsed once, here: a value that does not parse is an error (the row was
@@ -141,6 +149,9 @@ impl TryFrom<MessageRow> for StoredMessage {
             priority,
             client_msg_id: r.client_msg_id,
             created_at: r.created_at,
+            edited_at: r.edited_at,
+            deleted_at: r.deleted_at,
+            reactions: Vec::new(),
         })
     }
 }
@@ -158,6 +169,9 @@ impl StoredMessage {
             priority: m.priority,
             client_msg_id: m.client_msg_id.clone(),
             created_at: m.created_at,
+            edited_at: None,
+            deleted_at: None,
+            reactions: Vec::new(),
         }
     }
 }
@@ -210,6 +224,8 @@ mod tests {
             priority: "high".into(),
             client_msg_id: Some("c1".into()),
             created_at: 42,
+            edited_at: None,
+            deleted_at: None,
         }
     }
 

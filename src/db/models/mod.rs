@@ -3,9 +3,10 @@
 //!
 //! Loaded rows are parsed here, once, at the database boundary (`TryFrom<*Row>`): a stored
 //! value that does not parse fails the load with [`bad_column`], never a default or a
-//! dropped row. One file per concern: `messages`, `rooms`, `users`, `notifications`, and
+//! dropped row. One file per concern: `messages`, `changes` (edits, deletes, reactions), `rooms`, `users`, `notifications`, and
 //! `writes` (the ops the commit queue batches).
 
+mod changes;
 mod messages;
 mod notifications;
 mod rooms;
@@ -14,6 +15,10 @@ mod writes;
 
 use crate::domain::UserId;
 
+pub use changes::{
+    ChangeKind, ChangeRefusal, ChangeResult, ChangeRow, ChangeRules, MessageChange, NewReactionRow,
+    ReactionCount, StoredChange,
+};
 pub use messages::{
     AppendedMessage, MessageRow, NewMessage, NewMessageRow, NewOutboxRow, OutboxPolicy,
     RoomLastSeq, StoredMessage,

@@ -79,6 +79,8 @@ pub struct RoomSummary {
     pub delivered_seq: i64,
     pub read_seq: i64,
     pub unread: i64,
+    /// The room's latest change seq (edits, deletes, reactions).
+    pub change_seq: i64,
 }
 
 /// A membership joined with its room, as loaded for a user's room list.
@@ -91,6 +93,7 @@ pub struct MembershipRow {
     pub last_seq: i64,
     pub delivered_seq: i64,
     pub read_seq: i64,
+    pub last_change: i64,
 }
 
 /// The membership with `unread` at 0; the loader counts it afterwards.
@@ -113,6 +116,7 @@ impl TryFrom<MembershipRow> for RoomSummary {
             delivered_seq: r.delivered_seq,
             read_seq: r.read_seq,
             unread: 0,
+            change_seq: r.last_change,
         })
     }
 }
@@ -233,6 +237,7 @@ mod tests {
             last_seq: 5,
             delivered_seq: 4,
             read_seq: 3,
+            last_change: 0,
         }
     }
 
@@ -278,11 +283,12 @@ mod tests {
             (s.room.as_str(), s.kind, s.role),
             ("public:lobby", RoomKind::Public, MemberRole::Member)
         );
-        // The objects of GET /v1/rooms keep their shape.
+        // The objects of GET /v1/rooms keep their shape (plus the change log's position).
         assert_eq!(
             serde_json::to_value(&s).unwrap(),
             serde_json::json!({"room": "public:lobby", "kind": "public", "name": null,
-                "role": "member", "last_seq": 5, "delivered_seq": 4, "read_seq": 3, "unread": 0})
+                "role": "member", "last_seq": 5, "delivered_seq": 4, "read_seq": 3, "unread": 0,
+                "change_seq": 0})
         );
     }
 

@@ -1,6 +1,9 @@
 //! Writes: the `WriteOp`s the commit queue batches, and what writing them gives back.
 
-use super::{AppendedMessage, MemberRole, NewMessage, OutboxPolicy, StoredNotification};
+use super::{
+    AppendedMessage, ChangeResult, ChangeRules, MemberRole, MessageChange, NewMessage,
+    OutboxPolicy, StoredNotification,
+};
 use crate::domain::{ChosenStatus, CustomMessage, DeviceId, Millis, ReceiptStatus, RoomId, UserId};
 use crate::error::PersistError;
 
@@ -90,6 +93,15 @@ pub enum WriteOp {
         prefs: String,
         at: Millis,
     },
+    /// Edits, deletes or reacts to message `seq` of `room` under `rules`, and logs the
+    /// change with the room's next change seq, in one transaction.
+    ChangeMessage {
+        room: RoomId,
+        seq: i64,
+        change: MessageChange,
+        rules: ChangeRules,
+        at: Millis,
+    },
     /// Records the user's chosen status and custom message.
     SaveStatus {
         user: UserId,
@@ -115,6 +127,8 @@ pub enum WriteOutcome {
     Users(Vec<UserId>),
     /// Whether a [`WriteOp::ClaimRoomSlot`] admitted the user.
     RoomSlot { user: UserId, admitted: bool },
+    /// What a [`WriteOp::ChangeMessage`] did.
+    Change(ChangeResult),
     /// The member's watermarks after the op, and whether the reported one moved.
     Watermark {
         delivered_seq: i64,

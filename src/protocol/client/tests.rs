@@ -7,6 +7,7 @@ const L: ParseLimits = ParseLimits {
     max_text_bytes: 1000,
     max_json_depth: 32,
     max_event_bytes: 100,
+    max_emoji_bytes: 32,
 };
 
 #[test]
