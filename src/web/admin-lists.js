@@ -64,7 +64,9 @@ export class Lists {
   renderUsers(users, filter, byStatus) {
     const groups = (filter ? [filter] : STATUSES).map((status) => {
       const members = users.filter((u) => u.status === status);
-      const count = byStatus?.[status] ?? members.length;
+      // A full page may leave users out: then the exact count is the stats'. Otherwise the
+      // listing itself counts, which is also right just after an action changed a status.
+      const count = users.length < USERS_PAGE ? members.length : byStatus?.[status] ?? members.length;
       const id = `users-${status}`;
       return el('div', { class: 'group', 'data-status': status },
         el('h3', { id }, `${STATUS_LABELS[status]} (${count})`),
