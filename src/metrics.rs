@@ -68,6 +68,9 @@ pub struct Metrics {
     /// Messages whose notifications the outbox sweep processed again (a crash or failure
     /// interrupted the first attempt).
     pub outbox_redone: IntCounter,
+    /// Notifications stored (one per recipient; muted ones and idempotent repeats are not
+    /// counted), for the admin dashboard's notification rate.
+    pub notifications_created: IntCounter,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
@@ -217,6 +220,11 @@ impl Metrics {
                 &registry,
                 "notification_outbox_redone_total",
                 "Messages whose notifications the outbox sweep processed again",
+            ),
+            notifications_created: counter(
+                &registry,
+                "notifications_created_total",
+                "Notifications stored, one per recipient",
             ),
             registry,
             connections,

@@ -52,6 +52,9 @@ pub struct CommitStats {
     pub last_batch_groups: usize,
     pub max_batch_groups: usize,
     pub last_batch_ms: f64,
+    /// The durations of every batch added up: with `batches`, successive readings give the
+    /// mean commit latency over any interval (the admin dashboard's chart).
+    pub total_batch_ms: f64,
     pub queue_depth: usize,
 }
 
@@ -96,6 +99,7 @@ impl CommitQueue {
                 act.stats.last_batch_groups = size;
                 act.stats.max_batch_groups = act.stats.max_batch_groups.max(size);
                 act.stats.last_batch_ms = started.elapsed().as_secs_f64() * 1000.0;
+                act.stats.total_batch_ms += act.stats.last_batch_ms;
                 METRICS.batch_groups.observe(size as f64);
                 METRICS
                     .commit_seconds

@@ -8,13 +8,17 @@ use serde_json::{json, Value};
 use super::{persist, Engine};
 use crate::actors::database::ListUserRooms;
 use crate::actors::presence_registry::{
-    AdminPresence, GetAdminPresence, GetPresenceStats, ListOnline, RemoteRoomSessions,
+    AdminPresence, GetAdminPresence, GetPresenceStats, ListOnline, ListRoomsOnline,
+    RemoteRoomSessions, RoomsOnline,
 };
 use crate::actors::room::RoomOnline;
 use crate::actors::room_supervisor::{GetRoom, GetRoomPresence, GetRoomStats, GetSessionRooms};
 use crate::db::models::RoomSummary;
 use crate::domain::{RoomId, UserId};
 use crate::error::EngineError;
+
+/// Node figures that `cluster.total` leaves out: a sum of them means nothing.
+const NOT_ADDED_UP: &[&str] = &["sampled_at_ms"];
 
 impl Engine {
     /// Admin listing of online users (see `ListOnline` for the filters).
@@ -64,12 +68,14 @@ impl Engine {
             "sessions": rooms.sessions,
             "users_online": presence.users_online,
             "users_visible": presence.users_visible,
+            "users_by_status": presence.by_status,
             "active_rooms": rooms.active_rooms,
             "messages_in_per_s": crate::metrics::RATES.messages_in_per_s(),
             "frames_out_per_s": crate::metrics::RATES.frames_out_per_s(),
             "messages_in_total": m.messages_in.get(),
             "frames_out_total": m.frames_out.get(),
             "slow_consumers_total": m.slow_consumers.get(),
+            "notifications_created_total": m.notifications_created.get(),
             "socketio_sessions": eio.sessions,
             "hostile": {
                 "unauthenticated_sessions": eio.unauthenticated,
@@ -92,11 +98,25 @@ impl Engine {
     }
 
     /// This node's figures that the cluster view adds up (published every heartbeat).
+    /// `sampled_at_ms` (Unix ms) dates them, so a reader can turn successive counter readings
+    /// into per-second rates; it is the one figure `total` does not add up.
     pub async fn node_stats(&self) -> Result<Value, EngineError> {
         let rooms = self.rooms.send(GetRoomStats).await?;
         let eio = self.eio.send(crate::actors::eio_registry::CountEio).await?;
+        let commits = self
+            .store
+            .commits
+            .send(crate::actors::commit_queue::GetCommitStats)
+            .await?;
         let m = &crate::metrics::METRICS;
         Ok(json!({
+            // Wall time, not the engine clock: rates need real seconds, also under a test clock.
+            "sampled_at_ms": crate::domain::now_millis(),
+            "slow_consumers_total": m.slow_consumers.get(),
+            "notifications_created_total": m.notifications_created.get(),
+            "commit_batches_total": commits.batches,
+            "commit_ms_total": commits.total_batch_ms,
+            "commit_queue_depth": commits.queue_depth,
             "connections": m.connections.get(),
             "sessions": rooms.sessions,
             "socketio_sessions": eio.sessions,
@@ -122,6 +142,9 @@ impl Engine {
         let mut total = serde_json::Map::new();
         for stats in nodes.values() {
             for (k, v) in stats.as_object().into_iter().flatten() {
+                if NOT_ADDED_UP.contains(&k.as_str()) {
+                    continue;
+                }
                 let sum =
                     total.get(k).and_then(Value::as_f64).unwrap_or(0.0) + v.as_f64().unwrap_or(0.0);
                 total.insert(k.clone(), json!(sum));
@@ -132,6 +155,21 @@ impl Engine {
             "nodes": nodes,
             "total": total,
         })
+    }
+
+    /// The rooms with connected members, the busiest first (admin dashboard).
+    pub async fn rooms_online(
+        &self,
+        limit: usize,
+        members_limit: usize,
+    ) -> Result<RoomsOnline, EngineError> {
+        Ok(self
+            .presence
+            .send(ListRoomsOnline {
+                limit,
+                members_limit,
+            })
+            .await?)
     }
 
     /// Who is in the room now: this node's subscribers, plus (cluster mode) the users the

@@ -1,5 +1,6 @@
 //! Admin and operations REST (role `admin`): presence listings, one user's sessions, a room's
-//! presence, disconnecting a user, server stats; plus the unauthenticated `GET /metrics`.
+//! presence, the rooms with online members, disconnecting a user, server stats; plus
+//! `GET /metrics` (admin or service).
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -146,6 +147,45 @@ pub async fn room_presence(
         "members": online.members,
         "last_seq": online.last_seq,
         "online": online_list,
+    })))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RoomsOnlineQuery {
+    /// Most rooms listed, clamped to 1..=500 (default 100).
+    limit: Option<usize>,
+    /// Most members listed per room, clamped to 1..=100 (default 20); `online` still counts
+    /// them all.
+    members: Option<usize>,
+}
+
+/// `GET /v1/admin/rooms?limit=&members=`: rooms with connected members, the busiest first.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/rooms",
+    tag = "admin",
+    params(RoomsOnlineQuery),
+    responses(
+        (status = 200, description = "`{rooms: [{room, online, members: [{user, status, devices}]}], count, total}`: rooms with connected members, most members first.", body = Object),
+        (status = 403, description = "Not an admin (forbidden).", body = ErrorBody),
+        (status = 422, description = "Ill-typed query value (invalid_data).", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn rooms_online(
+    auth: AuthenticatedUser,
+    engine: web::Data<Engine>,
+    q: web::Query<RoomsOnlineQuery>,
+) -> Result<HttpResponse, AppError> {
+    auth.require_admin()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let members = q.members.unwrap_or(20).clamp(1, 100);
+    let listing = engine.rooms_online(limit, members).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "rooms": listing.rooms,
+        "count": listing.rooms.len(),
+        "total": listing.total,
     })))
 }
 

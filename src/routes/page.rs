@@ -1,6 +1,8 @@
-//! The demo chat page: `GET /` and its assets under `GET /web/...`, all embedded in the
-//! binary (`include_str!`), so nothing is loaded from the network at run time. The page's
-//! own code is in `src/web/`; the client library it uses is `clients/js/`, served as is.
+//! The web pages: the demo chat page `GET /`, the admin dashboard `GET /admin`, and their
+//! assets under `GET /web/...`, all embedded in the binary (`include_str!`), so nothing is
+//! loaded from the network at run time. The pages' own code is in `src/web/`; the client
+//! library the chat uses is `clients/js/`, served as is; the dashboard's chart library
+//! (uPlot, MIT) is vendored minified under `src/web/vendor/` with its license.
 //!
 //! Headers: every answer carries a strict Content-Security-Policy (scripts, styles, images
 //! and connections from this origin only; no inline script or style; no framing),
@@ -24,6 +26,7 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
     frame-ancestors 'none'";
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
+const ADMIN_HTML: &str = include_str!("../web/admin.html");
 
 /// The marker in `index.html` that says whether the name form (dev login) is offered.
 const DEV_LOGIN_OFF: &str = "data-dev-login=\"false\"";
@@ -35,6 +38,33 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("app.js", JS, include_str!("../web/app.js")),
     ("chat.js", JS, include_str!("../web/chat.js")),
     ("view.js", JS, include_str!("../web/view.js")),
+    ("admin.js", JS, include_str!("../web/admin.js")),
+    (
+        "admin-charts.js",
+        JS,
+        include_str!("../web/admin-charts.js"),
+    ),
+    ("admin-lists.js", JS, include_str!("../web/admin-lists.js")),
+    (
+        "admin.css",
+        "text/css; charset=utf-8",
+        include_str!("../web/admin.css"),
+    ),
+    (
+        "vendor/uPlot.iife.min.js",
+        JS,
+        include_str!("../web/vendor/uPlot.iife.min.js"),
+    ),
+    (
+        "vendor/uPlot.min.css",
+        "text/css; charset=utf-8",
+        include_str!("../web/vendor/uPlot.min.css"),
+    ),
+    (
+        "vendor/uPlot.LICENSE",
+        "text/plain; charset=utf-8",
+        include_str!("../web/vendor/uPlot.LICENSE"),
+    ),
     (
         "style.css",
         "text/css; charset=utf-8",
@@ -106,6 +136,20 @@ pub async fn index(engine: web::Data<Engine>) -> HttpResponse {
     resp.content_type("text/html; charset=utf-8").body(body)
 }
 
+/// `GET /admin`: the live admin dashboard. It holds no data: the page signs in with an admin
+/// token (typed, or from the URL fragment, which browsers never send) and reads the admin
+/// REST routes with it.
+#[utoipa::path(
+    get,
+    path = "/admin",
+    tag = "web",
+    responses((status = 200, description = "The admin dashboard (HTML, strict Content-Security-Policy; docs/web.md). Its data comes from the admin routes, with the admin token the page is given.", content_type = "text/html")),
+)]
+pub async fn admin(req: HttpRequest) -> HttpResponse {
+    // Unlike `/`, the dashboard's HTML is the same for every server: it gets an ETag too.
+    respond(&req, "text/html; charset=utf-8", ADMIN_HTML)
+}
+
 /// `GET /web/{file}`: one embedded asset of the page (404 `not_found` for anything else).
 #[utoipa::path(
     get,
@@ -141,11 +185,35 @@ pub async fn lib_asset(
     serve(&req, &format!("lib/{}", file.as_str()))
 }
 
+/// `GET /web/vendor/{file}`: vendored third-party code (the chart library and its license).
+#[utoipa::path(
+    get,
+    path = "/web/vendor/{file}",
+    tag = "web",
+    params(("file" = String, Path, description = "`uPlot.iife.min.js`, `uPlot.min.css` or `uPlot.LICENSE`.")),
+    responses(
+        (status = 200, description = "The file, with an ETag."),
+        (status = 304, description = "`If-None-Match` matched."),
+        (status = 404, description = "No such file.", body = crate::routes::openapi::ErrorBody),
+    ),
+)]
+pub async fn vendor_asset(
+    req: HttpRequest,
+    file: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    serve(&req, &format!("vendor/{}", file.as_str()))
+}
+
 fn serve(req: &HttpRequest, file: &str) -> Result<HttpResponse, AppError> {
     let (_, content_type, body) = ASSETS
         .iter()
         .find(|(path, _, _)| *path == file)
         .ok_or_else(|| AppError::new(ErrorCode::NotFound, "no such file"))?;
+    Ok(respond(req, content_type, body))
+}
+
+/// `body` with the page headers and its ETag, or 304 when `If-None-Match` names it.
+fn respond(req: &HttpRequest, content_type: &'static str, body: &'static str) -> HttpResponse {
     let etag = etag(body);
     let fresh = if_none_match(req, &etag);
     let mut resp = if fresh {
@@ -156,9 +224,9 @@ fn serve(req: &HttpRequest, file: &str) -> Result<HttpResponse, AppError> {
     secure(&mut resp);
     resp.insert_header((header::ETAG, etag.as_str()));
     if fresh {
-        return Ok(resp.finish());
+        return resp.finish();
     }
-    Ok(resp.content_type(*content_type).body(*body))
+    resp.content_type(content_type).body(body)
 }
 
 /// The headers of every page answer: CSP, no sniffing, no referrer, revalidate.

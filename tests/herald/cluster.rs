@@ -725,6 +725,27 @@ async fn cluster_rest_on_any_node_sees_the_cluster() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(total, 3.0, "three sessions in the cluster");
+    // Each node's figures carry what the admin dashboard charts per node, dated by the node;
+    // the date is not added up.
+    let (_, stats) = n3.get("/v1/admin/stats", Some(&admin)).await;
+    for id in ["n1", "n2", "n3"] {
+        let node = &stats["cluster"]["nodes"][id];
+        for key in [
+            "sampled_at_ms",
+            "slow_consumers_total",
+            "notifications_created_total",
+            "commit_batches_total",
+            "commit_queue_depth",
+        ] {
+            assert!(node[key].is_u64(), "{id} lacks {key}: {node}");
+        }
+        assert!(node["commit_ms_total"].is_number(), "{node}");
+    }
+    assert!(
+        stats["cluster"]["total"]["sampled_at_ms"].is_null(),
+        "{stats}"
+    );
+    assert!(stats["cluster"]["total"]["commit_batches_total"].is_number());
     // Disconnecting a user from n3 closes their sessions on n1 and n2.
     let (status, _) = n3
         .send_json(

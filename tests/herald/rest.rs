@@ -1,6 +1,6 @@
 //! End-to-end tests of the REST surface.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::spawn_app;
 
@@ -203,6 +203,7 @@ async fn admin_routes_need_the_admin_role() {
         ("GET", "/v1/admin/presence"),
         ("GET", "/v1/admin/presence/alice"),
         ("GET", "/v1/admin/rooms/public:x/presence"),
+        ("GET", "/v1/admin/rooms"),
         ("POST", "/v1/admin/users/alice/disconnect"),
         ("GET", "/v1/admin/stats"),
     ] {
@@ -344,6 +345,14 @@ async fn stats_and_metrics_report_traffic() {
         "the message is one write group, committed in one batch: {before} -> {s}"
     );
     assert_eq!(s["persistence"]["queue_depth"], 0);
+    // The dashboard's commit latency: total batch time grows with the batches.
+    let total_ms = |v: &serde_json::Value| v["persistence"]["total_batch_ms"].as_f64().unwrap();
+    assert!(total_ms(&s) > total_ms(&before), "{before} -> {s}");
+    assert_eq!(
+        s["users_by_status"],
+        json!({"online": 2, "away": 0, "busy": 0, "invisible": 0})
+    );
+    assert!(s["notifications_created_total"].is_u64(), "{s}");
     assert!(s["connections"].is_i64(), "{s}");
     assert_eq!(s["database"]["reachable"], true);
     assert!(s["database"]["latency_ms"].is_f64());
@@ -495,4 +504,77 @@ async fn an_app_backend_posts_a_system_message_that_members_receive_and_history_
         )
         .await;
     assert_eq!(status, 404);
+}
+
+#[actix_web::test]
+async fn admin_rooms_lists_rooms_with_online_members_busiest_first_within_limits() {
+    // Arrange: #big has three connected members (carol invisible), #small one; dave is
+    // connected but in no room, and erin's room has no one left online.
+    let (app, _db) = spawn_app().await;
+    let admin = app.admin_token("root");
+    let mut a = app.ws("alice").await;
+    let mut b = app.ws("bob").await;
+    let mut c = app.ws("carol").await;
+    let _d = app.ws("dave").await;
+    for ws in [&mut a, &mut b, &mut c] {
+        ws.ok("join", json!({"room": "public:big"})).await;
+    }
+    b.ok("join", json!({"room": "public:small"})).await;
+    c.ok("presence", json!({"status": "invisible"})).await;
+    let mut e = app.ws("erin").await;
+    e.ok("join", json!({"room": "public:gone"})).await;
+    let (status, _) = app
+        .send_json(
+            "POST",
+            "/v1/admin/users/erin/disconnect",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(e.expect_close().await, Some(4000));
+
+    // Act + Assert: the busiest first, every member with their true status.
+    let mut body = Value::Null;
+    for _ in 0..40 {
+        body = app.get("/v1/admin/rooms", Some(&admin)).await.1;
+        if body["total"] == 2 {
+            break;
+        }
+        actix::clock::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(body["total"], 2, "{body}");
+    assert_eq!(body["count"], 2, "{body}");
+    assert_eq!(body["rooms"][0]["room"], "public:big");
+    assert_eq!(body["rooms"][0]["online"], 3);
+    assert_eq!(
+        body["rooms"][0]["members"],
+        json!([
+            {"user": "alice", "status": "online", "devices": 1},
+            {"user": "bob", "status": "online", "devices": 1},
+            {"user": "carol", "status": "invisible", "devices": 1},
+        ])
+    );
+    assert_eq!(body["rooms"][1]["room"], "public:small");
+    assert_eq!(body["rooms"][1]["online"], 1);
+
+    // Limits: rooms and members per room are cut, the counts are not.
+    let (status, cut) = app
+        .get("/v1/admin/rooms?limit=1&members=2", Some(&admin))
+        .await;
+    assert_eq!(status, 200, "{cut}");
+    assert_eq!((&cut["count"], &cut["total"]), (&json!(1), &json!(2)));
+    assert_eq!(cut["rooms"][0]["online"], 3);
+    assert_eq!(cut["rooms"][0]["members"].as_array().unwrap().len(), 2);
+    // Out-of-range values are clamped (0 -> 1); ill-typed ones are refused.
+    let (status, clamped) = app
+        .get("/v1/admin/rooms?limit=0&members=0", Some(&admin))
+        .await;
+    assert_eq!(status, 200, "{clamped}");
+    assert_eq!(clamped["rooms"][0]["members"].as_array().unwrap().len(), 1);
+    let (status, refused) = app.get("/v1/admin/rooms?limit=many", Some(&admin)).await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("invalid_data"))
+    );
 }

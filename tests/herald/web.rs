@@ -1,4 +1,5 @@
-//! End-to-end tests of the demo page (`/`, `/web/...`: content types, CSP, ETags), the
+//! End-to-end tests of the demo page (`/`, `/web/...`: content types, CSP, ETags), the admin
+//! dashboard (`/admin` and its vendored chart library), the
 //! development login (`POST /v1/dev/login`, `HERALD_DEV_LOGIN`) and the token offered as a
 //! WebSocket subprotocol, as browsers send it.
 
@@ -23,6 +24,16 @@ const ASSETS: &[(&str, &str)] = &[
     ("/web/lib/outbox.js", "text/javascript; charset=utf-8"),
     ("/web/lib/positions.js", "text/javascript; charset=utf-8"),
     ("/web/lib/token.js", "text/javascript; charset=utf-8"),
+    ("/web/admin.js", "text/javascript; charset=utf-8"),
+    ("/web/admin-charts.js", "text/javascript; charset=utf-8"),
+    ("/web/admin-lists.js", "text/javascript; charset=utf-8"),
+    ("/web/admin.css", "text/css; charset=utf-8"),
+    (
+        "/web/vendor/uPlot.iife.min.js",
+        "text/javascript; charset=utf-8",
+    ),
+    ("/web/vendor/uPlot.min.css", "text/css; charset=utf-8"),
+    ("/web/vendor/uPlot.LICENSE", "text/plain; charset=utf-8"),
 ];
 
 /// GET `path` with extra headers: status, headers, body.
@@ -101,6 +112,53 @@ async fn the_page_and_every_asset_are_served_with_their_type_and_a_strict_csp() 
     }
     assert_eq!(get_raw(&app, "/web/nothing.js", &[]).await.0, 404);
     assert_eq!(get_raw(&app, "/web/../Cargo.toml", &[]).await.0, 404);
+}
+
+#[actix_web::test]
+async fn the_admin_dashboard_is_served_with_a_strict_csp_an_etag_and_its_vendored_charts() {
+    // Arrange
+    let (app, _db) = spawn_app().await;
+    // Act
+    let (status, headers, body) = get_raw(&app, "/admin", &[]).await;
+    // Assert: the page, under the same headers as `/`, and needing no token to load (its
+    // data comes from the admin routes, with the token the page is given).
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-type"), "text/html; charset=utf-8");
+    let csp = header(&headers, "content-security-policy");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert!(csp.contains("connect-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert_eq!(header(&headers, "x-frame-options"), "DENY");
+    assert_eq!(header(&headers, "referrer-policy"), "no-referrer");
+    assert_eq!(header(&headers, "cache-control"), "no-cache");
+    assert!(!body.contains("<script>"), "no inline script");
+    assert!(!body.contains("style="), "no inline style");
+    for linked in [
+        "/web/admin.js",
+        "/web/admin.css",
+        "/web/vendor/uPlot.iife.min.js",
+        "/web/vendor/uPlot.min.css",
+    ] {
+        assert!(body.contains(linked), "the dashboard links {linked}");
+    }
+    assert!(
+        !body.contains("http://") && !body.contains("https://"),
+        "nothing loaded from elsewhere"
+    );
+    let etag = header(&headers, "etag").to_owned();
+    let (status, _, body) = get_raw(&app, "/admin", &[("If-None-Match", &etag)]).await;
+    assert_eq!((status, body.as_str()), (304, ""));
+    // The vendored chart library is the minified uPlot with its MIT license beside it.
+    let (status, _, js) = get_raw(&app, "/web/vendor/uPlot.iife.min.js", &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        js.starts_with("/*! https://github.com/leeoniya/uPlot"),
+        "uPlot"
+    );
+    let (_, _, license) = get_raw(&app, "/web/vendor/uPlot.LICENSE", &[]).await;
+    assert!(license.contains("MIT License"), "{license}");
+    assert_eq!(get_raw(&app, "/web/vendor/nothing.js", &[]).await.0, 404);
+    assert_eq!(get_raw(&app, "/web/vendor/../app.js", &[]).await.0, 404);
 }
 
 #[actix_web::test]

@@ -10,6 +10,7 @@ use crate::actors::database::LoadPreferences;
 use crate::db::models::{StoredNotification, WriteOp, WriteOutcome};
 use crate::domain::UserId;
 use crate::error::{EngineError, PersistError};
+use crate::metrics::METRICS;
 use crate::notification::{NotificationSource, NotificationSpec};
 
 use super::{notification_frame, NotificationCenter};
@@ -152,6 +153,9 @@ impl Handler<Notify> for NotificationCenter {
                         };
                         r.id = Some(row.id.clone());
                         r.created = new;
+                        if new {
+                            METRICS.notifications_created.inc();
+                        }
                         // A user who connected while the notification was being stored
                         // gets it now rather than at the next sweep.
                         let came_online =

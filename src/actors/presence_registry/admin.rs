@@ -1,5 +1,5 @@
-//! Admin and lifecycle messages of the registry: listings with every session, forced
-//! disconnects, stats, and the shutdown flush.
+//! Admin and lifecycle messages of the registry: listings with every session, rooms with
+//! their online members, forced disconnects, stats, and the shutdown flush.
 
 use actix::prelude::*;
 
@@ -208,16 +208,111 @@ pub struct PresenceStats {
     pub users_online: usize,
     pub users_visible: usize,
     pub watchers: usize,
+    /// Connected users by chosen status (the same status `ListOnline` filters on).
+    pub by_status: StatusCounts,
+}
+
+/// Connected users per chosen status.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StatusCounts {
+    pub online: usize,
+    pub away: usize,
+    pub busy: usize,
+    pub invisible: usize,
 }
 
 impl Handler<GetPresenceStats> for PresenceRegistry {
     type Result = MessageResult<GetPresenceStats>;
     fn handle(&mut self, _: GetPresenceStats, _: &mut Context<Self>) -> Self::Result {
+        let mut by_status = StatusCounts::default();
+        for e in self.users.values().filter(|e| e.connected()) {
+            *match e.status {
+                ChosenStatus::Online => &mut by_status.online,
+                ChosenStatus::Away => &mut by_status.away,
+                ChosenStatus::Busy => &mut by_status.busy,
+                ChosenStatus::Invisible => &mut by_status.invisible,
+            } += 1;
+        }
         MessageResult(PresenceStats {
-            users_online: self.users.values().filter(|e| e.connected()).count(),
+            users_online: by_status.online + by_status.away + by_status.busy + by_status.invisible,
             users_visible: self.users.values().filter(|e| e.visible()).count(),
             watchers: self.watching.len(),
+            by_status,
         })
+    }
+}
+
+/// Sent by the admin rooms route: the rooms that have connected members (on any node), the
+/// busiest first, at most `limit` of them with at most `members_limit` members each.
+#[derive(Message)]
+#[rtype(result = "RoomsOnline")]
+pub struct ListRoomsOnline {
+    pub limit: usize,
+    pub members_limit: usize,
+}
+
+/// The answer to [`ListRoomsOnline`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomsOnline {
+    /// Rooms with at least one connected member, before `limit` cut the list.
+    pub total: usize,
+    pub rooms: Vec<RoomOnlineMembers>,
+}
+
+/// One room and who of its members is connected.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomOnlineMembers {
+    pub room: RoomId,
+    /// Connected members, before `members_limit` cut `members`.
+    pub online: usize,
+    /// By user id; admins see the chosen status, `invisible` included.
+    pub members: Vec<OnlineMember>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OnlineMember {
+    pub user: String,
+    pub status: ChosenStatus,
+    pub devices: usize,
+}
+
+impl Handler<ListRoomsOnline> for PresenceRegistry {
+    type Result = MessageResult<ListRoomsOnline>;
+    fn handle(&mut self, msg: ListRoomsOnline, _: &mut Context<Self>) -> Self::Result {
+        // The registry keeps each connected user's rooms (here and on other nodes), so one
+        // pass over the connected users groups them by room; no room actor is asked.
+        let mut by_room: std::collections::HashMap<&RoomId, Vec<(&UserId, &UserPresence)>> =
+            std::collections::HashMap::new();
+        for (u, e) in self.users.iter().filter(|(_, e)| e.connected()) {
+            for r in e.rooms.union(&e.remote_rooms) {
+                by_room.entry(r).or_default().push((u, e));
+            }
+        }
+        let total = by_room.len();
+        let mut rooms: Vec<_> = by_room.into_iter().collect();
+        rooms.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(b.0)));
+        rooms.truncate(msg.limit);
+        let rooms = rooms
+            .into_iter()
+            .map(|(room, mut users)| {
+                users.sort_by(|a, b| a.0.cmp(b.0));
+                let online = users.len();
+                users.truncate(msg.members_limit);
+                RoomOnlineMembers {
+                    room: room.clone(),
+                    online,
+                    members: users
+                        .into_iter()
+                        .map(|(u, e)| OnlineMember {
+                            user: u.to_string(),
+                            status: e.status,
+                            devices: e.sessions.len() + e.remote_devices,
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        MessageResult(RoomsOnline { total, rooms })
     }
 }
 
