@@ -65,7 +65,10 @@ impl RateClass {
         match request {
             ClientRequest::Send(_) => RateClass::Send,
             ClientRequest::Presence { .. } => RateClass::Presence,
-            ClientRequest::Join { .. } | ClientRequest::Leave { .. } => RateClass::Membership,
+            // Invitations, blocks and reports are writes like joins: the same bucket.
+            ClientRequest::Join { .. }
+            | ClientRequest::Leave { .. }
+            | ClientRequest::Consent(_) => RateClass::Membership,
             ClientRequest::History { .. } => RateClass::History,
             ClientRequest::Watch { .. } | ClientRequest::Unwatch { .. } => RateClass::Watch,
             ClientRequest::Auth { .. } => RateClass::Auth,

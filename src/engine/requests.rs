@@ -71,6 +71,7 @@ impl Engine {
                 .unwatch(session, users)
                 .await
                 .map(|_| json!({ "presence": [] })),
+            R::Consent(c) => self.execute_consent(&handle, admin, c).await,
             R::Ping => Ok(json!({})),
             R::Auth { .. } => Err(EngineError::Internal(
                 "auth is handled by the session".into(),

@@ -4,6 +4,9 @@
 
 use super::*;
 
+mod consent;
+pub use consent::ConsentRequest;
+
 /// Limits applied while parsing.
 #[derive(Debug, Clone, Copy)]
 pub struct ParseLimits {
@@ -133,6 +136,8 @@ pub enum ClientRequest {
         token: String,
     },
     Ping,
+    /// `invite`, `accept`, `decline`, `block`, `unblock`, `report` (`client/consent.rs`).
+    Consent(ConsentRequest),
 }
 
 impl ClientRequest {
@@ -150,6 +155,7 @@ impl ClientRequest {
             ClientRequest::Unwatch { .. } => "unwatch",
             ClientRequest::Auth { .. } => "auth",
             ClientRequest::Ping => "ping",
+            ClientRequest::Consent(c) => c.kind(),
         }
     }
 }
@@ -477,7 +483,7 @@ fn parse_request(kind: &str, v: Value, limits: ParseLimits) -> Result<ClientRequ
         "auth" => ClientRequest::Auth {
             token: data::<AuthData>(kind, v)?.token,
         },
-        _ => return Err(RequestError::Unknown),
+        _ => return consent::parse(kind, v).unwrap_or(Err(RequestError::Unknown)),
     })
 }
 

@@ -21,6 +21,9 @@ use super::{MessageObject, PresenceView, TypingState};
 use crate::domain::{RoomId, UserId};
 use crate::error::{EngineError, ErrorCode};
 
+mod consent;
+pub use consent::InvitationData;
+
 /// A frame the server sends on `/v1/ws`.
 pub enum ServerFrame<'a> {
     /// First frame of every connection.
@@ -51,6 +54,8 @@ pub enum ServerFrame<'a> {
     RoomUnread(RoomUnread<'a>),
     Notification(Notification<'a>),
     UnreadCount(UnreadCount),
+    /// An invitation to a private room (`frames/consent.rs`).
+    Invitation(InvitationData<'a>),
 }
 
 /// `connection_ack` data.
@@ -163,7 +168,7 @@ impl<'a> ServerFrame<'a> {
     /// The frame's `type` (and Socket.IO event name).
     /// The types whose frame is `{"type","data"}` and nothing else: the ones that can
     /// cross the cluster backplane (never `ack`, `error` or `pong`, which answer a request).
-    pub const DATA_FRAME_NAMES: [&'static str; 11] = [
+    pub const DATA_FRAME_NAMES: [&'static str; 12] = [
         "connection_ack",
         "sync",
         "message",
@@ -175,6 +180,7 @@ impl<'a> ServerFrame<'a> {
         "room_unread",
         "notification",
         "unread_count",
+        "invitation",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -193,6 +199,7 @@ impl<'a> ServerFrame<'a> {
             ServerFrame::RoomUnread(_) => "room_unread",
             ServerFrame::Notification(_) => "notification",
             ServerFrame::UnreadCount(_) => "unread_count",
+            ServerFrame::Invitation(_) => "invitation",
         }
     }
 
@@ -303,6 +310,7 @@ impl<'a> ServerFrame<'a> {
             ServerFrame::RoomUnread(d) => Some(write_data(&mut out, d)?),
             ServerFrame::Notification(d) => Some(write_data(&mut out, d)?),
             ServerFrame::UnreadCount(d) => Some(write_data(&mut out, d)?),
+            ServerFrame::Invitation(d) => Some(write_data(&mut out, d)?),
         };
         out.push(b'}');
         let native = utf8(out);

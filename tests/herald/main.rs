@@ -5,6 +5,7 @@
 mod actors;
 mod authz;
 mod cluster;
+mod consent;
 mod continuity;
 mod costs;
 mod crash;

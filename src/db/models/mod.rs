@@ -6,6 +6,7 @@
 //! dropped row. One file per concern: `messages`, `rooms`, `users`, `notifications`, and
 //! `writes` (the ops the commit queue batches).
 
+mod consent;
 mod messages;
 mod notifications;
 mod rooms;
@@ -14,6 +15,10 @@ mod writes;
 
 use crate::domain::UserId;
 
+pub use consent::{
+    BlockEntry, BlockRow, ConsentAnswer, ConsentOutcome, ConsentRead, ConsentWrite, Invitation,
+    InvitationRow, InviteRefusal, ReportRow, StoredReport,
+};
 pub use messages::{
     AppendedMessage, MessageRow, NewMessage, NewMessageRow, NewOutboxRow, OutboxPolicy,
     RoomLastSeq, StoredMessage,
