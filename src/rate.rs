@@ -71,7 +71,10 @@ impl RateClass {
             | ClientRequest::Delete { .. }
             | ClientRequest::React { .. } => RateClass::Send,
             ClientRequest::Presence { .. } => RateClass::Presence,
-            ClientRequest::Join { .. } | ClientRequest::Leave { .. } => RateClass::Membership,
+            // Invitations, blocks and reports are writes like joins: the same bucket.
+            ClientRequest::Join { .. }
+            | ClientRequest::Leave { .. }
+            | ClientRequest::Consent(_) => RateClass::Membership,
             ClientRequest::History { .. } | ClientRequest::Changes { .. } => RateClass::History,
             ClientRequest::Watch { .. } | ClientRequest::Unwatch { .. } => RateClass::Watch,
             ClientRequest::Auth { .. } => RateClass::Auth,

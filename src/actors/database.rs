@@ -418,6 +418,20 @@ impl Handler<LoadPendingOutbox> for Database {
     }
 }
 
+/// Sent by the engine's consent operations (invitations, blocks, reports; issue 18).
+#[derive(Message)]
+#[rtype(result = "Result<crate::db::models::ConsentAnswer, PersistError>")]
+pub struct ReadConsent {
+    pub query: crate::db::models::ConsentRead,
+}
+
+impl Handler<ReadConsent> for Database {
+    type Result = Result<crate::db::models::ConsentAnswer, PersistError>;
+    fn handle(&mut self, msg: ReadConsent, _: &mut SyncContext<Self>) -> Self::Result {
+        self.read("consent", |c| c.consent_read(&msg.query))
+    }
+}
+
 #[cfg(test)]
 mod page_tests {
     use super::cap_page_bytes;

@@ -357,6 +357,9 @@ pub struct ServeArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub reuse_port: Option<bool>,
+    /// Invitations, blocks, reports and the DM policy (`config/consent.rs`).
+    #[command(flatten)]
+    pub consent: super::consent::ConsentArgs,
 }
 
 impl Settings {
@@ -547,6 +550,7 @@ impl Settings {
             .map_or(c.heartbeat, |v| ms(v.max(100)));
         c.gap_timeout = a.cluster_gap_ms.map_or(c.gap_timeout, ms);
         s.reuse_port = a.reuse_port.unwrap_or(s.reuse_port);
+        a.consent.apply(&mut s.consent);
         s
     }
 

@@ -19,6 +19,7 @@ use clap::Args;
 use crate::clock::{Clock, SystemClock};
 
 mod args;
+mod consent;
 mod file;
 mod hooks;
 mod secret;
@@ -27,6 +28,7 @@ mod show;
 mod tests;
 
 pub use args::{CommonArgs, ServeArgs};
+pub use consent::{ConsentArgs, ConsentSettings, DmPolicy};
 pub use file::{load, setting_keys, ConfigError, ConfigFile, LoadError, Loaded, Origin};
 pub use hooks::{Hook, HookFn, Hooks};
 pub use secret::{redact_url, scrub_url, Secret, MIN_SECRET_LEN};
@@ -153,6 +155,8 @@ pub struct Settings {
     pub workers: usize,
     /// Bounds on the work one request can cause (mentions per message, queued writes).
     pub costs: CostLimits,
+    /// Invitations, blocks, reports and the direct-message policy (`config/consent.rs`).
+    pub consent: ConsentSettings,
 }
 
 /// Bounds on the work a cheap request can cause on the server, so that work stays cheap.
@@ -372,6 +376,7 @@ impl Default for Settings {
             cluster: crate::cluster::ClusterSettings::default(),
             reuse_port: false,
             costs: CostLimits::default(),
+            consent: ConsentSettings::default(),
         }
     }
 }

@@ -42,6 +42,9 @@ mod sqlite {
     pub mod queries {
         include!("queries.rs");
     }
+    pub mod consent_queries {
+        include!("consent_queries.rs");
+    }
 }
 
 mod pg {
@@ -64,6 +67,9 @@ mod pg {
     }
     pub mod queries {
         include!("queries.rs");
+    }
+    pub mod consent_queries {
+        include!("consent_queries.rs");
     }
 }
 
@@ -320,6 +326,13 @@ impl DbConnection {
     }
     pub fn ping(&mut self) -> Result<(), PersistError> {
         dispatch!(self, ping())
+    }
+    /// Invitations, blocks and reports (`consent_queries.rs`).
+    pub fn consent_read(&mut self, q: &ConsentRead) -> Result<ConsentAnswer, PersistError> {
+        match self {
+            DbConnection::Sqlite(c) => sqlite::consent_queries::read(c, q),
+            DbConnection::Postgres(c) => pg::consent_queries::read(c, q),
+        }
     }
 }
 

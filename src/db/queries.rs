@@ -664,6 +664,7 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
                 .execute(c)?;
             Ok(WriteOutcome::Changed(true))
         }
+        WriteOp::Consent(w) => super::consent_queries::apply(c, w),
     }
 }
 

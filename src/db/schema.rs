@@ -1,12 +1,30 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    blocks (blocker, blocked) {
+        blocker -> Text,
+        blocked -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     device_positions (user_id, device_id, room_id) {
         user_id -> Text,
         device_id -> Text,
         room_id -> Text,
         seq -> BigInt,
         updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    invitations (room_id, invitee) {
+        room_id -> Text,
+        invitee -> Text,
+        inviter -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
     }
 }
 
@@ -98,6 +116,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    reports (id) {
+        id -> Text,
+        room_id -> Text,
+        seq -> BigInt,
+        message_id -> Text,
+        sender -> Text,
+        reporter -> Text,
+        reason -> Text,
+        created_at -> BigInt,
+        resolved_at -> Nullable<BigInt>,
+        resolved_by -> Nullable<Text>,
+        resolution -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     rooms (id) {
         id -> Text,
         kind -> Text,
@@ -120,6 +154,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(invitations -> rooms (room_id));
 diesel::joinable!(members -> rooms (room_id));
 diesel::joinable!(messages -> rooms (room_id));
 diesel::joinable!(message_changes -> rooms (room_id));
@@ -127,7 +162,9 @@ diesel::joinable!(reactions -> rooms (room_id));
 diesel::joinable!(notification_outbox -> messages (message_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    blocks,
     device_positions,
+    invitations,
     members,
     message_changes,
     messages,
@@ -135,6 +172,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     notification_prefs,
     notifications,
     reactions,
+    reports,
     rooms,
     users,
 );

@@ -37,7 +37,8 @@ impl Engine {
         let members: Vec<PresenceView> = self
             .presence
             .send(GetPresence {
-                users: joined.online,
+                // Members who blocked the joiner are left out of the snapshot (`consent.rs`).
+                users: self.without_blockers(user, false, joined.online).await?.0,
             })
             .await??
             .into_iter()
@@ -77,6 +78,8 @@ impl Engine {
             }
             SendTarget::User(to) => RoomId::direct(user, &to),
         };
+        // Blocks and HERALD_DM_POLICY (`consent.rs`); other rooms pass at once.
+        self.check_direct_message(user, &room).await?;
         let message = NewMessage::new(
             user.clone(),
             req.kind,

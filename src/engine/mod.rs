@@ -22,6 +22,7 @@
 //! - `device_expiry`: the periodic expiry of device positions.
 
 mod admission;
+mod consent;
 mod device_expiry;
 mod messaging;
 mod notifications;
@@ -33,6 +34,7 @@ mod session_port;
 mod session_start;
 mod shutdown;
 
+pub use consent::{report_ack, INVITATION_NOTIFICATION, MAX_LISTED_INVITATIONS};
 pub use session_port::SessionPort;
 pub use session_start::{sync_frame, Resume, RoomReplay, SessionStart};
 

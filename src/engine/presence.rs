@@ -40,7 +40,11 @@ impl Engine {
         users: Vec<UserId>,
     ) -> Result<Vec<PresenceView>, EngineError> {
         self.check_may_see(&handle.user, admin, &users).await?;
-        self.presence.send(Watch { handle, users }).await?
+        // A user who blocked the watcher is not watched and shows as "no information".
+        let order = users.clone();
+        let (users, hidden) = self.without_blockers(&handle.user, admin, users).await?;
+        let views = self.presence.send(Watch { handle, users }).await??;
+        Ok(super::consent::mask_hidden(order, views, &hidden))
     }
 
     pub async fn unwatch(&self, session: SessionId, users: Vec<UserId>) -> Result<(), EngineError> {

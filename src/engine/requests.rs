@@ -102,6 +102,7 @@ impl Engine {
                 .custom_event(&user, room, name, data)
                 .await
                 .map(|_| json!({})),
+            R::Consent(c) => self.execute_consent(&handle, admin, c).await,
             R::Ping => Ok(json!({})),
             R::Auth { .. } => Err(EngineError::Internal(
                 "auth is handled by the session".into(),

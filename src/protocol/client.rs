@@ -4,6 +4,9 @@
 
 use super::*;
 
+mod consent;
+pub use consent::ConsentRequest;
+
 /// Limits applied while parsing.
 #[derive(Debug, Clone, Copy)]
 pub struct ParseLimits {
@@ -169,6 +172,8 @@ pub enum ClientRequest {
         name: EventName,
         data: Value,
     },
+    /// `invite`, `accept`, `decline`, `block`, `unblock`, `report` (`client/consent.rs`).
+    Consent(ConsentRequest),
 }
 
 impl ClientRequest {
@@ -191,6 +196,7 @@ impl ClientRequest {
             ClientRequest::Delete { .. } => "delete",
             ClientRequest::React { .. } => "react",
             ClientRequest::Changes { .. } => "changes",
+            ClientRequest::Consent(c) => c.kind(),
         }
     }
 }
@@ -310,7 +316,8 @@ struct EventData {
 /// Every client frame type (on Socket.IO, event names that are requests).
 pub const REQUEST_TYPES: &[&str] = &[
     "join", "leave", "send", "typing", "receipt", "presence", "history", "watch", "unwatch",
-    "auth", "ping", "event", "edit", "delete", "react", "changes",
+    "auth", "ping", "event", "edit", "delete", "react", "changes", "invite", "accept", "decline",
+    "block", "unblock", "report",
 ];
 
 /// Longest accepted `client_msg_id`.
@@ -623,7 +630,7 @@ fn parse_request(kind: &str, v: Value, limits: ParseLimits) -> Result<ClientRequ
                 limit: limit.min(HISTORY_MAX_LIMIT),
             }
         }
-        _ => return Err(RequestError::Unknown),
+        _ => return consent::parse(kind, v).unwrap_or(Err(RequestError::Unknown)),
     })
 }
 
@@ -654,12 +661,15 @@ pub fn emoji(s: &str, max: usize) -> Result<String, RequestError> {
 /// vocabulary (client and server, native and Socket.IO, and the seed aliases), so that a
 /// Socket.IO client listening for one of them never receives another client's event.
 pub const RESERVED_EVENT_NAMES: &[&str] = &[
+    "accept",
     "ack",
     "auth",
+    "block",
     "changes",
     "connect",
     "connect_error",
     "connection_ack",
+    "decline",
     "delete",
     "disconnect",
     "disconnecting",
@@ -667,6 +677,8 @@ pub const RESERVED_EVENT_NAMES: &[&str] = &[
     "error",
     "event",
     "history",
+    "invitation",
+    "invite",
     "join",
     "join_room",
     "leave",
@@ -685,12 +697,14 @@ pub const RESERVED_EVENT_NAMES: &[&str] = &[
     "receipt",
     "removeListener",
     "replay_truncated",
+    "report",
     "room_presence",
     "room_unread",
     "send",
     "send_message",
     "sync",
     "typing",
+    "unblock",
     "unread_count",
     "unwatch",
     "watch",

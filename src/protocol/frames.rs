@@ -22,6 +22,9 @@ use super::{MessageObject, PresenceView, TypingState};
 use crate::domain::{RoomId, UserId};
 use crate::error::{EngineError, ErrorCode};
 
+mod consent;
+pub use consent::InvitationData;
+
 /// A frame the server sends on `/v1/ws`.
 pub enum ServerFrame<'a> {
     /// First frame of every connection.
@@ -58,6 +61,8 @@ pub enum ServerFrame<'a> {
     MessageEdited(MessageEdited<'a>),
     MessageDeleted(MessageDeleted<'a>),
     Reaction(Reaction<'a>),
+    /// An invitation to a private room (`frames/consent.rs`).
+    Invitation(InvitationData<'a>),
 }
 
 /// `connection_ack` data.
@@ -213,7 +218,7 @@ impl<'a> ServerFrame<'a> {
     /// The frame's `type` (and Socket.IO event name).
     /// The types whose frame is `{"type","data"}` and nothing else: the ones that can
     /// cross the cluster backplane (never `ack`, `error` or `pong`, which answer a request).
-    pub const DATA_FRAME_NAMES: [&'static str; 15] = [
+    pub const DATA_FRAME_NAMES: [&'static str; 16] = [
         "connection_ack",
         "sync",
         "message",
@@ -229,6 +234,7 @@ impl<'a> ServerFrame<'a> {
         "message_edited",
         "message_deleted",
         "reaction",
+        "invitation",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -251,6 +257,7 @@ impl<'a> ServerFrame<'a> {
             ServerFrame::MessageEdited(_) => "message_edited",
             ServerFrame::MessageDeleted(_) => "message_deleted",
             ServerFrame::Reaction(_) => "reaction",
+            ServerFrame::Invitation(_) => "invitation",
         }
     }
 
@@ -404,6 +411,7 @@ impl<'a> ServerFrame<'a> {
             ServerFrame::RoomUnread(d) => Some(write_data(&mut out, d)?),
             ServerFrame::Notification(d) => Some(write_data(&mut out, d)?),
             ServerFrame::UnreadCount(d) => Some(write_data(&mut out, d)?),
+            ServerFrame::Invitation(d) => Some(write_data(&mut out, d)?),
             ServerFrame::MessageEdited(d) => Some(write_data(&mut out, d)?),
             ServerFrame::MessageDeleted(d) => Some(write_data(&mut out, d)?),
             ServerFrame::Reaction(d) => Some(write_data(&mut out, d)?),

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod changes;
+pub mod consent;
 pub mod dev;
 pub mod health;
 pub mod notifications;
@@ -136,6 +137,18 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(Get "/socket.io/", aliases ["/socket.io"], payload_limit Some(SOCKET_IO_PAYLOAD) => socketio::get),
     route!(Post "/socket.io/", aliases ["/socket.io"], payload_limit Some(SOCKET_IO_PAYLOAD) => socketio::post),
     route!(Put "/v1/admin/presence/{user}" => admin::set_presence),
+    // Invitations, blocks and reports (issue 18, `consent.rs`).
+    route!(Post "/v1/rooms/direct" => consent::create_direct),
+    route!(Delete "/v1/rooms/{room}/invitations/{user}" => consent::revoke),
+    route!(Post "/v1/rooms/{room}/messages/{seq}/report" => consent::report),
+    route!(Get "/v1/invitations" => consent::list_invitations),
+    route!(Post "/v1/invitations/{room}/accept" => consent::accept),
+    route!(Post "/v1/invitations/{room}/decline" => consent::decline),
+    route!(Get "/v1/me/blocks" => consent::list_blocks),
+    route!(Put "/v1/me/blocks/{user}" => consent::block),
+    route!(Delete "/v1/me/blocks/{user}" => consent::unblock),
+    route!(Get "/v1/admin/reports" => consent::list_reports),
+    route!(Post "/v1/admin/reports/{id}/resolve" => consent::resolve_report),
 ];
 
 /// The request body limit of Socket.IO long polling (a batch of packets).

@@ -88,6 +88,17 @@ pub struct ErrorDetail {
         super::notifications::delete,
         super::notifications::get_preferences,
         super::notifications::put_preferences,
+        super::consent::create_direct,
+        super::consent::revoke,
+        super::consent::report,
+        super::consent::list_invitations,
+        super::consent::accept,
+        super::consent::decline,
+        super::consent::list_blocks,
+        super::consent::block,
+        super::consent::unblock,
+        super::consent::list_reports,
+        super::consent::resolve_report,
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
     modifiers(&CommonResponses),
@@ -98,6 +109,7 @@ pub struct ErrorDetail {
         (name = "presence", description = "Presence of users."),
         (name = "admin", description = "Admin and app-backend routes."),
         (name = "notifications", description = "Notifications (docs/notifications.md)."),
+        (name = "consent", description = "Invitations, blocks and reports (docs/rest.md)."),
     )
 )]
 pub struct ApiDoc;

@@ -33,7 +33,10 @@ pub async fn get_one(
     engine
         .check_may_see(&auth.user_id, privileged, std::slice::from_ref(&user))
         .await?;
-    let mut list = engine.presence_of(vec![user]).await?;
+    // A user who blocked the caller shows as "no information" (issue 18).
+    let mut list = engine
+        .presence_seen_by(&auth.user_id, privileged, vec![user])
+        .await?;
     let view = list
         .pop()
         .ok_or_else(|| AppError::new(ErrorCode::Internal, "presence lookup returned nothing"))?;

@@ -103,7 +103,8 @@ fn room_and_user(path: &(String, String)) -> Result<(RoomId, UserId), AppError> 
     Ok((RoomId::parse(&path.0)?, UserId::parse(&path.1)?))
 }
 
-/// `POST /v1/rooms/{room}/members/{user}` (room owner or admin).
+/// `POST /v1/rooms/{room}/members/{user}`: an admin or a service adds the member at once;
+/// the room's owner invites them (issue 18: they become a member by accepting).
 #[utoipa::path(
     post,
     path = "/v1/rooms/{room}/members/{user}",
@@ -113,10 +114,10 @@ fn room_and_user(path: &(String, String)) -> Result<(RoomId, UserId), AppError> 
         ("user" = String, Path, description = "User id."),
     ),
     responses(
-        (status = 200, description = "`{room, user, added}`; `added` is false if already a member.", body = Object),
-        (status = 403, description = "Not the room owner or an admin (forbidden).", body = ErrorBody),
+        (status = 200, description = "`{room, user, added, invited[, invitation]}`: admin or service: `added` (false if already a member); the owner: `invited: true` and the `invitation` (`invited` and `added` false if already a member).", body = Object),
+        (status = 403, description = "Not the room owner or an admin; not a private room; or the user blocked the owner (forbidden).", body = ErrorBody),
         (status = 404, description = "No such room (not_found).", body = ErrorBody),
-        (status = 429, description = "HERALD_MAX_ROOM_MEMBERS or the user's HERALD_MAX_ROOMS_PER_USER reached (limit_exceeded).", body = ErrorBody),
+        (status = 429, description = "HERALD_MAX_ROOM_MEMBERS, the user's HERALD_MAX_ROOMS_PER_USER, or a pending-invitation cap reached (limit_exceeded).", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -126,10 +127,9 @@ pub async fn add_member(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
     let (room, user) = room_and_user(&path)?;
-    let added = engine
-        .change_member(room.clone(), user.clone(), caller(&auth), true)
-        .await?;
-    Ok(HttpResponse::Ok().json(json!({"room": room, "user": user, "added": added})))
+    let privileged = auth.is_admin() || auth.is_service();
+    let answer = engine.invite(&auth.user_id, privileged, room, user).await?;
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// `DELETE /v1/rooms/{room}/members/{user}` (room owner, admin, or the member themself).

@@ -48,6 +48,17 @@ async fn nobody_reaches_what_they_have_no_right_to() {
         .await,
         200
     );
+    // The owner's add is an invitation (issue 18): the member accepts it.
+    assert_eq!(
+        status(
+            &app,
+            "POST",
+            &format!("/v1/invitations/{room}/accept"),
+            "member"
+        )
+        .await,
+        200
+    );
     let mut owner = app.ws("owner").await;
     let mut member = app.ws("member").await;
     let mut stranger = app.ws("stranger").await;
@@ -247,4 +258,154 @@ async fn nobody_reaches_what_they_have_no_right_to() {
         )
         .await;
     assert_eq!(s, 403);
+}
+
+/// The consent routes and frames (issue 18) by role: stranger, member, owner, admin (and the
+/// service role where it differs). Invitations, blocks and reports never reach another
+/// user's data: accept/decline and revoke act only on one's own invitations.
+#[actix_web::test]
+async fn consent_routes_and_frames_reach_only_what_the_role_allows() {
+    // Arrange: a private room of owner + member with one message.
+    let (app, _db) = spawn_app().await;
+    let (_, created) = app
+        .send_json(
+            "POST",
+            "/v1/rooms",
+            Some(&app.token("owner")),
+            Some(json!({"name": "Staff"})),
+        )
+        .await;
+    let room = created["room"].as_str().unwrap().to_owned();
+    let mut owner = app.ws("owner").await;
+    owner
+        .ok("invite", json!({"room": room, "user": "member"}))
+        .await;
+    let mut member = app.ws("member").await;
+    member.ok("accept", json!({"room": room})).await;
+    owner
+        .ok(
+            "send",
+            json!({"room": room, "kind": "text", "body": {"text": "x"}}),
+        )
+        .await;
+    let mut stranger = app.ws("stranger").await;
+    let mut root = app
+        .ws_with_token(&app.admin_token("root"))
+        .await
+        .expect("admin connects");
+    root.recv_type("sync").await;
+
+    // Frames: invite (owner invites; admin adds; others refused), accept/decline of an
+    // invitation one does not have, report (members only).
+    let invite = |u: &str| json!({"room": room, "user": u});
+    assert_eq!(
+        code(&mut stranger, "invite", invite("x1")).await,
+        "forbidden"
+    );
+    assert_eq!(code(&mut member, "invite", invite("x2")).await, "forbidden");
+    assert_eq!(code(&mut owner, "invite", invite("x3")).await, "ok");
+    let added = root.ok("invite", invite("x4")).await;
+    assert_eq!(added["added"], true, "an admin's invite is a direct add");
+    for kind in ["accept", "decline"] {
+        assert_eq!(
+            code(&mut stranger, kind, json!({"room": room})).await,
+            "not_found",
+            "stranger {kind}"
+        );
+    }
+    let report = json!({"room": room, "seq": 1, "reason": "r"});
+    assert_eq!(
+        code(&mut stranger, "report", report.clone()).await,
+        "forbidden"
+    );
+    assert_eq!(code(&mut root, "report", report.clone()).await, "forbidden");
+    assert_eq!(code(&mut member, "report", report.clone()).await, "ok");
+    assert_eq!(code(&mut owner, "report", report).await, "ok");
+    // block/unblock concern only one's own list: anyone may.
+    assert_eq!(
+        code(&mut stranger, "block", json!({"user": "owner"})).await,
+        "ok"
+    );
+    assert_eq!(
+        code(&mut stranger, "unblock", json!({"user": "owner"})).await,
+        "ok"
+    );
+
+    // REST by role: stranger, member, owner, admin.
+    let report_path = format!("/v1/rooms/{room}/messages/1/report");
+    let revoke = format!("/v1/rooms/{room}/invitations/x3");
+    let mut got = Vec::new();
+    for user in ["stranger", "member", "owner", "root"] {
+        let token = if user == "root" {
+            app.admin_token(user)
+        } else {
+            app.token(user)
+        };
+        let (s, _) = app
+            .send_json(
+                "POST",
+                &report_path,
+                Some(&token),
+                Some(json!({"reason": "r"})),
+            )
+            .await;
+        got.push(s);
+    }
+    assert_eq!(got, [403, 200, 200, 403], "POST {report_path}");
+    for (path, method, expected) in [
+        ("/v1/admin/reports", "GET", [403, 403, 403, 200]),
+        (
+            "/v1/admin/reports/nope/resolve",
+            "POST",
+            [403, 403, 403, 404],
+        ),
+        ("/v1/invitations", "GET", [200, 200, 200, 200]),
+        ("/v1/me/blocks", "GET", [200, 200, 200, 200]),
+        ("/v1/me/blocks/zed", "PUT", [200, 200, 200, 200]),
+        ("/v1/me/blocks/zed", "DELETE", [200, 200, 200, 200]),
+    ] {
+        let mut got = Vec::new();
+        for user in ["stranger", "member", "owner", "root"] {
+            got.push(status(&app, method, path, user).await);
+        }
+        assert_eq!(
+            got, expected,
+            "{method} {path} as stranger, member, owner, admin"
+        );
+    }
+    // Revoking: only the inviter's own invitation goes (others answer revoked: false).
+    for user in ["stranger", "member"] {
+        let (s, body) = app
+            .send_json("DELETE", &revoke, Some(&app.token(user)), None)
+            .await;
+        assert_eq!((s, body["revoked"].as_bool()), (200, Some(false)), "{user}");
+    }
+    let (_, body) = app
+        .send_json("DELETE", &revoke, Some(&app.token("owner")), None)
+        .await;
+    assert_eq!(body["revoked"], true);
+    // Accepting someone else's invitation is impossible: it is looked up by the caller.
+    owner.ok("invite", invite("x5")).await;
+    let accept = format!("/v1/invitations/{room}/accept");
+    assert_eq!(status(&app, "POST", &accept, "stranger").await, 404);
+    assert_eq!(status(&app, "POST", &accept, "x5").await, 200);
+    // Backend direct rooms: service and admin only.
+    let mut got = Vec::new();
+    for token in [
+        app.token("stranger"),
+        app.token("owner"),
+        app.admin_token("root"),
+        app.service_token(),
+    ] {
+        let (s, _) = app
+            .send_json(
+                "POST",
+                "/v1/rooms/direct",
+                Some(&token),
+                Some(json!({"users": ["a1", "b1"]})),
+            )
+            .await;
+        got.push(s);
+    }
+    assert_eq!(got, [403, 403, 201, 200], "POST /v1/rooms/direct");
 }

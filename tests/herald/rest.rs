@@ -57,7 +57,24 @@ async fn private_rooms_members_and_history_over_rest() {
             None,
         )
         .await;
-    assert_eq!((status, body["added"].as_bool()), (200, Some(true)));
+    // The owner's add is an invitation (issue 18); bob becomes a member by accepting.
+    assert_eq!(
+        (status, body["added"].as_bool(), body["invited"].as_bool()),
+        (200, Some(false), Some(true))
+    );
+    let (status, body) = app
+        .send_json(
+            "POST",
+            &format!("/v1/invitations/{room}/accept"),
+            Some(&app.token("bob")),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["added"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
 
     // bob, already connected elsewhere, is subscribed without joining.
     let mut bob = app.ws("bob").await;

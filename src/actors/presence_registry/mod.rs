@@ -22,11 +22,13 @@
 
 mod admin;
 mod cluster;
+mod consent;
 mod queries;
 mod sessions;
 
 pub use admin::*;
 pub use cluster::RemoteRoomSessions;
+pub use consent::{DeliverToUser, DropWatches};
 pub use queries::*;
 pub use sessions::{SessionClosed, SessionOpened, Touch};
 

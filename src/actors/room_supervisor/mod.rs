@@ -68,12 +68,14 @@ use crate::protocol::PresenceView;
 
 mod admission;
 mod cluster;
+mod consent;
 mod outbox_sweep;
 mod queries;
 mod routing;
 mod sessions;
 
 pub use admission::{AdmissionTicket, AdmitSession};
+pub use consent::EnsureDirectRoom;
 pub use outbox_sweep::{SweepOutbox, OUTBOX_BATCH, OUTBOX_MIN_AGE};
 pub use queries::{GetRoomPresence, GetRoomStats, GetSessionRooms, RoomStats};
 pub use routing::{

@@ -7,6 +7,7 @@
 //! `writes` (the ops the commit queue batches).
 
 mod changes;
+mod consent;
 mod messages;
 mod notifications;
 mod rooms;
@@ -18,6 +19,10 @@ use crate::domain::UserId;
 pub use changes::{
     ChangeKind, ChangeRefusal, ChangeResult, ChangeRow, ChangeRules, MessageChange, NewReactionRow,
     ReactionCount, StoredChange,
+};
+pub use consent::{
+    BlockEntry, BlockRow, ConsentAnswer, ConsentOutcome, ConsentRead, ConsentWrite, Invitation,
+    InvitationRow, InviteRefusal, ReportRow, StoredReport,
 };
 pub use messages::{
     AppendedMessage, MessageRow, NewMessage, NewMessageRow, NewOutboxRow, OutboxPolicy,

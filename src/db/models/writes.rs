@@ -1,8 +1,8 @@
 //! Writes: the `WriteOp`s the commit queue batches, and what writing them gives back.
 
 use super::{
-    AppendedMessage, ChangeResult, ChangeRules, MemberRole, MessageChange, NewMessage,
-    OutboxPolicy, StoredNotification,
+    AppendedMessage, ChangeResult, ChangeRules, ConsentOutcome, ConsentWrite, MemberRole,
+    MessageChange, NewMessage, OutboxPolicy, StoredNotification,
 };
 use crate::domain::{ChosenStatus, CustomMessage, DeviceId, Millis, ReceiptStatus, RoomId, UserId};
 use crate::error::PersistError;
@@ -110,6 +110,8 @@ pub enum WriteOp {
         custom_expires_at: Option<Millis>,
         at: Millis,
     },
+    /// Invitations, blocks and reports (issue 18; `models/consent.rs`).
+    Consent(ConsentWrite),
 }
 
 /// The result of one `WriteOp`, in the same position.
@@ -135,6 +137,8 @@ pub enum WriteOutcome {
         read_seq: i64,
         advanced: bool,
     },
+    /// The outcome of a [`WriteOp::Consent`] (boxed: it is the largest and the rarest).
+    Consent(Box<ConsentOutcome>),
 }
 
 /// What writing one commit batch gave: each group's outcomes or error, and how it was written.

@@ -1,0 +1,3 @@
+DROP TABLE reports;
+DROP TABLE blocks;
+DROP TABLE invitations;
