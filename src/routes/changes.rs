@@ -41,12 +41,14 @@ pub struct EditBody {
 #[utoipa::path(
     patch,
     path = "/v1/rooms/{room}/messages/{seq}",
+    operation_id = "edit_message",
     tag = "rooms",
     params(("room" = String, Path, description = "Room id."), ("seq" = i64, Path, description = "The message's seq.")),
     request_body = EditBody,
     responses(
         (status = 200, description = "The `message_edited` event's data `{room, seq, body, edited_at, by, change_seq}`, or `{room, seq, unchanged: true}` when the body was already so.", body = Object),
         (status = 400, description = "Malformed JSON (invalid_json).", body = ErrorBody),
+        (status = 401, description = "No valid token (invalid_token, token_expired).", body = ErrorBody),
         (status = 403, description = "Not a member, not the sender, or past the edit window (forbidden).", body = ErrorBody),
         (status = 404, description = "No such message (not_found).", body = ErrorBody),
         (status = 409, description = "The message was deleted (conflict).", body = ErrorBody),
@@ -93,10 +95,12 @@ pub async fn edit(
 #[utoipa::path(
     delete,
     path = "/v1/rooms/{room}/messages/{seq}",
+    operation_id = "delete_message",
     tag = "rooms",
     params(("room" = String, Path, description = "Room id."), ("seq" = i64, Path, description = "The message's seq.")),
     responses(
         (status = 200, description = "The `message_deleted` event's data `{room, seq, deleted_at, by, change_seq}`, or `{room, seq, unchanged: true}` when it was deleted already.", body = Object),
+        (status = 401, description = "No valid token (invalid_token, token_expired).", body = ErrorBody),
         (status = 403, description = "Not a member, not allowed, or past the edit window (forbidden).", body = ErrorBody),
         (status = 404, description = "No such room or message (not_found).", body = ErrorBody),
         (status = 422, description = "Bad seq (invalid_data).", body = ErrorBody),
@@ -129,10 +133,12 @@ pub struct ChangesQuery {
 #[utoipa::path(
     get,
     path = "/v1/rooms/{room}/changes",
+    operation_id = "room_changes",
     tag = "rooms",
     params(("room" = String, Path, description = "Room id."), ChangesQuery),
     responses(
         (status = 200, description = "`{changes: [{type, data}], has_more}`: each entry as its live event (`message_edited`, `message_deleted`, `reaction`).", body = Object),
+        (status = 401, description = "No valid token (invalid_token, token_expired).", body = ErrorBody),
         (status = 403, description = "Not a member (forbidden).", body = ErrorBody),
         (status = 404, description = "No such room (not_found).", body = ErrorBody),
         (status = 422, description = "Bad after_change_seq or limit (invalid_data).", body = ErrorBody),
