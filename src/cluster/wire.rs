@@ -135,6 +135,9 @@ pub enum ClusterEvent {
     },
     /// A frame for every session of `user` (notifications, unread counts).
     UserFrame { user: UserId, frame: WireFrame },
+    /// A frame for every client session of `user` (native and Socket.IO, not the seed's
+    /// notification socket): an `invitation`. Delivered by each node's presence registry.
+    ClientFrame { user: UserId, frame: WireFrame },
     /// `user` became a member of `room` (`role`) or stopped being one (`None`) on another
     /// node: a room actor here updates its members, the user's sessions here subscribe or
     /// unsubscribe.

@@ -985,3 +985,39 @@ async fn cluster_auto_away_needs_every_device_on_every_node_idle() {
     assert_eq!(p["data"]["joins"][0]["status"], "online", "{p}");
     drop(phone);
 }
+
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and Redis (cluster pass of .ci/run)"]
+async fn cluster_an_invitation_reaches_the_invitees_devices_on_every_node() {
+    let cluster = spawn_cluster(3, |_| {}).await;
+    let [n1, n2, n3] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let (status, created) = n1
+        .send_json(
+            "POST",
+            "/v1/rooms",
+            Some(&n1.token("owner")),
+            Some(json!({"name": "Across"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let room = created["room"].as_str().unwrap().to_owned();
+    let mut owner = n1.ws("owner").await;
+    let mut bob2 = n2.ws("bob").await;
+    let mut bob3 = n3.ws("bob").await;
+    let ack = owner
+        .ok("invite", json!({"room": room, "user": "bob"}))
+        .await;
+    assert_eq!(ack["invited"], true, "{ack}");
+    for bob in [&mut bob2, &mut bob3] {
+        let f = bob.recv_type("invitation").await;
+        assert_eq!(f["data"]["room"], room.as_str());
+        assert_eq!(f["data"]["from"], "owner");
+    }
+    // Accepted on n3: bob's device on n2 is subscribed too and gets the room's messages.
+    bob3.ok("accept", json!({"room": room})).await;
+    owner.ok("send", send(&room, "welcome", "w1")).await;
+    let m = bob2.recv_type("message").await;
+    assert_eq!(m["data"]["body"]["text"], "welcome");
+}

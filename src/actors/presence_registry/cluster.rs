@@ -279,6 +279,11 @@ impl Handler<RemoteClusterEvent> for PresenceRegistry {
             }
             // Routed to the notification center by the backplane.
             ClusterEvent::UserFrame { .. } => {}
+            ClusterEvent::ClientFrame { user, frame } => {
+                if let Some(frame) = frame.to_encoded() {
+                    self.deliver_here(&user, &frame);
+                }
+            }
             ClusterEvent::Disconnect { user, code, reason } => {
                 if let Some(e) = self.users.get_mut(&user) {
                     e.skip_grace = true;

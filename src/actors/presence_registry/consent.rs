@@ -12,8 +12,10 @@ use crate::domain::{SessionId, UserId};
 use crate::metrics::METRICS;
 use crate::protocol::{EncodedFrame, PresenceView, ServerFrame};
 
-/// Sent by the engine: deliver `frame` to every session of `user` on this node (native and
-/// Socket.IO; not the seed notification socket, which speaks only its own frames).
+/// Sent by the engine: deliver `frame` to every session of `user` (native and Socket.IO;
+/// not the seed notification socket, which speaks only its own frames): on this node, and
+/// in cluster mode on the others too (`client_frame` on the backplane). Answers how many
+/// sessions here took it.
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct DeliverToUser {
@@ -24,12 +26,28 @@ pub struct DeliverToUser {
 impl Handler<DeliverToUser> for PresenceRegistry {
     type Result = usize;
     fn handle(&mut self, msg: DeliverToUser, _: &mut Context<Self>) -> usize {
-        let Some(entry) = self.users.get(&msg.user) else {
+        if self.cluster.enabled() {
+            if let Some(frame) = crate::cluster::wire::WireFrame::from_encoded(&msg.frame) {
+                self.cluster
+                    .publish(crate::cluster::wire::ClusterEvent::ClientFrame {
+                        user: msg.user.clone(),
+                        frame,
+                    });
+            }
+        }
+        self.deliver_here(&msg.user, &msg.frame)
+    }
+}
+
+impl PresenceRegistry {
+    /// `frame` to this node's sessions of `user`; how many took it.
+    pub(super) fn deliver_here(&self, user: &UserId, frame: &EncodedFrame) -> usize {
+        let Some(entry) = self.users.get(user) else {
             return 0;
         };
         let mut n = 0;
         for d in entry.sessions.values() {
-            if d.handle.deliver(&msg.frame, None) == DeliverOutcome::Queued {
+            if d.handle.deliver(frame, None) == DeliverOutcome::Queued {
                 METRICS.frames_out.inc();
                 n += 1;
             }
