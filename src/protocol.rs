@@ -7,9 +7,11 @@
 
 mod client;
 mod frames;
+mod hidden;
 
 pub use client::*;
 pub use frames::*;
+pub use hidden::HiddenUsers;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

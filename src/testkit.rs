@@ -200,7 +200,9 @@ impl Handler<SessionControl> for ProbeSession {
     fn handle(&mut self, msg: SessionControl, ctx: &mut Context<Self>) {
         match msg {
             // A probe keeps no per-room state; presence hears from the supervisor.
-            SessionControl::Unsubscribed { .. } | SessionControl::RoomUnavailable { .. } => {}
+            SessionControl::Unsubscribed { .. }
+            | SessionControl::RoomUnavailable { .. }
+            | SessionControl::Hide { .. } => {}
             SessionControl::Close { code, reason } => {
                 let _ = self.events.send(ProbeEvent::Closed { code, reason });
                 ctx.stop();

@@ -34,6 +34,8 @@ pub trait StreamSession: ClientSession {
     /// What the session may ask of the engine (here: replay pages).
     fn port(&self) -> &SessionPort;
     fn outbox(&self) -> &Arc<OutboxGauge>;
+    /// Users hidden from this session's presence and typing frames (they blocked its user).
+    fn hidden(&self) -> &crate::protocol::HiddenUsers;
     /// Counts a frame the client got in the session's unread numbers (its user's own
     /// messages and read receipts lower them); true when a count may have changed. A method of
     /// the session, not of the trait, so it borrows the user and the counts separately.
@@ -193,8 +195,10 @@ pub trait StreamSession: ClientSession {
             },
             None if msg.frame.is_empty() => {}
             None => {
-                if !self.write_native(msg.frame, ctx) {
-                    METRICS.slow_consumers.inc();
+                if let Some(frame) = self.hidden().filter(msg.frame) {
+                    if !self.write_native(frame, ctx) {
+                        METRICS.slow_consumers.inc();
+                    }
                 }
             }
         }

@@ -304,6 +304,10 @@ pub struct LoadSessionStart {
     pub now: i64,
 }
 
+/// Most blockers a session start loads to hide (a user blocked by more is an abuse case
+/// for moderation; the rest are still refused DMs, invitations and watches).
+pub const MAX_HIDDEN_BLOCKERS: i64 = 10_000;
+
 /// What a session start reads.
 pub struct SessionStartRecord {
     /// The user's rooms with watermarks and unread counts.
@@ -314,6 +318,8 @@ pub struct SessionStartRecord {
     pub unread_notifications: Option<i64>,
     /// The device's positions (room id → last seq it reported); empty without a device.
     pub device_positions: std::collections::HashMap<RoomId, i64>,
+    /// Users who blocked this one (hidden from its presence and typing in shared rooms).
+    pub blocked_by: Vec<UserId>,
 }
 
 impl Handler<LoadSessionStart> for Database {
@@ -337,11 +343,20 @@ impl Handler<LoadSessionStart> for Database {
                 Some(d) => c.device_positions(&msg.user, d)?,
                 None => Default::default(),
             };
+            let blocked_by =
+                match c.consent_read(&crate::db::models::ConsentRead::AllBlockersOf {
+                    user: msg.user.clone(),
+                    limit: MAX_HIDDEN_BLOCKERS,
+                })? {
+                    crate::db::models::ConsentAnswer::Users(v) => v,
+                    _ => Vec::new(),
+                };
             Ok(SessionStartRecord {
                 rooms,
                 user,
                 unread_notifications,
                 device_positions,
+                blocked_by,
             })
         })
     }

@@ -138,6 +138,13 @@ pub enum ClusterEvent {
     /// A frame for every client session of `user` (native and Socket.IO, not the seed's
     /// notification socket): an `invitation`. Delivered by each node's presence registry.
     ClientFrame { user: UserId, frame: WireFrame },
+    /// `blocker` blocked (`on`) or unblocked `blocked`: each node updates its sessions of
+    /// `blocked` (watches, hidden presence).
+    Block {
+        blocker: UserId,
+        blocked: UserId,
+        on: bool,
+    },
     /// `user` became a member of `room` (`role`) or stopped being one (`None`) on another
     /// node: a room actor here updates its members, the user's sessions here subscribe or
     /// unsubscribe.

@@ -306,6 +306,18 @@ pub fn read(c: &mut Conn, q: &ConsentRead) -> Result<ConsentAnswer, PersistError
                     .collect::<QueryResult<Vec<UserId>>>()?,
             )
         }
+        ConsentRead::AllBlockersOf { user, limit } => {
+            let rows: Vec<String> = blocks::table
+                .filter(blocks::blocked.eq(user.as_str()))
+                .select(blocks::blocker)
+                .limit(*limit)
+                .load(c)?;
+            ConsentAnswer::Users(
+                rows.iter()
+                    .map(|u| parse_user_column("block", "blocker", u))
+                    .collect::<QueryResult<Vec<UserId>>>()?,
+            )
+        }
         ConsentRead::SharesGroupRoom { user, other } => {
             let mine: Vec<String> = members::table
                 .filter(members::user_id.eq(user.as_str()))

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::{persist, Engine};
 use crate::actors::commit_queue::Commit;
 use crate::actors::database::ReadConsent;
-use crate::actors::presence_registry::{DeliverToUser, DropWatches};
+use crate::actors::presence_registry::{BlockChanged, DeliverToUser};
 use crate::actors::room::Caller;
 use crate::actors::room_supervisor::EnsureDirectRoom;
 use crate::actors::session::handle::SessionHandle;
@@ -466,9 +466,10 @@ impl Engine {
             other => return Err(unexpected(&other)),
         };
         if added {
-            self.presence.do_send(DropWatches {
-                watcher: other.clone(),
+            self.presence.do_send(BlockChanged {
                 blocker: user.clone(),
+                blocked: other.clone(),
+                on: true,
             });
         }
         Ok(json!({"user": other, "blocked": true, "added": added}))
@@ -486,6 +487,13 @@ impl Engine {
             WriteOutcome::Changed(c) => c,
             other => return Err(unexpected(&other)),
         };
+        if removed {
+            self.presence.do_send(BlockChanged {
+                blocker: user.clone(),
+                blocked: other.clone(),
+                on: false,
+            });
+        }
         Ok(json!({"user": other, "blocked": false, "removed": removed}))
     }
 

@@ -22,6 +22,8 @@ pub struct SessionStart {
     /// Where each room's stream of `message` frames starts, in replay order (rooms holding
     /// urgent, then high-priority messages first).
     pub replay: Vec<RoomReplay>,
+    /// Users who blocked this one: hidden from the session's presence and typing frames.
+    pub blocked_by: Vec<crate::domain::UserId>,
 }
 
 /// Where one room's stream starts for a new session, and its first page.
@@ -81,6 +83,7 @@ impl Engine {
                 .await,
         )?;
         let rooms = start.rooms;
+        let blocked_by = start.blocked_by;
         // Resume points: what the client says, else what its device last reported.
         let mut points = start.device_positions;
         points.extend(resume.since.iter().map(|(r, s)| (r.clone(), *s)));
@@ -131,6 +134,7 @@ impl Engine {
             frames,
             rooms,
             replay,
+            blocked_by,
         })
     }
 

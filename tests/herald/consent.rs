@@ -430,6 +430,70 @@ async fn a_blocked_user_cannot_message_invite_watch_or_see_the_blocker() {
 }
 
 #[actix_web::test]
+async fn a_blocked_user_sees_neither_presence_nor_typing_of_the_blocker_in_shared_rooms() {
+    let (app, _db) = spawn_app().await;
+    let room = "public:shared";
+    let mut alice = app.ws("alice").await;
+    let mut bob = app.ws("bob").await;
+    let mut mallory = app.ws("mallory").await;
+    for c in [&mut alice, &mut bob, &mut mallory] {
+        c.ok("join", json!({"room": room})).await;
+    }
+    alice.ok("block", json!({"user": "mallory"})).await;
+
+    // Typing and presence changes of alice reach bob, not mallory.
+    alice
+        .ok("typing", json!({"room": room, "state": "start"}))
+        .await;
+    let t = bob.recv_type("typing").await;
+    assert_eq!(t["data"]["user"], "alice");
+    alice.ok("presence", json!({"status": "busy"})).await;
+    loop {
+        let d = bob.recv_type("room_presence").await;
+        if d["data"]["joins"][0]["user"] == "alice" {
+            break;
+        }
+    }
+    mallory
+        .assert_no("typing", Duration::from_millis(400))
+        .await;
+    mallory
+        .assert_no("room_presence", Duration::from_millis(10))
+        .await;
+    // Bob's own changes still reach mallory: only the blocker is hidden.
+    bob.ok("typing", json!({"room": room, "state": "start"}))
+        .await;
+    assert_eq!(mallory.recv_type("typing").await["data"]["user"], "bob");
+    bob.ok("typing", json!({"room": room, "state": "stop"}))
+        .await;
+    assert_eq!(mallory.recv_type("typing").await["data"]["state"], "stop");
+
+    // A new session of mallory knows from the start.
+    mallory.close().await;
+    let mut mallory = app.ws("mallory").await;
+    alice
+        .ok("typing", json!({"room": room, "state": "stop"}))
+        .await;
+    alice
+        .ok("typing", json!({"room": room, "state": "start"}))
+        .await;
+    bob.recv_type("typing").await;
+    mallory
+        .assert_no("typing", Duration::from_millis(400))
+        .await;
+
+    // Unblocked: seen again.
+    alice.ok("unblock", json!({"user": "mallory"})).await;
+    alice.ok("presence", json!({"status": "online"})).await;
+    loop {
+        let d = mallory.recv_type("room_presence").await;
+        if d["data"]["joins"][0]["user"] == "alice" {
+            break;
+        }
+    }
+}
+
+#[actix_web::test]
 async fn members_report_messages_once_and_admins_resolve_them() {
     // Arrange
     let (app, _db) = spawn_app().await;

@@ -279,6 +279,11 @@ impl Handler<RemoteClusterEvent> for PresenceRegistry {
             }
             // Routed to the notification center by the backplane.
             ClusterEvent::UserFrame { .. } => {}
+            ClusterEvent::Block {
+                blocker,
+                blocked,
+                on,
+            } => self.apply_block(&blocker, &blocked, on),
             ClusterEvent::ClientFrame { user, frame } => {
                 if let Some(frame) = frame.to_encoded() {
                     self.deliver_here(&user, &frame);

@@ -1,5 +1,6 @@
 //! Consent (issue 18) in the registry: pushing a frame to every live session of a user
-//! (`invitation`), and ending a blocked user's watches of the blocker.
+//! (`invitation`), and what a block changes for the blocked user's sessions (watches of the
+//! blocker end, the blocker is hidden from shared rooms' presence and typing).
 //!
 //! Who blocked whom is not kept here: the engine reads it from the database when a watch
 //! starts and sends [`DropWatches`] when a block is made, so the registry holds no second copy.
@@ -7,7 +8,7 @@
 use actix::prelude::*;
 
 use super::PresenceRegistry;
-use crate::actors::session::handle::DeliverOutcome;
+use crate::actors::session::handle::{DeliverOutcome, SessionControl};
 use crate::domain::{SessionId, UserId};
 use crate::metrics::METRICS;
 use crate::protocol::{EncodedFrame, PresenceView, ServerFrame};
@@ -56,31 +57,63 @@ impl PresenceRegistry {
     }
 }
 
-/// Sent by the engine when `blocker` blocks `watcher`: the watcher's sessions stop watching
-/// the blocker and are sent the blocker's presence as "no information" (offline, no
-/// last-seen), as a watch made after the block answers.
+/// Sent by the engine when `blocker` blocks (`on`) or unblocks `blocked`. Blocking: the
+/// blocked user's watches of the blocker end (with the blocker's presence as "no
+/// information": offline, no last-seen, as a watch made after the block answers), and their
+/// sessions hide the blocker from shared rooms' presence and typing; unblocking shows them
+/// again. On this node, and in cluster mode on every other (`block` on the backplane).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct DropWatches {
-    pub watcher: UserId,
+pub struct BlockChanged {
     pub blocker: UserId,
+    pub blocked: UserId,
+    pub on: bool,
 }
 
-impl Handler<DropWatches> for PresenceRegistry {
+impl Handler<BlockChanged> for PresenceRegistry {
     type Result = ();
-    fn handle(&mut self, msg: DropWatches, _: &mut Context<Self>) {
-        let Some(ws) = self.watchers.get_mut(&msg.blocker) else {
+    fn handle(&mut self, msg: BlockChanged, _: &mut Context<Self>) {
+        if self.cluster.enabled() {
+            self.cluster
+                .publish(crate::cluster::wire::ClusterEvent::Block {
+                    blocker: msg.blocker.clone(),
+                    blocked: msg.blocked.clone(),
+                    on: msg.on,
+                });
+        }
+        self.apply_block(&msg.blocker, &msg.blocked, msg.on);
+    }
+}
+
+impl PresenceRegistry {
+    /// A block between two users, for this node's sessions.
+    pub(super) fn apply_block(&mut self, blocker: &UserId, blocked: &UserId, on: bool) {
+        if let Some(entry) = self.users.get(blocked) {
+            for d in entry.sessions.values() {
+                d.handle.send_control(SessionControl::Hide {
+                    user: blocker.clone(),
+                    hidden: on,
+                });
+            }
+        }
+        if on {
+            self.drop_watches(blocked, blocker);
+        }
+    }
+
+    fn drop_watches(&mut self, watcher: &UserId, blocker: &UserId) {
+        let Some(ws) = self.watchers.get_mut(blocker) else {
             return;
         };
         let dropped: Vec<SessionId> = ws
             .iter()
-            .filter(|(_, h)| h.user == msg.watcher)
+            .filter(|(_, h)| &h.user == watcher)
             .map(|(id, _)| *id)
             .collect();
         if dropped.is_empty() {
             return;
         }
-        let hidden = PresenceView::offline(msg.blocker.as_str(), None);
+        let hidden = PresenceView::offline(blocker.as_str(), None);
         let frame = ServerFrame::Presence(&hidden).encode();
         for id in &dropped {
             if let Some(h) = ws.remove(id) {
@@ -89,11 +122,11 @@ impl Handler<DropWatches> for PresenceRegistry {
                 }
             }
             if let Some(set) = self.watching.get_mut(id) {
-                set.remove(&msg.blocker);
+                set.remove(blocker);
             }
         }
         if ws.is_empty() {
-            self.watchers.remove(&msg.blocker);
+            self.watchers.remove(blocker);
         }
     }
 }

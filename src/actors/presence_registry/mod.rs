@@ -28,7 +28,7 @@ mod sessions;
 
 pub use admin::*;
 pub use cluster::RemoteRoomSessions;
-pub use consent::{DeliverToUser, DropWatches};
+pub use consent::{BlockChanged, DeliverToUser};
 pub use queries::*;
 pub use sessions::{SessionClosed, SessionOpened, Touch};
 

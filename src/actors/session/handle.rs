@@ -55,6 +55,9 @@ pub enum SessionControl {
     RoomUnavailable { room: RoomId, reason: String },
     /// Close the connection with this code and reason.
     Close { code: u16, reason: String },
+    /// `user` blocked (`hidden`) or unblocked this session's user: hide them from (or show
+    /// them again in) the `room_presence` and `typing` frames of shared rooms.
+    Hide { user: UserId, hidden: bool },
 }
 
 /// A session's mailbox in bytes: frames are counted when queued and when the session takes

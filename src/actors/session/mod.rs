@@ -66,6 +66,8 @@ pub struct WsSession {
     user_agent: Option<String>,
     connected_at: i64,
     unread: UnreadCounts,
+    /// Users who blocked this user: hidden from presence and typing (see `HiddenUsers`).
+    hidden: crate::protocol::HiddenUsers,
     /// When activity was last reported to the presence registry.
     last_touch: Option<Instant>,
     limiter: RequestLimiter,
@@ -111,6 +113,7 @@ impl WsSession {
             user_agent,
             connected_at: now_millis(),
             unread: UnreadCounts::default(),
+            hidden: crate::protocol::HiddenUsers::default(),
             last_touch: None,
             limiter,
             expiry_timers: Vec::new(),
@@ -321,6 +324,7 @@ impl Actor for WsSession {
                 .map(|res, act, ctx| match res {
                     Ok(start) => {
                         act.unread.seed(&start.rooms);
+                        act.hidden = crate::protocol::HiddenUsers::new(start.blocked_by);
                         for f in start.frames {
                             ctx.text(f.into_native());
                         }
@@ -369,6 +373,9 @@ impl StreamSession for WsSession {
     fn outbox(&self) -> &Arc<OutboxGauge> {
         &self.slow
     }
+    fn hidden(&self) -> &crate::protocol::HiddenUsers {
+        &self.hidden
+    }
     fn count_unread(&mut self, meta: &FrameMeta) -> bool {
         self.unread.apply(&self.auth.user_id, meta)
     }
@@ -400,6 +407,7 @@ impl Handler<SessionControl> for WsSession {
                 self.forget_room(room);
             }
             SessionControl::Close { code, reason } => self.close(ctx, code, &reason),
+            SessionControl::Hide { user, hidden } => self.hidden.set(user, hidden),
         }
     }
 }

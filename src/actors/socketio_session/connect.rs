@@ -120,6 +120,7 @@ impl SocketIoSession {
                     act.recovery = Some((pid, log));
                     act.arm_expiry(ctx);
                     act.unread.seed(&start.rooms);
+                    act.hidden = crate::protocol::HiddenUsers::new(start.blocked_by);
                     for f in start.frames {
                         act.emit(sio::event_packet(&f, act.vocabulary, None), ctx);
                     }

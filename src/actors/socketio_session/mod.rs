@@ -121,6 +121,8 @@ pub struct SocketIoSession {
     recovery: Option<(String, RecoveryLog)>,
     /// The event names the client speaks (`HERALD_SIO_EVENTS`, or its CONNECT `auth.events`).
     vocabulary: sio::Vocabulary,
+    /// Users who blocked this user: hidden from presence and typing (see `HiddenUsers`).
+    hidden: protocol::HiddenUsers,
 }
 
 impl SocketIoSession {
@@ -162,6 +164,7 @@ impl SocketIoSession {
             inflight: InFlight::default(),
             unread: UnreadCounts::default(),
             vocabulary,
+            hidden: protocol::HiddenUsers::default(),
             remote_addr,
             user_agent,
             connected_at: now_millis(),
@@ -462,6 +465,7 @@ impl Handler<SessionControl> for SocketIoSession {
                 self.emit(sio::DISCONNECT.to_string(), ctx);
                 self.shutdown(ctx);
             }
+            SessionControl::Hide { user, hidden } => self.hidden.set(user, hidden),
         }
     }
 }

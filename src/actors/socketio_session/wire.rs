@@ -126,6 +126,9 @@ impl StreamSession for SocketIoSession {
     fn outbox(&self) -> &Arc<OutboxGauge> {
         &self.slow
     }
+    fn hidden(&self) -> &crate::protocol::HiddenUsers {
+        &self.hidden
+    }
     fn count_unread(&mut self, meta: &FrameMeta) -> bool {
         match &self.auth {
             Some(a) => self.unread.apply(&a.user_id, meta),

@@ -261,6 +261,9 @@ pub enum ConsentRead {
     Blocks { blocker: UserId },
     /// Which of `among` have blocked `user`.
     BlockersOf { user: UserId, among: Vec<UserId> },
+    /// Everyone who blocked `user` (at most `limit`): hidden from `user`'s sessions in
+    /// shared rooms' presence and typing.
+    AllBlockersOf { user: UserId, limit: i64 },
     /// Whether `user` and `other` share a public or private room (direct rooms do not count).
     SharesGroupRoom { user: UserId, other: UserId },
     /// Whether `user` is a member of `room`.
