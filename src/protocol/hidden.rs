@@ -10,8 +10,10 @@ use serde_json::Value;
 use super::EncodedFrame;
 use crate::domain::UserId;
 
-/// Boxed when present: most sessions have no blockers and pay one pointer.
+/// Boxed when present: most sessions have no blockers and pay one pointer (8 bytes) instead
+/// of an empty set's 48 in every session.
 #[derive(Debug, Default)]
+#[allow(clippy::box_collection)]
 pub struct HiddenUsers(Option<Box<HashSet<UserId>>>);
 
 impl HiddenUsers {
