@@ -258,6 +258,45 @@ async fn nobody_reaches_what_they_have_no_right_to() {
         )
         .await;
     assert_eq!(s, 403);
+
+    // Edits, deletes and the change log of the owner's message 1.
+    let changes = format!("/v1/rooms/{room}/changes");
+    let one = format!("/v1/rooms/{room}/messages/1");
+    let mut got = Vec::new();
+    for user in ["stranger", "member", "owner", "root"] {
+        got.push(status(&app, "GET", &changes, user).await);
+    }
+    assert_eq!(got, [403, 200, 200, 200], "GET {changes}");
+    let mut got = Vec::new();
+    for user in ["stranger", "member", "root", "owner"] {
+        let token = if user == "root" {
+            app.admin_token(user)
+        } else {
+            app.token(user)
+        };
+        let (code, _) = app
+            .send_json(
+                "PATCH",
+                &one,
+                Some(&token),
+                Some(json!({"body": {"text": format!("by {user}")}})),
+            )
+            .await;
+        got.push(code);
+    }
+    assert_eq!(got, [403, 403, 403, 200], "PATCH {one}: only the sender");
+    let mut got = Vec::new();
+    for user in ["stranger", "member", "root"] {
+        got.push(status(&app, "DELETE", &one, user).await);
+    }
+    assert_eq!(got, [403, 403, 200], "DELETE {one}: sender, owner, admin");
+    assert_eq!(
+        app.send_json("DELETE", &one, Some(&app.service_token()), None)
+            .await
+            .0,
+        200,
+        "a service moderates too (already deleted: unchanged)"
+    );
 }
 
 /// The consent routes and frames (issue 18) by role: stranger, member, owner, admin (and the
