@@ -137,6 +137,10 @@ export interface HeraldEvents {
   gap: { room: string; from: number; to: number };
   receipt: { room: string; user: string; seq: number; status: 'delivered' | 'read'; at: string };
   typing: { room: string; user: string; state: 'start' | 'stop' };
+  /** Edits, deletes and reactions: once per room change seq, in order, also those made while this client was away (fetched after `sync`). */
+  message_edited: { room: string; seq: number; body: Record<string, unknown>; edited_at: string; by: string; change_seq: number };
+  message_deleted: { room: string; seq: number; deleted_at: string; by: string; change_seq: number };
+  reaction: { room: string; seq: number; user: string; emoji: string; on: boolean; change_seq: number };
   /** A custom event another member sent with `sendEvent` (never stored: only live sessions get it). */
   event: { room: string; from: string; name: string; data: unknown };
   room_presence: { room: string; joins: Presence[]; leaves: Presence[] };
@@ -206,6 +210,12 @@ export class HeraldClient {
   join(room: string, options?: { sinceSeq?: number }): Promise<JoinAck>;
   leave(room: string): Promise<Record<string, never>>;
   typing(room: string, state?: 'start' | 'stop'): Promise<Record<string, never>>;
+  /** Replaces the body of your message `seq` (within the server's edit window). */
+  edit(room: string, seq: number, body: Record<string, unknown>): Promise<Record<string, unknown>>;
+  /** Deletes message `seq` (yours, or any as the room's owner), leaving a tombstone. */
+  deleteMessage(room: string, seq: number): Promise<Record<string, unknown>>;
+  /** Adds (`on`, the default) or takes back a reaction. */
+  react(room: string, seq: number, emoji: string, on?: boolean): Promise<Record<string, unknown>>;
   /** Relays `{room, name, data}` to the room's other members; names: 1-64 of `A-Z a-z 0-9 _ . : -`, Herald's own reserved. */
   sendEvent(room: string, name: string, data?: unknown): Promise<Record<string, never>>;
   receipt(room: string, seq: number, status?: 'delivered' | 'read'): Promise<Record<string, never>>;

@@ -64,6 +64,9 @@ export class HeraldClient {
     this.backoff = new Backoff(options.backoff);
     this.outbox = new Outbox(options.outboxSize ?? 1000);
     this.positionsTracker = new Positions(options.positions);
+    /** Room → the last change seq applied (edits, deletes, reactions), and the rooms fetching changes. */
+    this.changeSeqs = new Map();
+    this.changeFetches = new Map();
     /** @type {'idle' | 'connecting' | 'open' | 'ready' | 'closed'} */
     this.state = 'idle';
     this.userId = undefined;
@@ -189,6 +192,21 @@ export class HeraldClient {
 
   typing(room, state = 'start') {
     return this.request('typing', { room, state });
+  }
+
+  /** Replace the body of one of your messages (within the server's edit window). */
+  edit(room, seq, body) {
+    return this.request('edit', { room, seq, body });
+  }
+
+  /** Delete a message (yours, or any as the room's owner): it becomes a tombstone. */
+  deleteMessage(room, seq) {
+    return this.request('delete', { room, seq });
+  }
+
+  /** Add (`on`) or take back a reaction. */
+  react(room, seq, emoji, on = true) {
+    return this.request('react', { room, seq, emoji, on });
   }
 
   /** A custom event to the room's other members (relayed, never stored). */
@@ -425,6 +443,10 @@ export class HeraldClient {
         return this.events.emit('error', HeraldError.fromFrame(frame));
       case 'message':
         return this.acceptMessage(data);
+      case 'message_edited':
+      case 'message_deleted':
+      case 'reaction':
+        return this.acceptChange(frame.type, data);
       case 'replay_truncated':
         if (data.missing_to > (this.positionsTracker.get(data.room) ?? 0)) this.positionsTracker.startAt(data.room, data.missing_to);
         return this.events.emit('replay_truncated', data);
@@ -461,12 +483,23 @@ export class HeraldClient {
       }
       // Otherwise start <= held: the stream repeats what we hold; those frames are dropped as duplicates.
     }
+    const behind = [];
+    for (const r of rooms) {
+      if (r.change_seq === undefined) continue;
+      const held = this.changeSeqs.get(r.room);
+      // A room new to this client starts at the server's change log position (its history
+      // shows the current state); a known room fetches what changed while it was away.
+      if (held === undefined) this.changeSeqs.set(r.room, r.change_seq);
+      else if (r.change_seq > held) behind.push(r.room);
+    }
+    for (const room of [...this.changeSeqs.keys()]) if (!rooms.some((r) => r.room === room)) this.changeSeqs.delete(room);
     this.lastSync = data;
     this.backoff.reset();
     this.setState('ready');
     this.events.emit('sync', data);
     for (const w of this.readyWaiters.splice(0)) w.resolve(data);
     for (const entry of this.outbox.queued()) this.transmit(entry);
+    for (const room of behind) this.fetchChanges(room);
   }
 
   onReply(frame, data, err) {
@@ -491,6 +524,38 @@ export class HeraldClient {
     }
     this.events.emit('message', message);
     if (this.options.autoDelivered) this.delivered.add(message.room, message.seq);
+  }
+
+  /**
+   * An edit, delete or reaction: emitted once per room change seq, in order. A change that
+   * skips seqs (some were missed while away or dropped) fetches the missing ones first.
+   */
+  acceptChange(type, data) {
+    const held = this.changeSeqs.get(data.room);
+    if (held !== undefined && data.change_seq <= held) return;
+    if (held !== undefined && data.change_seq > held + 1) return void this.fetchChanges(data.room);
+    this.changeSeqs.set(data.room, data.change_seq);
+    this.events.emit(type, data);
+  }
+
+  /** Pages the room's change log from the last applied change seq (one fetch per room at a time). */
+  async fetchChanges(room) {
+    if (this.changeFetches.has(room)) return void this.changeFetches.set(room, true);
+    this.changeFetches.set(room, false);
+    try {
+      for (;;) {
+        const after = this.changeSeqs.get(room) ?? 0;
+        const page = await this.request('changes', { room, after_change_seq: after });
+        for (const c of page.changes) this.acceptChange(c.type, c.data);
+        // Again when more follow, or when a live gap was seen while this page was in flight.
+        if (!page.has_more && !this.changeFetches.get(room)) break;
+        this.changeFetches.set(room, false);
+      }
+    } catch (err) {
+      this.events.emit('error', err instanceof HeraldError ? err : new HeraldError('unavailable', String(err)));
+    } finally {
+      this.changeFetches.delete(room);
+    }
   }
 
   // ---- outbox transmission --------------------------------------------------

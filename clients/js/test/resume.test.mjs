@@ -212,3 +212,40 @@ test('reconnect() opens a new session at once and resumes where the old one stoo
   await waitFor(() => seqs.length === 3, 'messages 2 and 3');
   assert.deepEqual(seqs, [1, 2, 3]);
 });
+
+test('edits, deletes and reactions made while away arrive after the reconnect, once each, in change order', async () => {
+  // Arrange: bob holds the room and one live change
+  const alice = await connected('c-alice');
+  const bob = await connected('c-bob', { backoff: { initialMs: 800, jitter: 0 } });
+  await alice.join('public:changes');
+  await bob.join('public:changes');
+  for (const t of ['one', 'two', 'three']) await alice.send({ room: 'public:changes', body: { text: t } });
+  const changes = [];
+  for (const type of ['message_edited', 'message_deleted', 'reaction']) {
+    bob.on(type, (d) => d.room === 'public:changes' && changes.push([type, d.change_seq, d.seq]));
+  }
+  await alice.edit('public:changes', 1, { text: 'uno' });
+  await waitFor(() => changes.length === 1, 'the live edit');
+
+  // Act: bob is dropped; three changes happen before he is back
+  const down = nextEvent(bob, 'disconnected');
+  assert.equal((await disconnect('c-bob')).status, 200);
+  await down;
+  await alice.react('public:changes', 2, '👍');
+  await alice.edit('public:changes', 2, { text: 'dos' });
+  await alice.deleteMessage('public:changes', 3);
+  await nextEvent(bob, 'sync');
+
+  // Assert: the missed ones, fetched from the change log, in order and once
+  await waitFor(() => changes.length === 4, 'the changes made while away');
+  assert.deepEqual(changes, [
+    ['message_edited', 1, 1],
+    ['reaction', 2, 2],
+    ['message_edited', 3, 2],
+    ['message_deleted', 4, 3],
+  ]);
+  // A live change after that follows on directly.
+  await alice.react('public:changes', 1, '🎉');
+  await waitFor(() => changes.length === 5, 'the next live change');
+  assert.deepEqual(changes[4], ['reaction', 5, 1]);
+});
