@@ -659,22 +659,39 @@ async fn cluster_rest_on_any_node_sees_the_cluster() {
         .collect();
     nodes.sort();
     assert_eq!(nodes, vec!["n1", "n2"], "{sessions:?}");
+    // n3 keeps only a count of them: the sessions are read from n1's and n2's Redis hashes,
+    // with what those nodes know of them.
     for s in &sessions {
         let id = s["session_id"].as_str().unwrap();
         assert!(
             id.starts_with(&format!("{}:", s["node"].as_str().unwrap())),
             "{s}"
         );
+        assert!(s["connected_at"].is_string(), "{s}");
+        assert!(s["last_activity"].is_string(), "{s}");
+        let rooms: Vec<&str> = s["subscribed_rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        assert_eq!(rooms, vec![room], "{s}");
     }
-    // Presence lists and room presence include the other nodes' users.
+    // Presence lists and room presence include the other nodes' users, with their sessions.
     let (_, list) = n3.get("/v1/admin/presence", Some(&admin)).await;
-    let users: Vec<&str> = list["users"]
+    let users: Vec<(&str, usize, i64)> = list["users"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|u| u["user"].as_str().unwrap())
+        .map(|u| {
+            (
+                u["user"].as_str().unwrap(),
+                u["sessions"].as_array().map_or(0, Vec::len),
+                u["devices"].as_i64().unwrap_or(0),
+            )
+        })
         .collect();
-    assert_eq!(users, vec!["alice", "bob"], "{list}");
+    assert_eq!(users, vec![("alice", 2, 2), ("bob", 1, 1)], "{list}");
     let (status, rp) = n3
         .get(&format!("/v1/admin/rooms/{room}/presence"), Some(&admin))
         .await;
