@@ -219,6 +219,40 @@ async fn cluster_presence_one_user_on_two_nodes_is_one_user_and_never_flaps() {
         .await;
 }
 
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and Redis (cluster pass of .ci/run)"]
+async fn cluster_a_reconnect_to_another_node_within_the_grace_period_is_no_flap() {
+    // Arrange: dana on n1, a watcher on n3 sharing a room; a grace period long enough to
+    // reconnect in.
+    let cluster = spawn_cluster(3, |s| s.presence_grace = Duration::from_secs(2)).await;
+    let [n1, n2, n3] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let room = "public:reconnect";
+    let mut watcher = n3.ws("watcher").await;
+    watcher.ok("join", json!({"room": room})).await;
+    let mut d1 = n1.ws("dana").await;
+    d1.ok("join", json!({"room": room})).await;
+    let p = watcher.recv_type("room_presence").await;
+    assert_eq!(p["data"]["joins"][0]["user"], "dana", "{p}");
+
+    // Act: her connection to n1 drops; she is back on n2 within the grace period.
+    d1.close().await;
+    let d2 = n2.ws("dana").await;
+
+    // Assert: observers on other nodes see no offline and no second online...
+    watcher
+        .assert_no("room_presence", Duration::from_millis(3000))
+        .await;
+    // ...and, once she leaves n2 too, one offline after the grace period.
+    d2.close().await;
+    let p = watcher.recv_type("room_presence").await;
+    assert_eq!(p["data"]["leaves"][0]["user"], "dana", "{p}");
+    watcher
+        .assert_no("room_presence", Duration::from_millis(800))
+        .await;
+}
+
 /// Records the seq of a `message` frame.
 fn note_message(v: &Value, seen: &mut Vec<i64>) {
     if v["type"] == "message" {

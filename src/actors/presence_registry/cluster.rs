@@ -123,7 +123,9 @@ impl PresenceRegistry {
             set_status(&mut p, s.clone());
         }
         p.seen(r.seen());
-        p.announced = p.visible();
+        // Held while any node has an entry, sessions or not (a grace period there): the
+        // offline is announced when the last entry goes, as on one node.
+        p.announced = p.status != ChosenStatus::Invisible;
         Some(p)
     }
 
@@ -161,10 +163,14 @@ impl PresenceRegistry {
     fn announce_remote(
         &mut self,
         user: &UserId,
-        before: Option<UserPresence>,
+        mut before: Option<UserPresence>,
         after: Option<UserPresence>,
     ) {
         let was_announced = before.as_ref().is_some_and(|b| b.announced);
+        let before_view = match before {
+            Some(ref mut b) => announced_view(b, user),
+            None => PresenceView::offline(user.as_str(), None),
+        };
         let Some(after) = after else {
             // Gone from every node (its own grace period was applied there): announced in
             // the rooms it was in.
@@ -174,12 +180,12 @@ impl PresenceRegistry {
             }
             return;
         };
+        if !after.connected() && after.announced {
+            // No session on any node, but an entry still (its node's grace period): held.
+            return;
+        }
         let view = after.view(user);
         let visible = after.visible();
-        let before_view = match &before {
-            Some(b) => b.view(user),
-            None => PresenceView::offline(user.as_str(), None),
-        };
         if visible != was_announced || !same_announcement(&view, &before_view) {
             self.announce_view(user, view, visible, after.all_rooms());
         } else if visible {
@@ -197,7 +203,7 @@ impl PresenceRegistry {
         let Some(entry) = self.users.get_mut(user) else {
             return;
         };
-        let before = entry.view(user);
+        let before = announced_view(entry, user);
         let was_announced = entry.announced;
         let old_rooms = entry.all_rooms();
         let old_remote_rooms = std::mem::take(&mut entry.remote_rooms);
@@ -216,7 +222,12 @@ impl PresenceRegistry {
         }
         let visible = entry.visible();
         let view = entry.view(user);
-        if !entry.connected() && entry.offline_at.is_none() {
+        if !entry.connected() && (entry.offline_at.is_some() || has) {
+            // No session anywhere, but a grace period here or an entry on another node:
+            // held, as on one node (the offline comes when the last of them ends).
+            return;
+        }
+        if !entry.connected() {
             // Gone from every node (its own grace period was applied there): announced in
             // the rooms it was in.
             if was_announced {
@@ -365,6 +376,18 @@ pub(super) fn fold_remote(entry: &mut UserPresence, r: &RemoteUser) {
     entry.remote_devices = r.sessions();
     entry.remote_idle = r.all_idle();
     entry.remote_rooms = r.rooms().cloned().collect();
+}
+
+/// What others were last told of `p`: while it is held (no session anywhere, but a grace
+/// period here or an entry on another node), the view it had while connected.
+fn announced_view(p: &mut UserPresence, user: &UserId) -> PresenceView {
+    if p.connected() || !p.announced {
+        return p.view(user);
+    }
+    let devices = std::mem::replace(&mut p.remote_devices, 1);
+    let view = p.view(user);
+    p.remote_devices = devices;
+    view
 }
 
 /// Whether two views announce the same thing (devices and last-seen aside).

@@ -356,9 +356,10 @@ impl PresenceRegistry {
         if !entry.sessions.is_empty() {
             return;
         }
-        // Still connected on another node: this node just has no session left, and keeps
-        // only the compact remote entry.
-        if entry.remote_devices > 0 {
+        // Still on another node (connected, or in its grace period): this node just has no
+        // session left, and keeps only the compact remote entry, which announces the
+        // offline when its last node drops the user.
+        if self.remote.has(user) {
             self.hand_over_to_remote(user);
             return;
         }
