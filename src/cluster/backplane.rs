@@ -13,6 +13,9 @@
 //!   presence registry and the room supervisor ([`RemoteClusterEvent`]). A lost connection is
 //!   re-established with backoff, every subscription is renewed, and rooms are told to
 //!   resynchronise from the database ([`BackplaneResumed`]).
+//! - Reading presence hashes: the other nodes' whole hashes after a (re)connect
+//!   ([`ReadPresenceSnapshot`]), and single entries for the admin views
+//!   ([`ReadPresenceEntries`]: other nodes' sessions are not kept in memory, only counted).
 //! - Liveness: every `heartbeat` the node refreshes its key (expiring after `node_timeout`)
 //!   with its stats and reads the others'; a node whose key expired is dead: the registry is
 //!   told the live set ([`LiveNodes`]) and one node (a `SET NX` lock) deletes the dead node's
@@ -843,5 +846,45 @@ impl Handler<IsConnected> for Backplane {
     type Result = bool;
     fn handle(&mut self, _: IsConnected, _: &mut Context<Self>) -> bool {
         self.sink.is_some()
+    }
+}
+
+/// Read the entries some nodes keep in Redis for some users, `(node, user)` each (the
+/// admin views' sessions on other nodes); answered in the same order, `None` where a node
+/// has no entry (any more).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Option<NodeEntry>>, String>")]
+pub struct ReadPresenceEntries {
+    pub keys: Vec<(String, UserId)>,
+}
+
+impl Handler<ReadPresenceEntries> for Backplane {
+    type Result = ResponseFuture<Result<Vec<Option<NodeEntry>>, String>>;
+    fn handle(&mut self, msg: ReadPresenceEntries, _: &mut Context<Self>) -> Self::Result {
+        let conn = self.conn.clone().filter(|_| self.sink.is_some());
+        let prefix = self.settings.prefix.clone();
+        Box::pin(async move {
+            let Some(mut conn) = conn else {
+                return Err("backplane not connected".to_owned());
+            };
+            if msg.keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            // One round trip for all of them.
+            let mut pipe = redis::pipe();
+            for (node, user) in &msg.keys {
+                pipe.cmd("HGET")
+                    .arg(format!("{prefix}:presence:{node}"))
+                    .arg(user.as_str());
+            }
+            let raw: Vec<Option<String>> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(raw
+                .into_iter()
+                .map(|e| e.and_then(|e| serde_json::from_str(&e).ok()))
+                .collect())
+        })
     }
 }

@@ -34,6 +34,14 @@ impl UserId {
     }
 }
 
+/// So that maps keyed by `UserId` can be searched with a `str` (derived `Hash` and `Eq`
+/// are those of the inner `String`, hence of the `str`).
+impl std::borrow::Borrow<str> for UserId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -13,6 +13,7 @@ use crate::actors::presence_registry::{
 };
 use crate::actors::room::RoomOnline;
 use crate::actors::room_supervisor::{GetRoom, GetRoomPresence, GetRoomStats, GetSessionRooms};
+use crate::cluster::backplane::ReadPresenceEntries;
 use crate::db::models::RoomSummary;
 use crate::domain::{RoomId, UserId};
 use crate::error::EngineError;
@@ -23,7 +24,47 @@ const NOT_ADDED_UP: &[&str] = &["sampled_at_ms"];
 impl Engine {
     /// Admin listing of online users (see `ListOnline` for the filters).
     pub async fn list_online(&self, filter: ListOnline) -> Result<Vec<AdminPresence>, EngineError> {
-        Ok(self.presence.send(filter).await?)
+        let mut users = self.presence.send(filter).await?;
+        self.add_remote_sessions(&mut users).await;
+        Ok(users)
+    }
+
+    /// Cluster mode: adds the sessions users have on other nodes, read from those nodes'
+    /// Redis hashes in one round trip (the registry keeps only their number). If Redis
+    /// cannot answer, the views keep this node's sessions and the device counts.
+    async fn add_remote_sessions(&self, views: &mut [AdminPresence]) {
+        let Some(backplane) = self.cluster.backplane() else {
+            return;
+        };
+        let mut keys = Vec::new();
+        for (i, v) in views.iter().enumerate() {
+            let Ok(user) = UserId::parse(&v.user) else {
+                continue;
+            };
+            for node in &v.remote_nodes {
+                keys.push((i, node.clone(), user.clone()));
+            }
+        }
+        if keys.is_empty() {
+            return;
+        }
+        let read = ReadPresenceEntries {
+            keys: keys
+                .iter()
+                .map(|(_, n, u)| (n.clone(), u.clone()))
+                .collect(),
+        };
+        match backplane.send(read).await {
+            Ok(Ok(entries)) => {
+                for ((i, node, _), entry) in keys.iter().zip(entries) {
+                    if let (Some(v), Some(e)) = (views.get_mut(*i), entry) {
+                        v.add_remote_sessions(node, &e);
+                    }
+                }
+            }
+            Ok(Err(e)) => log::warn!("admin: other nodes' sessions unreadable: {e}"),
+            Err(e) => log::warn!("admin: other nodes' sessions unreadable: {e}"),
+        }
     }
 
     /// Admin view of one online user with every session and its subscribed rooms.
@@ -31,7 +72,8 @@ impl Engine {
         let Some(mut p) = self.presence.send(GetAdminPresence { user }).await? else {
             return Ok(None);
         };
-        // This node's sessions: their rooms from the supervisor (other nodes' sessions came
+        self.add_remote_sessions(std::slice::from_mut(&mut p)).await;
+        // This node's sessions: their rooms from the supervisor (other nodes' sessions come
         // with the rooms their node reported).
         let ids = p.sessions.iter().filter_map(|s| s.id).collect();
         let mut rooms = self.rooms.send(GetSessionRooms { sessions: ids }).await?;

@@ -232,6 +232,40 @@ async fn cluster_presence_one_user_on_two_nodes_is_one_user_and_never_flaps() {
         .await;
 }
 
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and Redis (cluster pass of .ci/run)"]
+async fn cluster_a_reconnect_to_another_node_within_the_grace_period_is_no_flap() {
+    // Arrange: dana on n1, a watcher on n3 sharing a room; a grace period long enough to
+    // reconnect in.
+    let cluster = spawn_cluster(3, |s| s.presence_grace = Duration::from_secs(2)).await;
+    let [n1, n2, n3] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let room = "public:reconnect";
+    let mut watcher = n3.ws("watcher").await;
+    watcher.ok("join", json!({"room": room})).await;
+    let mut d1 = n1.ws("dana").await;
+    d1.ok("join", json!({"room": room})).await;
+    let p = watcher.recv_type("room_presence").await;
+    assert_eq!(p["data"]["joins"][0]["user"], "dana", "{p}");
+
+    // Act: her connection to n1 drops; she is back on n2 within the grace period.
+    d1.close().await;
+    let d2 = n2.ws("dana").await;
+
+    // Assert: observers on other nodes see no offline and no second online...
+    watcher
+        .assert_no("room_presence", Duration::from_millis(3000))
+        .await;
+    // ...and, once she leaves n2 too, one offline after the grace period.
+    d2.close().await;
+    let p = watcher.recv_type("room_presence").await;
+    assert_eq!(p["data"]["leaves"][0]["user"], "dana", "{p}");
+    watcher
+        .assert_no("room_presence", Duration::from_millis(800))
+        .await;
+}
+
 /// Records the seq of a `message` frame.
 fn note_message(v: &Value, seen: &mut Vec<i64>) {
     if v["type"] == "message" {
@@ -672,22 +706,56 @@ async fn cluster_rest_on_any_node_sees_the_cluster() {
         .collect();
     nodes.sort();
     assert_eq!(nodes, vec!["n1", "n2"], "{sessions:?}");
+    // Rooms with their online members, from a node where none of them is connected.
+    let (status, rooms) = n3.get("/v1/admin/rooms", Some(&admin)).await;
+    assert_eq!(status, 200, "{rooms}");
+    let entry = rooms["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["room"] == room)
+        .unwrap_or_else(|| panic!("{room} missing: {rooms}"))
+        .clone();
+    let members: Vec<&str> = entry["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, ["alice", "bob"], "{entry}");
+    // n3 keeps only a count of them: the sessions are read from n1's and n2's Redis hashes,
+    // with what those nodes know of them.
     for s in &sessions {
         let id = s["session_id"].as_str().unwrap();
         assert!(
             id.starts_with(&format!("{}:", s["node"].as_str().unwrap())),
             "{s}"
         );
+        assert!(s["connected_at"].is_string(), "{s}");
+        assert!(s["last_activity"].is_string(), "{s}");
+        let rooms: Vec<&str> = s["subscribed_rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        assert_eq!(rooms, vec![room], "{s}");
     }
-    // Presence lists and room presence include the other nodes' users.
+    // Presence lists and room presence include the other nodes' users, with their sessions.
     let (_, list) = n3.get("/v1/admin/presence", Some(&admin)).await;
-    let users: Vec<&str> = list["users"]
+    let users: Vec<(&str, usize, i64)> = list["users"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|u| u["user"].as_str().unwrap())
+        .map(|u| {
+            (
+                u["user"].as_str().unwrap(),
+                u["sessions"].as_array().map_or(0, Vec::len),
+                u["devices"].as_i64().unwrap_or(0),
+            )
+        })
         .collect();
-    assert_eq!(users, vec!["alice", "bob"], "{list}");
+    assert_eq!(users, vec![("alice", 2, 2), ("bob", 1, 1)], "{list}");
     let (status, rp) = n3
         .get(&format!("/v1/admin/rooms/{room}/presence"), Some(&admin))
         .await;

@@ -1,5 +1,7 @@
 //! Admin and lifecycle messages of the registry: listings with every session, rooms with
-//! their online members, forced disconnects, stats, and the shutdown flush.
+//! their online members, forced disconnects, stats, and the shutdown flush. Sessions on
+//! other nodes are not kept here: an admin view names the nodes that have them, and the
+//! engine reads them from Redis (`Engine::admin_presence`).
 
 use actix::prelude::*;
 
@@ -25,6 +27,10 @@ pub struct AdminPresence {
     pub last_seen: Option<String>,
     pub rooms: Vec<RoomId>,
     pub sessions: Vec<AdminSession>,
+    /// Cluster mode: the other nodes that have sessions of the user. The registry keeps
+    /// only their count; the engine reads the sessions from those nodes' Redis hashes.
+    #[serde(skip)]
+    pub remote_nodes: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -47,7 +53,8 @@ pub struct AdminSession {
 }
 
 impl PresenceRegistry {
-    /// The admin view of `u`: its sessions here and, in cluster mode, on the other nodes.
+    /// The admin view of `u`: its sessions here; in cluster mode the nodes that have its
+    /// other sessions, which the engine reads from those nodes' Redis hashes.
     fn admin_view(&self, u: &UserId, e: &UserPresence) -> AdminPresence {
         let node = self.cluster.node_id();
         let mut sessions: Vec<AdminSession> = e
@@ -68,27 +75,24 @@ impl PresenceRegistry {
                 id: Some(d.handle.id),
             })
             .collect();
-        for (n, entry) in self.remote.entries(u) {
-            for r in &entry.sessions {
-                sessions.push(AdminSession {
-                    session_id: r.id.clone(),
-                    connected_at: rfc3339(r.connected_at),
-                    remote_addr: None,
-                    user_agent: None,
-                    device_id: r
-                        .device_id
-                        .as_deref()
-                        .and_then(|d| crate::domain::DeviceId::parse(d).ok()),
-                    last_activity: rfc3339(r.last_activity),
-                    subscribed_rooms: entry.rooms.clone(),
-                    node: Some(n.clone()),
-                    id: None,
-                });
-            }
+        sessions.sort_by_key(|s| s.id);
+        let mut view = admin_view(u, e, sessions);
+        view.remote_nodes = self.remote.nodes_of(u);
+        view
+    }
+
+    /// The presence of `u` as the admin views need it: this node's, or a transient one for
+    /// a user only other nodes have.
+    fn admin_presence(&self, u: &UserId) -> Option<AdminPresence> {
+        match self.users.get(u) {
+            Some(e) => Some(e)
+                .filter(|e| e.connected())
+                .map(|e| self.admin_view(u, e)),
+            None => self
+                .remote_presence(u)
+                .filter(|e| e.connected())
+                .map(|e| self.admin_view(u, &e)),
         }
-        sessions
-            .sort_by(|a, b| (&a.node, a.id, &a.session_id).cmp(&(&b.node, b.id, &b.session_id)));
-        admin_view(u, e, sessions)
     }
 }
 
@@ -106,6 +110,7 @@ fn admin_view(u: &UserId, e: &UserPresence, sessions: Vec<AdminSession>) -> Admi
         last_seen: e.last_seen.map(rfc3339),
         rooms,
         sessions,
+        remote_nodes: Vec::new(),
     }
 }
 
@@ -123,24 +128,43 @@ pub struct ListOnline {
 impl Handler<ListOnline> for PresenceRegistry {
     type Result = MessageResult<ListOnline>;
     fn handle(&mut self, msg: ListOnline, _: &mut Context<Self>) -> Self::Result {
-        let mut users: Vec<(&UserId, &UserPresence)> = self
+        // The filters read chosen status and rooms: a user only other nodes have is checked
+        // on its compact entry, and gets a whole (transient) presence only if listed.
+        let after_ok = |u: &str| msg.after.as_deref().is_none_or(|a| u > a);
+        let mut users: Vec<UserId> = self
             .users
             .iter()
-            .filter(|(_, e)| e.connected())
-            .filter(|(_, e)| msg.status.is_none_or(|s| s == e.status))
-            .filter(|(_, e)| {
-                msg.room
-                    .as_ref()
-                    .is_none_or(|r| e.rooms.contains(r) || e.remote_rooms.contains(r))
+            .filter(|(u, e)| {
+                e.connected()
+                    && msg.status.is_none_or(|s| s == e.status)
+                    && msg
+                        .room
+                        .as_ref()
+                        .is_none_or(|r| e.rooms.contains(r) || e.remote_rooms.contains(r))
+                    && after_ok(u.as_str())
             })
-            .filter(|(u, _)| msg.after.as_deref().is_none_or(|a| u.as_str() > a))
+            .map(|(u, _)| u.clone())
             .collect();
-        users.sort_by(|a, b| a.0.cmp(b.0));
+        users.extend(
+            self.remote
+                .iter()
+                .filter(|(u, r)| {
+                    !self.users.contains_key(*u)
+                        && r.sessions() > 0
+                        && msg.status.is_none_or(|s| {
+                            s == r.status().map_or(ChosenStatus::Online, |x| x.status)
+                        })
+                        && msg.room.as_ref().is_none_or(|room| r.in_room(room))
+                        && after_ok(u)
+                })
+                .filter_map(|(u, _)| UserId::parse(u).ok()),
+        );
+        users.sort();
         users.truncate(msg.limit);
         MessageResult(
             users
                 .into_iter()
-                .map(|(u, e)| self.admin_view(u, e))
+                .filter_map(|u| self.admin_presence(&u))
                 .collect(),
         )
     }
@@ -156,12 +180,7 @@ pub struct GetAdminPresence {
 impl Handler<GetAdminPresence> for PresenceRegistry {
     type Result = MessageResult<GetAdminPresence>;
     fn handle(&mut self, msg: GetAdminPresence, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(
-            self.users
-                .get(&msg.user)
-                .filter(|e| e.connected())
-                .map(|e| self.admin_view(&msg.user, e)),
-        )
+        MessageResult(self.admin_presence(&msg.user))
     }
 }
 
@@ -185,7 +204,7 @@ impl Handler<DisconnectUser> for PresenceRegistry {
             reason: msg.reason.clone(),
         });
         let Some(e) = self.users.get_mut(&msg.user) else {
-            return 0;
+            return self.remote.get(&msg.user).map_or(0, |r| r.sessions());
         };
         e.skip_grace = true;
         for d in e.sessions.values() {
@@ -225,17 +244,33 @@ impl Handler<GetPresenceStats> for PresenceRegistry {
     type Result = MessageResult<GetPresenceStats>;
     fn handle(&mut self, _: GetPresenceStats, _: &mut Context<Self>) -> Self::Result {
         let mut by_status = StatusCounts::default();
-        for e in self.users.values().filter(|e| e.connected()) {
-            *match e.status {
+        let mut count = |status: ChosenStatus| {
+            *match status {
                 ChosenStatus::Online => &mut by_status.online,
                 ChosenStatus::Away => &mut by_status.away,
                 ChosenStatus::Busy => &mut by_status.busy,
                 ChosenStatus::Invisible => &mut by_status.invisible,
             } += 1;
+        };
+        for e in self.users.values().filter(|e| e.connected()) {
+            count(e.status);
+        }
+        // Users only other nodes have count from their compact entries.
+        let mut visible = 0;
+        for (_, r) in self
+            .remote
+            .iter()
+            .filter(|(u, r)| r.sessions() > 0 && !self.users.contains_key(*u))
+        {
+            let status = r.status().map_or(ChosenStatus::Online, |s| s.status);
+            count(status);
+            if status != ChosenStatus::Invisible {
+                visible += 1;
+            }
         }
         MessageResult(PresenceStats {
             users_online: by_status.online + by_status.away + by_status.busy + by_status.invisible,
-            users_visible: self.users.values().filter(|e| e.visible()).count(),
+            users_visible: visible + self.users.values().filter(|e| e.visible()).count(),
             watchers: self.watching.len(),
             by_status,
         })
@@ -280,12 +315,32 @@ impl Handler<ListRoomsOnline> for PresenceRegistry {
     type Result = MessageResult<ListRoomsOnline>;
     fn handle(&mut self, msg: ListRoomsOnline, _: &mut Context<Self>) -> Self::Result {
         // The registry keeps each connected user's rooms (here and on other nodes), so one
-        // pass over the connected users groups them by room; no room actor is asked.
-        let mut by_room: std::collections::HashMap<&RoomId, Vec<(&UserId, &UserPresence)>> =
+        // pass over the connected users, and over the compact entries of users only other
+        // nodes have, groups them by room; no room actor is asked.
+        let mut by_room: std::collections::HashMap<&RoomId, Vec<OnlineMember>> =
             std::collections::HashMap::new();
         for (u, e) in self.users.iter().filter(|(_, e)| e.connected()) {
             for r in e.rooms.union(&e.remote_rooms) {
-                by_room.entry(r).or_default().push((u, e));
+                by_room.entry(r).or_default().push(OnlineMember {
+                    user: u.to_string(),
+                    status: e.status,
+                    devices: e.sessions.len() + e.remote_devices,
+                });
+            }
+        }
+        for (u, r) in self.remote.iter() {
+            if r.sessions() == 0 || self.users.contains_key(u) {
+                continue;
+            }
+            let status = r.status().map_or(ChosenStatus::Online, |s| s.status);
+            // A room the user has on several nodes counts once.
+            let rooms: std::collections::HashSet<&RoomId> = r.rooms().collect();
+            for room in rooms {
+                by_room.entry(room).or_default().push(OnlineMember {
+                    user: u.to_owned(),
+                    status,
+                    devices: r.sessions(),
+                });
             }
         }
         let total = by_room.len();
@@ -294,21 +349,14 @@ impl Handler<ListRoomsOnline> for PresenceRegistry {
         rooms.truncate(msg.limit);
         let rooms = rooms
             .into_iter()
-            .map(|(room, mut users)| {
-                users.sort_by(|a, b| a.0.cmp(b.0));
-                let online = users.len();
-                users.truncate(msg.members_limit);
+            .map(|(room, mut members)| {
+                members.sort_by(|a, b| a.user.cmp(&b.user));
+                let online = members.len();
+                members.truncate(msg.members_limit);
                 RoomOnlineMembers {
                     room: room.clone(),
                     online,
-                    members: users
-                        .into_iter()
-                        .map(|(u, e)| OnlineMember {
-                            user: u.to_string(),
-                            status: e.status,
-                            devices: e.sessions.len() + e.remote_devices,
-                        })
-                        .collect(),
+                    members,
                 }
             })
             .collect();
@@ -395,5 +443,29 @@ impl PresenceRegistry {
         for tx in self.closed_waiters.drain(..) {
             let _ = tx.send(());
         }
+    }
+}
+
+impl AdminPresence {
+    /// Adds the user's sessions on `node`, from the entry that node keeps in Redis.
+    pub fn add_remote_sessions(&mut self, node: &str, entry: &crate::cluster::presence::NodeEntry) {
+        for r in &entry.sessions {
+            self.sessions.push(AdminSession {
+                session_id: r.id.clone(),
+                connected_at: rfc3339(r.connected_at),
+                remote_addr: None,
+                user_agent: None,
+                device_id: r
+                    .device_id
+                    .as_deref()
+                    .and_then(|d| crate::domain::DeviceId::parse(d).ok()),
+                last_activity: rfc3339(r.last_activity),
+                subscribed_rooms: entry.rooms.clone(),
+                node: Some(node.to_owned()),
+                id: None,
+            });
+        }
+        self.sessions
+            .sort_by(|a, b| (&a.node, a.id, &a.session_id).cmp(&(&b.node, b.id, &b.session_id)));
     }
 }

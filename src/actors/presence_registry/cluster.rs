@@ -1,14 +1,21 @@
 //! The presence registry in cluster mode: this node publishes one entry per user it has
-//! sessions for, and folds the other nodes' entries into its users, so every node computes
+//! sessions for, and folds the other nodes' entries into its picture, so every node computes
 //! the same transitions and tells its own sessions (docs/cluster.md, "Presence").
 //!
 //! - `publish_local` after every local change (a session opened or closed, rooms, idleness,
-//!   the grace period's end): the entry is compared with the last one published and sent
-//!   only when it differs.
+//!   the grace period's end): the entry is compared with the last one published (by a
+//!   fingerprint, not a copy) and sent only when it differs.
 //! - Deltas from other nodes (`RemoteClusterEvent`), their chosen-status changes, a node's
 //!   `Hello` (its complete user list after a reconnect), and the live-node set of each
 //!   heartbeat (`LiveNodes`: a node missing from it is dead, its users leave at once).
 //! - `BackplaneResumed`: republish everything, then read the other nodes' hashes.
+//!
+//! A user known only from other nodes has no `UserPresence` here: only its compact
+//! [`RemoteUser`](crate::cluster::presence::RemoteUser). The few paths that need a whole
+//! presence for such a user (views, announcements, admin lists) build a transient one with
+//! [`PresenceRegistry::remote_presence`].
+
+use std::hash::{Hash, Hasher};
 
 use super::*;
 use crate::actors::session::handle::SessionControl;
@@ -16,7 +23,7 @@ use crate::cluster::backplane::{
     BackplaneResumed, LiveNodes, PublishAllPresence, PublishPresence, ReadPresenceSnapshot,
     RemoteClusterEvent,
 };
-use crate::cluster::presence::{RemoteChange, RemoteSession, SharedStatus};
+use crate::cluster::presence::{RemoteChange, RemoteSession, RemoteUser, SharedStatus};
 use crate::cluster::wire::ClusterEvent;
 
 impl PresenceRegistry {
@@ -46,48 +53,50 @@ impl PresenceRegistry {
             sessions,
             rooms,
             idle: e.auto_away,
-            status: SharedStatus {
-                status: e.status,
-                custom_message: e.custom_message.clone(),
-                custom_expires_at: e.custom_expires_at,
-                metadata: e.metadata.clone(),
-                at: e.status_at,
-            },
+            status: shared_status(e),
         })
     }
 
     /// Publishes this node's entry for `user` if it changed since the last time.
     pub(super) fn publish_local(&mut self, user: &UserId) {
-        let Some(backplane) = self.cluster.backplane().cloned() else {
-            return;
-        };
-        let entry = self.local_entry(user);
-        let last = self.published.get(user);
-        let same = match (&entry, last) {
-            (Some(a), Some(b)) => {
-                NodeEntry {
-                    v: b.v,
-                    ..a.clone()
-                } == *b
-            }
-            (None, None) => true,
-            _ => false,
-        };
-        if same {
+        if !self.cluster.enabled() {
             return;
         }
+        let entry = self.local_entry(user);
+        let print = entry.as_ref().map_or(UNPUBLISHED, fingerprint);
+        let Some(e) = self.users.get_mut(user) else {
+            return;
+        };
+        if e.published == print {
+            return;
+        }
+        e.published = print;
+        self.publish_entry(user, entry);
+    }
+
+    /// Sends this node's entry for `user` (`None`: the user has no session here any more)
+    /// with the next version.
+    fn publish_entry(&mut self, user: &UserId, entry: Option<NodeEntry>) {
+        let Some(backplane) = self.cluster.backplane() else {
+            return;
+        };
         self.version += 1;
         let v = self.version;
-        let entry = entry.map(|e| NodeEntry { v, ..e });
-        match &entry {
-            Some(e) => self.published.insert(user.clone(), e.clone()),
-            None => self.published.remove(user),
-        };
         backplane.do_send(PublishPresence {
             user: user.clone(),
             v,
-            entry,
+            entry: entry.map(|e| NodeEntry { v, ..e }),
         });
+    }
+
+    /// The local presence of `user` ended: removes it, and withdraws its entry from the
+    /// other nodes if one was published. Returns the removed presence.
+    pub(super) fn remove_local(&mut self, user: &UserId) -> Option<UserPresence> {
+        let e = self.users.remove(user)?;
+        if e.published != UNPUBLISHED {
+            self.publish_entry(user, None);
+        }
+        Some(e)
     }
 
     /// Tells the other nodes that `user` chose a new status here.
@@ -95,103 +104,197 @@ impl PresenceRegistry {
         if !self.cluster.enabled() {
             return;
         }
-        if let Some(entry) = self.local_entry(user) {
+        if let Some(e) = self.users.get(user) {
             self.cluster.publish(ClusterEvent::Status {
                 user: user.clone(),
-                status: entry.status,
-            });
-        } else if let Some(e) = self.users.get(user) {
-            self.cluster.publish(ClusterEvent::Status {
-                user: user.clone(),
-                status: SharedStatus {
-                    status: e.status,
-                    custom_message: e.custom_message.clone(),
-                    custom_expires_at: e.custom_expires_at,
-                    metadata: e.metadata.clone(),
-                    at: e.status_at,
-                },
+                status: shared_status(e),
             });
         }
         self.publish_local(user);
     }
 
+    /// What others see of a user known only from other nodes, as a transient presence
+    /// (`None` when no node has the user).
+    pub(super) fn remote_presence(&self, user: &UserId) -> Option<UserPresence> {
+        let r = self.remote.get(user)?;
+        let mut p = UserPresence::new(None, r.seen());
+        fold_remote(&mut p, r);
+        if let Some(s) = r.status() {
+            set_status(&mut p, s.clone());
+        }
+        p.seen(r.seen());
+        // Held while any node has an entry, sessions or not (a grace period there): the
+        // offline is announced when the last entry goes, as on one node.
+        p.announced = p.status != ChosenStatus::Invisible;
+        Some(p)
+    }
+
     /// Folds a change of the other nodes' entries for `user` into the user's presence and
     /// announces what others now see.
     fn apply_remote(&mut self, node: &str, user: &UserId, entry: Option<NodeEntry>, v: u64) {
+        let now = self.now();
         let status = entry.as_ref().map(|e| e.status.clone());
-        if self.remote.apply(node, user, entry, v) == RemoteChange::None {
+        if self.users.contains_key(user) {
+            if self.remote.apply(node, user, entry, v, now) != RemoteChange::None {
+                self.refresh_local(user, status);
+            }
             return;
         }
-        self.refresh_remote(user, status);
+        let before = self.remote_presence(user);
+        if self.remote.apply(node, user, entry, v, now) == RemoteChange::None {
+            return;
+        }
+        let after = self.remote_presence(user);
+        self.announce_remote(user, before, after);
     }
 
-    /// Recomputes `user`'s remote fields from `self.remote` (and adopts `status` if it is
-    /// newer), then announces the difference.
-    fn refresh_remote(&mut self, user: &UserId, status: Option<SharedStatus>) {
-        let now = self.now();
-        let has = self.remote.has(user);
-        if !has && !self.users.contains_key(user) {
+    /// A user only other nodes have chose `status` (told by another node, or set by an
+    /// admin here): announced if it is the latest and changes what others see.
+    pub(super) fn remote_status_changed(&mut self, user: &UserId, status: &SharedStatus) {
+        let before = self.remote_presence(user);
+        if self.remote.adopt_status(user, status) {
+            let after = self.remote_presence(user);
+            self.announce_remote(user, before, after);
+        }
+    }
+
+    /// Announces the change of a user known only from other nodes, from its presence
+    /// `before` to `after` (`None`: no node has it).
+    fn announce_remote(
+        &mut self,
+        user: &UserId,
+        mut before: Option<UserPresence>,
+        after: Option<UserPresence>,
+    ) {
+        let was_announced = before.as_ref().is_some_and(|b| b.announced);
+        let before_view = match before {
+            Some(ref mut b) => announced_view(b, user),
+            None => PresenceView::offline(user.as_str(), None),
+        };
+        let Some(after) = after else {
+            // Gone from every node (its own grace period was applied there): announced in
+            // the rooms it was in.
+            if let (true, Some(b)) = (was_announced, before) {
+                let view = PresenceView::offline(user.as_str(), b.visible_last_seen);
+                self.announce_view(user, view, false, b.all_rooms());
+            }
+            return;
+        };
+        if !after.connected() && after.announced {
+            // No session on any node, but an entry still (its node's grace period): held.
             return;
         }
-        let devices = self.remote.session_count(user);
-        let idle = self.remote.all_idle(user);
-        let rooms = self.remote.rooms(user);
-        let entry = self
-            .users
-            .entry(user.clone())
-            .or_insert_with(|| UserPresence::new(None, now));
-        let before = entry.view(user);
+        let view = after.view(user);
+        let visible = after.visible();
+        if visible != was_announced || !same_announcement(&view, &before_view) {
+            self.announce_view(user, view, visible, after.all_rooms());
+        } else if visible {
+            let old = before.map(|b| b.all_rooms()).unwrap_or_default();
+            self.announce_room_diff(user, view, &old, &after.all_rooms());
+        }
+    }
+
+    /// Recomputes a local user's remote fields from `self.remote` (and adopts `status` if it
+    /// is newer), then announces the difference.
+    fn refresh_local(&mut self, user: &UserId, status: Option<SharedStatus>) {
+        let now = self.now();
+        let remote = self.remote.get(user);
+        let has = remote.is_some();
+        let Some(entry) = self.users.get_mut(user) else {
+            return;
+        };
+        let before = announced_view(entry, user);
         let was_announced = entry.announced;
-        let old_rooms: HashSet<RoomId> = entry.rooms.union(&entry.remote_rooms).cloned().collect();
-        entry.remote_devices = devices;
-        entry.remote_idle = idle;
-        let old_remote_rooms = std::mem::replace(&mut entry.remote_rooms, rooms);
+        let old_rooms = entry.all_rooms();
+        let old_remote_rooms = std::mem::take(&mut entry.remote_rooms);
+        match remote {
+            Some(r) => fold_remote(entry, r),
+            None => {
+                entry.remote_devices = 0;
+                entry.remote_idle = true;
+            }
+        }
         if let Some(s) = status {
             adopt_status(entry, s);
         }
         if has {
             entry.seen(now);
         }
-        let new_rooms: HashSet<RoomId> = entry.rooms.union(&entry.remote_rooms).cloned().collect();
         let visible = entry.visible();
         let view = entry.view(user);
-        if !entry.connected() && entry.offline_at.is_none() {
+        if !entry.connected() && (entry.offline_at.is_some() || has) {
+            // No session anywhere, but a grace period here or an entry on another node:
+            // held, as on one node (the offline comes when the last of them ends).
+            return;
+        }
+        if !entry.connected() {
             // Gone from every node (its own grace period was applied there): announced in
             // the rooms it was in.
             if was_announced {
                 entry.remote_rooms = old_remote_rooms;
                 self.announce(user);
             }
-            self.users.remove(user);
+            self.remove_local(user);
             return;
         }
+        let new_rooms = entry.all_rooms();
         // As on one node, a device more or less is no announcement; status changes are.
         if visible != was_announced || !same_announcement(&view, &before) {
             self.announce(user);
         } else if visible {
-            // Same view, but rooms may differ: announce in the rooms that are new.
-            let added: Vec<RoomId> = new_rooms.difference(&old_rooms).cloned().collect();
-            let removed: Vec<RoomId> = old_rooms.difference(&new_rooms).cloned().collect();
-            let none = Arc::new(Vec::new());
-            if !added.is_empty() {
-                self.rooms.do_send(PresenceChanged {
-                    about: user.clone(),
-                    rooms: added,
-                    joins: Arc::new(vec![view.clone()]),
-                    leaves: none.clone(),
-                });
-            }
-            if !removed.is_empty() {
-                let mut gone = view;
-                gone.status = VisibleStatus::Offline;
-                gone.devices = 0;
-                self.rooms.do_send(PresenceChanged {
-                    about: user.clone(),
-                    rooms: removed,
-                    joins: none,
-                    leaves: Arc::new(vec![gone]),
-                });
-            }
+            self.announce_room_diff(user, view, &old_rooms, &new_rooms);
+        }
+    }
+
+    /// The user's view is unchanged but their rooms may differ: announce them joining the
+    /// new rooms and leaving the old ones.
+    fn announce_room_diff(
+        &mut self,
+        user: &UserId,
+        view: PresenceView,
+        old: &[RoomId],
+        new: &[RoomId],
+    ) {
+        let (old_set, new_set): (HashSet<&RoomId>, HashSet<&RoomId>) =
+            (old.iter().collect(), new.iter().collect());
+        let added: Vec<RoomId> = new
+            .iter()
+            .filter(|r| !old_set.contains(r))
+            .cloned()
+            .collect();
+        let removed: Vec<RoomId> = old
+            .iter()
+            .filter(|r| !new_set.contains(r))
+            .cloned()
+            .collect();
+        let none = Arc::new(Vec::new());
+        if !added.is_empty() {
+            self.rooms.do_send(PresenceChanged {
+                about: user.clone(),
+                rooms: added,
+                joins: Arc::new(vec![view.clone()]),
+                leaves: none.clone(),
+            });
+        }
+        if !removed.is_empty() {
+            let mut gone = view;
+            gone.status = VisibleStatus::Offline;
+            gone.devices = 0;
+            self.rooms.do_send(PresenceChanged {
+                about: user.clone(),
+                rooms: removed,
+                joins: none,
+                leaves: Arc::new(vec![gone]),
+            });
+        }
+    }
+
+    /// The local part of `user` ended (the grace period after their last session here is
+    /// over) while other nodes still have them: the local presence goes, and the compact
+    /// remote entry carries on, with the status chosen here if it is the latest.
+    pub(super) fn hand_over_to_remote(&mut self, user: &UserId) {
+        if let Some(e) = self.remove_local(user) {
+            self.remote.adopt_status(user, &shared_status(&e));
         }
     }
 
@@ -201,15 +304,17 @@ impl PresenceRegistry {
         };
         let users: Vec<UserId> = self.users.keys().cloned().collect();
         let mut entries = Vec::new();
-        self.published.clear();
         for user in users {
-            if let Some(e) = self.local_entry(&user) {
+            let entry = self.local_entry(&user);
+            if let Some(u) = self.users.get_mut(&user) {
+                u.published = entry.as_ref().map_or(UNPUBLISHED, fingerprint);
+            }
+            if let Some(e) = entry {
                 self.version += 1;
                 let e = NodeEntry {
                     v: self.version,
                     ..e
                 };
-                self.published.insert(user.clone(), e.clone());
                 entries.push((user, self.version, e));
             }
         }
@@ -232,20 +337,77 @@ impl PresenceRegistry {
     }
 }
 
+/// `UserPresence::published` when no entry of the user is published.
+pub(super) const UNPUBLISHED: u64 = 0;
+
+/// A 64-bit fingerprint of an entry without its version: what `publish_local` remembers of
+/// the last entry it published, in the user's `UserPresence`, instead of a copy of it in a
+/// map of its own (which cost about 0.4 KiB per local user). Two different entries with the
+/// same fingerprint (odds of 2^-64) would only skip one publication, which the next change
+/// or a reconnect's republication repairs.
+fn fingerprint(e: &NodeEntry) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for s in &e.sessions {
+        (&s.id, &s.device_id, s.connected_at, s.last_activity).hash(&mut h);
+    }
+    e.sessions.len().hash(&mut h);
+    e.rooms.hash(&mut h);
+    e.idle.hash(&mut h);
+    let s = &e.status;
+    let message = s.custom_message.as_ref().map(|m| m.as_str());
+    (s.status as u8, message, s.custom_expires_at, s.at).hash(&mut h);
+    s.metadata.as_ref().map(|m| m.to_string()).hash(&mut h);
+    h.finish().max(1)
+}
+
+/// The chosen status of a local user, as shared with the other nodes.
+fn shared_status(e: &UserPresence) -> SharedStatus {
+    SharedStatus {
+        status: e.status,
+        custom_message: e.custom_message.clone(),
+        custom_expires_at: e.custom_expires_at,
+        metadata: e.metadata.clone(),
+        at: e.status_at,
+    }
+}
+
+/// Copies what the other nodes say into a user's remote fields.
+pub(super) fn fold_remote(entry: &mut UserPresence, r: &RemoteUser) {
+    entry.remote_devices = r.sessions();
+    entry.remote_idle = r.all_idle();
+    entry.remote_rooms = r.rooms().cloned().collect();
+}
+
+/// What others were last told of `p`: while it is held (no session anywhere, but a grace
+/// period here or an entry on another node), the view it had while connected.
+fn announced_view(p: &mut UserPresence, user: &UserId) -> PresenceView {
+    if p.connected() || !p.announced {
+        return p.view(user);
+    }
+    let devices = std::mem::replace(&mut p.remote_devices, 1);
+    let view = p.view(user);
+    p.remote_devices = devices;
+    view
+}
+
 /// Whether two views announce the same thing (devices and last-seen aside).
 fn same_announcement(a: &PresenceView, b: &PresenceView) -> bool {
     a.status == b.status && a.custom_message == b.custom_message && a.metadata == b.metadata
 }
 
 /// Takes `s` if it was chosen later than what the user has.
-fn adopt_status(entry: &mut UserPresence, s: SharedStatus) {
+pub(super) fn adopt_status(entry: &mut UserPresence, s: SharedStatus) {
     if s.at > entry.status_at {
-        entry.status = s.status;
-        entry.custom_message = s.custom_message;
-        entry.custom_expires_at = s.custom_expires_at;
-        entry.metadata = s.metadata;
-        entry.status_at = s.at;
+        set_status(entry, s);
     }
+}
+
+fn set_status(entry: &mut UserPresence, s: SharedStatus) {
+    entry.status = s.status;
+    entry.custom_message = s.custom_message;
+    entry.custom_expires_at = s.custom_expires_at;
+    entry.metadata = s.metadata;
+    entry.status_at = s.at;
 }
 
 impl Handler<RemoteClusterEvent> for PresenceRegistry {
@@ -256,25 +418,21 @@ impl Handler<RemoteClusterEvent> for PresenceRegistry {
             ClusterEvent::Presence { user, v, entry } => self.apply_remote(&node, &user, entry, v),
             ClusterEvent::Status { user, status } => {
                 let Some(entry) = self.users.get_mut(&user) else {
+                    self.remote_status_changed(&user, &status);
                     return;
                 };
                 let before = entry.view(&user);
-                adopt_status(entry, status);
+                adopt_status(entry, status.clone());
+                self.remote.adopt_status(&user, &status);
                 self.announce_if_changed(&user, &before);
                 self.publish_local(&user);
             }
             ClusterEvent::Hello { users } => {
                 let listed: HashSet<UserId> = users.into_iter().collect();
-                let stale: Vec<UserId> = self
-                    .remote
-                    .users()
-                    .filter(|u| {
-                        !listed.contains(*u) && self.remote.entries(u).any(|(n, _)| *n == node)
-                    })
-                    .cloned()
-                    .collect();
-                for user in stale {
-                    self.apply_remote(&node, &user, None, u64::MAX);
+                for user in self.remote.users_on(&node) {
+                    if !listed.contains(&user) {
+                        self.apply_remote(&node, &user, None, u64::MAX);
+                    }
                 }
             }
             // Routed to the notification center by the backplane.
@@ -316,8 +474,9 @@ impl Handler<LiveNodes> for PresenceRegistry {
             .collect();
         for node in dead {
             log::warn!("presence: node {node} is gone; its users leave");
-            for (user, _) in self.remote.node_down(&node) {
-                self.refresh_remote(&user, None);
+            // A removal newer than anything the node sent: each user leaves once.
+            for user in self.remote.users_on(&node) {
+                self.apply_remote(&node, &user, None, u64::MAX);
             }
         }
     }
@@ -341,18 +500,13 @@ pub struct RemoteRoomSessions {
 impl Handler<RemoteRoomSessions> for PresenceRegistry {
     type Result = MessageResult<RemoteRoomSessions>;
     fn handle(&mut self, msg: RemoteRoomSessions, _: &mut Context<Self>) -> Self::Result {
-        let mut out = Vec::new();
-        for user in self.remote.users() {
-            let n: usize = self
-                .remote
-                .entries(user)
-                .filter(|(_, e)| e.rooms.contains(&msg.room))
-                .map(|(_, e)| e.sessions.len())
-                .sum();
-            if n > 0 {
-                out.push((user.clone(), n));
-            }
-        }
-        MessageResult(out)
+        MessageResult(
+            self.remote
+                .iter()
+                .map(|(u, r)| (u, r.sessions_in(&msg.room)))
+                .filter(|(_, n)| *n > 0)
+                .filter_map(|(u, n)| Some((UserId::parse(u).ok()?, n)))
+                .collect(),
+        )
     }
 }

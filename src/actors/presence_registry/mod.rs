@@ -44,7 +44,7 @@ use super::room_supervisor::{PresenceChanged, RoomSupervisor, UserRoomsChanged};
 use super::session::handle::{DeliverOutcome, SessionHandle};
 use crate::actors::store::Store;
 use crate::clock::Clock;
-use crate::cluster::presence::{NodeEntry, RemotePresence};
+use crate::cluster::presence::{NodeEntry, RemotePresence, SharedStatus};
 use crate::cluster::Cluster;
 use crate::db::models::{UserRecord, WriteOp};
 use crate::domain::{
@@ -69,8 +69,50 @@ struct DevicePresence {
     last_activity: Millis,
 }
 
+/// A user's sessions on this node. Almost every user has one or two, so a vector: 24 bytes
+/// plus one small allocation, where a `HashMap` took 48 bytes plus a table of 128 (one
+/// online user per connection: docs/benchmarks.md, "What one connection costs"). At most
+/// `HERALD_MAX_SESSIONS_PER_USER` entries, so the linear searches stay short.
+#[derive(Default)]
+struct Sessions(Vec<(SessionId, DevicePresence)>);
+
+impl Sessions {
+    fn insert(&mut self, id: SessionId, d: DevicePresence) {
+        match self.get_mut(&id) {
+            Some(old) => *old = d,
+            None => self.0.push((id, d)),
+        }
+    }
+
+    fn remove(&mut self, id: &SessionId) -> Option<DevicePresence> {
+        let i = self.0.iter().position(|(s, _)| s == id)?;
+        let (_, d) = self.0.swap_remove(i);
+        if self.0.is_empty() {
+            // Give the allocation back while the user waits out the grace period.
+            self.0 = Vec::new();
+        }
+        Some(d)
+    }
+
+    fn get_mut(&mut self, id: &SessionId) -> Option<&mut DevicePresence> {
+        self.0.iter_mut().find(|(s, _)| s == id).map(|(_, d)| d)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &DevicePresence> {
+        self.0.iter().map(|(_, d)| d)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 struct UserPresence {
-    sessions: HashMap<SessionId, DevicePresence>,
+    sessions: Sessions,
     status: ChosenStatus,
     /// Set by the server after `auto_away` of inactivity; shows `online` as `away`.
     auto_away: bool,
@@ -94,11 +136,16 @@ struct UserPresence {
     skip_grace: bool,
     /// When the chosen status was last set (Unix ms), on whichever node: the latest wins.
     status_at: Millis,
-    /// Cluster mode: the user's sessions on other nodes, and whether all of them are idle.
+    /// Cluster mode: the user's sessions on other nodes, and whether all of them are idle
+    /// (a copy of what [`RemotePresence`] holds, kept for users with sessions here; a user
+    /// only other nodes have has no `UserPresence`, see `cluster.rs`).
     remote_devices: usize,
     remote_idle: bool,
     /// The user's rooms on other nodes (where their presence is announced too).
     remote_rooms: HashSet<RoomId>,
+    /// Cluster mode: a fingerprint of the entry this node last published for the user
+    /// (`cluster::UNPUBLISHED`: none).
+    published: u64,
 }
 
 impl UserPresence {
@@ -113,7 +160,7 @@ impl UserPresence {
             None => (ChosenStatus::Online, None, None, None),
         };
         UserPresence {
-            sessions: HashMap::new(),
+            sessions: Sessions::default(),
             status,
             auto_away: false,
             custom_message,
@@ -130,6 +177,7 @@ impl UserPresence {
             remote_devices: 0,
             remote_idle: true,
             remote_rooms: HashSet::new(),
+            published: cluster::UNPUBLISHED,
         }
     }
 
@@ -197,8 +245,7 @@ pub struct PresenceRegistry {
     /// Cluster mode: the backplane, and what the other nodes say about their users.
     cluster: Cluster,
     remote: RemotePresence,
-    /// What this node last published per user, and its version counter (see `cluster.rs`).
-    published: HashMap<UserId, NodeEntry>,
+    /// This node's presence version counter (see `cluster.rs`).
     version: u64,
 }
 
@@ -212,7 +259,6 @@ impl PresenceRegistry {
         PresenceRegistry {
             cluster,
             remote: RemotePresence::default(),
-            published: HashMap::new(),
             // Above anything an earlier run of this node published (versions order deltas).
             version: crate::domain::now_millis().max(0) as u64 * 1000,
             store,
@@ -238,6 +284,18 @@ impl PresenceRegistry {
         let online = entry.visible();
         entry.announced = online;
         let rooms = entry.all_rooms();
+        self.announce_view(user, view, online, rooms);
+    }
+
+    /// Tells `rooms` and the user's watchers that others now see `view` (`online`: as a
+    /// join, else as a leave).
+    fn announce_view(
+        &mut self,
+        user: &UserId,
+        view: PresenceView,
+        online: bool,
+        rooms: Vec<RoomId>,
+    ) {
         let (joins, leaves) = if online {
             (vec![view.clone()], vec![])
         } else {
@@ -300,19 +358,17 @@ impl PresenceRegistry {
         if !entry.sessions.is_empty() {
             return;
         }
-        // Still connected on another node: this node just has no session left.
-        if entry.remote_devices > 0 {
-            if let Some(e) = self.users.get_mut(user) {
-                e.offline_at = None;
-            }
-            self.publish_local(user);
+        // Still on another node (connected, or in its grace period): this node just has no
+        // session left, and keeps only the compact remote entry, which announces the
+        // offline when its last node drops the user.
+        if self.remote.has(user) {
+            self.hand_over_to_remote(user);
             return;
         }
         if entry.announced {
             self.announce(user);
         }
-        self.users.remove(user);
-        self.publish_local(user);
+        self.remove_local(user);
     }
 
     /// Applies every deadline that has passed: grace periods, idleness, status expiry.
@@ -457,6 +513,32 @@ impl Handler<SetStatus> for PresenceRegistry {
     type Result = ();
     fn handle(&mut self, msg: SetStatus, _: &mut Context<Self>) {
         let now = self.now();
+        if !self.users.contains_key(&msg.user) && self.remote.has(&msg.user) {
+            // Online on other nodes only (an admin on this node): stored here, and shared.
+            let status = SharedStatus {
+                status: msg.status,
+                custom_expires_at: msg
+                    .custom_expires_at
+                    .filter(|_| msg.custom_message.is_some()),
+                custom_message: msg.custom_message,
+                metadata: msg.metadata,
+                at: now,
+            };
+            self.persist(WriteOp::SaveStatus {
+                user: msg.user.clone(),
+                status: status.status,
+                custom_message: status.custom_message.clone(),
+                custom_expires_at: status.custom_expires_at,
+                at: now,
+            });
+            self.cluster
+                .publish(crate::cluster::wire::ClusterEvent::Status {
+                    user: msg.user.clone(),
+                    status: status.clone(),
+                });
+            self.remote_status_changed(&msg.user, &status);
+            return;
+        }
         let Some(entry) = self.users.get_mut(&msg.user) else {
             // Not online: keep it for the next connection.
             self.persist(WriteOp::SaveStatus {

@@ -86,7 +86,7 @@ impl Handler<GetPresence> for PresenceRegistry {
         let unknown: Vec<UserId> = msg
             .users
             .iter()
-            .filter(|u| !self.users.contains_key(u))
+            .filter(|u| !self.users.contains_key(*u) && !self.remote.has(u))
             .cloned()
             .collect();
         let reader = self.store.reader.clone();
@@ -117,7 +117,12 @@ impl Handler<GetPresence> for PresenceRegistry {
                     .iter()
                     .map(|u| match act.users.get(u) {
                         Some(e) => e.view(u),
-                        None => PresenceView::offline(u.as_str(), stored.get(u).copied().flatten()),
+                        None => match act.remote_presence(u) {
+                            Some(e) => e.view(u),
+                            None => {
+                                PresenceView::offline(u.as_str(), stored.get(u).copied().flatten())
+                            }
+                        },
                     })
                     .collect())
             }),

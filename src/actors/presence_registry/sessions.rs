@@ -24,10 +24,23 @@ impl Handler<SessionOpened> for PresenceRegistry {
     fn handle(&mut self, msg: SessionOpened, _: &mut Context<Self>) {
         let user = msg.handle.user.clone();
         let now = self.now();
+        // A user other nodes have already: their presence here starts from that picture
+        // (and what they announced stays announced).
+        let remote = match self.users.contains_key(&user) {
+            true => None,
+            false => self.remote_presence(&user),
+        };
         let entry = self
             .users
             .entry(user.clone())
             .or_insert_with(|| UserPresence::new(msg.stored.as_ref(), now));
+        if let (Some(r), Some(compact)) = (remote, self.remote.get(&user)) {
+            super::cluster::fold_remote(entry, compact);
+            if let Some(s) = compact.status() {
+                super::cluster::adopt_status(entry, s.clone());
+            }
+            entry.announced = r.announced;
+        }
         // A reconnect within the grace period: no offline, no second online.
         entry.offline_at = None;
         entry.sessions.insert(
