@@ -447,6 +447,20 @@ impl Handler<ReadConsent> for Database {
     }
 }
 
+/// Sent by the engine's admin operations (API keys, the audit log, exports; issue 19).
+#[derive(Message)]
+#[rtype(result = "Result<crate::db::models::AdminAnswer, PersistError>")]
+pub struct ReadAdmin {
+    pub query: crate::db::models::AdminRead,
+}
+
+impl Handler<ReadAdmin> for Database {
+    type Result = Result<crate::db::models::AdminAnswer, PersistError>;
+    fn handle(&mut self, msg: ReadAdmin, _: &mut SyncContext<Self>) -> Self::Result {
+        self.read("admin", |c| c.admin_read(&msg.query))
+    }
+}
+
 #[cfg(test)]
 mod page_tests {
     use super::cap_page_bytes;

@@ -1,7 +1,9 @@
 //! Where a request's token is read (the `Authorization` header; a `herald.bearer.` subprotocol
 //! or `?token=` on WebSocket handshakes only) and the `AuthenticatedUser` extractor of REST routes.
 
-use std::future::{ready, Ready};
+use std::future::ready;
+
+use futures_util::future::LocalBoxFuture;
 
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use serde::Deserialize;
@@ -76,11 +78,36 @@ pub fn authenticate_socket(req: &HttpRequest) -> Result<AuthenticatedUser, AppEr
     Ok(keys.verify(&token)?)
 }
 
+/// The API key of a REST request: `X-Api-Key`, or a bearer token shaped like a key.
+fn api_key(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get("x-api-key")
+        .and_then(|h| h.to_str().ok())
+        .map(|k| k.trim().to_owned())
+        .or_else(|| bearer_token(req).filter(|t| t.starts_with(crate::engine::API_KEY_PREFIX)))
+}
+
 impl FromRequest for AuthenticatedUser {
     type Error = AppError;
-    type Future = Ready<Result<Self, AppError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
 
+    /// A JWT is verified at once; an API key needs its stored digest, read from the database
+    /// on every request (so a revocation holds at once on every node).
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        let Some(key) = api_key(req) else {
+            return Box::pin(ready(authenticate(req)));
+        };
+        let engine = req.app_data::<web::Data<crate::engine::Engine>>().cloned();
+        Box::pin(async move {
+            let engine = engine
+                .ok_or_else(|| AppError::new(ErrorCode::Internal, "engine not configured"))?;
+            match engine.verify_api_key(&key).await? {
+                Some(user) => Ok(user),
+                None => Err(AppError::new(
+                    ErrorCode::InvalidToken,
+                    "unknown, malformed or revoked API key",
+                )),
+            }
+        })
     }
 }

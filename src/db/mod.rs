@@ -45,6 +45,9 @@ mod sqlite {
     pub mod consent_queries {
         include!("consent_queries.rs");
     }
+    pub mod admin_queries {
+        include!("admin_queries.rs");
+    }
 }
 
 mod pg {
@@ -70,6 +73,9 @@ mod pg {
     }
     pub mod consent_queries {
         include!("consent_queries.rs");
+    }
+    pub mod admin_queries {
+        include!("admin_queries.rs");
     }
 }
 
@@ -326,6 +332,13 @@ impl DbConnection {
     }
     pub fn ping(&mut self) -> Result<(), PersistError> {
         dispatch!(self, ping())
+    }
+    /// API keys, the audit log, exports (`admin_queries.rs`).
+    pub fn admin_read(&mut self, q: &AdminRead) -> Result<AdminAnswer, PersistError> {
+        match self {
+            DbConnection::Sqlite(c) => sqlite::admin_queries::read(c, q),
+            DbConnection::Postgres(c) => pg::admin_queries::read(c, q),
+        }
     }
     /// Invitations, blocks and reports (`consent_queries.rs`).
     pub fn consent_read(&mut self, q: &ConsentRead) -> Result<ConsentAnswer, PersistError> {

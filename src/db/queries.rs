@@ -665,6 +665,7 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
             Ok(WriteOutcome::Changed(true))
         }
         WriteOp::Consent(w) => super::consent_queries::apply(c, w),
+        WriteOp::Admin(w) => super::admin_queries::apply(c, w),
     }
 }
 

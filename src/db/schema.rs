@@ -1,6 +1,29 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        name -> Text,
+        key_hash -> Text,
+        roles -> Text,
+        created_by -> Text,
+        created_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Text,
+        action -> Text,
+        actor -> Text,
+        subject -> Text,
+        detail -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     blocks (blocker, blocked) {
         blocker -> Text,
         blocked -> Text,
@@ -162,6 +185,8 @@ diesel::joinable!(reactions -> rooms (room_id));
 diesel::joinable!(notification_outbox -> messages (message_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    api_keys,
+    audit_log,
     blocks,
     device_positions,
     invitations,

@@ -21,6 +21,7 @@
 //! - `shutdown`: the graceful shutdown;
 //! - `device_expiry`: the periodic expiry of device positions.
 
+mod admin;
 mod admission;
 mod consent;
 mod device_expiry;
@@ -34,6 +35,7 @@ mod session_port;
 mod session_start;
 mod shutdown;
 
+pub use admin::{api_key_id, api_key_user, API_KEY_PREFIX, MAX_EXPORT_MESSAGES};
 pub use consent::{report_ack, INVITATION_NOTIFICATION, MAX_LISTED_INVITATIONS};
 pub use session_port::SessionPort;
 pub use session_start::{sync_frame, Resume, RoomReplay, SessionStart};

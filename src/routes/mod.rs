@@ -2,6 +2,7 @@
 //! shape the JSON. Errors leave as `{"error":{"code","message"}}` through `AppError`.
 
 pub mod admin;
+pub mod admin_data;
 pub mod changes;
 pub mod consent;
 pub mod dev;
@@ -125,6 +126,12 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(Get "/v1/admin/rooms/{room}/presence" => admin::room_presence),
     route!(Post "/v1/admin/users/{user}/disconnect" => admin::disconnect_user),
     route!(Get "/v1/admin/stats" => admin::stats),
+    route!(Post "/v1/admin/api-keys" => admin_data::create_api_key),
+    route!(Get "/v1/admin/api-keys" => admin_data::list_api_keys),
+    route!(Delete "/v1/admin/api-keys/{id}" => admin_data::revoke_api_key),
+    route!(Get "/v1/admin/audit" => admin_data::audit),
+    route!(Get "/v1/admin/users/{user}/export" => admin_data::export_user),
+    route!(Delete "/v1/admin/users/{user}" => admin_data::erase_user),
     route!(Post "/v1/admin/notifications" => notifications::send),
     route!(Get "/v1/notifications" => notifications::list),
     route!(Get "/v1/notifications/unread_count" => notifications::unread_count),

@@ -1089,3 +1089,32 @@ async fn cluster_an_invitation_reaches_the_invitees_devices_on_every_node() {
     let m = bob2.recv_type("message").await;
     assert_eq!(m["data"]["body"]["text"], "welcome");
 }
+
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and Redis (cluster pass of .ci/run)"]
+async fn cluster_an_erasure_through_one_node_closes_the_users_sessions_on_every_node() {
+    let cluster = spawn_cluster(3, |_| {}).await;
+    let [n1, n2, n3] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let room = "public:erase";
+    let mut alice = n2.ws("alice").await;
+    let mut bob = n3.ws("bob").await;
+    alice.ok("join", json!({"room": room})).await;
+    bob.ok("join", json!({"room": room})).await;
+    alice.ok("send", send(room, "mine", "e1")).await;
+    let admin = n1.admin_token("root");
+    let (status, body) = n1
+        .send_json("DELETE", "/v1/admin/users/alice", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["erased"]["messages"], 1);
+    assert_eq!(alice.expect_close().await, Some(4000));
+    let h = bob.ok("history", json!({"room": room})).await;
+    assert_eq!(h["messages"][0]["body"], Value::Null, "{h}");
+    // n3's room no longer counts her as a member: her presence is gone from it.
+    let (_, rp) = n3
+        .get(&format!("/v1/admin/rooms/{room}/presence"), Some(&admin))
+        .await;
+    assert!(!rp.to_string().contains("\"alice\""), "{rp}");
+}

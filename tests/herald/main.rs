@@ -10,6 +10,7 @@ mod consent;
 mod continuity;
 mod costs;
 mod crash;
+mod data_rights;
 mod delivery;
 mod devices;
 mod events;

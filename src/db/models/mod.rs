@@ -6,6 +6,7 @@
 //! dropped row. One file per concern: `messages`, `changes` (edits, deletes, reactions), `rooms`, `users`, `notifications`, and
 //! `writes` (the ops the commit queue batches).
 
+mod admin;
 mod changes;
 mod consent;
 mod messages;
@@ -16,6 +17,10 @@ mod writes;
 
 use crate::domain::UserId;
 
+pub use admin::{
+    AdminAnswer, AdminOutcome, AdminRead, AdminWrite, ApiKeyRow, AuditEntry, ErasedCounts,
+    StoredApiKey, UserExportRows,
+};
 pub use changes::{
     ChangeKind, ChangeRefusal, ChangeResult, ChangeRow, ChangeRules, MessageChange, NewReactionRow,
     ReactionCount, StoredChange,

@@ -1,8 +1,8 @@
 //! Writes: the `WriteOp`s the commit queue batches, and what writing them gives back.
 
 use super::{
-    AppendedMessage, ChangeResult, ChangeRules, ConsentOutcome, ConsentWrite, MemberRole,
-    MessageChange, NewMessage, OutboxPolicy, StoredNotification,
+    AdminOutcome, AdminWrite, AppendedMessage, ChangeResult, ChangeRules, ConsentOutcome,
+    ConsentWrite, MemberRole, MessageChange, NewMessage, OutboxPolicy, StoredNotification,
 };
 use crate::domain::{ChosenStatus, CustomMessage, DeviceId, Millis, ReceiptStatus, RoomId, UserId};
 use crate::error::PersistError;
@@ -112,6 +112,8 @@ pub enum WriteOp {
     },
     /// Invitations, blocks and reports (issue 18; `models/consent.rs`).
     Consent(ConsentWrite),
+    /// API keys, the audit log, erasures (`db/admin_queries.rs`).
+    Admin(Box<AdminWrite>),
 }
 
 /// The result of one `WriteOp`, in the same position.
@@ -137,6 +139,8 @@ pub enum WriteOutcome {
         read_seq: i64,
         advanced: bool,
     },
+    /// The outcome of a [`WriteOp::Admin`].
+    Admin(AdminOutcome),
     /// The outcome of a [`WriteOp::Consent`] (boxed: it is the largest and the rarest).
     Consent(Box<ConsentOutcome>),
 }
