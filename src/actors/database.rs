@@ -142,6 +142,20 @@ impl Handler<FetchHistory> for Database {
     }
 }
 
+/// The first seq of a room whose body retention may still hold.
+#[derive(Message)]
+#[rtype(result = "Result<i64, PersistError>")]
+pub struct FetchRetainedFrom {
+    pub room: RoomId,
+}
+
+impl Handler<FetchRetainedFrom> for Database {
+    type Result = Result<i64, PersistError>;
+    fn handle(&mut self, msg: FetchRetainedFrom, _: &mut SyncContext<Self>) -> Self::Result {
+        self.read("retained_from", |c| c.retained_from(&msg.room))
+    }
+}
+
 /// A room's change log after `after` (edits, deletes, reactions), oldest first.
 #[derive(Message)]
 #[rtype(result = "Result<(Vec<StoredChange>, bool), PersistError>")]

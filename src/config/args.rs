@@ -255,6 +255,27 @@ pub struct ServeArgs {
     /// notifications a crash interrupted), in milliseconds.
     #[arg(long, global = true, env = "HERALD_OUTBOX_SWEEP_MS")]
     pub outbox_sweep_ms: Option<u64>,
+    /// Days message bodies are kept, for every room kind (0 or unset: for ever).
+    #[arg(long, global = true, env = "HERALD_RETENTION_DAYS")]
+    pub retention_days: Option<u64>,
+    /// Days for public rooms (overrides HERALD_RETENTION_DAYS; 0: for ever).
+    #[arg(long, global = true, env = "HERALD_RETENTION_PUBLIC_DAYS")]
+    pub retention_public_days: Option<u64>,
+    /// Days for private rooms (overrides HERALD_RETENTION_DAYS; 0: for ever).
+    #[arg(long, global = true, env = "HERALD_RETENTION_PRIVATE_DAYS")]
+    pub retention_private_days: Option<u64>,
+    /// Days for direct rooms (overrides HERALD_RETENTION_DAYS; 0: for ever).
+    #[arg(long, global = true, env = "HERALD_RETENTION_DIRECT_DAYS")]
+    pub retention_direct_days: Option<u64>,
+    /// Days read notifications are kept after being read (0 or unset: for ever).
+    #[arg(long, global = true, env = "HERALD_NOTIFICATION_RETENTION_DAYS")]
+    pub notification_retention_days: Option<u64>,
+    /// How often the retention job runs, in milliseconds.
+    #[arg(long, global = true, env = "HERALD_RETENTION_SWEEP_MS")]
+    pub retention_sweep_ms: Option<u64>,
+    /// Rows per transaction of the retention job.
+    #[arg(long, global = true, env = "HERALD_RETENTION_BATCH")]
+    pub retention_batch: Option<i64>,
     /// Socket.IO event names for clients that do not choose (`auth.events`): `herald`, or
     /// `seed` (`send_message` in, `new_message` out).
     #[arg(long, global = true, env = "HERALD_SIO_EVENTS", value_parser = ["herald", "seed"])]

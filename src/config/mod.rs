@@ -80,6 +80,8 @@ pub struct Settings {
     pub outbox_sweep: Duration,
     /// Engine.IO `pingInterval` of Socket.IO connections.
     pub sio_ping_interval: Duration,
+    /// Retention of message bodies and read notifications (docs/protocol.md "Retention").
+    pub retention: Retention,
     /// The Socket.IO event names clients speak unless their CONNECT `auth.events` says.
     pub sio_events: crate::socketio::Vocabulary,
     /// Engine.IO `pingTimeout`: a client that does not answer a ping within it is dropped.
@@ -344,6 +346,7 @@ impl Default for Settings {
             outbox_sweep: Duration::from_secs(5),
             sio_ping_interval: Duration::from_secs(25),
             sio_events: crate::socketio::Vocabulary::Herald,
+            retention: Retention::default(),
             sio_ping_timeout: Duration::from_secs(20),
             sio_max_payload: 1_000_000,
             limits: Limits::default(),
@@ -377,6 +380,44 @@ impl Default for Settings {
             reuse_port: false,
             costs: CostLimits::default(),
             consent: ConsentSettings::default(),
+        }
+    }
+}
+
+/// How long message bodies and read notifications are kept (`None`: for ever).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retention {
+    pub public: Option<Duration>,
+    pub private: Option<Duration>,
+    pub direct: Option<Duration>,
+    /// Read notifications, counted from when they were read.
+    pub read_notifications: Option<Duration>,
+    /// How often the retention job runs.
+    pub sweep: Duration,
+    /// Rows one transaction of the job touches (writers wait at most for one batch).
+    pub batch: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            public: None,
+            private: None,
+            direct: None,
+            read_notifications: None,
+            sweep: Duration::from_secs(60),
+            batch: 1000,
+        }
+    }
+}
+
+impl Retention {
+    /// The retention of a room kind.
+    pub fn of(&self, kind: crate::domain::RoomKind) -> Option<Duration> {
+        match kind {
+            crate::domain::RoomKind::Public => self.public,
+            crate::domain::RoomKind::Private => self.private,
+            crate::domain::RoomKind::Direct => self.direct,
         }
     }
 }

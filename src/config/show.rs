@@ -64,6 +64,8 @@ impl Shown {
 /// are written once, in the `Default` impls.
 pub(super) fn shown(s: &Settings, key: &str) -> Option<Shown> {
     let int = |v: u64| Shown::Int(v.into());
+    // Retention in days; 0 is "for ever".
+    let days = |d: Option<Duration>| int(d.map_or(0, |d| d.as_secs() / 86_400));
     let l = &s.limits;
     Some(match key {
         // The URL names the database; only its password is secret (as in the server's log).
@@ -138,6 +140,13 @@ pub(super) fn shown(s: &Settings, key: &str) -> Option<Shown> {
         "outbox_sweep_ms" => Shown::millis(s.outbox_sweep),
         "sio_ping_interval_ms" => Shown::millis(s.sio_ping_interval),
         "sio_events" => Shown::Str(s.sio_events.as_str().to_owned()),
+        "retention_days" => int(0),
+        "retention_public_days" => days(s.retention.public),
+        "retention_private_days" => days(s.retention.private),
+        "retention_direct_days" => days(s.retention.direct),
+        "notification_retention_days" => days(s.retention.read_notifications),
+        "retention_sweep_ms" => Shown::millis(s.retention.sweep),
+        "retention_batch" => int(s.retention.batch as u64),
         "sio_ping_timeout_ms" => Shown::millis(s.sio_ping_timeout),
         "sio_max_payload" => int(s.sio_max_payload as u64),
         "typing_timeout_ms" => Shown::millis(s.typing_timeout),

@@ -260,6 +260,9 @@ impl DbConnection {
     ) -> Result<(Vec<StoredMessage>, bool), PersistError> {
         dispatch!(self, history(room, before, after, limit))
     }
+    pub fn retained_from(&mut self, room: &RoomId) -> Result<i64, PersistError> {
+        dispatch!(self, retained_from(room))
+    }
     pub fn changes(
         &mut self,
         room: &RoomId,

@@ -630,6 +630,23 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
                 .execute(c)?;
             Ok(WriteOutcome::Changed(true))
         }
+        WriteOp::ExpireMessages {
+            kind,
+            before,
+            at,
+            limit,
+        } => expire_messages(c, *kind, *before, *at, *limit).map(WriteOutcome::Count),
+        WriteOp::ExpireReadNotifications { before, limit } => {
+            let ids: Vec<String> = notifications::table
+                .filter(notifications::read_at.is_not_null())
+                .filter(notifications::read_at.lt(*before))
+                .select(notifications::id)
+                .limit(*limit)
+                .load(c)?;
+            let n = diesel::delete(notifications::table.filter(notifications::id.eq_any(&ids)))
+                .execute(c)?;
+            Ok(WriteOutcome::Count(n as i64))
+        }
         WriteOp::ChangeMessage {
             room,
             seq,
@@ -889,6 +906,7 @@ pub fn user_rooms(
             members::delivered_seq,
             members::read_seq,
             rooms::last_change,
+            rooms::retained_from,
         ))
         .order(rooms::id.asc())
         .limit(limit)
@@ -909,6 +927,53 @@ pub fn user_rooms(
         }
     }
     Ok(out)
+}
+
+/// Retention of one room kind: the oldest live messages created before `before`, at most
+/// `limit`, become tombstones (body `null`, `deleted_at`), lose their reactions, and each
+/// room's `retained_from` moves past the newest of them.
+fn expire_messages(
+    c: &mut Conn,
+    kind: crate::domain::RoomKind,
+    before: i64,
+    at: i64,
+    limit: i64,
+) -> QueryResult<i64> {
+    let old: Vec<(String, String, i64)> = messages::table
+        .filter(messages::deleted_at.is_null())
+        .filter(messages::created_at.lt(before))
+        .filter(messages::room_id.like(format!("{}:%", kind.as_str())))
+        .order(messages::created_at.asc())
+        .limit(limit)
+        .select((messages::id, messages::room_id, messages::seq))
+        .load(c)?;
+    let mut newest: HashMap<&str, i64> = HashMap::new();
+    for (_, room, seq) in &old {
+        let e = newest.entry(room.as_str()).or_insert(*seq);
+        *e = (*e).max(*seq);
+    }
+    let ids: Vec<&str> = old.iter().map(|(id, _, _)| id.as_str()).collect();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        diesel::update(messages::table.filter(messages::id.eq_any(chunk)))
+            .set((messages::body.eq("null"), messages::deleted_at.eq(at)))
+            .execute(c)?;
+    }
+    for (room, seq) in newest {
+        diesel::delete(
+            reactions::table
+                .filter(reactions::room_id.eq(room))
+                .filter(reactions::seq.le(seq)),
+        )
+        .execute(c)?;
+        diesel::update(
+            rooms::table
+                .find(room)
+                .filter(rooms::retained_from.le(seq)),
+        )
+        .set(rooms::retained_from.eq(seq + 1))
+        .execute(c)?;
+    }
+    Ok(old.len() as i64)
 }
 
 /// Applies an edit, delete or reaction to message `seq` under `rules` and logs it with the
@@ -1112,6 +1177,16 @@ pub fn attach_reactions(
         }
     }
     Ok(())
+}
+
+/// The first seq of `room` whose body retention may still hold (1 for an unknown room).
+pub fn retained_from(c: &mut Conn, room: &RoomId) -> Result<i64, PersistError> {
+    Ok(rooms::table
+        .find(room.as_str())
+        .select(rooms::retained_from)
+        .first(c)
+        .optional()?
+        .unwrap_or(1))
 }
 
 /// A page of history, oldest first, and whether more lie beyond it in the paging direction.

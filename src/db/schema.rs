@@ -163,6 +163,7 @@ diesel::table! {
         created_at -> BigInt,
         last_seq -> BigInt,
         last_change -> BigInt,
+        retained_from -> BigInt,
     }
 }
 

@@ -227,6 +227,16 @@ impl Engine {
             .await?
     }
 
+    /// The first seq of `room` whose body retention may still hold (`history` shows it).
+    pub async fn retained_from(&self, room: &RoomId) -> Result<i64, EngineError> {
+        super::persist(
+            self.store
+                .reader
+                .send(crate::actors::database::FetchRetainedFrom { room: room.clone() })
+                .await,
+        )
+    }
+
     pub async fn receipt(
         &self,
         user: &UserId,

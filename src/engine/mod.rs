@@ -20,6 +20,7 @@
 //! - `notifications`: notify, mark read, delete, list, preferences;
 //! - `shutdown`: the graceful shutdown;
 //! - `device_expiry`: the periodic expiry of device positions.
+//! - `retention`: the periodic expiry of old message bodies and read notifications.
 
 mod admin;
 mod admission;
@@ -31,6 +32,7 @@ mod policy;
 mod presence;
 mod queries;
 mod requests;
+pub mod retention;
 mod session_port;
 mod session_start;
 mod shutdown;
@@ -184,6 +186,11 @@ impl Engine {
             });
         }
         device_expiry::expire_device_positions(store.commits.clone(), settings.device_ttl);
+        retention::start(
+            store.commits.clone(),
+            settings.retention.clone(),
+            settings.clock.clone(),
+        );
         actix::spawn(async {
             let mut tick = actix::clock::interval(std::time::Duration::from_secs(1));
             loop {

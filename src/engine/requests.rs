@@ -58,10 +58,17 @@ impl Engine {
                 after_seq,
                 limit,
             } => {
+                // Read first: retention only moves it forward, so the page is never older
+                // than what the ack says.
+                let retained_from = self.retained_from(&room).await?;
                 let (messages, has_more) = self
-                    .history(&user, false, room, before_seq, after_seq, limit)
+                    .history(&user, false, room.clone(), before_seq, after_seq, limit)
                     .await?;
-                Ok(json!({"messages": protocol::message_objects(&messages), "has_more": has_more}))
+                Ok(json!({
+                    "messages": protocol::message_objects(&messages),
+                    "has_more": has_more,
+                    "retained_from": retained_from,
+                }))
             }
             R::Watch { users } => self
                 .watch(handle, admin, users)

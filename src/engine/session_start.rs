@@ -245,6 +245,7 @@ pub fn sync_frame(
                 position: None,
                 read_seq: r.read_seq,
                 recovered: None,
+                retained_from: r.retained_from,
                 room: r.room.as_str(),
                 seq: r.last_seq,
                 unread: r.unread,

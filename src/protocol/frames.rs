@@ -96,6 +96,8 @@ pub struct SyncRoom<'a> {
     /// Whether the client's resume point was honoured (rooms it named only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovered: Option<bool>,
+    /// The first seq whose body retention may still hold (older ones are tombstones).
+    pub retained_from: i64,
     pub room: &'a str,
     pub seq: i64,
     pub unread: i64,

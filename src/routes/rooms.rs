@@ -278,6 +278,8 @@ pub async fn messages(
         return Err(AppError::new(ErrorCode::InvalidData, "limit must be >= 1"));
     }
     let limit = limit.min(HISTORY_MAX_LIMIT);
+    // Read first: retention only moves it forward, so the page is never older than it says.
+    let retained_from = engine.retained_from(&room).await?;
     let (messages, has_more) = engine
         .history(
             &auth.user_id,
@@ -298,6 +300,7 @@ pub async fn messages(
         "messages": protocol::message_objects(&messages),
         "has_more": has_more,
         "next_cursor": next_cursor,
+        "retained_from": retained_from,
     })))
 }
 

@@ -291,3 +291,126 @@ async fn a_users_data_is_exported_then_erased_and_both_are_audited() {
         [("user.export", "alice"), ("user.erase", "alice")]
     );
 }
+
+#[actix_web::test]
+async fn retention_tombstones_old_bodies_in_batches_keeps_seqs_and_says_where_history_starts() {
+    use herald::clock::ManualClock;
+    use std::sync::Arc;
+    use std::time::Duration;
+    let db = herald::testkit::TestDatabase::new();
+    let clock = ManualClock::new();
+    let app = crate::helpers::spawn_app_on(&db.url, |s| {
+        s.clock = Arc::new(clock.clone());
+        s.retention.public = Some(Duration::from_secs(86_400));
+        s.retention.read_notifications = Some(Duration::from_secs(86_400));
+        s.retention.sweep = Duration::from_millis(100);
+        s.retention.batch = 2;
+    })
+    .await;
+    let admin = app.admin_token("root");
+    let room = "public:old";
+    let mut alice = app.ws("alice").await;
+    let mut bob = app.ws("bob").await;
+    alice.ok("join", json!({"room": room})).await;
+    bob.ok("join", json!({"room": room})).await;
+    for t in ["a", "b", "c"] {
+        alice.ok("send", text(room, t)).await;
+    }
+    alice
+        .ok("react", json!({"room": room, "seq": 1, "emoji": "👍"}))
+        .await;
+    alice
+        .ok(
+            "send",
+            json!({"to": "bob", "kind": "text", "body": {"text": "dm"}}),
+        )
+        .await;
+    for title in ["read", "unread"] {
+        app.send_json(
+            "POST",
+            "/v1/admin/notifications",
+            Some(&admin),
+            Some(json!({"users": ["bob"], "notification_type": "alert", "title": title})),
+        )
+        .await;
+    }
+    let (_, list) = app.get("/v1/notifications", Some(&app.token("bob"))).await;
+    let read_id = list["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["title"] == "read")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.send_json(
+        "POST",
+        &format!("/v1/notifications/{read_id}/read"),
+        Some(&app.token("bob")),
+        None,
+    )
+    .await;
+    // Nothing is old yet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let h = bob.ok("history", json!({"room": room})).await;
+    assert_eq!(h["retained_from"], 1);
+    assert_eq!(h["messages"][0]["body"]["text"], "a");
+
+    // Two days later (batches of 2: two transactions for the three messages).
+    clock.advance(Duration::from_secs(2 * 86_400));
+    let mut h = json!(null);
+    for _ in 0..50 {
+        h = bob.ok("history", json!({"room": room})).await;
+        if h["retained_from"] == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(h["retained_from"], 4, "{h}");
+    for (i, m) in h["messages"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(m["seq"], i as i64 + 1, "seqs stay");
+        assert_eq!(m["body"], Value::Null, "{m}");
+        assert!(m["deleted_at"].is_string());
+        assert_eq!(m.get("reactions"), None);
+    }
+    // Direct rooms keep theirs (no retention configured for them); the room goes on at 4.
+    let dm = bob.ok("history", json!({"room": "direct:alice:bob"})).await;
+    assert_eq!(dm["messages"][0]["body"]["text"], "dm");
+    assert_eq!(dm["retained_from"], 1);
+    assert_eq!(alice.ok("send", text(room, "d")).await["seq"], 4);
+    // A new session's sync says where the room's history starts; so does REST.
+    let carol_view = app.ws("alice").await;
+    let entry = carol_view.sync["data"]["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["room"] == room)
+        .unwrap()
+        .clone();
+    assert_eq!(entry["retained_from"], 4, "{entry}");
+    let (_, rest) = app
+        .get(
+            &format!("/v1/rooms/{room}/messages"),
+            Some(&app.token("bob")),
+        )
+        .await;
+    assert_eq!(rest["retained_from"], 4);
+    assert_eq!(rest["messages"][3]["body"]["text"], "d");
+    // The read notification went; the unread one stays.
+    let mut titles = Vec::new();
+    for _ in 0..50 {
+        let (_, list) = app.get("/v1/notifications", Some(&app.token("bob"))).await;
+        titles = list["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["title"].as_str().unwrap().to_owned())
+            .collect();
+        if titles == ["unread"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(titles, ["unread"]);
+}

@@ -81,6 +81,8 @@ pub struct RoomSummary {
     pub unread: i64,
     /// The room's latest change seq (edits, deletes, reactions).
     pub change_seq: i64,
+    /// The first seq whose body retention may still hold (older ones are tombstones).
+    pub retained_from: i64,
 }
 
 /// A membership joined with its room, as loaded for a user's room list.
@@ -94,6 +96,7 @@ pub struct MembershipRow {
     pub delivered_seq: i64,
     pub read_seq: i64,
     pub last_change: i64,
+    pub retained_from: i64,
 }
 
 /// The membership with `unread` at 0; the loader counts it afterwards.
@@ -117,6 +120,7 @@ impl TryFrom<MembershipRow> for RoomSummary {
             read_seq: r.read_seq,
             unread: 0,
             change_seq: r.last_change,
+            retained_from: r.retained_from,
         })
     }
 }
@@ -238,6 +242,7 @@ mod tests {
             delivered_seq: 4,
             read_seq: 3,
             last_change: 0,
+            retained_from: 1,
         }
     }
 
@@ -288,7 +293,7 @@ mod tests {
             serde_json::to_value(&s).unwrap(),
             serde_json::json!({"room": "public:lobby", "kind": "public", "name": null,
                 "role": "member", "last_seq": 5, "delivered_seq": 4, "read_seq": 3, "unread": 0,
-                "change_seq": 0})
+                "change_seq": 0, "retained_from": 1})
         );
     }
 

@@ -93,6 +93,17 @@ pub enum WriteOp {
         prefs: String,
         at: Millis,
     },
+    /// Retention: deletes the bodies (and reactions) of at most `limit` messages of rooms of
+    /// `kind` created before `before`, oldest first, leaving tombstones, and moves each
+    /// touched room's `retained_from` past them. Answers `Count`.
+    ExpireMessages {
+        kind: crate::domain::RoomKind,
+        before: Millis,
+        at: Millis,
+        limit: i64,
+    },
+    /// Retention: deletes at most `limit` notifications read before `before`. `Count`.
+    ExpireReadNotifications { before: Millis, limit: i64 },
     /// Edits, deletes or reacts to message `seq` of `room` under `rules`, and logs the
     /// change with the room's next change seq, in one transaction.
     ChangeMessage {
