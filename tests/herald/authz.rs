@@ -3,18 +3,9 @@
 //! receipts, presence or notifications they have no right to — no IDOR through ids in paths
 //! or frames.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::helpers::{spawn_app, TestApp, WsClient};
-
-async fn code(c: &mut WsClient, kind: &str, data: Value) -> String {
-    let r = c.request(kind, data).await;
-    if r["type"] == "ack" {
-        "ok".into()
-    } else {
-        r["code"].as_str().unwrap_or("?").into()
-    }
-}
+use crate::helpers::{code, spawn_app, TestApp};
 
 async fn status(app: &TestApp, method: &str, path: &str, user: &str) -> u16 {
     let token = if user == "root" {

@@ -7,20 +7,8 @@ use std::time::Duration;
 use herald::testkit::TestDatabase;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_on, TestApp, WsClient};
+use crate::helpers::{code, spawn_app, spawn_app_on, text, TestApp, WsClient};
 use crate::socketio::start_with_auth;
-
-fn text(room: &str, t: &str) -> Value {
-    json!({"room": room, "kind": "text", "body": {"text": t}})
-}
-
-async fn code(c: &mut WsClient, kind: &str, data: Value) -> String {
-    let r = c.request(kind, data).await;
-    match r["type"].as_str() {
-        Some("ack") => "ok".to_owned(),
-        _ => r["code"].as_str().unwrap_or("?").to_owned(),
-    }
-}
 
 async fn history(c: &mut WsClient, room: &str) -> Vec<Value> {
     c.ok("history", json!({"room": room})).await["messages"]
@@ -31,16 +19,7 @@ async fn history(c: &mut WsClient, room: &str) -> Vec<Value> {
 
 /// A private room of `owner` with `members`, everyone connected and subscribed.
 async fn private_room(app: &TestApp, owner: &str, members: &[&str]) -> String {
-    let (status, created) = app
-        .send_json(
-            "POST",
-            "/v1/rooms",
-            Some(&app.token(owner)),
-            Some(json!({"name": "Team"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let room = created["room"].as_str().unwrap().to_owned();
+    let room = crate::helpers::private_room(app, owner).await;
     for m in members {
         let (status, body) = app
             .send_json(

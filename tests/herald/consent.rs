@@ -8,33 +8,7 @@ use herald::config::DmPolicy;
 use herald::testkit::TestDatabase;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_on, TestApp, WsClient};
-
-async fn private_room(app: &TestApp, owner: &str) -> String {
-    let (status, created) = app
-        .send_json(
-            "POST",
-            "/v1/rooms",
-            Some(&app.token(owner)),
-            Some(json!({"name": "Team"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    created["room"].as_str().unwrap().to_owned()
-}
-
-async fn code(c: &mut WsClient, kind: &str, data: Value) -> String {
-    let r = c.request(kind, data).await;
-    if r["type"] == "ack" {
-        "ok".into()
-    } else {
-        r["code"].as_str().unwrap_or("?").into()
-    }
-}
-
-fn text(room: &str, t: &str) -> Value {
-    json!({"room": room, "kind": "text", "body": {"text": t}})
-}
+use crate::helpers::{code, private_room, spawn_app, spawn_app_on, text};
 
 fn dm(to: &str, t: &str) -> Value {
     json!({"to": to, "kind": "text", "body": {"text": t}})

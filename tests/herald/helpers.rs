@@ -334,3 +334,32 @@ impl WsClient {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.framed.next()).await;
     }
 }
+
+/// The reply to a request, as a code: `ok` for an ack, else the error's code.
+pub async fn code(c: &mut WsClient, kind: &str, data: Value) -> String {
+    let r = c.request(kind, data).await;
+    if r["type"] == "ack" {
+        "ok".into()
+    } else {
+        r["code"].as_str().unwrap_or("?").into()
+    }
+}
+
+/// The `send` data of a text message to `room`.
+pub fn text(room: &str, t: &str) -> Value {
+    serde_json::json!({"room": room, "kind": "text", "body": {"text": t}})
+}
+
+/// A new private room "Team" of `owner` (over REST); its id.
+pub async fn private_room(app: &TestApp, owner: &str) -> String {
+    let (status, created) = app
+        .send_json(
+            "POST",
+            "/v1/rooms",
+            Some(&app.token(owner)),
+            Some(serde_json::json!({"name": "Team"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created["room"].as_str().expect("room id").to_owned()
+}
