@@ -48,6 +48,9 @@ mod sqlite {
     pub mod admin_queries {
         include!("admin_queries.rs");
     }
+    pub mod change_queries {
+        include!("change_queries.rs");
+    }
 }
 
 mod pg {
@@ -76,6 +79,9 @@ mod pg {
     }
     pub mod admin_queries {
         include!("admin_queries.rs");
+    }
+    pub mod change_queries {
+        include!("change_queries.rs");
     }
 }
 
@@ -269,7 +275,10 @@ impl DbConnection {
         after: i64,
         limit: i64,
     ) -> Result<(Vec<StoredChange>, bool), PersistError> {
-        dispatch!(self, changes(room, after, limit))
+        match self {
+            DbConnection::Sqlite(c) => sqlite::change_queries::changes(c, room, after, limit),
+            DbConnection::Postgres(c) => pg::change_queries::changes(c, room, after, limit),
+        }
     }
     pub fn attach_reactions(
         &mut self,
@@ -277,7 +286,14 @@ impl DbConnection {
         page: &mut [StoredMessage],
         viewer: &UserId,
     ) -> Result<(), PersistError> {
-        dispatch!(self, attach_reactions(room, page, viewer))
+        match self {
+            DbConnection::Sqlite(c) => {
+                sqlite::change_queries::attach_reactions(c, room, page, viewer)
+            }
+            DbConnection::Postgres(c) => {
+                pg::change_queries::attach_reactions(c, room, page, viewer)
+            }
+        }
     }
     pub fn message_status(
         &mut self,

@@ -4,8 +4,14 @@
 
 use super::*;
 
+mod changes;
 mod consent;
+mod events;
+pub use changes::emoji;
 pub use consent::ConsentRequest;
+pub use events::{
+    custom_event, parse_socketio_custom_event, EventName, MAX_EVENT_NAME, RESERVED_EVENT_NAMES,
+};
 
 /// Limits applied while parsing.
 #[derive(Debug, Clone, Copy)]
@@ -277,42 +283,6 @@ struct UsersData {
 struct AuthData {
     token: String,
 }
-#[derive(Deserialize)]
-struct EditData {
-    room: String,
-    seq: i64,
-    body: Value,
-}
-#[derive(Deserialize)]
-struct MessageRef {
-    room: String,
-    seq: i64,
-}
-#[derive(Deserialize)]
-struct ReactData {
-    room: String,
-    seq: i64,
-    emoji: String,
-    #[serde(default = "yes")]
-    on: bool,
-}
-fn yes() -> bool {
-    true
-}
-#[derive(Deserialize)]
-struct ChangesData {
-    room: String,
-    after_change_seq: Option<i64>,
-    limit: Option<i64>,
-}
-#[derive(Deserialize)]
-struct EventData {
-    room: String,
-    name: String,
-    #[serde(default)]
-    data: Value,
-}
-
 /// Every client frame type (on Socket.IO, event names that are requests).
 pub const REQUEST_TYPES: &[&str] = &[
     "join", "leave", "send", "typing", "receipt", "presence", "history", "watch", "unwatch",
@@ -574,218 +544,10 @@ fn parse_request(kind: &str, v: Value, limits: ParseLimits) -> Result<ClientRequ
         "auth" => ClientRequest::Auth {
             token: data::<AuthData>(kind, v)?.token,
         },
-        "event" => {
-            let d: EventData = data(kind, v)?;
-            custom_event(&d.room, &d.name, d.data, limits)?
-        }
-        "edit" => {
-            let d: EditData = data(kind, v)?;
-            if d.body
-                .get("text")
-                .and_then(Value::as_str)
-                .is_some_and(|t| t.len() > limits.max_text_bytes)
-            {
-                return Err(RequestError::TooLarge(format!(
-                    "body.text is longer than {} bytes",
-                    limits.max_text_bytes
-                )));
-            }
-            ClientRequest::Edit {
-                room: RoomId::parse(&d.room)?,
-                seq: message_seq(d.seq)?,
-                body: d.body,
-            }
-        }
-        "delete" => {
-            let d: MessageRef = data(kind, v)?;
-            ClientRequest::Delete {
-                room: RoomId::parse(&d.room)?,
-                seq: message_seq(d.seq)?,
-            }
-        }
-        "react" => {
-            let d: ReactData = data(kind, v)?;
-            ClientRequest::React {
-                room: RoomId::parse(&d.room)?,
-                seq: message_seq(d.seq)?,
-                emoji: emoji(&d.emoji, limits.max_emoji_bytes)?,
-                on: d.on,
-            }
-        }
-        "changes" => {
-            let d: ChangesData = data(kind, v)?;
-            let after = d.after_change_seq.unwrap_or(0);
-            if after < 0 {
-                return Err(RequestError::Invalid(
-                    "after_change_seq must be >= 0".into(),
-                ));
-            }
-            let limit = d.limit.unwrap_or(HISTORY_MAX_LIMIT);
-            if limit < 1 {
-                return Err(RequestError::Invalid("limit must be >= 1".into()));
-            }
-            ClientRequest::Changes {
-                room: RoomId::parse(&d.room)?,
-                after,
-                limit: limit.min(HISTORY_MAX_LIMIT),
-            }
-        }
+        "event" => events::parse(kind, v, limits)?,
+        _ if changes::KINDS.contains(&kind) => return changes::parse(kind, v, limits),
         _ => return consent::parse(kind, v).unwrap_or(Err(RequestError::Unknown)),
     })
-}
-
-fn message_seq(seq: i64) -> Result<i64, RequestError> {
-    if seq < 1 {
-        return Err(RequestError::Invalid("seq must be >= 1".into()));
-    }
-    Ok(seq)
-}
-
-/// A reaction: 1 to `max` bytes, no whitespace or control characters (an emoji, or a short
-/// code such as `:thumbsup:`).
-pub fn emoji(s: &str, max: usize) -> Result<String, RequestError> {
-    if s.is_empty() || s.len() > max {
-        return Err(RequestError::Invalid(format!(
-            "emoji must be 1..={max} bytes"
-        )));
-    }
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(RequestError::Invalid(
-            "emoji must not contain spaces or control characters".into(),
-        ));
-    }
-    Ok(s.to_owned())
-}
-
-/// The names a custom event may not take: every frame and event name of Herald's own
-/// vocabulary (client and server, native and Socket.IO, and the seed aliases), so that a
-/// Socket.IO client listening for one of them never receives another client's event.
-pub const RESERVED_EVENT_NAMES: &[&str] = &[
-    "accept",
-    "ack",
-    "auth",
-    "block",
-    "changes",
-    "connect",
-    "connect_error",
-    "connection_ack",
-    "decline",
-    "delete",
-    "disconnect",
-    "disconnecting",
-    "edit",
-    "error",
-    "event",
-    "history",
-    "invitation",
-    "invite",
-    "join",
-    "join_room",
-    "leave",
-    "leave_room",
-    "message",
-    "message_deleted",
-    "message_edited",
-    "new_message",
-    "newListener",
-    "notification",
-    "ping",
-    "pong",
-    "presence",
-    "react",
-    "reaction",
-    "receipt",
-    "removeListener",
-    "replay_truncated",
-    "report",
-    "room_presence",
-    "room_unread",
-    "send",
-    "send_message",
-    "sync",
-    "typing",
-    "unblock",
-    "unread_count",
-    "unwatch",
-    "watch",
-];
-
-/// Longest custom event name.
-pub const MAX_EVENT_NAME: usize = 64;
-
-/// The name of a custom event: 1 to [`MAX_EVENT_NAME`] bytes of ASCII letters, digits and
-/// `_ . : -`, not one of [`RESERVED_EVENT_NAMES`]. The charset keeps it safe to splice into
-/// JSON and Socket.IO packets as it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventName(String);
-
-impl EventName {
-    pub fn parse(name: &str) -> Result<EventName, InvalidInput> {
-        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-');
-        if name.is_empty() || name.len() > MAX_EVENT_NAME || !name.chars().all(ok_char) {
-            return Err(InvalidInput(format!(
-                "event name must be 1..={MAX_EVENT_NAME} characters of A-Z a-z 0-9 _ . : -, not {name:?}"
-            )));
-        }
-        if RESERVED_EVENT_NAMES.contains(&name) {
-            return Err(InvalidInput(format!(
-                "event name {name:?} is reserved by Herald"
-            )));
-        }
-        Ok(EventName(name.to_owned()))
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A custom event request from its parts (the native `event` frame, or a Socket.IO event
-/// under its own name): a valid name, a room, and `data` within the size limit.
-pub fn custom_event(
-    room: &str,
-    name: &str,
-    data: Value,
-    limits: ParseLimits,
-) -> Result<ClientRequest, RequestError> {
-    let name = EventName::parse(name)?;
-    let room = RoomId::parse(room)?;
-    let size = serde_json::to_string(&data).map_or(usize::MAX, |t| t.len());
-    if size > limits.max_event_bytes {
-        return Err(RequestError::TooLarge(format!(
-            "event data is larger than {} bytes",
-            limits.max_event_bytes
-        )));
-    }
-    Ok(ClientRequest::Event { room, name, data })
-}
-
-/// A custom event named by a Socket.IO client: the event's own name, and its payload, an
-/// object naming the `room`; the rest of the object is the event's data.
-pub fn parse_socketio_custom_event(
-    name: &str,
-    payload: Value,
-    limits: ParseLimits,
-) -> Result<ClientRequest, (ErrorCode, String)> {
-    let Value::Object(mut fields) = payload else {
-        return Err((
-            ErrorCode::InvalidData,
-            format!(
-                "event {name:?} is not Herald's: a custom event needs an object naming its room"
-            ),
-        ));
-    };
-    let room = match fields.remove("room") {
-        Some(Value::String(r)) => r,
-        _ => {
-            return Err((
-                ErrorCode::InvalidData,
-                format!(
-                    "event {name:?} is not Herald's: a custom event needs `room` (a room id) in its payload"
-                ),
-            ))
-        }
-    };
-    custom_event(&room, name, Value::Object(fields), limits).map_err(RequestError::coded)
 }
 
 /// A resume point as a client gives it at connect: `<room>:<seq>` pairs separated by commas
