@@ -45,6 +45,9 @@ mod sqlite {
     pub mod consent_queries {
         include!("consent_queries.rs");
     }
+    pub mod webhook_queries {
+        include!("webhook_queries.rs");
+    }
 }
 
 mod pg {
@@ -70,6 +73,9 @@ mod pg {
     }
     pub mod consent_queries {
         include!("consent_queries.rs");
+    }
+    pub mod webhook_queries {
+        include!("webhook_queries.rs");
     }
 }
 
@@ -332,6 +338,13 @@ impl DbConnection {
         match self {
             DbConnection::Sqlite(c) => sqlite::consent_queries::read(c, q),
             DbConnection::Postgres(c) => pg::consent_queries::read(c, q),
+        }
+    }
+    /// The webhook outbox (`webhook_queries.rs`).
+    pub fn webhook_read(&mut self, q: &WebhookRead) -> Result<WebhookAnswer, PersistError> {
+        match self {
+            DbConnection::Sqlite(c) => sqlite::webhook_queries::read(c, q),
+            DbConnection::Postgres(c) => pg::webhook_queries::read(c, q),
         }
     }
 }

@@ -33,6 +33,7 @@ mod requests;
 mod session_port;
 mod session_start;
 mod shutdown;
+mod webhooks;
 
 pub use consent::{report_ack, INVITATION_NOTIFICATION, MAX_LISTED_INVITATIONS};
 pub use session_port::SessionPort;
@@ -121,7 +122,15 @@ impl Engine {
             reader,
             commits,
             write_timeout: settings.db_write_timeout,
+            webhooks: crate::webhook::WebhookTopics::new(&settings.webhooks),
         };
+        if !settings.webhooks.endpoints.is_empty() {
+            crate::actors::webhook_sender::WebhookSender::new(
+                store.clone(),
+                settings.webhooks.clone(),
+            )
+            .start();
+        }
         let notifications = NotificationCenter::new(
             store.clone(),
             settings.clock.clone(),

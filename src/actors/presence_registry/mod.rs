@@ -236,6 +236,7 @@ impl PresenceRegistry {
         };
         let view = entry.view(user);
         let online = entry.visible();
+        let changed = entry.announced != online;
         entry.announced = online;
         let rooms = entry.all_rooms();
         let (joins, leaves) = if online {
@@ -252,6 +253,27 @@ impl PresenceRegistry {
             });
         }
         self.notify_watchers(user, &view);
+        if changed {
+            self.webhook_presence(user, online);
+        }
+    }
+
+    /// Writes `user.online` / `user.offline` to the webhook outbox when an endpoint wants it:
+    /// a write of its own (at least once; nothing else is in that transaction).
+    fn webhook_presence(&self, user: &UserId, online: bool) {
+        let t = if online {
+            crate::webhook::EventType::UserOnline
+        } else {
+            crate::webhook::EventType::UserOffline
+        };
+        if self.store.webhooks.wants(t) {
+            let event = crate::webhook::presence(user, online, self.now());
+            self.persist(WriteOp::Webhooks(
+                crate::db::models::WebhookWrite::Enqueue {
+                    events: vec![(event, None)],
+                },
+            ));
+        }
     }
 
     /// Announces only if what others see changed.

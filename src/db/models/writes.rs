@@ -112,6 +112,8 @@ pub enum WriteOp {
     },
     /// Invitations, blocks and reports (issue 18; `models/consent.rs`).
     Consent(ConsentWrite),
+    /// The webhook outbox (`models/webhooks.rs`); answers `Count`.
+    Webhooks(super::WebhookWrite),
 }
 
 /// The result of one `WriteOp`, in the same position.
