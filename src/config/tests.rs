@@ -321,6 +321,50 @@ mod webhooks {
     }
 
     #[test]
+    fn several_endpoints_come_from_the_config_file_and_a_bad_url_is_refused() {
+        let _env = super::ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let path = super::temp_file(
+            "webhooks",
+            r#"webhook_endpoints = [
+  "name=push url=https://push.example/h secret=s1 events=message.undelivered",
+  "name=crm url=http://127.0.0.1:9000/h secret=s2",
+]
+webhook_give_up_secs = 7200
+"#,
+        );
+        let (s, origins) =
+            super::load_settings(&["--config", path.to_str().unwrap()]).expect("loads");
+        std::fs::remove_file(&path).ok();
+        let names: Vec<&str> = s
+            .webhooks
+            .endpoints
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, ["push", "crm"]);
+        assert_eq!(
+            s.webhooks.endpoints[0].events,
+            vec![EventType::MessageUndelivered]
+        );
+        assert_eq!(s.webhooks.endpoints[1].secret.expose(), "s2");
+        assert_eq!(s.webhooks.give_up_after, Duration::from_secs(7200));
+        assert_eq!(
+            super::origin_of(&origins, "webhook_endpoints"),
+            Origin::File
+        );
+        let bad = super::temp_file(
+            "webhooks-bad",
+            "webhook_endpoints = [\"name=x url=ftp://x/h secret=s\"]\n",
+        );
+        let e = super::load_settings(&["--config", bad.to_str().unwrap()]);
+        std::fs::remove_file(&bad).ok();
+        match e {
+            Err(LoadError::Config(e)) => assert!(e.message.contains("http://"), "{e}"),
+            other => panic!("expected a config error, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
     fn an_endpoint_without_a_secret_is_refused_at_start() {
         let mut s = WebhookSettings::default();
         s.endpoints.push(WebhookEndpoint {
