@@ -104,6 +104,10 @@ pub struct WebhookSender {
     in_flight: HashSet<String>,
     /// A page read is under way.
     reading: bool,
+    /// When an unreadable outbox was last logged: before the start-up migrations ran (they
+    /// are retried while the engine runs) every poll would fail, and one line per 10 s says
+    /// as much as fifty.
+    warned_at: Option<std::time::Instant>,
 }
 
 impl WebhookSender {
@@ -120,6 +124,7 @@ impl WebhookSender {
             client,
             in_flight: HashSet::new(),
             reading: false,
+            warned_at: None,
         }
     }
 
@@ -158,7 +163,13 @@ impl WebhookSender {
                         return;
                     }
                     Err(e) => {
-                        log::warn!("webhook outbox unreadable: {e}");
+                        if act
+                            .warned_at
+                            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+                        {
+                            act.warned_at = Some(std::time::Instant::now());
+                            log::warn!("webhook outbox unreadable: {e}");
+                        }
                         return;
                     }
                 };

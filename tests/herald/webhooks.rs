@@ -612,10 +612,14 @@ async fn message_undelivered_follows_quiet_hours_and_mutes_but_urgent_bypasses_t
     )
     .await;
     notify("dave", "deadline", "marker", "normal").await;
-    rx.wait_for(Duration::from_secs(10), "the marker", |r| {
-        r.acked_of("push", "message.undelivered")
-            .iter()
-            .any(|e| e["data"]["title"] == "marker")
+    // The DM's notification is created after its message commits, so it may come after the
+    // marker: wait for both.
+    rx.wait_for(Duration::from_secs(10), "the marker and the DM", |r| {
+        let events = r.acked_of("push", "message.undelivered");
+        events.iter().any(|e| e["data"]["title"] == "marker")
+            && events
+                .iter()
+                .any(|e| e["data"]["notification_type"] == "message")
     })
     .await;
 
