@@ -762,3 +762,76 @@ async fn sigkill_during_webhook_delivery_loses_nothing() {
     assert_eq!(got, messages);
     assert!(stalled >= 1);
 }
+
+/// Every event type is caused once: a stored message, a notification to an offline user, a
+/// user coming online and going offline.
+async fn cause_every_event(app: &TestApp) {
+    let room = room_of(app, "alice").await;
+    system_message(app, &room, "hello").await;
+    let (s, body) = app
+        .send_json(
+            "POST",
+            "/v1/admin/notifications",
+            Some(&app.admin_token("root")),
+            Some(json!({"users": ["bob"], "notification_type": "alert", "title": "t", "message": "m"})),
+        )
+        .await;
+    assert!(s == 200 || s == 201, "{s} {body}");
+    let alice = app.ws("alice").await;
+    alice.close().await;
+    // Past the 300 ms grace period: user.offline is decided.
+    actix::clock::sleep(Duration::from_millis(600)).await;
+}
+
+async fn outbox_types(app: &TestApp) -> Vec<String> {
+    let (s, page) = app
+        .get(
+            "/v1/admin/webhooks/events?state=all",
+            Some(&app.admin_token("root")),
+        )
+        .await;
+    assert_eq!(s, 200, "{page}");
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[actix_web::test]
+async fn outbox_rows_are_written_only_for_subscribed_event_types() {
+    // Arrange: no endpoint at all.
+    let db = TestDatabase::new();
+    let app = spawn_app_on(&db.url, |_| {}).await;
+    // Act
+    cause_every_event(&app).await;
+    // Assert: nothing written, no sender.
+    assert!(outbox_types(&app).await.is_empty());
+    let (_, stats) = app
+        .get("/v1/admin/stats", Some(&app.admin_token("root")))
+        .await;
+    assert_eq!(stats["webhooks"], json!({"enabled": false}));
+
+    // Arrange: an endpoint for presence only, which never answers (rows stay pending).
+    let rx = Receiver::start(Arc::new(|_, _, _| Answer::Stall)).await;
+    let db = TestDatabase::new();
+    let app = spawn_app_on(&db.url, |s| {
+        fast(
+            s,
+            vec![endpoint(
+                "p",
+                &rx,
+                &[EventType::UserOnline, EventType::UserOffline],
+            )],
+        );
+        s.webhooks.timeout = Duration::from_secs(30);
+    })
+    .await;
+    // Act
+    cause_every_event(&app).await;
+    // Assert: only presence rows.
+    let mut types = outbox_types(&app).await;
+    types.sort();
+    assert_eq!(types, ["user.offline", "user.online"]);
+}
