@@ -141,8 +141,8 @@ pub struct WebhookArgs {
     )]
     pub webhook_secret: Option<String>,
     /// Event types sent to --webhook-url, comma-separated (default: all).
-    #[arg(long, global = true, env = "HERALD_WEBHOOK_EVENTS")]
-    pub webhook_events: Option<String>,
+    #[arg(long, global = true, env = "HERALD_WEBHOOK_EVENTS", value_delimiter = ',', value_parser = EventType::parse)]
+    pub webhook_events: Vec<EventType>,
     /// More endpoints, each "name=<n> url=<u> secret=<s> [events=<t>,<t>]" (best in the config file).
     #[arg(long, global = true, env = "HERALD_WEBHOOK_ENDPOINTS", value_delimiter = ';', value_parser = WebhookEndpoint::parse, hide_env_values = true)]
     pub webhook_endpoints: Vec<WebhookEndpoint>,
@@ -182,7 +182,8 @@ fn parse_priority(s: &str) -> Result<Priority, String> {
 impl WebhookArgs {
     /// Applies the flags that are set, raising out-of-range values to the nearest sane one.
     /// An env endpoint without its secret is kept with an empty one and refused by
-    /// [`WebhookSettings::check`] at start.
+    /// [`WebhookSettings::check`] at start (clap's `requires` would not see a secret given
+    /// in the config file, whose values are defaults to clap).
     pub(super) fn apply(&self, w: &mut WebhookSettings) {
         let ms = Duration::from_millis;
         if let Some(url) = &self.webhook_url {
@@ -190,16 +191,7 @@ impl WebhookArgs {
                 name: "default".into(),
                 url: url.clone(),
                 secret: Secret::new(self.webhook_secret.clone().unwrap_or_default()),
-                events: self
-                    .webhook_events
-                    .as_deref()
-                    .map(event_list)
-                    .transpose()
-                    .unwrap_or_else(|e| {
-                        log::error!("HERALD_WEBHOOK_EVENTS: {e}");
-                        Some(vec![])
-                    })
-                    .unwrap_or_default(),
+                events: self.webhook_events.clone(),
             });
         }
         w.endpoints.extend(self.webhook_endpoints.iter().cloned());
@@ -233,7 +225,8 @@ impl WebhookArgs {
 
 impl WebhookSettings {
     /// What makes these settings unusable (checked at start): an endpoint without a secret,
-    /// two endpoints with one name, an unknown event type in `HERALD_WEBHOOK_EVENTS`.
+    /// two endpoints with one name. (Bad URLs and event types are refused as the flags are
+    /// parsed.)
     pub fn check(&self) -> Result<(), String> {
         let mut names = std::collections::HashSet::new();
         for e in &self.endpoints {
