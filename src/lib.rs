@@ -81,5 +81,6 @@ pub mod startup;
 pub mod stream;
 pub mod testkit;
 pub mod unread;
+pub mod webhook;
 pub mod ws_transport;
 pub mod wsframe;

@@ -176,6 +176,10 @@ fn serve(settings: Settings) -> ExitCode {
     // The URL names the database operators expect; its password never reaches a log.
     let url = settings.database_url.expose().to_owned();
     log::info!("database: {}", redact_url(&url));
+    if let Err(e) = settings.webhooks.check() {
+        eprintln!("herald: {e}");
+        return ExitCode::FAILURE;
+    }
     for warning in key_warnings(&settings, file_mode) {
         log::warn!("{warning}");
     }

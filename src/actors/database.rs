@@ -475,6 +475,20 @@ impl Handler<ReadAdmin> for Database {
     }
 }
 
+/// Sent by the webhook sender and the webhook admin routes: read the webhook outbox.
+#[derive(Message)]
+#[rtype(result = "Result<crate::db::models::WebhookAnswer, PersistError>")]
+pub struct ReadWebhooks {
+    pub query: crate::db::models::WebhookRead,
+}
+
+impl Handler<ReadWebhooks> for Database {
+    type Result = Result<crate::db::models::WebhookAnswer, PersistError>;
+    fn handle(&mut self, msg: ReadWebhooks, _: &mut SyncContext<Self>) -> Self::Result {
+        self.read("webhooks", |c| c.webhook_read(&msg.query))
+    }
+}
+
 #[cfg(test)]
 mod page_tests {
     use super::cap_page_bytes;

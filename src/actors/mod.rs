@@ -37,3 +37,4 @@ pub mod room_supervisor;
 pub mod session;
 pub mod socketio_session;
 pub mod store;
+pub mod webhook_sender;

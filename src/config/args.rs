@@ -381,6 +381,9 @@ pub struct ServeArgs {
     /// Invitations, blocks, reports and the DM policy (`config/consent.rs`).
     #[command(flatten)]
     pub consent: super::consent::ConsentArgs,
+    /// Webhook endpoints and limits (`config/webhooks.rs`).
+    #[command(flatten)]
+    pub webhooks: super::webhooks::WebhookArgs,
 }
 
 impl Settings {
@@ -572,6 +575,7 @@ impl Settings {
         c.gap_timeout = a.cluster_gap_ms.map_or(c.gap_timeout, ms);
         s.reuse_port = a.reuse_port.unwrap_or(s.reuse_port);
         a.consent.apply(&mut s.consent);
+        a.webhooks.apply(&mut s.webhooks);
         s
     }
 

@@ -113,6 +113,8 @@ impl ConfigFile {
             values.push((key.clone(), raw));
         }
         let has_secret = table.contains_key("jwt_secret")
+            || table.contains_key("webhook_secret")
+            || table.contains_key("webhook_endpoints")
             || ["database_url", "redis_url"].iter().any(|k| {
                 table
                     .get(*k)
@@ -135,7 +137,14 @@ impl ConfigFile {
     fn apply(&self, mut cmd: clap::Command) -> clap::Command {
         for (key, raw) in &self.values {
             // A secret is never shown as a default, should clap print the argument.
-            let hide = matches!(key.as_str(), "database_url" | "jwt_secret" | "redis_url");
+            let hide = matches!(
+                key.as_str(),
+                "database_url"
+                    | "jwt_secret"
+                    | "redis_url"
+                    | "webhook_secret"
+                    | "webhook_endpoints"
+            );
             let raw = raw.clone();
             cmd = cmd.mut_arg(key, move |arg| {
                 arg.default_values(raw).hide_default_value(hide)

@@ -26,6 +26,7 @@ mod secret;
 mod show;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 pub use args::{CommonArgs, ServeArgs};
 pub use consent::{ConsentArgs, ConsentSettings, DmPolicy};
@@ -33,6 +34,7 @@ pub use file::{load, setting_keys, ConfigError, ConfigFile, LoadError, Loaded, O
 pub use hooks::{Hook, HookFn, Hooks};
 pub use secret::{redact_url, scrub_url, Secret, MIN_SECRET_LEN};
 pub use show::{render, with_default_help};
+pub use webhooks::{webhook_url, WebhookArgs, WebhookEndpoint, WebhookSettings};
 
 const DAY_SECS: u64 = 24 * 3600;
 
@@ -159,6 +161,8 @@ pub struct Settings {
     pub costs: CostLimits,
     /// Invitations, blocks, reports and the direct-message policy (`config/consent.rs`).
     pub consent: ConsentSettings,
+    /// Webhook endpoints and the sender's limits (`config/webhooks.rs`).
+    pub webhooks: WebhookSettings,
 }
 
 /// Bounds on the work a cheap request can cause on the server, so that work stays cheap.
@@ -380,6 +384,7 @@ impl Default for Settings {
             reuse_port: false,
             costs: CostLimits::default(),
             consent: ConsentSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }

@@ -183,7 +183,10 @@ pub(super) fn shown(s: &Settings, key: &str) -> Option<Shown> {
         "cluster_heartbeat_ms" => Shown::millis(s.cluster.heartbeat),
         "cluster_gap_ms" => Shown::millis(s.cluster.gap_timeout),
         "reuse_port" => Shown::Bool(s.reuse_port),
-        _ => return super::consent::shown(&s.consent, key),
+        _ => {
+            return super::consent::shown(&s.consent, key)
+                .or_else(|| super::webhooks::shown(&s.webhooks, key))
+        }
     })
 }
 

@@ -257,3 +257,122 @@ fn help_shows_the_defaults_of_settings_default() {
     assert!(help.contains("[default: 8388608]"), "{help}");
     assert!(help.contains("[default: sqlite://herald.db]"), "{help}");
 }
+
+/// Webhook settings (issue 19): URLs must be http(s), endpoint specs parse, secrets are
+/// never shown by `herald config`.
+mod webhooks {
+    use super::super::*;
+    use crate::webhook::EventType;
+
+    #[test]
+    fn only_http_and_https_webhook_urls_are_accepted() {
+        assert!(webhook_url("https://crm.example/hooks").is_ok());
+        assert!(webhook_url("http://127.0.0.1:9000/h").is_ok());
+        for bad in [
+            "ftp://x/h",
+            "crm.example/hooks",
+            "https://",
+            "file:///etc/passwd",
+        ] {
+            let e = webhook_url(bad).unwrap_err();
+            assert!(e.contains("http:// or https://"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn endpoint_specs_parse_and_require_name_url_and_secret() {
+        let e = WebhookEndpoint::parse(
+            "name=crm url=https://crm.example/h secret=s3cret events=message.stored,user.online",
+        )
+        .unwrap();
+        assert_eq!(e.name, "crm");
+        assert_eq!(
+            e.events,
+            vec![EventType::MessageStored, EventType::UserOnline]
+        );
+        assert!(e.subscribes(EventType::UserOnline) && !e.subscribes(EventType::UserOffline));
+        assert!(WebhookEndpoint::parse("name=a url=https://x/h").is_err());
+        assert!(WebhookEndpoint::parse("name=a url=ftp://x/h secret=s").is_err());
+        assert!(WebhookEndpoint::parse("name=a url=https://x/h secret=s events=nope").is_err());
+    }
+
+    #[test]
+    fn herald_config_never_prints_webhook_secrets() {
+        let mut s = Settings::default();
+        s.webhooks.endpoints = vec![
+            WebhookEndpoint {
+                name: "default".into(),
+                url: "https://a.example/h".into(),
+                secret: Secret::new("env-secret-value"),
+                events: vec![],
+            },
+            WebhookEndpoint::parse("name=crm url=https://b.example/h secret=file-secret-value")
+                .unwrap(),
+        ];
+        let origins: Vec<(String, Origin)> = setting_keys()
+            .into_iter()
+            .map(|k| (k, Origin::Default))
+            .collect();
+        let out = render(&s, &origins);
+        assert!(out.contains("https://a.example/h") && out.contains("https://b.example/h"));
+        assert!(!out.contains("env-secret-value"), "{out}");
+        assert!(!out.contains("file-secret-value"), "{out}");
+        assert!(format!("{s:?}").find("secret-value").is_none());
+    }
+
+    #[test]
+    fn several_endpoints_come_from_the_config_file_and_a_bad_url_is_refused() {
+        let _env = super::ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let path = super::temp_file(
+            "webhooks",
+            r#"webhook_endpoints = [
+  "name=push url=https://push.example/h secret=s1 events=message.undelivered",
+  "name=crm url=http://127.0.0.1:9000/h secret=s2",
+]
+webhook_give_up_secs = 7200
+"#,
+        );
+        let (s, origins) =
+            super::load_settings(&["--config", path.to_str().unwrap()]).expect("loads");
+        std::fs::remove_file(&path).ok();
+        let names: Vec<&str> = s
+            .webhooks
+            .endpoints
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, ["push", "crm"]);
+        assert_eq!(
+            s.webhooks.endpoints[0].events,
+            vec![EventType::MessageUndelivered]
+        );
+        assert_eq!(s.webhooks.endpoints[1].secret.expose(), "s2");
+        assert_eq!(s.webhooks.give_up_after, Duration::from_secs(7200));
+        assert_eq!(
+            super::origin_of(&origins, "webhook_endpoints"),
+            Origin::File
+        );
+        let bad = super::temp_file(
+            "webhooks-bad",
+            "webhook_endpoints = [\"name=x url=ftp://x/h secret=s\"]\n",
+        );
+        let e = super::load_settings(&["--config", bad.to_str().unwrap()]);
+        std::fs::remove_file(&bad).ok();
+        match e {
+            Err(LoadError::Config(e)) => assert!(e.message.contains("http://"), "{e}"),
+            other => panic!("expected a config error, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn an_endpoint_without_a_secret_is_refused_at_start() {
+        let mut s = WebhookSettings::default();
+        s.endpoints.push(WebhookEndpoint {
+            name: "default".into(),
+            url: "https://a.example/h".into(),
+            secret: Secret::new(""),
+            events: vec![],
+        });
+        assert!(s.check().unwrap_err().contains("HERALD_WEBHOOK_SECRET"));
+    }
+}

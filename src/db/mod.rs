@@ -51,6 +51,9 @@ mod sqlite {
     pub mod change_queries {
         include!("change_queries.rs");
     }
+    pub mod webhook_queries {
+        include!("webhook_queries.rs");
+    }
 }
 
 mod pg {
@@ -82,6 +85,9 @@ mod pg {
     }
     pub mod change_queries {
         include!("change_queries.rs");
+    }
+    pub mod webhook_queries {
+        include!("webhook_queries.rs");
     }
 }
 
@@ -364,6 +370,13 @@ impl DbConnection {
         match self {
             DbConnection::Sqlite(c) => sqlite::consent_queries::read(c, q),
             DbConnection::Postgres(c) => pg::consent_queries::read(c, q),
+        }
+    }
+    /// The webhook outbox (`webhook_queries.rs`).
+    pub fn webhook_read(&mut self, q: &WebhookRead) -> Result<WebhookAnswer, PersistError> {
+        match self {
+            DbConnection::Sqlite(c) => sqlite::webhook_queries::read(c, q),
+            DbConnection::Postgres(c) => pg::webhook_queries::read(c, q),
         }
     }
 }

@@ -159,6 +159,8 @@ fn append_merged(
     let mut fresh: Vec<(&RoomId, &NewMessage)> = Vec::new();
     // Indexes into `fresh` (and `rows`) of the messages that get an outbox row.
     let mut outboxed: Vec<usize> = Vec::new();
+    // Indexes into `fresh` of the messages that get a `message.stored` webhook event.
+    let mut hooked: Vec<usize> = Vec::new();
     for (_, _, room, msgs, outbox) in &ops {
         let mut p = Vec::with_capacity(msgs.len());
         for m in msgs.iter() {
@@ -172,6 +174,9 @@ fn append_merged(
             }
             if outbox.may_notify(room, m.kind, m.body.as_json()) {
                 outboxed.push(fresh.len());
+            }
+            if outbox.webhook_stored {
+                hooked.push(fresh.len());
             }
             p.push(Ok(fresh.len()));
             fresh.push((room, m));
@@ -244,6 +249,17 @@ fn append_merged(
         }
     }
     insert_outbox(c, outboxed.iter().map(|&i| &rows[i]))?;
+    let events: Vec<NewWebhookEvent> = hooked
+        .iter()
+        .map(|&i| {
+            crate::webhook::message_stored(&StoredMessage::appended(
+                fresh[i].1,
+                fresh[i].0,
+                rows[i].seq,
+            ))
+        })
+        .collect();
+    super::webhook_queries::insert_events(c, events.iter())?;
     // Sending implies having read the room up to one's own message, so a member's unread
     // count is simply last_seq - read_seq.
     let mut newest_by: HashMap<(&str, &str), i64> = HashMap::new();
@@ -685,6 +701,7 @@ fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
         }
         WriteOp::Consent(w) => super::consent_queries::apply(c, w),
         WriteOp::Admin(w) => super::admin_queries::apply(c, w),
+        WriteOp::Webhooks(w) => super::webhook_queries::apply(c, w),
     }
 }
 
@@ -745,6 +762,16 @@ fn append_messages(
                 .filter(|(m, _)| outbox.may_notify(room, m.kind, m.body.as_json()))
                 .map(|(_, r)| r),
         )?;
+        if outbox.webhook_stored {
+            let events: Vec<NewWebhookEvent> = fresh
+                .iter()
+                .zip(&rows)
+                .map(|(m, r)| {
+                    crate::webhook::message_stored(&StoredMessage::appended(m, room, r.seq))
+                })
+                .collect();
+            super::webhook_queries::insert_events(c, events.iter())?;
+        }
         // Sending implies having read the room up to one's own message, so a member's
         // unread count is simply last_seq - read_seq.
         let mut newest_by_sender: HashMap<&str, i64> = HashMap::new();

@@ -178,6 +178,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_events (id) {
+        id -> Text,
+        event_type -> Text,
+        payload -> Text,
+        created_at -> BigInt,
+        state -> Text,
+        attempts -> BigInt,
+        next_attempt_at -> BigInt,
+        last_attempt_at -> Nullable<BigInt>,
+        retry_from -> BigInt,
+        delivered_to -> Text,
+        last_error -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(invitations -> rooms (room_id));
 diesel::joinable!(members -> rooms (room_id));
 diesel::joinable!(messages -> rooms (room_id));
@@ -201,4 +217,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     reports,
     rooms,
     users,
+    webhook_events,
 );

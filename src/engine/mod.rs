@@ -36,6 +36,7 @@ pub mod retention;
 mod session_port;
 mod session_start;
 mod shutdown;
+mod webhooks;
 
 pub use admin::{api_key_id, api_key_user, API_KEY_PREFIX, MAX_EXPORT_MESSAGES};
 pub use consent::{report_ack, INVITATION_NOTIFICATION, MAX_LISTED_INVITATIONS};
@@ -125,7 +126,15 @@ impl Engine {
             reader,
             commits,
             write_timeout: settings.db_write_timeout,
+            webhooks: crate::webhook::WebhookTopics::new(&settings.webhooks),
         };
+        if !settings.webhooks.endpoints.is_empty() {
+            crate::actors::webhook_sender::WebhookSender::new(
+                store.clone(),
+                settings.webhooks.clone(),
+            )
+            .start();
+        }
         let notifications = NotificationCenter::new(
             store.clone(),
             settings.clock.clone(),

@@ -235,7 +235,9 @@ pub async fn stats(
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse, AppError> {
     auth.require_admin()?;
-    Ok(HttpResponse::Ok().json(engine.stats().await?))
+    let mut stats = engine.stats().await?;
+    stats["webhooks"] = engine.webhook_stats().await?;
+    Ok(HttpResponse::Ok().json(stats))
 }
 
 /// `GET /metrics`: Prometheus text format, for an admin or service token (a scraper sends

@@ -13,6 +13,7 @@ pub mod page;
 pub mod presence;
 pub mod rooms;
 pub mod socketio;
+pub mod webhooks;
 pub mod ws;
 
 use actix_web::http::Method;
@@ -156,6 +157,10 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(Delete "/v1/me/blocks/{user}" => consent::unblock),
     route!(Get "/v1/admin/reports" => consent::list_reports),
     route!(Post "/v1/admin/reports/{id}/resolve" => consent::resolve_report),
+    // The webhook outbox (issue 19, `webhooks.rs`).
+    route!(Get "/v1/admin/webhooks/events" => webhooks::list_events),
+    route!(Post "/v1/admin/webhooks/events/{id}/redrive" => webhooks::redrive_one),
+    route!(Post "/v1/admin/webhooks/redrive" => webhooks::redrive_all),
 ];
 
 /// The request body limit of Socket.IO long polling (a batch of packets).

@@ -31,4 +31,5 @@ mod security;
 mod socketio;
 mod storage;
 mod web;
+mod webhooks;
 mod ws;

@@ -451,6 +451,7 @@ async fn an_outbox_row_left_pending_is_processed_by_the_sweep_exactly_once() {
     let policy = OutboxPolicy {
         mentions: true,
         offline_direct: true,
+        ..Default::default()
     };
     let mention = text_message("alice", "ship it @bob");
     let no_one = text_message("alice", "mail me at x@example.test");

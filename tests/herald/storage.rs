@@ -236,6 +236,7 @@ fn outbox_rows_come_only_with_new_messages_that_may_notify_on_both_write_paths()
     let on = OutboxPolicy {
         mentions: true,
         offline_direct: true,
+        ..Default::default()
     };
     let with = |r: &str, messages: Vec<NewMessage>, outbox: OutboxPolicy| {
         vec![WriteOp::AppendMessages {

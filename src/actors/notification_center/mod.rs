@@ -34,6 +34,7 @@ use crate::protocol::{EncodedFrame, Notification, ServerFrame, UnreadCount};
 mod notify;
 mod read;
 mod sweep;
+mod webhooks;
 
 pub use notify::{Notified, Notify};
 pub use read::{DeleteNotification, MarkRead};

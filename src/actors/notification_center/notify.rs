@@ -67,10 +67,13 @@ impl Handler<Notify> for NotificationCenter {
                     let defaults = Preferences::default();
                     let mut rows = Vec::new();
                     let mut results = Vec::new();
+                    // Webhook events, committed in the notifications' group (webhooks.rs).
+                    let mut events = Vec::new();
                     let s = &msg.spec;
                     for user in msg.users {
                         let p = prefs.get(&user).unwrap_or(&defaults);
                         if p.mutes(s, &msg.source) {
+                            events.extend(super::webhooks::muted(act, &user, s, &msg.source, now));
                             results.push(Notified {
                                 user,
                                 id: None,
@@ -81,7 +84,7 @@ impl Handler<Notify> for NotificationCenter {
                         }
                         let held = p.holds(s.priority, now);
                         let live = !held && act.online(&user);
-                        rows.push(StoredNotification {
+                        let row = StoredNotification {
                             // Time-ordered, like message ids: index-friendly inserts.
                             id: uuid::Uuid::now_v7().simple().to_string(),
                             user: user.clone(),
@@ -103,7 +106,9 @@ impl Handler<Notify> for NotificationCenter {
                             expires_at: s.expires_at,
                             delivered_at: live.then_some(now),
                             read_at: None,
-                        });
+                        };
+                        events.extend(super::webhooks::stored(act, &row, held));
+                        rows.push(row);
                         results.push(Notified {
                             user,
                             id: None,
@@ -114,11 +119,15 @@ impl Handler<Notify> for NotificationCenter {
                     let outbox = msg.outbox.map(|id| WriteOp::ClearOutbox {
                         message_ids: vec![id],
                     });
+                    let events = (!events.is_empty()).then_some(WriteOp::Webhooks(
+                        crate::db::models::WebhookWrite::Enqueue { events },
+                    ));
                     async move {
                         if rows.is_empty() {
-                            if let Some(clear) = outbox {
+                            let ops: Vec<WriteOp> = outbox.into_iter().chain(events).collect();
+                            if !ops.is_empty() {
                                 commits
-                                    .send(Commit { ops: vec![clear] })
+                                    .send(Commit { ops })
                                     .await
                                     .map_err(PersistError::from)
                                     .and_then(|r| r)?;
@@ -128,6 +137,7 @@ impl Handler<Notify> for NotificationCenter {
                         // One group: the notifications and the outbox row commit together.
                         let mut ops = vec![WriteOp::InsertNotifications { rows }];
                         ops.extend(outbox);
+                        ops.extend(events);
                         let out = commits
                             .send(Commit { ops })
                             .await

@@ -282,9 +282,15 @@ impl PresenceRegistry {
         };
         let view = entry.view(user);
         let online = entry.visible();
+        let changed = entry.announced != online;
         entry.announced = online;
         let rooms = entry.all_rooms();
         self.announce_view(user, view, online, rooms);
+        // Webhooks for users with a session here; users only other nodes have are reported
+        // by their nodes.
+        if changed {
+            self.webhook_presence(user, online);
+        }
     }
 
     /// Tells `rooms` and the user's watchers that others now see `view` (`online`: as a
@@ -310,6 +316,24 @@ impl PresenceRegistry {
             });
         }
         self.notify_watchers(user, &view);
+    }
+
+    /// Writes `user.online` / `user.offline` to the webhook outbox when an endpoint wants it:
+    /// a write of its own (at least once; nothing else is in that transaction).
+    fn webhook_presence(&self, user: &UserId, online: bool) {
+        let t = if online {
+            crate::webhook::EventType::UserOnline
+        } else {
+            crate::webhook::EventType::UserOffline
+        };
+        if self.store.webhooks.wants(t) {
+            let event = crate::webhook::presence(user, online, self.now());
+            self.persist(WriteOp::Webhooks(
+                crate::db::models::WebhookWrite::Enqueue {
+                    events: vec![(event, None)],
+                },
+            ));
+        }
     }
 
     /// Announces only if what others see changed.

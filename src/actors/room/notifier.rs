@@ -52,6 +52,7 @@ impl MessageNotifier {
         OutboxPolicy {
             mentions: self.mentions && self.max_mentions > 0,
             offline_direct: self.offline_direct,
+            webhook_stored: false,
         }
     }
 

@@ -6,10 +6,11 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::actors::commit_queue::Commit;
-use crate::db::models::{NewMessage, StoredMessage, WriteOp, WriteOutcome};
+use crate::db::models::{NewMessage, OutboxPolicy, StoredMessage, WriteOp, WriteOutcome};
 use crate::domain::SessionId;
 use crate::error::{EngineError, PersistError};
 use crate::metrics::METRICS;
+use crate::webhook::EventType;
 
 use super::{write_timed_out, Followup, PendingPublish, Room};
 
@@ -29,7 +30,10 @@ impl Room {
         let ops = vec![WriteOp::AppendMessages {
             room: self.id.clone(),
             messages,
-            outbox: self.notifier.outbox_policy(),
+            outbox: OutboxPolicy {
+                webhook_stored: self.store.webhooks.wants(EventType::MessageStored),
+                ..self.notifier.outbox_policy()
+            },
         }];
         self.store
             .commits

@@ -82,6 +82,9 @@ pub struct OutboxPolicy {
     pub mentions: bool,
     /// Direct messages to offline users are notified: every message of a direct room qualifies.
     pub offline_direct: bool,
+    /// A webhook endpoint subscribes to `message.stored`: every new message also gets a
+    /// `webhook_events` row in the storing transaction (docs/webhooks.md).
+    pub webhook_stored: bool,
 }
 
 impl OutboxPolicy {
@@ -260,6 +263,7 @@ mod tests {
         let on = OutboxPolicy {
             mentions: true,
             offline_direct: true,
+            ..Default::default()
         };
         let group = RoomId::parse("public:g").unwrap();
         let direct = RoomId::parse("direct:a:b").unwrap();

@@ -13,6 +13,7 @@ mod messages;
 mod notifications;
 mod rooms;
 mod users;
+mod webhooks;
 mod writes;
 
 use crate::domain::UserId;
@@ -41,6 +42,10 @@ pub use rooms::{
     NewRoomRow, PositionRow, RoomRecord, RoomRow, RoomSummary,
 };
 pub use users::{NewUserRow, UserRecord, UserRow};
+pub use webhooks::{
+    NewWebhookEvent, WebhookAnswer, WebhookEventRow, WebhookRead, WebhookStats, WebhookWrite,
+    STATE_DEAD, STATE_PENDING,
+};
 pub use writes::{BatchWrite, WriteOp, WriteOutcome};
 
 /// A stored user id (`column` of `row`), parsed.

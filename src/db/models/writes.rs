@@ -125,6 +125,8 @@ pub enum WriteOp {
     Consent(ConsentWrite),
     /// API keys, the audit log, erasures (`db/admin_queries.rs`).
     Admin(Box<AdminWrite>),
+    /// The webhook outbox (`models/webhooks.rs`); answers `Count`.
+    Webhooks(super::WebhookWrite),
 }
 
 /// The result of one `WriteOp`, in the same position.
