@@ -182,6 +182,9 @@ impl Engine {
         .start();
         // The supervisor reports users' room changes to the registry; given now that both
         // run (the registry already holds the supervisor's address: no cycle at start).
+        notifications.do_send(crate::actors::notification_center::AttachConnectivity {
+            presence: presence.clone().recipient(),
+        });
         rooms.do_send(AttachPresence {
             presence: presence.clone().recipient(),
         });

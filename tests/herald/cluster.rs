@@ -1118,3 +1118,59 @@ async fn cluster_an_erasure_through_one_node_closes_the_users_sessions_on_every_
         .await;
     assert!(!rp.to_string().contains("\"alice\""), "{rp}");
 }
+
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and Redis (cluster pass of .ci/run)"]
+async fn cluster_message_undelivered_is_only_for_users_with_no_session_on_any_node() {
+    use crate::webhooks::{endpoint, fast, Answer, Receiver};
+    use herald::webhook::EventType;
+    let rx = Receiver::start(std::sync::Arc::new(|_, _, _| Answer::Ok)).await;
+    let rx2 = rx.clone();
+    let cluster = spawn_cluster(2, move |s| {
+        fast(
+            s,
+            vec![endpoint("push", &rx2, &[EventType::MessageUndelivered])],
+        )
+    })
+    .await;
+    let [n1, n2] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let _bob = n2.ws("bob").await;
+    let admin = n1.admin_token("root");
+    // n1 knows bob is connected to n2 once his entry arrived.
+    let mut seen = false;
+    for _ in 0..50 {
+        let (_, p) = n1.get("/v1/admin/presence/bob", Some(&admin)).await;
+        if p["devices"].as_i64().unwrap_or(0) > 0 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "n1 never saw bob");
+    for (user, title) in [("bob", "bob is on n2"), ("carol", "carol is offline")] {
+        let (s, body) = n1
+            .send_json(
+                "POST",
+                "/v1/admin/notifications",
+                Some(&admin),
+                Some(json!({"users": [user], "notification_type": "alert", "title": title})),
+            )
+            .await;
+        assert!(s == 200 || s == 201, "{s} {body}");
+    }
+    rx.wait_for(Duration::from_secs(10), "carol's undelivered event", |r| {
+        r.acked_of("push", "message.undelivered")
+            .iter()
+            .any(|e| e["data"]["user"] == "carol")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let users: Vec<String> = rx
+        .acked_of("push", "message.undelivered")
+        .iter()
+        .map(|e| e["data"]["user"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(!users.iter().any(|u| u == "bob"), "{users:?}");
+}

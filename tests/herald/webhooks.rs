@@ -24,7 +24,7 @@ const SECRET: &str = "whsec-test-0123456789";
 
 /// What the receiver does with one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Answer {
+pub(crate) enum Answer {
     Ok,
     Fail,
     /// Never answers (the sender's timeout must end the attempt).
@@ -40,20 +40,20 @@ struct Received {
     answer: Answer,
 }
 
-type Policy = Arc<dyn Fn(&str, &Value, usize) -> Answer + Send + Sync>;
+pub(crate) type Policy = Arc<dyn Fn(&str, &Value, usize) -> Answer + Send + Sync>;
 
 /// A local webhook receiver. `policy(endpoint path, event, n)` decides the answer to the `n`th
 /// (1-based) request for that event id at that path. Every request's signature is verified
 /// (a bad one fails the test).
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     port: u16,
     log: Arc<Mutex<Vec<Received>>>,
     policy: Arc<Mutex<Policy>>,
 }
 
 impl Receiver {
-    async fn start(policy: Policy) -> Receiver {
+    pub(crate) async fn start(policy: Policy) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let r = Receiver {
@@ -165,7 +165,7 @@ impl Receiver {
     }
 
     /// Acknowledged events at `endpoint` of type `t`, once each (deduplicated by id).
-    fn acked_of(&self, endpoint: &str, t: &str) -> Vec<Value> {
+    pub(crate) fn acked_of(&self, endpoint: &str, t: &str) -> Vec<Value> {
         let mut seen = HashSet::new();
         self.received()
             .into_iter()
@@ -176,7 +176,12 @@ impl Receiver {
     }
 
     /// Waits until `done(self)` holds (panics after `within`).
-    async fn wait_for(&self, within: Duration, what: &str, done: impl Fn(&Receiver) -> bool) {
+    pub(crate) async fn wait_for(
+        &self,
+        within: Duration,
+        what: &str,
+        done: impl Fn(&Receiver) -> bool,
+    ) {
         let start = Instant::now();
         while !done(self) {
             assert!(
@@ -211,7 +216,7 @@ fn verify_signature(headers: &HashMap<String, String>, body: &[u8]) {
     assert!((now - ts).abs() < 60, "stale timestamp {ts} (now {now})");
 }
 
-fn endpoint(name: &str, rx: &Receiver, events: &[EventType]) -> WebhookEndpoint {
+pub(crate) fn endpoint(name: &str, rx: &Receiver, events: &[EventType]) -> WebhookEndpoint {
     WebhookEndpoint {
         name: name.into(),
         url: rx.url(name),
@@ -221,7 +226,7 @@ fn endpoint(name: &str, rx: &Receiver, events: &[EventType]) -> WebhookEndpoint 
 }
 
 /// Short timings: attempts time out after 300 ms, retries start at 200 ms.
-fn fast(s: &mut Settings, endpoints: Vec<WebhookEndpoint>) {
+pub(crate) fn fast(s: &mut Settings, endpoints: Vec<WebhookEndpoint>) {
     let w = &mut s.webhooks;
     w.endpoints = endpoints;
     w.timeout = Duration::from_millis(300);

@@ -50,6 +50,23 @@ pub struct NotificationCenter {
     pushed: std::collections::HashSet<String>,
     /// Cluster mode: pushes reach the user's sessions on the other nodes too.
     cluster: crate::cluster::Cluster,
+    /// Cluster mode: who has a session on any node (the presence registry knows), for
+    /// `message.undelivered` webhooks.
+    connectivity: Option<Recipient<crate::actors::presence_registry::ConnectedAnywhere>>,
+}
+
+/// Sent by the engine once the presence registry runs (it starts after this center).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachConnectivity {
+    pub presence: Recipient<crate::actors::presence_registry::ConnectedAnywhere>,
+}
+
+impl Handler<AttachConnectivity> for NotificationCenter {
+    type Result = ();
+    fn handle(&mut self, msg: AttachConnectivity, _: &mut Context<Self>) {
+        self.connectivity = Some(msg.presence);
+    }
 }
 
 /// `{"type":"notification","data":{"id","title","message","is_read","created_at","notification_type"}}`.
@@ -79,6 +96,7 @@ impl NotificationCenter {
     ) -> Self {
         NotificationCenter {
             cluster,
+            connectivity: None,
             store,
             clock,
             sweep_every,

@@ -48,16 +48,42 @@ impl Handler<Notify> for NotificationCenter {
         let reader = self.store.reader.clone();
         let commits = self.store.commits.clone();
         let users = msg.users.clone();
+        // In cluster mode a user may be connected to another node only: ask the registry,
+        // which knows every node's users, before reporting anyone undelivered.
+        let connectivity = self
+            .connectivity
+            .clone()
+            .filter(|_| self.cluster.enabled())
+            .filter(|_| {
+                self.store
+                    .webhooks
+                    .wants(crate::webhook::EventType::MessageUndelivered)
+            });
         let load = async move {
-            reader
+            let connected = match connectivity {
+                Some(c) => c
+                    .send(crate::actors::presence_registry::ConnectedAnywhere {
+                        users: users.clone(),
+                    })
+                    .await
+                    .ok(),
+                None => None,
+            };
+            let prefs = reader
                 .send(LoadPreferences { users })
                 .await
                 .map_err(PersistError::from)
-                .and_then(|r| r)
+                .and_then(|r| r);
+            (prefs, connected)
         };
         Box::pin(
             load.into_actor(self)
-                .then(move |prefs, act, _| {
+                .then(move |(prefs, connected), act, _| {
+                    // Connected anywhere: on some node (cluster mode), else here.
+                    let offline = |act: &NotificationCenter, u: &UserId| match &connected {
+                        Some(set) => !set.contains(u),
+                        None => !act.online(u),
+                    };
                     let now = act.clock.now();
                     let prefs: HashMap<UserId, Preferences> =
                         prefs.map(|p| p.into_iter().collect()).unwrap_or_else(|e| {
@@ -73,7 +99,15 @@ impl Handler<Notify> for NotificationCenter {
                     for user in msg.users {
                         let p = prefs.get(&user).unwrap_or(&defaults);
                         if p.mutes(s, &msg.source) {
-                            events.extend(super::webhooks::muted(act, &user, s, &msg.source, now));
+                            let away = offline(act, &user);
+                            events.extend(super::webhooks::muted(
+                                act,
+                                &user,
+                                s,
+                                &msg.source,
+                                now,
+                                away,
+                            ));
                             results.push(Notified {
                                 user,
                                 id: None,
@@ -107,7 +141,8 @@ impl Handler<Notify> for NotificationCenter {
                             delivered_at: live.then_some(now),
                             read_at: None,
                         };
-                        events.extend(super::webhooks::stored(act, &row, held));
+                        let away = offline(act, &row.user);
+                        events.extend(super::webhooks::stored(act, &row, held, away));
                         rows.push(row);
                         results.push(Notified {
                             user,

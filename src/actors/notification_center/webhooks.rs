@@ -1,5 +1,6 @@
 //! The webhook events a new notification causes (docs/webhooks.md): `notification.created`,
-//! and `message.undelivered` — the push bridge — when its user has no live session here.
+//! and `message.undelivered` — the push bridge — when its user has no live session (on any
+//! node in cluster mode).
 //!
 //! They are written in the commit group that stores the notifications, each bound to its
 //! notification (`WebhookWrite::Enqueue`): an idempotent repeat that stores nothing reports
@@ -17,21 +18,20 @@ use super::NotificationCenter;
 /// An outbox row and the notification it requires (see `WebhookWrite::Enqueue`).
 type Event = (NewWebhookEvent, Option<String>);
 
-/// The events of notification `row`, about to be stored; `held`: quiet hours hold it.
+/// The events of notification `row`, about to be stored; `held`: quiet hours hold it;
+/// `offline`: its user has no session on any node.
 pub(super) fn stored(
     center: &NotificationCenter,
     row: &StoredNotification,
     held: bool,
+    offline: bool,
 ) -> Vec<Event> {
     let topics = &center.store.webhooks;
     let mut out = Vec::new();
     if topics.wants(EventType::NotificationCreated) {
         out.push((webhook::notification_created(row), Some(row.id.clone())));
     }
-    if !held
-        && !center.online(&row.user)
-        && topics.wants_undelivered(&row.notification_type, row.priority)
-    {
+    if !held && offline && topics.wants_undelivered(&row.notification_type, row.priority) {
         out.push((
             webhook::message_undelivered(row, "offline"),
             Some(row.id.clone()),
@@ -48,9 +48,10 @@ pub(super) fn muted(
     spec: &NotificationSpec,
     source: &NotificationSource,
     now: Millis,
+    offline: bool,
 ) -> Option<Event> {
     if spec.priority != Priority::Urgent
-        || center.online(user)
+        || !offline
         || !center
             .store
             .webhooks

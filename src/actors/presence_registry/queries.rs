@@ -129,3 +129,26 @@ impl Handler<GetPresence> for PresenceRegistry {
         )
     }
 }
+
+/// Sent by the notification center in cluster mode: which of `users` have a session on any
+/// node (here, or in another node's entry). Decides `message.undelivered` webhooks.
+#[derive(Message)]
+#[rtype(result = "std::collections::HashSet<UserId>")]
+pub struct ConnectedAnywhere {
+    pub users: Vec<UserId>,
+}
+
+impl Handler<ConnectedAnywhere> for PresenceRegistry {
+    type Result = MessageResult<ConnectedAnywhere>;
+    fn handle(&mut self, msg: ConnectedAnywhere, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            msg.users
+                .into_iter()
+                .filter(|u| {
+                    self.users.get(u).is_some_and(|e| !e.sessions.is_empty())
+                        || self.remote.get(u).is_some_and(|r| r.sessions() > 0)
+                })
+                .collect(),
+        )
+    }
+}
