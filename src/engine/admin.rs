@@ -248,14 +248,18 @@ impl Engine {
             user: by.clone(),
             admin: true,
         };
+        // Pages of their rooms until none is left; a page where no room let them go ends it
+        // (the erasure below deletes any membership left in the database).
         loop {
             let rooms = self.user_rooms(&user, None, 500).await?;
-            if rooms.is_empty() {
-                break;
-            }
+            let mut left = false;
             for r in rooms {
-                self.change_member(r.room, user.clone(), admin.clone(), false)
+                left |= self
+                    .change_member(r.room, user.clone(), admin.clone(), false)
                     .await?;
+            }
+            if !left {
+                break;
             }
         }
         // Sessions closing record last-seen through the same write queue: wait until the
