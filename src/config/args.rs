@@ -166,6 +166,9 @@ pub struct ServeArgs {
     /// Largest `data` of a custom `event`, in bytes of JSON.
     #[arg(long, global = true, env = "HERALD_MAX_EVENT_BYTES")]
     pub max_event_bytes: Option<usize>,
+    /// Most API keys a deployment keeps (revoked ones included).
+    #[arg(long, global = true, env = "HERALD_MAX_API_KEYS")]
+    pub max_api_keys: Option<usize>,
     /// Seconds after sending during which a sender may edit or delete a message.
     #[arg(long, global = true, env = "HERALD_EDIT_WINDOW_SECS")]
     pub edit_window_secs: Option<u64>,
@@ -460,6 +463,7 @@ impl Settings {
         l.event_rate = a.event_rate.map_or(l.event_rate, |v| v.max(1));
         l.event_burst = a.event_burst.map_or(l.event_burst, |v| v.max(1));
         l.max_event_bytes = a.max_event_bytes.map_or(l.max_event_bytes, |v| v.max(2));
+        l.max_api_keys = a.max_api_keys.map_or(l.max_api_keys, |v| v.max(1));
         l.edit_window = a
             .edit_window_secs
             .map_or(l.edit_window, std::time::Duration::from_secs);

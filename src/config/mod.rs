@@ -235,6 +235,8 @@ pub struct Limits {
     pub event_burst: u32,
     /// Largest `data` of a custom `event` (bytes of JSON).
     pub max_event_bytes: usize,
+    /// Most API keys a deployment keeps (revoked ones included).
+    pub max_api_keys: usize,
     /// How long after sending a sender may edit or delete their message.
     pub edit_window: Duration,
     /// Most distinct emoji on one message, and the longest emoji.
@@ -283,6 +285,7 @@ impl Default for Limits {
             event_rate: 20,
             event_burst: 40,
             max_event_bytes: 4096,
+            max_api_keys: 1000,
             edit_window: Duration::from_secs(48 * 3600),
             max_reactions_per_message: 20,
             max_emoji_bytes: 32,

@@ -114,6 +114,7 @@ pub(super) fn shown(s: &Settings, key: &str) -> Option<Shown> {
         "event_rate" => int(l.event_rate.into()),
         "event_burst" => int(l.event_burst.into()),
         "max_event_bytes" => int(l.max_event_bytes as u64),
+        "max_api_keys" => int(l.max_api_keys as u64),
         "edit_window_secs" => int(l.edit_window.as_secs()),
         "max_reactions_per_message" => int(l.max_reactions_per_message as u64),
         "max_emoji_bytes" => int(l.max_emoji_bytes as u64),

@@ -21,8 +21,6 @@ use crate::error::EngineError;
 pub const API_KEY_PREFIX: &str = "hk_";
 /// Roles an API key may carry.
 pub const API_KEY_ROLES: &[&str] = &["service", "admin"];
-/// Most API keys (revoked ones included) a deployment keeps.
-pub const MAX_API_KEYS: usize = 1000;
 /// Most messages one export page holds.
 pub const MAX_EXPORT_MESSAGES: i64 = 10_000;
 
@@ -94,9 +92,10 @@ impl Engine {
                 "roles must be a non-empty list of {API_KEY_ROLES:?}"
             )));
         }
-        if self.api_keys().await?.len() >= MAX_API_KEYS {
+        let max = self.settings.limits.max_api_keys;
+        if self.api_keys().await?.len() >= max {
             return Err(EngineError::LimitExceeded(format!(
-                "this deployment already has {MAX_API_KEYS} API keys, the limit"
+                "this deployment already has {max} API keys, the limit (HERALD_MAX_API_KEYS)"
             )));
         }
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();

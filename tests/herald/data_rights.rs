@@ -424,3 +424,30 @@ async fn retention_tombstones_old_bodies_in_batches_keeps_seqs_and_says_where_hi
     }
     assert_eq!(titles, ["unread"]);
 }
+
+#[actix_web::test]
+async fn api_keys_are_capped_per_deployment() {
+    let db = herald::testkit::TestDatabase::new();
+    let app = crate::helpers::spawn_app_on(&db.url, |s| s.limits.max_api_keys = 2).await;
+    let admin = app.admin_token("root");
+    let mut got = Vec::new();
+    for i in 0..3 {
+        let (status, body) = app
+            .send_json(
+                "POST",
+                "/v1/admin/api-keys",
+                Some(&admin),
+                Some(json!({"name": format!("k{i}")})),
+            )
+            .await;
+        got.push((status, body["error"]["code"].as_str().map(str::to_owned)));
+    }
+    assert_eq!(
+        got,
+        [
+            (201, None),
+            (201, None),
+            (429, Some("limit_exceeded".to_owned()))
+        ]
+    );
+}
