@@ -311,13 +311,20 @@ mod tests {
         );
         let e = crate::protocol::EncodedFrame::from_data(
             "event",
-            r#"{"data":{"x":1},"from":"bob","name":"cursor","room":"public:a"}"#,
+            r#"{"name":"cursor","data":{"x":1},"from":"bob","room":"public:a"}"#,
         )
         .unwrap();
         assert_eq!(
             frame_event(&e),
-            r#"42["cursor",{"data":{"x":1},"from":"bob","name":"cursor","room":"public:a"}]"#
+            r#"42["cursor",{"name":"cursor","data":{"x":1},"from":"bob","room":"public:a"}]"#
         );
+        // A name that is not a valid event name never reaches a packet.
+        let odd = crate::protocol::EncodedFrame::from_data(
+            "event",
+            r#"{"name":"a\"b","data":null,"from":"bob","room":"public:a"}"#,
+        )
+        .unwrap();
+        assert!(frame_event(&odd).starts_with(r#"42["event","#));
     }
 
     #[test]

@@ -171,10 +171,12 @@ pub struct Notification<'a> {
 
 /// `event` data: a custom event `name` that `from` sent to `room`.
 #[derive(Serialize)]
+/// `name` is serialized first: the Socket.IO event name is read back from the front of the
+/// data ([`EncodedFrame::sio_name`]), so no frame carries a second copy of it.
 pub struct CustomEvent<'a> {
+    pub name: &'a str,
     pub data: &'a Value,
     pub from: &'a UserId,
-    pub name: &'a str,
     pub room: &'a RoomId,
 }
 
@@ -365,7 +367,6 @@ impl<'a> ServerFrame<'a> {
                         r#"{"type":"error","code":"internal","error":"encoding failed"}"#,
                     ),
                     data: None,
-                    sio_name: None,
                 }
             }
         }
@@ -398,7 +399,6 @@ impl<'a> ServerFrame<'a> {
                     name,
                     native: utf8(out),
                     data: Some(data.into()),
-                    sio_name: None,
                 });
             }
             ServerFrame::Ack { data, .. } => Some(write_data(&mut out, data)?),
@@ -417,28 +417,12 @@ impl<'a> ServerFrame<'a> {
             ServerFrame::MessageEdited(d) => Some(write_data(&mut out, d)?),
             ServerFrame::MessageDeleted(d) => Some(write_data(&mut out, d)?),
             ServerFrame::Reaction(d) => Some(write_data(&mut out, d)?),
-            ServerFrame::Event(d) => {
-                let span = write_data(&mut out, d)?;
-                out.push(b'}');
-                let native = utf8(out);
-                let data = native.slice_ref(&native[span.0..span.1]);
-                return Ok(EncodedFrame {
-                    name,
-                    sio_name: Some(d.name.into()),
-                    native,
-                    data: Some(data),
-                });
-            }
+            ServerFrame::Event(d) => Some(write_data(&mut out, d)?),
         };
         out.push(b'}');
         let native = utf8(out);
         let data = span.map(|(a, b)| native.slice_ref(&native[a..b]));
-        Ok(EncodedFrame {
-            name,
-            native,
-            data,
-            sio_name: None,
-        })
+        Ok(EncodedFrame { name, native, data })
     }
 }
 
@@ -465,9 +449,6 @@ pub struct EncodedFrame {
     native: ByteString,
     /// The JSON of `data` (for `error`, the object of its fields); `None` for `pong`.
     data: Option<ByteString>,
-    /// A custom `event` goes out on Socket.IO under its own name (`emit(name)` on one
-    /// client is `on(name)` on the others); validated names need no escaping.
-    sio_name: Option<ByteString>,
 }
 
 impl EncodedFrame {
@@ -488,35 +469,28 @@ impl EncodedFrame {
         out.push('}');
         let native = ByteString::from(out);
         let data = native.slice_ref(&native[start..end]);
-        // A custom event's name, read once per frame and node (it came from another node).
-        let sio_name = match name {
-            "event" => {
-                #[derive(serde::Deserialize)]
-                struct Named<'a> {
-                    #[serde(borrow)]
-                    name: std::borrow::Cow<'a, str>,
-                }
-                let named: Named = serde_json::from_str(&data).ok()?;
-                Some(
-                    crate::protocol::EventName::parse(&named.name)
-                        .ok()?
-                        .as_str()
-                        .into(),
-                )
-            }
-            _ => None,
-        };
         Some(EncodedFrame {
             name,
             native,
             data: Some(data),
-            sio_name,
         })
     }
 
-    /// The Socket.IO event name: the frame's type, or a custom event's own name.
+    /// The Socket.IO event name: the frame's type, or a custom event's own name (a custom
+    /// event goes out under it: `emit(name)` on one client is `on(name)` on the others). It
+    /// leads the event's data; one that is not a valid name (a frame from elsewhere) falls
+    /// back to `event`, so what is spliced into a packet never needs escaping.
     pub fn sio_name(&self) -> &str {
-        self.sio_name.as_deref().unwrap_or(self.name)
+        if self.name != "event" {
+            return self.name;
+        }
+        self.data
+            .as_deref()
+            .and_then(|d| d.strip_prefix("{\"name\":\""))
+            .and_then(|rest| rest.split_once('"'))
+            .map(|(n, _)| n)
+            .filter(|n| crate::protocol::EventName::parse(n).is_ok())
+            .unwrap_or(self.name)
     }
 
     /// The frame's `type`.

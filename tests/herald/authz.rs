@@ -7,13 +7,19 @@ use serde_json::json;
 
 use crate::helpers::{code, spawn_app, TestApp};
 
-async fn status(app: &TestApp, method: &str, path: &str, user: &str) -> u16 {
-    let token = if user == "root" {
+/// `root` is the admin; everyone else a plain user.
+fn token_of(app: &TestApp, user: &str) -> String {
+    if user == "root" {
         app.admin_token(user)
     } else {
         app.token(user)
-    };
-    app.send_json(method, path, Some(&token), None).await.0
+    }
+}
+
+async fn status(app: &TestApp, method: &str, path: &str, user: &str) -> u16 {
+    app.send_json(method, path, Some(&token_of(app, user)), None)
+        .await
+        .0
 }
 
 #[actix_web::test]
@@ -260,16 +266,11 @@ async fn nobody_reaches_what_they_have_no_right_to() {
     assert_eq!(got, [403, 200, 200, 200], "GET {changes}");
     let mut got = Vec::new();
     for user in ["stranger", "member", "root", "owner"] {
-        let token = if user == "root" {
-            app.admin_token(user)
-        } else {
-            app.token(user)
-        };
         let (code, _) = app
             .send_json(
                 "PATCH",
                 &one,
-                Some(&token),
+                Some(&token_of(&app, user)),
                 Some(json!({"body": {"text": format!("by {user}")}})),
             )
             .await;
