@@ -82,5 +82,7 @@ pub mod stream;
 pub mod testkit;
 pub mod unread;
 pub mod webhook;
+pub mod ws_deflate;
 pub mod ws_transport;
+pub mod ws_wire;
 pub mod wsframe;

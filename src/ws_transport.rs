@@ -10,10 +10,15 @@
 //! `App` (routes, middleware and the WebSocket handlers are unchanged), but its body reads
 //! the socket directly, and the response — the 101, then the frames of the session's
 //! WebSocket context — is written straight from each frame's own buffer. Between frames
-//! nothing is buffered for the connection. TLS connections keep actix-http's dispatcher.
+//! nothing is buffered for the connection. TLS connections (rustls) are served the same way.
+//!
+//! The transport also owns permessage-deflate (RFC 7692, actix-web has none): it answers the
+//! client's offer on the 101 (`crate::ws_deflate`), inflates compressed messages before
+//! actix's parser sees them, and shares an outbound queue with the session
+//! (`crate::ws_wire::WireSink`) into which the session writes whole frames, compressed or not,
+//! which are written out with vectored writes.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
@@ -32,6 +37,8 @@ use actix_web::HttpMessage as _;
 use futures_util::stream::Stream;
 
 use crate::metrics::METRICS;
+use crate::ws_deflate::{negotiate, DeflateSettings};
+use crate::ws_wire::{InboundFrames, WireSink};
 
 /// Bytes read from the socket per read call, into a buffer on the stack.
 const READ_CHUNK: usize = 8 * 1024;
@@ -55,7 +62,12 @@ pub struct TransportLimits {
     /// Deadline for everything before the 101 (the handler and its answer), and for the
     /// whole exchange of a plain HTTP request that arrived with upgrade headers.
     pub handshake_timeout: Duration,
+    /// permessage-deflate offered to clients.
+    pub deflate: DeflateSettings,
 }
+
+/// Most queued frames handed to one vectored write.
+const WRITE_BATCH: usize = 64;
 
 /// Requests that may switch protocols: GETs of the WebSocket routes. Anything else that
 /// arrives with `Upgrade` headers is served as the plain HTTP request it is.
@@ -164,15 +176,30 @@ where
         // A plain request's body ends at its length; whatever follows is not read.
         early.truncate(len);
     }
+    // permessage-deflate: answered on the 101 only if the handler attached a `Wire`.
+    let negotiated = match body_length {
+        None => negotiate(
+            req.headers()
+                .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+                .filter_map(|v| v.to_str().ok()),
+            &limits.deflate,
+        ),
+        Some(_) => None,
+    };
+    let sink = WireSink::new(negotiated);
     let reader = SocketReader {
         io: io.clone(),
         remaining: body_length.map(|len| len - early.len()),
         early: (!early.is_empty()).then_some(early),
         turn: 0,
         done: body_length == Some(0),
+        inbound: negotiated.map(|_| InboundFrames::new(sink.clone())),
     };
     let payload: actix_http::BoxedPayloadStream = Box::pin(reader);
     let (req, _) = req.replace_payload(Payload::Stream { payload });
+    if body_length.is_none() {
+        req.extensions_mut().insert(sink.clone());
+    }
     // Nothing is authenticated before the handler answers: it gets the handshake deadline.
     let res = match timeout(limits.handshake_timeout, app.call(req)).await {
         Ok(Ok(res)) => res.map_into_boxed_body().into(),
@@ -185,6 +212,14 @@ where
     let res: actix_http::Response<BoxBody> = res;
     let upgraded = res.status() == StatusCode::SWITCHING_PROTOCOLS && body_length.is_none();
     let (mut head, body) = res.into_parts();
+    if upgraded {
+        if let Some(value) = sink.agreed_extension() {
+            if let Ok(v) = header::HeaderValue::from_str(&value) {
+                head.headers_mut()
+                    .insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+            }
+        }
+    }
     if !upgraded {
         // A refused upgrade ends the connection; say so, or a client would reuse it.
         head.head_mut()
@@ -194,7 +229,7 @@ where
     codec.encode(actix_http::h1::Message::Item((head, body.size())), &mut out)?;
     write_within(&io, &out, limits.write_timeout).await?;
     if upgraded {
-        return pump(&io, body, limits).await;
+        return pump(&io, body, &sink, limits).await;
     }
     let mut body = Box::pin(body);
     while let Some(chunk) = poll_fn(|cx| body.as_mut().poll_next(cx)).await {
@@ -216,31 +251,30 @@ where
 async fn pump<T: AsyncWrite + Unpin>(
     io: &RefCell<T>,
     body: BoxBody,
+    sink: &WireSink,
     limits: TransportLimits,
 ) -> io::Result<()> {
     let mut body = Some(Box::pin(body));
-    let mut queue: VecDeque<Bytes> = VecDeque::new();
-    let mut queued = 0usize;
     // Armed only while bytes wait for the peer: an idle connection holds no timer.
     let mut deadline: Option<Pin<Box<Sleep>>> = None;
     // Bytes handed to the stream since its last flush (TLS buffers records until flushed).
     let mut unflushed = false;
+    let vectored = io.borrow().is_write_vectored();
     poll_fn(|cx| {
         let mut wrote = false;
         loop {
             let mut paused = false;
             loop {
                 // One chunk alone may exceed the bound (a large reply); then the session waits.
-                if queued > limits.outbox_bytes {
+                if sink.borrow_mut().bytes > limits.outbox_bytes {
                     paused = true;
                     break;
                 }
                 let Some(b) = body.as_mut() else { break };
+                // The session runs inside this poll and queues its data frames on the sink;
+                // what its context wrote (control frames) follows them.
                 match b.as_mut().poll_next(cx) {
-                    Poll::Ready(Some(Ok(chunk))) => {
-                        queued += chunk.len();
-                        queue.push_back(chunk);
-                    }
+                    Poll::Ready(Some(Ok(chunk))) => sink.borrow_mut().push_raw(chunk),
                     Poll::Ready(Some(Err(e))) => {
                         return Poll::Ready(Err(io::Error::other(e.to_string())))
                     }
@@ -248,38 +282,52 @@ async fn pump<T: AsyncWrite + Unpin>(
                     Poll::Pending => break,
                 }
             }
-            let before = queued;
-            while let Some(front) = queue.front_mut() {
-                match Pin::new(&mut *io.borrow_mut()).poll_write(cx, front) {
+            let mut out = sink.borrow_mut();
+            let before = out.bytes;
+            while !out.frames.is_empty() {
+                let written = if vectored && out.frames.len() > 1 {
+                    let slices: Vec<io::IoSlice<'_>> = out
+                        .frames
+                        .iter()
+                        .take(WRITE_BATCH)
+                        .map(|b| io::IoSlice::new(b))
+                        .collect();
+                    Pin::new(&mut *io.borrow_mut()).poll_write_vectored(cx, &slices)
+                } else {
+                    let front = &out.frames[0];
+                    Pin::new(&mut *io.borrow_mut()).poll_write(cx, front)
+                };
+                match written {
                     Poll::Pending => break,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                     Poll::Ready(Ok(n)) => {
                         wrote = true;
                         unflushed = true;
-                        queued -= n;
-                        if n == front.len() {
-                            queue.pop_front();
-                        } else {
-                            let _ = front.split_to(n);
-                        }
+                        out.consume(n);
                     }
                 }
             }
+            let queued = out.bytes;
+            drop(out);
             // The peer took enough for the paused session to go on: poll it again now (nothing
             // else would wake this task for it).
             if !(paused && queued < before && queued <= limits.outbox_bytes && body.is_some()) {
                 break;
             }
         }
-        if queue.is_empty() && unflushed {
+        let (empty, queued) = {
+            let out = sink.borrow_mut();
+            (out.frames.is_empty(), out.bytes)
+        };
+        if empty && unflushed {
             match Pin::new(&mut *io.borrow_mut()).poll_flush(cx) {
                 Poll::Ready(Ok(())) => unflushed = false,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {}
             }
         }
-        if queue.is_empty() && !unflushed {
+        if empty && !unflushed {
             deadline = None;
             return if body.is_none() {
                 Poll::Ready(Ok(()))
@@ -365,6 +413,8 @@ struct SocketReader<T> {
     /// Bytes handed out since the reader last yielded.
     turn: usize,
     done: bool,
+    /// Inflates compressed messages (permessage-deflate negotiated).
+    inbound: Option<InboundFrames>,
 }
 
 impl<T: AsyncRead + Unpin> Stream for SocketReader<T> {
@@ -374,6 +424,10 @@ impl<T: AsyncRead + Unpin> Stream for SocketReader<T> {
         let this = self.get_mut();
         if let Some(b) = this.early.take() {
             this.turn += b.len();
+            let b = match this.inbound.as_mut() {
+                Some(i) => i.rewrite(b),
+                None => b,
+            };
             return Poll::Ready(Some(Ok(b)));
         }
         if this.done || this.remaining == Some(0) {
@@ -406,7 +460,11 @@ impl<T: AsyncRead + Unpin> Stream for SocketReader<T> {
                 if let Some(r) = this.remaining.as_mut() {
                     *r -= n;
                 }
-                Poll::Ready(Some(Ok(Bytes::copy_from_slice(rb.filled()))))
+                let read = Bytes::copy_from_slice(rb.filled());
+                Poll::Ready(Some(Ok(match this.inbound.as_mut() {
+                    Some(i) => i.rewrite(read),
+                    None => read,
+                })))
             }
         }
     }

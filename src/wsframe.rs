@@ -14,6 +14,7 @@ use actix_web::web::{Bytes, BytesMut};
 use actix_web_actors::ws;
 
 use crate::protocol::close_code;
+use crate::ws_wire::Wire;
 
 /// What a client sent, once assembled.
 #[derive(Debug)]
@@ -34,35 +35,46 @@ pub enum Incoming {
 }
 
 /// Closes the connection with `code` and `reason` and stops its actor.
-pub fn close<A>(ctx: &mut ws::WebsocketContext<A>, code: u16, reason: impl Into<String>)
-where
+pub fn close<A>(
+    wire: &Wire,
+    ctx: &mut ws::WebsocketContext<A>,
+    code: u16,
+    reason: impl Into<String>,
+) where
     A: Actor<Context = ws::WebsocketContext<A>>,
 {
-    ctx.close(Some(ws::CloseReason {
-        code: ws::CloseCode::from(code),
-        description: Some(reason.into()),
-    }));
+    wire.close(
+        ctx,
+        Some(ws::CloseReason {
+            code: ws::CloseCode::from(code),
+            description: Some(reason.into()),
+        }),
+    );
     ctx.stop();
 }
 
 /// Answers the control part of what a client sent, the same on every endpoint: a ping gets
 /// its pong, a close is echoed and ends the actor, a protocol violation closes with its code.
 /// Gives back the text and binary messages, which are the endpoint's own business.
-pub fn answer_control<A>(incoming: Incoming, ctx: &mut ws::WebsocketContext<A>) -> Option<Incoming>
+pub fn answer_control<A>(
+    incoming: Incoming,
+    wire: &Wire,
+    ctx: &mut ws::WebsocketContext<A>,
+) -> Option<Incoming>
 where
     A: Actor<Context = ws::WebsocketContext<A>>,
 {
     match incoming {
         m @ (Incoming::Text(_) | Incoming::Binary(_)) => return Some(m),
-        Incoming::Ping(p) => ctx.pong(&p),
+        Incoming::Ping(p) => wire.pong(ctx, &p),
         Incoming::Pong | Incoming::Nothing => {}
         Incoming::Close(reason) => {
-            ctx.close(reason);
+            wire.close(ctx, reason);
             ctx.stop();
         }
         Incoming::Violation { code, reason } => {
             log::debug!("closing a websocket with {code}: {reason}");
-            close(ctx, code, reason);
+            close(wire, ctx, code, reason);
         }
     }
     None

@@ -10,6 +10,7 @@ use actix::prelude::*;
 use actix_web_actors::ws;
 
 use crate::protocol::close_code;
+use crate::ws_wire::Wire;
 use crate::wsframe::{self, FrameAssembler, Incoming};
 
 use super::socketio_session::{
@@ -23,6 +24,8 @@ pub struct EioWebSocket {
     outbox: usize,
     last_heard: Instant,
     frames: FrameAssembler,
+    /// Where packets are written (compressed when negotiated).
+    wire: Wire,
     /// An upgrade probe that has not completed (`2probe` … `5`) within this is closed.
     probe_timeout: std::time::Duration,
 }
@@ -34,6 +37,7 @@ impl EioWebSocket {
         outbox: usize,
         max_payload: usize,
         probe_timeout: std::time::Duration,
+        wire: Wire,
     ) -> Self {
         EioWebSocket {
             session,
@@ -41,6 +45,7 @@ impl EioWebSocket {
             outbox,
             last_heard: Instant::now(),
             frames: FrameAssembler::new(max_payload),
+            wire,
             probe_timeout,
         }
     }
@@ -56,7 +61,12 @@ impl Actor for EioWebSocket {
             ctx.run_later(self.probe_timeout, |act, ctx| {
                 if act.upgrading {
                     crate::metrics::METRICS.preauth_timeouts.inc();
-                    wsframe::close(ctx, close_code::POLICY, "upgrade not completed in time");
+                    wsframe::close(
+                        &act.wire,
+                        ctx,
+                        close_code::POLICY,
+                        "upgrade not completed in time",
+                    );
                 }
             });
         } else {
@@ -88,10 +98,11 @@ impl Handler<EioOut> for EioWebSocket {
     fn handle(&mut self, msg: EioOut, ctx: &mut Self::Context) {
         if msg.packet.is_empty() {
             // The session ended.
-            ctx.close(Some(ws::CloseCode::from(close_code::NORMAL).into()));
+            self.wire
+                .close(ctx, Some(ws::CloseCode::from(close_code::NORMAL).into()));
             ctx.stop();
         } else {
-            ctx.text(msg.packet);
+            self.wire.text(ctx, msg.packet);
         }
     }
 }
@@ -99,12 +110,12 @@ impl Handler<EioOut> for EioWebSocket {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for EioWebSocket {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
-        match wsframe::answer_control(self.frames.push(msg), ctx) {
+        match wsframe::answer_control(self.wire.read(&mut self.frames, msg), &self.wire, ctx) {
             Some(Incoming::Text(t)) => {
                 if self.upgrading {
                     match t.as_str() {
                         "2probe" => {
-                            ctx.text("3probe");
+                            self.wire.text(ctx, "3probe");
                             self.session.do_send(ProbeReceived);
                         }
                         "5" => {
@@ -117,7 +128,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for EioWebSocket {
                     self.session.do_send(EioPackets { packets: vec![t] });
                 }
             }
-            Some(Incoming::Binary(_)) => ctx.text(crate::socketio::event(
+            Some(Incoming::Binary(_)) => self.wire.text(ctx, crate::socketio::event(
                 "error",
                 &serde_json::json!({"ok": false, "code": "binary_unsupported", "error": "binary attachments are not supported"}),
             )),

@@ -36,6 +36,7 @@ use crate::rate::{RateClass, RequestLimiter, Verdict};
 
 use super::room_supervisor::AdmissionTicket;
 use crate::unread::UnreadCounts;
+use crate::ws_wire::Wire;
 use crate::wsframe::{self, FrameAssembler, Incoming};
 
 pub struct NotificationSocket {
@@ -50,6 +51,8 @@ pub struct NotificationSocket {
     device: Option<crate::domain::DeviceId>,
     slow: Arc<OutboxGauge>,
     frames: FrameAssembler,
+    /// Where frames are written (compressed when negotiated).
+    wire: Wire,
     /// Every frame type is rate-limited; a client that keeps hitting it is closed (1008).
     limiter: RequestLimiter,
     /// `mark_as_read` requests waiting for the database (capped like any session's).
@@ -77,6 +80,7 @@ impl NotificationSocket {
             device: None,
             slow: Arc::new(OutboxGauge::new(port.settings().outbox_bytes)),
             frames: FrameAssembler::new(64 * 1024),
+            wire: Wire::default(),
             limiter: RequestLimiter::new(&port.settings().limits),
             pending: 0,
             _ticket: None,
@@ -89,6 +93,12 @@ impl NotificationSocket {
     /// The device the client named (`device_id`), shown with its session.
     pub fn with_device(mut self, device: Option<crate::domain::DeviceId>) -> Self {
         self.device = device;
+        self
+    }
+
+    /// The connection's wire (see [`Wire::attach`]).
+    pub fn with_wire(mut self, wire: Wire) -> Self {
+        self.wire = wire;
         self
     }
 
@@ -112,15 +122,25 @@ impl NotificationSocket {
         }
         match verdict {
             Verdict::Allowed => {}
-            Verdict::Limited => return ctx.text(error_frame("Too many requests; slow down")),
+            Verdict::Limited => {
+                return self
+                    .wire
+                    .text(ctx, error_frame("Too many requests; slow down"))
+            }
             Verdict::Abusive => {
-                ctx.text(error_frame("Rate limit exceeded repeatedly"));
-                return wsframe::close(ctx, close_code::POLICY, "rate limit exceeded repeatedly");
+                self.wire
+                    .text(ctx, error_frame("Rate limit exceeded repeatedly"));
+                return wsframe::close(
+                    &self.wire,
+                    ctx,
+                    close_code::POLICY,
+                    "rate limit exceeded repeatedly",
+                );
             }
         }
         let frame: Value = match parsed {
             Ok(v @ Value::Object(_)) => v,
-            _ => return ctx.text(error_frame("Invalid JSON")),
+            _ => return self.wire.text(ctx, error_frame("Invalid JSON")),
         };
         let id = match frame["type"].as_str() {
             Some("mark_as_read") => match frame["data"]["id"]
@@ -128,13 +148,17 @@ impl NotificationSocket {
                 .or_else(|| frame["id"].as_str())
             {
                 Some(id) if valid_notification_id(id) => Some(id.to_owned()),
-                Some(_) => return ctx.text(error_frame("Invalid notification id")),
-                None => return ctx.text(error_frame("mark_as_read needs data.id")),
+                Some(_) => return self.wire.text(ctx, error_frame("Invalid notification id")),
+                None => {
+                    return self
+                        .wire
+                        .text(ctx, error_frame("mark_as_read needs data.id"))
+                }
             },
             Some("mark_all_as_read") => None,
-            Some("ping") => return ctx.text(json!({"type": "pong"}).to_string()),
+            Some("ping") => return self.wire.text(ctx, json!({"type": "pong"}).to_string()),
             Some("auth") => return self.refresh(&frame, ctx),
-            _ => return ctx.text(error_frame("Unknown message type")),
+            _ => return self.wire.text(ctx, error_frame("Unknown message type")),
         };
         let port = self.port.clone();
         let user = auth.user_id.clone();
@@ -145,7 +169,7 @@ impl NotificationSocket {
             .map(|res, act, ctx| {
                 act.pending -= 1;
                 if let Err(e) = res {
-                    ctx.text(error_frame(&e.to_string()));
+                    act.wire.text(ctx, error_frame(&e.to_string()));
                 }
             })
             .spawn(ctx);
@@ -156,21 +180,22 @@ impl NotificationSocket {
     fn refresh(&mut self, frame: &Value, ctx: &mut ws::WebsocketContext<Self>) {
         let Some(current) = &self.auth else { return };
         let Some(token) = frame["data"]["token"].as_str() else {
-            return ctx.text(error_frame("auth needs data.token"));
+            return self.wire.text(ctx, error_frame("auth needs data.token"));
         };
         match self.port.refresh_auth(current, token) {
             Ok(fresh) => {
                 let expires_at = rfc3339(fresh.expires_at);
                 self.auth = Some(fresh);
                 self.arm_expiry(ctx);
-                ctx.text(
+                self.wire.text(
+                    ctx,
                     json!({"type": "auth_ok", "data": {"expires_at": expires_at}}).to_string(),
                 );
             }
-            Err(e) => ctx.text(error_frame(&format!(
-                "Authentication failed: {}",
-                e.message
-            ))),
+            Err(e) => self.wire.text(
+                ctx,
+                error_frame(&format!("Authentication failed: {}", e.message)),
+            ),
         }
     }
 }
@@ -195,13 +220,16 @@ impl ClientSession for NotificationSocket {
         &mut self.expiry_timers
     }
     fn warn_token_expired(&mut self, grace: std::time::Duration, ctx: &mut Self::Ctx) {
-        ctx.text(error_frame(&format!(
-            "Token expired; send auth with a fresh token within {} ms",
-            grace.as_millis()
-        )));
+        self.wire.text(
+            ctx,
+            error_frame(&format!(
+                "Token expired; send auth with a fresh token within {} ms",
+                grace.as_millis()
+            )),
+        );
     }
     fn end_expired(&mut self, ctx: &mut Self::Ctx) {
-        wsframe::close(ctx, close_code::AUTH_FAILED, "token expired");
+        wsframe::close(&self.wire, ctx, close_code::AUTH_FAILED, "token expired");
     }
     fn unread(&mut self) -> &mut UnreadCounts {
         &mut self.no_room_unread
@@ -214,12 +242,18 @@ impl Actor for NotificationSocket {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let Some(auth) = &self.auth else {
-            ctx.text(error_frame("Authentication failed"));
-            wsframe::close(ctx, close_code::AUTH_FAILED, "Authentication failed");
+            self.wire.text(ctx, error_frame("Authentication failed"));
+            wsframe::close(
+                &self.wire,
+                ctx,
+                close_code::AUTH_FAILED,
+                "Authentication failed",
+            );
             return;
         };
         ctx.set_mailbox_capacity(self.port.settings().outbox_frames);
-        ctx.text(json!({"type": "connection_ack"}).to_string());
+        self.wire
+            .text(ctx, json!({"type": "connection_ack"}).to_string());
         let interval = self.port.settings().heartbeat_interval;
         wsframe::heartbeat(ctx, interval, |act| act.last_heard, |_| {});
         let handle = SessionHandle::new(SessionInfo {
@@ -239,8 +273,8 @@ impl Actor for NotificationSocket {
         let user = auth.user_id.clone();
         async move { port.notification_unread(&user).await }
             .into_actor(self)
-            .map(|res, _, ctx| match res {
-                Ok(n) => ctx.text(unread_frame(n).into_native()),
+            .map(|res, act: &mut Self, ctx| match res {
+                Ok(n) => act.wire.frame(ctx, &unread_frame(n)),
                 Err(e) => log::warn!("notification socket: unread count unavailable: {e}"),
             })
             .spawn(ctx);
@@ -260,11 +294,11 @@ impl Handler<Deliver> for NotificationSocket {
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         self.slow.taken(msg.frame.len());
         if self.slow.is_slow() {
-            wsframe::close(ctx, close_code::SLOW_CONSUMER, "slow consumer");
+            wsframe::close(&self.wire, ctx, close_code::SLOW_CONSUMER, "slow consumer");
             return;
         }
         if !msg.frame.is_empty() {
-            ctx.text(msg.frame.into_native());
+            self.wire.frame(ctx, &msg.frame);
         }
     }
 }
@@ -273,7 +307,7 @@ impl Handler<SessionControl> for NotificationSocket {
     type Result = ();
     fn handle(&mut self, msg: SessionControl, ctx: &mut Self::Context) {
         if let SessionControl::Close { code, reason } = msg {
-            wsframe::close(ctx, code, reason);
+            wsframe::close(&self.wire, ctx, code, reason);
         }
     }
 }
@@ -282,9 +316,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for NotificationSocke
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
         self.heard.heard();
-        match wsframe::answer_control(self.frames.push(msg), ctx) {
+        match wsframe::answer_control(self.wire.read(&mut self.frames, msg), &self.wire, ctx) {
             Some(Incoming::Text(t)) => self.on_text(&t, ctx),
-            Some(Incoming::Binary(_)) => ctx.text(error_frame("Binary frames are not supported")),
+            Some(Incoming::Binary(_)) => self
+                .wire
+                .text(ctx, error_frame("Binary frames are not supported")),
             _ => {}
         }
     }

@@ -308,6 +308,18 @@ pub struct ServeArgs {
     /// Engine.IO CONNECT, upgrade probe).
     #[arg(long, global = true, env = "HERALD_HANDSHAKE_TIMEOUT_MS")]
     pub handshake_timeout_ms: Option<u64>,
+    /// Accept permessage-deflate (RFC 7692) when a client offers it.
+    #[arg(long, global = true, env = "HERALD_WS_DEFLATE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub ws_deflate: Option<bool>,
+    /// Messages shorter than this many bytes are sent uncompressed.
+    #[arg(long, global = true, env = "HERALD_WS_DEFLATE_THRESHOLD")]
+    pub ws_deflate_threshold: Option<usize>,
+    /// Keep a deflate context per connection for clients that allow it (costs memory).
+    #[arg(long, global = true, env = "HERALD_WS_DEFLATE_CONTEXT_TAKEOVER", value_parser = clap::builder::BoolishValueParser::new())]
+    pub ws_deflate_context_takeover: Option<bool>,
+    /// zlib compression level, 1 (fastest) to 9 (smallest).
+    #[arg(long, global = true, env = "HERALD_WS_DEFLATE_LEVEL")]
+    pub ws_deflate_level: Option<u32>,
     /// Largest WebSocket message in bytes.
     #[arg(long, global = true, env = "HERALD_MAX_FRAME_BYTES")]
     pub max_frame_bytes: Option<usize>,
@@ -536,6 +548,14 @@ impl Settings {
             .handshake_timeout_ms
             .map_or(s.handshake_timeout, |v| ms(v.max(100)));
         s.max_frame_bytes = a.max_frame_bytes.map_or(s.max_frame_bytes, |v| v.max(1024));
+        s.ws_deflate.enabled = a.ws_deflate.unwrap_or(s.ws_deflate.enabled);
+        s.ws_deflate.threshold = a.ws_deflate_threshold.unwrap_or(s.ws_deflate.threshold);
+        s.ws_deflate.context_takeover = a
+            .ws_deflate_context_takeover
+            .unwrap_or(s.ws_deflate.context_takeover);
+        s.ws_deflate.level = a
+            .ws_deflate_level
+            .map_or(s.ws_deflate.level, |v| v.clamp(1, 9));
         s.max_text_bytes = a.max_text_bytes.map_or(s.max_text_bytes, |v| v.max(1));
         s.join_missed_limit = a
             .join_missed_limit

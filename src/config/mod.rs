@@ -124,6 +124,8 @@ pub struct Settings {
     pub handshake_timeout: Duration,
     /// Largest WebSocket message accepted (after reassembling fragments).
     pub max_frame_bytes: usize,
+    /// permessage-deflate on WebSockets (docs/configuration.md, "Compression").
+    pub ws_deflate: crate::ws_deflate::DeflateSettings,
     /// Largest `text` of a text message, and the bound (plus 1 KiB) of any message body.
     pub max_text_bytes: usize,
     /// Most messages a `join` with `since_seq` returns in `missed`, and the size of one
@@ -372,6 +374,7 @@ impl Default for Settings {
             write_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             max_frame_bytes: 1024 * 1024,
+            ws_deflate: Default::default(),
             max_text_bytes: 64 * 1024,
             join_missed_limit: 100,
             replay_max: 1000,

@@ -4,14 +4,19 @@
 //! A frame is serialized once, into an [`EncodedFrame`]: the native text
 //! `{"type":"<name>","data":<data>}` plus a view of its `data` (a slice of the same bytes),
 //! from which the Socket.IO event `42["<name>",<data>]` is one concatenation away
-//! ([`crate::socketio::frame_event`]). A broadcast encodes once and every recipient shares
-//! the bytes: cloning an `EncodedFrame` bumps two reference counts.
+//! ([`crate::socketio::frame_event`]). The same buffer holds the RFC 6455 frame header right
+//! before the text, so the frame on the wire is a view too, and the permessage-deflate form
+//! is made on first use and kept. A broadcast encodes once and every recipient shares all of
+//! it: cloning an `EncodedFrame` bumps one reference count.
 //!
 //! Field order is part of the wire (tests compare exact JSON): the data structs declare their
 //! fields in the order the frames have always had (alphabetical where they used to be built
 //! as `json!` objects).
 
 use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+
+use actix_web::web::Bytes;
 
 use bytestring::ByteString;
 use serde::Serialize;
@@ -21,6 +26,7 @@ use serde_json::Value;
 use super::{MessageObject, PresenceView, TypingState};
 use crate::domain::{RoomId, UserId};
 use crate::error::{EngineError, ErrorCode};
+use crate::ws_wire::{self, MAX_HEADER};
 
 mod consent;
 pub use consent::InvitationData;
@@ -361,19 +367,18 @@ impl<'a> ServerFrame<'a> {
             Err(e) => {
                 // Our own frame types cannot fail (string keys, no non-finite floats).
                 log::error!("{name} frame encoding failed: {e}");
-                EncodedFrame {
-                    name: "error",
-                    native: ByteString::from_static(
-                        r#"{"type":"error","code":"internal","error":"encoding failed"}"#,
-                    ),
-                    data: None,
-                }
+                let text = br#"{"type":"error","code":"internal","error":"encoding failed"}"#;
+                let mut out = vec![0; MAX_HEADER];
+                out.extend_from_slice(text);
+                EncodedFrame::build("error", out, None)
             }
         }
     }
 
     fn try_encode(&self, name: &'static str) -> serde_json::Result<EncodedFrame> {
         let mut out = Vec::with_capacity(128);
+        // Room for the WebSocket frame header, written in front once the length is known.
+        out.resize(MAX_HEADER, 0);
         out.extend_from_slice(b"{\"type\":\"");
         out.extend_from_slice(name.as_bytes());
         out.push(b'"');
@@ -392,14 +397,14 @@ impl<'a> ServerFrame<'a> {
             ServerFrame::Error { body, .. } => {
                 // The body's fields go at the top level: `{"code":..}` spliced after `type`
                 // and `ref`, and the body itself is the Socket.IO data.
-                let data = serde_json::to_string(body)?;
+                let data = serde_json::to_vec(body)?;
                 out.push(b',');
-                out.extend_from_slice(&data.as_bytes()[1..]);
-                return Ok(EncodedFrame {
-                    name,
-                    native: utf8(out),
-                    data: Some(data.into()),
-                });
+                out.extend_from_slice(&data[1..]);
+                let mut frame = EncodedFrame::build(name, out, None);
+                if let Some(e) = Arc::get_mut(&mut frame.0) {
+                    e.data = Some(utf8(data));
+                }
+                return Ok(frame);
             }
             ServerFrame::Ack { data, .. } => Some(write_data(&mut out, data)?),
             ServerFrame::ConnectionAck(d) => Some(write_data(&mut out, d)?),
@@ -420,9 +425,7 @@ impl<'a> ServerFrame<'a> {
             ServerFrame::Event(d) => Some(write_data(&mut out, d)?),
         };
         out.push(b'}');
-        let native = utf8(out);
-        let data = span.map(|(a, b)| native.slice_ref(&native[a..b]));
-        Ok(EncodedFrame { name, native, data })
+        Ok(EncodedFrame::build(name, out, span))
     }
 }
 
@@ -439,19 +442,77 @@ fn utf8(bytes: Vec<u8>) -> ByteString {
     ByteString::try_from(bytes).unwrap_or_default()
 }
 
+fn utf8_bytes(bytes: Bytes) -> ByteString {
+    ByteString::try_from(bytes).unwrap_or_default()
+}
+
 /// A server frame serialized once: the native text and a shared view of its `data`, from
 /// which both wires are written without re-parsing. Cheap to clone (shared bytes). The
 /// default (empty) frame carries nothing: rooms send it with a meta to move a stream along.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EncodedFrame {
+#[derive(Debug, Clone, Default)]
+pub struct EncodedFrame(Arc<Encoded>);
+
+#[derive(Debug, Default)]
+struct Encoded {
     name: &'static str,
     /// `{"type":"<name>"[,"ref":R],"data":<data>}` (an `error` has its fields at top level).
     native: ByteString,
     /// The JSON of `data` (for `error`, the object of its fields); `None` for `pong`.
     data: Option<ByteString>,
+    /// The unmasked text frame: header, then `native` (the same bytes).
+    wire: Bytes,
+    /// The compressed frame (no context takeover) for a full window, and for clients that
+    /// asked for a smaller one (compressed with the smallest window, valid for them all).
+    deflated: [OnceLock<Bytes>; 2],
 }
 
+impl PartialEq for EncodedFrame {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+            && self.0.native == other.0.native
+            && self.0.data == other.0.data
+    }
+}
+impl Eq for EncodedFrame {}
+
 impl EncodedFrame {
+    /// From a buffer holding [`MAX_HEADER`] spare bytes, then the native text; `span` is
+    /// where `data` lies in the buffer.
+    fn build(name: &'static str, mut out: Vec<u8>, span: Option<(usize, usize)>) -> EncodedFrame {
+        let len = out.len() - MAX_HEADER;
+        let mut head = [0u8; MAX_HEADER];
+        let start = ws_wire::header_before(&mut head, ws_wire::OP_TEXT, false, len);
+        out[start..MAX_HEADER].copy_from_slice(&head[start..]);
+        let all = Bytes::from(out);
+        let wire = all.slice(start..);
+        let native = utf8_bytes(all.slice(MAX_HEADER..));
+        let data = span.map(|(a, b)| native.slice_ref(&native[a - MAX_HEADER..b - MAX_HEADER]));
+        EncodedFrame(Arc::new(Encoded {
+            name,
+            native,
+            data,
+            wire,
+            deflated: Default::default(),
+        }))
+    }
+
+    /// The text frame as written to a socket.
+    pub fn wire(&self) -> Bytes {
+        self.0.wire.clone()
+    }
+
+    /// The permessage-deflate frame for a server window of `window_bits` (no context
+    /// takeover), compressed on the first call for its window class and shared after.
+    pub fn deflated(&self, window_bits: u8, level: u32) -> Bytes {
+        let (slot, bits) = if window_bits >= 15 { (0, 15) } else { (1, 9) };
+        self.0.deflated[slot]
+            .get_or_init(|| {
+                let z = crate::ws_deflate::compress_message(self.0.native.as_bytes(), bits, level);
+                ws_wire::frame(ws_wire::OP_TEXT, true, &z)
+            })
+            .clone()
+    }
+
     /// The frame `{"type":<name>,"data":<data>}` rebuilt from its parts (a frame another
     /// node encoded); `None` for a type this build does not send, or one without data.
     pub fn from_data(name: &str, data: &str) -> Option<EncodedFrame> {
@@ -459,21 +520,16 @@ impl EncodedFrame {
             .iter()
             .copied()
             .find(|n| *n == name)?;
-        let mut out = String::with_capacity(data.len() + name.len() + 20);
-        out.push_str("{\"type\":\"");
-        out.push_str(name);
-        out.push_str("\",\"data\":");
+        let mut out = Vec::with_capacity(MAX_HEADER + data.len() + name.len() + 20);
+        out.resize(MAX_HEADER, 0);
+        out.extend_from_slice(b"{\"type\":\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\",\"data\":");
         let start = out.len();
-        out.push_str(data);
+        out.extend_from_slice(data.as_bytes());
         let end = out.len();
-        out.push('}');
-        let native = ByteString::from(out);
-        let data = native.slice_ref(&native[start..end]);
-        Some(EncodedFrame {
-            name,
-            native,
-            data: Some(data),
-        })
+        out.push(b'}');
+        Some(EncodedFrame::build(name, out, Some((start, end))))
     }
 
     /// The Socket.IO event name: the frame's type, or a custom event's own name (a custom
@@ -481,39 +537,40 @@ impl EncodedFrame {
     /// leads the event's data; one that is not a valid name (a frame from elsewhere) falls
     /// back to `event`, so what is spliced into a packet never needs escaping.
     pub fn sio_name(&self) -> &str {
-        if self.name != "event" {
-            return self.name;
+        if self.0.name != "event" {
+            return self.0.name;
         }
-        self.data
+        self.0
+            .data
             .as_deref()
             .and_then(|d| d.strip_prefix("{\"name\":\""))
             .and_then(|rest| rest.split_once('"'))
             .map(|(n, _)| n)
             .filter(|n| crate::protocol::EventName::parse(n).is_ok())
-            .unwrap_or(self.name)
+            .unwrap_or(self.0.name)
     }
 
     /// The frame's `type`.
     pub fn name(&self) -> &'static str {
-        self.name
+        self.0.name
     }
     /// The native text frame.
     pub fn native(&self) -> &ByteString {
-        &self.native
+        &self.0.native
     }
     pub fn into_native(self) -> ByteString {
-        self.native
+        self.0.native.clone()
     }
     /// The JSON of the frame's data.
     pub fn data(&self) -> Option<&str> {
-        self.data.as_deref()
+        self.0.data.as_deref()
     }
     /// Bytes of the native frame (what outbox bounds count).
     pub fn len(&self) -> usize {
-        self.native.len()
+        self.0.native.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.native.is_empty()
+        self.0.native.is_empty()
     }
 }
 

@@ -12,6 +12,7 @@ use crate::actors::eio_websocket::EioWebSocket;
 use crate::actors::socketio_session::{ClaimUpgrade, EioPackets, Poll, PollError, SocketIoSession};
 use crate::engine::Engine;
 use crate::socketio;
+use crate::ws_wire::Wire;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -175,8 +176,14 @@ pub async fn get(
                     "Bad request: the session is already upgrading or upgraded",
                 ));
             }
-            let probe =
-                EioWebSocket::new(addr, true, outbox, max, engine.settings.handshake_timeout);
+            let probe = EioWebSocket::new(
+                addr,
+                true,
+                outbox,
+                max,
+                engine.settings.handshake_timeout,
+                Wire::attach(&req, max),
+            );
             ws::WsResponseBuilder::new(probe, &req, stream)
                 .frame_size(max)
                 .start()
@@ -186,8 +193,14 @@ pub async fn get(
                 Ok(s) => s,
                 Err(refused) => return Ok(refused),
             };
-            let socket =
-                EioWebSocket::new(addr, false, outbox, max, engine.settings.handshake_timeout);
+            let socket = EioWebSocket::new(
+                addr,
+                false,
+                outbox,
+                max,
+                engine.settings.handshake_timeout,
+                Wire::attach(&req, max),
+            );
             ws::WsResponseBuilder::new(socket, &req, stream)
                 .frame_size(max)
                 .start()

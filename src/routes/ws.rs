@@ -12,6 +12,10 @@ use crate::auth::authenticate_socket;
 use crate::engine::{Engine, Resume};
 use crate::error::AppError;
 use crate::metrics::METRICS;
+use crate::ws_wire::Wire;
+
+/// Largest message on the notification socket (its frames are small JSON objects).
+const NOTIFICATION_FRAME_BYTES: usize = 64 * 1024;
 
 use super::openapi::ErrorBody;
 
@@ -53,6 +57,7 @@ pub async fn native(
         user_agent(&req),
         ticket,
         resume,
+        Wire::attach(&req, engine.settings.max_frame_bytes),
     );
     ws::WsResponseBuilder::new(session, &req, stream)
         .frame_size(engine.settings.max_frame_bytes)
@@ -162,9 +167,10 @@ pub async fn notifications(
     let socket =
         crate::actors::notification_socket::NotificationSocket::new(user, engine.session_port())
             .with_ticket(ticket)
-            .with_device(device);
+            .with_device(device)
+            .with_wire(Wire::attach(&req, NOTIFICATION_FRAME_BYTES));
     ws::WsResponseBuilder::new(socket, &req, stream)
-        .frame_size(64 * 1024)
+        .frame_size(NOTIFICATION_FRAME_BYTES)
         .start()
         .map_err(|e| {
             AppError::new(
@@ -219,7 +225,7 @@ pub async fn echo(
     }
     let max = engine.settings.max_frame_bytes;
     ws::WsResponseBuilder::new(
-        crate::actors::echo_session::EchoSession::new(max),
+        crate::actors::echo_session::EchoSession::new(max, Wire::attach(&req, max)),
         &req,
         stream,
     )

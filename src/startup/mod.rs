@@ -109,6 +109,7 @@ impl Application {
             outbox_bytes: settings.outbox_bytes,
             write_timeout: settings.write_timeout,
             handshake_timeout: settings.handshake_timeout,
+            deflate: settings.ws_deflate,
         };
         log::info!(
             "tokens: {:?}{}{}",

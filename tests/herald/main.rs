@@ -6,6 +6,7 @@ mod actors;
 mod authz;
 mod changes;
 mod cluster;
+mod compression;
 mod consent;
 mod continuity;
 mod costs;

@@ -10,12 +10,16 @@ use tokio::net::TcpStream;
 pub struct RawWs {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// The handshake response's status line and headers.
+    pub head: String,
 }
 
 /// A frame the server sent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame {
     pub fin: bool,
+    /// RSV1: compressed (permessage-deflate).
+    pub rsv1: bool,
     pub opcode: u8,
     pub payload: Vec<u8>,
 }
@@ -78,6 +82,7 @@ impl RawWs {
             Some(RawWs {
                 stream,
                 buf: buf[end..].to_vec(),
+                head,
             }),
         )
     }
@@ -165,6 +170,7 @@ fn parse(b: &[u8]) -> Option<(Frame, usize)> {
     Some((
         Frame {
             fin,
+            rsv1: b[0] & 0x40 != 0,
             opcode,
             payload: b[at..at + len].to_vec(),
         },

@@ -35,6 +35,7 @@ use crate::protocol::{
 };
 use crate::rate::{RequestLimiter, ABUSE_MESSAGE};
 use crate::unread::UnreadCounts;
+use crate::ws_wire::Wire;
 use crate::wsframe::{self, FrameAssembler, Incoming};
 
 use super::client_session::ClientSession;
@@ -61,6 +62,8 @@ pub struct WsSession {
     last_heard: Instant,
     /// Reassembles fragmented messages.
     frames: FrameAssembler,
+    /// Where data frames are written (compressed when negotiated).
+    wire: Wire,
     slow: Arc<OutboxGauge>,
     remote_addr: Option<String>,
     user_agent: Option<String>,
@@ -96,6 +99,7 @@ impl WsSession {
         user_agent: Option<String>,
         ticket: AdmissionTicket,
         resume: Resume,
+        wire: Wire,
     ) -> Self {
         let settings = port.settings();
         let limiter = RequestLimiter::new(&settings.limits);
@@ -108,6 +112,7 @@ impl WsSession {
             port,
             last_heard: Instant::now(),
             frames,
+            wire,
             slow: outbox,
             remote_addr,
             user_agent,
@@ -157,7 +162,7 @@ impl WsSession {
     }
 
     fn close(&self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: &str) {
-        wsframe::close(ctx, code, reason);
+        wsframe::close(&self.wire, ctx, code, reason);
     }
 
     fn heartbeat(&self, ctx: &mut ws::WebsocketContext<Self>) {
@@ -185,24 +190,21 @@ impl WsSession {
                 }
                 self.handle_request(frame.reference, frame.request, ctx)
             }
-            Err(e) => send_error(ctx, e.reference.as_ref(), e.code, &e.message),
+            Err(e) => send_error(&self.wire, ctx, e.reference.as_ref(), e.code, &e.message),
         }
     }
 }
 
 /// Writes an `error` frame and counts it.
 fn send_error(
+    wire: &Wire,
     ctx: &mut ws::WebsocketContext<WsSession>,
     reference: Option<&Value>,
     code: ErrorCode,
     message: &str,
 ) {
     METRICS.errors.with_label_values(&[code.as_str()]).inc();
-    ctx.text(
-        ServerFrame::error(reference, code, message)
-            .encode()
-            .into_native(),
-    );
+    wire.frame(ctx, &ServerFrame::error(reference, code, message).encode());
 }
 
 impl RequestSession for WsSession {
@@ -227,7 +229,7 @@ impl RequestSession for WsSession {
             reference: reference.as_ref(),
             data,
         };
-        ctx.text(ack.encode().into_native());
+        self.wire.frame(ctx, &ack.encode());
     }
     fn write_error(
         &mut self,
@@ -246,13 +248,13 @@ impl RequestSession for WsSession {
                 room: None,
             },
         };
-        ctx.text(error.encode().into_native());
+        self.wire.frame(ctx, &error.encode());
     }
     fn write_pong(&mut self, reference: &Option<Value>, ctx: &mut Self::Ctx) {
         let pong = ServerFrame::Pong {
             reference: reference.as_ref(),
         };
-        ctx.text(pong.encode().into_native());
+        self.wire.frame(ctx, &pong.encode());
     }
     fn close_abusive(&mut self, ctx: &mut Self::Ctx) {
         self.close(ctx, close_code::POLICY, ABUSE_MESSAGE);
@@ -277,7 +279,7 @@ impl ClientSession for WsSession {
             "token expired; send auth with a fresh token within {} ms",
             grace.as_millis()
         );
-        send_error(ctx, None, ErrorCode::TokenExpired, &msg);
+        send_error(&self.wire, ctx, None, ErrorCode::TokenExpired, &msg);
     }
     fn end_expired(&mut self, ctx: &mut Self::Ctx) {
         self.close(ctx, close_code::AUTH_FAILED, "token expired");
@@ -286,7 +288,7 @@ impl ClientSession for WsSession {
         &mut self.unread
     }
     fn send_unread(&mut self, frame: EncodedFrame, ctx: &mut Self::Ctx) {
-        ctx.text(frame.into_native());
+        self.wire.frame(ctx, &frame);
     }
 }
 
@@ -309,7 +311,7 @@ impl Actor for WsSession {
             },
             user_id: &self.auth.user_id,
         });
-        ctx.text(ack.encode().into_native());
+        self.wire.frame(ctx, &ack.encode());
         self.heartbeat(ctx);
         self.arm_expiry(ctx);
         let handle = self.session_handle(ctx);
@@ -326,7 +328,7 @@ impl Actor for WsSession {
                         act.unread.seed(&start.rooms);
                         act.hidden = crate::protocol::HiddenUsers::new(start.blocked_by);
                         for f in start.frames {
-                            ctx.text(f.into_native());
+                            act.wire.frame(ctx, &f);
                         }
                         act.start_streams(start.replay, ctx);
                     }
@@ -336,7 +338,7 @@ impl Actor for WsSession {
                             act.id,
                             act.auth.user_id
                         );
-                        send_error(ctx, None, e.code(), &e.to_string());
+                        send_error(&act.wire, ctx, None, e.code(), &e.to_string());
                         act.close(
                             ctx,
                             close_code::TRY_AGAIN_LATER,
@@ -382,7 +384,7 @@ impl StreamSession for WsSession {
     /// Always taken: past its byte bound the transport stops polling this session, which
     /// then waits (and its rooms' frames are dropped and caught up later).
     fn write_native(&mut self, frame: EncodedFrame, ctx: &mut Self::Ctx) -> bool {
-        ctx.text(frame.into_native());
+        self.wire.frame(ctx, &frame);
         true
     }
 }
@@ -403,7 +405,7 @@ impl Handler<SessionControl> for WsSession {
             SessionControl::RoomUnavailable { room, reason } => {
                 METRICS.errors.with_label_values(&["unavailable"]).inc();
                 let error = ServerFrame::room_error(&room, ErrorCode::Unavailable, &reason);
-                ctx.text(error.encode().into_native());
+                self.wire.frame(ctx, &error.encode());
                 self.forget_room(room);
             }
             SessionControl::Close { code, reason } => self.close(ctx, code, &reason),
@@ -418,9 +420,10 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
         if let Some(h) = &self.handle {
             h.last_heard.heard();
         }
-        match wsframe::answer_control(self.frames.push(msg), ctx) {
+        match wsframe::answer_control(self.wire.read(&mut self.frames, msg), &self.wire, ctx) {
             Some(Incoming::Text(text)) => self.on_text(&text, ctx),
             Some(Incoming::Binary(_)) => send_error(
+                &self.wire,
                 ctx,
                 None,
                 ErrorCode::BinaryUnsupported,
