@@ -46,6 +46,12 @@ pub struct Metrics {
     pub request_seconds: HistogramVec,
     /// Connections dropped because the peer took none of its queued bytes in time.
     pub write_timeouts: IntCounter,
+    /// WebSocket connections that agreed on permessage-deflate.
+    pub ws_deflate_connections: IntCounter,
+    /// Messages compressed (a broadcast shared by many connections counts once).
+    pub ws_compressions: IntCounter,
+    /// Compressed messages received and inflated.
+    pub ws_inflated_messages: IntCounter,
     /// Connections dropped because the request before the upgrade (or a plain request on
     /// the upgrade path) missed its deadline.
     pub handshake_timeouts: IntCounter,
@@ -141,6 +147,21 @@ impl Metrics {
                 &registry,
                 "write_timeouts_total",
                 "Connections dropped: the peer took none of its queued bytes in time",
+            ),
+            ws_deflate_connections: counter(
+                &registry,
+                "ws_deflate_connections_total",
+                "WebSocket connections that agreed on permessage-deflate",
+            ),
+            ws_compressions: counter(
+                &registry,
+                "ws_compressions_total",
+                "Messages compressed (a broadcast shared by many connections counts once)",
+            ),
+            ws_inflated_messages: counter(
+                &registry,
+                "ws_inflated_messages_total",
+                "Compressed messages received and inflated",
             ),
             handshake_timeouts: counter(
                 &registry,

@@ -190,6 +190,7 @@ pub fn compress_message(payload: &[u8], window_bits: u8, level: u32) -> Bytes {
         };
         let z = &mut c[i].2;
         z.reset();
+        crate::metrics::METRICS.ws_compressions.inc();
         Bytes::from(deflate_sync(z, payload))
     })
 }
@@ -208,6 +209,7 @@ impl ContextDeflater {
 
     /// Compresses the next message of the connection, tail removed.
     pub fn compress(&mut self, payload: &[u8]) -> Bytes {
+        crate::metrics::METRICS.ws_compressions.inc();
         Bytes::from(deflate_sync(&mut self.0, payload))
     }
 }
@@ -311,6 +313,9 @@ impl Inflater {
             inflate_frame(d, data, last, out, limit)
         };
         self.produced += out.len();
+        if last && result.is_ok() {
+            crate::metrics::METRICS.ws_inflated_messages.inc();
+        }
         if last || result.is_err() {
             self.produced = 0;
             if !self.takeover || result.is_err() {

@@ -19,6 +19,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::OnceLock;
 
 use actix::Actor;
 use actix_web::web::{Bytes, BytesMut};
@@ -27,6 +28,7 @@ use actix_web_actors::ws;
 use bytestring::ByteString;
 
 use crate::protocol::{close_code, EncodedFrame};
+use crate::socketio::Vocabulary;
 use crate::ws_deflate::{compress_message, ContextDeflater, InflateError, Inflater, Negotiated};
 use crate::wsframe::{FrameAssembler, Incoming};
 
@@ -76,6 +78,60 @@ pub fn frame(opcode: u8, compressed: bool, payload: &[u8]) -> Bytes {
     out.extend_from_slice(&head[start..]);
     out.extend_from_slice(payload);
     out.freeze()
+}
+
+/// A text message as written to sockets, shared by every recipient of a broadcast: the
+/// plain frame, and its compressed frames (no context takeover), made on first use for a
+/// full window and for clients that asked for a smaller one (compressed with the smallest
+/// window, valid for them all): a broadcast is compressed at most once per window class.
+#[derive(Debug, Default)]
+pub struct SharedText {
+    /// Header, then the text.
+    frame: Bytes,
+    /// Where the text starts in `frame`.
+    at: usize,
+    deflated: [OnceLock<Bytes>; 2],
+}
+
+impl SharedText {
+    /// From a whole frame whose header is `at` bytes long.
+    pub fn framed(frame: Bytes, at: usize) -> Self {
+        SharedText {
+            frame,
+            at,
+            deflated: Default::default(),
+        }
+    }
+
+    pub fn new(text: &[u8]) -> Self {
+        let frame = frame(OP_TEXT, false, text);
+        let at = frame.len() - text.len();
+        Self::framed(frame, at)
+    }
+
+    /// The text.
+    pub fn text(&self) -> &[u8] {
+        &self.frame[self.at..]
+    }
+
+    /// The frame for a connection with `deflate` (and no context of its own).
+    fn for_connection(&self, deflate: Option<Negotiated>) -> Bytes {
+        match deflate {
+            Some(n) if self.text().len() >= n.threshold => {
+                let (slot, bits) = if n.server_window_bits >= 15 {
+                    (0, 15)
+                } else {
+                    (1, 9)
+                };
+                self.deflated[slot]
+                    .get_or_init(|| {
+                        frame(OP_TEXT, true, &compress_message(self.text(), bits, n.level))
+                    })
+                    .clone()
+            }
+            _ => self.frame.clone(),
+        }
+    }
 }
 
 /// Why the inbound side failed the connection.
@@ -160,7 +216,11 @@ impl WireSink {
             out.deflate = None;
             out.context = None;
         }
-        out.deflate.map(|n| n.header_value())
+        let agreed = out.deflate.map(|n| n.header_value());
+        if agreed.is_some() {
+            crate::metrics::METRICS.ws_deflate_connections.inc();
+        }
+        agreed
     }
 
     fn deflate(&self) -> Option<Negotiated> {
@@ -205,18 +265,21 @@ impl Wire {
     where
         A: Actor<Context = ws::WebsocketContext<A>>,
     {
-        let Some(sink) = &self.sink else {
-            return ctx.text(f.native().clone());
-        };
-        let mut out = sink.0.borrow_mut();
-        let bytes = match out.deflate {
-            Some(n) if f.len() >= n.threshold => match out.context.as_mut() {
-                Some(c) => frame(OP_TEXT, true, &c.compress(f.native().as_bytes())),
-                None => f.deflated(n.server_window_bits, n.level),
-            },
-            _ => f.wire(),
-        };
-        out.push(bytes);
+        match &self.sink {
+            None => ctx.text(f.native().clone()),
+            Some(sink) => sink.0.borrow_mut().shared(f.wire()),
+        }
+    }
+
+    /// Writes a Socket.IO event encoded once for all its recipients.
+    pub fn sio_event<A>(&self, ctx: &mut ws::WebsocketContext<A>, f: &EncodedFrame, v: Vocabulary)
+    where
+        A: Actor<Context = ws::WebsocketContext<A>>,
+    {
+        match &self.sink {
+            None => ctx.text(crate::socketio::event_packet(f, v, None)),
+            Some(sink) => sink.0.borrow_mut().shared(f.sio_wire(v)),
+        }
     }
 
     /// Writes a text frame of this connection alone.
@@ -303,6 +366,18 @@ impl Wire {
 }
 
 impl Outbound {
+    /// A message shared with other connections: its shared bytes, unless this connection
+    /// compresses with a context of its own.
+    fn shared(&mut self, t: &SharedText) {
+        let bytes = match (self.deflate, self.context.as_mut()) {
+            (Some(n), Some(c)) if t.text().len() >= n.threshold => {
+                frame(OP_TEXT, true, &c.compress(t.text()))
+            }
+            (deflate, _) => t.for_connection(deflate),
+        };
+        self.push(bytes);
+    }
+
     /// One message of this connection, compressed when negotiated and long enough.
     fn message(&mut self, opcode: u8, payload: &[u8]) {
         let bytes = match self.deflate {
@@ -582,6 +657,32 @@ mod tests {
         let s = WireSink::new(n);
         s.0.borrow_mut().max_message = limit;
         s
+    }
+
+    #[test]
+    fn a_shared_text_is_compressed_once_per_window_class() {
+        let t = SharedText::new("a broadcast to a thousand members ".repeat(20).as_bytes());
+        let n = |bits| {
+            let mut n = negotiate(["permessage-deflate"], &DeflateSettings::default()).unwrap();
+            n.server_window_bits = bits;
+            Some(n)
+        };
+        let a = t.for_connection(n(15));
+        let b = t.for_connection(n(15));
+        assert_eq!(
+            a.as_ptr(),
+            b.as_ptr(),
+            "the second recipient shares the first's bytes"
+        );
+        assert_eq!(a[0], FIN | RSV1 | OP_TEXT);
+        let small = t.for_connection(n(10));
+        assert_eq!(small.as_ptr(), t.for_connection(n(12)).as_ptr());
+        assert_ne!(small.as_ptr(), a.as_ptr());
+        // Without the extension: the plain frame, itself shared.
+        assert_eq!(
+            t.for_connection(None).as_ptr(),
+            t.for_connection(None).as_ptr()
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::time::Instant;
 use actix::prelude::*;
 use actix_web_actors::ws;
 
-use crate::protocol::close_code;
+use crate::protocol::{close_code, EncodedFrame};
+use crate::socketio::Vocabulary;
 use crate::ws_wire::Wire;
 use crate::wsframe::{self, FrameAssembler, Incoming};
 
@@ -87,22 +88,61 @@ impl Actor for EioWebSocket {
 }
 
 /// Sent by the session to its WebSocket transport: one Engine.IO packet.
-#[derive(Message, Clone)]
+#[derive(Message)]
 #[rtype(result = "()")]
 pub struct EioOut {
-    pub packet: String,
+    pub packet: OutPacket,
+}
+
+/// An Engine.IO packet on its way out.
+#[derive(Debug)]
+pub enum OutPacket {
+    /// This session's own packet.
+    Text(String),
+    /// A frame's event without an offset: on a WebSocket written from the bytes (and the
+    /// compressed bytes) every recipient of the broadcast shares.
+    Event(EncodedFrame, Vocabulary),
+    /// The session ended: close the socket.
+    End,
+}
+
+impl OutPacket {
+    /// Bytes of the packet (what the polling outbox bound counts).
+    pub fn len(&self) -> usize {
+        match self {
+            OutPacket::Text(t) => t.len(),
+            OutPacket::Event(f, _) => f.len(),
+            OutPacket::End => 0,
+        }
+    }
+
+    /// The packet as text (for the polling transport).
+    pub fn into_text(self) -> String {
+        match self {
+            OutPacket::Text(t) => t,
+            OutPacket::Event(f, v) => crate::socketio::event_packet(&f, v, None),
+            OutPacket::End => String::new(),
+        }
+    }
+}
+
+impl From<String> for OutPacket {
+    fn from(t: String) -> Self {
+        OutPacket::Text(t)
+    }
 }
 
 impl Handler<EioOut> for EioWebSocket {
     type Result = ();
     fn handle(&mut self, msg: EioOut, ctx: &mut Self::Context) {
-        if msg.packet.is_empty() {
-            // The session ended.
-            self.wire
-                .close(ctx, Some(ws::CloseCode::from(close_code::NORMAL).into()));
-            ctx.stop();
-        } else {
-            self.wire.text(ctx, msg.packet);
+        match msg.packet {
+            OutPacket::End => {
+                self.wire
+                    .close(ctx, Some(ws::CloseCode::from(close_code::NORMAL).into()));
+                ctx.stop();
+            }
+            OutPacket::Text(t) => self.wire.text(ctx, t),
+            OutPacket::Event(f, v) => self.wire.sio_event(ctx, &f, v),
         }
     }
 }

@@ -26,7 +26,7 @@ use serde_json::Value;
 use super::{MessageObject, PresenceView, TypingState};
 use crate::domain::{RoomId, UserId};
 use crate::error::{EngineError, ErrorCode};
-use crate::ws_wire::{self, MAX_HEADER};
+use crate::ws_wire::{self, SharedText, MAX_HEADER};
 
 mod consent;
 pub use consent::InvitationData;
@@ -459,11 +459,10 @@ struct Encoded {
     native: ByteString,
     /// The JSON of `data` (for `error`, the object of its fields); `None` for `pong`.
     data: Option<ByteString>,
-    /// The unmasked text frame: header, then `native` (the same bytes).
-    wire: Bytes,
-    /// The compressed frame (no context takeover) for a full window, and for clients that
-    /// asked for a smaller one (compressed with the smallest window, valid for them all).
-    deflated: [OnceLock<Bytes>; 2],
+    /// The native text frame as written to sockets (header and `native`: the same bytes).
+    wire: SharedText,
+    /// The Socket.IO event of each vocabulary as written to sockets, made on first use.
+    sio: [OnceLock<SharedText>; 2],
 }
 
 impl PartialEq for EncodedFrame {
@@ -484,7 +483,7 @@ impl EncodedFrame {
         let start = ws_wire::header_before(&mut head, ws_wire::OP_TEXT, false, len);
         out[start..MAX_HEADER].copy_from_slice(&head[start..]);
         let all = Bytes::from(out);
-        let wire = all.slice(start..);
+        let wire = SharedText::framed(all.slice(start..), MAX_HEADER - start);
         let native = utf8_bytes(all.slice(MAX_HEADER..));
         let data = span.map(|(a, b)| native.slice_ref(&native[a - MAX_HEADER..b - MAX_HEADER]));
         EncodedFrame(Arc::new(Encoded {
@@ -492,25 +491,21 @@ impl EncodedFrame {
             native,
             data,
             wire,
-            deflated: Default::default(),
+            sio: Default::default(),
         }))
     }
 
-    /// The text frame as written to a socket.
-    pub fn wire(&self) -> Bytes {
-        self.0.wire.clone()
+    /// The native text frame as written to sockets, shared by every recipient.
+    pub fn wire(&self) -> &SharedText {
+        &self.0.wire
     }
 
-    /// The permessage-deflate frame for a server window of `window_bits` (no context
-    /// takeover), compressed on the first call for its window class and shared after.
-    pub fn deflated(&self, window_bits: u8, level: u32) -> Bytes {
-        let (slot, bits) = if window_bits >= 15 { (0, 15) } else { (1, 9) };
-        self.0.deflated[slot]
-            .get_or_init(|| {
-                let z = crate::ws_deflate::compress_message(self.0.native.as_bytes(), bits, level);
-                ws_wire::frame(ws_wire::OP_TEXT, true, &z)
-            })
-            .clone()
+    /// The Socket.IO event (`42["<name>",<data>]`, no offset) as written to WebSocket
+    /// transports, built on first use and shared by every recipient with `vocabulary`.
+    pub fn sio_wire(&self, vocabulary: crate::socketio::Vocabulary) -> &SharedText {
+        self.0.sio[vocabulary as usize].get_or_init(|| {
+            SharedText::new(crate::socketio::event_packet(self, vocabulary, None).as_bytes())
+        })
     }
 
     /// The frame `{"type":<name>,"data":<data>}` rebuilt from its parts (a frame another

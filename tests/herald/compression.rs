@@ -314,3 +314,40 @@ async fn the_notification_socket_compresses_too() {
     assert!(f.rsv1);
     assert_eq!(pong, json!({"type": "pong"}));
 }
+
+#[actix_rt::test]
+#[ignore = "needs the Python websockets client (tests/socketio/.venv): run by .ci/run"]
+async fn the_python_websockets_client_compresses_with_herald() {
+    let db = TestDatabase::new();
+    let app = spawn_app_on(&db.url, |_| {}).await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/socketio");
+    let python = dir.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "run `python3 -m venv tests/socketio/.venv && tests/socketio/.venv/bin/pip install -r tests/socketio/requirements.txt`"
+    );
+    let url = format!("ws://127.0.0.1:{}{}", app.port, native(&app, "alice"));
+    let text = "compressible chat text, ".repeat(50);
+    let script = dir.join("native_ws.py");
+    let args = [url, "public:py".to_owned(), text.clone()];
+    let out = actix_web::rt::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .args(args)
+            .output()
+    })
+    .await
+    .expect("joined")
+    .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(v["extensions"], json!(["permessage-deflate"]));
+    assert_eq!(v["joined"], "ack");
+    assert_eq!(v["sent"]["type"], "ack", "{v}");
+    let history = &v["history"]["data"]["messages"];
+    assert_eq!(history[0]["body"]["text"], text.as_str(), "{v}");
+}

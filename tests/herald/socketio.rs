@@ -194,13 +194,20 @@ async fn chat_with_a_native_client(lang: &str, mode: &str) {
                             || v["event"] == "connect"
                     })
                     .await;
+                if v["event"] == "upgrade" {
+                    // The `ws` package offers permessage-deflate, and Herald takes it.
+                    assert_eq!(v["extensions"], "permessage-deflate", "{v}");
+                }
                 upgraded |= v["event"] == "upgrade";
                 connected |= v["event"] == "connect";
             }
         }
     }
     if !(lang == "node" && mode != "websocket") {
-        bob.expect("connect", |v| v["event"] == "connect").await;
+        let c = bob.expect("connect", |v| v["event"] == "connect").await;
+        if lang == "node" {
+            assert_eq!(c["extensions"], "permessage-deflate", "{c}");
+        }
     }
 
     // join with an acknowledgement, presence both ways
@@ -257,6 +264,28 @@ async fn chat_with_a_native_client(lang: &str, mode: &str) {
         .await;
     assert_eq!(got["seq"], 2);
 
+    // Long messages both ways: compressed on the wire when the client negotiated it (the
+    // node client compresses its own above 1 KiB).
+    let long = format!("{lang} says: {}", "all work and no play; ".repeat(150));
+    let ack = bob
+        .call(
+            "send",
+            json!({"room": "public:sio", "kind": "text", "body": {"text": long}}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let m = alice.recv_type("message").await;
+    assert_eq!(m["data"]["body"]["text"], long.as_str());
+    let back = long.replace("says", "hears");
+    alice
+        .ok(
+            "send",
+            json!({"room": "public:sio", "kind": "text", "body": {"text": back}}),
+        )
+        .await;
+    bob.server_event("message", |d| d["body"]["text"] == back.as_str())
+        .await;
+
     // errors come back through the acknowledgement
     let err = bob
         .call(
@@ -284,7 +313,10 @@ async fn chat_with_a_native_client(lang: &str, mode: &str) {
         .iter()
         .map(|m| m["body"]["text"].as_str().unwrap())
         .collect();
-    assert_eq!(texts, [format!("hi from {lang}").as_str(), "hi bob"]);
+    assert_eq!(
+        texts,
+        [format!("hi from {lang}").as_str(), "hi bob", &long, &back]
+    );
 
     // reconnect: subscribed again without joining, with a sync event
     bob.command(json!({"do": "disconnect"}));

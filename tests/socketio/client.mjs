@@ -19,9 +19,10 @@ const socket = io(url, {
 // The Engine.IO handshake: which transport opened the session, and any later upgrade.
 socket.io.on("open", () => {
   out({ event: "open", transport: socket.io.engine.transport.name });
-  socket.io.engine.on("upgrade", (t) => out({ event: "upgrade", transport: t.name }));
+  socket.io.engine.on("upgrade", (t) => out({ event: "upgrade", transport: t.name, extensions: t.ws?.extensions ?? null }));
 });
-socket.on("connect", () => out({ event: "connect", transport: socket.io.engine.transport.name, recovered: socket.recovered }));
+// `extensions`: what the WebSocket negotiated (the `ws` package offers permessage-deflate).
+socket.on("connect", () => out({ event: "connect", transport: socket.io.engine.transport.name, recovered: socket.recovered, extensions: socket.io.engine.transport.ws?.extensions ?? null }));
 socket.on("connect_error", (err) => out({ event: "connect_error", message: err.message }));
 socket.on("disconnect", (reason) => out({ event: "disconnect", reason }));
 socket.onAny((name, data) => out({ event: "server", name, data }));

@@ -63,7 +63,7 @@ pub use transport::{
 const TRANSPORT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 // The transport's message lives with its handler (`EioWebSocket`).
-pub use super::eio_websocket::EioOut;
+pub use super::eio_websocket::{EioOut, OutPacket};
 
 enum Transport {
     /// Long-polling: packets wait in `queue` for the next GET; `waiting` is a GET in progress.
@@ -194,7 +194,8 @@ impl SocketIoSession {
     /// the packet was dropped (a `message` event is then caught up later, see
     /// [`StreamSession`]). A client that stops taking packets altogether is ended by the ping
     /// timeout (polling) or the socket's write deadline (WebSocket).
-    fn send_packet(&mut self, packet: String, ctx: &mut Context<Self>) -> bool {
+    fn send_packet(&mut self, packet: impl Into<OutPacket>, ctx: &mut Context<Self>) -> bool {
+        let packet = packet.into();
         let cap = self.port.settings().outbox_frames;
         match &mut self.transport {
             Transport::WebSocket { out } => match out.try_send(EioOut { packet }) {
@@ -217,6 +218,7 @@ impl SocketIoSession {
                 }
             },
             Transport::Polling { queue, waiting } => {
+                let packet = packet.into_text();
                 if let Some(tx) = waiting.take() {
                     // A poll that ended meanwhile (timeout, client gone) gets nothing: the
                     // packets wait for the next one.
@@ -255,10 +257,10 @@ impl SocketIoSession {
         match &mut self.transport {
             Transport::WebSocket { out } => {
                 let _ = out.try_send(EioOut {
-                    packet: eio::CLOSE.to_string(),
+                    packet: eio::CLOSE.to_string().into(),
                 });
                 out.do_send(EioOut {
-                    packet: String::new(),
+                    packet: OutPacket::End,
                 });
             }
             Transport::Polling { waiting, .. } => {
@@ -422,7 +424,7 @@ impl Actor for SocketIoSession {
         }
         if let Transport::WebSocket { out } = &self.transport {
             out.do_send(EioOut {
-                packet: String::new(),
+                packet: OutPacket::End,
             });
         }
         Running::Stop

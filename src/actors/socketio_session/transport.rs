@@ -106,7 +106,7 @@ impl Handler<AttachWebSocket> for SocketIoSession {
         if matches!(self.transport, Transport::WebSocket { .. }) {
             // The live socket stays; the newcomer is closed (ClaimUpgrade keeps this rare).
             let _ = msg.out.try_send(EioOut {
-                packet: String::new(),
+                packet: super::OutPacket::End,
             });
             return;
         }

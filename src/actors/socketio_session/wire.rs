@@ -146,7 +146,11 @@ impl StreamSession for SocketIoSession {
             return self.write_native(frame, ctx);
         };
         let offset = log.sent(room, seq);
-        let packet = sio::event_packet(&frame, self.vocabulary, log.offsets.then_some(offset));
+        // An offset makes the event this session's own; without one it is shared.
+        let packet = match log.offsets {
+            true => sio::event_packet(&frame, self.vocabulary, Some(offset)).into(),
+            false => super::OutPacket::Event(frame, self.vocabulary),
+        };
         let written = self.send_packet(packet, ctx);
         if !written {
             // Not sent after all: a later offset must not claim it was received.
@@ -158,9 +162,8 @@ impl StreamSession for SocketIoSession {
     }
 
     fn write_native(&mut self, frame: EncodedFrame, ctx: &mut Context<Self>) -> bool {
-        // The event is the shared encoding plus its name: one small allocation per
-        // Socket.IO recipient, no re-parse.
-        self.send_packet(sio::event_packet(&frame, self.vocabulary, None), ctx)
+        // On a WebSocket the event's bytes are made once per broadcast and shared.
+        self.send_packet(super::OutPacket::Event(frame, self.vocabulary), ctx)
     }
     fn ready_for_page(&self) -> bool {
         match &self.transport {
