@@ -107,15 +107,6 @@ pub enum OutPacket {
 }
 
 impl OutPacket {
-    /// Bytes of the packet (what the polling outbox bound counts).
-    pub fn len(&self) -> usize {
-        match self {
-            OutPacket::Text(t) => t.len(),
-            OutPacket::Event(f, _) => f.len(),
-            OutPacket::End => 0,
-        }
-    }
-
     /// The packet as text (for the polling transport).
     pub fn into_text(self) -> String {
         match self {
