@@ -223,17 +223,20 @@ impl Room {
         to: impl Fn(&SessionHandle) -> bool,
     ) {
         let mut dropped = Vec::new();
+        let mut queued = 0;
         for (id, s) in &self.subscribers {
             if !to(s) {
                 continue;
             }
             match s.deliver(frame, meta.as_ref()) {
-                DeliverOutcome::Queued => METRICS.frames_out.inc(),
+                DeliverOutcome::Queued => queued += 1,
                 // The session catches the message up from the database; it stays.
                 DeliverOutcome::Dropped => METRICS.slow_consumers.inc(),
                 DeliverOutcome::Gone => dropped.push(*id),
             }
         }
+        // One shared counter update per broadcast, not per recipient.
+        METRICS.frames_out.inc_by(queued);
         for id in dropped {
             self.subscribers.remove(&id);
         }
