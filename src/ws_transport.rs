@@ -193,7 +193,7 @@ where
         early: (!early.is_empty()).then_some(early),
         turn: 0,
         done: body_length == Some(0),
-        inbound: negotiated.map(|_| InboundFrames::new(sink.clone())),
+        inbound: negotiated.map(|_| Box::new(InboundFrames::new(sink.clone()))),
     };
     let payload: actix_http::BoxedPayloadStream = Box::pin(reader);
     let (req, _) = req.replace_payload(Payload::Stream { payload });
@@ -286,13 +286,13 @@ async fn pump<T: AsyncWrite + Unpin>(
             let before = out.bytes;
             while !out.frames.is_empty() {
                 let written = if vectored && out.frames.len() > 1 {
-                    let slices: Vec<io::IoSlice<'_>> = out
-                        .frames
-                        .iter()
-                        .take(WRITE_BATCH)
-                        .map(|b| io::IoSlice::new(b))
-                        .collect();
-                    Pin::new(&mut *io.borrow_mut()).poll_write_vectored(cx, &slices)
+                    let mut slices = [io::IoSlice::new(&[]); WRITE_BATCH];
+                    let mut n = 0;
+                    for (slot, b) in slices.iter_mut().zip(out.frames.iter()) {
+                        *slot = io::IoSlice::new(b);
+                        n += 1;
+                    }
+                    Pin::new(&mut *io.borrow_mut()).poll_write_vectored(cx, &slices[..n])
                 } else {
                     let front = &out.frames[0];
                     Pin::new(&mut *io.borrow_mut()).poll_write(cx, front)
@@ -414,7 +414,7 @@ struct SocketReader<T> {
     turn: usize,
     done: bool,
     /// Inflates compressed messages (permessage-deflate negotiated).
-    inbound: Option<InboundFrames>,
+    inbound: Option<Box<InboundFrames>>,
 }
 
 impl<T: AsyncRead + Unpin> Stream for SocketReader<T> {

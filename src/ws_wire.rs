@@ -184,6 +184,11 @@ impl Outbound {
             n -= front.len();
             self.frames.pop_front();
         }
+        // A burst (a join's replies, a replay page) grows the queue; an idle connection
+        // should not keep that capacity for the rest of its life.
+        if self.frames.is_empty() && self.frames.capacity() > 4 {
+            self.frames = VecDeque::new();
+        }
     }
 }
 

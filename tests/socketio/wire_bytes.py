@@ -68,8 +68,11 @@ async def conversation(host, port, tokens, n, compression, room):
         for i in range(n):
             sender, receiver = (a, b) if i % 2 == 0 else (b, a)
             await sender.send(json.dumps({"type": "typing", "data": {"room": room, "state": "start"}}))
-            await sender.send(json.dumps({"type": "send", "ref": f"s{i}", "data": {"room": room, "kind": "text", "body": {"text": sentence(rng)}, "client_msg_id": f"m{i}"}}))
-            await until(sender, lambda f, i=i: f.get("ref") == f"s{i}")
+            await sender.send(json.dumps({"type": "send", "ref": f"s{i}", "data": {"room": room, "kind": "text", "body": {"text": sentence(rng)}, "client_msg_id": f"{room}-{i}"}}))
+            ack = await until(sender, lambda f, i=i: f.get("ref") == f"s{i}")
+            assert ack["type"] == "ack", ack
+            # Within the default send rate (HERALD_SEND_RATE) of each user.
+            await asyncio.sleep(0.06)
             m = await until(receiver, lambda f: f.get("type") == "message")
             await receiver.send(json.dumps({"type": "receipt", "data": {"room": room, "seq": m["data"]["seq"], "status": "read"}}))
         await a.send(json.dumps({"type": "history", "ref": "h", "data": {"room": room, "limit": 50}}))
