@@ -224,13 +224,7 @@ async fn without_an_offer_or_when_disabled_nothing_is_compressed() {
     let db = TestDatabase::new();
     let app = spawn_app_on(&db.url, |s| s.diagnostics = true).await;
     let mut c = connect(&app, "/v1/ws/echo", "").await;
-    assert!(!c
-        .head
-        .to_ascii_lowercase()
-        .contains("sec-websocket-extensions"));
-    c.send_raw(0x81, "plain ".repeat(100).as_bytes(), true)
-        .await;
-    assert!(!c.recv().await.unwrap().rsv1);
+    echoes_uncompressed(&mut c).await;
     // An RSV1 frame without the extension is a protocol error.
     c.send_raw(0xC1, b"x", true).await;
     assert_eq!(c.close_code().await, Some(1002));
@@ -242,10 +236,13 @@ async fn without_an_offer_or_when_disabled_nothing_is_compressed() {
     })
     .await;
     let mut c = connect(&off, "/v1/ws/echo", OFFER).await;
-    assert!(!c
-        .head
-        .to_ascii_lowercase()
-        .contains("sec-websocket-extensions"));
+    echoes_uncompressed(&mut c).await;
+}
+
+/// No extension agreed, and a long message echoed without RSV1.
+async fn echoes_uncompressed(c: &mut RawWs) {
+    let head = c.head.to_ascii_lowercase();
+    assert!(!head.contains("sec-websocket-extensions"), "{head}");
     c.send_raw(0x81, "plain ".repeat(100).as_bytes(), true)
         .await;
     assert!(!c.recv().await.unwrap().rsv1);
