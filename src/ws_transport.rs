@@ -274,7 +274,7 @@ async fn pump<T: AsyncWrite + Unpin>(
                 // The session runs inside this poll and queues its data frames on the sink;
                 // what its context wrote (control frames) follows them.
                 match b.as_mut().poll_next(cx) {
-                    Poll::Ready(Some(Ok(chunk))) => sink.borrow_mut().push_raw(chunk),
+                    Poll::Ready(Some(Ok(chunk))) => sink.borrow_mut().push(chunk),
                     Poll::Ready(Some(Err(e))) => {
                         return Poll::Ready(Err(io::Error::other(e.to_string())))
                     }

@@ -159,15 +159,10 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    fn push(&mut self, frame: Bytes) {
+    /// Appends a frame, or what the session's context wrote (its pings).
+    pub fn push(&mut self, frame: Bytes) {
         self.bytes += frame.len();
         self.frames.push_back(frame);
-    }
-
-    /// Appends what the session's context wrote (control frames, or data from a session that
-    /// does not use the sink).
-    pub fn push_raw(&mut self, chunk: Bytes) {
-        self.push(chunk)
     }
 
     /// The socket took `n` bytes from the front of the queue.
