@@ -83,6 +83,7 @@ pub mod testkit;
 pub mod unread;
 pub mod webhook;
 pub mod ws_deflate;
+pub mod ws_gather;
 pub mod ws_transport;
 pub mod ws_wire;
 pub mod wsframe;

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub ws_compressions: IntCounter,
     /// Compressed messages received and inflated.
     pub ws_inflated_messages: IntCounter,
+    /// Worker flushes of gathered writes (each releases every connection holding frames).
+    pub ws_write_flushes: IntCounter,
     /// Connections dropped because the request before the upgrade (or a plain request on
     /// the upgrade path) missed its deadline.
     pub handshake_timeouts: IntCounter,
@@ -162,6 +164,11 @@ impl Metrics {
                 &registry,
                 "ws_inflated_messages_total",
                 "Compressed messages received and inflated",
+            ),
+            ws_write_flushes: counter(
+                &registry,
+                "ws_write_flushes_total",
+                "Worker flushes of gathered writes (each releases every connection holding frames)",
             ),
             handshake_timeouts: counter(
                 &registry,

@@ -295,6 +295,7 @@ pub async fn connect_probe_with_capacity(engine: &Engine, user: &str, capacity: 
         id,
         user,
         deliver: addr.clone().recipient(),
+        inbox: None,
         control: addr.clone().recipient(),
         slow: Default::default(),
         connected_at: now_millis(),

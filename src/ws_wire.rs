@@ -148,6 +148,8 @@ pub struct Outbound {
     pub frames: VecDeque<Bytes>,
     /// Their bytes (what the outbox bound counts).
     pub bytes: usize,
+    /// A queued frame must not wait for write gathering (a reply, a control frame).
+    pub urgent: bool,
     /// permessage-deflate, when negotiated.
     deflate: Option<Negotiated>,
     /// The connection's own compression context (context takeover only).
@@ -159,8 +161,15 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// Appends a frame, or what the session's context wrote (its pings).
+    /// Appends a frame of this connection alone, or what the session's context wrote (its
+    /// pings): written without waiting (see `ws_gather`).
     pub fn push(&mut self, frame: Bytes) {
+        self.urgent = true;
+        self.queue(frame);
+    }
+
+    /// Appends a broadcast frame, which may wait for the worker's next flush.
+    fn queue(&mut self, frame: Bytes) {
         self.bytes += frame.len();
         self.frames.push_back(frame);
     }
@@ -179,9 +188,12 @@ impl Outbound {
             n -= front.len();
             self.frames.pop_front();
         }
+        if self.frames.is_empty() {
+            self.urgent = false;
+        }
         // A burst (a join's replies, a replay page) grows the queue; an idle connection
         // should not keep that capacity for the rest of its life.
-        if self.frames.is_empty() && self.frames.capacity() > 4 {
+        if self.frames.capacity() > 4 && self.frames.is_empty() {
             self.frames = VecDeque::new();
         }
     }
@@ -260,8 +272,25 @@ impl Wire {
         self.sink.as_ref().is_some_and(|s| s.deflate().is_some())
     }
 
-    /// Writes a frame encoded once for all its recipients.
+    /// Writes a frame of this connection's own (an ack, an error, its sync): never held for
+    /// write gathering.
     pub fn frame<A>(&self, ctx: &mut ws::WebsocketContext<A>, f: &EncodedFrame)
+    where
+        A: Actor<Context = ws::WebsocketContext<A>>,
+    {
+        match &self.sink {
+            None => ctx.text(f.native().clone()),
+            Some(sink) => {
+                let mut out = sink.0.borrow_mut();
+                out.shared(f.wire());
+                out.urgent = true;
+            }
+        }
+    }
+
+    /// Writes a frame delivered to many connections (a room's message, presence, typing):
+    /// a busy connection may hold it for the worker's next flush (see `ws_gather`).
+    pub fn broadcast<A>(&self, ctx: &mut ws::WebsocketContext<A>, f: &EncodedFrame)
     where
         A: Actor<Context = ws::WebsocketContext<A>>,
     {
@@ -271,7 +300,8 @@ impl Wire {
         }
     }
 
-    /// Writes a Socket.IO event encoded once for all its recipients.
+    /// Writes a Socket.IO event encoded once for all its recipients (a delivery: it may be
+    /// held for write gathering, as [`Wire::broadcast`]).
     pub fn sio_event<A>(&self, ctx: &mut ws::WebsocketContext<A>, f: &EncodedFrame, v: Vocabulary)
     where
         A: Actor<Context = ws::WebsocketContext<A>>,
@@ -375,7 +405,7 @@ impl Outbound {
             }
             (deflate, _) => t.for_connection(deflate),
         };
-        self.push(bytes);
+        self.queue(bytes);
     }
 
     /// One message of this connection, compressed when negotiated and long enough.

@@ -260,6 +260,7 @@ impl Actor for NotificationSocket {
             id: self.id,
             user: auth.user_id.clone(),
             deliver: ctx.address().recipient(),
+            inbox: None,
             control: ctx.address().recipient(),
             slow: self.slow.clone(),
             connected_at: now_millis(),
@@ -298,7 +299,7 @@ impl Handler<Deliver> for NotificationSocket {
             return;
         }
         if !msg.frame.is_empty() {
-            self.wire.frame(ctx, &msg.frame);
+            self.wire.broadcast(ctx, &msg.frame);
         }
     }
 }

@@ -320,6 +320,9 @@ pub struct ServeArgs {
     /// zlib compression level, 1 (fastest) to 9 (smallest).
     #[arg(long, global = true, env = "HERALD_WS_DEFLATE_LEVEL")]
     pub ws_deflate_level: Option<u32>,
+    /// Longest wait of a busy connection's broadcast frames for a shared write, in ms (0: off).
+    #[arg(long, global = true, env = "HERALD_WS_WRITE_GATHER_MS")]
+    pub ws_write_gather_ms: Option<u64>,
     /// Largest WebSocket message in bytes.
     #[arg(long, global = true, env = "HERALD_MAX_FRAME_BYTES")]
     pub max_frame_bytes: Option<usize>,
@@ -556,6 +559,9 @@ impl Settings {
         s.ws_deflate.level = a
             .ws_deflate_level
             .map_or(s.ws_deflate.level, |v| v.clamp(1, 9));
+        s.ws_write_gather = a
+            .ws_write_gather_ms
+            .map_or(s.ws_write_gather, |v| ms(v.min(1000)));
         s.max_text_bytes = a.max_text_bytes.map_or(s.max_text_bytes, |v| v.max(1));
         s.join_missed_limit = a
             .join_missed_limit

@@ -126,6 +126,8 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// permessage-deflate on WebSockets (docs/configuration.md, "Compression").
     pub ws_deflate: crate::ws_deflate::DeflateSettings,
+    /// Longest wait of a busy connection's broadcast frames for a shared write (`ws_gather`).
+    pub ws_write_gather: Duration,
     /// Largest `text` of a text message, and the bound (plus 1 KiB) of any message body.
     pub max_text_bytes: usize,
     /// Most messages a `join` with `since_seq` returns in `missed`, and the size of one
@@ -375,6 +377,7 @@ impl Default for Settings {
             handshake_timeout: Duration::from_secs(10),
             max_frame_bytes: 1024 * 1024,
             ws_deflate: Default::default(),
+            ws_write_gather: Duration::ZERO,
             max_text_bytes: 64 * 1024,
             join_missed_limit: 100,
             replay_max: 1000,

@@ -160,6 +160,7 @@ pub(super) fn shown(s: &Settings, key: &str) -> Option<Shown> {
         "ws_deflate_threshold" => int(s.ws_deflate.threshold as u64),
         "ws_deflate_context_takeover" => Shown::Bool(s.ws_deflate.context_takeover),
         "ws_deflate_level" => int(s.ws_deflate.level.into()),
+        "ws_write_gather_ms" => int(s.ws_write_gather.as_millis() as u64),
         "max_text_bytes" => int(s.max_text_bytes as u64),
         "join_missed_limit" => Shown::Int(s.join_missed_limit.into()),
         "replay_max" => Shown::Int(s.replay_max.into()),

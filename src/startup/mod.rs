@@ -110,6 +110,7 @@ impl Application {
             write_timeout: settings.write_timeout,
             handshake_timeout: settings.handshake_timeout,
             deflate: settings.ws_deflate,
+            write_gather: settings.ws_write_gather,
         };
         log::info!(
             "tokens: {:?}{}{}",

@@ -8,7 +8,7 @@ use herald::protocol::{SendRequest, SendTarget};
 use herald::testkit::TestDatabase;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_on, WsClient};
+use crate::helpers::{spawn_app, spawn_app_on, text, WsClient};
 
 async fn messages_until(c: &mut WsClient, n: usize) -> Vec<Value> {
     let mut out = Vec::new();
@@ -277,4 +277,54 @@ async fn a_client_that_stops_reading_is_caught_up_in_order_without_being_closed(
         .get("/v1/admin/stats", Some(&app.admin_token("root")))
         .await;
     assert!(stats["slow_consumers_total"].as_u64().unwrap() >= 1);
+}
+
+/// `herald_ws_write_flushes_total` from `/metrics` (process-wide: it only grows).
+async fn write_flushes(app: &crate::helpers::TestApp) -> u64 {
+    let mut resp = awc::Client::new()
+        .get(format!("{}/metrics", app.address))
+        .bearer_auth(app.admin_token("root"))
+        .send()
+        .await
+        .expect("metrics");
+    let text = String::from_utf8(resp.body().await.expect("body").to_vec()).expect("utf-8");
+    text.lines()
+        .find_map(|l| l.strip_prefix("herald_ws_write_flushes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the flush counter")
+}
+
+#[actix_web::test]
+async fn with_write_gathering_a_busy_connection_gets_every_frame_in_order_and_replies_at_once() {
+    crate::helpers::init_logs();
+    // Arrange: a long gathering window, so that held frames and prompt replies tell apart.
+    let db = TestDatabase::new();
+    let window = Duration::from_millis(1000);
+    let app = spawn_app_on(&db.url, |s| s.ws_write_gather = window).await;
+    let mut bob = app.ws("bob").await;
+    bob.ok("join", json!({"room": "public:busy"})).await;
+    let mut alice = app.ws("alice").await;
+    alice.ok("join", json!({"room": "public:busy"})).await;
+    let flushes_before = write_flushes(&app).await;
+
+    // Act: alice sends a burst; bob's connection is busy from its first frame on.
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        alice
+            .ok("send", text("public:busy", &format!("m{i}")))
+            .await;
+    }
+    let replies_took = started.elapsed();
+    let got = messages_until(&mut bob, 20).await;
+
+    // Assert: every frame, in order; bob's writes were gathered (a flush released them);
+    // alice's 20 acks were never held for the window (replies are written at once).
+    let texts: Vec<_> = got.iter().map(|m| m["body"]["text"].clone()).collect();
+    let want: Vec<_> = (0..20).map(|i| json!(format!("m{i}"))).collect();
+    assert_eq!(texts, want);
+    assert!(write_flushes(&app).await > flushes_before, "no flush ran");
+    assert!(
+        replies_took < window * 2,
+        "20 request/ack round trips took {replies_took:?}: replies were held"
+    );
 }

@@ -49,7 +49,8 @@ use tokio::sync::oneshot;
 use super::commit_queue::Commit;
 use super::inflight::InFlight;
 use super::room_supervisor::RoomFailed;
-use super::session::handle::{DeliverOutcome, FrameMeta, SessionHandle};
+use super::session::handle::{Admitted, DeliverOutcome, FrameMeta, SessionHandle};
+use super::session::inbox::{Batch, WorkerInbox};
 use crate::actors::store::Store;
 use crate::cluster::reorder::Reorder;
 use crate::cluster::Cluster;
@@ -224,16 +225,42 @@ impl Room {
     ) {
         let mut dropped = Vec::new();
         let mut queued = 0;
+        // One batch per worker thread: the sessions there are reached by one message.
+        let mut batches: Vec<Batch> = Vec::new();
+        let mut workers: Vec<&Arc<WorkerInbox>> = Vec::new();
         for (id, s) in &self.subscribers {
             if !to(s) {
                 continue;
             }
-            match s.deliver(frame, meta.as_ref()) {
+            let outcome = match s.admit(frame, meta.as_ref()) {
+                Admitted::Inbox(route) => {
+                    match workers.iter().position(|w| Arc::ptr_eq(w, &route.worker)) {
+                        Some(i) => batches[i].to.push(route.slot),
+                        None => {
+                            workers.push(&route.worker);
+                            let mut to = Vec::with_capacity(self.subscribers.len());
+                            to.push(route.slot);
+                            batches.push(Batch {
+                                frame: frame.clone(),
+                                meta: meta.clone(),
+                                to,
+                            });
+                        }
+                    }
+                    DeliverOutcome::Queued
+                }
+                Admitted::Mailbox => s.to_mailbox(frame, meta.as_ref()),
+                Admitted::Not(outcome) => outcome,
+            };
+            match outcome {
                 DeliverOutcome::Queued => queued += 1,
                 // The session catches the message up from the database; it stays.
                 DeliverOutcome::Dropped => METRICS.slow_consumers.inc(),
                 DeliverOutcome::Gone => dropped.push(*id),
             }
+        }
+        for (worker, batch) in workers.into_iter().zip(batches) {
+            worker.send(batch);
         }
         // One shared counter update per broadcast, not per recipient.
         METRICS.frames_out.inc_by(queued);

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
+use super::inbox::{Batch, InboxRoute};
 use crate::domain::{ReceiptStatus, RoomId, SessionId, UserId};
 use crate::protocol::EncodedFrame;
 
@@ -70,6 +71,8 @@ pub enum SessionControl {
 #[derive(Debug, Default)]
 pub struct OutboxGauge {
     slow: AtomicBool,
+    /// The session stopped (its inbox slot is gone): rooms drop it.
+    closed: AtomicBool,
     bytes: AtomicUsize,
     limit: usize,
     /// Room → highest seq of a dropped `message` frame, since the session last looked.
@@ -87,7 +90,7 @@ impl OutboxGauge {
     }
 
     /// Counts `n` more bytes queued; false (and nothing counted) past the limit.
-    fn add(&self, n: usize) -> bool {
+    pub(super) fn add(&self, n: usize) -> bool {
         let before = self.bytes.fetch_add(n, Ordering::Relaxed);
         if self.limit > 0 && before + n > self.limit && before > 0 {
             self.bytes.fetch_sub(n, Ordering::Relaxed);
@@ -101,6 +104,15 @@ impl OutboxGauge {
         self.bytes.fetch_sub(n, Ordering::Relaxed);
     }
 
+    /// The session stopped: nothing more is delivered to it.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
     /// Whether frames were dropped since the session last [took](Self::take_lost) them.
     pub fn is_slow(&self) -> bool {
         self.slow.load(Ordering::Relaxed)
@@ -108,7 +120,7 @@ impl OutboxGauge {
 
     /// Records a dropped frame; true the first time since the session last looked (the
     /// caller then makes sure the session gets a turn).
-    fn drop_frame(&self, meta: Option<&Arc<FrameMeta>>) -> bool {
+    pub(super) fn drop_frame(&self, meta: Option<&Arc<FrameMeta>>) -> bool {
         match meta.map(|m| &**m) {
             Some(FrameMeta::Message { room, seq, .. }) => {
                 // Poisoning cannot leave the map inconsistent (single inserts): go on.
@@ -167,6 +179,16 @@ fn monotonic_millis() -> i64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as i64
 }
 
+/// Which way an admitted frame goes (see [`SessionHandle::admit`]).
+pub enum Admitted<'a> {
+    /// To the session's slot on its worker, batched with the other recipients there.
+    Inbox(&'a InboxRoute),
+    /// Through the actor mailbox.
+    Mailbox,
+    /// Not delivered.
+    Not(DeliverOutcome),
+}
+
 /// What happened to a frame handed to [`SessionHandle::deliver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliverOutcome {
@@ -188,7 +210,10 @@ pub struct SessionHandle(Arc<SessionInfo>);
 pub struct SessionInfo {
     pub id: SessionId,
     pub user: UserId,
+    /// Where frames go when the session has no inbox (test probes).
     pub deliver: Recipient<Deliver>,
+    /// The session's slot on its worker thread, which rooms batch their frames to.
+    pub inbox: Option<InboxRoute>,
     pub control: Recipient<SessionControl>,
     /// The session's mailbox in bytes, and what was dropped because it was full.
     pub slow: Arc<OutboxGauge>,
@@ -216,9 +241,42 @@ impl SessionHandle {
     /// Queues a frame without ever blocking or growing the outbox past its capacity, in
     /// frames or in bytes.
     pub fn deliver(&self, frame: &EncodedFrame, meta: Option<&Arc<FrameMeta>>) -> DeliverOutcome {
-        if !self.slow.add(frame.len()) {
-            return self.dropped(meta);
+        match self.admit(frame, meta) {
+            Admitted::Inbox(route) => {
+                route.worker.send(Batch {
+                    frame: frame.clone(),
+                    meta: meta.cloned(),
+                    to: vec![route.slot],
+                });
+                DeliverOutcome::Queued
+            }
+            Admitted::Mailbox => self.to_mailbox(frame, meta),
+            Admitted::Not(outcome) => outcome,
         }
+    }
+
+    /// The first half of a delivery: whether the session is there and its outbox has room
+    /// (the bytes are then counted), and which way the frame goes. A room fanning out calls
+    /// this per recipient and sends one [`Batch`] per worker.
+    pub fn admit(&self, frame: &EncodedFrame, meta: Option<&Arc<FrameMeta>>) -> Admitted<'_> {
+        if self.slow.is_closed() {
+            return Admitted::Not(DeliverOutcome::Gone);
+        }
+        if !self.slow.add(frame.len()) {
+            return Admitted::Not(self.dropped(meta));
+        }
+        match &self.inbox {
+            Some(route) => Admitted::Inbox(route),
+            None => Admitted::Mailbox,
+        }
+    }
+
+    /// Sends an admitted frame through the actor mailbox (sessions without an inbox).
+    pub fn to_mailbox(
+        &self,
+        frame: &EncodedFrame,
+        meta: Option<&Arc<FrameMeta>>,
+    ) -> DeliverOutcome {
         match self.deliver.try_send(Deliver {
             frame: frame.clone(),
             meta: meta.cloned(),
@@ -241,10 +299,17 @@ impl SessionHandle {
         // in which it takes what was dropped. Only once until it has looked, so the mailbox
         // never holds more than its bounds plus this one empty message.
         if self.slow.drop_frame(meta) {
-            self.deliver.do_send(Deliver {
-                frame: EncodedFrame::default(),
-                meta: None,
-            });
+            match &self.inbox {
+                Some(route) => route.worker.send(Batch {
+                    frame: EncodedFrame::default(),
+                    meta: None,
+                    to: vec![route.slot],
+                }),
+                None => self.deliver.do_send(Deliver {
+                    frame: EncodedFrame::default(),
+                    meta: None,
+                }),
+            }
         }
         DeliverOutcome::Dropped
     }

@@ -47,6 +47,7 @@ use crate::engine::Resume;
 use crate::stream::RoomStreams;
 
 pub mod handle;
+pub mod inbox;
 
 pub use handle::{
     Deliver, DeliverOutcome, FrameMeta, LastHeard, OutboxGauge, SessionControl, SessionHandle,
@@ -145,10 +146,13 @@ impl WsSession {
         if let Some(h) = &self.handle {
             return h.clone();
         }
+        let (route, frames) = inbox::open(self.slow.clone(), self.port.settings().outbox_frames);
+        ctx.add_stream(frames);
         let h = SessionHandle::new(SessionInfo {
             id: self.id,
             user: self.auth.user_id.clone(),
             deliver: ctx.address().recipient(),
+            inbox: Some(route),
             control: ctx.address().recipient(),
             slow: self.slow.clone(),
             connected_at: self.connected_at,
@@ -288,7 +292,8 @@ impl ClientSession for WsSession {
         &mut self.unread
     }
     fn send_unread(&mut self, frame: EncodedFrame, ctx: &mut Self::Ctx) {
-        self.wire.frame(ctx, &frame);
+        // Follows deliveries, not requests: it may be gathered with them.
+        self.wire.broadcast(ctx, &frame);
     }
 }
 
@@ -365,6 +370,15 @@ impl Handler<Deliver> for WsSession {
     }
 }
 
+/// Frames rooms batched to this session's worker (see [`inbox`]).
+impl StreamHandler<Deliver> for WsSession {
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        self.on_deliver(msg, ctx);
+    }
+    /// The inbox ends only when the session does.
+    fn finished(&mut self, _: &mut Self::Context) {}
+}
+
 impl StreamSession for WsSession {
     fn streams(&mut self) -> &mut RoomStreams {
         &mut self.streams
@@ -384,7 +398,7 @@ impl StreamSession for WsSession {
     /// Always taken: past its byte bound the transport stops polling this session, which
     /// then waits (and its rooms' frames are dropped and caught up later).
     fn write_native(&mut self, frame: EncodedFrame, ctx: &mut Self::Ctx) -> bool {
-        self.wire.frame(ctx, &frame);
+        self.wire.broadcast(ctx, &frame);
         true
     }
 }

@@ -37,6 +37,7 @@ use tokio::sync::oneshot;
 
 use super::eio_registry::{EioRegistry, RemoveEio, SaveRecovery};
 use super::room_supervisor::AdmissionTicket;
+use super::session::inbox::{self, InboxRoute};
 use super::session::{Deliver, LastHeard, OutboxGauge, SessionControl, SessionHandle, SessionInfo};
 use crate::auth::AuthenticatedUser;
 use crate::config::Settings;
@@ -123,6 +124,8 @@ pub struct SocketIoSession {
     vocabulary: sio::Vocabulary,
     /// Users who blocked this user: hidden from presence and typing (see `HiddenUsers`).
     hidden: protocol::HiddenUsers,
+    /// The session's slot on its worker, made with its first handle.
+    inbox: Option<InboxRoute>,
 }
 
 impl SocketIoSession {
@@ -165,6 +168,7 @@ impl SocketIoSession {
             unread: UnreadCounts::default(),
             vocabulary,
             hidden: protocol::HiddenUsers::default(),
+            inbox: None,
             remote_addr,
             user_agent,
             connected_at: now_millis(),
@@ -273,12 +277,23 @@ impl SocketIoSession {
         ctx.stop();
     }
 
-    fn handle_handle(&self, ctx: &mut Context<Self>) -> Option<SessionHandle> {
+    fn handle_handle(&mut self, ctx: &mut Context<Self>) -> Option<SessionHandle> {
         let auth = self.auth.as_ref()?;
+        let route = match &self.inbox {
+            Some(r) => r.clone(),
+            None => {
+                let (route, frames) =
+                    inbox::open(self.slow.clone(), self.port.settings().outbox_frames);
+                ctx.add_stream(frames);
+                self.inbox = Some(route.clone());
+                route
+            }
+        };
         Some(SessionHandle::new(SessionInfo {
             id: self.id,
             user: auth.user_id.clone(),
             deliver: ctx.address().recipient(),
+            inbox: Some(route),
             control: ctx.address().recipient(),
             slow: self.slow.clone(),
             connected_at: self.connected_at,
@@ -440,6 +455,15 @@ impl Handler<Deliver> for SocketIoSession {
         }
         self.on_deliver(msg, ctx);
     }
+}
+
+/// Frames rooms batched to this session's worker (see `session::inbox`).
+impl StreamHandler<Deliver> for SocketIoSession {
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        <Self as Handler<Deliver>>::handle(self, msg, ctx);
+    }
+    /// The inbox ends only when the session does.
+    fn finished(&mut self, _: &mut Context<Self>) {}
 }
 
 impl Handler<SessionControl> for SocketIoSession {

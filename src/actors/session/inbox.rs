@@ -1,0 +1,305 @@
+//! How deliveries reach a session on its worker thread: one message per worker per
+//! broadcast instead of one actor message per recipient.
+//!
+//! Rooms live on the system arbiter and sessions on the HTTP workers. An actix message per
+//! recipient costs a boxed envelope, a mailbox push and a cross-thread wake-up, per delivery:
+//! in the 1,000 × 500 fan-out profile that was a fifth of the server's CPU. Here each worker
+//! thread has a [`WorkerInbox`]: a room sends it one [`Batch`] naming the recipients on that
+//! worker, and the worker's drain task (on the same thread as the sessions) appends the
+//! shared frame to each recipient's [`Slot`], a plain queue, and wakes the session's task
+//! locally. The session takes its frames as a stream ([`InboxStream`], added to the actor's
+//! context), so the frame is still handled in the session's own turn, as before.
+//!
+//! Bounds: the bytes queued for a session are counted by its [`OutboxGauge`] when the room
+//! hands the frame over (so the batches in the channel count too); the frames queued in a
+//! slot are capped at `outbox_frames`. Past either bound the frame is dropped and recorded
+//! (`OutboxGauge::drop_frame`), and the session catches the room's messages up from the
+//! database at its next turn, exactly as with a full mailbox.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use futures_util::stream::Stream;
+use tokio::sync::mpsc;
+
+use super::handle::{Deliver, FrameMeta, OutboxGauge};
+use crate::protocol::EncodedFrame;
+
+/// One frame for some of the sessions of one worker.
+pub struct Batch {
+    pub frame: EncodedFrame,
+    pub meta: Option<Arc<FrameMeta>>,
+    pub to: Vec<SlotId>,
+}
+
+/// A session's slot on its worker: index and generation (a reused index is another slot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotId {
+    index: u32,
+    generation: u32,
+}
+
+/// The sending side of a worker's inbox; rooms hold it through the sessions' handles.
+#[derive(Debug)]
+pub struct WorkerInbox {
+    tx: mpsc::UnboundedSender<Batch>,
+}
+
+impl WorkerInbox {
+    /// Hands a batch to the worker (its drain task wakes once for it).
+    pub fn send(&self, batch: Batch) {
+        // A closed inbox means the worker's runtime is gone, and its sessions with it.
+        let _ = self.tx.send(batch);
+    }
+}
+
+/// How a room reaches one session through its worker's inbox.
+#[derive(Debug, Clone)]
+pub struct InboxRoute {
+    pub worker: Arc<WorkerInbox>,
+    pub slot: SlotId,
+}
+
+/// A session's queue on its worker thread.
+struct Slot {
+    queue: RefCell<VecDeque<Deliver>>,
+    waker: RefCell<Option<Waker>>,
+    gauge: Arc<OutboxGauge>,
+    max_frames: usize,
+}
+
+impl Slot {
+    fn push(&self, frame: &EncodedFrame, meta: Option<&Arc<FrameMeta>>) {
+        let mut queue = self.queue.borrow_mut();
+        if queue.len() >= self.max_frames && !frame.is_empty() {
+            // Counted by the room when it handed the frame over: give the bytes back.
+            self.gauge.taken(frame.len());
+            if self.gauge.drop_frame(meta) {
+                crate::metrics::METRICS.slow_consumers.inc();
+                // The session must get a turn to take what was dropped.
+                queue.push_back(Deliver {
+                    frame: EncodedFrame::default(),
+                    meta: None,
+                });
+            } else {
+                return;
+            }
+        } else {
+            queue.push_back(Deliver {
+                frame: frame.clone(),
+                meta: meta.cloned(),
+            });
+        }
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+}
+
+/// The slots of one worker thread and the task that fills them.
+#[derive(Default)]
+struct LocalSlots {
+    inbox: Option<Arc<WorkerInbox>>,
+    slots: Vec<Option<Rc<Slot>>>,
+    generations: Vec<u32>,
+    free: Vec<u32>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<LocalSlots> = RefCell::new(LocalSlots::default());
+}
+
+/// Opens a slot for a session on the current thread (an actix worker, or the system thread
+/// in tests): its route for the handle, and the stream the session takes its frames from.
+pub fn open(gauge: Arc<OutboxGauge>, max_frames: usize) -> (InboxRoute, InboxStream) {
+    let slot = Rc::new(Slot {
+        queue: RefCell::new(VecDeque::new()),
+        waker: RefCell::new(None),
+        gauge,
+        max_frames: max_frames.max(1),
+    });
+    LOCAL.with(|l| {
+        let mut l = l.borrow_mut();
+        let worker = match &l.inbox {
+            Some(w) if !w.tx.is_closed() => w.clone(),
+            _ => {
+                // First session of this thread (or of a new runtime on it): start the drain.
+                let (tx, rx) = mpsc::unbounded_channel();
+                actix_web::rt::spawn(drain(rx));
+                let w = Arc::new(WorkerInbox { tx });
+                l.inbox = Some(w.clone());
+                w
+            }
+        };
+        let index = match l.free.pop() {
+            Some(i) => i,
+            None => {
+                l.slots.push(None);
+                l.generations.push(0);
+                (l.slots.len() - 1) as u32
+            }
+        };
+        l.slots[index as usize] = Some(slot.clone());
+        let id = SlotId {
+            index,
+            generation: l.generations[index as usize],
+        };
+        (
+            InboxRoute { worker, slot: id },
+            InboxStream {
+                slot,
+                id,
+                closed: Cell::new(false),
+            },
+        )
+    })
+}
+
+/// Fills the slots of this thread with what rooms sent.
+async fn drain(mut rx: mpsc::UnboundedReceiver<Batch>) {
+    let mut batches = Vec::new();
+    while rx.recv_many(&mut batches, 64).await > 0 {
+        LOCAL.with(|l| {
+            let l = l.borrow();
+            for b in batches.drain(..) {
+                for id in &b.to {
+                    match l.slots.get(id.index as usize) {
+                        Some(Some(slot)) if l.generations[id.index as usize] == id.generation => {
+                            slot.push(&b.frame, b.meta.as_ref())
+                        }
+                        // The session is gone: its bytes were counted on a gauge nobody reads.
+                        _ => {}
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// What a session takes its delivered frames from. Dropping it (the actor stopped) frees
+/// the slot and marks the session gone for the rooms.
+pub struct InboxStream {
+    slot: Rc<Slot>,
+    id: SlotId,
+    closed: Cell<bool>,
+}
+
+impl Stream for InboxStream {
+    type Item = Deliver;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Deliver>> {
+        match self.slot.queue.borrow_mut().pop_front() {
+            Some(d) => Poll::Ready(Some(d)),
+            None => {
+                let mut w = self.slot.waker.borrow_mut();
+                if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *w = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for InboxStream {
+    fn drop(&mut self) {
+        if self.closed.replace(true) {
+            return;
+        }
+        self.slot.gauge.close();
+        // A thread-local already torn down (thread exit) has nothing left to free.
+        let _ = LOCAL.try_with(|l| {
+            let mut l = l.borrow_mut();
+            let i = self.id.index as usize;
+            if l.generations.get(i) == Some(&self.id.generation) {
+                l.slots[i] = None;
+                l.generations[i] = l.generations[i].wrapping_add(1);
+                l.free.push(self.id.index);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    fn frame(text: &str) -> EncodedFrame {
+        let data = serde_json::to_string(text).unwrap_or_default();
+        EncodedFrame::from_data("event", &data).unwrap_or_default()
+    }
+
+    #[actix_web::test]
+    async fn a_batch_reaches_every_named_slot_once_and_in_order() {
+        let ga = Arc::new(OutboxGauge::new(1 << 20));
+        let gb = Arc::new(OutboxGauge::new(1 << 20));
+        let (ra, mut sa) = open(ga, 16);
+        let (rb, mut sb) = open(gb, 16);
+        assert!(Arc::ptr_eq(&ra.worker, &rb.worker), "one inbox per thread");
+        for text in ["one", "two"] {
+            ra.worker.send(Batch {
+                frame: frame(text),
+                meta: None,
+                to: vec![ra.slot, rb.slot],
+            });
+        }
+        for s in [&mut sa, &mut sb] {
+            let first = s.next().await.map(|d| d.frame);
+            let second = s.next().await.map(|d| d.frame);
+            assert_eq!(first, Some(frame("one")));
+            assert_eq!(second, Some(frame("two")));
+        }
+    }
+
+    #[actix_web::test]
+    async fn past_the_frame_cap_frames_are_dropped_and_recorded_once() {
+        let gauge = Arc::new(OutboxGauge::new(1 << 20));
+        let (route, mut stream) = open(gauge.clone(), 2);
+        for text in ["a", "b", "c", "d"] {
+            let f = frame(text);
+            assert!(gauge.add(f.len()));
+            route.worker.send(Batch {
+                frame: f,
+                meta: None,
+                to: vec![route.slot],
+            });
+        }
+        assert_eq!(stream.next().await.map(|d| d.frame), Some(frame("a")));
+        assert_eq!(stream.next().await.map(|d| d.frame), Some(frame("b")));
+        let wake = stream.next().await.map(|d| d.frame);
+        assert_eq!(
+            wake,
+            Some(EncodedFrame::default()),
+            "one empty frame: a turn"
+        );
+        assert!(gauge.is_slow());
+        assert_eq!(gauge.take_lost().1, 2, "c and d dropped");
+    }
+
+    #[actix_web::test]
+    async fn a_dropped_stream_frees_its_slot_and_marks_the_session_gone() {
+        let gauge = Arc::new(OutboxGauge::new(1 << 20));
+        let (old, stream) = open(gauge.clone(), 4);
+        drop(stream);
+        assert!(gauge.is_closed());
+        let (new, mut stream) = open(Arc::new(OutboxGauge::new(1 << 20)), 4);
+        assert_eq!(old.slot.index, new.slot.index, "the index is reused");
+        assert_ne!(old.slot, new.slot, "under another generation");
+        new.worker.send(Batch {
+            frame: frame("stale"),
+            meta: None,
+            to: vec![old.slot],
+        });
+        new.worker.send(Batch {
+            frame: frame("fresh"),
+            meta: None,
+            to: vec![new.slot],
+        });
+        assert_eq!(stream.next().await.map(|d| d.frame), Some(frame("fresh")));
+    }
+}
