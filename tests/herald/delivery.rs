@@ -281,14 +281,9 @@ async fn a_client_that_stops_reading_is_caught_up_in_order_without_being_closed(
 
 /// `herald_ws_write_flushes_total` from `/metrics` (process-wide: it only grows).
 async fn write_flushes(app: &crate::helpers::TestApp) -> u64 {
-    let mut resp = awc::Client::new()
-        .get(format!("{}/metrics", app.address))
-        .bearer_auth(app.admin_token("root"))
-        .send()
+    app.metrics()
         .await
-        .expect("metrics");
-    let text = String::from_utf8(resp.body().await.expect("body").to_vec()).expect("utf-8");
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("herald_ws_write_flushes_total "))
         .and_then(|v| v.trim().parse().ok())
         .expect("the flush counter")

@@ -154,6 +154,17 @@ impl TestApp {
         )
     }
 
+    /// `GET /metrics` as an admin: the Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let mut resp = awc::Client::new()
+            .get(format!("{}/metrics", self.address))
+            .bearer_auth(self.admin_token("root"))
+            .send()
+            .await
+            .expect("metrics");
+        String::from_utf8(resp.body().await.expect("body").to_vec()).expect("utf-8")
+    }
+
     /// Graceful stop, as on SIGTERM.
     pub async fn stop(self) {
         self.engine.shutdown().await;

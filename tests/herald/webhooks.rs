@@ -333,13 +333,7 @@ async fn a_failing_and_stalling_receiver_loses_nothing_and_retries_are_spaced_an
         stats["webhooks"]["failures_total"].as_u64().unwrap() >= 9,
         "{stats}"
     );
-    let mut resp = awc::Client::new()
-        .get(format!("{}/metrics", app.address))
-        .bearer_auth(app.admin_token("root"))
-        .send()
-        .await
-        .expect("metrics");
-    let text = String::from_utf8(resp.body().await.expect("body").to_vec()).expect("utf-8");
+    let text = app.metrics().await;
     for name in [
         "herald_webhook_attempts_total",
         "herald_webhook_failures_total",

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::inbox::{Batch, InboxRoute};
+use super::inbox::InboxRoute;
 use crate::domain::{ReceiptStatus, RoomId, SessionId, UserId};
 use crate::protocol::EncodedFrame;
 
@@ -243,11 +243,7 @@ impl SessionHandle {
     pub fn deliver(&self, frame: &EncodedFrame, meta: Option<&Arc<FrameMeta>>) -> DeliverOutcome {
         match self.admit(frame, meta) {
             Admitted::Inbox(route) => {
-                route.worker.send(Batch {
-                    frame: frame.clone(),
-                    meta: meta.cloned(),
-                    to: vec![route.slot],
-                });
+                route.deliver(frame.clone(), meta.cloned());
                 DeliverOutcome::Queued
             }
             Admitted::Mailbox => self.to_mailbox(frame, meta),
@@ -300,11 +296,7 @@ impl SessionHandle {
         // never holds more than its bounds plus this one empty message.
         if self.slow.drop_frame(meta) {
             match &self.inbox {
-                Some(route) => route.worker.send(Batch {
-                    frame: EncodedFrame::default(),
-                    meta: None,
-                    to: vec![route.slot],
-                }),
+                Some(route) => route.deliver(EncodedFrame::default(), None),
                 None => self.deliver.do_send(Deliver {
                     frame: EncodedFrame::default(),
                     meta: None,

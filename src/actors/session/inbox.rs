@@ -64,6 +64,17 @@ pub struct InboxRoute {
     pub slot: SlotId,
 }
 
+impl InboxRoute {
+    /// Hands one frame to this session alone (a batch of one).
+    pub fn deliver(&self, frame: EncodedFrame, meta: Option<Arc<FrameMeta>>) {
+        self.worker.send(Batch {
+            frame,
+            meta,
+            to: vec![self.slot],
+        });
+    }
+}
+
 /// A session's queue on its worker thread.
 struct Slot {
     queue: RefCell<VecDeque<Deliver>>,
