@@ -14,9 +14,10 @@ use tokio::io::Interest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::socketio::{self, Incoming};
 use super::{
-    bump, net, CloseInfo, Cmd, ConnectError, Event, Handler, Reply, Shared, CLOSE_WAIT, MAX_FRAME,
-    STAMP_DIGITS, WRITE_BATCH,
+    bump, net, CloseInfo, Cmd, ConnectError, Dialect, Event, Handler, Reply, Shared, CLOSE_WAIT,
+    MAX_FRAME, STAMP_DIGITS, WRITE_BATCH,
 };
 /// One server frame from the read buffer, if complete: (fin, opcode, payload).
 type RawFrame = (bool, OpCode, Option<BytesMut>);
@@ -73,7 +74,7 @@ pub(super) async fn drive(
             let data = payload.as_deref().unwrap_or(&[]);
             match op {
                 OpCode::Text if fin && fragments.is_none() => {
-                    on_text(data, rx_ns, &shared, &mut handler)
+                    on_text(data, rx_ns, &shared, &mut handler, &mut wbuf)
                 }
                 OpCode::Text | OpCode::Binary => fragments = Some(data.to_vec()),
                 OpCode::Continue => {
@@ -82,7 +83,7 @@ pub(super) async fn drive(
                     }
                     if fin {
                         if let Some(f) = fragments.take() {
-                            on_text(&f, rx_ns, &shared, &mut handler);
+                            on_text(&f, rx_ns, &shared, &mut handler, &mut wbuf);
                         }
                     }
                 }
@@ -269,8 +270,15 @@ fn error_kind(e: &str) -> String {
     }
 }
 
-/// Routes replies to waiting requests; everything else goes to the handler.
-fn on_text(bytes: &[u8], rx_ns: Option<u64>, shared: &Shared, handler: &mut Handler) {
+/// Routes replies to waiting requests; everything else goes to the handler. Socket.IO
+/// frames are translated first (and Engine.IO pings answered into `wbuf`).
+fn on_text(
+    bytes: &[u8],
+    rx_ns: Option<u64>,
+    shared: &Shared,
+    handler: &mut Handler,
+    wbuf: &mut BytesMut,
+) {
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(_) => {
@@ -282,6 +290,22 @@ fn on_text(bytes: &[u8], rx_ns: Option<u64>, shared: &Shared, handler: &mut Hand
         n.frames_in.set(n.frames_in.get() + 1);
         n.bytes_in.set(n.bytes_in.get() + bytes.len() as u64);
     });
+    if shared.dialect == Dialect::SocketIo {
+        let at = rx_ns.unwrap_or_else(crate::stats::unix_nanos);
+        match socketio::incoming(text, at) {
+            Incoming::Ping => Parser::write_message(wbuf, "3", OpCode::Text, true, true),
+            Incoming::Reply(r, reply) => {
+                let waiter = shared.pending.borrow_mut().remove(&r);
+                if let Some(tx) = waiter {
+                    let _ = tx.send(reply);
+                }
+            }
+            Incoming::Event(native) => handler(Event::Text(&native, rx_ns)),
+            // The server closes the WebSocket right after; the close frame ends the driver.
+            Incoming::Disconnect | Incoming::Other => {}
+        }
+        return;
+    }
     if text.starts_with(r#"{"type":"ack""#) || text.starts_with(r#"{"type":"error""#) {
         if let Ok(v) = serde_json::from_str::<Value>(text) {
             if let Some(r) = v.get("ref").and_then(Value::as_u64) {

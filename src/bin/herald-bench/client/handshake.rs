@@ -11,11 +11,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub(super) async fn upgrade(
     stream: &mut TcpStream,
     authority: &str,
-    token: &str,
+    path: &str,
 ) -> Result<BytesMut, ConnectError> {
     let key = base64(uuid::Uuid::new_v4().as_bytes());
     let request = format!(
-        "GET /v1/ws?token={token} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
          User-Agent: herald-bench\r\n\r\n"
     );

@@ -9,7 +9,7 @@
 //! would hold pipelined frames back until the server's delayed ACK, up to 40 ms.) awc is
 //! still used for the few REST calls.
 //!
-//! [`connect`] performs the upgrade, waits for `connection_ack` and `sync`, then spawns a
+//! [`connect_as`] performs the upgrade, waits for `connection_ack` and `sync`, then spawns a
 //! driver task that owns the socket: it answers pings, writes queued frames (batched, one
 //! write per batch), routes `ack` and `error` frames to the request that carries the same
 //! numeric `ref`, and hands every other text frame to the connection's [`Handler`].
@@ -21,8 +21,8 @@
 //!
 //! Files: this one holds the connection handle and connecting; `pool.rs` the servers (one or
 //! several nodes), the source addresses and the network counters; `handshake.rs` the
-//! hand-written HTTP/1.1 upgrade; `driver.rs` the task that owns a socket (frames, pings,
-//! acks by `ref`, receive timestamps).
+//! hand-written HTTP/1.1 upgrade; `socketio.rs` the Socket.IO dialect; `driver.rs` the task
+//! that owns a socket (frames, pings, acks by `ref`, receive timestamps).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -42,6 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 mod driver;
 mod handshake;
 mod pool;
+mod socketio;
 #[cfg(test)]
 mod tests;
 
@@ -50,6 +51,7 @@ use driver::{describe_close, drive, enable_rx_timestamps};
 use handshake::upgrade;
 use pool::bump;
 pub use pool::{net, ClientPool, Server};
+pub use socketio::Dialect;
 /// Largest frame the client accepts (join acks and presence diffs of big rooms are large).
 pub const MAX_FRAME: usize = 64 << 20;
 
@@ -196,6 +198,7 @@ struct Shared {
     pending: RefCell<HashMap<u64, oneshot::Sender<Reply>>>,
     next_ref: Cell<u64>,
     open: Cell<bool>,
+    dialect: Dialect,
 }
 
 /// A handle to an open connection.
@@ -254,7 +257,8 @@ impl Conn {
         self.shared.pending.borrow().len()
     }
 
-    /// `{"type":kind,"ref":N,"data":data}` and its reply, within `timeout`.
+    /// `{"type":kind,"ref":N,"data":data}` (or its Socket.IO form) and its reply, within
+    /// `timeout`.
     pub async fn request(
         &self,
         kind: &str,
@@ -262,7 +266,7 @@ impl Conn {
         timeout: Duration,
     ) -> Result<Reply, RequestError> {
         let r = self.next_ref();
-        let frame = serde_json::json!({"type": kind, "ref": r, "data": data}).to_string();
+        let frame = self.shared.dialect.request_frame(kind, r, &data);
         let rx = self.request_raw(r, frame, None)?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => Ok(reply),
@@ -280,16 +284,18 @@ impl Conn {
     }
 }
 
-/// Connects `user` with `token` to server `server` (an index into `pool.servers`), waits for
-/// `connection_ack` and `sync`, and starts the driver. Frames that arrive before `sync` go to
-/// the handler first.
-pub async fn connect(
+/// Connects `user` with `token` to server `server` (an index into `pool.servers`) in
+/// `dialect`, waits for `connection_ack` and `sync`, and starts the driver. Frames that
+/// arrive before `sync` go to the handler first. A Socket.IO connection waits for the `open`
+/// packet, sends `CONNECT` with the token, and is ready at the `sync` event.
+pub async fn connect_as(
     pool: &ClientPool,
     server: usize,
     user: &str,
     token: &str,
     timeout: Duration,
     handler: Handler,
+    dialect: Dialect,
 ) -> Result<Conn, ConnectError> {
     connect_from(
         pool,
@@ -299,11 +305,13 @@ pub async fn connect(
         token,
         timeout,
         handler,
+        dialect,
     )
     .await
 }
 
-/// [`connect`] from a given source address (`None`: the kernel picks).
+/// [`connect_as`] from a given source address (`None`: the kernel picks).
+#[allow(clippy::too_many_arguments)]
 pub async fn connect_from(
     pool: &ClientPool,
     server: usize,
@@ -312,6 +320,7 @@ pub async fn connect_from(
     token: &str,
     timeout: Duration,
     mut handler: Handler,
+    dialect: Dialect,
 ) -> Result<Conn, ConnectError> {
     let handshake = async {
         let socket = TcpSocket::new_v4()?;
@@ -322,11 +331,34 @@ pub async fn connect_from(
         let mut stream = socket.connect(target.addr).await?;
         stream.set_nodelay(true)?;
         enable_rx_timestamps(&stream);
-        let mut rbuf = upgrade(&mut stream, &target.authority, token).await?;
+        let mut rbuf = upgrade(&mut stream, &target.authority, &dialect.path(token)).await?;
         let mut early: Vec<String> = Vec::new();
         loop {
             while let Some((fin, op, payload)) = parse(&mut rbuf)? {
                 match op {
+                    OpCode::Text if fin && dialect == Dialect::SocketIo => {
+                        let text = String::from_utf8_lossy(payload.as_deref().unwrap_or(&[]));
+                        let reply = if text.starts_with('0') {
+                            Some(socketio::connect_packet(token))
+                        } else if text == "2" {
+                            Some("3".to_owned())
+                        } else {
+                            None
+                        };
+                        if let Some(reply) = reply {
+                            let mut w = BytesMut::new();
+                            Parser::write_message(&mut w, reply, OpCode::Text, true, true);
+                            stream.write_all(&w).await?;
+                        }
+                        match socketio::handshake_step(&text) {
+                            Ok(true) => return Ok((stream, rbuf, early)),
+                            Ok(false) => {}
+                            Err(refused) => return Err(ConnectError::Handshake(refused)),
+                        }
+                        if let socketio::Incoming::Event(native) = socketio::incoming(&text, 0) {
+                            early.push(native);
+                        }
+                    }
                     OpCode::Text if fin => {
                         let text =
                             String::from_utf8_lossy(payload.as_deref().unwrap_or(&[])).into_owned();
@@ -370,6 +402,7 @@ pub async fn connect_from(
         pending: RefCell::new(HashMap::new()),
         next_ref: Cell::new(0),
         open: Cell::new(true),
+        dialect,
     });
     net(|n| n.live.set(n.live.get() + 1));
     actix_web::rt::spawn(drive(stream, rbuf, rx, shared.clone(), handler));

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::client::{self, Conn, Handler, Reply};
+use crate::client::{self, Conn, Dialect, Handler, Reply};
 use crate::stats::Lat;
 
 use super::{Ctx, Progress};
@@ -48,13 +48,35 @@ impl Connects {
 }
 
 /// Connects `users[i]` to server `servers(i)` with `handlers(i)`, joining `rooms(i)` when it
-/// returns a room, with at most `ctx.concurrency` attempts in flight.
+/// names one; at most `ctx.concurrency` attempts in flight.
 pub async fn connect_many(
     ctx: &Ctx,
     users: &[String],
     servers: &dyn Fn(usize) -> usize,
     handlers: &dyn Fn(usize) -> Handler,
     rooms: &dyn Fn(usize) -> Option<String>,
+) -> Connects {
+    let member = |i: usize| Member {
+        rooms: rooms(i).into_iter().collect(),
+        dialect: Dialect::Native,
+    };
+    connect_members(ctx, users, servers, handlers, &member).await
+}
+
+/// How one connection of [`connect_members`] joins in: the rooms it joins (in order, one
+/// request at a time) and the protocol it speaks.
+pub struct Member {
+    pub rooms: Vec<String>,
+    pub dialect: Dialect,
+}
+
+/// [`connect_many`] with each connection's rooms and dialect given by `members(i)`.
+pub async fn connect_members(
+    ctx: &Ctx,
+    users: &[String],
+    servers: &dyn Fn(usize) -> usize,
+    handlers: &dyn Fn(usize) -> Handler,
+    members: &dyn Fn(usize) -> Member,
 ) -> Connects {
     let started = Instant::now();
     let mut out = Connects {
@@ -68,7 +90,7 @@ pub async fn connect_many(
         .take_while(|_| std::future::ready(ctx.aborted().is_none()))
         .map(|i| async move {
             let t0 = Instant::now();
-            let res = connect_one(ctx, servers(i), &users[i], handlers(i), rooms(i)).await;
+            let res = connect_member(ctx, servers(i), &users[i], handlers(i), members(i)).await;
             (i, res, t0.elapsed())
         })
         .buffer_unordered(ctx.concurrency.max(1));
@@ -99,12 +121,34 @@ pub async fn connect_one(
     handler: Handler,
     room: Option<String>,
 ) -> Result<Conn, (String, String)> {
+    let member = Member {
+        rooms: room.into_iter().collect(),
+        dialect: Dialect::Native,
+    };
+    connect_member(ctx, server, user, handler, member).await
+}
+
+async fn connect_member(
+    ctx: &Ctx,
+    server: usize,
+    user: &str,
+    handler: Handler,
+    member: Member,
+) -> Result<Conn, (String, String)> {
     let token = ctx.token(user).map_err(|e| ("token".to_owned(), e))?;
-    let conn = client::connect(&ctx.pool, server, user, &token, ctx.timeout, handler)
-        .await
-        .map_err(|e| (e.kind(), format!("{user}: {e}")))?;
-    if let Some(room) = room {
-        join(&conn, &room, ctx.timeout).await?;
+    let conn = client::connect_as(
+        &ctx.pool,
+        server,
+        user,
+        &token,
+        ctx.timeout,
+        handler,
+        member.dialect,
+    )
+    .await
+    .map_err(|e| (e.kind(), format!("{user}: {e}")))?;
+    for room in &member.rooms {
+        join(&conn, room, ctx.timeout).await?;
     }
     Ok(conn)
 }

@@ -8,11 +8,11 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{
-    close_all, connect_many, drain, pause, publish_for, quiet_deliveries, receiver,
-    report_deliveries, report_publishing, report_resources, BenchResult, Book, Ctx, PubOptions,
-    Publisher, Target, MAX_PAD,
+    close_all, connect_members, drain, pause, publish_for, quiet_deliveries, receiver,
+    report_deliveries, report_publishing, report_resources, BenchResult, Book, Ctx, Member,
+    PubOptions, Publisher, Target, MAX_PAD,
 };
-use crate::client::Handler;
+use crate::client::{Dialect, Handler};
 use crate::procs::{DONE, MEASURE, PUBLISHED};
 use crate::shard::Shard;
 use crate::stats::{fmt_int, CpuMeter, Report};
@@ -46,6 +46,14 @@ pub struct FanoutArgs {
     /// Send messages without a `client_msg_id` (no retry check in the server's commit).
     #[arg(long)]
     pub no_client_msg_id: bool,
+    /// Subscribers connect with Socket.IO (Engine.IO v4, WebSocket only); publishers stay
+    /// native.
+    #[arg(long)]
+    pub sio_subs: bool,
+    /// Rooms of its own (one member, never written to) each member joins before the fan-out
+    /// room.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub extra_rooms: u32,
 }
 
 pub async fn run(ctx: &Ctx, a: &FanoutArgs) -> BenchResult<Report> {
@@ -78,11 +86,21 @@ pub async fn run(ctx: &Ctx, a: &FanoutArgs) -> BenchResult<Report> {
         .collect();
     let book = Book::new_shared(ctx.shard.is_child().then_some(ctx.shard.index as u32));
     let handlers = |_: usize| -> Handler { receiver(book.clone(), ctx.progress.clone()) };
-    let rooms = |_: usize| Some(room.clone());
+    let members = |i: usize| Member {
+        rooms: (0..a.extra_rooms)
+            .map(|k| format!("public:{}-x{k}", users[i]))
+            .chain(std::iter::once(room.clone()))
+            .collect(),
+        dialect: if a.sio_subs && mine[i] >= a.pubs {
+            Dialect::SocketIo
+        } else {
+            Dialect::Native
+        },
+    };
     let servers = |i: usize| ctx.server_of(mine[i]);
 
     ctx.progress.phase("connect");
-    let c = connect_many(ctx, &users, &servers, &handlers, &rooms).await;
+    let c = connect_members(ctx, &users, &servers, &handlers, &members).await;
     let ok = c.ok();
     r.row(
         "members",
@@ -152,6 +170,8 @@ pub async fn run(ctx: &Ctx, a: &FanoutArgs) -> BenchResult<Report> {
         Some(ok as f64 / c.elapsed.as_secs_f64().max(1e-9)),
     );
     r.set("pad", a.pad);
+    r.set("sio_subs", a.sio_subs);
+    r.set("extra_rooms", a.extra_rooms);
     r.set("client_msg_id", !a.no_client_msg_id);
     report_resources(ctx, &mut r, &server_cpu, &self_cpu).await;
     ctx.progress.phase("close");

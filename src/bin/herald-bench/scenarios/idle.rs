@@ -1,5 +1,6 @@
-//! `idle`: N connections, each authenticated, joined to a room (`--room-size` connections per
-//! room) and tracked by presence, then left idle. Measures the connect rate (upgrade through
+//! `idle`: N connections, each authenticated, joined to `--rooms-per-conn` rooms
+//! (`--room-size` connections per room) and tracked by presence, then left idle; native, or
+//! Socket.IO with `--socketio`. Measures the connect rate (upgrade through
 //! `sync` plus the `join` ack) and, with `--server-pid`, the server's memory per connection:
 //! `kib_per_conn = (VmRSS after − VmRSS before) / connections`, read after `--settle`.
 
@@ -11,8 +12,10 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 
-use super::{close_all, connect_many, frame_type, pause, report_resources, BenchResult, Ctx};
-use crate::client::{self, Event, Handler};
+use super::{
+    close_all, connect_members, frame_type, pause, report_resources, BenchResult, Ctx, Member,
+};
+use crate::client::{self, Dialect, Event, Handler};
 use crate::procs::{DONE, MEASURE};
 use crate::stats::{self, fmt_int, CpuMeter, Report};
 
@@ -24,6 +27,14 @@ pub struct IdleArgs {
     /// Connections per room (each joins `public:idle-<run>-<n>`); 0: do not join any room.
     #[arg(long, default_value_t = 100)]
     pub room_size: usize,
+    /// Rooms each connection joins (one `join` after another). Membership j of connection g
+    /// is in room `(j × conns + g) / room-size`, so a connection's rooms are distinct and
+    /// each room still has `--room-size` members.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rooms_per_conn: u32,
+    /// Connect with Socket.IO (Engine.IO v4, WebSocket only) instead of the native protocol.
+    #[arg(long)]
+    pub socketio: bool,
     /// Wait after the last connect before reading the server's RSS (presence diffs flushed).
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     pub settle: Duration,
@@ -62,14 +73,32 @@ pub async fn run(ctx: &Ctx, a: &IdleArgs) -> BenchResult<Report> {
         })
     };
     let room_size = a.room_size;
+    let per_conn = if room_size > 0 {
+        a.rooms_per_conn as usize
+    } else {
+        0
+    };
     let run_id = ctx.run_id.clone();
-    let rooms = |i: usize| -> Option<String> {
-        (room_size > 0).then(|| format!("public:idle-{run_id}-{}", mine[i] / room_size))
+    let dialect = if a.socketio {
+        Dialect::SocketIo
+    } else {
+        Dialect::Native
+    };
+    let members = |i: usize| Member {
+        rooms: (0..per_conn)
+            .map(|j| {
+                format!(
+                    "public:idle-{run_id}-{}",
+                    (j * a.conns + mine[i]) / room_size
+                )
+            })
+            .collect(),
+        dialect,
     };
     let servers = |i: usize| ctx.server_of(mine[i]);
     ctx.progress.phase("connect");
     let connect_cpu = (ctx.server_meter(), CpuMeter::start(None));
-    let c = connect_many(ctx, &users, &servers, &handlers, &rooms).await;
+    let c = connect_members(ctx, &users, &servers, &handlers, &members).await;
     let connect_cpu = (connect_cpu.0.percent(), connect_cpu.1.percent());
     let ok = c.ok();
     let connect_per_s = ok as f64 / c.elapsed.as_secs_f64().max(1e-9);
@@ -103,9 +132,10 @@ pub async fn run(ctx: &Ctx, a: &IdleArgs) -> BenchResult<Report> {
         "rooms",
         if room_size > 0 {
             format!(
-                "{} connections per room ({} rooms)",
+                "{} rooms per connection, {} connections per room ({} rooms)",
+                per_conn,
                 room_size,
-                n.div_ceil(room_size)
+                (a.conns * per_conn).div_ceil(room_size)
             )
         } else {
             "none joined".into()
@@ -177,6 +207,8 @@ pub async fn run(ctx: &Ctx, a: &IdleArgs) -> BenchResult<Report> {
     r.set_f("connect_per_s", Some(connect_per_s));
     r.set_f("connect_secs", Some(c.elapsed.as_secs_f64()));
     r.set("room_size", room_size as u64);
+    r.set("rooms_per_conn", per_conn as u64);
+    r.set("socketio", a.socketio);
     r.set_f("connect_server_cpu_pct", connect_cpu.0);
     r.set_f("connect_bench_cpu_pct", connect_cpu.1);
     r.set_f("kib_per_conn", kib_per_conn);

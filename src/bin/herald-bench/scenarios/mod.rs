@@ -34,7 +34,7 @@ mod report;
 #[cfg(test)]
 pub use book::parse_tag;
 pub use book::{frame_type, receiver, Book, SharedBook};
-pub use connect::{close_all, connect_many, connect_one, join};
+pub use connect::{close_all, connect_many, connect_members, connect_one, join, Member};
 pub use ctx::{pause, Ctx};
 pub use progress::{spawn_progress, Progress};
 pub use publish::{drain, publish_for, quiet_deliveries, PubOptions, Publisher, Target, MAX_PAD};

@@ -252,6 +252,7 @@ pub(super) async fn flooder(
             &token,
             ctx.timeout,
             handler,
+            client::Dialect::Native,
         )
         .await
         {
@@ -330,6 +331,7 @@ pub(super) async fn feeder(
             &token,
             ctx.timeout,
             client::ignore(),
+            client::Dialect::Native,
         );
         let conn = match connect.await {
             Ok(c) => c,
