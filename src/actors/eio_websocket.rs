@@ -3,11 +3,20 @@
 //! answers the `2probe` of a polling→WebSocket upgrade itself and hands the session over on
 //! `5`. With `session.rs`, the WebSocket routes and the notification socket, the only code
 //! that knows actix-web-actors.
+//!
+//! The session's packets come in batches on a [`PacketSender`], not as one actor message
+//! each: a session queues what one turn produced (up to 16 deliveries from its inbox) and
+//! sends it as one item, which the transport writes into the connection's queue together.
+//! An actor message would cost two allocations and a wake-up per packet, on the session's
+//! hottest path.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
 use actix_web_actors::ws;
+use tokio::sync::mpsc;
 
 use crate::protocol::{close_code, EncodedFrame};
 use crate::socketio::Vocabulary;
@@ -29,6 +38,8 @@ pub struct EioWebSocket {
     wire: Wire,
     /// An upgrade probe that has not completed (`2probe` … `5`) within this is closed.
     probe_timeout: std::time::Duration,
+    /// Packets the session sent and this transport has not written (see [`PacketSender`]).
+    queued: Option<Arc<AtomicUsize>>,
 }
 
 impl EioWebSocket {
@@ -48,6 +59,7 @@ impl EioWebSocket {
             frames: FrameAssembler::new(max_payload),
             wire,
             probe_timeout,
+            queued: None,
         }
     }
 }
@@ -56,7 +68,6 @@ impl Actor for EioWebSocket {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.outbox);
         if self.upgrading {
             // A probe that does not speak, or never finishes the upgrade, is closed.
             ctx.run_later(self.probe_timeout, |act, ctx| {
@@ -71,9 +82,8 @@ impl Actor for EioWebSocket {
                 }
             });
         } else {
-            self.session.do_send(AttachWebSocket {
-                out: ctx.address().recipient(),
-            });
+            let out = self.packet_sender(ctx);
+            self.session.do_send(AttachWebSocket { out });
         }
     }
 
@@ -87,11 +97,42 @@ impl Actor for EioWebSocket {
     }
 }
 
-/// Sent by the session to its WebSocket transport: one Engine.IO packet.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct EioOut {
-    pub packet: OutPacket,
+impl EioWebSocket {
+    /// Opens the channel the session's packets come in on.
+    fn packet_sender(&mut self, ctx: &mut ws::WebsocketContext<Self>) -> PacketSender {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<OutPacket>>();
+        ctx.add_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        let queued = Arc::new(AtomicUsize::new(0));
+        self.queued = Some(queued.clone());
+        PacketSender {
+            tx,
+            queued,
+            cap: self.outbox,
+        }
+    }
+}
+
+/// How a session hands its packets to its WebSocket transport: batches on a channel, bounded
+/// by the packets the transport has not taken yet (`HERALD_OUTBOX_FRAMES`).
+#[derive(Clone, Debug)]
+pub struct PacketSender {
+    tx: mpsc::UnboundedSender<Vec<OutPacket>>,
+    /// Packets sent and not yet written by the transport.
+    queued: Arc<AtomicUsize>,
+    cap: usize,
+}
+
+impl PacketSender {
+    /// Whether `n` more packets fit, counting those the transport has not taken.
+    pub fn has_room(&self, n: usize) -> bool {
+        self.queued.load(Ordering::Relaxed) + n <= self.cap
+    }
+
+    /// Hands a batch over; false when the transport has ended.
+    pub fn send(&self, batch: Vec<OutPacket>) -> bool {
+        self.queued.fetch_add(batch.len(), Ordering::Relaxed);
+        self.tx.send(batch).is_ok()
+    }
 }
 
 /// An Engine.IO packet on its way out.
@@ -123,18 +164,29 @@ impl From<String> for OutPacket {
     }
 }
 
-impl Handler<EioOut> for EioWebSocket {
-    type Result = ();
-    fn handle(&mut self, msg: EioOut, ctx: &mut Self::Context) {
-        match msg.packet {
-            OutPacket::End => {
-                self.wire
-                    .close(ctx, Some(ws::CloseCode::from(close_code::NORMAL).into()));
-                ctx.stop();
-            }
-            OutPacket::Text(t) => self.wire.text(ctx, t),
-            OutPacket::Event(f, v) => self.wire.sio_event(ctx, &f, v),
+/// A batch of the session's packets, written in order.
+impl StreamHandler<Vec<OutPacket>> for EioWebSocket {
+    fn handle(&mut self, batch: Vec<OutPacket>, ctx: &mut Self::Context) {
+        if let Some(q) = &self.queued {
+            q.fetch_sub(batch.len(), Ordering::Relaxed);
         }
+        for packet in batch {
+            match packet {
+                OutPacket::End => {
+                    self.wire
+                        .close(ctx, Some(ws::CloseCode::from(close_code::NORMAL).into()));
+                    ctx.stop();
+                    return;
+                }
+                OutPacket::Text(t) => self.wire.text(ctx, t),
+                OutPacket::Event(f, v) => self.wire.sio_event(ctx, &f, v),
+            }
+        }
+    }
+
+    /// The session dropped its sender: it has ended.
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 
@@ -151,7 +203,8 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for EioWebSocket {
                         }
                         "5" => {
                             self.upgrading = false;
-                            self.session.do_send(AttachWebSocket { out: ctx.address().recipient() });
+                            let out = self.packet_sender(ctx);
+                            self.session.do_send(AttachWebSocket { out });
                         }
                         _ => self.session.do_send(EioPackets { packets: vec![t] }),
                     }

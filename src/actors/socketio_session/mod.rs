@@ -63,8 +63,8 @@ pub use transport::{
 /// How soon a session whose WebSocket transport was full looks again.
 const TRANSPORT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
-// The transport's message lives with its handler (`EioWebSocket`).
-pub use super::eio_websocket::{EioOut, OutPacket};
+// The transport's side of the hand-over lives with it (`EioWebSocket`).
+pub use super::eio_websocket::{OutPacket, PacketSender};
 
 enum Transport {
     /// Long-polling: packets wait in `queue` for the next GET; `waiting` is a GET in progress.
@@ -72,11 +72,23 @@ enum Transport {
         queue: VecDeque<String>,
         waiting: Option<oneshot::Sender<Vec<String>>>,
     },
+    /// `batch`: the packets of this turn, handed over together at its end (see
+    /// [`SocketIoSession::flush_packets`]).
     WebSocket {
-        out: Recipient<EioOut>,
+        out: PacketSender,
+        batch: Vec<OutPacket>,
     },
     /// A WebSocket-only session before its socket attached.
     Pending,
+}
+
+impl Transport {
+    fn websocket(out: PacketSender) -> Self {
+        Transport::WebSocket {
+            out,
+            batch: Vec::new(),
+        }
+    }
 }
 
 pub struct SocketIoSession {
@@ -202,25 +214,30 @@ impl SocketIoSession {
         let packet = packet.into();
         let cap = self.port.settings().outbox_frames;
         match &mut self.transport {
-            Transport::WebSocket { out } => match out.try_send(EioOut { packet }) {
-                Ok(()) => true,
-                Err(SendError::Full(_)) => {
-                    METRICS.slow_consumers.inc();
-                    if !self.transport_full {
-                        self.transport_full = true;
-                        // Look again shortly: the socket's mailbox drains as the peer reads.
-                        ctx.run_later(TRANSPORT_RETRY, |act, ctx| {
-                            act.transport_full = false;
-                            act.next_page(ctx);
-                        });
+            Transport::WebSocket { out, batch } => {
+                if out.has_room(batch.len() + 1) {
+                    batch.push(packet);
+                    if batch.len() == 1 {
+                        // Runs after this turn's deliveries (actix polls the future spawned
+                        // here once the inbox stream has yielded).
+                        ctx.spawn(
+                            actix::fut::ready(())
+                                .map(|(), act: &mut Self, ctx| act.flush_packets(ctx)),
+                        );
                     }
-                    false
+                    return true;
                 }
-                Err(SendError::Closed(_)) => {
-                    ctx.stop();
-                    false
+                METRICS.slow_consumers.inc();
+                if !self.transport_full {
+                    self.transport_full = true;
+                    // Look again shortly: the transport's queue drains as the peer reads.
+                    ctx.run_later(TRANSPORT_RETRY, |act, ctx| {
+                        act.transport_full = false;
+                        act.next_page(ctx);
+                    });
                 }
-            },
+                false
+            }
             Transport::Polling { queue, waiting } => {
                 let packet = packet.into_text();
                 if let Some(tx) = waiting.take() {
@@ -251,6 +268,16 @@ impl SocketIoSession {
         }
     }
 
+    /// Hands this turn's packets to the WebSocket transport; a transport that has ended ends
+    /// the session.
+    fn flush_packets(&mut self, ctx: &mut Context<Self>) {
+        if let Transport::WebSocket { out, batch } = &mut self.transport {
+            if !batch.is_empty() && !out.send(std::mem::take(batch)) {
+                ctx.stop();
+            }
+        }
+    }
+
     /// Sends a Socket.IO packet (the `socketio` encoders include the Engine.IO `4` prefix).
     fn emit(&mut self, packet: String, ctx: &mut Context<Self>) {
         self.send_packet(packet, ctx);
@@ -259,13 +286,10 @@ impl SocketIoSession {
     /// Closes the Engine.IO session (and with it the Herald session).
     fn shutdown(&mut self, ctx: &mut Context<Self>) {
         match &mut self.transport {
-            Transport::WebSocket { out } => {
-                let _ = out.try_send(EioOut {
-                    packet: eio::CLOSE.to_string().into(),
-                });
-                out.do_send(EioOut {
-                    packet: OutPacket::End,
-                });
+            Transport::WebSocket { out, batch } => {
+                let mut last = std::mem::take(batch);
+                last.extend([eio::CLOSE.to_string().into(), OutPacket::End]);
+                out.send(last);
             }
             Transport::Polling { waiting, .. } => {
                 if let Some(tx) = waiting.take() {
@@ -437,10 +461,10 @@ impl Actor for SocketIoSession {
             METRICS.connections.dec();
             self.port.close_session(self.id, &auth.user_id);
         }
-        if let Transport::WebSocket { out } = &self.transport {
-            out.do_send(EioOut {
-                packet: OutPacket::End,
-            });
+        if let Transport::WebSocket { out, batch } = &mut self.transport {
+            let mut last = std::mem::take(batch);
+            last.push(OutPacket::End);
+            out.send(last);
         }
         Running::Stop
     }

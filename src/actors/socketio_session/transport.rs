@@ -5,7 +5,7 @@
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::{EioOut, SocketIoSession, Transport};
+use super::{PacketSender, SocketIoSession, Transport};
 use crate::actors::continuity::StreamSession;
 use crate::socketio::eio;
 
@@ -97,7 +97,7 @@ impl Handler<ProbeReceived> for SocketIoSession {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AttachWebSocket {
-    pub out: Recipient<EioOut>,
+    pub out: PacketSender,
 }
 
 impl Handler<AttachWebSocket> for SocketIoSession {
@@ -105,14 +105,11 @@ impl Handler<AttachWebSocket> for SocketIoSession {
     fn handle(&mut self, msg: AttachWebSocket, ctx: &mut Context<Self>) {
         if matches!(self.transport, Transport::WebSocket { .. }) {
             // The live socket stays; the newcomer is closed (ClaimUpgrade keeps this rare).
-            let _ = msg.out.try_send(EioOut {
-                packet: super::OutPacket::End,
-            });
+            msg.out.send(vec![super::OutPacket::End]);
             return;
         }
         self.probing = false;
-        let previous =
-            std::mem::replace(&mut self.transport, Transport::WebSocket { out: msg.out });
+        let previous = std::mem::replace(&mut self.transport, Transport::websocket(msg.out));
         match previous {
             Transport::Pending => {
                 let open = Self::open_packet(self.port.settings(), &self.sid, &[]);

@@ -110,8 +110,8 @@ pub(super) fn connect_packet(token: &str) -> String {
 
 /// Whether a frame read during the handshake ends it (`sync`), refuses it (`44`), or neither.
 pub(super) fn handshake_step(text: &str) -> Result<bool, String> {
-    if text.starts_with("44") {
-        return Err(text[2..].to_owned());
+    if let Some(refused) = text.strip_prefix("44") {
+        return Err(refused.to_owned());
     }
     Ok(text.starts_with(SYNC_EVENT))
 }
