@@ -233,6 +233,8 @@ where
     codec.encode(actix_http::h1::Message::Item((head, body.size())), &mut out)?;
     write_within(&io, &out, limits.write_timeout).await?;
     if upgraded {
+        // The head's buffer would otherwise live as long as the connection (0.4 KiB each).
+        drop(out);
         return pump(&io, body, &sink, limits).await;
     }
     let mut body = Box::pin(body);
