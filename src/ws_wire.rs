@@ -53,7 +53,12 @@ pub fn header_before(
     compressed: bool,
     len: usize,
 ) -> usize {
-    let first = FIN | if compressed { RSV1 } else { 0 } | opcode;
+    header_with(buf, FIN | if compressed { RSV1 } else { 0 } | opcode, len)
+}
+
+/// [`header_before`] with the first byte given whole (FIN, RSV1 and opcode). The length
+/// byte is always at the returned start + 1, where a mask bit can be set.
+fn header_with(buf: &mut [u8; MAX_HEADER], first: u8, len: usize) -> usize {
     let start = if len < 126 {
         buf[9] = len as u8;
         8
@@ -630,18 +635,10 @@ impl InboundFrames {
         inflater.frame(payload, last, &mut plain)?;
         let opcode = self.first_opcode.take().unwrap_or(OP_CONTINUATION);
         // Masked with a zero key: actix's server parser requires the mask bit.
-        let first = if last { FIN } else { 0 } | opcode;
-        out.extend_from_slice(&[first]);
-        let len = plain.len();
-        if len < 126 {
-            out.extend_from_slice(&[MASK | len as u8]);
-        } else if len <= u16::MAX as usize {
-            out.extend_from_slice(&[MASK | 126]);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.extend_from_slice(&[MASK | 127]);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
+        let mut head = [0u8; MAX_HEADER];
+        let start = header_with(&mut head, if last { FIN } else { 0 } | opcode, plain.len());
+        head[start + 1] |= MASK;
+        out.extend_from_slice(&head[start..]);
         out.extend_from_slice(&[0, 0, 0, 0]);
         out.extend_from_slice(&plain);
         Ok(())

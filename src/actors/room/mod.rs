@@ -228,7 +228,7 @@ impl Room {
         // One batch per worker thread: the sessions there are reached by one message.
         let mut batches: Vec<Batch> = Vec::new();
         let mut workers: Vec<&Arc<WorkerInbox>> = Vec::new();
-        for (id, s) in &self.subscribers {
+        for (i, (id, s)) in self.subscribers.iter().enumerate() {
             if !to(s) {
                 continue;
             }
@@ -238,7 +238,8 @@ impl Room {
                         Some(i) => batches[i].to.push(route.slot),
                         None => {
                             workers.push(&route.worker);
-                            let mut to = Vec::with_capacity(self.subscribers.len());
+                            // At most the subscribers not yet seen go to this worker.
+                            let mut to = Vec::with_capacity(self.subscribers.len() - i);
                             to.push(route.slot);
                             batches.push(Batch {
                                 frame: frame.clone(),
