@@ -344,10 +344,10 @@ impl Handler<LoadSessionStart> for Database {
             // The status and the badge are niceties: a failure here must not refuse the
             // connection.
             let user = c
-                .users(&[msg.user.as_str()])
+                .user(msg.user.as_str())
                 .map_err(|e| log::warn!("stored status unavailable at connect: {e}"))
                 .ok()
-                .and_then(|v| v.into_iter().next());
+                .flatten();
             let unread_notifications = c
                 .notification_unread(std::slice::from_ref(&msg.user), msg.now)
                 .map_err(|e| log::warn!("unread notification count unavailable at connect: {e}"))

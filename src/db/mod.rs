@@ -7,6 +7,7 @@
 
 pub mod models;
 pub mod schema;
+mod sqlite_planner;
 
 use std::time::Duration;
 
@@ -157,6 +158,7 @@ impl DbConnection {
     pub fn establish(url: &DatabaseUrl) -> Result<Self, ConnectionError> {
         match url {
             DatabaseUrl::Sqlite(path) => {
+                sqlite_planner::plan_without_bound_values();
                 let mut c = SqliteConnection::establish(path)?;
                 // Durable as the SPEC defines it: WAL with synchronous=FULL. busy_timeout covers
                 // readers racing the single writer's checkpoints. The rest is for group commit
@@ -345,6 +347,9 @@ impl DbConnection {
     pub fn count_user_rooms(&mut self, user: &UserId) -> Result<i64, PersistError> {
         dispatch!(self, count_user_rooms(user))
     }
+    pub fn user(&mut self, id: &str) -> Result<Option<UserRecord>, PersistError> {
+        dispatch!(self, user(id))
+    }
     pub fn users(&mut self, ids: &[&str]) -> Result<Vec<UserRecord>, PersistError> {
         dispatch!(self, users(ids))
     }
@@ -395,12 +400,16 @@ impl ManageConnection for Manager {
         DbConnection::establish(&self.url).map_err(r2d2::Error::ConnectionError)
     }
 
+    /// Checked at each checkout. A PostgreSQL connection can die with its server or the
+    /// network; a SQLite one is a file handle in this process, and the statement would only
+    /// cost a parse per read (`has_broken` still drops a connection that failed).
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
-        let r = match conn {
-            DbConnection::Sqlite(c) => c.batch_execute("SELECT 1"),
-            DbConnection::Postgres(c) => c.batch_execute("SELECT 1"),
-        };
-        r.map_err(r2d2::Error::QueryError)
+        match conn {
+            DbConnection::Sqlite(_) => Ok(()),
+            DbConnection::Postgres(c) => {
+                c.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+            }
+        }
     }
 
     fn has_broken(&self, conn: &mut DbConnection) -> bool {

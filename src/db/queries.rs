@@ -923,7 +923,9 @@ pub fn user_rooms(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<RoomSummary>, PersistError> {
-    let mut q = members::table
+    // Not boxed: both forms stay in Diesel's prepared-statement cache (this runs at every
+    // connect).
+    let q = members::table
         .inner_join(rooms::table)
         .filter(members::user_id.eq(user.as_str()))
         .select((
@@ -938,12 +940,11 @@ pub fn user_rooms(
             rooms::retained_from,
         ))
         .order(rooms::id.asc())
-        .limit(limit)
-        .into_boxed();
-    if let Some(a) = after {
-        q = q.filter(rooms::id.gt(a.to_owned()));
-    }
-    let rows: Vec<MembershipRow> = q.load(c)?;
+        .limit(limit);
+    let rows: Vec<MembershipRow> = match after {
+        Some(a) => q.filter(rooms::id.gt(a)).load(c)?,
+        None => q.load(c)?,
+    };
     let mut out: Vec<RoomSummary> = parsed(rows)?;
     for r in &mut out {
         if r.last_seq > r.read_seq {
@@ -1108,28 +1109,52 @@ pub fn notification_unread(
     Ok(out)
 }
 
-/// Notifications held back (not pushed yet), unread and unexpired, oldest first.
+/// Notifications held back (not pushed yet), unread and unexpired, oldest first: at most
+/// `limit`, over all of `users`. The list is every online user at a sweep, so it is read in
+/// chunks (a statement holds at most 32,766 parameters on SQLite and 65,535 on PostgreSQL);
+/// a single user (one who just connected) is read with a statement that stays prepared.
 pub fn held_notifications(
     c: &mut Conn,
     users: &[&str],
     now: i64,
     limit: i64,
 ) -> Result<Vec<StoredNotification>, PersistError> {
-    let q = notifications::table
-        .filter(notifications::user_id.eq_any(users))
-        .into_boxed();
-    let rows: Vec<NotificationRow> = q
-        .filter(notifications::delivered_at.is_null())
-        .filter(notifications::read_at.is_null())
-        .filter(
-            notifications::expires_at
-                .is_null()
-                .or(notifications::expires_at.gt(now)),
-        )
-        .select(NotificationRow::as_select())
-        .order(notifications::created_at.asc())
-        .limit(limit)
-        .load(c)?;
+    let mut rows: Vec<NotificationRow> = Vec::new();
+    if let [user] = users {
+        rows = notifications::table
+            .filter(notifications::user_id.eq(*user))
+            .filter(notifications::delivered_at.is_null())
+            .filter(notifications::read_at.is_null())
+            .filter(
+                notifications::expires_at
+                    .is_null()
+                    .or(notifications::expires_at.gt(now)),
+            )
+            .select(NotificationRow::as_select())
+            .order(notifications::created_at.asc())
+            .limit(limit)
+            .load(c)?;
+    } else {
+        for chunk in users.chunks(ROWS_PER_STATEMENT) {
+            rows.extend(
+                notifications::table
+                    .filter(notifications::user_id.eq_any(chunk))
+                    .filter(notifications::delivered_at.is_null())
+                    .filter(notifications::read_at.is_null())
+                    .filter(
+                        notifications::expires_at
+                            .is_null()
+                            .or(notifications::expires_at.gt(now)),
+                    )
+                    .select(NotificationRow::as_select())
+                    .order(notifications::created_at.asc())
+                    .limit(limit)
+                    .load::<NotificationRow>(c)?,
+            );
+        }
+        rows.sort_by_key(|r| r.created_at);
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+    }
     parsed(rows)
 }
 
@@ -1154,6 +1179,17 @@ pub fn count_user_rooms(c: &mut Conn, user: &UserId) -> Result<i64, PersistError
         .filter(members::user_id.eq(user.as_str()))
         .count()
         .get_result(c)?)
+}
+
+/// The stored record of one user, if any (a statement that stays prepared; `users` takes a
+/// list and is prepared at each call).
+pub fn user(c: &mut Conn, id: &str) -> Result<Option<UserRecord>, PersistError> {
+    let row: Option<UserRow> = users::table
+        .filter(users::id.eq(id))
+        .select(UserRow::as_select())
+        .first(c)
+        .optional()?;
+    Ok(row.map(UserRecord::try_from).transpose()?)
 }
 
 /// Stored records of these users (missing users are simply absent).

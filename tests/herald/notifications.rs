@@ -165,24 +165,30 @@ async fn quiet_hours_hold_normal_notifications_and_let_urgent_ones_through() {
         .with_timezone(&tz);
     let fmt = |d: chrono::DateTime<chrono_tz::Tz>| d.format("%H:%M").to_string();
     let prefs = json!({"quiet_hours": {"start": fmt(local - chrono::Duration::hours(1)), "end": fmt(local + chrono::Duration::hours(1)), "time_zone": "Asia/Tokyo"}});
-    let (status, saved) = app
-        .send_json(
-            "PUT",
-            "/v1/notifications/preferences",
-            Some(&app.token("bob")),
-            Some(prefs),
-        )
-        .await;
-    assert_eq!(status, 200, "{saved}");
+    // Two users in quiet hours, so the sweep reads held notifications for several users.
+    for user in ["bob", "carol"] {
+        let (status, saved) = app
+            .send_json(
+                "PUT",
+                "/v1/notifications/preferences",
+                Some(&app.token(user)),
+                Some(prefs.clone()),
+            )
+            .await;
+        assert_eq!(status, 200, "{saved}");
+    }
+    let (mut carols, _) = phone(&app, "carol").await;
     let (mut phone, _) = phone(&app, "bob").await;
 
     let held = post(
         &app,
-        json!({"users": ["bob"], "notification_type": "deadline", "title": "Due tomorrow"}),
+        json!({"users": ["bob", "carol"], "notification_type": "deadline", "title": "Due tomorrow"}),
     )
     .await;
     assert_eq!(held["results"][0]["held"], true);
+    assert_eq!(held["results"][1]["held"], true);
     count_is(&mut phone, 1).await; // stored and counted, not pushed
+    count_is(&mut carols, 1).await;
     post(&app, json!({"users": ["bob"], "notification_type": "alert", "title": "Server down", "priority": "urgent"})).await;
     assert_eq!(
         phone.recv_type("notification").await["data"]["title"],
@@ -205,6 +211,10 @@ async fn quiet_hours_hold_normal_notifications_and_let_urgent_ones_through() {
         .unwrap();
     assert_eq!(
         phone.recv_type("notification").await["data"]["title"],
+        "Due tomorrow"
+    );
+    assert_eq!(
+        carols.recv_type("notification").await["data"]["title"],
         "Due tomorrow"
     );
 }
