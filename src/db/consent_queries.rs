@@ -11,6 +11,13 @@ use crate::db::schema::{blocks, invitations, members, messages, reports, rooms};
 use crate::domain::{Millis, RoomKind, UserId};
 use crate::error::PersistError;
 
+/// Blockers of one user read whole by `BlockersOf` before it falls back to matching the
+/// given list in the database.
+pub const BLOCKERS_READ_WHOLE: i64 = 1000;
+
+/// Users matched per statement when `BlockersOf` matches a list in the database.
+const BLOCKERS_PER_STATEMENT: usize = 500;
+
 fn consent(o: ConsentOutcome) -> WriteOutcome {
     WriteOutcome::Consent(Box::new(o))
 }
@@ -294,12 +301,35 @@ pub fn read(c: &mut Conn, q: &ConsentRead) -> Result<ConsentAnswer, PersistError
             )
         }
         ConsentRead::BlockersOf { user, among } => {
-            let among: Vec<&str> = among.iter().map(|u| u.as_str()).collect();
-            let rows: Vec<String> = blocks::table
+            // `among` is every online member of a room being joined. Few users are blocked
+            // by many: all of the user's blockers are read with one statement that stays
+            // prepared, and matched here. Only a user blocked by more than that is checked
+            // against `among`, in chunks (a statement holds a bounded number of parameters).
+            let all: Vec<String> = blocks::table
                 .filter(blocks::blocked.eq(user.as_str()))
-                .filter(blocks::blocker.eq_any(among))
                 .select(blocks::blocker)
+                .limit(BLOCKERS_READ_WHOLE + 1)
                 .load(c)?;
+            let rows: Vec<String> = if all.len() as i64 <= BLOCKERS_READ_WHOLE {
+                let among: std::collections::HashSet<&str> =
+                    among.iter().map(|u| u.as_str()).collect();
+                all.into_iter()
+                    .filter(|b| among.contains(b.as_str()))
+                    .collect()
+            } else {
+                let mut rows = Vec::new();
+                for chunk in among.chunks(BLOCKERS_PER_STATEMENT) {
+                    let chunk: Vec<&str> = chunk.iter().map(|u| u.as_str()).collect();
+                    rows.extend(
+                        blocks::table
+                            .filter(blocks::blocked.eq(user.as_str()))
+                            .filter(blocks::blocker.eq_any(chunk))
+                            .select(blocks::blocker)
+                            .load::<String>(c)?,
+                    );
+                }
+                rows
+            };
             ConsentAnswer::Users(
                 rows.iter()
                     .map(|u| parse_user_column("block", "blocker", u))

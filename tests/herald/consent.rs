@@ -658,3 +658,55 @@ async fn socketio_clients_get_invitations_and_use_the_consent_events() {
     let r = owner.request("send", dm("bob", "hello?")).await;
     assert_eq!(r["code"], "forbidden", "{r}");
 }
+
+/// `BlockersOf` (who among a room's online members blocked the joiner) gives the same answer
+/// for a user blocked by a few (read whole and matched in memory) and by more than a thousand
+/// (matched against the list in the database, in chunks).
+#[test]
+fn blockers_among_a_list_are_found_for_a_user_blocked_by_few_and_by_many() {
+    use herald::db::models::{ConsentAnswer, ConsentRead, ConsentWrite, WriteOp};
+    use herald::db::{DatabaseUrl, DbConnection};
+    use herald::domain::UserId;
+    use std::collections::HashSet;
+
+    let uid = |s: &str| UserId::parse(s).expect("user id");
+    let db = TestDatabase::new();
+    let mut c = DbConnection::establish(&DatabaseUrl::parse(&db.url).expect("url")).expect("db");
+    c.run_migrations().expect("migrations");
+    let block = |blocker: String, blocked: &str| {
+        WriteOp::Consent(ConsentWrite::Block {
+            blocker: uid(&blocker),
+            blocked: uid(blocked),
+            at: 1,
+            max: 10_000,
+        })
+    };
+    let mut ops: Vec<WriteOp> = (0..1_200)
+        .map(|i| block(format!("b{i}"), "spammer"))
+        .collect();
+    ops.push(block("b1".into(), "quiet"));
+    for group in c.write_batch(&[ops]).expect("batch") {
+        group.expect("blocks stored");
+    }
+    let blockers = |c: &mut DbConnection, user: &str, among: &[&str]| -> HashSet<String> {
+        let q = ConsentRead::BlockersOf {
+            user: uid(user),
+            among: among.iter().map(|u| uid(u)).collect(),
+        };
+        match c.consent_read(&q).expect("read") {
+            ConsentAnswer::Users(v) => v.into_iter().map(|u| u.as_str().to_owned()).collect(),
+            other => panic!("unexpected answer {other:?}"),
+        }
+    };
+    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<HashSet<_>>();
+
+    assert_eq!(
+        blockers(&mut c, "quiet", &["b1", "b2", "nobody"]),
+        set(&["b1"])
+    );
+    // 600 candidates: two chunks in the database.
+    let mut among: Vec<String> = (0..599).map(|i| format!("x{i}")).collect();
+    among.extend(["b3".to_owned(), "b1199".to_owned()]);
+    let among: Vec<&str> = among.iter().map(String::as_str).collect();
+    assert_eq!(blockers(&mut c, "spammer", &among), set(&["b3", "b1199"]));
+}
