@@ -196,7 +196,7 @@ impl Metrics {
             slow_consumers: counter(
                 &registry,
                 "slow_consumers_total",
-                "Sessions closed for not reading fast enough",
+                "Frames dropped for a connection that could not take them (caught up from the database)",
             ),
             cluster_connected: gauge(
                 &registry,
