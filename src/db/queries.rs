@@ -1123,13 +1123,7 @@ pub fn held_notifications(
     if let [user] = users {
         rows = notifications::table
             .filter(notifications::user_id.eq(*user))
-            .filter(notifications::delivered_at.is_null())
-            .filter(notifications::read_at.is_null())
-            .filter(
-                notifications::expires_at
-                    .is_null()
-                    .or(notifications::expires_at.gt(now)),
-            )
+            .filter(held_at(now))
             .select(NotificationRow::as_select())
             .order(notifications::created_at.asc())
             .limit(limit)
@@ -1139,13 +1133,7 @@ pub fn held_notifications(
             rows.extend(
                 notifications::table
                     .filter(notifications::user_id.eq_any(chunk))
-                    .filter(notifications::delivered_at.is_null())
-                    .filter(notifications::read_at.is_null())
-                    .filter(
-                        notifications::expires_at
-                            .is_null()
-                            .or(notifications::expires_at.gt(now)),
-                    )
+                    .filter(held_at(now))
                     .select(NotificationRow::as_select())
                     .order(notifications::created_at.asc())
                     .limit(limit)
@@ -1156,6 +1144,19 @@ pub fn held_notifications(
         rows.truncate(usize::try_from(limit).unwrap_or(0));
     }
     parsed(rows)
+}
+
+/// A notification held back at `now`: not pushed yet, unread and unexpired.
+#[diesel::dsl::auto_type]
+fn held_at(now: i64) -> _ {
+    notifications::delivered_at
+        .is_null()
+        .and(notifications::read_at.is_null())
+        .and(
+            notifications::expires_at
+                .is_null()
+                .or(notifications::expires_at.gt(now)),
+        )
 }
 
 /// Stored preference documents of these users.
