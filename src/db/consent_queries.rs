@@ -13,7 +13,7 @@ use crate::error::PersistError;
 
 /// Blockers of one user read whole by `BlockersOf` before it falls back to matching the
 /// given list in the database.
-pub const BLOCKERS_READ_WHOLE: i64 = 1000;
+const BLOCKERS_READ_WHOLE: i64 = 1000;
 
 /// Users matched per statement when `BlockersOf` matches a list in the database.
 const BLOCKERS_PER_STATEMENT: usize = 500;
