@@ -2,7 +2,7 @@
 //! seeded from the `sync` data and kept current from the frames the session delivers, and the
 //! coalesced `room_unread` frames that report changes. Used by every kind of session.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::time::Duration;
 
 use crate::actors::session::FrameMeta;
@@ -20,8 +20,10 @@ pub const UNREAD_COALESCE: Duration = Duration::from_millis(100);
 pub struct UnreadCounts {
     pub rooms: HashMap<RoomId, (i64, i64)>,
     dirty: Vec<RoomId>,
-    /// Whether the owner has a flush scheduled.
-    pub flush_scheduled: bool,
+    /// The owner's flush timer, armed while changes wait.
+    pub flush: Option<actix::SpawnHandle>,
+    /// When the waiting changes have been collected for [`UNREAD_COALESCE`].
+    pub due: Option<std::time::Instant>,
 }
 
 impl UnreadCounts {

@@ -5,7 +5,7 @@
 //! no rooms) implement [`ClientSession`] to say how each step looks on their wire; the timing
 //! lives here once.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -55,17 +55,47 @@ pub trait ClientSession: Actor<Context = <Self as ClientSession>::Ctx> + Sized {
         self.expiry_timers().push(warn);
     }
 
-    /// Sends the pending `room_unread` frames after a short coalescing window.
+    /// How long this session's delivered frames may wait to be written together (the
+    /// write-gathering window; zero: never).
+    fn delivery_gather(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    /// Sends the pending `room_unread` frames once they have been collected for
+    /// [`UNREAD_COALESCE`]: with the first deliveries after that (see
+    /// [`ClientSession::unread_with_deliveries`]), or on their own by a timer that allows
+    /// for the delivery-gathering window.
     fn schedule_unread(&mut self, ctx: &mut Self::Ctx) {
-        if self.unread().flush_scheduled {
+        if self.unread().flush.is_some() {
             return;
         }
-        self.unread().flush_scheduled = true;
-        ctx.run_later(UNREAD_COALESCE, |act, ctx| {
-            act.unread().flush_scheduled = false;
-            for f in act.unread().take_frames() {
-                act.send_unread(f, ctx);
-            }
+        let fallback = UNREAD_COALESCE + self.delivery_gather();
+        let timer = ctx.run_later(fallback, |act, ctx| {
+            act.unread().flush = None;
+            act.flush_unread(ctx);
         });
+        let u = self.unread();
+        u.flush = Some(timer);
+        u.due = Some(Instant::now() + UNREAD_COALESCE);
+    }
+
+    /// After a turn of delivered frames: pending `room_unread` frames that are due go out
+    /// with them (the same write) rather than on their own when the timer fires.
+    fn unread_with_deliveries(&mut self, ctx: &mut Self::Ctx) {
+        let u = self.unread();
+        if !u.due.is_some_and(|due| Instant::now() >= due) {
+            return;
+        }
+        if let Some(timer) = u.flush.take() {
+            ctx.cancel_future(timer);
+        }
+        self.flush_unread(ctx);
+    }
+
+    fn flush_unread(&mut self, ctx: &mut Self::Ctx) {
+        self.unread().due = None;
+        for f in self.unread().take_frames() {
+            self.send_unread(f, ctx);
+        }
     }
 }

@@ -110,7 +110,7 @@ impl Application {
             write_timeout: settings.write_timeout,
             handshake_timeout: settings.handshake_timeout,
             deflate: settings.ws_deflate,
-            write_gather: settings.ws_write_gather,
+            write_gather: std::time::Duration::ZERO,
         };
         log::info!(
             "tokens: {:?}{}{}",

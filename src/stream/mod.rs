@@ -20,7 +20,9 @@
 //!   on right after it. A hole in the stored history (messages no longer stored) is marked the
 //!   same way. A session that falls behind during the connection is caught up in full.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use crate::actors::session::FrameMeta;
@@ -130,7 +132,7 @@ impl RoomStreams {
     /// `replay_max`: most messages one room catches up before the rest is marked truncated.
     pub fn new(max_held_bytes: usize, replay_max: i64) -> Self {
         RoomStreams {
-            rooms: HashMap::new(),
+            rooms: HashMap::default(),
             queue: VecDeque::new(),
             fetching: None,
             fetching_after: 0,

@@ -22,6 +22,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use futures_util::stream::Stream;
 use tokio::sync::mpsc;
@@ -81,10 +82,18 @@ struct Slot {
     waker: RefCell<Option<Waker>>,
     gauge: Arc<OutboxGauge>,
     max_frames: usize,
+    /// How long a busy session's frames wait for the worker's release (zero: never).
+    gather: Duration,
+    /// When the session was last woken for its frames.
+    last_wake: Cell<Option<Instant>>,
+    /// Waiting for the worker's release (see [`hold`]).
+    held: Cell<bool>,
+    /// How many frames the session took last time: the next queue starts that large.
+    last_taken: Cell<usize>,
 }
 
 impl Slot {
-    fn push(&self, frame: &EncodedFrame, meta: Option<&Arc<FrameMeta>>) {
+    fn push(self: &Rc<Self>, frame: &EncodedFrame, meta: Option<&Arc<FrameMeta>>, now: Instant) {
         let mut queue = self.queue.borrow_mut();
         if queue.len() >= self.max_frames && !frame.is_empty() {
             // Counted by the room when it handed the frame over: give the bytes back.
@@ -100,12 +109,87 @@ impl Slot {
                 return;
             }
         } else {
+            if queue.capacity() == 0 {
+                // Grown once, not doubling from empty at every turn.
+                queue.reserve(self.last_taken.get());
+            }
             queue.push_back(Deliver {
                 frame: frame.clone(),
                 meta: meta.cloned(),
             });
         }
-        if let Some(w) = self.waker.borrow_mut().take() {
+        drop(queue);
+        self.wake(now);
+    }
+
+    /// Wakes the session for its frames, unless it is awake already (it takes everything
+    /// queued), or it was woken less than `gather` ago: then the frames wait for the
+    /// worker's release, so the session takes them in one turn and writes them in one call.
+    fn wake(self: &Rc<Self>, now: Instant) {
+        if self.held.get() {
+            return;
+        }
+        let mut waker = self.waker.borrow_mut();
+        if waker.is_none() {
+            return;
+        }
+        let busy = !self.gather.is_zero()
+            && self
+                .last_wake
+                .get()
+                .is_some_and(|t| now.saturating_duration_since(t) < self.gather);
+        if busy {
+            self.held.set(true);
+            hold(self.clone());
+            return;
+        }
+        self.last_wake.set(Some(now));
+        if let Some(w) = waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// The slots of this worker thread waiting for the release, and whether its timer is armed.
+#[derive(Default)]
+struct Held {
+    slots: Vec<Rc<Slot>>,
+    armed: bool,
+}
+
+thread_local! {
+    static HELD: RefCell<Held> = RefCell::new(Held::default());
+}
+
+/// Puts a busy slot on its worker's release list: one timer per worker thread, armed only
+/// while a slot waits, never one per session.
+fn hold(slot: Rc<Slot>) {
+    let window = slot.gather;
+    HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        h.slots.push(slot);
+        if !h.armed {
+            h.armed = true;
+            actix_web::rt::spawn(release_after(window));
+        }
+    });
+}
+
+/// Waits `window`, then wakes every session held on this worker thread.
+async fn release_after(window: Duration) {
+    actix_web::rt::time::sleep(window).await;
+    let slots = HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        h.armed = false;
+        std::mem::take(&mut h.slots)
+    });
+    crate::metrics::METRICS.ws_write_flushes.inc();
+    let now = Instant::now();
+    for slot in slots {
+        slot.held.set(false);
+        slot.last_wake.set(Some(now));
+        let waker = slot.waker.borrow_mut().take();
+        if let Some(w) = waker {
             w.wake();
         }
     }
@@ -126,12 +210,20 @@ thread_local! {
 
 /// Opens a slot for a session on the current thread (an actix worker, or the system thread
 /// in tests): its route for the handle, and the stream the session takes its frames from.
-pub fn open(gauge: Arc<OutboxGauge>, max_frames: usize) -> (InboxRoute, InboxStream) {
+pub fn open(
+    gauge: Arc<OutboxGauge>,
+    max_frames: usize,
+    gather: Duration,
+) -> (InboxRoute, InboxStream) {
     let slot = Rc::new(Slot {
         queue: RefCell::new(VecDeque::new()),
         waker: RefCell::new(None),
         gauge,
         max_frames: max_frames.max(1),
+        gather,
+        last_wake: Cell::new(None),
+        held: Cell::new(false),
+        last_taken: Cell::new(0),
     });
     LOCAL.with(|l| {
         let mut l = l.borrow_mut();
@@ -174,13 +266,14 @@ pub fn open(gauge: Arc<OutboxGauge>, max_frames: usize) -> (InboxRoute, InboxStr
 async fn drain(mut rx: mpsc::UnboundedReceiver<Batch>) {
     let mut batches = Vec::new();
     while rx.recv_many(&mut batches, 64).await > 0 {
+        let now = Instant::now();
         LOCAL.with(|l| {
             let l = l.borrow();
             for b in batches.drain(..) {
                 for id in &b.to {
                     match l.slots.get(id.index as usize) {
                         Some(Some(slot)) if l.generations[id.index as usize] == id.generation => {
-                            slot.push(&b.frame, b.meta.as_ref())
+                            slot.push(&b.frame, b.meta.as_ref(), now)
                         }
                         // The session is gone: its bytes were counted on a gauge nobody reads.
                         _ => {}
@@ -199,20 +292,33 @@ pub struct InboxStream {
     closed: Cell<bool>,
 }
 
-impl Stream for InboxStream {
-    type Item = Deliver;
+/// Every frame queued for a session when it took them: handled in one turn, so they go
+/// out in one write (actix would otherwise yield between stream items every 16).
+pub struct Delivered(VecDeque<Deliver>);
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Deliver>> {
-        match self.slot.queue.borrow_mut().pop_front() {
-            Some(d) => Poll::Ready(Some(d)),
-            None => {
-                let mut w = self.slot.waker.borrow_mut();
-                if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    *w = Some(cx.waker().clone());
-                }
-                Poll::Pending
-            }
+impl IntoIterator for Delivered {
+    type Item = Deliver;
+    type IntoIter = std::collections::vec_deque::IntoIter<Deliver>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl Stream for InboxStream {
+    type Item = Delivered;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivered>> {
+        let mut queue = self.slot.queue.borrow_mut();
+        if !queue.is_empty() {
+            // Taken whole: an idle session keeps no queue capacity.
+            self.slot.last_taken.set(queue.len());
+            return Poll::Ready(Some(Delivered(std::mem::take(&mut *queue))));
         }
+        let mut w = self.slot.waker.borrow_mut();
+        if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *w = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 }
 
@@ -245,12 +351,32 @@ mod tests {
         EncodedFrame::from_data("event", &data).unwrap_or_default()
     }
 
+    /// The next `n` frames the session takes, however many turns they come in.
+    async fn frames(s: &mut InboxStream, n: usize) -> Vec<EncodedFrame> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            match s.next().await {
+                Some(taken) => out.extend(taken.into_iter().map(|d| d.frame)),
+                None => break,
+            }
+        }
+        out
+    }
+
+    fn send(route: &InboxRoute, text: &str) {
+        route.worker.send(Batch {
+            frame: frame(text),
+            meta: None,
+            to: vec![route.slot],
+        });
+    }
+
     #[actix_web::test]
     async fn a_batch_reaches_every_named_slot_once_and_in_order() {
         let ga = Arc::new(OutboxGauge::new(1 << 20));
         let gb = Arc::new(OutboxGauge::new(1 << 20));
-        let (ra, mut sa) = open(ga, 16);
-        let (rb, mut sb) = open(gb, 16);
+        let (ra, mut sa) = open(ga, 16, Duration::ZERO);
+        let (rb, mut sb) = open(gb, 16, Duration::ZERO);
         assert!(Arc::ptr_eq(&ra.worker, &rb.worker), "one inbox per thread");
         for text in ["one", "two"] {
             ra.worker.send(Batch {
@@ -260,17 +386,14 @@ mod tests {
             });
         }
         for s in [&mut sa, &mut sb] {
-            let first = s.next().await.map(|d| d.frame);
-            let second = s.next().await.map(|d| d.frame);
-            assert_eq!(first, Some(frame("one")));
-            assert_eq!(second, Some(frame("two")));
+            assert_eq!(frames(s, 2).await, vec![frame("one"), frame("two")]);
         }
     }
 
     #[actix_web::test]
     async fn past_the_frame_cap_frames_are_dropped_and_recorded_once() {
         let gauge = Arc::new(OutboxGauge::new(1 << 20));
-        let (route, mut stream) = open(gauge.clone(), 2);
+        let (route, mut stream) = open(gauge.clone(), 2, Duration::ZERO);
         for text in ["a", "b", "c", "d"] {
             let f = frame(text);
             assert!(gauge.add(f.len()));
@@ -280,13 +403,10 @@ mod tests {
                 to: vec![route.slot],
             });
         }
-        assert_eq!(stream.next().await.map(|d| d.frame), Some(frame("a")));
-        assert_eq!(stream.next().await.map(|d| d.frame), Some(frame("b")));
-        let wake = stream.next().await.map(|d| d.frame);
         assert_eq!(
-            wake,
-            Some(EncodedFrame::default()),
-            "one empty frame: a turn"
+            frames(&mut stream, 3).await,
+            vec![frame("a"), frame("b"), EncodedFrame::default()],
+            "a and b, then one empty frame: a turn"
         );
         assert!(gauge.is_slow());
         assert_eq!(gauge.take_lost().1, 2, "c and d dropped");
@@ -295,10 +415,10 @@ mod tests {
     #[actix_web::test]
     async fn a_dropped_stream_frees_its_slot_and_marks_the_session_gone() {
         let gauge = Arc::new(OutboxGauge::new(1 << 20));
-        let (old, stream) = open(gauge.clone(), 4);
+        let (old, stream) = open(gauge.clone(), 4, Duration::ZERO);
         drop(stream);
         assert!(gauge.is_closed());
-        let (new, mut stream) = open(Arc::new(OutboxGauge::new(1 << 20)), 4);
+        let (new, mut stream) = open(Arc::new(OutboxGauge::new(1 << 20)), 4, Duration::ZERO);
         assert_eq!(old.slot.index, new.slot.index, "the index is reused");
         assert_ne!(old.slot, new.slot, "under another generation");
         new.worker.send(Batch {
@@ -311,6 +431,50 @@ mod tests {
             meta: None,
             to: vec![new.slot],
         });
-        assert_eq!(stream.next().await.map(|d| d.frame), Some(frame("fresh")));
+        assert_eq!(frames(&mut stream, 1).await, vec![frame("fresh")]);
+    }
+
+    #[actix_web::test]
+    async fn a_busy_session_takes_its_frames_at_the_release_in_one_turn() {
+        use actix_web::rt::time::timeout;
+        let window = Duration::from_millis(200);
+        let (route, mut stream) = open(Arc::new(OutboxGauge::new(1 << 20)), 16, window);
+        send(&route, "first");
+        assert_eq!(
+            frames(&mut stream, 1).await,
+            vec![frame("first")],
+            "woken at once"
+        );
+        send(&route, "second");
+        send(&route, "third");
+        assert!(
+            timeout(Duration::from_millis(50), stream.next())
+                .await
+                .is_err(),
+            "woken less than the window ago: held"
+        );
+        let released = timeout(window * 3, stream.next()).await;
+        let taken: Vec<_> = released
+            .ok()
+            .flatten()
+            .map(|t| t.into_iter().map(|d| d.frame).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            taken,
+            vec![frame("second"), frame("third")],
+            "both in one turn"
+        );
+
+        let (quiet, mut stream) = open(Arc::new(OutboxGauge::new(1 << 20)), 16, window);
+        send(&quiet, "one");
+        assert_eq!(frames(&mut stream, 1).await, vec![frame("one")]);
+        actix_web::rt::time::sleep(window).await;
+        send(&quiet, "two");
+        assert!(
+            timeout(Duration::from_millis(50), stream.next())
+                .await
+                .is_ok(),
+            "quiet for the window: woken at once"
+        );
     }
 }

@@ -48,6 +48,7 @@ use crate::stream::RoomStreams;
 
 pub mod handle;
 pub mod inbox;
+use inbox::Delivered;
 
 pub use handle::{
     Deliver, DeliverOutcome, FrameMeta, LastHeard, OutboxGauge, SessionControl, SessionHandle,
@@ -146,7 +147,11 @@ impl WsSession {
         if let Some(h) = &self.handle {
             return h.clone();
         }
-        let (route, frames) = inbox::open(self.slow.clone(), self.port.settings().outbox_frames);
+        let (route, frames) = inbox::open(
+            self.slow.clone(),
+            self.port.settings().outbox_frames,
+            self.port.settings().ws_write_gather,
+        );
         ctx.add_stream(frames);
         let h = SessionHandle::new(SessionInfo {
             id: self.id,
@@ -291,6 +296,9 @@ impl ClientSession for WsSession {
     fn unread(&mut self) -> &mut UnreadCounts {
         &mut self.unread
     }
+    fn delivery_gather(&self) -> std::time::Duration {
+        self.port.settings().ws_write_gather
+    }
     fn send_unread(&mut self, frame: EncodedFrame, ctx: &mut Self::Ctx) {
         // Follows deliveries, not requests: it may be gathered with them.
         self.wire.broadcast(ctx, &frame);
@@ -371,9 +379,12 @@ impl Handler<Deliver> for WsSession {
 }
 
 /// Frames rooms batched to this session's worker (see [`inbox`]).
-impl StreamHandler<Deliver> for WsSession {
-    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        self.on_deliver(msg, ctx);
+impl StreamHandler<Delivered> for WsSession {
+    fn handle(&mut self, frames: Delivered, ctx: &mut Self::Context) {
+        for msg in frames {
+            self.on_deliver(msg, ctx);
+        }
+        self.unread_with_deliveries(ctx);
     }
     /// The inbox ends only when the session does.
     fn finished(&mut self, _: &mut Self::Context) {}

@@ -23,6 +23,7 @@
 //! WebSocket upgrade); `wire.rs` how the shared session behaviours (requests, token expiry,
 //! unread counts, room streams) are written on the Socket.IO wire.
 
+use super::client_session::ClientSession;
 use super::continuity::{new_streams, StreamSession};
 use super::inflight::InFlight;
 use super::requests::RequestSession;
@@ -37,7 +38,7 @@ use tokio::sync::oneshot;
 
 use super::eio_registry::{EioRegistry, RemoveEio, SaveRecovery};
 use super::room_supervisor::AdmissionTicket;
-use super::session::inbox::{self, InboxRoute};
+use super::session::inbox::{self, Delivered, InboxRoute};
 use super::session::{Deliver, LastHeard, OutboxGauge, SessionControl, SessionHandle, SessionInfo};
 use crate::auth::AuthenticatedUser;
 use crate::config::Settings;
@@ -306,8 +307,11 @@ impl SocketIoSession {
         let route = match &self.inbox {
             Some(r) => r.clone(),
             None => {
-                let (route, frames) =
-                    inbox::open(self.slow.clone(), self.port.settings().outbox_frames);
+                let (route, frames) = inbox::open(
+                    self.slow.clone(),
+                    self.port.settings().outbox_frames,
+                    self.port.settings().ws_write_gather,
+                );
                 ctx.add_stream(frames);
                 self.inbox = Some(route.clone());
                 route
@@ -482,9 +486,12 @@ impl Handler<Deliver> for SocketIoSession {
 }
 
 /// Frames rooms batched to this session's worker (see `session::inbox`).
-impl StreamHandler<Deliver> for SocketIoSession {
-    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        <Self as Handler<Deliver>>::handle(self, msg, ctx);
+impl StreamHandler<Delivered> for SocketIoSession {
+    fn handle(&mut self, frames: Delivered, ctx: &mut Context<Self>) {
+        for msg in frames {
+            <Self as Handler<Deliver>>::handle(self, msg, ctx);
+        }
+        self.unread_with_deliveries(ctx);
     }
     /// The inbox ends only when the session does.
     fn finished(&mut self, _: &mut Context<Self>) {}

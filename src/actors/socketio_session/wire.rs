@@ -111,6 +111,9 @@ impl ClientSession for SocketIoSession {
     fn unread(&mut self) -> &mut UnreadCounts {
         &mut self.unread
     }
+    fn delivery_gather(&self) -> std::time::Duration {
+        self.port.settings().ws_write_gather
+    }
     fn send_unread(&mut self, frame: EncodedFrame, ctx: &mut Context<Self>) {
         self.emit(sio::event_packet(&frame, self.vocabulary, None), ctx);
     }
