@@ -83,7 +83,6 @@ pub mod testkit;
 pub mod unread;
 pub mod webhook;
 pub mod ws_deflate;
-pub mod ws_gather;
 pub mod ws_transport;
 pub mod ws_wire;
 pub mod wsframe;

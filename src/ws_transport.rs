@@ -38,7 +38,6 @@ use futures_util::stream::Stream;
 
 use crate::metrics::METRICS;
 use crate::ws_deflate::{negotiate, DeflateSettings};
-use crate::ws_gather::Gather;
 use crate::ws_wire::{InboundFrames, WireSink};
 
 /// Bytes read from the socket per read call, into a buffer on the stack.
@@ -65,9 +64,6 @@ pub struct TransportLimits {
     pub handshake_timeout: Duration,
     /// permessage-deflate offered to clients.
     pub deflate: DeflateSettings,
-    /// How long a busy connection's broadcast frames may wait to share a write (zero: never;
-    /// see `ws_gather`).
-    pub write_gather: Duration,
 }
 
 /// Most queued frames handed to one vectored write.
@@ -266,7 +262,6 @@ async fn pump<T: AsyncWrite + Unpin>(
     // Bytes handed to the stream since its last flush (TLS buffers records until flushed).
     let mut unflushed = false;
     let vectored = io.borrow().is_write_vectored();
-    let mut gather = Gather::new(limits.write_gather);
     poll_fn(|cx| {
         let mut wrote = false;
         loop {
@@ -291,11 +286,6 @@ async fn pump<T: AsyncWrite + Unpin>(
             }
             let mut out = sink.borrow_mut();
             let before = out.bytes;
-            // Held frames wait for the worker's flush, which wakes this task; no timer of
-            // the connection's own is armed for them.
-            if !out.frames.is_empty() && gather.hold(out.urgent || body.is_none(), cx.waker()) {
-                return Poll::Pending;
-            }
             while !out.frames.is_empty() {
                 let written = if vectored && out.frames.len() > 1 {
                     let mut slices = [io::IoSlice::new(&[]); WRITE_BATCH];
@@ -319,9 +309,6 @@ async fn pump<T: AsyncWrite + Unpin>(
                         out.consume(n);
                     }
                 }
-            }
-            if wrote {
-                gather.wrote();
             }
             let queued = out.bytes;
             drop(out);

@@ -153,8 +153,6 @@ pub struct Outbound {
     pub frames: VecDeque<Bytes>,
     /// Their bytes (what the outbox bound counts).
     pub bytes: usize,
-    /// A queued frame must not wait for write gathering (a reply, a control frame).
-    pub urgent: bool,
     /// permessage-deflate, when negotiated.
     deflate: Option<Negotiated>,
     /// The connection's own compression context (context takeover only).
@@ -166,15 +164,8 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// Appends a frame of this connection alone, or what the session's context wrote (its
-    /// pings): written without waiting (see `ws_gather`).
+    /// Appends an encoded frame (one of the session's, or what its context wrote).
     pub fn push(&mut self, frame: Bytes) {
-        self.urgent = true;
-        self.queue(frame);
-    }
-
-    /// Appends a broadcast frame, which may wait for the worker's next flush.
-    fn queue(&mut self, frame: Bytes) {
         self.bytes += frame.len();
         self.frames.push_back(frame);
     }
@@ -192,9 +183,6 @@ impl Outbound {
             }
             n -= front.len();
             self.frames.pop_front();
-        }
-        if self.frames.is_empty() {
-            self.urgent = false;
         }
         // A burst (a join's replies, a replay page) grows the queue; an idle connection
         // should not keep that capacity for the rest of its life.
@@ -277,25 +265,9 @@ impl Wire {
         self.sink.as_ref().is_some_and(|s| s.deflate().is_some())
     }
 
-    /// Writes a frame of this connection's own (an ack, an error, its sync): never held for
-    /// write gathering.
+    /// Writes an encoded frame (shared with its other recipients, compressed at most once
+    /// per window class).
     pub fn frame<A>(&self, ctx: &mut ws::WebsocketContext<A>, f: &EncodedFrame)
-    where
-        A: Actor<Context = ws::WebsocketContext<A>>,
-    {
-        match &self.sink {
-            None => ctx.text(f.native().clone()),
-            Some(sink) => {
-                let mut out = sink.0.borrow_mut();
-                out.shared(f.wire());
-                out.urgent = true;
-            }
-        }
-    }
-
-    /// Writes a frame delivered to many connections (a room's message, presence, typing):
-    /// a busy connection may hold it for the worker's next flush (see `ws_gather`).
-    pub fn broadcast<A>(&self, ctx: &mut ws::WebsocketContext<A>, f: &EncodedFrame)
     where
         A: Actor<Context = ws::WebsocketContext<A>>,
     {
@@ -305,8 +277,7 @@ impl Wire {
         }
     }
 
-    /// Writes a Socket.IO event encoded once for all its recipients (a delivery: it may be
-    /// held for write gathering, as [`Wire::broadcast`]).
+    /// Writes a Socket.IO event encoded once for all its recipients.
     pub fn sio_event<A>(&self, ctx: &mut ws::WebsocketContext<A>, f: &EncodedFrame, v: Vocabulary)
     where
         A: Actor<Context = ws::WebsocketContext<A>>,
@@ -410,7 +381,7 @@ impl Outbound {
             }
             (deflate, _) => t.for_connection(deflate),
         };
-        self.queue(bytes);
+        self.push(bytes);
     }
 
     /// One message of this connection, compressed when negotiated and long enough.

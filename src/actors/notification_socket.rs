@@ -299,7 +299,7 @@ impl Handler<Deliver> for NotificationSocket {
             return;
         }
         if !msg.frame.is_empty() {
-            self.wire.broadcast(ctx, &msg.frame);
+            self.wire.frame(ctx, &msg.frame);
         }
     }
 }

@@ -320,7 +320,7 @@ pub struct ServeArgs {
     /// zlib compression level, 1 (fastest) to 9 (smallest).
     #[arg(long, global = true, env = "HERALD_WS_DEFLATE_LEVEL")]
     pub ws_deflate_level: Option<u32>,
-    /// Longest wait of a busy connection's broadcast frames for a shared write, in ms (0: off).
+    /// Longest wait of a busy session's delivered frames to be written together, in ms (0: off).
     #[arg(long, global = true, env = "HERALD_WS_WRITE_GATHER_MS")]
     pub ws_write_gather_ms: Option<u64>,
     /// Largest WebSocket message in bytes.

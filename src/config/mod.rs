@@ -126,7 +126,8 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// permessage-deflate on WebSockets (docs/configuration.md, "Compression").
     pub ws_deflate: crate::ws_deflate::DeflateSettings,
-    /// Longest wait of a busy connection's broadcast frames for a shared write (`ws_gather`).
+    /// Longest wait of a busy session's delivered frames for its worker's release, so they
+    /// are taken in one turn and written together (`actors::session::inbox`).
     pub ws_write_gather: Duration,
     /// Largest `text` of a text message, and the bound (plus 1 KiB) of any message body.
     pub max_text_bytes: usize,
@@ -377,7 +378,7 @@ impl Default for Settings {
             handshake_timeout: Duration::from_secs(10),
             max_frame_bytes: 1024 * 1024,
             ws_deflate: Default::default(),
-            ws_write_gather: Duration::ZERO,
+            ws_write_gather: Duration::from_millis(20),
             max_text_bytes: 64 * 1024,
             join_missed_limit: 100,
             replay_max: 1000,

@@ -110,7 +110,6 @@ impl Application {
             write_timeout: settings.write_timeout,
             handshake_timeout: settings.handshake_timeout,
             deflate: settings.ws_deflate,
-            write_gather: std::time::Duration::ZERO,
         };
         log::info!(
             "tokens: {:?}{}{}",

@@ -434,46 +434,60 @@ mod tests {
         assert_eq!(frames(&mut stream, 1).await, vec![frame("fresh")]);
     }
 
+    /// Counts the wake-ups of a session (polled by hand: the test's own task is polled
+    /// whenever any task on its thread is woken).
+    struct Wakes(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Polls the stream once as the session: the frames it takes now (none: it waits).
+    fn take_now(s: &mut InboxStream, wakes: &Arc<Wakes>) -> Vec<EncodedFrame> {
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        match Pin::new(s).poll_next(&mut cx) {
+            Poll::Ready(Some(taken)) => taken.into_iter().map(|d| d.frame).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     #[actix_web::test]
     async fn a_busy_session_takes_its_frames_at_the_release_in_one_turn() {
-        use actix_web::rt::time::timeout;
-        let window = Duration::from_millis(200);
+        use actix_web::rt::time::sleep;
+        use std::sync::atomic::Ordering::SeqCst;
+        let window = Duration::from_millis(100);
+        let wakes = Arc::new(Wakes(Default::default()));
         let (route, mut stream) = open(Arc::new(OutboxGauge::new(1 << 20)), 16, window);
+        assert!(take_now(&mut stream, &wakes).is_empty());
         send(&route, "first");
-        assert_eq!(
-            frames(&mut stream, 1).await,
-            vec![frame("first")],
-            "woken at once"
-        );
+        sleep(Duration::from_millis(5)).await;
+        assert_eq!(wakes.0.load(SeqCst), 1, "quiet: woken at once");
+        assert_eq!(take_now(&mut stream, &wakes), vec![frame("first")]);
+        assert!(take_now(&mut stream, &wakes).is_empty(), "waits again");
         send(&route, "second");
         send(&route, "third");
-        assert!(
-            timeout(Duration::from_millis(50), stream.next())
-                .await
-                .is_err(),
+        sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            wakes.0.load(SeqCst),
+            1,
             "woken less than the window ago: held"
         );
-        let released = timeout(window * 3, stream.next()).await;
-        let taken: Vec<_> = released
-            .ok()
-            .flatten()
-            .map(|t| t.into_iter().map(|d| d.frame).collect())
-            .unwrap_or_default();
+        sleep(window * 2).await;
+        assert_eq!(wakes.0.load(SeqCst), 2, "the worker's release woke it once");
         assert_eq!(
-            taken,
+            take_now(&mut stream, &wakes),
             vec![frame("second"), frame("third")],
             "both in one turn"
         );
-
-        let (quiet, mut stream) = open(Arc::new(OutboxGauge::new(1 << 20)), 16, window);
-        send(&quiet, "one");
-        assert_eq!(frames(&mut stream, 1).await, vec![frame("one")]);
-        actix_web::rt::time::sleep(window).await;
-        send(&quiet, "two");
-        assert!(
-            timeout(Duration::from_millis(50), stream.next())
-                .await
-                .is_ok(),
+        assert!(take_now(&mut stream, &wakes).is_empty());
+        sleep(window * 2).await;
+        send(&route, "fourth");
+        sleep(Duration::from_millis(5)).await;
+        assert_eq!(
+            wakes.0.load(SeqCst),
+            3,
             "quiet for the window: woken at once"
         );
     }

@@ -300,8 +300,7 @@ impl ClientSession for WsSession {
         self.port.settings().ws_write_gather
     }
     fn send_unread(&mut self, frame: EncodedFrame, ctx: &mut Self::Ctx) {
-        // Follows deliveries, not requests: it may be gathered with them.
-        self.wire.broadcast(ctx, &frame);
+        self.wire.frame(ctx, &frame);
     }
 }
 
@@ -409,7 +408,7 @@ impl StreamSession for WsSession {
     /// Always taken: past its byte bound the transport stops polling this session, which
     /// then waits (and its rooms' frames are dropped and caught up later).
     fn write_native(&mut self, frame: EncodedFrame, ctx: &mut Self::Ctx) -> bool {
-        self.wire.broadcast(ctx, &frame);
+        self.wire.frame(ctx, &frame);
         true
     }
 }
