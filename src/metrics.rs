@@ -52,7 +52,7 @@ pub struct Metrics {
     pub ws_compressions: IntCounter,
     /// Compressed messages received and inflated.
     pub ws_inflated_messages: IntCounter,
-    /// Worker flushes of gathered writes (each releases every connection holding frames).
+    /// Worker releases of gathered deliveries (each wakes every session whose frames waited).
     pub ws_write_flushes: IntCounter,
     /// Connections dropped because the request before the upgrade (or a plain request on
     /// the upgrade path) missed its deadline.
@@ -168,7 +168,7 @@ impl Metrics {
             ws_write_flushes: counter(
                 &registry,
                 "ws_write_flushes_total",
-                "Worker flushes of gathered writes (each releases every connection holding frames)",
+                "Worker releases of gathered deliveries (each wakes every session whose frames waited)",
             ),
             handshake_timeouts: counter(
                 &registry,

@@ -83,7 +83,7 @@ pub trait ClientSession: Actor<Context = <Self as ClientSession>::Ctx> + Sized {
     /// with them (the same write) rather than on their own when the timer fires.
     fn unread_with_deliveries(&mut self, ctx: &mut Self::Ctx) {
         let u = self.unread();
-        if !u.due.is_some_and(|due| Instant::now() >= due) {
+        if u.due.is_none_or(|due| Instant::now() < due) {
             return;
         }
         if let Some(timer) = u.flush.take() {
