@@ -90,6 +90,10 @@ struct Slot {
     held: Cell<bool>,
     /// How many frames the session took last time: the next queue starts that large.
     last_taken: Cell<usize>,
+    /// When the last frame came, and the running average of the time between frames (at
+    /// most the window; it starts there): whether frames come faster than one per window.
+    last_push: Cell<Option<Instant>>,
+    gap: Cell<Duration>,
 }
 
 impl Slot {
@@ -126,6 +130,14 @@ impl Slot {
     /// queued), or it was woken less than `gather` ago: then the frames wait for the
     /// worker's release, so the session takes them in one turn and writes them in one call.
     fn wake(self: &Rc<Self>, now: Instant) {
+        if !self.gather.is_zero() {
+            let gap = self
+                .last_push
+                .replace(Some(now))
+                .map_or(self.gather, |t| now.saturating_duration_since(t))
+                .min(self.gather);
+            self.gap.set((self.gap.get() * 3 + gap) / 4);
+        }
         if self.held.get() {
             return;
         }
@@ -133,7 +145,11 @@ impl Slot {
         if waker.is_none() {
             return;
         }
+        // Busy: frames have been coming more than two per window (on average over the last
+        // few) and the session was woken less than the window ago. A session getting a
+        // frame now and then is never held.
         let busy = !self.gather.is_zero()
+            && self.gap.get() < self.gather / 2
             && self
                 .last_wake
                 .get()
@@ -150,7 +166,7 @@ impl Slot {
     }
 }
 
-/// The slots of this worker thread waiting for the release, and whether its timer is armed.
+/// The slots of this worker thread waiting for their release, and whether its timer runs.
 #[derive(Default)]
 struct Held {
     slots: Vec<Rc<Slot>>,
@@ -161,36 +177,62 @@ thread_local! {
     static HELD: RefCell<Held> = RefCell::new(Held::default());
 }
 
-/// Puts a busy slot on its worker's release list: one timer per worker thread, armed only
+/// Puts a busy slot on its worker's release list: one timer per worker thread, running only
 /// while a slot waits, never one per session.
 fn hold(slot: Rc<Slot>) {
-    let window = slot.gather;
+    let tick = release_tick(slot.gather);
     HELD.with(|h| {
         let mut h = h.borrow_mut();
         h.slots.push(slot);
         if !h.armed {
             h.armed = true;
-            actix_web::rt::spawn(release_after(window));
+            actix_web::rt::spawn(release(tick));
         }
     });
 }
 
-/// Waits `window`, then wakes every session held on this worker thread.
-async fn release_after(window: Duration) {
-    actix_web::rt::time::sleep(window).await;
-    let slots = HELD.with(|h| {
-        let mut h = h.borrow_mut();
-        h.armed = false;
-        std::mem::take(&mut h.slots)
-    });
-    crate::metrics::METRICS.ws_write_flushes.inc();
-    let now = Instant::now();
-    for slot in slots {
-        slot.held.set(false);
-        slot.last_wake.set(Some(now));
-        let waker = slot.waker.borrow_mut().take();
-        if let Some(w) = waker {
-            w.wake();
+/// How often the worker looks for slots due: a quarter of the window (at least 1 ms), so
+/// a frame waits at most the window and a quarter.
+fn release_tick(window: Duration) -> Duration {
+    (window / 4).max(Duration::from_millis(1))
+}
+
+/// Every `tick` while slots wait: wakes the sessions whose window since their last wake-up
+/// has passed. A session's frames thus wait for its own window, not for a shared one: one
+/// that gets a frame just before its window ends waits only for the rest of it.
+async fn release(tick: Duration) {
+    let mut due = Vec::new();
+    loop {
+        actix_web::rt::time::sleep(tick).await;
+        let now = Instant::now();
+        let more = HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            h.slots.retain(|slot| {
+                let waited = slot
+                    .last_wake
+                    .get()
+                    .is_none_or(|t| now.saturating_duration_since(t) >= slot.gather);
+                if waited {
+                    due.push(slot.clone());
+                }
+                !waited
+            });
+            h.armed = !h.slots.is_empty();
+            h.armed
+        });
+        if !due.is_empty() {
+            crate::metrics::METRICS.ws_write_flushes.inc();
+        }
+        for slot in due.drain(..) {
+            slot.held.set(false);
+            slot.last_wake.set(Some(now));
+            let waker = slot.waker.borrow_mut().take();
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+        if !more {
+            return;
         }
     }
 }
@@ -224,6 +266,8 @@ pub fn open(
         last_wake: Cell::new(None),
         held: Cell::new(false),
         last_taken: Cell::new(0),
+        last_push: Cell::new(None),
+        gap: Cell::new(gather),
     });
     LOCAL.with(|l| {
         let mut l = l.borrow_mut();
@@ -459,36 +503,73 @@ mod tests {
         use std::sync::atomic::Ordering::SeqCst;
         let window = Duration::from_millis(100);
         let wakes = Arc::new(Wakes(Default::default()));
+        let woken = || wakes.0.load(SeqCst);
+        let settle = || sleep(Duration::from_millis(5));
         let (route, mut stream) = open(Arc::new(OutboxGauge::new(1 << 20)), 16, window);
-        assert!(take_now(&mut stream, &wakes).is_empty());
-        send(&route, "first");
-        sleep(Duration::from_millis(5)).await;
-        assert_eq!(wakes.0.load(SeqCst), 1, "quiet: woken at once");
-        assert_eq!(take_now(&mut stream, &wakes), vec![frame("first")]);
-        assert!(take_now(&mut stream, &wakes).is_empty(), "waits again");
-        send(&route, "second");
-        send(&route, "third");
-        sleep(Duration::from_millis(20)).await;
-        assert_eq!(
-            wakes.0.load(SeqCst),
-            1,
-            "woken less than the window ago: held"
+        assert!(
+            take_now(&mut stream, &wakes).is_empty(),
+            "waits from its start"
         );
-        sleep(window * 2).await;
-        assert_eq!(wakes.0.load(SeqCst), 2, "the worker's release woke it once");
+
+        // One frame at a time: every frame wakes the session at once.
+        send(&route, "a");
+        settle().await;
+        assert_eq!(woken(), 1, "quiet: woken at once");
+        assert_eq!(take_now(&mut stream, &wakes), vec![frame("a")]);
+        assert!(take_now(&mut stream, &wakes).is_empty(), "waits again");
+        send(&route, "b");
+        settle().await;
+        assert_eq!(woken(), 2, "took one frame last time: not held");
+        assert_eq!(take_now(&mut stream, &wakes), vec![frame("b")]);
+
+        // A burst: frames come faster than two per window, so the session is busy.
+        for f in ["c", "d", "d"] {
+            send(&route, f);
+        }
+        settle().await;
         assert_eq!(
             take_now(&mut stream, &wakes),
-            vec![frame("second"), frame("third")],
+            vec![frame("c"), frame("d"), frame("d")]
+        );
+        assert!(take_now(&mut stream, &wakes).is_empty(), "waits again");
+        let before = woken();
+        send(&route, "e");
+        send(&route, "f");
+        sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            woken(),
+            before,
+            "busy, woken less than the window ago: held"
+        );
+        // Watched in small steps, so what follows is timed from the release.
+        for _ in 0..60 {
+            if woken() > before {
+                break;
+            }
+            settle().await;
+        }
+        assert_eq!(woken(), before + 1, "the worker's release woke it once");
+        assert_eq!(
+            take_now(&mut stream, &wakes),
+            vec![frame("e"), frame("f")],
             "both in one turn"
         );
         assert!(take_now(&mut stream, &wakes).is_empty());
+
+        // A frame late in the window waits for the rest of it, not for a whole window.
+        sleep(window * 8 / 10).await;
+        send(&route, "g");
+        settle().await;
+        assert_eq!(woken(), before + 1, "within the window: held");
+        sleep(window * 6 / 10).await;
+        assert_eq!(woken(), before + 2, "released when its own window ended");
+        assert_eq!(take_now(&mut stream, &wakes), vec![frame("g")]);
+        assert!(take_now(&mut stream, &wakes).is_empty());
+
+        // Quiet for the window: woken at once again.
         sleep(window * 2).await;
-        send(&route, "fourth");
-        sleep(Duration::from_millis(5)).await;
-        assert_eq!(
-            wakes.0.load(SeqCst),
-            3,
-            "quiet for the window: woken at once"
-        );
+        send(&route, "h");
+        settle().await;
+        assert_eq!(woken(), before + 3, "quiet for the window: woken at once");
     }
 }
