@@ -8,7 +8,13 @@
 //! worker, and the worker's drain task (on the same thread as the sessions) appends the
 //! shared frame to each recipient's [`Slot`], a plain queue, and wakes the session's task
 //! locally. The session takes its frames as a stream ([`InboxStream`], added to the actor's
-//! context), so the frame is still handled in the session's own turn, as before.
+//! context): everything queued at once, in its own turn, so they go out in one write.
+//!
+//! Gathering (`HERALD_WS_WRITE_GATHER_MS`): a session's turn costs more than the frame it
+//! handles (actix polls the whole context at each wake-up), and each turn ends in a system
+//! call. So a busy session, one whose frames come more than two per window and that was
+//! woken less than the window ago, is not woken again; it waits on its worker's release
+//! list ([`hold`]) until its window has passed, then takes what came meanwhile in one turn.
 //!
 //! Bounds: the bytes queued for a session are counted by its [`OutboxGauge`] when the room
 //! hands the frame over (so the batches in the channel count too); the frames queued in a
@@ -90,8 +96,9 @@ struct Slot {
     held: Cell<bool>,
     /// How many frames the session took last time: the next queue starts that large.
     last_taken: Cell<usize>,
-    /// When the last frame came, and the running average of the time between frames (at
-    /// most the window; it starts there): whether frames come faster than one per window.
+    /// When the last frame came, and the running average of the time between frames (each
+    /// gap counted as at most the window; it starts there): whether frames come more than
+    /// two per window.
     last_push: Cell<Option<Instant>>,
     gap: Cell<Duration>,
 }
@@ -127,8 +134,9 @@ impl Slot {
     }
 
     /// Wakes the session for its frames, unless it is awake already (it takes everything
-    /// queued), or it was woken less than `gather` ago: then the frames wait for the
-    /// worker's release, so the session takes them in one turn and writes them in one call.
+    /// queued), or it is busy and was woken less than `gather` ago: then the frames wait for
+    /// the worker's release, so the session takes them in one turn and writes them in one
+    /// call.
     fn wake(self: &Rc<Self>, now: Instant) {
         if !self.gather.is_zero() {
             let gap = self
