@@ -13,6 +13,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::client_session::ClientSession;
+use super::session::inbox::Delivered;
 use super::session::{Deliver, FrameMeta, OutboxGauge};
 use crate::config::Settings;
 use crate::domain::RoomId;
@@ -154,9 +155,25 @@ pub trait StreamSession: ClientSession {
 
     /// A frame from a room, the presence registry or the notification center.
     fn on_deliver(&mut self, msg: Deliver, ctx: &mut Self::Ctx) {
+        self.take_delivered(msg.frame.len());
+        self.handle_deliver(msg, ctx);
+    }
+
+    /// The frames a session took from its inbox at once. The outbox gauge, which the room
+    /// writes at each broadcast from another thread, is settled once for all of them.
+    fn on_delivered(&mut self, frames: Delivered, ctx: &mut Self::Ctx) {
+        self.take_delivered(frames.bytes());
+        for msg in frames {
+            self.handle_deliver(msg, ctx);
+        }
+    }
+
+    /// `bytes` of delivered frames leave the outbox; rooms whose frames were dropped since the
+    /// session last looked are marked for catching up.
+    fn take_delivered(&mut self, bytes: usize) {
         let lost = {
             let outbox = self.outbox();
-            outbox.taken(msg.frame.len());
+            outbox.taken(bytes);
             outbox.is_slow().then(|| outbox.take_lost())
         };
         if let Some((lost, other)) = lost {
@@ -170,6 +187,9 @@ pub trait StreamSession: ClientSession {
                 self.streams().lost(&room, seq);
             }
         }
+    }
+
+    fn handle_deliver(&mut self, msg: Deliver, ctx: &mut Self::Ctx) {
         let mut out = Vec::new();
         match msg.meta {
             Some(meta) => match &*meta {

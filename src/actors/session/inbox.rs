@@ -348,6 +348,13 @@ pub struct InboxStream {
 /// out in one write (actix would otherwise yield between stream items every 16).
 pub struct Delivered(VecDeque<Deliver>);
 
+impl Delivered {
+    /// Bytes of the frames (what the outbox gauge counted for them).
+    pub fn bytes(&self) -> usize {
+        self.0.iter().map(|d| d.frame.len()).sum()
+    }
+}
+
 impl IntoIterator for Delivered {
     type Item = Deliver;
     type IntoIter = std::collections::vec_deque::IntoIter<Deliver>;

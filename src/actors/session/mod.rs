@@ -380,9 +380,7 @@ impl Handler<Deliver> for WsSession {
 /// Frames rooms batched to this session's worker (see [`inbox`]).
 impl StreamHandler<Delivered> for WsSession {
     fn handle(&mut self, frames: Delivered, ctx: &mut Self::Context) {
-        for msg in frames {
-            self.on_deliver(msg, ctx);
-        }
+        self.on_delivered(frames, ctx);
         self.unread_with_deliveries(ctx);
     }
     /// The inbox ends only when the session does.

@@ -488,9 +488,11 @@ impl Handler<Deliver> for SocketIoSession {
 /// Frames rooms batched to this session's worker (see `session::inbox`).
 impl StreamHandler<Delivered> for SocketIoSession {
     fn handle(&mut self, frames: Delivered, ctx: &mut Context<Self>) {
-        for msg in frames {
-            <Self as Handler<Deliver>>::handle(self, msg, ctx);
+        if self.auth.is_none() {
+            self.slow.taken(frames.bytes());
+            return;
         }
+        self.on_delivered(frames, ctx);
         self.unread_with_deliveries(ctx);
     }
     /// The inbox ends only when the session does.
