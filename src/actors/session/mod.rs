@@ -45,10 +45,10 @@ use super::requests::{RequestParts, RequestSession};
 use super::room_supervisor::AdmissionTicket;
 use crate::engine::Resume;
 use crate::stream::RoomStreams;
+use inbox::Delivered;
 
 pub mod handle;
 pub mod inbox;
-use inbox::Delivered;
 
 pub use handle::{
     Deliver, DeliverOutcome, FrameMeta, LastHeard, OutboxGauge, SessionControl, SessionHandle,
