@@ -20,10 +20,9 @@ pub const UNREAD_COALESCE: Duration = Duration::from_millis(100);
 pub struct UnreadCounts {
     pub rooms: HashMap<RoomId, (i64, i64)>,
     dirty: Vec<RoomId>,
-    /// The owner's flush timer, armed while changes wait.
-    pub flush: Option<actix::SpawnHandle>,
-    /// When the waiting changes have been collected for [`UNREAD_COALESCE`].
-    pub due: Option<std::time::Instant>,
+    /// While changes wait: the owner's fallback flush timer, and when they will have been
+    /// collected for [`UNREAD_COALESCE`].
+    pub pending: Option<(actix::SpawnHandle, std::time::Instant)>,
 }
 
 impl UnreadCounts {

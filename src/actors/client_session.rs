@@ -66,34 +66,29 @@ pub trait ClientSession: Actor<Context = <Self as ClientSession>::Ctx> + Sized {
     /// [`ClientSession::unread_with_deliveries`]), or on their own by a timer that allows
     /// for the delivery-gathering window.
     fn schedule_unread(&mut self, ctx: &mut Self::Ctx) {
-        if self.unread().flush.is_some() {
+        if self.unread().pending.is_some() {
             return;
         }
         let fallback = UNREAD_COALESCE + self.delivery_gather();
-        let timer = ctx.run_later(fallback, |act, ctx| {
-            act.unread().flush = None;
-            act.flush_unread(ctx);
-        });
-        let u = self.unread();
-        u.flush = Some(timer);
-        u.due = Some(Instant::now() + UNREAD_COALESCE);
+        let timer = ctx.run_later(fallback, |act, ctx| act.flush_unread(ctx));
+        self.unread().pending = Some((timer, Instant::now() + UNREAD_COALESCE));
     }
 
     /// After a turn of delivered frames: pending `room_unread` frames that are due go out
     /// with them (the same write) rather than on their own when the timer fires.
     fn unread_with_deliveries(&mut self, ctx: &mut Self::Ctx) {
-        let u = self.unread();
-        if u.due.is_none_or(|due| Instant::now() < due) {
+        let Some((timer, due)) = self.unread().pending else {
+            return;
+        };
+        if Instant::now() < due {
             return;
         }
-        if let Some(timer) = u.flush.take() {
-            ctx.cancel_future(timer);
-        }
+        ctx.cancel_future(timer);
         self.flush_unread(ctx);
     }
 
     fn flush_unread(&mut self, ctx: &mut Self::Ctx) {
-        self.unread().due = None;
+        self.unread().pending = None;
         for f in self.unread().take_frames() {
             self.send_unread(f, ctx);
         }

@@ -21,9 +21,9 @@
 //!   same way. A session that falls behind during the connection is caught up in full.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use foldhash::HashMap;
-use std::sync::Arc;
 
 use crate::actors::session::FrameMeta;
 use crate::db::models::StoredMessage;
