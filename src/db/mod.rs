@@ -24,10 +24,6 @@ use models::*;
 mod sqlite {
     pub type Conn = diesel::SqliteConnection;
     pub type Db = diesel::sqlite::Sqlite;
-    /// The `n`th (1-based) bind parameter in raw SQL.
-    pub fn placeholder(_n: usize) -> String {
-        "?".to_owned()
-    }
     /// A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`): a
     /// deferred one that reads first and then writes gets `SQLITE_BUSY` at once, without the
     /// busy timeout, when another connection holds the lock.
@@ -42,6 +38,9 @@ mod sqlite {
     }
     pub mod queries {
         include!("queries.rs");
+    }
+    pub mod values_sql {
+        include!("values_sql.rs");
     }
     pub mod consent_queries {
         include!("consent_queries.rs");
@@ -60,10 +59,6 @@ mod sqlite {
 mod pg {
     pub type Conn = diesel::PgConnection;
     pub type Db = diesel::pg::Pg;
-    /// The `n`th (1-based) bind parameter in raw SQL.
-    pub fn placeholder(n: usize) -> String {
-        format!("${n}")
-    }
     /// A write transaction (PostgreSQL takes row locks as it goes; nothing to do up front).
     pub fn write_transaction<T, E>(
         c: &mut Conn,
@@ -77,6 +72,9 @@ mod pg {
     }
     pub mod queries {
         include!("queries.rs");
+    }
+    pub mod values_sql {
+        include!("values_sql.rs");
     }
     pub mod consent_queries {
         include!("consent_queries.rs");
@@ -233,6 +231,14 @@ impl DbConnection {
         }
     }
 
+    /// Installs a Diesel instrumentation (query logging; tests count the statements
+    /// prepared for the cache with it).
+    pub fn set_instrumentation(&mut self, i: impl diesel::connection::Instrumentation) {
+        match self {
+            DbConnection::Sqlite(c) => c.set_instrumentation(i),
+            DbConnection::Postgres(c) => c.set_instrumentation(i),
+        }
+    }
     pub fn write_batch(
         &mut self,
         groups: &[Vec<WriteOp>],

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 
-use super::{Conn, Db};
+use super::values_sql::{Value, ValuesSql};
+use super::Conn;
 use crate::db::models::*;
 use crate::db::schema::{
     device_positions, members, messages, notification_outbox, notification_prefs, notifications,
@@ -192,17 +193,14 @@ fn append_merged(
     // The next seq to hand out per room.
     let mut next: HashMap<String, i64> = HashMap::with_capacity(counts.len());
     for chunk in counts.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "UPDATE rooms SET last_seq = rooms.last_seq + v.column2 FROM (VALUES {}) AS v \
-             WHERE rooms.id = v.column1 RETURNING rooms.id, rooms.last_seq",
-            values_list(chunk.len(), 2)
+        let q = chunk.iter().fold(
+            ValuesSql::new(
+                "UPDATE rooms SET last_seq = rooms.last_seq + v.column2 FROM (VALUES ",
+                2,
+                ") AS v WHERE rooms.id = v.column1 RETURNING rooms.id, rooms.last_seq",
+            ),
+            |q, (room, k)| q.row(&[Value::Text(room), Value::BigInt(*k)]),
         );
-        let mut q = diesel::sql_query(sql).into_boxed::<Db>();
-        for (room, k) in chunk {
-            q = q
-                .bind::<diesel::sql_types::Text, _>(*room)
-                .bind::<diesel::sql_types::BigInt, _>(*k);
-        }
         let rows: Vec<RoomLastSeq> = q.load(c)?;
         if rows.len() != chunk.len() {
             // A room that does not exist: let the group-by-group write report it.
@@ -223,25 +221,27 @@ fn append_merged(
     }
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         // Raw SQL: Diesel has no multi-row `ON CONFLICT DO NOTHING` insert for SQLite.
-        let sql = format!(
-            "INSERT INTO messages (id, room_id, seq, sender, kind, body, priority, client_msg_id, created_at) \
-             VALUES {} ON CONFLICT DO NOTHING",
-            values_list(chunk.len(), 9)
+        let q = chunk.iter().fold(
+            ValuesSql::new(
+                "INSERT INTO messages (id, room_id, seq, sender, kind, body, priority, \
+                 client_msg_id, created_at) VALUES ",
+                9,
+                " ON CONFLICT DO NOTHING",
+            ),
+            |q, r| {
+                q.row(&[
+                    Value::Text(r.id),
+                    Value::Text(r.room_id),
+                    Value::BigInt(r.seq),
+                    Value::Text(r.sender),
+                    Value::Text(r.kind),
+                    Value::Text(r.body),
+                    Value::Text(r.priority),
+                    Value::NullableText(r.client_msg_id),
+                    Value::BigInt(r.created_at),
+                ])
+            },
         );
-        let mut q = diesel::sql_query(sql).into_boxed::<Db>();
-        for r in chunk {
-            use diesel::sql_types::{BigInt, Nullable, Text};
-            q = q
-                .bind::<Text, _>(r.id)
-                .bind::<Text, _>(r.room_id)
-                .bind::<BigInt, _>(r.seq)
-                .bind::<Text, _>(r.sender)
-                .bind::<Text, _>(r.kind)
-                .bind::<Text, _>(r.body)
-                .bind::<Text, _>(r.priority)
-                .bind::<Nullable<Text>, _>(r.client_msg_id)
-                .bind::<BigInt, _>(r.created_at);
-        }
         let n = q.execute(c)?;
         if n != chunk.len() {
             // A retried client_msg_id (or a clash): only the careful path can answer it.
@@ -272,20 +272,19 @@ fn append_merged(
         .map(|((room, sender), seq)| (room, sender, seq))
         .collect();
     for chunk in newest.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "UPDATE members SET \
-             read_seq = CASE WHEN members.read_seq < v.column3 THEN v.column3 ELSE members.read_seq END, \
-             delivered_seq = CASE WHEN members.delivered_seq < v.column3 THEN v.column3 ELSE members.delivered_seq END \
-             FROM (VALUES {}) AS v WHERE members.room_id = v.column1 AND members.user_id = v.column2",
-            values_list(chunk.len(), 3)
+        let q = chunk.iter().fold(
+            ValuesSql::new(
+                "UPDATE members SET \
+                 read_seq = CASE WHEN members.read_seq < v.column3 THEN v.column3 ELSE members.read_seq END, \
+                 delivered_seq = CASE WHEN members.delivered_seq < v.column3 THEN v.column3 ELSE members.delivered_seq END \
+                 FROM (VALUES ",
+                3,
+                ") AS v WHERE members.room_id = v.column1 AND members.user_id = v.column2",
+            ),
+            |q, (room, sender, seq)| {
+                q.row(&[Value::Text(room), Value::Text(sender), Value::BigInt(*seq)])
+            },
         );
-        let mut q = diesel::sql_query(sql).into_boxed::<Db>();
-        for (room, sender, seq) in chunk {
-            q = q
-                .bind::<diesel::sql_types::Text, _>(*room)
-                .bind::<diesel::sql_types::Text, _>(*sender)
-                .bind::<diesel::sql_types::BigInt, _>(*seq);
-        }
         q.execute(c)?;
     }
     for ((gi, oi, _, _, _), p) in ops.iter().zip(plan) {
@@ -352,19 +351,16 @@ fn stored_originals<'k>(
 ) -> QueryResult<HashMap<(&'k str, &'k str), StoredMessage>> {
     let mut out = HashMap::new();
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT m.id, m.room_id, m.seq, m.sender, m.kind, m.body, m.priority, \
-             m.client_msg_id, m.created_at, m.edited_at, m.deleted_at \
-             FROM messages m JOIN (VALUES {}) AS v \
-             ON m.sender = v.column1 AND m.client_msg_id = v.column2",
-            values_list(chunk.len(), 2)
+        let q = chunk.iter().fold(
+            ValuesSql::new(
+                "SELECT m.id, m.room_id, m.seq, m.sender, m.kind, m.body, m.priority, \
+                 m.client_msg_id, m.created_at, m.edited_at, m.deleted_at \
+                 FROM messages m JOIN (VALUES ",
+                2,
+                ") AS v ON m.sender = v.column1 AND m.client_msg_id = v.column2",
+            ),
+            |q, (sender, id)| q.row(&[Value::Text(sender), Value::Text(id)]),
         );
-        let mut q = diesel::sql_query(sql).into_boxed::<Db>();
-        for (sender, id) in chunk {
-            q = q
-                .bind::<diesel::sql_types::Text, _>(*sender)
-                .bind::<diesel::sql_types::Text, _>(*id);
-        }
         let found: Vec<MessageRow> = q.load(c)?;
         let mut by_key: HashMap<(String, String), StoredMessage> = HashMap::new();
         for r in found {
@@ -382,27 +378,6 @@ fn stored_originals<'k>(
 }
 
 const ROWS_PER_STATEMENT: usize = 500;
-
-/// `(p, p), (p, p), ...`: `rows` tuples of `cols` placeholders in the backend's syntax.
-fn values_list(rows: usize, cols: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
-    let mut n = 0;
-    for r in 0..rows {
-        if r > 0 {
-            s.push_str(", ");
-        }
-        s.push('(');
-        for col in 0..cols {
-            if col > 0 {
-                s.push_str(", ");
-            }
-            n += 1;
-            s.push_str(&super::placeholder(n));
-        }
-        s.push(')');
-    }
-    s
-}
 
 fn apply(c: &mut Conn, op: &WriteOp) -> QueryResult<WriteOutcome> {
     match op {

@@ -353,6 +353,9 @@ async fn a_full_commit_queue_refuses_with_retry_after_and_loses_nothing_accepted
 mod storage {
     //! The storage side: a retried message in a merged batch.
 
+    use std::sync::{Arc, Mutex};
+
+    use diesel::connection::InstrumentationEvent;
     use herald::db::models::{MemberRole, NewMessage, WriteOp, WriteOutcome};
     use herald::domain::{MessageBody, MessageKind, Priority};
     use serde_json::json;
@@ -476,5 +479,70 @@ mod storage {
             .history(&room("public:r0"), None, None, 100)
             .expect("history");
         assert_eq!(history.len(), 6, "the retry is not stored twice");
+    }
+
+    #[test]
+    fn a_batch_of_a_known_shape_reuses_its_prepared_statements() {
+        // Arrange: a room of two, and a record of the statements prepared for the cache.
+        let db = TestDatabase::new();
+        let mut c = open(&db);
+        c.run_migrations().expect("migrations");
+        let mut setup = vec![WriteOp::EnsureRoom {
+            room: room("public:p"),
+            name: None,
+            created_by: None,
+            at: 1,
+        }];
+        for u in ["alice", "bob"] {
+            setup.push(WriteOp::AddMember {
+                room: room("public:p"),
+                user: uid(u),
+                role: MemberRole::Member,
+                at: 1,
+            });
+        }
+        c.write_batch(&[setup]).expect("setup");
+        let prepared = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = prepared.clone();
+        c.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::CacheQuery { sql, .. } = event {
+                if let Ok(mut v) = seen.lock() {
+                    v.push(sql.to_owned());
+                }
+            }
+        });
+        let batch = |n: usize| {
+            vec![vec![WriteOp::AppendMessages {
+                room: room("public:p"),
+                messages: (0..2)
+                    .map(|i| msg(["alice", "bob"][i], "hi", &format!("c{n}-{i}")))
+                    .collect(),
+                outbox: Default::default(),
+            }]]
+        };
+        let taken = |p: &Mutex<Vec<String>>| std::mem::take(&mut *p.lock().expect("record"));
+        // Act: the same shape twice.
+        c.write_batch(&batch(1)).expect("first");
+        let first = taken(&prepared);
+        c.write_batch(&batch(2)).expect("second");
+        let second = taken(&prepared);
+        // Assert: the merged append's statements (retry lookup, seqs, rows, watermarks) were
+        // prepared once, at the first batch, and the second ran them from the cache.
+        for stmt in [
+            "FROM messages m JOIN (VALUES",
+            "UPDATE rooms SET last_seq",
+            "INSERT INTO messages",
+            "UPDATE members SET",
+        ] {
+            assert!(
+                first.iter().any(|sql| sql.contains(stmt)),
+                "{stmt} not prepared for the cache: {first:?}"
+            );
+        }
+        assert!(second.is_empty(), "prepared again: {second:?}");
+        let (history, _) = c
+            .history(&room("public:p"), None, None, 10)
+            .expect("history");
+        assert_eq!(history.len(), 4);
     }
 }
