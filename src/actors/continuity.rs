@@ -156,7 +156,7 @@ pub trait StreamSession: ClientSession {
     /// A frame from a room, the presence registry or the notification center.
     fn on_deliver(&mut self, msg: Deliver, ctx: &mut Self::Ctx) {
         self.take_delivered(msg.frame.len());
-        self.handle_deliver(msg, ctx);
+        self.handle_deliver(&msg, ctx);
     }
 
     /// The frames a session took from its inbox at once. The outbox gauge, which the room
@@ -164,7 +164,7 @@ pub trait StreamSession: ClientSession {
     fn on_delivered(&mut self, frames: Delivered, ctx: &mut Self::Ctx) {
         self.take_delivered(frames.bytes());
         for msg in frames {
-            self.handle_deliver(msg, ctx);
+            self.handle_deliver(&msg, ctx);
         }
     }
 
@@ -189,33 +189,34 @@ pub trait StreamSession: ClientSession {
         }
     }
 
-    fn handle_deliver(&mut self, msg: Deliver, ctx: &mut Self::Ctx) {
+    fn handle_deliver(&mut self, msg: &Deliver, ctx: &mut Self::Ctx) {
         let mut out = Vec::new();
-        match msg.meta {
-            Some(meta) => match &*meta {
+        match &msg.meta {
+            Some(meta) => match &**meta {
                 FrameMeta::Message { room, seq, .. } => match self.streams().advance(room, *seq) {
                     // The hot path: the next message of a live room, written as it is.
                     Advance::Next => {
                         // An empty frame is the session's own message (acked, not echoed).
-                        if !msg.frame.is_empty() && !self.write_message(msg.frame, room, *seq, ctx)
+                        if !msg.frame.is_empty()
+                            && !self.write_message(msg.frame.clone(), room, *seq, ctx)
                         {
                             self.streams().unwritten(room, *seq);
-                        } else if self.count_unread(&meta) {
+                        } else if self.count_unread(meta) {
                             self.schedule_unread(ctx);
                         }
                     }
                     Advance::Repeat => {}
-                    Advance::Other => self.streams().live(room, *seq, &msg.frame, &meta, &mut out),
+                    Advance::Other => self.streams().live(room, *seq, &msg.frame, meta, &mut out),
                 },
                 FrameMeta::Receipt { .. } => {
-                    if self.write_native(msg.frame, ctx) && self.count_unread(&meta) {
+                    if self.write_native(msg.frame.clone(), ctx) && self.count_unread(meta) {
                         self.schedule_unread(ctx);
                     }
                 }
             },
             None if msg.frame.is_empty() => {}
             None => {
-                if let Some(frame) = self.hidden().filter(msg.frame) {
+                if let Some(frame) = self.hidden().filter(msg.frame.clone()) {
                     if !self.write_native(frame, ctx) {
                         METRICS.slow_consumers.inc();
                     }

@@ -84,7 +84,10 @@ impl InboxRoute {
 
 /// A session's queue on its worker thread.
 struct Slot {
-    queue: RefCell<VecDeque<Deliver>>,
+    /// Shared with the worker's other recipients of the same frame: one reference count
+    /// on the worker's own thread per recipient, instead of two atomic ones on counts
+    /// that both workers touch at once.
+    queue: RefCell<VecDeque<Rc<Deliver>>>,
     waker: RefCell<Option<Waker>>,
     gauge: Arc<OutboxGauge>,
     max_frames: usize,
@@ -104,18 +107,18 @@ struct Slot {
 }
 
 impl Slot {
-    fn push(self: &Rc<Self>, frame: &EncodedFrame, meta: Option<&Arc<FrameMeta>>, now: Instant) {
+    fn push(self: &Rc<Self>, deliver: &Rc<Deliver>, now: Instant) {
         let mut queue = self.queue.borrow_mut();
-        if queue.len() >= self.max_frames && !frame.is_empty() {
+        if queue.len() >= self.max_frames && !deliver.frame.is_empty() {
             // Counted by the room when it handed the frame over: give the bytes back.
-            self.gauge.taken(frame.len());
-            if self.gauge.drop_frame(meta) {
+            self.gauge.taken(deliver.frame.len());
+            if self.gauge.drop_frame(deliver.meta.as_ref()) {
                 crate::metrics::METRICS.slow_consumers.inc();
                 // The session must get a turn to take what was dropped.
-                queue.push_back(Deliver {
+                queue.push_back(Rc::new(Deliver {
                     frame: EncodedFrame::default(),
                     meta: None,
-                });
+                }));
             } else {
                 return;
             }
@@ -124,10 +127,7 @@ impl Slot {
                 // Grown once, not doubling from empty at every turn.
                 queue.reserve(self.last_taken.get());
             }
-            queue.push_back(Deliver {
-                frame: frame.clone(),
-                meta: meta.cloned(),
-            });
+            queue.push_back(deliver.clone());
         }
         drop(queue);
         self.wake(now);
@@ -322,10 +322,14 @@ async fn drain(mut rx: mpsc::UnboundedReceiver<Batch>) {
         LOCAL.with(|l| {
             let l = l.borrow();
             for b in batches.drain(..) {
+                let deliver = Rc::new(Deliver {
+                    frame: b.frame,
+                    meta: b.meta,
+                });
                 for id in &b.to {
                     match l.slots.get(id.index as usize) {
                         Some(Some(slot)) if l.generations[id.index as usize] == id.generation => {
-                            slot.push(&b.frame, b.meta.as_ref(), now)
+                            slot.push(&deliver, now)
                         }
                         // The session is gone: its bytes were counted on a gauge nobody reads.
                         _ => {}
@@ -346,7 +350,7 @@ pub struct InboxStream {
 
 /// Every frame queued for a session when it took them: handled in one turn, so they go
 /// out in one write (actix would otherwise yield between stream items every 16).
-pub struct Delivered(VecDeque<Deliver>);
+pub struct Delivered(VecDeque<Rc<Deliver>>);
 
 impl Delivered {
     /// Bytes of the frames (what the outbox gauge counted for them).
@@ -356,8 +360,8 @@ impl Delivered {
 }
 
 impl IntoIterator for Delivered {
-    type Item = Deliver;
-    type IntoIter = std::collections::vec_deque::IntoIter<Deliver>;
+    type Item = Rc<Deliver>;
+    type IntoIter = std::collections::vec_deque::IntoIter<Rc<Deliver>>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter()
     }
@@ -415,7 +419,7 @@ mod tests {
         let mut out = Vec::new();
         while out.len() < n {
             match s.next().await {
-                Some(taken) => out.extend(taken.into_iter().map(|d| d.frame)),
+                Some(taken) => out.extend(taken.into_iter().map(|d| d.frame.clone())),
                 None => break,
             }
         }
@@ -507,7 +511,7 @@ mod tests {
         let waker = Waker::from(wakes.clone());
         let mut cx = Context::from_waker(&waker);
         match Pin::new(s).poll_next(&mut cx) {
-            Poll::Ready(Some(taken)) => taken.into_iter().map(|d| d.frame).collect(),
+            Poll::Ready(Some(taken)) => taken.into_iter().map(|d| d.frame.clone()).collect(),
             _ => Vec::new(),
         }
     }
