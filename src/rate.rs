@@ -75,7 +75,9 @@ impl RateClass {
             ClientRequest::Join { .. }
             | ClientRequest::Leave { .. }
             | ClientRequest::Consent(_) => RateClass::Membership,
-            ClientRequest::History { .. } | ClientRequest::Changes { .. } => RateClass::History,
+            ClientRequest::History { .. }
+            | ClientRequest::Changes { .. }
+            | ClientRequest::Members { .. } => RateClass::History,
             ClientRequest::Watch { .. } | ClientRequest::Unwatch { .. } => RateClass::Watch,
             ClientRequest::Auth { .. } => RateClass::Auth,
             ClientRequest::Event { .. } => RateClass::Event,

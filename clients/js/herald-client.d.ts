@@ -118,7 +118,10 @@ export interface ConnectionAck {
 export interface JoinAck {
   room: string;
   seq: number;
+  /** The first page of connected users (at most the server's HERALD_JOIN_MEMBERS_LIMIT). */
   members: Presence[];
+  /** The cursor of the next page (`members` / `allMembers`), or null when `members` lists everyone. */
+  members_next: string | null;
   missed: Message[];
   has_more: boolean;
 }
@@ -224,6 +227,10 @@ export class HeraldClient {
     options?: { customMessage?: string; customExpiresAt?: string; metadata?: unknown },
   ): Promise<Record<string, never>>;
   history(room: string, options?: { beforeSeq?: number; afterSeq?: number; limit?: number }): Promise<{ messages: Message[]; has_more: boolean }>;
+  /** A page of the users connected to a room (members only), in user-id order after `after`; `next` is the following page's cursor, or null. */
+  members(room: string, options?: { after?: string | null; limit?: number }): Promise<{ room: string; members: Presence[]; next: string | null }>;
+  /** Every connected user after `after` (a join ack's `members_next`), paging `members` until `next` is null. */
+  allMembers(room: string, after?: string | null, options?: { limit?: number }): Promise<Presence[]>;
   watch(users: string[]): Promise<{ presence: Presence[] }>;
   unwatch(users: string[]): Promise<{ presence: Presence[] }>;
   ping(): Promise<Record<string, never>>;

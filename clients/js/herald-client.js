@@ -234,6 +234,30 @@ export class HeraldClient {
     return this.request('history', data);
   }
 
+  /**
+   * A page of the users connected to a room, in user-id order after `after`: a join ack
+   * lists at most the server's HERALD_JOIN_MEMBERS_LIMIT and names the next page's cursor
+   * in `members_next`; follow `next` until it is null.
+   */
+  members(room, { after, limit } = {}) {
+    const data = { room };
+    if (after !== undefined && after !== null) data.after = after;
+    if (limit !== undefined) data.limit = limit;
+    return this.request('members', data);
+  }
+
+  /** Every connected user of a room a join ack left out: `members` pages from `after` on. */
+  async allMembers(room, after = null, { limit } = {}) {
+    const out = [];
+    let cursor = after;
+    do {
+      const page = await this.members(room, { after: cursor, limit });
+      out.push(...page.members);
+      cursor = page.next;
+    } while (cursor !== null && cursor !== undefined);
+    return out;
+  }
+
   watch(users) {
     return this.request('watch', { users });
   }

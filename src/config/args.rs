@@ -332,6 +332,9 @@ pub struct ServeArgs {
     /// Most messages returned as `missed` by a join with since_seq.
     #[arg(long, global = true, env = "HERALD_JOIN_MISSED_LIMIT")]
     pub join_missed_limit: Option<i64>,
+    /// Most connected users listed in a join ack's `members` (the rest are paged).
+    #[arg(long, global = true, env = "HERALD_JOIN_MEMBERS_LIMIT")]
+    pub join_members_limit: Option<usize>,
     /// Most messages one room replays to a session before the rest is left out with a
     /// `replay_truncated` marker.
     #[arg(long, global = true, env = "HERALD_REPLAY_MAX")]
@@ -566,6 +569,9 @@ impl Settings {
         s.join_missed_limit = a
             .join_missed_limit
             .map_or(s.join_missed_limit, |v| v.clamp(0, 1000));
+        s.join_members_limit = a.join_members_limit.map_or(s.join_members_limit, |v| {
+            v.clamp(1, crate::protocol::MEMBERS_MAX_LIMIT)
+        });
         s.replay_max = a.replay_max.map_or(s.replay_max, |v| v.clamp(1, 1_000_000));
         s.device_ttl = a.device_ttl_days.map_or(s.device_ttl, |v| {
             Duration::from_secs(v.clamp(1, 3650) * DAY_SECS)

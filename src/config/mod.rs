@@ -134,6 +134,9 @@ pub struct Settings {
     /// Most messages a `join` with `since_seq` returns in `missed`, and the size of one
     /// replay page.
     pub join_missed_limit: i64,
+    /// Most connected users a `join` ack lists in `members`; the rest are paged with the
+    /// `members` request (`protocol::MEMBERS_MAX_LIMIT` at most).
+    pub join_members_limit: usize,
     /// Most messages one room replays to a session (at connect, after a join, or after the
     /// session fell behind); an older backlog is left out with a `replay_truncated` marker.
     pub replay_max: i64,
@@ -381,6 +384,7 @@ impl Default for Settings {
             ws_write_gather: Duration::from_millis(20),
             max_text_bytes: 64 * 1024,
             join_missed_limit: 100,
+            join_members_limit: 100,
             replay_max: 1000,
             hooks: Hooks::default(),
             device_ttl: Duration::from_secs(30 * DAY_SECS),

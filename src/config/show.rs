@@ -163,6 +163,7 @@ pub(super) fn shown(s: &Settings, key: &str) -> Option<Shown> {
         "ws_write_gather_ms" => int(s.ws_write_gather.as_millis() as u64),
         "max_text_bytes" => int(s.max_text_bytes as u64),
         "join_missed_limit" => Shown::Int(s.join_missed_limit.into()),
+        "join_members_limit" => int(s.join_members_limit as u64),
         "replay_max" => Shown::Int(s.replay_max.into()),
         "device_ttl_days" => int(s.device_ttl.as_secs() / DAY_SECS),
         "sio_recovery_ms" => Shown::millis(s.sio_recovery_window),

@@ -5,9 +5,9 @@ use serde_json::{json, Value};
 
 use super::Engine;
 use crate::actors::presence_registry::GetPresence;
-use crate::actors::room::{Caller, History, Publish, Receipt, Typing};
+use crate::actors::room::{Caller, History, OnlinePage, Publish, Receipt, Typing};
 use crate::actors::room_supervisor::{
-    ChangeMember, CreateRoom, Join, Leave, RouteEvent, RouteHistory, RoutePublish, RouteReceipt,
+    ChangeMember, CreateRoom, Join, Leave, RouteEvent, RoutePublish, RouteRead, RouteReceipt,
     RouteTyping,
 };
 use crate::db::models::{NewMessage, StoredMessage};
@@ -32,25 +32,59 @@ impl Engine {
                 since_seq,
                 missed_limit: self.settings.join_missed_limit,
                 missed_max_bytes: self.settings.history_max_bytes,
+                members_limit: self.settings.join_members_limit,
             })
             .await??;
-        let members: Vec<PresenceView> = self
-            .presence
-            .send(GetPresence {
-                // Members who blocked the joiner are left out of the snapshot (`consent.rs`).
-                users: self.without_blockers(user, false, joined.online).await?.0,
-            })
-            .await??
-            .into_iter()
-            .filter(|p| p.status != crate::domain::VisibleStatus::Offline)
-            .collect();
+        let members = self.visible_presence(user, joined.online.users).await?;
         Ok(json!({
             "room": room,
             "seq": joined.seq,
             "members": members,
+            "members_next": joined.online.next,
             "missed": protocol::message_objects(&joined.missed),
             "has_more": joined.has_more,
         }))
+    }
+
+    /// `members`: a page of the users connected to a room (members only), for rooms whose
+    /// join ack could not list everyone.
+    pub async fn members(
+        &self,
+        user: &UserId,
+        room: RoomId,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Value, EngineError> {
+        let page = self
+            .rooms
+            .send(RouteRead {
+                room: room.clone(),
+                read: OnlinePage {
+                    user: user.clone(),
+                    after,
+                    limit,
+                },
+            })
+            .await??;
+        let members = self.visible_presence(user, page.users).await?;
+        Ok(json!({ "room": room, "members": members, "next": page.next }))
+    }
+
+    /// The presence objects `viewer` may see of `users`: those who blocked the viewer
+    /// (`consent.rs`), offline and invisible users are left out.
+    async fn visible_presence(
+        &self,
+        viewer: &UserId,
+        users: Vec<UserId>,
+    ) -> Result<Vec<PresenceView>, EngineError> {
+        let users = self.without_blockers(viewer, false, users).await?.0;
+        Ok(self
+            .presence
+            .send(GetPresence { users })
+            .await??
+            .into_iter()
+            .filter(|p| p.status != crate::domain::VisibleStatus::Offline)
+            .collect())
     }
 
     pub async fn leave(&self, user: &UserId, room: RoomId) -> Result<(), EngineError> {
@@ -291,7 +325,7 @@ impl Engine {
             limit,
             max_bytes: self.settings.history_max_bytes,
         };
-        self.rooms.send(RouteHistory { room, history: h }).await?
+        self.rooms.send(RouteRead { room, read: h }).await?
     }
 
     pub async fn create_room(&self, owner: &UserId, name: String) -> Result<RoomId, EngineError> {

@@ -70,6 +70,7 @@ impl Engine {
                     "retained_from": retained_from,
                 }))
             }
+            R::Members { room, after, limit } => self.members(&user, room, after, limit).await,
             R::Watch { users } => self
                 .watch(handle, admin, users)
                 .await

@@ -104,6 +104,10 @@ pub enum TypingState {
 /// Default and maximum page size of `history`.
 pub const HISTORY_DEFAULT_LIMIT: i64 = 50;
 pub const HISTORY_MAX_LIMIT: i64 = 100;
+/// Default and maximum page size of `members` (the maximum also bounds
+/// `HERALD_JOIN_MEMBERS_LIMIT`).
+pub const MEMBERS_DEFAULT_LIMIT: usize = 100;
+pub const MEMBERS_MAX_LIMIT: usize = 1000;
 
 /// What a client asks for.
 #[derive(Debug, Clone)]
@@ -137,6 +141,12 @@ pub enum ClientRequest {
         before_seq: Option<i64>,
         after_seq: Option<i64>,
         limit: i64,
+    },
+    /// A page of the users connected to a room, in user-id order after `after`.
+    Members {
+        room: RoomId,
+        after: Option<UserId>,
+        limit: usize,
     },
     Watch {
         users: Vec<UserId>,
@@ -193,6 +203,7 @@ impl ClientRequest {
             ClientRequest::Receipt { .. } => "receipt",
             ClientRequest::Presence { .. } => "presence",
             ClientRequest::History { .. } => "history",
+            ClientRequest::Members { .. } => "members",
             ClientRequest::Watch { .. } => "watch",
             ClientRequest::Unwatch { .. } => "unwatch",
             ClientRequest::Auth { .. } => "auth",
@@ -276,6 +287,12 @@ struct HistoryData {
     limit: Option<i64>,
 }
 #[derive(Deserialize)]
+struct MembersData {
+    room: String,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+#[derive(Deserialize)]
 struct UsersData {
     users: Vec<String>,
 }
@@ -285,9 +302,9 @@ struct AuthData {
 }
 /// Every client frame type (on Socket.IO, event names that are requests).
 pub const REQUEST_TYPES: &[&str] = &[
-    "join", "leave", "send", "typing", "receipt", "presence", "history", "watch", "unwatch",
-    "auth", "ping", "event", "edit", "delete", "react", "changes", "invite", "accept", "decline",
-    "block", "unblock", "report",
+    "join", "leave", "send", "typing", "receipt", "presence", "history", "members", "watch",
+    "unwatch", "auth", "ping", "event", "edit", "delete", "react", "changes", "invite", "accept",
+    "decline", "block", "unblock", "report",
 ];
 
 /// Longest accepted `client_msg_id`.
@@ -533,6 +550,18 @@ fn parse_request(kind: &str, v: Value, limits: ParseLimits) -> Result<ClientRequ
                 before_seq: d.before_seq,
                 after_seq: d.after_seq,
                 limit: limit.min(HISTORY_MAX_LIMIT),
+            }
+        }
+        "members" => {
+            let d: MembersData = data(kind, v)?;
+            let limit = d.limit.unwrap_or(MEMBERS_DEFAULT_LIMIT as i64);
+            if limit < 1 {
+                return Err(RequestError::Invalid("limit must be >= 1".into()));
+            }
+            ClientRequest::Members {
+                room: RoomId::parse(&d.room)?,
+                after: d.after.as_deref().map(UserId::parse).transpose()?,
+                limit: (limit as u64).min(MEMBERS_MAX_LIMIT as u64) as usize,
             }
         }
         "watch" => ClientRequest::Watch {

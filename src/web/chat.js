@@ -96,6 +96,12 @@ export class Chat {
     this.renderRoom();
     const ack = await this.client.join(id);
     room.members = new Map((ack.members ?? []).map((m) => [m.user, m]));
+    // A big room's ack lists the first page only: page the rest (diffs that came meanwhile win).
+    if (ack.members_next) {
+      for (const m of await this.client.allMembers(id, ack.members_next)) {
+        if (!room.members.has(m.user)) room.members.set(m.user, m);
+      }
+    }
     room.lastSeq = Math.max(room.lastSeq, ack.seq ?? 0);
     if (!room.loaded || refresh) {
       const page = await this.client.history(id, { limit: HISTORY_PAGE });

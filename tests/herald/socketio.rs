@@ -221,6 +221,23 @@ async fn chat_with_a_native_client(lang: &str, mode: &str) {
             .any(|m| m["user"] == "alice"),
         "{joined}"
     );
+    assert_eq!(joined["members_next"], Value::Null, "{joined}");
+    let page = bob
+        .call("members", json!({"room": "public:sio", "after": "alice"}))
+        .await;
+    assert_eq!(
+        (page["ok"].as_bool(), page["next"].clone()),
+        (Some(true), Value::Null),
+        "{page}"
+    );
+    assert!(
+        page["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["user"] != "alice"),
+        "{page}"
+    );
     loop {
         let d = alice.recv_type("room_presence").await;
         if d["data"]["joins"]

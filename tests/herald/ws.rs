@@ -477,3 +477,77 @@ async fn frames_sent_together_with_the_handshake_are_not_lost() {
         "{ack}"
     );
 }
+
+#[actix_web::test]
+async fn a_join_ack_lists_one_page_of_members_and_members_pages_the_rest() {
+    // Arrange: join acks list 3 users; 7 users online in one room, one of them invisible,
+    // one of them (u5) blocking the reader, and u2 online twice.
+    let db = TestDatabase::new();
+    let app = spawn_app_on(&db.url, |s| s.join_members_limit = 3).await;
+    let room = json!({"room": "public:big"});
+    let mut socks = Vec::new();
+    for u in ["u1", "u2", "u3", "u4", "u5", "u6", "u7"] {
+        let mut s = app.ws(u).await;
+        s.ok("join", room.clone()).await;
+        socks.push(s);
+    }
+    let mut u2b = app.ws("u2").await;
+    u2b.ok("join", room.clone()).await;
+    socks[2]
+        .ok("presence", json!({"status": "invisible"}))
+        .await;
+    socks[4].ok("block", json!({"user": "reader"})).await;
+    let mut reader = app.ws("reader").await;
+
+    // Act: the reader joins, then pages from the ack's cursor, 2 at a time.
+    let joined = reader.ok("join", room.clone()).await;
+    let mut seen = users(&joined["members"]);
+    let mut cursor = joined["members_next"].clone();
+    let mut pages = 0;
+    while !cursor.is_null() {
+        let page = reader
+            .ok(
+                "members",
+                json!({"room": "public:big", "after": cursor, "limit": 2}),
+            )
+            .await;
+        assert_eq!(page["room"], "public:big");
+        seen.extend(users(&page["members"]));
+        cursor = page["next"].clone();
+        pages += 1;
+        assert!(pages < 10, "paging does not end: {page}");
+    }
+
+    // Assert: the ack named its cursor (the third user in id order); the pages together
+    // list every visible connected user once, in order, without the invisible u3 and the
+    // blocking u5; u2's two sessions count once.
+    assert_eq!(users(&joined["members"]), ["reader", "u1", "u2"]);
+    assert_eq!(joined["members_next"], "u2");
+    assert_eq!(seen, ["reader", "u1", "u2", "u4", "u6", "u7"]);
+    // Strangers are refused; a bad page size is refused; a cursor past the end is empty.
+    let mut stranger = app.ws("stranger").await;
+    let r = stranger.request("members", room.clone()).await;
+    assert_eq!(r["code"], "forbidden", "{r}");
+    let r = reader
+        .request("members", json!({"room": "public:big", "limit": 0}))
+        .await;
+    assert_eq!(r["code"], "invalid_data", "{r}");
+    let last = reader
+        .ok("members", json!({"room": "public:big", "after": "zzz"}))
+        .await;
+    assert_eq!(
+        (last["members"].clone(), last["next"].clone()),
+        (json!([]), json!(null))
+    );
+}
+
+fn users(list: &serde_json::Value) -> Vec<String> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m["user"].as_str())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}

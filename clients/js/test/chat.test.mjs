@@ -198,6 +198,37 @@ test('history and ping are plain requests', async () => {
   assert.deepEqual(await gina.ping(), {});
 });
 
+test('a join ack lists the first page of members; members and allMembers page the rest', async () => {
+  // Arrange: a server that lists 2 members per join ack, and 5 users online in one room.
+  const small = await startServer({ HERALD_JOIN_MEMBERS_LIMIT: '2' });
+  const own = [];
+  try {
+    const acks = [];
+    for (const user of ['m1', 'm2', 'm3', 'm4', 'm5']) {
+      const c = makeClient(small, user);
+      own.push(c);
+      await c.connect();
+      acks.push(await c.join('public:paged'));
+    }
+    const last = own[4];
+    // Act
+    const ack = acks[4];
+    const page = await last.members('public:paged', { after: ack.members_next, limit: 2 });
+    const rest = await last.allMembers('public:paged', ack.members_next);
+    // Assert: the ack's page and its cursor; paging covers everyone else exactly once.
+    assert.deepEqual(ack.members.map((p) => p.user), ['m1', 'm2']);
+    assert.equal(ack.members_next, 'm2');
+    assert.deepEqual(page.members.map((p) => p.user), ['m3', 'm4']);
+    assert.equal(page.next, 'm4');
+    assert.deepEqual(rest.map((p) => p.user), ['m3', 'm4', 'm5']);
+    assert.equal(acks[0].members_next, null, 'a room that fits lists everyone');
+    await assert.rejects(own[0].members('public:not-mine'), { code: 'forbidden' });
+  } finally {
+    for (const c of own) c.close();
+    await small.stop();
+  }
+});
+
 test('requests while not connected are refused at once; close rejects the outbox', async () => {
   const hugo = makeClient(server, 'hugo');
   await assert.rejects(hugo.join('public:x'), { code: 'not_connected' });

@@ -370,6 +370,32 @@ impl Handler<GetRoomOnline> for Room {
     }
 }
 
+/// Sent by the supervisor for `members`: a page of the users connected to the room, in
+/// user-id order after `after` (members only).
+#[derive(Message)]
+#[rtype(result = "Result<OnlineUsers, EngineError>")]
+pub struct OnlinePage {
+    pub user: UserId,
+    pub after: Option<UserId>,
+    pub limit: usize,
+}
+
+/// A page of connected users: at most the page's limit, and the cursor of the next page
+/// (the page's last user) when more follow.
+#[derive(Debug, Clone, Default)]
+pub struct OnlineUsers {
+    pub users: Vec<UserId>,
+    pub next: Option<UserId>,
+}
+
+impl Handler<OnlinePage> for Room {
+    type Result = Result<OnlineUsers, EngineError>;
+    fn handle(&mut self, msg: OnlinePage, _: &mut Context<Self>) -> Self::Result {
+        self.require_member(&msg.user)?;
+        Ok(self.online_page(msg.after.as_ref(), msg.limit, None))
+    }
+}
+
 /// One recipient's state of a message.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RecipientStatus {

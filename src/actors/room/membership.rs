@@ -27,7 +27,8 @@ pub struct Caller {
 #[derive(Debug, Clone)]
 pub struct Joined {
     pub seq: i64,
-    pub online: Vec<UserId>,
+    /// The first page of connected users (the joiner counts as connected).
+    pub online: super::OnlineUsers,
     pub missed: Vec<StoredMessage>,
     pub has_more: bool,
     /// False when the user was a member already.
@@ -46,6 +47,8 @@ pub struct JoinMember {
     pub missed_max_bytes: usize,
     /// The user's live sessions, subscribed in the same turn as the membership takes effect.
     pub sessions: Vec<SessionHandle>,
+    /// Most connected users listed in the ack (the rest are paged with `members`).
+    pub members_limit: usize,
 }
 
 impl Handler<JoinMember> for Room {
@@ -121,10 +124,7 @@ impl Handler<JoinMember> for Room {
                     act.subscriber_count
                         .store(act.subscribers.len(), Ordering::Relaxed);
                 }
-                let mut online = act.online_users();
-                if !online.contains(&joined_user) {
-                    online.push(joined_user);
-                }
+                let online = act.online_page(None, msg.members_limit, Some(&joined_user));
                 (res, act.last_seq, online)
             },
             ctx,

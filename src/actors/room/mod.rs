@@ -325,11 +325,30 @@ impl Room {
         }
     }
 
-    fn online_users(&self) -> Vec<UserId> {
-        let mut users: Vec<UserId> = self.subscribers.values().map(|s| s.user.clone()).collect();
-        users.sort();
-        users.dedup();
-        users
+    /// The connected users (and `also`, if given) after `after` in user-id order, at most
+    /// `limit` of them. Linear in the room's sessions and sorting only the page, so filling a
+    /// room of n costs O(n) per join, not O(n log n) plus a presence object per member.
+    fn online_page(
+        &self,
+        after: Option<&UserId>,
+        limit: usize,
+        also: Option<&UserId>,
+    ) -> events::OnlineUsers {
+        let users = self
+            .subscribers
+            .values()
+            .map(|s| &s.user)
+            .chain(also)
+            .filter(|u| after.is_none_or(|a| *u > a));
+        let mut page = smallest_unique(users.collect(), limit.saturating_add(1));
+        let next = (page.len() > limit).then(|| {
+            page.truncate(limit);
+            page.last().map(|u| (*u).clone())
+        });
+        events::OnlineUsers {
+            users: page.into_iter().cloned().collect(),
+            next: next.flatten(),
+        }
     }
 
     fn end_typing(&mut self, user: &UserId) {
@@ -345,6 +364,27 @@ impl Room {
         self.broadcast(&frame, |s| &s.user != user);
         self.publish_frame(&frame, Some(user), None);
     }
+}
+
+/// The `want` smallest distinct users of `users`, sorted. A user with several sessions is
+/// there several times: the smallest `2 × want` are selected without sorting the rest, and
+/// everything is sorted only when duplicates left fewer than `want` distinct among them.
+fn smallest_unique(mut users: Vec<&UserId>, want: usize) -> Vec<&UserId> {
+    let take = want.saturating_mul(2);
+    if users.len() > take {
+        users.select_nth_unstable(take);
+        let mut head = users[..take].to_vec();
+        head.sort_unstable();
+        head.dedup();
+        if head.len() >= want {
+            head.truncate(want);
+            return head;
+        }
+    }
+    users.sort_unstable();
+    users.dedup();
+    users.truncate(want);
+    users
 }
 
 /// `limit_exceeded` when a room-slot claim among `outcomes` was refused.
@@ -408,5 +448,34 @@ impl Handler<Unsubscribe> for Room {
                 self.end_typing(&h.user);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(names: &[&str]) -> Vec<UserId> {
+        names.iter().filter_map(|n| UserId::parse(n).ok()).collect()
+    }
+
+    #[test]
+    fn smallest_unique_takes_the_first_distinct_users_whatever_the_duplicates() {
+        // Few duplicates (the selection), and a user online many times (the full sort).
+        let few = ids(&["e", "a", "c", "a", "g", "b", "f", "d", "h", "i"]);
+        let many = ids(&["z", "y", "y", "y", "y", "y", "y", "y", "x", "w", "v"]);
+        let crowd = ids(&["a", "a", "c", "a", "a", "a", "a", "b", "a"]);
+        let cases = [
+            (&few, 3, vec!["a", "b", "c"]),
+            (&many, 3, vec!["v", "w", "x"]),
+            (&crowd, 3, vec!["a", "b", "c"]),
+        ];
+        for (users, want, expected) in cases {
+            let got = smallest_unique(users.iter().collect(), want);
+            let got: Vec<&str> = got.iter().map(|u| u.as_str()).collect();
+            assert_eq!(got, expected);
+        }
+        let all = smallest_unique(many.iter().collect(), 10);
+        assert_eq!(all.len(), 5, "every distinct user once");
     }
 }

@@ -80,7 +80,7 @@ pub use outbox_sweep::{SweepOutbox, OUTBOX_BATCH, OUTBOX_MIN_AGE};
 pub use queries::{GetRoomPresence, GetRoomStats, GetSessionRooms, RoomStats};
 pub use routing::{
     ChangeMember, CreateRoom, GetRoom, Join, Leave, PresenceChanged, RouteChange, RouteChanges,
-    RouteEvent, RouteHistory, RoutePublish, RouteReceipt, RouteTyping,
+    RouteEvent, RoutePublish, RouteRead, RouteReceipt, RouteTyping,
 };
 pub use sessions::{
     AttachPresence, Connect, Disconnect, RoomFailed, SubscribeSession, UserRoomsChanged,

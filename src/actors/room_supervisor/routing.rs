@@ -1,12 +1,12 @@
 //! Requests the room supervisor routes to a room: `Join`, `Leave`, `RoutePublish`,
-//! `RouteTyping`, `RouteEvent`, `RouteChange`, `RouteChanges`, `RouteReceipt`, `RouteHistory`, `CreateRoom`, `ChangeMember`,
+//! `RouteTyping`, `RouteEvent`, `RouteChange`, `RouteChanges`, `RouteReceipt`, `RouteRead` (`history`, `members`), `CreateRoom`, `ChangeMember`,
 //! `PresenceChanged` and `GetRoom`, with the refusals it answers without starting a room.
 
 use super::*;
 use crate::actors::room::{
     AddMember, BroadcastPresence, Caller, ChangeMessage, CreatePrivate, EnsureDirect, History,
-    JoinMember, Joined, LeaveMember, Publish, Published, Receipt, RelayEvent, RemoveMember, Room,
-    RoomChanges, Typing,
+    JoinMember, Joined, LeaveMember, OnlinePage, Publish, Published, Receipt, RelayEvent,
+    RemoveMember, Room, RoomChanges, Typing,
 };
 use crate::db::models::MemberRole;
 use crate::db::models::StoredChange;
@@ -20,6 +20,7 @@ pub struct Join {
     pub since_seq: Option<i64>,
     pub missed_limit: i64,
     pub missed_max_bytes: usize,
+    pub members_limit: usize,
 }
 
 impl Handler<Join> for RoomSupervisor {
@@ -47,6 +48,7 @@ impl Handler<Join> for RoomSupervisor {
             missed_limit: msg.missed_limit,
             missed_max_bytes: msg.missed_max_bytes,
             sessions: self.handles_of(&msg.user),
+            members_limit: msg.members_limit,
         };
         let answer = self.inflight.answer(
             addr.send(q),
@@ -307,19 +309,49 @@ impl Handler<RouteReceipt> for RoomSupervisor {
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "Result<(Vec<crate::db::models::StoredMessage>, bool), EngineError>")]
-pub struct RouteHistory {
+/// A read of a room on behalf of a member (`history`, `members`; admins read `history` over
+/// REST): strangers the supervisor knows of are refused without starting the room, and a
+/// room started for a read that was refused does not stay behind.
+pub struct RouteRead<M> {
     pub room: RoomId,
-    pub history: History,
+    pub read: M,
 }
 
-impl Handler<RouteHistory> for RoomSupervisor {
-    type Result =
-        ResponseFuture<Result<(Vec<crate::db::models::StoredMessage>, bool), EngineError>>;
-    fn handle(&mut self, msg: RouteHistory, ctx: &mut Context<Self>) -> Self::Result {
-        if !msg.history.admin {
-            if let Err(e) = self.refuse_stranger(&msg.history.user, &msg.room) {
+/// Who makes a [`RouteRead`]: `None` for an admin, who reads any room.
+pub trait MemberRead {
+    fn reader(&self) -> Option<&UserId>;
+}
+
+impl MemberRead for History {
+    fn reader(&self) -> Option<&UserId> {
+        (!self.admin).then_some(&self.user)
+    }
+}
+
+impl MemberRead for OnlinePage {
+    fn reader(&self) -> Option<&UserId> {
+        Some(&self.user)
+    }
+}
+
+impl<M, T> Message for RouteRead<M>
+where
+    M: Message<Result = Result<T, EngineError>>,
+    T: 'static,
+{
+    type Result = Result<T, EngineError>;
+}
+
+impl<M, T> Handler<RouteRead<M>> for RoomSupervisor
+where
+    M: Message<Result = Result<T, EngineError>> + MemberRead + Send + 'static,
+    T: Send + 'static,
+    Room: Handler<M>,
+{
+    type Result = ResponseFuture<Result<T, EngineError>>;
+    fn handle(&mut self, msg: RouteRead<M>, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(user) = msg.read.reader() {
+            if let Err(e) = self.refuse_stranger(user, &msg.room) {
                 return Box::pin(async move { Err(e) });
             }
         }
@@ -333,14 +365,14 @@ impl Handler<RouteHistory> for RoomSupervisor {
             .filter(|_| fresh);
         let Some(started) = started else {
             return Box::pin(within(deadline, msg.room, async move {
-                addr.send(msg.history).await?
+                addr.send(msg.read).await?
             }));
         };
         // Started for this request alone (REST, or a session whose rooms are still
         // loading): a refusal must not leave the room actor behind for `room_idle`.
         let room = msg.room;
         let answer = self.inflight.answer(
-            addr.send(msg.history),
+            addr.send(msg.read),
             {
                 let room = room.clone();
                 move |res, act: &mut Self, _| {

@@ -51,6 +51,7 @@ pub const RESERVED_EVENT_NAMES: &[&str] = &[
     "join_room",
     "leave",
     "leave_room",
+    "members",
     "message",
     "message_deleted",
     "message_edited",
