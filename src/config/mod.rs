@@ -381,7 +381,7 @@ impl Default for Settings {
             handshake_timeout: Duration::from_secs(10),
             max_frame_bytes: 1024 * 1024,
             ws_deflate: Default::default(),
-            ws_write_gather: Duration::from_millis(20),
+            ws_write_gather: Duration::from_millis(40),
             max_text_bytes: 64 * 1024,
             join_missed_limit: 100,
             join_members_limit: 100,
