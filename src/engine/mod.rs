@@ -52,7 +52,9 @@ use crate::actors::commit_queue::CommitQueue;
 use crate::actors::database::Database;
 use crate::actors::notification_center::NotificationCenter;
 use crate::actors::presence_registry::{PresencePolicy, PresenceRegistry};
-use crate::actors::room_supervisor::{AttachPresence, RoomSupervisor, SweepOutbox};
+use crate::actors::room_supervisor::{
+    AttachOnlineLookup, AttachPresence, RoomSupervisor, SweepOutbox,
+};
 use crate::auth::JwtKeys;
 use crate::cluster::backplane::AttachCluster;
 use crate::cluster::{Backplane, Cluster};
@@ -189,6 +191,10 @@ impl Engine {
             presence: presence.clone().recipient(),
         });
         if let Some(backplane) = cluster.backplane() {
+            // Rooms list members connected on other nodes too (join acks, `members`).
+            rooms.do_send(AttachOnlineLookup {
+                lookup: presence.clone().recipient(),
+            });
             backplane.do_send(AttachCluster {
                 presence: presence.clone().recipient(),
                 supervisor: rooms.clone().recipient(),

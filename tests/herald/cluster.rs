@@ -1174,3 +1174,53 @@ async fn cluster_message_undelivered_is_only_for_users_with_no_session_on_any_no
         .collect();
     assert!(!users.iter().any(|u| u == "bob"), "{users:?}");
 }
+
+#[actix_web::test]
+#[ignore = "needs PostgreSQL and Redis (cluster pass of .ci/run)"]
+async fn cluster_join_acks_and_member_pages_list_members_connected_on_other_nodes() {
+    // Arrange: alice is in the room on node 1 before the room runs on node 2.
+    let cluster = spawn_cluster(2, |_| {}).await;
+    let [n1, n2] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let room = json!({"room": "public:everywhere"});
+    let mut a = n1.ws("alice").await;
+    a.ok("join", room.clone()).await;
+    let users = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p["user"].as_str())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    // Act + Assert: bob's join starts the room on node 2, which asks who is connected.
+    let mut b = n2.ws("bob").await;
+    let joined = b.ok("join", room.clone()).await;
+    assert_eq!(users(&joined["members"]), ["alice", "bob"], "{joined}");
+
+    // carol joins on node 1 while the room runs on node 2; then she leaves the cluster.
+    let mut c = n1.ws("carol").await;
+    c.ok("join", room.clone()).await;
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        seen = users(&b.ok("members", room.clone()).await["members"]);
+        if seen.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, ["alice", "bob", "carol"]);
+    c.close().await;
+    for _ in 0..50 {
+        seen = users(&b.ok("members", room.clone()).await["members"]);
+        if seen.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, ["alice", "bob"], "carol went offline");
+}

@@ -18,6 +18,7 @@
 use std::hash::{Hash, Hasher};
 
 use super::*;
+use crate::actors::room_supervisor::OnlineAmong;
 use crate::actors::session::handle::SessionControl;
 use crate::cluster::backplane::{
     BackplaneResumed, LiveNodes, PublishAllPresence, PublishPresence, ReadPresenceSnapshot,
@@ -486,6 +487,23 @@ impl Handler<BackplaneResumed> for PresenceRegistry {
     type Result = ();
     fn handle(&mut self, _: BackplaneResumed, ctx: &mut Context<Self>) {
         self.republish_all(ctx);
+    }
+}
+
+/// A room asks which of its members are connected, here or on another node (the room only
+/// knows its own node's sessions).
+impl Handler<OnlineAmong> for PresenceRegistry {
+    type Result = MessageResult<OnlineAmong>;
+    fn handle(&mut self, msg: OnlineAmong, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            msg.users
+                .into_iter()
+                .filter(|u| {
+                    self.users.get(u).is_some_and(|e| e.connected())
+                        || self.remote.get(u).is_some_and(|r| r.sessions() > 0)
+                })
+                .collect(),
+        )
     }
 }
 

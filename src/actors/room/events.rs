@@ -273,6 +273,14 @@ pub struct BroadcastPresence {
 impl Handler<BroadcastPresence> for Room {
     type Result = ();
     fn handle(&mut self, msg: BroadcastPresence, ctx: &mut Context<Self>) {
+        if self.online_lookup.is_some() && self.is_member(&msg.about) {
+            // Cluster mode: who is connected on other nodes, for join acks and `members`.
+            if !msg.leaves.is_empty() {
+                self.online_elsewhere.remove(&msg.about);
+            } else if !msg.joins.is_empty() {
+                self.online_elsewhere.insert(msg.about.clone());
+            }
+        }
         for v in msg.joins.iter() {
             self.presence_pending
                 .insert(msg.about.clone(), (v.clone(), true));

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use actix::prelude::*;
 
 use crate::actors::database::LoadRoom;
-use crate::actors::room_supervisor::RoomFailed;
+use crate::actors::room_supervisor::{OnlineAmong, RoomFailed};
 use crate::cluster::reorder::Reorder;
 use crate::domain::RoomId;
 use crate::error::PersistError;
@@ -39,13 +39,35 @@ impl Actor for Room {
                 }
                 act.loaded.store(true, Ordering::Relaxed);
                 act.join_backplane(ctx);
-                Box::pin(fut::ready(()))
+                act.ask_online_elsewhere()
             })
             .wait(ctx);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.leave_backplane();
+    }
+}
+
+impl Room {
+    /// Cluster mode: which members are connected on any node, for the `join` ack and the
+    /// `members` pages. Part of the start (the mailbox still waits), so the request that
+    /// started the room already sees them; the registry answers from memory.
+    fn ask_online_elsewhere(&mut self) -> std::pin::Pin<Box<dyn ActorFuture<Self, Output = ()>>> {
+        let lookup = match &self.online_lookup {
+            Some(l) if !self.members.is_empty() => l.clone(),
+            _ => return Box::pin(fut::ready(())),
+        };
+        let users = self.members.keys().cloned().collect();
+        Box::pin(
+            lookup
+                .send(OnlineAmong { users })
+                .into_actor(self)
+                .map(|res, act, _| match res {
+                    Ok(online) => act.online_elsewhere.extend(online),
+                    Err(e) => log::warn!("room {}: online members not known: {e}", act.id),
+                }),
+        )
     }
 }
 

@@ -39,7 +39,7 @@ pub use notifier::{Followup, MessageNotifier};
 pub use publish::{Publish, Published, RedoNotifications};
 pub use remote::{MemberChanged, Resync};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -48,7 +48,7 @@ use tokio::sync::oneshot;
 
 use super::commit_queue::Commit;
 use super::inflight::InFlight;
-use super::room_supervisor::RoomFailed;
+use super::room_supervisor::{OnlineAmong, RoomFailed};
 use super::session::handle::{Admitted, DeliverOutcome, FrameMeta, SessionHandle};
 use super::session::inbox::{Batch, WorkerInbox};
 use crate::actors::store::Store;
@@ -144,6 +144,12 @@ pub struct Room {
     filling: bool,
     /// This actor's number, for its backplane subscription.
     instance: u64,
+    /// Cluster mode: members connected anywhere in the cluster, as the presence registry
+    /// said when the room started and as presence changes said since (`subscribers` only
+    /// knows this node's sessions). Listed by `online_page`; the caller filters what went
+    /// offline meanwhile.
+    online_elsewhere: HashSet<UserId>,
+    online_lookup: Option<Recipient<OnlineAmong>>,
 }
 
 /// What a room shares with the one who started it (the supervisor) and with other nodes.
@@ -152,6 +158,8 @@ pub struct RoomLinks {
     pub loaded: Arc<AtomicBool>,
     pub supervisor: Option<actix::WeakRecipient<RoomFailed>>,
     pub cluster: Cluster,
+    /// Cluster mode: the presence registry, asked which members are online elsewhere.
+    pub online_lookup: Option<Recipient<OnlineAmong>>,
 }
 
 impl Room {
@@ -167,6 +175,7 @@ impl Room {
             loaded,
             supervisor,
             cluster,
+            online_lookup,
         } = links;
         Room {
             id,
@@ -196,6 +205,8 @@ impl Room {
             tail_check: None,
             filling: false,
             instance: remote::next_instance(),
+            online_elsewhere: HashSet::new(),
+            online_lookup,
         }
     }
 
@@ -338,6 +349,7 @@ impl Room {
             .subscribers
             .values()
             .map(|s| &s.user)
+            .chain(&self.online_elsewhere)
             .chain(also)
             .filter(|u| after.is_none_or(|a| *u > a));
         let mut page = smallest_unique(users.collect(), limit.saturating_add(1));

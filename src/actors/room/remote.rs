@@ -351,10 +351,16 @@ impl Handler<MemberChanged> for Room {
             Some(role) => {
                 // A join never demotes an owner: keep a role already known.
                 self.exists = true;
+                if self.online_lookup.is_some() {
+                    // Joined on another node, so most likely connected there; one who is
+                    // not is filtered out by presence when listed.
+                    self.online_elsewhere.insert(msg.user.clone());
+                }
                 self.members.entry(msg.user).or_insert(role);
             }
             None => {
                 self.members.remove(&msg.user);
+                self.online_elsewhere.remove(&msg.user);
                 let gone: Vec<SessionId> = self
                     .subscribers
                     .iter()

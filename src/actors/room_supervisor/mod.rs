@@ -83,7 +83,8 @@ pub use routing::{
     RouteEvent, RoutePublish, RouteRead, RouteReceipt, RouteTyping,
 };
 pub use sessions::{
-    AttachPresence, Connect, Disconnect, RoomFailed, SubscribeSession, UserRoomsChanged,
+    AttachOnlineLookup, AttachPresence, Connect, Disconnect, OnlineAmong, RoomFailed,
+    SubscribeSession, UserRoomsChanged,
 };
 
 struct RoomEntry {
@@ -128,6 +129,9 @@ pub struct RoomSupervisor {
     /// Where changes of a user's rooms are reported (the presence registry); set by
     /// [`AttachPresence`]. Changes before that are not reported (nobody is online yet).
     presence: Option<Recipient<UserRoomsChanged>>,
+    /// Cluster mode: where new rooms ask which members are online elsewhere; set by
+    /// [`AttachOnlineLookup`].
+    online_lookup: Option<Recipient<OnlineAmong>>,
     /// Cluster mode: rooms publish through it; membership changes are announced on it.
     cluster: Cluster,
 }
@@ -159,6 +163,7 @@ impl RoomSupervisor {
             inflight: InFlight::default(),
             me: None,
             presence: None,
+            online_lookup: None,
         }
     }
 
@@ -181,6 +186,7 @@ impl RoomSupervisor {
                 loaded: loaded.clone(),
                 supervisor: self.me.clone(),
                 cluster: self.cluster.clone(),
+                online_lookup: self.online_lookup.clone(),
             },
         )
         .start();

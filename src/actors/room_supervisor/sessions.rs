@@ -283,6 +283,31 @@ impl Handler<RoomFailed> for RoomSupervisor {
     }
 }
 
+/// Cluster mode: asked by a room of the presence registry when it starts: which of these
+/// users (its members) are connected anywhere in the cluster. Defined here, like
+/// [`UserRoomsChanged`], to keep the module dependency one-way.
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<UserId>")]
+pub struct OnlineAmong {
+    pub users: Vec<UserId>,
+}
+
+/// Sent by `Engine::start` in cluster mode: where rooms ask [`OnlineAmong`]. Rooms started
+/// before it (none in practice) learn their members online elsewhere only from presence
+/// changes.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachOnlineLookup {
+    pub lookup: Recipient<OnlineAmong>,
+}
+
+impl Handler<AttachOnlineLookup> for RoomSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: AttachOnlineLookup, _: &mut Context<Self>) {
+        self.online_lookup = Some(msg.lookup);
+    }
+}
+
 /// Sent by the room supervisor to the presence registry when the rooms of `user` (the union
 /// over the user's live sessions) gained or lost rooms: once per user and change, however
 /// many sessions the user has. Defined here rather than in the registry's file to keep the
