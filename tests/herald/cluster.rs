@@ -12,7 +12,7 @@ use herald::cluster::backplane::IsConnected;
 use herald::testkit::TestDatabase;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_on, TestApp, WsClient};
+use crate::helpers::{spawn_app_on, user_names, TestApp, WsClient};
 
 const NEEDS: &str = "needs PostgreSQL and Redis: HERALD_TEST_DATABASE_URL=postgres://… and HERALD_TEST_REDIS_URL=redis://…";
 
@@ -1186,41 +1186,36 @@ async fn cluster_join_acks_and_member_pages_list_members_connected_on_other_node
     let room = json!({"room": "public:everywhere"});
     let mut a = n1.ws("alice").await;
     a.ok("join", room.clone()).await;
-    let users = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| p["user"].as_str())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
 
     // Act + Assert: bob's join starts the room on node 2, which asks who is connected.
     let mut b = n2.ws("bob").await;
     let joined = b.ok("join", room.clone()).await;
-    assert_eq!(users(&joined["members"]), ["alice", "bob"], "{joined}");
+    assert_eq!(user_names(&joined["members"]), ["alice", "bob"], "{joined}");
 
     // carol joins on node 1 while the room runs on node 2; then she leaves the cluster.
     let mut c = n1.ws("carol").await;
     c.ok("join", room.clone()).await;
+    assert_eq!(
+        members_once_settled(&mut b, &room, 3).await,
+        ["alice", "bob", "carol"]
+    );
+    c.close().await;
+    assert_eq!(
+        members_once_settled(&mut b, &room, 2).await,
+        ["alice", "bob"],
+        "carol went offline"
+    );
+}
+
+/// The `members` page `c` gets once it lists `n` users (or after 5 s, whatever it lists).
+async fn members_once_settled(c: &mut WsClient, room: &Value, n: usize) -> Vec<String> {
     let mut seen = Vec::new();
     for _ in 0..50 {
-        seen = users(&b.ok("members", room.clone()).await["members"]);
-        if seen.len() == 3 {
+        seen = user_names(&c.ok("members", room.clone()).await["members"]);
+        if seen.len() == n {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(seen, ["alice", "bob", "carol"]);
-    c.close().await;
-    for _ in 0..50 {
-        seen = users(&b.ok("members", room.clone()).await["members"]);
-        if seen.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(seen, ["alice", "bob"], "carol went offline");
+    seen
 }

@@ -357,6 +357,18 @@ pub async fn code(c: &mut WsClient, kind: &str, data: Value) -> String {
 }
 
 /// The `send` data of a text message to `room`.
+/// The `user` of each presence object in a list (a join ack's `members`, a `members` page).
+pub fn user_names(list: &Value) -> Vec<String> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m["user"].as_str())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn text(room: &str, t: &str) -> Value {
     serde_json::json!({"room": room, "kind": "text", "body": {"text": t}})
 }

@@ -4,7 +4,7 @@ use awc::ws::Message;
 use herald::testkit::TestDatabase;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_on};
+use crate::helpers::{spawn_app, spawn_app_on, user_names as users};
 
 #[actix_web::test]
 async fn two_users_chat_with_presence_typing_and_read_receipts() {
@@ -539,15 +539,4 @@ async fn a_join_ack_lists_one_page_of_members_and_members_pages_the_rest() {
         (last["members"].clone(), last["next"].clone()),
         (json!([]), json!(null))
     );
-}
-
-fn users(list: &serde_json::Value) -> Vec<String> {
-    list.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|m| m["user"].as_str())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
 }
