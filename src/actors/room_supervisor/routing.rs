@@ -1,6 +1,7 @@
 //! Requests the room supervisor routes to a room: `Join`, `Leave`, `RoutePublish`,
-//! `RouteTyping`, `RouteEvent`, `RouteChange`, `RouteChanges`, `RouteReceipt`, `RouteRead` (`history`, `members`), `CreateRoom`, `ChangeMember`,
-//! `PresenceChanged` and `GetRoom`, with the refusals it answers without starting a room.
+//! `RouteTyping`, `RouteEvent`, `RouteChange`, `RouteChanges`, `RouteReceipt`, `RouteRead`
+//! (`history`, `members`), `CreateRoom`, `ChangeMember`, `PresenceChanged` and `GetRoom`,
+//! with the refusals it answers without starting a room.
 
 use super::*;
 use crate::actors::room::{

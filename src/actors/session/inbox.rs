@@ -13,8 +13,9 @@
 //! Gathering (`HERALD_WS_WRITE_GATHER_MS`): a session's turn costs more than the frame it
 //! handles (actix polls the whole context at each wake-up), and each turn ends in a system
 //! call. So a busy session, one whose frames come more than two per window and more than
-//! 100 a second, and that was woken less than the window ago, is not woken again; it waits on its worker's release
-//! list ([`hold`]) until its window has passed, then takes what came meanwhile in one turn.
+//! 100 a second, and that was woken less than the window ago, is not woken again; it waits
+//! on its worker's release list ([`hold`]) until its window has passed, then takes what
+//! came meanwhile in one turn.
 //!
 //! Bounds: the bytes queued for a session are counted by its [`OutboxGauge`] when the room
 //! hands the frame over (so the batches in the channel count too); the frames queued in a
