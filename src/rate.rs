@@ -277,6 +277,13 @@ mod tests {
             assert_eq!(l.check_class(class), Verdict::Limited, "{class:?}");
         }
         assert_eq!(RateClass::of(&ClientRequest::Ping), RateClass::Other);
+        // A `members` flood is paced with the other reads.
+        let members = ClientRequest::Members {
+            room: crate::domain::RoomId::parse("public:a").unwrap(),
+            after: None,
+            limit: 100,
+        };
+        assert_eq!(RateClass::of(&members), RateClass::History);
     }
 
     #[test]

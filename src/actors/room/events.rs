@@ -274,11 +274,11 @@ impl Handler<BroadcastPresence> for Room {
     type Result = ();
     fn handle(&mut self, msg: BroadcastPresence, ctx: &mut Context<Self>) {
         if self.online_lookup.is_some() && self.is_member(&msg.about) {
-            // Cluster mode: who is connected on other nodes, for join acks and `members`.
+            // Cluster mode: who is connected on any node, for join acks and `members`.
             if !msg.leaves.is_empty() {
-                self.online_elsewhere.remove(&msg.about);
+                self.online_anywhere.remove(&msg.about);
             } else if !msg.joins.is_empty() {
-                self.online_elsewhere.insert(msg.about.clone());
+                self.online_anywhere.insert(msg.about.clone());
             }
         }
         for v in msg.joins.iter() {

@@ -39,7 +39,7 @@ impl Actor for Room {
                 }
                 act.loaded.store(true, Ordering::Relaxed);
                 act.join_backplane(ctx);
-                act.ask_online_elsewhere()
+                act.ask_online_members()
             })
             .wait(ctx);
     }
@@ -53,7 +53,7 @@ impl Room {
     /// Cluster mode: which members are connected on any node, for the `join` ack and the
     /// `members` pages. Part of the start (the mailbox still waits), so the request that
     /// started the room already sees them; the registry answers from memory.
-    fn ask_online_elsewhere(&mut self) -> std::pin::Pin<Box<dyn ActorFuture<Self, Output = ()>>> {
+    fn ask_online_members(&mut self) -> std::pin::Pin<Box<dyn ActorFuture<Self, Output = ()>>> {
         let lookup = match &self.online_lookup {
             Some(l) if !self.members.is_empty() => l.clone(),
             _ => return Box::pin(fut::ready(())),
@@ -64,7 +64,7 @@ impl Room {
                 .send(OnlineAmong { users })
                 .into_actor(self)
                 .map(|res, act, _| match res {
-                    Ok(online) => act.online_elsewhere.extend(online),
+                    Ok(online) => act.online_anywhere.extend(online),
                     Err(e) => log::warn!("room {}: online members not known: {e}", act.id),
                 }),
         )

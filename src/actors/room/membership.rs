@@ -182,7 +182,7 @@ impl Handler<LeaveMember> for Room {
         Box::pin(write.into_actor(self).map(move |res, act, _| {
             res?;
             act.members.remove(&msg.user);
-            act.online_elsewhere.remove(&msg.user);
+            act.online_anywhere.remove(&msg.user);
             act.end_typing(&msg.user);
             act.subscribers.retain(|_, s| s.user != msg.user);
             act.subscriber_count
@@ -292,7 +292,7 @@ impl Handler<RemoveMember> for Room {
                 .map(move |res, act, _| {
                     res?;
                     act.members.remove(&msg.user);
-                    act.online_elsewhere.remove(&msg.user);
+                    act.online_anywhere.remove(&msg.user);
                     act.end_typing(&msg.user);
                     act.subscribers.retain(|_, s| s.user != msg.user);
                     act.subscriber_count

@@ -148,7 +148,7 @@ pub struct Room {
     /// said when the room started and as presence changes said since (`subscribers` only
     /// knows this node's sessions). Listed by `online_page`; the caller filters what went
     /// offline meanwhile.
-    online_elsewhere: HashSet<UserId>,
+    online_anywhere: HashSet<UserId>,
     online_lookup: Option<Recipient<OnlineAmong>>,
 }
 
@@ -158,7 +158,7 @@ pub struct RoomLinks {
     pub loaded: Arc<AtomicBool>,
     pub supervisor: Option<actix::WeakRecipient<RoomFailed>>,
     pub cluster: Cluster,
-    /// Cluster mode: the presence registry, asked which members are online elsewhere.
+    /// Cluster mode: the presence registry, asked which members are connected on any node.
     pub online_lookup: Option<Recipient<OnlineAmong>>,
 }
 
@@ -205,7 +205,7 @@ impl Room {
             tail_check: None,
             filling: false,
             instance: remote::next_instance(),
-            online_elsewhere: HashSet::new(),
+            online_anywhere: HashSet::new(),
             online_lookup,
         }
     }
@@ -349,7 +349,7 @@ impl Room {
             .subscribers
             .values()
             .map(|s| &s.user)
-            .chain(&self.online_elsewhere)
+            .chain(&self.online_anywhere)
             .chain(also)
             .filter(|u| after.is_none_or(|a| *u > a));
         let mut page = smallest_unique(users.collect(), limit.saturating_add(1));

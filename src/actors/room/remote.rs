@@ -354,13 +354,13 @@ impl Handler<MemberChanged> for Room {
                 if self.online_lookup.is_some() {
                     // Joined on another node, so most likely connected there; one who is
                     // not is filtered out by presence when listed.
-                    self.online_elsewhere.insert(msg.user.clone());
+                    self.online_anywhere.insert(msg.user.clone());
                 }
                 self.members.entry(msg.user).or_insert(role);
             }
             None => {
                 self.members.remove(&msg.user);
-                self.online_elsewhere.remove(&msg.user);
+                self.online_anywhere.remove(&msg.user);
                 let gone: Vec<SessionId> = self
                     .subscribers
                     .iter()

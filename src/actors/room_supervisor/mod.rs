@@ -129,7 +129,7 @@ pub struct RoomSupervisor {
     /// Where changes of a user's rooms are reported (the presence registry); set by
     /// [`AttachPresence`]. Changes before that are not reported (nobody is online yet).
     presence: Option<Recipient<UserRoomsChanged>>,
-    /// Cluster mode: where new rooms ask which members are online elsewhere; set by
+    /// Cluster mode: where new rooms ask which members are connected on any node; set by
     /// [`AttachOnlineLookup`].
     online_lookup: Option<Recipient<OnlineAmong>>,
     /// Cluster mode: rooms publish through it; membership changes are announced on it.

@@ -293,8 +293,8 @@ pub struct OnlineAmong {
 }
 
 /// Sent by `Engine::start` in cluster mode: where rooms ask [`OnlineAmong`]. Rooms started
-/// before it (none in practice) learn their members online elsewhere only from presence
-/// changes.
+/// before it (none in practice) learn their members connected on other nodes only from
+/// presence changes.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AttachOnlineLookup {

@@ -71,6 +71,26 @@ fn valid_frames_parse() {
         f.request,
         ClientRequest::History { limit: 100, .. }
     ));
+    // `members` pages are clamped to 1000 users; a cursor must be a user id.
+    let f = parse_client_frame(
+        r#"{"type":"members","data":{"room":"public:a","after":"bob","limit":50000}}"#,
+        L,
+    )
+    .unwrap();
+    match f.request {
+        ClientRequest::Members { after, limit, .. } => {
+            assert_eq!(
+                (after.as_ref().map(|u| u.as_str()), limit),
+                (Some("bob"), 1000)
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(parse_client_frame(
+        r#"{"type":"members","data":{"room":"public:a","after":"not a user!"}}"#,
+        L
+    )
+    .is_err());
 }
 
 #[test]
