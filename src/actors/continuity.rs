@@ -159,10 +159,10 @@ pub trait StreamSession: ClientSession {
         self.handle_deliver(&msg, ctx);
     }
 
-    /// The frames a session took from its inbox at once. The outbox gauge, which the room
-    /// writes at each broadcast from another thread, is settled once for all of them.
+    /// The frames a session took from its inbox at once (the slot counted their bytes and
+    /// freed them as they were taken).
     fn on_delivered(&mut self, frames: Delivered, ctx: &mut Self::Ctx) {
-        self.take_delivered(frames.bytes());
+        self.take_delivered(0);
         for msg in frames {
             self.handle_deliver(&msg, ctx);
         }

@@ -20,6 +20,9 @@ pub struct Store {
     /// How long a client waits for a commit before it is told `unavailable` (the write
     /// itself stays queued and may still complete; retries are idempotent).
     pub write_timeout: std::time::Duration,
+    /// Least time between two commits of one room's messages (`HERALD_COMMIT_INTERVAL_MS`):
+    /// what comes meanwhile waits and goes in the next one.
+    pub commit_interval: std::time::Duration,
     /// Which webhook events have a subscribed endpoint: the sources write outbox rows only
     /// for those (docs/webhooks.md).
     pub webhooks: crate::webhook::WebhookTopics,

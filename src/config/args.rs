@@ -301,6 +301,9 @@ pub struct ServeArgs {
     /// Bytes queued per connection before it is closed as a slow consumer (4008).
     #[arg(long, global = true, env = "HERALD_OUTBOX_BYTES")]
     pub outbox_bytes: Option<usize>,
+    /// Bytes of frames waiting for one HTTP worker thread to queue them for its sessions.
+    #[arg(long, global = true, env = "HERALD_WORKER_INBOX_BYTES")]
+    pub worker_inbox_bytes: Option<usize>,
     /// Milliseconds queued bytes may wait for the peer before the connection is dropped.
     #[arg(long, global = true, env = "HERALD_WRITE_TIMEOUT_MS")]
     pub write_timeout_ms: Option<u64>,
@@ -352,6 +355,9 @@ pub struct ServeArgs {
     /// Most write groups per commit batch.
     #[arg(long, global = true, env = "HERALD_COMMIT_MAX_BATCH")]
     pub commit_max_batch: Option<usize>,
+    /// Least time between the starts of two commit batches, in ms (0: commit at once).
+    #[arg(long, global = true, env = "HERALD_COMMIT_INTERVAL_MS")]
+    pub commit_interval_ms: Option<u64>,
     /// Idle room actors stop after this many milliseconds.
     #[arg(long, global = true, env = "HERALD_ROOM_IDLE_MS")]
     pub room_idle_ms: Option<u64>,
@@ -547,6 +553,9 @@ impl Settings {
             .map_or(s.typing_timeout, |v| ms(v.max(100)));
         s.outbox_frames = a.outbox_frames.map_or(s.outbox_frames, |v| v.max(1));
         s.outbox_bytes = a.outbox_bytes.map_or(s.outbox_bytes, |v| v.max(64 * 1024));
+        s.worker_inbox_bytes = a
+            .worker_inbox_bytes
+            .map_or(s.worker_inbox_bytes, |v| v.max(1024 * 1024));
         s.write_timeout = a
             .write_timeout_ms
             .map_or(s.write_timeout, |v| ms(v.max(100)));
@@ -583,6 +592,9 @@ impl Settings {
             .history_max_bytes
             .map_or(s.history_max_bytes, |v| v.max(64 * 1024));
         s.commit_max_batch = a.commit_max_batch.map_or(s.commit_max_batch, |v| v.max(1));
+        s.commit_interval = a
+            .commit_interval_ms
+            .map_or(s.commit_interval, |v| ms(v.min(100)));
         s.room_idle = a.room_idle_ms.map_or(s.room_idle, ms);
         s.room_load_retry = a.room_load_retry_ms.map_or(s.room_load_retry, ms);
         s.workers = a.workers.unwrap_or(s.workers);

@@ -116,6 +116,10 @@ pub struct Settings {
     /// Bytes of encoded frames queued for one connection's socket before it counts as a slow
     /// consumer and is closed with 4008.
     pub outbox_bytes: usize,
+    /// Bytes of frames (and their batches) rooms have handed to one HTTP worker thread that
+    /// it has not yet queued for its sessions; past it, new frames for its sessions are
+    /// dropped and their messages caught up from the database.
+    pub worker_inbox_bytes: usize,
     /// How long queued bytes may wait without the peer taking any of them before the
     /// connection is dropped.
     pub write_timeout: Duration,
@@ -151,6 +155,10 @@ pub struct Settings {
     pub history_max_bytes: usize,
     /// Most write groups one commit batch takes.
     pub commit_max_batch: usize,
+    /// Least time between the starts of two commit batches: under steady traffic each fsync
+    /// then carries everything that came meanwhile (group commit), at the cost of up to this
+    /// much ack latency. Idle, a write commits at once.
+    pub commit_interval: Duration,
     /// A room actor with no subscribers and no traffic for this long is stopped.
     pub room_idle: Duration,
     /// A room that cannot be read from the database retries (with backoff) for this long,
@@ -376,6 +384,7 @@ impl Default for Settings {
             typing_timeout: Duration::from_secs(5),
             outbox_frames: 1024,
             outbox_bytes: 8 * 1024 * 1024,
+            worker_inbox_bytes: 64 * 1024 * 1024,
             history_max_bytes: 1024 * 1024,
             write_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
@@ -390,6 +399,7 @@ impl Default for Settings {
             device_ttl: Duration::from_secs(30 * DAY_SECS),
             sio_recovery_window: Duration::from_secs(120),
             commit_max_batch: 512,
+            commit_interval: Duration::from_millis(5),
             room_idle: Duration::from_secs(60),
             room_load_retry: Duration::from_secs(30),
             workers: 0,

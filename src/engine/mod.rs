@@ -122,12 +122,14 @@ impl Engine {
             writer,
             settings.commit_max_batch,
             settings.costs.commit_queue_max,
+            settings.commit_interval,
         )
         .start();
         let store = Store {
             reader,
             commits,
             write_timeout: settings.db_write_timeout,
+            commit_interval: settings.commit_interval,
             webhooks: crate::webhook::WebhookTopics::new(&settings.webhooks),
         };
         if !settings.webhooks.endpoints.is_empty() {

@@ -4,8 +4,6 @@
 //! reserved in the room before the write and given back when it answers, and the rooms-per-user
 //! count is checked by the single writer in the transaction that adds the membership.
 
-use std::sync::atomic::Ordering;
-
 use actix::prelude::*;
 
 use crate::actors::database::FetchHistory;
@@ -119,10 +117,8 @@ impl Handler<JoinMember> for Room {
                     act.exists = true;
                     act.members.entry(user).or_insert(MemberRole::Member);
                     for h in msg.sessions {
-                        act.subscribers.insert(h.id, h);
+                        act.subscribers.insert(h);
                     }
-                    act.subscriber_count
-                        .store(act.subscribers.len(), Ordering::Relaxed);
                 }
                 let online = act.online_page(None, msg.members_limit, Some(&joined_user));
                 (res, act.last_seq, online)
@@ -184,9 +180,7 @@ impl Handler<LeaveMember> for Room {
             act.members.remove(&msg.user);
             act.online_anywhere.remove(&msg.user);
             act.end_typing(&msg.user);
-            act.subscribers.retain(|_, s| s.user != msg.user);
-            act.subscriber_count
-                .store(act.subscribers.len(), Ordering::Relaxed);
+            act.subscribers.retain(|s| s.user != msg.user);
             Ok(())
         }))
     }
@@ -294,9 +288,7 @@ impl Handler<RemoveMember> for Room {
                     act.members.remove(&msg.user);
                     act.online_anywhere.remove(&msg.user);
                     act.end_typing(&msg.user);
-                    act.subscribers.retain(|_, s| s.user != msg.user);
-                    act.subscriber_count
-                        .store(act.subscribers.len(), Ordering::Relaxed);
+                    act.subscribers.retain(|s| s.user != msg.user);
                     Ok(true)
                 }),
         )

@@ -30,6 +30,7 @@ mod membership;
 mod notifier;
 mod publish;
 mod remote;
+mod subscribers;
 
 pub use changes::{ChangeMessage, RoomChanges};
 pub use events::*;
@@ -38,9 +39,10 @@ pub use membership::*;
 pub use notifier::{Followup, MessageNotifier};
 pub use publish::{Publish, Published, RedoNotifications};
 pub use remote::{MemberChanged, Resync};
+use subscribers::Subscribers;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -50,7 +52,7 @@ use super::commit_queue::Commit;
 use super::inflight::InFlight;
 use super::room_supervisor::{OnlineAmong, RoomFailed};
 use super::session::handle::{Admitted, DeliverOutcome, FrameMeta, SessionHandle};
-use super::session::inbox::{Batch, WorkerInbox};
+use super::session::inbox::{Batch, SlotId, WorkerInbox};
 use crate::actors::store::Store;
 use crate::cluster::reorder::Reorder;
 use crate::cluster::Cluster;
@@ -105,9 +107,7 @@ pub struct Room {
     name: Option<String>,
     last_seq: i64,
     members: HashMap<UserId, MemberRole>,
-    subscribers: HashMap<SessionId, SessionHandle>,
-    /// Shared with the supervisor so its idle sweep can read it without a round trip.
-    subscriber_count: Arc<AtomicUsize>,
+    subscribers: Subscribers,
     /// Set once the room is loaded; shared with the supervisor, which gives requests to a
     /// room still loading a deadline and never sweeps such a room as idle.
     loaded: Arc<AtomicBool>,
@@ -116,6 +116,10 @@ pub struct Room {
     supervisor: Option<actix::WeakRecipient<RoomFailed>>,
     pending: Vec<PendingPublish>,
     writing: bool,
+    /// When the last batch of messages was sent to commit, and the timer that sends the next
+    /// once the commit interval has passed (see `publish.rs`).
+    last_flush: Option<std::time::Instant>,
+    flush_timer: Option<SpawnHandle>,
     /// Typing users and their deadlines: one per user however many `start`s they send.
     typing: HashMap<UserId, TypingEntry>,
     /// The one timer that ends expired indicators (armed while anyone is typing): a timer
@@ -186,12 +190,13 @@ impl Room {
             name: None,
             last_seq: 0,
             members: HashMap::new(),
-            subscribers: HashMap::new(),
-            subscriber_count,
+            subscribers: Subscribers::new(subscriber_count),
             loaded,
             supervisor,
             pending: Vec::new(),
             writing: false,
+            last_flush: None,
+            flush_timer: None,
             typing: HashMap::new(),
             typing_sweep: None,
             presence_pending: HashMap::new(),
@@ -237,7 +242,7 @@ impl Room {
         let mut dropped = Vec::new();
         let mut queued = 0;
         // One batch per worker thread: the sessions there are reached by one message.
-        let mut batches: Vec<Batch> = Vec::new();
+        let mut slots: Vec<Vec<SlotId>> = Vec::new();
         let mut workers: Vec<&Arc<WorkerInbox>> = Vec::new();
         for (i, (id, s)) in self.subscribers.iter().enumerate() {
             if !to(s) {
@@ -246,17 +251,13 @@ impl Room {
             let outcome = match s.admit(frame, meta.as_ref()) {
                 Admitted::Inbox(route) => {
                     match workers.iter().position(|w| Arc::ptr_eq(w, &route.worker)) {
-                        Some(i) => batches[i].to.push(route.slot),
+                        Some(i) => slots[i].push(route.slot),
                         None => {
                             workers.push(&route.worker);
                             // At most the subscribers not yet seen go to this worker.
                             let mut to = Vec::with_capacity(self.subscribers.len() - i);
                             to.push(route.slot);
-                            batches.push(Batch {
-                                frame: frame.clone(),
-                                meta: meta.clone(),
-                                to,
-                            });
+                            slots.push(to);
                         }
                     }
                     DeliverOutcome::Queued
@@ -271,16 +272,71 @@ impl Room {
                 DeliverOutcome::Gone => dropped.push(*id),
             }
         }
-        for (worker, batch) in workers.into_iter().zip(batches) {
-            worker.send(batch);
+        for (worker, to) in workers.into_iter().zip(slots) {
+            worker.send(Batch {
+                frame: frame.clone(),
+                meta: meta.clone(),
+                to: to.into(),
+                except: None,
+            });
         }
         // One shared counter update per broadcast, not per recipient.
         METRICS.frames_out.inc_by(queued);
         for id in dropped {
             self.subscribers.remove(&id);
         }
-        self.subscriber_count
-            .store(self.subscribers.len(), Ordering::Relaxed);
+    }
+
+    /// Sends a frame every subscriber gets (a message) to all of them: one batch per worker
+    /// naming the room's shared slot list there. The sending session (`origin`) gets the meta
+    /// alone, so its stream moves past the seq without the frame.
+    fn fan_out_to_all(
+        &mut self,
+        frame: &EncodedFrame,
+        meta: Arc<FrameMeta>,
+        origin: Option<SessionId>,
+    ) {
+        let sender: Option<SessionHandle> = origin.and_then(|o| self.subscribers.get(&o).cloned());
+        let plan = self.subscribers.plan();
+        if plan.workers.iter().any(|(w, _)| w.is_full()) {
+            // A worker past its bound: recipient by recipient, so that each of its sessions
+            // records what it lost and catches it up.
+            self.broadcast_with(frame, Some(meta.clone()), |s| Some(s.id) != origin);
+            if let Some(s) = sender {
+                s.deliver(&EncodedFrame::default(), Some(&meta));
+            }
+            return;
+        }
+        let sender_route = sender.as_ref().and_then(|s| s.inbox.as_ref());
+        let mut queued = 0;
+        for (worker, slots) in &plan.workers {
+            let except = sender_route
+                .filter(|r| Arc::ptr_eq(&r.worker, worker))
+                .map(|r| r.slot);
+            queued += slots.len() - usize::from(except.is_some());
+            worker.send(Batch {
+                frame: frame.clone(),
+                meta: Some(meta.clone()),
+                to: slots.clone(),
+                except,
+            });
+        }
+        let mut gone = Vec::new();
+        for s in &plan.direct {
+            let outcome = if Some(s.id) == origin {
+                s.deliver(&EncodedFrame::default(), Some(&meta))
+            } else {
+                queued += 1;
+                s.deliver(frame, Some(&meta))
+            };
+            if outcome == DeliverOutcome::Gone {
+                gone.push(s.id);
+            }
+        }
+        METRICS.frames_out.inc_by(queued as u64);
+        for id in gone {
+            self.subscribers.remove(&id);
+        }
     }
 
     fn commit(
@@ -436,9 +492,7 @@ impl Handler<Subscribe> for Room {
         if !self.is_member(&msg.handle.user) {
             return None;
         }
-        self.subscribers.insert(msg.handle.id, msg.handle);
-        self.subscriber_count
-            .store(self.subscribers.len(), Ordering::Relaxed);
+        self.subscribers.insert(msg.handle);
         Some(self.last_seq)
     }
 }
@@ -454,8 +508,6 @@ impl Handler<Unsubscribe> for Room {
     type Result = ();
     fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
         if let Some(h) = self.subscribers.remove(&msg.session) {
-            self.subscriber_count
-                .store(self.subscribers.len(), Ordering::Relaxed);
             if !self.subscribers.values().any(|s| s.user == h.user) {
                 self.end_typing(&h.user);
             }

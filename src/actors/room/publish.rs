@@ -1,6 +1,11 @@
 //! The publish pipeline of a `Room`: `Publish` appends to the pending queue, one batch per
 //! room is committed at a time, and each stored message is fanned out (encoded once) and its
 //! notifications settled after the commit; `RedoNotifications` from the outbox sweep.
+//!
+//! Pacing: a room sends its next batch no sooner than `commit_interval` after the last one
+//! (the commit queue paces its batches the same way, see `commit_queue.rs`). Each commit
+//! is an fsync whatever it carries, so a busy room's messages, and the outbox cleanup of
+//! the batch before, share one; a message after a quiet interval is sent at once.
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -16,9 +21,21 @@ use super::{write_timed_out, Followup, PendingPublish, Room};
 
 impl Room {
     fn flush_pending(&mut self, ctx: &mut Context<Self>) {
-        if self.writing || self.pending.is_empty() {
+        if self.writing || self.pending.is_empty() || self.flush_timer.is_some() {
             return;
         }
+        let now = std::time::Instant::now();
+        let due = self.last_flush.map(|t| t + self.store.commit_interval);
+        if let Some(wait) = due.and_then(|d| d.checked_duration_since(now)) {
+            if !wait.is_zero() {
+                self.flush_timer = Some(ctx.run_later(wait, |act, ctx| {
+                    act.flush_timer = None;
+                    act.flush_pending(ctx);
+                }));
+                return;
+            }
+        }
+        self.last_flush = Some(now);
         let batch = std::mem::take(&mut self.pending);
         let mut messages = Vec::with_capacity(batch.len());
         let mut waiters = Vec::with_capacity(batch.len());
@@ -75,7 +92,8 @@ impl Room {
                     }
                 }
                 act.flush_pending(ctx);
-                if act.stopping && !act.writing {
+                // Pacing may leave messages pending (their timer runs): they go first.
+                if act.stopping && !act.writing && act.pending.is_empty() {
                     ctx.stop();
                 }
             })

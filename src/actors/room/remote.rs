@@ -130,11 +130,7 @@ impl Room {
             seq,
             from: out.from,
         });
-        let origin = out.origin;
-        self.broadcast_with(&out.frame, Some(meta.clone()), |s| Some(s.id) != origin);
-        if let Some(s) = origin.and_then(|o| self.subscribers.get(&o)) {
-            s.deliver(&EncodedFrame::default(), Some(&meta));
-        }
+        self.fan_out_to_all(&out.frame, meta, out.origin);
     }
 
     /// Arms the one gap check while messages wait behind a hole.
@@ -361,17 +357,7 @@ impl Handler<MemberChanged> for Room {
             None => {
                 self.members.remove(&msg.user);
                 self.online_anywhere.remove(&msg.user);
-                let gone: Vec<SessionId> = self
-                    .subscribers
-                    .iter()
-                    .filter(|(_, s)| s.user == msg.user)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in gone {
-                    self.subscribers.remove(&id);
-                }
-                self.subscriber_count
-                    .store(self.subscribers.len(), Ordering::Relaxed);
+                self.subscribers.retain(|s| s.user != msg.user);
             }
         }
     }

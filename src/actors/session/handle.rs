@@ -61,9 +61,11 @@ pub enum SessionControl {
     Hide { user: UserId, hidden: bool },
 }
 
-/// A session's mailbox in bytes: frames are counted when queued and when the session takes
-/// them, so a mailbox never holds more than `limit` bytes of frames (broadcast frames are
-/// shared, but a session that does not take them keeps them alive).
+/// What a session lost to a full outbox, whether it is gone, and (for a session without an
+/// inbox slot, which counts its own, see `inbox.rs`) its actor mailbox in bytes: frames are
+/// counted when queued and when the session takes them, so a mailbox never holds more than
+/// `limit` bytes of frames (broadcast frames are shared, but a session that does not take
+/// them keeps them alive).
 ///
 /// A frame that does not fit is dropped, not queued: the `message` frames dropped are
 /// remembered per room (highest seq) so that the session catches them up from the database
@@ -251,18 +253,19 @@ impl SessionHandle {
         }
     }
 
-    /// The first half of a delivery: whether the session is there and its outbox has room
-    /// (the bytes are then counted), and which way the frame goes. A room fanning out calls
-    /// this per recipient and sends one [`Batch`] per worker.
+    /// The first half of a delivery: whether the session is there and has room, and which
+    /// way the frame goes. Through the inbox, room means its worker is within its bound (the
+    /// slot's own bounds are checked on the worker); through the mailbox, the bytes fit and
+    /// are then counted. A room fanning out calls this per recipient and sends one
+    /// [`Batch`](super::inbox::Batch) per worker.
     pub fn admit(&self, frame: &EncodedFrame, meta: Option<&Arc<FrameMeta>>) -> Admitted<'_> {
         if self.slow.is_closed() {
             return Admitted::Not(DeliverOutcome::Gone);
         }
-        if !self.slow.add(frame.len()) {
-            return Admitted::Not(self.dropped(meta));
-        }
         match &self.inbox {
+            Some(route) if route.worker.is_full() => Admitted::Not(self.dropped(meta)),
             Some(route) => Admitted::Inbox(route),
+            None if !self.slow.add(frame.len()) => Admitted::Not(self.dropped(meta)),
             None => Admitted::Mailbox,
         }
     }

@@ -17,16 +17,23 @@
 //! on its worker's release list ([`hold`]) until its window has passed, then takes what
 //! came meanwhile in one turn.
 //!
-//! Bounds: the bytes queued for a session are counted by its [`OutboxGauge`] when the room
-//! hands the frame over (so the batches in the channel count too); the frames queued in a
-//! slot are capped at `outbox_frames`. Past either bound the frame is dropped and recorded
-//! (`OutboxGauge::drop_frame`), and the session catches the room's messages up from the
-//! database at its next turn, exactly as with a full mailbox.
+//! A room's message goes to a worker as one batch naming a shared list of slots (the room's
+//! subscribers there, kept by the room between membership changes), so fanning out costs the
+//! room one send per worker, not work per recipient; the sender's own slot is named as the
+//! batch's `except` and gets the frame's meta alone (its stream moves past the seq).
+//!
+//! Bounds: a slot holds at most `outbox_frames` frames and `outbox_bytes` bytes, counted on
+//! the worker thread as frames are queued and taken. Past either bound the frame is dropped
+//! and recorded (`OutboxGauge::drop_frame`), and the session catches the room's messages up
+//! from the database at its next turn, exactly as with a full mailbox. The batches waiting
+//! for a worker are bounded too (`HERALD_WORKER_INBOX_BYTES`, counted per batch): past it,
+//! rooms drop and record new frames for that worker's sessions in the same way.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -41,7 +48,42 @@ use crate::protocol::EncodedFrame;
 pub struct Batch {
     pub frame: EncodedFrame,
     pub meta: Option<Arc<FrameMeta>>,
-    pub to: Vec<SlotId>,
+    /// Shared between the batches of a room's messages while its subscribers stay the same.
+    pub to: Arc<[SlotId]>,
+    /// One of `to` that gets an empty frame with the meta instead (the sender of a message).
+    pub except: Option<SlotId>,
+}
+
+impl Batch {
+    /// What the batch counts for against its worker's bound: the frame (shared with other
+    /// workers' batches, but held until each worker is done) and the batch itself.
+    fn weight(&self) -> usize {
+        self.frame.len() + std::mem::size_of::<Batch>()
+    }
+}
+
+/// What bounds a session's slot and its worker's inbox (from the settings).
+#[derive(Debug, Clone, Copy)]
+pub struct InboxLimits {
+    /// Frames queued in one slot (`HERALD_OUTBOX_FRAMES`).
+    pub max_frames: usize,
+    /// Bytes of frames queued in one slot (`HERALD_OUTBOX_BYTES`).
+    pub max_bytes: usize,
+    /// How long a busy session's frames wait for the worker's release (zero: never).
+    pub gather: Duration,
+    /// Bytes of batches waiting for the worker (`HERALD_WORKER_INBOX_BYTES`).
+    pub worker_bytes: usize,
+}
+
+impl InboxLimits {
+    pub fn from_settings(s: &crate::config::Settings) -> Self {
+        InboxLimits {
+            max_frames: s.outbox_frames,
+            max_bytes: s.outbox_bytes,
+            gather: s.ws_write_gather,
+            worker_bytes: s.worker_inbox_bytes,
+        }
+    }
 }
 
 /// A session's slot on its worker: index and generation (a reused index is another slot).
@@ -51,17 +93,34 @@ pub struct SlotId {
     generation: u32,
 }
 
+impl SlotId {
+    /// Its place in the worker's slot table.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+}
+
 /// The sending side of a worker's inbox; rooms hold it through the sessions' handles.
 #[derive(Debug)]
 pub struct WorkerInbox {
     tx: mpsc::UnboundedSender<Batch>,
+    /// Bytes of the batches sent and not yet handed to the slots (see [`Batch::weight`]).
+    waiting: AtomicUsize,
+    max_waiting: usize,
 }
 
 impl WorkerInbox {
     /// Hands a batch to the worker (its drain task wakes once for it).
     pub fn send(&self, batch: Batch) {
+        self.waiting.fetch_add(batch.weight(), Ordering::Relaxed);
         // A closed inbox means the worker's runtime is gone, and its sessions with it.
         let _ = self.tx.send(batch);
+    }
+
+    /// The worker is further behind than its bound: new frames for its sessions are dropped
+    /// (and recorded, so that their messages are caught up) until it catches up.
+    pub fn is_full(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > self.max_waiting
     }
 }
 
@@ -78,7 +137,8 @@ impl InboxRoute {
         self.worker.send(Batch {
             frame,
             meta,
-            to: vec![self.slot],
+            to: Arc::new([self.slot]),
+            except: None,
         });
     }
 }
@@ -91,6 +151,9 @@ struct Slot {
     queue: RefCell<VecDeque<Rc<Deliver>>>,
     waker: RefCell<Option<Waker>>,
     gauge: Arc<OutboxGauge>,
+    /// Bytes of the frames queued (counted here, on the worker's own thread).
+    bytes: Cell<usize>,
+    max_bytes: usize,
     max_frames: usize,
     /// How long a busy session's frames wait for the worker's release (zero: never).
     gather: Duration,
@@ -110,9 +173,11 @@ struct Slot {
 impl Slot {
     fn push(self: &Rc<Self>, deliver: &Rc<Deliver>, now: Instant) {
         let mut queue = self.queue.borrow_mut();
-        if queue.len() >= self.max_frames && !deliver.frame.is_empty() {
-            // Counted by the room when it handed the frame over: give the bytes back.
-            self.gauge.taken(deliver.frame.len());
+        let len = deliver.frame.len();
+        let bytes = self.bytes.get();
+        // One frame larger than the bound alone still fits an empty slot.
+        let full = queue.len() >= self.max_frames || (bytes > 0 && bytes + len > self.max_bytes);
+        if full && len > 0 {
             if self.gauge.drop_frame(deliver.meta.as_ref()) {
                 crate::metrics::METRICS.slow_consumers.inc();
                 // The session must get a turn to take what was dropped.
@@ -128,6 +193,7 @@ impl Slot {
                 // Grown once, not doubling from empty at every turn.
                 queue.reserve(self.last_taken.get());
             }
+            self.bytes.set(bytes + len);
             queue.push_back(deliver.clone());
         }
         drop(queue);
@@ -266,16 +332,15 @@ thread_local! {
 
 /// Opens a slot for a session on the current thread (an actix worker, or the system thread
 /// in tests): its route for the handle, and the stream the session takes its frames from.
-pub fn open(
-    gauge: Arc<OutboxGauge>,
-    max_frames: usize,
-    gather: Duration,
-) -> (InboxRoute, InboxStream) {
+pub fn open(gauge: Arc<OutboxGauge>, limits: InboxLimits) -> (InboxRoute, InboxStream) {
+    let gather = limits.gather;
     let slot = Rc::new(Slot {
         queue: RefCell::new(VecDeque::new()),
         waker: RefCell::new(None),
         gauge,
-        max_frames: max_frames.max(1),
+        bytes: Cell::new(0),
+        max_bytes: limits.max_bytes,
+        max_frames: limits.max_frames.max(1),
         gather,
         last_wake: Cell::new(None),
         held: Cell::new(false),
@@ -290,8 +355,12 @@ pub fn open(
             _ => {
                 // First session of this thread (or of a new runtime on it): start the drain.
                 let (tx, rx) = mpsc::unbounded_channel();
-                actix_web::rt::spawn(drain(rx));
-                let w = Arc::new(WorkerInbox { tx });
+                let w = Arc::new(WorkerInbox {
+                    tx,
+                    waiting: AtomicUsize::new(0),
+                    max_waiting: limits.worker_bytes,
+                });
+                actix_web::rt::spawn(drain(rx, w.clone()));
                 l.inbox = Some(w.clone());
                 w
             }
@@ -321,28 +390,42 @@ pub fn open(
 }
 
 /// Fills the slots of this thread with what rooms sent.
-async fn drain(mut rx: mpsc::UnboundedReceiver<Batch>) {
+async fn drain(mut rx: mpsc::UnboundedReceiver<Batch>, inbox: Arc<WorkerInbox>) {
     let mut batches = Vec::new();
     while rx.recv_many(&mut batches, 64).await > 0 {
         let now = Instant::now();
+        let weight: usize = batches.iter().map(Batch::weight).sum();
         LOCAL.with(|l| {
             let l = l.borrow();
             for b in batches.drain(..) {
+                let to = b.to;
+                let except = b.except;
+                let own = except.map(|_| {
+                    Rc::new(Deliver {
+                        frame: EncodedFrame::default(),
+                        meta: b.meta.clone(),
+                    })
+                });
                 let deliver = Rc::new(Deliver {
                     frame: b.frame,
                     meta: b.meta,
                 });
-                for id in &b.to {
-                    match l.slots.get(id.index as usize) {
+                for id in to.iter() {
+                    let slot = match l.slots.get(id.index as usize) {
                         Some(Some(slot)) if l.generations[id.index as usize] == id.generation => {
-                            slot.push(&deliver, now)
+                            slot
                         }
-                        // The session is gone: its bytes were counted on a gauge nobody reads.
-                        _ => {}
+                        // The session is gone (its room has not heard yet).
+                        _ => continue,
+                    };
+                    match &own {
+                        Some(own) if except == Some(*id) => slot.push(own, now),
+                        _ => slot.push(&deliver, now),
                     }
                 }
             }
         });
+        inbox.waiting.fetch_sub(weight, Ordering::Relaxed);
     }
 }
 
@@ -357,13 +440,6 @@ pub struct InboxStream {
 /// Every frame queued for a session when it took them: handled in one turn, so they go
 /// out in one write (actix would otherwise yield between stream items every 16).
 pub struct Delivered(VecDeque<Rc<Deliver>>);
-
-impl Delivered {
-    /// Bytes of the frames (what the outbox gauge counted for them).
-    pub fn bytes(&self) -> usize {
-        self.0.iter().map(|d| d.frame.len()).sum()
-    }
-}
 
 impl IntoIterator for Delivered {
     type Item = Rc<Deliver>;
@@ -381,6 +457,7 @@ impl Stream for InboxStream {
         if !queue.is_empty() {
             // Taken whole: an idle session keeps no queue capacity.
             self.slot.last_taken.set(queue.len());
+            self.slot.bytes.set(0);
             return Poll::Ready(Some(Delivered(std::mem::take(&mut *queue))));
         }
         let mut w = self.slot.waker.borrow_mut();
@@ -433,25 +510,31 @@ mod tests {
     }
 
     fn send(route: &InboxRoute, text: &str) {
-        route.worker.send(Batch {
-            frame: frame(text),
-            meta: None,
-            to: vec![route.slot],
-        });
+        route.deliver(frame(text), None);
+    }
+
+    fn limits(max_frames: usize, gather: Duration) -> InboxLimits {
+        InboxLimits {
+            max_frames,
+            max_bytes: 1 << 20,
+            gather,
+            worker_bytes: 1 << 30,
+        }
     }
 
     #[actix_web::test]
     async fn a_batch_reaches_every_named_slot_once_and_in_order() {
         let ga = Arc::new(OutboxGauge::new(1 << 20));
         let gb = Arc::new(OutboxGauge::new(1 << 20));
-        let (ra, mut sa) = open(ga, 16, Duration::ZERO);
-        let (rb, mut sb) = open(gb, 16, Duration::ZERO);
+        let (ra, mut sa) = open(ga, limits(16, Duration::ZERO));
+        let (rb, mut sb) = open(gb, limits(16, Duration::ZERO));
         assert!(Arc::ptr_eq(&ra.worker, &rb.worker), "one inbox per thread");
         for text in ["one", "two"] {
             ra.worker.send(Batch {
                 frame: frame(text),
                 meta: None,
-                to: vec![ra.slot, rb.slot],
+                to: Arc::new([ra.slot, rb.slot]),
+                except: None,
             });
         }
         for s in [&mut sa, &mut sb] {
@@ -462,15 +545,9 @@ mod tests {
     #[actix_web::test]
     async fn past_the_frame_cap_frames_are_dropped_and_recorded_once() {
         let gauge = Arc::new(OutboxGauge::new(1 << 20));
-        let (route, mut stream) = open(gauge.clone(), 2, Duration::ZERO);
+        let (route, mut stream) = open(gauge.clone(), limits(2, Duration::ZERO));
         for text in ["a", "b", "c", "d"] {
-            let f = frame(text);
-            assert!(gauge.add(f.len()));
-            route.worker.send(Batch {
-                frame: f,
-                meta: None,
-                to: vec![route.slot],
-            });
+            send(&route, text);
         }
         assert_eq!(
             frames(&mut stream, 3).await,
@@ -482,24 +559,103 @@ mod tests {
     }
 
     #[actix_web::test]
+    async fn past_the_byte_bound_frames_are_dropped_and_taking_frees_the_bytes() {
+        let gauge = Arc::new(OutboxGauge::new(1 << 20));
+        let size = frame("aaaa").len();
+        let bound = InboxLimits {
+            max_bytes: size * 2,
+            ..limits(100, Duration::ZERO)
+        };
+        let (route, mut stream) = open(gauge.clone(), bound);
+        for text in ["aaaa", "bbbb", "cccc"] {
+            send(&route, text);
+        }
+        assert_eq!(
+            frames(&mut stream, 3).await,
+            vec![frame("aaaa"), frame("bbbb"), EncodedFrame::default()],
+            "two frames fit, the third is dropped: an empty frame for a turn"
+        );
+        assert_eq!(gauge.take_lost().1, 1);
+        // Taken: the bytes are free again.
+        send(&route, "dddd");
+        send(&route, "eeee");
+        assert_eq!(
+            frames(&mut stream, 2).await,
+            vec![frame("dddd"), frame("eeee")]
+        );
+        assert!(!gauge.is_slow());
+    }
+
+    #[actix_web::test]
+    async fn a_shared_batch_gives_its_except_slot_the_meta_alone() {
+        let (ra, mut sa) = open(
+            Arc::new(OutboxGauge::new(1 << 20)),
+            limits(16, Duration::ZERO),
+        );
+        let (rb, mut sb) = open(
+            Arc::new(OutboxGauge::new(1 << 20)),
+            limits(16, Duration::ZERO),
+        );
+        let meta = Arc::new(FrameMeta::Message {
+            room: crate::domain::RoomId::parse("public:r").unwrap(),
+            seq: 7,
+            from: crate::domain::UserId::parse("a").unwrap(),
+        });
+        let to: Arc<[SlotId]> = Arc::new([ra.slot, rb.slot]);
+        ra.worker.send(Batch {
+            frame: frame("hello"),
+            meta: Some(meta.clone()),
+            to: to.clone(),
+            except: Some(ra.slot),
+        });
+        let own = sa.next().await.map(|d| d.into_iter().collect::<Vec<_>>());
+        let other = sb.next().await.map(|d| d.into_iter().collect::<Vec<_>>());
+        let (Some(own), Some(other)) = (own, other) else {
+            panic!("both sessions get a turn");
+        };
+        assert!(own[0].frame.is_empty(), "the sender gets no frame");
+        assert!(own[0].meta.as_ref().is_some_and(|m| Arc::ptr_eq(m, &meta)));
+        assert_eq!(other[0].frame, frame("hello"));
+        assert!(other[0]
+            .meta
+            .as_ref()
+            .is_some_and(|m| Arc::ptr_eq(m, &meta)));
+    }
+
+    #[actix_web::test]
+    async fn a_worker_further_behind_than_its_bound_is_full_until_it_drains() {
+        let bound = InboxLimits {
+            worker_bytes: 1000,
+            ..limits(16, Duration::ZERO)
+        };
+        let (route, mut stream) = open(Arc::new(OutboxGauge::new(1 << 20)), bound);
+        let text = |n: usize| "x".repeat(n);
+        // The drain runs on this thread only when the test awaits: the batches wait.
+        send(&route, &text(400));
+        assert!(!route.worker.is_full());
+        send(&route, &text(700));
+        assert!(route.worker.is_full(), "more than 1,000 bytes wait");
+        assert_eq!(
+            frames(&mut stream, 2).await,
+            vec![frame(&text(400)), frame(&text(700))]
+        );
+        assert!(!route.worker.is_full(), "handed over: nothing waits");
+    }
+
+    #[actix_web::test]
     async fn a_dropped_stream_frees_its_slot_and_marks_the_session_gone() {
         let gauge = Arc::new(OutboxGauge::new(1 << 20));
-        let (old, stream) = open(gauge.clone(), 4, Duration::ZERO);
+        let (old, stream) = open(gauge.clone(), limits(4, Duration::ZERO));
         drop(stream);
         assert!(gauge.is_closed());
-        let (new, mut stream) = open(Arc::new(OutboxGauge::new(1 << 20)), 4, Duration::ZERO);
+        let (new, mut stream) = open(
+            Arc::new(OutboxGauge::new(1 << 20)),
+            limits(4, Duration::ZERO),
+        );
         assert_eq!(old.slot.index, new.slot.index, "the index is reused");
         assert_ne!(old.slot, new.slot, "under another generation");
-        new.worker.send(Batch {
-            frame: frame("stale"),
-            meta: None,
-            to: vec![old.slot],
-        });
-        new.worker.send(Batch {
-            frame: frame("fresh"),
-            meta: None,
-            to: vec![new.slot],
-        });
+        send(&old, "stale");
+        send(&new, "fresh");
         assert_eq!(frames(&mut stream, 1).await, vec![frame("fresh")]);
     }
 
@@ -530,7 +686,7 @@ mod tests {
         let wakes = Arc::new(Wakes(Default::default()));
         let woken = || wakes.0.load(SeqCst);
         let settle = || sleep(Duration::from_millis(5));
-        let (route, mut stream) = open(Arc::new(OutboxGauge::new(1 << 20)), 16, window);
+        let (route, mut stream) = open(Arc::new(OutboxGauge::new(1 << 20)), limits(16, window));
         assert!(
             take_now(&mut stream, &wakes).is_empty(),
             "waits from its start"

@@ -149,8 +149,7 @@ impl WsSession {
         }
         let (route, frames) = inbox::open(
             self.slow.clone(),
-            self.port.settings().outbox_frames,
-            self.port.settings().ws_write_gather,
+            inbox::InboxLimits::from_settings(self.port.settings()),
         );
         ctx.add_stream(frames);
         let h = SessionHandle::new(SessionInfo {

@@ -309,8 +309,7 @@ impl SocketIoSession {
             None => {
                 let (route, frames) = inbox::open(
                     self.slow.clone(),
-                    self.port.settings().outbox_frames,
-                    self.port.settings().ws_write_gather,
+                    inbox::InboxLimits::from_settings(self.port.settings()),
                 );
                 ctx.add_stream(frames);
                 self.inbox = Some(route.clone());
@@ -489,7 +488,6 @@ impl Handler<Deliver> for SocketIoSession {
 impl StreamHandler<Delivered> for SocketIoSession {
     fn handle(&mut self, frames: Delivered, ctx: &mut Context<Self>) {
         if self.auth.is_none() {
-            self.slow.taken(frames.bytes());
             return;
         }
         self.on_delivered(frames, ctx);
