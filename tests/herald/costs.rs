@@ -1,9 +1,9 @@
 //! Work a client triggers cheaply stays cheap, and caps hold under concurrency: one typing
 //! deadline per user however many `start`s, no room actor for a refused request, member and
-//! room caps that parallel joins cannot overshoot, a bounded commit queue, and a retried
-//! message costing only its own group in a merged batch.
+//! room caps that parallel joins cannot overshoot, a bounded commit queue, paced commits,
+//! and a retried message costing only its own group in a merged batch.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use herald::actors::room::{GetTypingStats, TypingStats};
@@ -348,6 +348,76 @@ async fn a_full_commit_queue_refuses_with_retry_after_and_loses_nothing_accepted
     }
     let stats = engine.stats().await.expect("stats");
     assert_eq!(stats["persistence"]["refused_groups"], 6);
+}
+
+fn text_send(room_name: &str, text: &str) -> herald::protocol::SendRequest {
+    herald::protocol::SendRequest {
+        target: herald::protocol::SendTarget::Room(room(room_name)),
+        kind: herald::domain::MessageKind::Text,
+        body: herald::domain::MessageBody::parse(
+            herald::domain::MessageKind::Text,
+            &serde_json::json!({ "text": text }),
+            1000,
+        )
+        .expect("body"),
+        priority: herald::domain::Priority::Normal,
+        client_msg_id: Some(format!("c-{text}")),
+    }
+}
+
+async fn commit_batches(engine: &Engine) -> u64 {
+    let stats = engine.stats().await.expect("stats");
+    stats["persistence"]["batches"].as_u64().expect("batches")
+}
+
+#[actix_web::test]
+async fn a_write_after_a_quiet_interval_commits_at_once_and_steady_ones_share_a_commit() {
+    // Arrange: a long interval, so what is paced cannot pass for what is not.
+    init_logs();
+    let db = TestDatabase::new();
+    let mut settings = test_settings(&db.url);
+    settings.commit_interval = Duration::from_millis(600);
+    let engine = start_engine(settings).await;
+    let p = connected(&engine, "pacer").await;
+    let user = uid("pacer");
+    engine
+        .join(&user, p.id(), room("public:paced"), None)
+        .await
+        .expect("join");
+    actix::clock::sleep(Duration::from_millis(700)).await;
+    let before = commit_batches(&engine).await;
+
+    // Act: one send after the quiet interval, then five at once right behind it.
+    let started = Instant::now();
+    let first = engine
+        .send_message(&user, Some(p.id()), text_send("public:paced", "m0"))
+        .await;
+    let first_took = started.elapsed();
+    let rest = join_all((1..6).map(|i| {
+        engine.send_message(
+            &user,
+            Some(p.id()),
+            text_send("public:paced", &format!("m{i}")),
+        )
+    }))
+    .await;
+    let rest_took = started.elapsed();
+
+    // Assert: the first was not held; the five waited for the interval and were committed
+    // together, in order.
+    assert!(first.is_ok(), "{first:?}");
+    assert!(first_took < Duration::from_millis(500), "{first_took:?}");
+    assert!(rest.iter().all(Result::is_ok), "{rest:?}");
+    assert!(rest_took >= Duration::from_millis(600), "{rest_took:?}");
+    assert_eq!(commit_batches(&engine).await - before, 2, "m0, then m1..m5");
+    let (history, _) = open(&db)
+        .history(&room("public:paced"), None, None, 10)
+        .expect("history");
+    let texts: Vec<String> = history.iter().map(|m| m.body.clone()).collect();
+    assert_eq!(texts.len(), 6, "{texts:?}");
+    for (i, t) in texts.iter().enumerate() {
+        assert!(t.contains(&format!("m{i}")), "{texts:?}");
+    }
 }
 
 mod storage {

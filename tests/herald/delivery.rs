@@ -323,3 +323,39 @@ async fn with_write_gathering_a_busy_connection_gets_every_frame_in_order_and_re
         "20 request/ack round trips took {replies_took:?}: replies were held"
     );
 }
+
+#[actix_web::test]
+async fn a_rooms_fan_out_follows_joins_leaves_and_disconnects() {
+    // Arrange: alice and bob in a room; a first message, so the room has grouped them.
+    let (app, _db) = spawn_app().await;
+    let room = "public:fanout-set";
+    let mut alice = app.ws("alice").await;
+    let mut bob = app.ws("bob").await;
+    alice.ok("join", json!({ "room": room })).await;
+    bob.ok("join", json!({ "room": room })).await;
+    alice.ok("send", text(room, "one")).await;
+    assert_eq!(messages_until(&mut bob, 1).await[0]["body"]["text"], "one");
+    let quiet = Duration::from_millis(300);
+    alice.assert_no("message", quiet).await;
+
+    // Act + assert: a joiner gets the next message.
+    let mut carol = app.ws("carol").await;
+    carol.ok("join", json!({ "room": room })).await;
+    alice.ok("send", text(room, "two")).await;
+    for c in [&mut bob, &mut carol] {
+        assert_eq!(messages_until(c, 1).await[0]["body"]["text"], "two");
+    }
+
+    // One who left and one who disconnected get nothing more; alice's second connection
+    // gets her message, the sending one only its ack.
+    bob.ok("leave", json!({ "room": room })).await;
+    carol.close().await;
+    let mut alice2 = app.ws("alice").await;
+    alice.ok("send", text(room, "three")).await;
+    assert_eq!(
+        messages_until(&mut alice2, 1).await[0]["body"]["text"],
+        "three"
+    );
+    bob.assert_no("message", quiet).await;
+    alice.assert_no("message", quiet).await;
+}
