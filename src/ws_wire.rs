@@ -260,6 +260,14 @@ impl Wire {
         Wire { sink }
     }
 
+    /// Makes room in the outbound queue for `n` more frames in one allocation, rather than
+    /// growing it frame by frame (an idle connection's queue keeps no capacity).
+    pub fn reserve(&self, n: usize) {
+        if let Some(sink) = &self.sink {
+            sink.0.borrow_mut().frames.reserve(n);
+        }
+    }
+
     /// Whether messages are compressed on this connection.
     pub fn compressed(&self) -> bool {
         self.sink.as_ref().is_some_and(|s| s.deflate().is_some())

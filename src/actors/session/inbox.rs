@@ -441,6 +441,17 @@ pub struct InboxStream {
 /// out in one write (actix would otherwise yield between stream items every 16).
 pub struct Delivered(VecDeque<Rc<Deliver>>);
 
+impl Delivered {
+    /// How many frames were taken.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 impl IntoIterator for Delivered {
     type Item = Rc<Deliver>;
     type IntoIter = std::collections::vec_deque::IntoIter<Rc<Deliver>>;

@@ -379,6 +379,8 @@ impl Handler<Deliver> for WsSession {
 /// Frames rooms batched to this session's worker (see [`inbox`]).
 impl StreamHandler<Delivered> for WsSession {
     fn handle(&mut self, frames: Delivered, ctx: &mut Self::Context) {
+        // Room for the turn's frames at once (an idle connection's queue has none).
+        self.wire.reserve(frames.len());
         self.on_delivered(frames, ctx);
         self.unread_with_deliveries(ctx);
     }
