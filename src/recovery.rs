@@ -21,12 +21,20 @@ use crate::domain::RoomId;
 /// Message events remembered per session for recovery.
 pub const RECOVERY_LOG_LEN: usize = 256;
 
+/// Runs once per `message` event a recovering client is sent, so it neither allocates nor
+/// hashes on that path: rooms are numbered once, and the log holds numbers.
 #[derive(Debug, Clone)]
 pub struct RecoveryLog {
-    /// Per room, the last seq the client had before the log's first entry.
-    base: HashMap<RoomId, i64>,
-    /// (offset, room, seq) of the message events sent, oldest first.
-    log: VecDeque<(u64, RoomId, i64)>,
+    /// The rooms the log has named, numbered by their place here.
+    rooms: Vec<RoomId>,
+    numbers: foldhash::HashMap<RoomId, u32>,
+    /// Per room number, the last seq the client had before the log's first entry (`None`:
+    /// not known).
+    base: Vec<Option<i64>>,
+    /// (offset, room number, seq) of the message events sent, oldest first.
+    log: VecDeque<(u64, u32, i64)>,
+    /// The room of the last event: most events follow one of the same room.
+    last_room: Option<u32>,
     /// The next offset to give.
     next: u64,
     /// Offsets up to this one were folded into `base` (the log forgot them).
@@ -41,14 +49,21 @@ impl RecoveryLog {
     /// A log whose offsets start after `after` (a recovered `pid` keeps counting), for a
     /// client that had `base` per room.
     pub fn new(after: u64, base: HashMap<RoomId, i64>, offsets: bool) -> Self {
-        RecoveryLog {
-            base,
+        let mut log = RecoveryLog {
+            rooms: Vec::new(),
+            numbers: foldhash::HashMap::default(),
+            base: Vec::new(),
             log: VecDeque::new(),
+            last_room: None,
             next: after + 1,
             forgotten_upto: after,
             start: after,
             offsets,
+        };
+        for (room, seq) in base {
+            log.set_base(&room, seq);
         }
+        log
     }
 
     /// The last offset given (0: none).
@@ -56,20 +71,41 @@ impl RecoveryLog {
         self.next - 1
     }
 
+    /// The number of `room`, given now if it has none.
+    fn number(&mut self, room: &RoomId) -> u32 {
+        if let Some(n) = self.last_room.filter(|&n| self.rooms[n as usize] == *room) {
+            return n;
+        }
+        let n = match self.numbers.get(room) {
+            Some(&n) => n,
+            None => {
+                let n = self.rooms.len() as u32;
+                self.rooms.push(room.clone());
+                self.base.push(None);
+                self.numbers.insert(room.clone(), n);
+                n
+            }
+        };
+        self.last_room = Some(n);
+        n
+    }
+
     /// Sets where the client stands in `room` before anything is sent (the replay start).
     pub fn set_base(&mut self, room: &RoomId, seq: i64) {
-        self.base.insert(room.clone(), seq);
+        let n = self.number(room);
+        self.base[n as usize] = Some(seq);
     }
 
     /// A `message` event of (room, seq) is sent; answers its offset.
     pub fn sent(&mut self, room: &RoomId, seq: i64) -> u64 {
         let offset = self.next;
         self.next += 1;
-        self.log.push_back((offset, room.clone(), seq));
+        let n = self.number(room);
+        self.log.push_back((offset, n, seq));
         if self.log.len() > RECOVERY_LOG_LEN {
             if let Some((o, r, s)) = self.log.pop_front() {
-                let b = self.base.entry(r).or_insert(s);
-                *b = (*b).max(s);
+                let b = &mut self.base[r as usize];
+                *b = Some(b.map_or(s, |b| b.max(s)));
                 self.forgotten_upto = o;
             }
         }
@@ -96,14 +132,20 @@ impl RecoveryLog {
             None => return None,
         };
         let mut positions = self.base.clone();
-        for (o, room, seq) in &self.log {
-            if *o > upto {
+        for &(o, room, seq) in &self.log {
+            if o > upto {
                 break;
             }
-            let p = positions.entry(room.clone()).or_insert(*seq);
-            *p = (*p).max(*seq);
+            let p = &mut positions[room as usize];
+            *p = Some(p.map_or(seq, |p| p.max(seq)));
         }
-        Some(positions)
+        Some(
+            self.rooms
+                .iter()
+                .zip(positions)
+                .filter_map(|(room, p)| Some((room.clone(), p?)))
+                .collect(),
+        )
     }
 }
 

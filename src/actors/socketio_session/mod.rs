@@ -490,6 +490,10 @@ impl StreamHandler<Delivered> for SocketIoSession {
         if self.auth.is_none() {
             return;
         }
+        if let Transport::WebSocket { batch, .. } = &mut self.transport {
+            // Room for the turn's packets at once (the batch is handed over empty-handed).
+            batch.reserve(frames.len());
+        }
         self.on_delivered(frames, ctx);
         self.unread_with_deliveries(ctx);
     }
