@@ -187,6 +187,25 @@ mod tests {
     }
 
     #[test]
+    fn rooms_interleaved_past_the_log_keep_their_positions() {
+        let mut log = RecoveryLog::new(0, HashMap::from([(r("public:c"), 7)]), true);
+        let n = RECOVERY_LOG_LEN as i64 + 20;
+        for seq in 1..=n {
+            log.sent(&r("public:a"), seq);
+            log.sent(&r("public:b"), 100 + seq);
+        }
+        let last = log.last_offset();
+        let at = log.positions_at(Some(last)).unwrap();
+        assert_eq!(at.len(), 3, "{at:?}");
+        assert_eq!(at[&r("public:a")], n);
+        assert_eq!(at[&r("public:b")], 100 + n);
+        assert_eq!(at[&r("public:c")], 7, "a base the log never named");
+        // One event back: b's last one not received.
+        let before = log.positions_at(Some(last - 1)).unwrap();
+        assert_eq!((before[&r("public:a")], before[&r("public:b")]), (n, 99 + n));
+    }
+
+    #[test]
     fn without_offsets_only_an_empty_log_is_exact() {
         let mut log = RecoveryLog::new(0, HashMap::from([(r("public:a"), 3)]), false);
         assert_eq!(log.positions_at(None).unwrap()[&r("public:a")], 3);
