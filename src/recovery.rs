@@ -202,7 +202,10 @@ mod tests {
         assert_eq!(at[&r("public:c")], 7, "a base the log never named");
         // One event back: b's last one not received.
         let before = log.positions_at(Some(last - 1)).unwrap();
-        assert_eq!((before[&r("public:a")], before[&r("public:b")]), (n, 99 + n));
+        assert_eq!(
+            (before[&r("public:a")], before[&r("public:b")]),
+            (n, 99 + n)
+        );
     }
 
     #[test]
