@@ -329,6 +329,75 @@ impl std::fmt::Debug for SessionHandle {
 #[cfg(test)]
 mod tests {
     use super::{LastHeard, OutboxGauge};
+    use super::{Deliver, DeliverOutcome, FrameMeta, SessionControl, SessionHandle, SessionInfo};
+    use crate::actors::session::inbox::{self, InboxLimits};
+    use crate::domain::{RoomId, SessionId, UserId};
+    use crate::protocol::EncodedFrame;
+    use actix::prelude::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Stands in for a session's actor: a handle needs its addresses, this test none of
+    /// what it would do.
+    struct Nobody;
+    impl Actor for Nobody {
+        type Context = Context<Self>;
+    }
+    impl Handler<Deliver> for Nobody {
+        type Result = ();
+        fn handle(&mut self, _: Deliver, _: &mut Context<Self>) {}
+    }
+    impl Handler<SessionControl> for Nobody {
+        type Result = ();
+        fn handle(&mut self, _: SessionControl, _: &mut Context<Self>) {}
+    }
+
+    #[actix_web::test]
+    async fn a_worker_past_its_bound_gets_no_frame_and_the_session_catches_up() {
+        // Arrange: a session whose worker has more than its bound waiting (the drain task
+        // runs only when the test awaits).
+        let gauge = Arc::new(OutboxGauge::new(1 << 20));
+        let limits = InboxLimits {
+            max_frames: 16,
+            max_bytes: 1 << 20,
+            gather: Duration::ZERO,
+            worker_bytes: 1000,
+        };
+        let (route, _frames) = inbox::open(gauge.clone(), limits);
+        let nobody = Nobody.start();
+        let handle = SessionHandle::new(SessionInfo {
+            id: SessionId::next(),
+            user: UserId::parse("u").unwrap(),
+            deliver: nobody.clone().recipient(),
+            inbox: Some(route.clone()),
+            control: nobody.recipient(),
+            slow: gauge.clone(),
+            connected_at: 0,
+            remote_addr: None,
+            user_agent: None,
+            last_heard: LastHeard::now(),
+            device: None,
+        });
+        let big = EncodedFrame::from_data("event", &format!("{:?}", "x".repeat(1200)))
+            .unwrap_or_default();
+        route.deliver(big.clone(), None);
+        assert!(route.worker.is_full());
+
+        // Act: a room's message for the session.
+        let room = RoomId::parse("public:r").unwrap();
+        let meta = Arc::new(FrameMeta::Message {
+            room: room.clone(),
+            seq: 9,
+            from: UserId::parse("v").unwrap(),
+        });
+        let outcome = handle.deliver(&big, Some(&meta));
+
+        // Assert: dropped, and recorded so that the session reads seq 9 from the database.
+        assert_eq!(outcome, DeliverOutcome::Dropped);
+        assert!(gauge.is_slow());
+        let (lost, _) = gauge.take_lost();
+        assert_eq!(lost.get(&room), Some(&9));
+    }
 
     #[test]
     fn a_session_is_answering_until_it_has_been_silent_too_long() {
