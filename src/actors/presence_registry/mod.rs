@@ -235,7 +235,9 @@ pub struct PresenceRegistry {
     store: Store,
     rooms: Addr<RoomSupervisor>,
     policy: PresencePolicy,
-    users: HashMap<UserId, UserPresence>,
+    /// Looked up by every join (the members it lists), presence change and sweep: foldhash,
+    /// not SipHash (the keys are user ids the app's tokens name, not the client's choice).
+    users: foldhash::HashMap<UserId, UserPresence>,
     /// watched user → watching sessions
     watchers: HashMap<UserId, HashMap<SessionId, SessionHandle>>,
     /// watching session → watched users, for cleanup
@@ -264,7 +266,7 @@ impl PresenceRegistry {
             store,
             rooms,
             policy,
-            users: HashMap::new(),
+            users: foldhash::HashMap::default(),
             watchers: HashMap::new(),
             watching: HashMap::new(),
             closed_waiters: Vec::new(),
