@@ -328,8 +328,8 @@ impl std::fmt::Debug for SessionHandle {
 }
 #[cfg(test)]
 mod tests {
-    use super::{LastHeard, OutboxGauge};
     use super::{Deliver, DeliverOutcome, FrameMeta, SessionControl, SessionHandle, SessionInfo};
+    use super::{LastHeard, OutboxGauge};
     use crate::actors::session::inbox::{self, InboxLimits};
     use crate::domain::{RoomId, SessionId, UserId};
     use crate::protocol::EncodedFrame;
