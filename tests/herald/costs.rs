@@ -291,18 +291,7 @@ async fn a_full_commit_queue_refuses_with_retry_after_and_loses_nothing_accepted
         let engine = engine.clone();
         let origin = probes[i].id();
         async move {
-            let req = herald::protocol::SendRequest {
-                target: herald::protocol::SendTarget::Room(room(&format!("public:q{i}"))),
-                kind: herald::domain::MessageKind::Text,
-                body: herald::domain::MessageBody::parse(
-                    herald::domain::MessageKind::Text,
-                    &serde_json::json!({ "text": format!("m{i}") }),
-                    1000,
-                )
-                .expect("body"),
-                priority: herald::domain::Priority::Normal,
-                client_msg_id: Some(format!("c{i}")),
-            };
+            let req = text_send(&format!("public:q{i}"), &format!("m{i}"));
             engine
                 .send_message(&uid(&format!("w{i}")), Some(origin), req)
                 .await
