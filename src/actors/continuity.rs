@@ -155,25 +155,26 @@ pub trait StreamSession: ClientSession {
 
     /// A frame from a room, the presence registry or the notification center.
     fn on_deliver(&mut self, msg: Deliver, ctx: &mut Self::Ctx) {
-        self.take_delivered(msg.frame.len());
+        // Through the mailbox, the gauge counted the frame's bytes.
+        self.outbox().taken(msg.frame.len());
+        self.note_lost();
         self.handle_deliver(&msg, ctx);
     }
 
     /// The frames a session took from its inbox at once (the slot counted their bytes and
     /// freed them as they were taken).
     fn on_delivered(&mut self, frames: Delivered, ctx: &mut Self::Ctx) {
-        self.take_delivered(0);
+        self.note_lost();
         for msg in frames {
             self.handle_deliver(&msg, ctx);
         }
     }
 
-    /// `bytes` of delivered frames leave the outbox; rooms whose frames were dropped since the
-    /// session last looked are marked for catching up.
-    fn take_delivered(&mut self, bytes: usize) {
+    /// Rooms whose frames were dropped since the session last looked are marked for
+    /// catching up.
+    fn note_lost(&mut self) {
         let lost = {
             let outbox = self.outbox();
-            outbox.taken(bytes);
             outbox.is_slow().then(|| outbox.take_lost())
         };
         if let Some((lost, other)) = lost {

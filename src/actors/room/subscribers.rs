@@ -75,32 +75,39 @@ impl Subscribers {
     pub fn plan(&mut self) -> &FanOutPlan {
         if self.plan.is_none() {
             self.retain(|s| !s.slow.is_closed());
-            let mut plan = FanOutPlan::default();
-            let mut slots: Vec<Vec<SlotId>> = Vec::new();
-            for s in self.map.values() {
-                let Some(route) = &s.inbox else {
-                    plan.direct.push(s.clone());
-                    continue;
-                };
-                match plan
-                    .workers
-                    .iter()
-                    .position(|(w, _)| Arc::ptr_eq(w, &route.worker))
-                {
-                    Some(i) => slots[i].push(route.slot),
-                    None => {
-                        plan.workers.push((route.worker.clone(), Arc::new([])));
-                        slots.push(vec![route.slot]);
-                    }
+        }
+        let map = &self.map;
+        self.plan
+            .get_or_insert_with(|| FanOutPlan::of(map.values()))
+    }
+}
+
+impl FanOutPlan {
+    fn of<'a>(sessions: impl Iterator<Item = &'a SessionHandle>) -> Self {
+        let mut plan = FanOutPlan::default();
+        let mut slots: Vec<Vec<SlotId>> = Vec::new();
+        for s in sessions {
+            let Some(route) = &s.inbox else {
+                plan.direct.push(s.clone());
+                continue;
+            };
+            match plan
+                .workers
+                .iter()
+                .position(|(w, _)| Arc::ptr_eq(w, &route.worker))
+            {
+                Some(i) => slots[i].push(route.slot),
+                None => {
+                    plan.workers.push((route.worker.clone(), Arc::new([])));
+                    slots.push(vec![route.slot]);
                 }
             }
-            for ((_, shared), mut list) in plan.workers.iter_mut().zip(slots) {
-                list.sort_unstable_by_key(|s| s.index());
-                *shared = list.into();
-            }
-            self.plan = Some(plan);
         }
-        self.plan.get_or_insert_with(FanOutPlan::default)
+        for ((_, shared), mut list) in plan.workers.iter_mut().zip(slots) {
+            list.sort_unstable_by_key(|s| s.index());
+            *shared = list.into();
+        }
+        plan
     }
 }
 
